@@ -1,0 +1,374 @@
+//! `bcs`: ad-hoc file hosting from a terminal. It parses arguments, converts them into library calls, and
+//! turns errors into one line and an exit code; the serving is all `bits_compact`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bits_compact::{Host, Server, Url, UrlPrefix};
+use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+#[derive(Parser)]
+#[command(
+    name = "bcs",
+    version,
+    about = "Small, secure ad-hoc file hosting (after BITS Compact Server)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Publish files under one URL group and serve them until Ctrl-C or SIGTERM.
+    Host(HostArgs),
+}
+
+#[derive(Args)]
+struct HostArgs {
+    /// Files to publish, and directories whose regular files are published (recursively; symbolic links
+    /// inside directories are skipped).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// The URL group prefix, in HTTP.sys syntax. Default: http://+:8080/<name>/, where name is the single
+    /// directory's name, else "files".
+    #[arg(long, value_name = "PREFIX")]
+    url: Option<UrlPrefix>,
+    /// Listen on this local address only (repeatable). Default: all IPv4 and IPv6 addresses.
+    #[arg(long = "bind", value_name = "ADDR")]
+    bind: Vec<IpAddr>,
+    /// Print the published URLs as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Seconds a client may take to send request headers (also ends silent keep-alive connections).
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a connection may go without any byte moving.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// The most connections served at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Library(#[from] bits_compact::Error),
+    #[error("cannot publish {path:?}")]
+    Path {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot publish {0:?}: not a file or directory")]
+    NotAFile(PathBuf),
+    #[error("nothing to publish: {0}")]
+    Empty(String),
+    #[error("{suffix:?} would be published twice: {first:?} and {second:?}")]
+    Duplicate {
+        suffix: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("cannot start")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl From<bits_compact::ServerError> for CliError {
+    fn from(e: bits_compact::ServerError) -> Self {
+        CliError::Library(e.into())
+    }
+}
+
+impl From<bits_compact::UrlError> for CliError {
+    fn from(e: bits_compact::UrlError) -> Self {
+        CliError::Library(e.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bcs: error: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    match cli.command {
+        Command::Host(args) => runtime.block_on(host(args)),
+    }
+}
+
+async fn host(args: HostArgs) -> Result<(), CliError> {
+    let files = collect_files(&args.paths)?;
+    let prefix = match args.url.clone() {
+        Some(prefix) => prefix,
+        None => default_prefix(&args.paths)?,
+    };
+    let mut builder = Server::builder()
+        .header_timeout(Duration::from_secs(args.header_timeout))
+        .idle_timeout(Duration::from_secs(args.idle_timeout))
+        .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX));
+    if !args.bind.is_empty() {
+        builder = builder.bind_addresses(args.bind.iter().copied());
+    }
+    let server = builder.build()?;
+    let group = server.create_url_group(&prefix.to_string())?;
+    let mut urls = Vec::with_capacity(files.len());
+    for (suffix, path) in &files {
+        urls.push(group.add_url(suffix, path, None)?);
+    }
+    // Signal handlers go in before the URLs are printed, so a signal right after is never lost.
+    let signals = Signals::install().map_err(CliError::Runtime)?;
+    let hosts = PrintHosts::new(&args.bind);
+    if args.json {
+        print_json(group.prefix(), &urls, &hosts);
+    } else {
+        print_text(group.prefix(), &urls, &hosts);
+    }
+    server.serve(signals.wait()).await?;
+    eprintln!("bcs: stopped");
+    Ok(())
+}
+
+/// Each file given, and each regular file below each directory given, with its suffix.
+fn collect_files(paths: &[PathBuf]) -> Result<Vec<(String, PathBuf)>, CliError> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for path in paths {
+        let md = std::fs::metadata(path).map_err(|source| CliError::Path {
+            path: path.clone(),
+            source,
+        })?;
+        if md.is_dir() {
+            walk(path, "", &mut files)?;
+        } else if md.is_file() {
+            let name = path.file_name().and_then(|n| n.to_str());
+            let name = name.ok_or_else(|| CliError::NotAFile(path.clone()))?;
+            files.push((name.to_owned(), path.clone()));
+        } else {
+            return Err(CliError::NotAFile(path.clone()));
+        }
+    }
+    if files.is_empty() {
+        return Err(CliError::Empty(
+            "no regular files in the paths given".into(),
+        ));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (suffix, path) in &files {
+        if let Some(first) = seen.insert(suffix.to_lowercase(), path) {
+            return Err(CliError::Duplicate {
+                suffix: suffix.clone(),
+                first: first.clone(),
+                second: path.clone(),
+            });
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), CliError> {
+    let io_err = |source| CliError::Path {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io_err)?
+        .collect::<Result<_, _>>()
+        .map_err(io_err)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            eprintln!("bcs: skipping {path:?}: the name is not UTF-8");
+            continue;
+        };
+        let suffix = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let kind = entry.file_type().map_err(io_err)?;
+        if kind.is_dir() {
+            walk(&path, &suffix, out)?;
+        } else if kind.is_file() {
+            if let Err(e) = bits_compact::url::UrlSuffix::new(&suffix) {
+                eprintln!("bcs: skipping {path:?}: {e}");
+                continue;
+            }
+            out.push((suffix, path));
+        }
+    }
+    Ok(())
+}
+
+/// `http://+:8080/<name>/`: the single directory's name, else `files`.
+fn default_prefix(paths: &[PathBuf]) -> Result<UrlPrefix, CliError> {
+    let dir_name = match paths {
+        [only] if only.is_dir() => std::fs::canonicalize(only)
+            .ok()
+            .and_then(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned)),
+        _ => None,
+    };
+    let from_dir = dir_name.and_then(|name| format!("http://+:8080/{name}/").parse().ok());
+    match from_dir {
+        Some(prefix) => Ok(prefix),
+        None => "http://+:8080/files/"
+            .parse()
+            .map_err(|e: bits_compact::PrefixError| CliError::Library(e.into())),
+    }
+}
+
+/// The host names to print for wildcard prefixes.
+struct PrintHosts {
+    main: String,
+    local: Option<String>,
+}
+
+impl PrintHosts {
+    fn new(bind: &[IpAddr]) -> Self {
+        let any = bind.is_empty() || bind.iter().any(IpAddr::is_unspecified);
+        let main = match bind.first() {
+            Some(ip) if !any => host_literal(*ip),
+            _ => gethostname::gethostname().to_string_lossy().into_owned(),
+        };
+        let v4_local = bind.is_empty()
+            || bind.iter().any(|ip| {
+                *ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) || *ip == IpAddr::V4(Ipv4Addr::LOCALHOST)
+            });
+        let local = v4_local.then(|| "127.0.0.1".to_owned());
+        PrintHosts { main, local }
+    }
+
+    /// The URL through the machine's name, and the loopback form when it differs.
+    fn locations(&self, url: &Url) -> (String, Option<String>) {
+        let main = url.location(&self.main);
+        let local = self
+            .local
+            .as_ref()
+            .map(|h| url.location(h))
+            .filter(|l| *l != main);
+        (main, local)
+    }
+}
+
+fn host_literal(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}
+
+fn print_text(prefix: &UrlPrefix, urls: &[Url], hosts: &PrintHosts) {
+    let n = urls.len();
+    let plural = if n == 1 { "" } else { "s" };
+    println!("Serving {n} file{plural} under {prefix}");
+    for url in urls {
+        match hosts.locations(url) {
+            (main, Some(local)) => println!("  {main}  (local: {local})"),
+            (main, None) => println!("  {main}"),
+        }
+    }
+    if matches!(prefix.host(), Host::StrongWildcard | Host::WeakWildcard) {
+        println!("Press Ctrl-C to stop.");
+    } else {
+        println!(
+            "Press Ctrl-C to stop. Clients must name host {}.",
+            prefix.host()
+        );
+    }
+}
+
+fn print_json(prefix: &UrlPrefix, urls: &[Url], hosts: &PrintHosts) {
+    #[derive(serde::Serialize)]
+    struct Published<'a> {
+        prefix: String,
+        urls: Vec<Entry<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        suffix: &'a str,
+        file: &'a Path,
+        size: Option<u64>,
+        url: String,
+        local_url: Option<String>,
+    }
+    let published = Published {
+        prefix: prefix.to_string(),
+        urls: urls
+            .iter()
+            .map(|u| {
+                let (url, local_url) = hosts.locations(u);
+                Entry {
+                    suffix: u.suffix(),
+                    file: u.path(),
+                    size: std::fs::metadata(u.path()).ok().map(|m| m.len()),
+                    url,
+                    local_url,
+                }
+            })
+            .collect(),
+    };
+    match serde_json::to_string_pretty(&published) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("bcs: error: cannot print JSON: {e}"),
+    }
+}
+
+/// Ctrl-C and SIGTERM, installed up front.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        eprintln!("bcs: shutting down");
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BCS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,267 @@
+//! `ResponseBody`: the one body type the service returns, streamed in large chunks.
+//!
+//! A body is a queue of segments: bytes already in memory (headers of multipart parts, cached small files,
+//! error texts) and ranges of an open file. File ranges are read with positioned reads on the blocking pool,
+//! [`CHUNK`] bytes at a time, one read ahead of what hyper is writing. If the file turns out shorter than
+//! promised, the body fails and hyper cuts the connection: a client never gets a wrong Content-Length.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use tokio::task::JoinHandle;
+
+/// How much one read from disk takes (PERF.md: big files in big chunks).
+pub(crate) const CHUNK: usize = 512 * 1024;
+
+/// A piece of a body.
+#[derive(Debug)]
+pub(crate) enum Segment {
+    /// Bytes ready to send.
+    Bytes(Bytes),
+    /// `start..end` (end exclusive) of the body's file.
+    File { start: u64, end: u64 },
+}
+
+/// Called once when a body is dropped, with the bytes it sent and whether it ran to its end.
+pub(crate) trait OnFinish: Send + Sync + 'static {
+    /// The body is done: `sent` bytes went to hyper; `complete` is false if it was cut short.
+    fn finish(&mut self, sent: u64, complete: bool);
+}
+
+/// The response body of every response this crate produces.
+pub struct ResponseBody {
+    segments: VecDeque<Segment>,
+    file: Option<Arc<File>>,
+    pending: Option<JoinHandle<io::Result<Bytes>>>,
+    remaining: u64,
+    sent: u64,
+    on_finish: Option<Box<dyn OnFinish>>,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("remaining", &self.remaining)
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseBody {
+    /// No body (HEAD, 304, and the like).
+    pub(crate) fn empty() -> Self {
+        Self::from_segments(VecDeque::new(), None)
+    }
+
+    /// A body held in memory.
+    pub(crate) fn bytes(bytes: impl Into<Bytes>) -> Self {
+        Self::from_segments(VecDeque::from([Segment::Bytes(bytes.into())]), None)
+    }
+
+    /// A body made of segments; `file` must be given if any segment is a file range.
+    pub(crate) fn from_segments(segments: VecDeque<Segment>, file: Option<Arc<File>>) -> Self {
+        let remaining = segments.iter().map(segment_len).sum();
+        ResponseBody {
+            segments,
+            file,
+            pending: None,
+            remaining,
+            sent: 0,
+            on_finish: None,
+        }
+    }
+
+    /// Sets what runs when the body is dropped.
+    pub(crate) fn on_finish(mut self, hook: Box<dyn OnFinish>) -> Self {
+        self.on_finish = Some(hook);
+        self
+    }
+
+    /// Starts reading the next chunk of the file segment at the front, if there is one.
+    fn start_read(&mut self) {
+        let Some(Segment::File { start, end }) = self.segments.front_mut() else {
+            return;
+        };
+        let Some(file) = self.file.clone() else {
+            return;
+        };
+        let len = usize::try_from((*end - *start).min(CHUNK as u64)).unwrap_or(CHUNK);
+        let at = *start;
+        *start += len as u64;
+        if *start == *end {
+            self.segments.pop_front();
+        }
+        self.pending = Some(tokio::task::spawn_blocking(move || read_at(&file, at, len)));
+    }
+}
+
+fn segment_len(s: &Segment) -> u64 {
+    match s {
+        Segment::Bytes(b) => b.len() as u64,
+        Segment::File { start, end } => end - start,
+    }
+}
+
+/// Reads exactly `len` bytes at `offset`; a short file is an error, never padding.
+fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                ))
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        if let Some(pending) = this.pending.as_mut() {
+            let chunk = ready!(Pin::new(pending).poll(cx)).map_err(io::Error::other);
+            this.pending = None;
+            let chunk = match chunk {
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(e)) | Err(e) => {
+                    this.segments.clear();
+                    return Poll::Ready(Some(Err(e)));
+                }
+            };
+            // Read ahead while hyper writes this chunk.
+            this.start_read();
+            return Poll::Ready(Some(Ok(this.account(chunk))));
+        }
+        match this.segments.front() {
+            None => Poll::Ready(None),
+            Some(Segment::Bytes(_)) => match this.segments.pop_front() {
+                Some(Segment::Bytes(b)) => {
+                    this.start_read();
+                    Poll::Ready(Some(Ok(this.account(b))))
+                }
+                _ => Poll::Ready(None),
+            },
+            Some(Segment::File { .. }) => {
+                this.start_read();
+                if this.pending.is_none() {
+                    // A file segment without a file: a bug, not a reason to hang.
+                    this.segments.clear();
+                    return Poll::Ready(Some(Err(io::Error::other("file segment without a file"))));
+                }
+                self.poll_frame(cx)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+impl ResponseBody {
+    fn account(&mut self, chunk: Bytes) -> Frame<Bytes> {
+        let n = chunk.len() as u64;
+        self.remaining = self.remaining.saturating_sub(n);
+        self.sent += n;
+        Frame::data(chunk)
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.abort();
+        }
+        if let Some(mut hook) = self.on_finish.take() {
+            hook.finish(self.sent, self.remaining == 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    use std::io::Write;
+
+    fn temp_file(content: &[u8]) -> Arc<File> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(content).unwrap();
+        Arc::new(f)
+    }
+
+    #[tokio::test]
+    async fn mixes_bytes_and_file_ranges_across_chunks() {
+        let data: Vec<u8> = (0..(CHUNK * 2 + 100)).map(|i| (i % 251) as u8).collect();
+        let file = temp_file(&data);
+        let segments = VecDeque::from([
+            Segment::Bytes(Bytes::from_static(b"head")),
+            Segment::File {
+                start: 10,
+                end: (CHUNK * 2 + 50) as u64,
+            },
+            Segment::Bytes(Bytes::from_static(b"tail")),
+        ]);
+        let body = ResponseBody::from_segments(segments, Some(file));
+        assert_eq!(body.size_hint().exact(), Some((8 + CHUNK * 2 + 40) as u64));
+        let got = body.collect().await.unwrap().to_bytes();
+        let mut want = b"head".to_vec();
+        want.extend_from_slice(&data[10..CHUNK * 2 + 50]);
+        want.extend_from_slice(b"tail");
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_shrank_is_an_error_not_padding() {
+        let file = temp_file(b"short");
+        let body = ResponseBody::from_segments(
+            VecDeque::from([Segment::File { start: 0, end: 100 }]),
+            Some(file),
+        );
+        let err = body.collect().await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn finish_hook_sees_bytes_and_completion() {
+        struct Hook(Arc<std::sync::Mutex<Option<(u64, bool)>>>);
+        impl OnFinish for Hook {
+            fn finish(&mut self, sent: u64, complete: bool) {
+                *self.0.lock().unwrap() = Some((sent, complete));
+            }
+        }
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let body = ResponseBody::bytes("hello").on_finish(Box::new(Hook(seen.clone())));
+        body.collect().await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), Some((5, true)));
+        let body = ResponseBody::bytes("hello").on_finish(Box::new(Hook(seen.clone())));
+        drop(body);
+        assert_eq!(*seen.lock().unwrap(), Some((0, false)));
+    }
+}

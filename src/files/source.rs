@@ -1,0 +1,254 @@
+//! `FileSource`: a registered local file, its current version and, for small files, its bytes in memory.
+//!
+//! Invariant: every response is built from one `Version`, whose length, ETag and Last-Modified describe
+//! exactly the bytes that will be sent. A version comes either from a `stat` of the path (HEAD, and
+//! revalidating cached bytes) or from an `fstat` of the descriptor the body is read through; cached bytes
+//! were read through the descriptor whose `fstat` gave their version. So a file that changes or vanishes
+//! after registration is served as it is now, or answered 404, and a body never disagrees with its
+//! Content-Length (if the file shrinks mid-transfer the connection is cut instead).
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use crate::url::UrlError;
+
+/// Identifies one version of a file: if any of these change, the content may have changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl FileKey {
+    fn of(md: &Metadata) -> Self {
+        FileKey {
+            dev: md.dev(),
+            ino: md.ino(),
+            len: md.size(),
+            mtime: md.mtime(),
+            mtime_nsec: md.mtime_nsec(),
+        }
+    }
+}
+
+/// One version of a file, with its validators rendered once.
+#[derive(Debug)]
+pub(crate) struct Version {
+    key: FileKey,
+    pub(crate) len: u64,
+    pub(crate) etag: HeaderValue,
+    pub(crate) last_modified: HeaderValue,
+    pub(crate) modified_secs: u64,
+    /// The whole file, for small files once read.
+    pub(crate) bytes: Option<CachedBytes>,
+}
+
+impl Version {
+    fn new(md: &Metadata, bytes: Option<CachedBytes>) -> Self {
+        let key = FileKey::of(md);
+        let modified_secs = u64::try_from(key.mtime).unwrap_or(0);
+        let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(modified_secs);
+        let etag = format!("\"{:x}-{:x}{:08x}\"", key.len, key.mtime, key.mtime_nsec);
+        Version {
+            key,
+            len: key.len,
+            etag: HeaderValue::try_from(etag).unwrap_or(HeaderValue::from_static("\"0\"")),
+            last_modified: HeaderValue::try_from(httpdate::fmt_http_date(modified))
+                .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")),
+            modified_secs,
+            bytes,
+        }
+    }
+}
+
+/// Bytes held in memory, counted against the shared budget until dropped.
+#[derive(Debug)]
+pub(crate) struct CachedBytes {
+    pub(crate) bytes: Bytes,
+    budget: Arc<MemoryBudget>,
+}
+
+impl Drop for CachedBytes {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes.len() as u64);
+    }
+}
+
+/// How many bytes of small files the server may hold in memory, shared by all URLs of a server.
+#[derive(Debug)]
+pub(crate) struct MemoryBudget {
+    max_file: u64,
+    left: AtomicU64,
+}
+
+impl MemoryBudget {
+    pub(crate) fn new(max_file: u64, total: u64) -> Arc<Self> {
+        Arc::new(MemoryBudget {
+            max_file,
+            left: AtomicU64::new(total),
+        })
+    }
+
+    fn try_reserve(&self, n: u64) -> bool {
+        n <= self.max_file
+            && self
+                .left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                    left.checked_sub(n)
+                })
+                .is_ok()
+    }
+
+    fn release(&self, n: u64) {
+        self.left.fetch_add(n, Ordering::AcqRel);
+    }
+}
+
+/// What a response body is read from.
+#[derive(Debug, Clone)]
+pub(crate) enum Content {
+    /// The whole file in memory.
+    Memory(Bytes),
+    /// An open descriptor; the body reads from it with positioned reads.
+    Disk(Arc<File>),
+}
+
+/// A registered file.
+#[derive(Debug)]
+pub(crate) struct FileSource {
+    path: PathBuf,
+    content_type: HeaderValue,
+    budget: Arc<MemoryBudget>,
+    current: Mutex<Option<Arc<Version>>>,
+}
+
+impl FileSource {
+    /// Checks that `path` is a readable regular file and records its absolute path.
+    pub(crate) fn open(
+        path: &Path,
+        content_type: HeaderValue,
+        budget: Arc<MemoryBudget>,
+    ) -> Result<Self, UrlError> {
+        let file_err = |source| UrlError::File {
+            path: path.to_owned(),
+            source,
+        };
+        let absolute = std::fs::canonicalize(path).map_err(file_err)?;
+        let file = File::open(&absolute).map_err(file_err)?;
+        let md = file.metadata().map_err(file_err)?;
+        if !md.is_file() {
+            return Err(UrlError::NotAFile {
+                path: path.to_owned(),
+            });
+        }
+        Ok(FileSource {
+            path: absolute,
+            content_type,
+            budget,
+            current: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn content_type(&self) -> &HeaderValue {
+        &self.content_type
+    }
+
+    /// The file's version as of now, from a `stat` of the path; cached bytes are kept while it is unchanged.
+    ///
+    /// This is a synchronous `stat` on the async worker on purpose: it is one syscall on a path the operator
+    /// registered, far cheaper than a round trip to the blocking pool, and it keeps the small-file path free
+    /// of thread hops.
+    pub(crate) fn stat(&self) -> io::Result<Arc<Version>> {
+        let md = std::fs::metadata(&self.path)?;
+        if !md.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "not a regular file",
+            ));
+        }
+        let key = FileKey::of(&md);
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = current.as_ref().filter(|v| v.key == key) {
+            return Ok(v.clone());
+        }
+        let version = Arc::new(Version::new(&md, None));
+        *current = Some(version.clone());
+        Ok(version)
+    }
+
+    /// The version to serve a body from and where to read it: memory for small files (read once and kept
+    /// while unchanged), otherwise an open descriptor. `seen` is the version from [`FileSource::stat`].
+    pub(crate) async fn content(
+        self: &Arc<Self>,
+        seen: Arc<Version>,
+    ) -> io::Result<(Arc<Version>, Content)> {
+        if let Some(cached) = &seen.bytes {
+            let bytes = cached.bytes.clone();
+            return Ok((seen, Content::Memory(bytes)));
+        }
+        let this = self.clone();
+        let len = seen.len;
+        let cache = self.budget.try_reserve(len);
+        let opened = tokio::task::spawn_blocking(move || this.read(cache, len))
+            .await
+            .map_err(io::Error::other)?;
+        if cache && !matches!(opened, Ok((_, Content::Memory(_)))) {
+            self.budget.release(len);
+        }
+        let (version, content) = opened?;
+        if matches!(content, Content::Memory(_)) {
+            let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            *current = Some(version.clone());
+        }
+        Ok((version, content))
+    }
+
+    /// Opens the file (blocking). With `cache` (budget for `reserved` bytes already taken), reads it whole if
+    /// it still has that length.
+    fn read(&self, cache: bool, reserved: u64) -> io::Result<(Arc<Version>, Content)> {
+        let file = File::open(&self.path)?;
+        let md = file.metadata()?;
+        if !md.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "not a regular file",
+            ));
+        }
+        if cache && md.size() == reserved {
+            let mut buf = Vec::with_capacity(usize::try_from(reserved).unwrap_or(0));
+            (&file).take(reserved).read_to_end(&mut buf)?;
+            // The file may change while we read; keep the bytes only if nothing moved.
+            if buf.len() as u64 == reserved && FileKey::of(&file.metadata()?) == FileKey::of(&md) {
+                let bytes = CachedBytes {
+                    bytes: Bytes::from(buf),
+                    budget: self.budget.clone(),
+                };
+                let content = Content::Memory(bytes.bytes.clone());
+                return Ok((Arc::new(Version::new(&md, Some(bytes))), content));
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "file changed while being read",
+            ));
+        }
+        Ok((
+            Arc::new(Version::new(&md, None)),
+            Content::Disk(Arc::new(file)),
+        ))
+    }
+}

@@ -1,0 +1,37 @@
+//! bits_compact: a small, secure HTTP file server for ad-hoc hosting, after Windows' BITS Compact Server.
+//!
+//! A [`Server`] holds URL groups ([`UrlGroup`], each named by a [`UrlPrefix`] such as `http://+:8080/Demo/`);
+//! each group publishes files one by one as [`Url`]s (a suffix mapped to a local file). Requests are routed
+//! with HTTP.sys rules and can only ever reach a registered file. Responses give BITS and every resuming
+//! download client what they need: exact lengths, stable validators, single and multiple ranges,
+//! conditional requests.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), bits_compact::Error> {
+//! let server = bits_compact::Server::builder().build()?;
+//! let group = server.create_url_group("http://+:8080/Demo/")?;
+//! group.add_url("setup.exe", "/srv/setup.exe", None)?;
+//! server.serve(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | `server` | [`Server`] and its builder: groups, listeners, the routing snapshot (the composition root) |
+//! | `serve` | accept loop, connection deadlines, the request path, errors → responses (one place) |
+//! | [`url`] | [`UrlPrefix`] (HTTP.sys grammar), suffixes and request paths, [`UrlGroup`], [`Url`] |
+//! | `router` | host category, then whole-segment prefix → group |
+//! | [`files`] | validators, preconditions, ranges, multipart, the streamed body |
+
+mod error;
+pub mod files;
+mod router;
+mod serve;
+mod server;
+pub mod url;
+
+pub use error::Error;
+pub use server::{Server, ServerBuilder, ServerError};
+pub use url::{Host, PrefixError, Scheme, Url, UrlError, UrlGroup, UrlPrefix};

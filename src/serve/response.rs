@@ -1,0 +1,78 @@
+//! The one place where a refusal becomes an HTTP response. Internal detail is logged here, never sent.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::files::{FileError, ResponseBody};
+use crate::url::SegmentError;
+
+/// Why a request is not answered with a file.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Reject {
+    /// The request target or Host header is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// A path segment broke a rule.
+    #[error("bad request path")]
+    BadPath(#[source] SegmentError),
+    /// No URL group matches the host and path (HTTP.sys answers 400).
+    #[error("no URL group matches")]
+    NoGroup,
+    /// The group has no URL with this suffix.
+    #[error("no such URL")]
+    NotFound,
+    /// Only GET and HEAD are served.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Serving the file failed.
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
+impl Reject {
+    pub(crate) fn into_response(self) -> Response<ResponseBody> {
+        let status = match &self {
+            Reject::BadRequest(_) | Reject::BadPath(_) | Reject::NoGroup => StatusCode::BAD_REQUEST,
+            Reject::NotFound | Reject::File(FileError::Gone(_)) => StatusCode::NOT_FOUND,
+            Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Reject::File(FileError::Changing(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::File(FileError::Unsatisfiable { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
+            Reject::File(FileError::PreconditionFailed) => StatusCode::PRECONDITION_FAILED,
+            Reject::File(FileError::Io(e)) => {
+                tracing::error!(error = %e, "cannot read a published file");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let text = format!(
+            "{} {}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        let len = text.len();
+        let mut response = Response::new(ResponseBody::bytes(text));
+        *response.status_mut() = status;
+        let h = response.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        match self {
+            Reject::MethodNotAllowed => {
+                h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            Reject::File(FileError::Changing(_)) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Reject::File(FileError::Unsatisfiable { len }) => {
+                let value = HeaderValue::try_from(format!("bytes */{len}"));
+                h.insert(
+                    header::CONTENT_RANGE,
+                    value.unwrap_or(HeaderValue::from_static("bytes */0")),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,195 @@
+//! The request path: target → URL group → URL → file response, and one access-log line per request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, Version};
+use hyper::body::Incoming;
+
+use super::response::Reject;
+use crate::files::{self, OnFinish, ResponseBody};
+use crate::server::Shared;
+use crate::url::{RequestPath, UrlEntry, UrlGroup};
+
+/// Where a connection came from and where it arrived.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+}
+
+/// The hyper service: infallible, since an `Err` would abort the connection.
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let mut log = AccessLog::start(&req, &conn);
+    let response = match route(&req, &shared, &conn) {
+        Ok((group, entry)) => {
+            if let Some(log) = log.as_mut() {
+                log.group = Some(group.prefix().to_string());
+            }
+            files::respond(req.method(), req.headers(), &entry.source)
+                .await
+                .unwrap_or_else(|e| Reject::File(e).into_response())
+        }
+        Err(reject) => {
+            tracing::debug!(peer = %conn.peer, error = %reject, "request refused");
+            reject.into_response()
+        }
+    };
+    Ok(match log {
+        Some(mut log) => {
+            log.status = response.status().as_u16();
+            let (parts, body) = response.into_parts();
+            Response::from_parts(parts, body.on_finish(Box::new(log)))
+        }
+        None => response,
+    })
+}
+
+/// Finds the group and URL for a request, or why there is none.
+fn route(
+    req: &Request<Incoming>,
+    shared: &Shared,
+    conn: &ConnInfo,
+) -> Result<(UrlGroup, Arc<UrlEntry>), Reject> {
+    let host = request_host(req)?;
+    let path = RequestPath::parse(req.uri().path()).map_err(Reject::BadPath)?;
+    let routes = shared.routes.load();
+    let group = routes
+        .route(
+            conn.local.port(),
+            host.as_deref(),
+            conn.local.ip(),
+            &path.group_key,
+        )
+        .ok_or(Reject::NoGroup)?
+        .clone();
+    let entry = group.lookup(&path.suffix_key).ok_or(Reject::NotFound)?;
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(Reject::MethodNotAllowed);
+    }
+    Ok((group, entry))
+}
+
+/// The host a request names: the authority of an absolute-form target, else the one `Host` header
+/// (RFC 9112 §3.2), lowercased, without port or trailing dot. HTTP/1.1 requires it.
+fn request_host(req: &Request<Incoming>) -> Result<Option<String>, Reject> {
+    if let Some(authority) = req.uri().authority() {
+        return Ok(Some(normalise_host(authority.host())));
+    }
+    let mut values = req.headers().get_all(header::HOST).iter();
+    let Some(value) = values.next() else {
+        return if req.version() == Version::HTTP_10 {
+            Ok(None)
+        } else {
+            Err(Reject::BadRequest("missing Host header"))
+        };
+    };
+    if values.next().is_some() {
+        return Err(Reject::BadRequest("more than one Host header"));
+    }
+    parse_host_header(value)
+        .map(Some)
+        .ok_or(Reject::BadRequest("invalid Host header"))
+}
+
+/// `name[:port]` or `[v6][:port]`, with only the characters a host may have.
+fn parse_host_header(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let host = if let Some(rest) = text.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let after = &rest[end + 1..];
+        if !(after.is_empty() || valid_port(after.strip_prefix(':')?)) {
+            return None;
+        }
+        &text[..end + 2]
+    } else {
+        let (host, port) = text.split_once(':').unwrap_or((text, ""));
+        if text.contains(':') && !valid_port(port) {
+            return None;
+        }
+        host
+    };
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b);
+    (!host.is_empty() && host.bytes().all(allowed)).then(|| normalise_host(host))
+}
+
+fn valid_port(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn normalise_host(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// One access-log line, written when the response body is done.
+struct AccessLog {
+    start: Instant,
+    method: Method,
+    target: String,
+    peer: SocketAddr,
+    group: Option<String>,
+    status: u16,
+}
+
+impl AccessLog {
+    fn start(req: &Request<Incoming>, conn: &ConnInfo) -> Option<Self> {
+        if !tracing::enabled!(target: "bits_compact::access", tracing::Level::INFO) {
+            return None;
+        }
+        Some(AccessLog {
+            start: Instant::now(),
+            method: req.method().clone(),
+            target: req.uri().to_string(),
+            peer: conn.peer,
+            group: None,
+            status: 0,
+        })
+    }
+}
+
+impl OnFinish for AccessLog {
+    fn finish(&mut self, sent: u64, complete: bool) {
+        tracing::info!(
+            target: "bits_compact::access",
+            method = %self.method,
+            url = %self.target,
+            status = self.status,
+            bytes = sent,
+            complete,
+            duration_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            peer = %self.peer,
+            group = self.group.as_deref().unwrap_or("-"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(v: &str) -> Option<String> {
+        parse_host_header(&HeaderValue::from_str(v).unwrap())
+    }
+
+    #[test]
+    fn host_headers() {
+        assert_eq!(host("Example.COM"), Some("example.com".into()));
+        assert_eq!(host("example.com:8080"), Some("example.com".into()));
+        assert_eq!(host("example.com."), Some("example.com".into()));
+        assert_eq!(host("127.0.0.1:80"), Some("127.0.0.1".into()));
+        assert_eq!(host("[::1]:8080"), Some("[::1]".into()));
+        assert_eq!(host("[::1]"), Some("[::1]".into()));
+        for bad in [
+            "", ":80", "a b", "a/b", "a@b", "host:", "host:x", "host:1:2", "[::1", "[::1]x", "h\\x",
+        ] {
+            assert_eq!(host(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! `Server`: the composition root. It owns the URL groups, the routing snapshot, the listeners (one per
+//! port, on each bind address) and the serve loop, and is the library's equivalent of the original
+//! `ICompactServer`.
+//!
+//! Invariants: every port used by a group has a bound listener (bound when the first group on it is
+//! created, so "port in use" is an error there and then); a port left with no group is closed; one port
+//! carries one scheme; the routing snapshot is rebuilt under the state lock after every change.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::files::MemoryBudget;
+use crate::router::RouteTable;
+use crate::serve::{self, Running};
+use crate::url::{PrefixError, Scheme, Url, UrlError, UrlGroup, UrlPrefix};
+
+/// Why a server operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The builder was given settings that cannot work; every problem is listed.
+    #[error("invalid server configuration: {}", .0.join("; "))]
+    Config(Vec<String>),
+    /// The prefix does not parse.
+    #[error(transparent)]
+    Prefix(#[from] PrefixError),
+    /// A group with this prefix exists already.
+    #[error("the URL group {0} exists already")]
+    GroupExists(String),
+    /// No group has this prefix.
+    #[error("no URL group {0}")]
+    GroupNotFound(String),
+    /// http and https cannot share a port.
+    #[error("port {port} already serves {existing} URL groups, so it cannot serve {requested}")]
+    SchemeConflict {
+        /// The port.
+        port: u16,
+        /// The scheme already on it.
+        existing: Scheme,
+        /// The scheme asked for.
+        requested: Scheme,
+    },
+    /// https groups need TLS, which this build does not provide yet.
+    #[error("cannot create {0}: https URL groups are not supported yet")]
+    HttpsUnsupported(String),
+    /// A listening socket could not be set up.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why (often: the port is in use).
+        #[source]
+        source: std::io::Error,
+    },
+    /// `serve` was called before on this server (its listeners closed when it returned).
+    #[error("serve was already called on this server")]
+    AlreadyServing,
+    /// Publishing a URL failed.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+}
+
+/// Settings fixed when the server is built.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) bind: Vec<IpAddr>,
+    pub(crate) header_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) cache_file_max: u64,
+    pub(crate) cache_total: u64,
+}
+
+/// Builds a [`Server`]; every setter documents its default.
+#[derive(Debug)]
+pub struct ServerBuilder {
+    config: Config,
+    listeners: Vec<TcpListener>,
+}
+
+impl ServerBuilder {
+    /// The local addresses each port listens on. Default is all IPv4 and all IPv6 addresses
+    /// (`0.0.0.0` and `::`, the latter IPv6-only; skipped where the machine has no IPv6).
+    pub fn bind_addresses(mut self, addrs: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.config.bind = addrs.into_iter().collect();
+        self
+    }
+
+    /// Adopts an already bound listener: a group on its port uses it instead of binding. Useful to listen on
+    /// port 0 in tests or to receive sockets from a service manager. Default is none.
+    pub fn listener(mut self, listener: TcpListener) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// How long a client may take to send a request's headers, counted from when the server starts
+    /// waiting for a request (so it also bounds silent keep-alive connections). Default is 120 s (HTTP.sys).
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.config.header_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may go without a byte moving in either direction. Default is 120 s (HTTP.sys).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// How long shutdown waits for requests in flight before cutting them. Default is 30 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// The most connections served at once, over all ports; further clients wait in the listen backlog.
+    /// Default is 10 000.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// Files up to this size are kept in memory once read, and revalidated with a `stat` per request.
+    /// Default is 256 KiB.
+    pub fn memory_cache_file_limit(mut self, bytes: u64) -> Self {
+        self.config.cache_file_max = bytes;
+        self
+    }
+
+    /// The most bytes of small files kept in memory over all URLs. Default is 64 MiB.
+    pub fn memory_cache_total(mut self, bytes: u64) -> Self {
+        self.config.cache_total = bytes;
+        self
+    }
+
+    /// Checks the settings and builds the server; reports every problem at once.
+    pub fn build(self) -> Result<Server, ServerError> {
+        let c = &self.config;
+        let mut problems = Vec::new();
+        if c.bind.is_empty() {
+            problems.push("no bind address".to_owned());
+        }
+        for (name, d) in [
+            ("header timeout", c.header_timeout),
+            ("idle timeout", c.idle_timeout),
+        ] {
+            if d.is_zero() {
+                problems.push(format!("the {name} must be more than zero"));
+            }
+        }
+        if c.max_connections == 0 {
+            problems.push("the connection limit must be at least 1".to_owned());
+        }
+        let mut prebound: HashMap<u16, Vec<TcpListener>> = HashMap::new();
+        for listener in self.listeners {
+            match listener.local_addr().and_then(|a| {
+                listener.set_nonblocking(true)?;
+                Ok(a)
+            }) {
+                Ok(addr) => prebound.entry(addr.port()).or_default().push(listener),
+                Err(e) => problems.push(format!("an adopted listener is not usable: {e}")),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ServerError::Config(problems));
+        }
+        let budget = MemoryBudget::new(c.cache_file_max, c.cache_total);
+        Ok(Server {
+            shared: Arc::new(Shared {
+                config: self.config,
+                budget,
+                routes: ArcSwap::from_pointee(RouteTable::default()),
+                state: Mutex::new(State {
+                    groups: Vec::new(),
+                    ports: HashMap::new(),
+                    prebound,
+                    running: None,
+                    served: false,
+                }),
+            }),
+        })
+    }
+}
+
+/// The file server: URL groups, their listeners and the serve loop. Cheap to clone; all clones are the same
+/// server, so one task can serve while another adds and removes groups and URLs.
+#[derive(Debug, Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    budget: Arc<MemoryBudget>,
+    pub(crate) routes: ArcSwap<RouteTable>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    groups: Vec<UrlGroup>,
+    ports: HashMap<u16, Port>,
+    prebound: HashMap<u16, Vec<TcpListener>>,
+    pub(crate) running: Option<Running>,
+    /// `serve` was called: the listeners belong to that call, even after it returned.
+    pub(crate) served: bool,
+}
+
+/// A port in use: its scheme, the addresses it listens on, and its sockets until the serve loop takes them.
+#[derive(Debug)]
+pub(crate) struct Port {
+    scheme: Scheme,
+    addrs: Vec<SocketAddr>,
+    pub(crate) sockets: Vec<TcpListener>,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+}
+
+impl Server {
+    /// A builder with the documented defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: Config {
+                bind: vec![
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                ],
+                header_timeout: Duration::from_secs(120),
+                idle_timeout: Duration::from_secs(120),
+                drain_timeout: Duration::from_secs(30),
+                max_connections: 10_000,
+                cache_file_max: 256 * 1024,
+                cache_total: 64 * 1024 * 1024,
+            },
+            listeners: Vec::new(),
+        }
+    }
+
+    /// Creates a URL group (the original's CreateUrlGroup). Its port gets a listener now if it has none.
+    pub fn create_url_group(&self, prefix: &str) -> Result<UrlGroup, ServerError> {
+        let prefix: UrlPrefix = prefix.parse()?;
+        let mut state = self.state();
+        if state.groups.iter().any(|g| *g.prefix() == prefix) {
+            return Err(ServerError::GroupExists(prefix.to_string()));
+        }
+        if prefix.scheme() == Scheme::Https {
+            return Err(ServerError::HttpsUnsupported(prefix.to_string()));
+        }
+        let port = prefix.port();
+        match state.ports.get(&port) {
+            Some(p) if p.scheme != prefix.scheme() => {
+                return Err(ServerError::SchemeConflict {
+                    port,
+                    existing: p.scheme,
+                    requested: prefix.scheme(),
+                })
+            }
+            Some(_) => {}
+            None => {
+                let sockets = match state.prebound.remove(&port) {
+                    Some(adopted) => adopted,
+                    None => bind(&self.shared.config.bind, port)?,
+                };
+                let addrs = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+                let mut p = Port {
+                    scheme: prefix.scheme(),
+                    addrs,
+                    sockets,
+                    stop: tokio_util::sync::CancellationToken::new(),
+                };
+                if let Some(running) = &state.running {
+                    running.start_port(port, &mut p);
+                }
+                state.ports.insert(port, p);
+            }
+        }
+        let group = UrlGroup::new(prefix, self.shared.budget.clone());
+        state.groups.push(group.clone());
+        self.publish_routes(&state);
+        Ok(group)
+    }
+
+    /// Deletes a URL group (the original's DeleteUrlGroup). Its URLs stop being served at once; a port left
+    /// with no group is closed. Transfers already under way finish.
+    pub fn delete_url_group(&self, prefix: &str) -> Result<(), ServerError> {
+        let prefix: UrlPrefix = prefix.parse()?;
+        let mut state = self.state();
+        let at = state
+            .groups
+            .iter()
+            .position(|g| *g.prefix() == prefix)
+            .ok_or_else(|| ServerError::GroupNotFound(prefix.to_string()))?;
+        state.groups.remove(at);
+        let port = prefix.port();
+        if !state.groups.iter().any(|g| g.prefix().port() == port) {
+            if let Some(p) = state.ports.remove(&port) {
+                p.stop.cancel();
+            }
+        }
+        self.publish_routes(&state);
+        Ok(())
+    }
+
+    /// The group with this prefix (the original's GetUrlGroup).
+    pub fn url_group(&self, prefix: &str) -> Result<UrlGroup, ServerError> {
+        let prefix: UrlPrefix = prefix.parse()?;
+        self.state()
+            .groups
+            .iter()
+            .find(|g| *g.prefix() == prefix)
+            .cloned()
+            .ok_or_else(|| ServerError::GroupNotFound(prefix.to_string()))
+    }
+
+    /// All groups, in creation order (the original's EnumerateUrlGroups).
+    pub fn url_groups(&self) -> Vec<UrlGroup> {
+        self.state().groups.clone()
+    }
+
+    /// Publishes `file` as `prefix` + `suffix`, creating the group if it does not exist (the original's
+    /// CreateUrl).
+    pub fn create_url(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        file: impl AsRef<Path>,
+        sddl: Option<&str>,
+    ) -> Result<Url, ServerError> {
+        let group = match self.url_group(prefix) {
+            Ok(group) => group,
+            Err(ServerError::GroupNotFound(_)) => self.create_url_group(prefix)?,
+            Err(e) => return Err(e),
+        };
+        Ok(group.add_url(suffix, file, sddl)?)
+    }
+
+    /// The local addresses listening for `port`; empty if no group uses it.
+    pub fn local_addrs(&self, port: u16) -> Vec<SocketAddr> {
+        self.state()
+            .ports
+            .get(&port)
+            .map(|p| p.addrs.clone())
+            .unwrap_or_default()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests in flight finish for up to the
+    /// drain timeout, and cuts what is left. Groups created while serving are served at once.
+    pub async fn serve(&self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        serve::run(&self.shared, shutdown).await
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state()
+    }
+
+    fn publish_routes(&self, state: &State) {
+        self.shared
+            .routes
+            .store(Arc::new(RouteTable::new(&state.groups)));
+    }
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    /// The ports, for the serve loop to start and stop.
+    pub(crate) fn ports_mut(&mut self) -> impl Iterator<Item = (&u16, &mut Port)> {
+        self.ports.iter_mut()
+    }
+}
+
+/// Binds `port` on each address. An IPv6 wildcard that the machine cannot bind (no IPv6) is skipped when
+/// another address was bound.
+fn bind(addrs: &[IpAddr], port: u16) -> Result<Vec<TcpListener>, ServerError> {
+    let mut sockets = Vec::new();
+    let mut skipped = None;
+    for ip in addrs {
+        let addr = SocketAddr::new(*ip, port);
+        match bind_one(addr) {
+            Ok(socket) => sockets.push(socket),
+            Err(e) if ip.is_ipv6() && ip.is_unspecified() && no_ipv6(&e) => {
+                skipped = Some((addr, e))
+            }
+            Err(source) => return Err(ServerError::Bind { addr, source }),
+        }
+    }
+    match (sockets.is_empty(), skipped) {
+        (true, Some((addr, source))) => Err(ServerError::Bind { addr, source }),
+        (_, Some((addr, e))) => {
+            tracing::warn!(%addr, error = %e, "IPv6 is not available; listening on IPv4 only");
+            Ok(sockets)
+        }
+        _ => Ok(sockets),
+    }
+}
+
+fn no_ipv6(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(97 /* EAFNOSUPPORT */) | Some(99 /* EADDRNOTAVAIL */)
+    )
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        // So that `::` and `0.0.0.0` can both be bound on one port.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,197 @@
+//! `UrlGroup` and `Url`: the files published under one prefix.
+//!
+//! A group is a cheap handle (`Arc`) shared by the server's routing table and by callers; URLs added or
+//! removed through any handle take effect on the next request.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use http::HeaderValue;
+
+use super::prefix::UrlPrefix;
+use super::suffix::{SegmentError, UrlSuffix};
+use crate::files::{FileSource, MemoryBudget};
+
+/// Why a URL could not be added to a group.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// The suffix breaks a segment rule.
+    #[error("invalid URL suffix {suffix:?}")]
+    Suffix {
+        /// The suffix as given.
+        suffix: String,
+        /// The rule it broke.
+        #[source]
+        source: SegmentError,
+    },
+    /// The local file cannot be opened for reading.
+    #[error("cannot publish {path:?}")]
+    File {
+        /// The path as given.
+        path: PathBuf,
+        /// Why it could not be opened.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The path exists but is not a regular file.
+    #[error("cannot publish {path:?}: not a regular file")]
+    NotAFile {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// The group already has a URL with this suffix (compared case-insensitively).
+    #[error("the URL group {prefix} already has a URL {suffix:?}")]
+    Exists {
+        /// The group.
+        prefix: String,
+        /// The suffix.
+        suffix: String,
+    },
+}
+
+/// One published file: a suffix under a group, the local file, and its access rule.
+#[derive(Debug, Clone)]
+pub struct Url {
+    entry: Arc<UrlEntry>,
+}
+
+#[derive(Debug)]
+pub(crate) struct UrlEntry {
+    pub(crate) prefix: UrlPrefix,
+    pub(crate) suffix: UrlSuffix,
+    pub(crate) sddl: Option<String>,
+    pub(crate) source: Arc<FileSource>,
+}
+
+impl Url {
+    /// The suffix, as registered.
+    pub fn suffix(&self) -> &str {
+        self.entry.suffix.as_str()
+    }
+
+    /// The local file (absolute).
+    pub fn path(&self) -> &Path {
+        self.entry.source.path()
+    }
+
+    /// The SDDL string given when the URL was added, if any.
+    pub fn sddl(&self) -> Option<&str> {
+        self.entry.sddl.as_deref()
+    }
+
+    /// The URL a client uses: the group's base URL (see [`UrlPrefix::base_url`]) and the encoded suffix.
+    pub fn location(&self, wildcard_host: &str) -> String {
+        format!(
+            "{}{}",
+            self.entry.prefix.base_url(wildcard_host),
+            self.entry.suffix.encoded()
+        )
+    }
+}
+
+/// A URL group: a prefix and the URLs published under it.
+#[derive(Debug, Clone)]
+pub struct UrlGroup {
+    inner: Arc<GroupInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct GroupInner {
+    prefix: UrlPrefix,
+    budget: Arc<MemoryBudget>,
+    urls: RwLock<HashMap<String, Arc<UrlEntry>>>,
+}
+
+impl UrlGroup {
+    pub(crate) fn new(prefix: UrlPrefix, budget: Arc<MemoryBudget>) -> Self {
+        UrlGroup {
+            inner: Arc::new(GroupInner {
+                prefix,
+                budget,
+                urls: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The group's prefix (the original's GetUrlPrefix).
+    pub fn prefix(&self) -> &UrlPrefix {
+        &self.inner.prefix
+    }
+
+    /// Publishes `file` under `suffix` (the original's AddUrl). `sddl` is the URL's access rule; `None` means
+    /// no per-URL check.
+    ///
+    /// Fails if the suffix is invalid, already used in this group (case-insensitively), or the file is not a
+    /// readable regular file.
+    pub fn add_url(
+        &self,
+        suffix: &str,
+        file: impl AsRef<Path>,
+        sddl: Option<&str>,
+    ) -> Result<Url, UrlError> {
+        let suffix = UrlSuffix::new(suffix).map_err(|source| UrlError::Suffix {
+            suffix: suffix.to_owned(),
+            source,
+        })?;
+        let content_type = mime_guess::from_path(suffix.as_str()).first_raw().map_or(
+            HeaderValue::from_static("application/octet-stream"),
+            HeaderValue::from_static,
+        );
+        let source = FileSource::open(file.as_ref(), content_type, self.inner.budget.clone())?;
+        let key = suffix.key();
+        let entry = Arc::new(UrlEntry {
+            prefix: self.inner.prefix.clone(),
+            suffix,
+            sddl: sddl.map(str::to_owned),
+            source: Arc::new(source),
+        });
+        let mut urls = self.inner.urls.write().unwrap_or_else(|e| e.into_inner());
+        if urls.contains_key(&key) {
+            return Err(UrlError::Exists {
+                prefix: self.inner.prefix.to_string(),
+                suffix: entry.suffix.to_string(),
+            });
+        }
+        urls.insert(key, entry.clone());
+        Ok(Url { entry })
+    }
+
+    /// Unpublishes the URL with this suffix (the original's RemoveUrl); returns whether it existed.
+    /// Transfers already under way finish.
+    pub fn remove_url(&self, suffix: &str) -> bool {
+        let mut urls = self.inner.urls.write().unwrap_or_else(|e| e.into_inner());
+        urls.remove(&suffix.to_lowercase()).is_some()
+    }
+
+    /// Whether a URL with this suffix is published (the original's IsUrlInUrlGroup / CheckUrl).
+    pub fn contains_url(&self, suffix: &str) -> bool {
+        self.url(suffix).is_some()
+    }
+
+    /// The URL with this suffix (case-insensitive), if published.
+    pub fn url(&self, suffix: &str) -> Option<Url> {
+        self.lookup(&suffix.to_lowercase())
+            .map(|entry| Url { entry })
+    }
+
+    /// All URLs of the group, sorted by suffix.
+    pub fn urls(&self) -> Vec<Url> {
+        let urls = self.inner.urls.read().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<Url> = urls
+            .values()
+            .map(|entry| Url {
+                entry: entry.clone(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.suffix().cmp(b.suffix()));
+        list
+    }
+
+    /// Looks up a suffix key (already decoded and lowercased).
+    pub(crate) fn lookup(&self, key: &str) -> Option<Arc<UrlEntry>> {
+        let urls = self.inner.urls.read().unwrap_or_else(|e| e.into_inner());
+        urls.get(key).cloned()
+    }
+}

@@ -1,0 +1,11 @@
+//! URL groups and URLs: prefixes (parsed once), suffixes and request paths, and the group tables.
+
+mod group;
+mod prefix;
+mod suffix;
+
+pub(crate) use group::UrlEntry;
+pub use group::{Url, UrlError, UrlGroup};
+pub use prefix::{Host, PrefixError, PrefixErrorKind, Scheme, UrlPrefix};
+pub(crate) use suffix::RequestPath;
+pub use suffix::{SegmentError, UrlSuffix};
