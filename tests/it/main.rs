@@ -1,0 +1,10 @@
+//! Integration tests in one binary: the in-process server and the real `bcs` binary over loopback, with real
+//! clients (curl, wget, aria2c) and raw sockets.
+#![allow(unreachable_pub)]
+
+mod adversarial;
+#[cfg(feature = "cli")]
+mod cli;
+mod clients;
+mod runtime;
+mod support;
