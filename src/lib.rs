@@ -35,3 +35,8 @@ pub mod url;
 pub use error::Error;
 pub use server::{Server, ServerBuilder, ServerError};
 pub use url::{Host, PrefixError, Scheme, Url, UrlError, UrlGroup, UrlPrefix};
+
+/// The README's examples are compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Load comparison, not a test: bcs against nginx on loopback, side by side in one run (PERF.md).
+#
+#   benches/compare_nginx.sh            # 3 interleaved rounds, 10 s of wrk each
+#   ROUNDS=1 DURATION=3 benches/compare_nginx.sh
+#
+# Small file: wrk, 1 thread, 50 keep-alive connections, 1 KiB file -> requests/s.
+# Large file: curl, one stream, 1 GiB file -> MB/s.
+# nginx runs with 2 workers and sendfile, once with tcp_nopush on and once off (PERF.md: "on" favours small
+# files, "off" single streams). Access logs are off on both sides. Prints medians and bcs/nginx ratios.
+# Needs: nginx, wrk, curl (Debian packages of those names). Everything binds 127.0.0.1 and stops by itself.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+cd "$(dirname "$0")/.."
+for tool in nginx wrk curl; do
+    command -v "$tool" >/dev/null || { echo "compare_nginx: $tool is not installed" >&2; exit 1; }
+done
+
+cargo build --release --quiet --bin bcs
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+chmod 755 "$work"
+mkdir -p "$work/files" "$work/nginx"
+head -c 1024 /dev/urandom >"$work/files/small.bin"
+dd if=/dev/urandom of="$work/files/big.bin" bs=1M count=1024 status=none
+chmod 644 "$work/files/"*
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port_bcs=$(free_port)
+port_nopush_on=$(free_port)
+port_nopush_off=$(free_port)
+
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 2;
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    types { application/octet-stream bin; }
+    server { listen 127.0.0.1:$port_nopush_on;  tcp_nopush on;  location /b/ { alias $work/files/; } }
+    server { listen 127.0.0.1:$port_nopush_off; tcp_nopush off; location /b/ { alias $work/files/; } }
+}
+EOF
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" &
+pids+=($!)
+BCS_LOG=warn target/release/bcs host --bind 127.0.0.1 --url "http://+:$port_bcs/b/" "$work/files" >/dev/null &
+pids+=($!)
+
+wait_for() {
+    for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+    echo "compare_nginx: $1 did not come up" >&2; exit 1
+}
+declare -A url=(
+    [bcs]="http://127.0.0.1:$port_bcs/b"
+    [nginx_nopush_on]="http://127.0.0.1:$port_nopush_on/b"
+    [nginx_nopush_off]="http://127.0.0.1:$port_nopush_off/b"
+)
+servers=(bcs nginx_nopush_on nginx_nopush_off)
+for s in "${servers[@]}"; do wait_for "${url[$s]}/small.bin"; done
+
+# Warm the page cache for the big file once, through each server.
+for s in "${servers[@]}"; do curl -s -o /dev/null "${url[$s]}/big.bin"; done
+
+declare -A rps mbs
+for round in $(seq "$ROUNDS"); do
+    for s in "${servers[@]}"; do
+        r=$(wrk -t1 -c50 -d"${DURATION}s" "${url[$s]}/small.bin" | awk '/^Requests\/sec:/ {print $2}')
+        b=$(curl -s -o /dev/null -w '%{speed_download}' "${url[$s]}/big.bin")
+        rps[$s]+="$r "
+        mbs[$s]+="$(awk -v b="$b" 'BEGIN {printf "%.0f", b / 1e6}') "
+        echo "round $round  $s: ${r} req/s (1 KiB), $(awk -v b="$b" 'BEGIN {printf "%.0f", b / 1e6}') MB/s (1 GiB)"
+    done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+echo
+printf '%-18s %14s %12s %14s %12s\n' server "1KiB req/s" "÷ nginx(on)" "1GiB MB/s" "÷ nginx(off)"
+base_rps=$(echo "${rps[nginx_nopush_on]}" | median)
+base_mbs=$(echo "${mbs[nginx_nopush_off]}" | median)
+for s in "${servers[@]}"; do
+    r=$(echo "${rps[$s]}" | median)
+    m=$(echo "${mbs[$s]}" | median)
+    printf '%-18s %14.0f %12.2f %14.0f %12.2f\n' "$s" "$r" "$(awk -v a="$r" -v b="$base_rps" 'BEGIN {print a / b}')" \
+        "$m" "$(awk -v a="$m" -v b="$base_mbs" 'BEGIN {print a / b}')"
+done
+echo "(medians of $ROUNDS interleaved rounds; ratios against nginx tcp_nopush on for req/s, off for MB/s: each peer's best)"
