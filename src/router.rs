@@ -84,7 +84,7 @@ mod tests {
     fn group(prefix: &str) -> UrlGroup {
         UrlGroup::new(
             prefix.parse().unwrap(),
-            crate::files::MemoryBudget::new(0, 0),
+            crate::files::FileCache::new(std::time::Duration::ZERO, 0, 0),
         )
     }
 

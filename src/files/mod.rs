@@ -24,7 +24,7 @@ pub use body::ResponseBody;
 use body::Segment;
 use conditional::{Precondition, Validators};
 use range::{ByteRange, RangeRequest};
-pub(crate) use source::{Content, FileSource, MemoryBudget, Version};
+pub(crate) use source::{Content, FileCache, FileSource, Version};
 
 /// Why a file could not be served; `serve::response` turns each into a status.
 #[derive(Debug, thiserror::Error)]

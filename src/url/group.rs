@@ -11,7 +11,7 @@ use http::HeaderValue;
 
 use super::prefix::UrlPrefix;
 use super::suffix::{SegmentError, UrlSuffix};
-use crate::files::{FileSource, MemoryBudget};
+use crate::files::{FileCache, FileSource};
 
 /// Why a URL could not be added to a group.
 #[derive(Debug, thiserror::Error)]
@@ -100,16 +100,16 @@ pub struct UrlGroup {
 #[derive(Debug)]
 pub(crate) struct GroupInner {
     prefix: UrlPrefix,
-    budget: Arc<MemoryBudget>,
+    cache: Arc<FileCache>,
     urls: RwLock<HashMap<String, Arc<UrlEntry>>>,
 }
 
 impl UrlGroup {
-    pub(crate) fn new(prefix: UrlPrefix, budget: Arc<MemoryBudget>) -> Self {
+    pub(crate) fn new(prefix: UrlPrefix, cache: Arc<FileCache>) -> Self {
         UrlGroup {
             inner: Arc::new(GroupInner {
                 prefix,
-                budget,
+                cache,
                 urls: RwLock::new(HashMap::new()),
             }),
         }
@@ -139,7 +139,7 @@ impl UrlGroup {
             HeaderValue::from_static("application/octet-stream"),
             HeaderValue::from_static,
         );
-        let source = FileSource::open(file.as_ref(), content_type, self.inner.budget.clone())?;
+        let source = FileSource::open(file.as_ref(), content_type, self.inner.cache.clone())?;
         let key = suffix.key();
         let entry = Arc::new(UrlEntry {
             prefix: self.inner.prefix.clone(),

@@ -125,12 +125,35 @@ fn port_in_use_is_an_error_at_group_creation() {
 }
 
 #[test]
+fn a_changed_file_is_seen_within_the_revalidation_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = write_file(dir.path(), "small.txt", b"version one");
+    let srv = TestServer::start_with(|b| b.revalidate_interval(Duration::from_millis(300)));
+    srv.server
+        .create_url(&srv.prefix("G"), "small.txt", &small, None)
+        .unwrap();
+    assert_eq!(get(srv.port, "/G/small.txt").unwrap().body, b"version one");
+    std::fs::write(&small, b"version two!").unwrap();
+    // Within the interval the old version may still be served, but always whole and consistent.
+    let r = get(srv.port, "/G/small.txt").unwrap();
+    let len = r
+        .header("content-length")
+        .unwrap()
+        .parse::<usize>()
+        .unwrap();
+    assert!(r.body == b"version one" || r.body == b"version two!");
+    assert_eq!(len, r.body.len());
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(get(srv.port, "/G/small.txt").unwrap().body, b"version two!");
+}
+
+#[test]
 fn a_changed_or_vanished_file_is_served_as_it_is_now() {
     let dir = tempfile::tempdir().unwrap();
     let small = write_file(dir.path(), "small.txt", b"version one");
     let big_v1 = pattern(1 << 20, 3);
     let big = write_file(dir.path(), "big.bin", &big_v1);
-    let srv = TestServer::start();
+    let srv = TestServer::start_with(|b| b.revalidate_interval(Duration::ZERO));
     let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
     group.add_url("small.txt", &small, None).unwrap();
     group.add_url("big.bin", &big, None).unwrap();
