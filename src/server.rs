@@ -259,9 +259,6 @@ impl Server {
         if state.groups.iter().any(|g| *g.prefix() == prefix) {
             return Err(ServerError::GroupExists(prefix.to_string()));
         }
-        if prefix.scheme() == Scheme::Https {
-            return Err(ServerError::HttpsUnsupported(prefix.to_string()));
-        }
         let port = prefix.port();
         match state.ports.get(&port) {
             Some(p) if p.scheme != prefix.scheme() => {
@@ -270,6 +267,9 @@ impl Server {
                     existing: p.scheme,
                     requested: prefix.scheme(),
                 })
+            }
+            _ if prefix.scheme() == Scheme::Https => {
+                return Err(ServerError::HttpsUnsupported(prefix.to_string()));
             }
             Some(_) => {}
             None => {

@@ -82,6 +82,17 @@ fn registration_errors_are_clear() {
         .server
         .create_url_group(&format!("https://+:{}/S/", srv.port))
         .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "port {} already serves http URL groups, so it cannot serve https",
+            srv.port
+        )
+    );
+    let e = srv
+        .server
+        .create_url_group("https://+:65000/S/")
+        .unwrap_err();
     assert!(matches!(e, ServerError::HttpsUnsupported(_)), "{e}");
 
     let e = group
