@@ -1,5 +1,6 @@
 //! The crate-level error: one variant per domain, each domain's error kept whole as the source.
 
+use crate::limits::LimitError;
 use crate::server::ServerError;
 use crate::url::{PrefixError, UrlError};
 
@@ -13,6 +14,9 @@ pub enum Error {
     /// A URL could not be published.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// A limit value was refused.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     /// A server operation failed.
     #[error(transparent)]
     Server(#[from] ServerError),

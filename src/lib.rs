@@ -24,17 +24,20 @@
 //! | [`url`] | [`UrlPrefix`] (HTTP.sys grammar), suffixes and request paths, [`UrlGroup`], [`Url`] |
 //! | `router` | host category, then whole-segment prefix → group |
 //! | [`files`] | validators, preconditions, ranges, multipart, the streamed body |
+//! | [`limits`] | per-group ConnectionLimit (transfer permits) and BandwidthLimit (shared token bucket) |
 
 mod error;
 pub mod files;
+pub mod limits;
 mod router;
 mod serve;
 mod server;
 pub mod url;
 
 pub use error::Error;
+pub use limits::{ByteRate, ConnectionLimit, LimitError};
 pub use server::{Server, ServerBuilder, ServerError};
-pub use url::{Host, PrefixError, Scheme, Url, UrlError, UrlGroup, UrlPrefix};
+pub use url::{GroupProperty, Host, PrefixError, Scheme, Url, UrlError, UrlGroup, UrlPrefix};
 
 /// The README's examples are compiled as doctests so that they stay true.
 #[cfg(doctest)]

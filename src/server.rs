@@ -73,6 +73,8 @@ pub(crate) struct Config {
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) drain_timeout: Duration,
+    pub(crate) min_send_rate: u64,
+    pub(crate) min_send_window: Duration,
     pub(crate) max_connections: usize,
     pub(crate) revalidate: Duration,
     pub(crate) cache_file_max: u64,
@@ -111,6 +113,15 @@ impl ServerBuilder {
     /// How long a connection may go without a byte moving in either direction. Default is 120 s (HTTP.sys).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// The slowest a client may accept a response, in bytes per second, measured over `window` while the
+    /// response waits on the client (its socket is full); a slower client is disconnected. 0 turns the check
+    /// off. Default is 150 bytes/s (HTTP.sys's MinSendRate) over 10 s.
+    pub fn min_send_rate(mut self, bytes_per_second: u64, window: Duration) -> Self {
+        self.config.min_send_rate = bytes_per_second;
+        self.config.min_send_window = window;
         self
     }
 
@@ -162,6 +173,9 @@ impl ServerBuilder {
             if d.is_zero() {
                 problems.push(format!("the {name} must be more than zero"));
             }
+        }
+        if c.min_send_rate > 0 && c.min_send_window.is_zero() {
+            problems.push("the minimum send rate needs a window of more than zero".to_owned());
         }
         if c.max_connections == 0 {
             problems.push("the connection limit must be at least 1".to_owned());
@@ -243,6 +257,8 @@ impl Server {
                 header_timeout: Duration::from_secs(120),
                 idle_timeout: Duration::from_secs(120),
                 drain_timeout: Duration::from_secs(30),
+                min_send_rate: 150,
+                min_send_window: Duration::from_secs(10),
                 max_connections: 10_000,
                 revalidate: Duration::from_secs(1),
                 cache_file_max: 256 * 1024,

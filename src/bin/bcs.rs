@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bits_compact::{Host, Server, Url, UrlPrefix};
+use bits_compact::{ByteRate, ConnectionLimit, Host, Server, Url, UrlPrefix};
 use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -40,6 +40,14 @@ struct HostArgs {
     /// Listen on this local address only (repeatable). Default: all IPv4 and IPv6 addresses.
     #[arg(long = "bind", value_name = "ADDR")]
     bind: Vec<IpAddr>,
+    /// The most downloads served at once from the group; one more is told to come back later (503 with
+    /// Retry-After). Default: unlimited.
+    #[arg(long, value_name = "N")]
+    max_downloads: Option<ConnectionLimit>,
+    /// The bandwidth shared by all downloads of the group, e.g. 4MiB/s, 500KB/s, 1G/s (a bare number is
+    /// bytes per second; at least 1024). Default: unlimited.
+    #[arg(long, value_name = "RATE")]
+    rate: Option<ByteRate>,
     /// Print the published URLs as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -127,6 +135,8 @@ async fn host(args: HostArgs) -> Result<(), CliError> {
     }
     let server = builder.build()?;
     let group = server.create_url_group(&prefix.to_string())?;
+    group.set_connection_limit(args.max_downloads.unwrap_or_default());
+    group.set_bandwidth_limit(args.rate.unwrap_or_default());
     let mut urls = Vec::with_capacity(files.len());
     for (suffix, path) in &files {
         urls.push(group.add_url(suffix, path, None)?);
@@ -137,7 +147,7 @@ async fn host(args: HostArgs) -> Result<(), CliError> {
     if args.json {
         print_json(group.prefix(), &urls, &hosts);
     } else {
-        print_text(group.prefix(), &urls, &hosts);
+        print_text(&group, &urls, &hosts);
     }
     server.serve(signals.wait()).await?;
     eprintln!("bcs: stopped");
@@ -272,10 +282,15 @@ fn host_literal(ip: IpAddr) -> String {
     }
 }
 
-fn print_text(prefix: &UrlPrefix, urls: &[Url], hosts: &PrintHosts) {
+fn print_text(group: &bits_compact::UrlGroup, urls: &[Url], hosts: &PrintHosts) {
+    let prefix = group.prefix();
     let n = urls.len();
     let plural = if n == 1 { "" } else { "s" };
     println!("Serving {n} file{plural} under {prefix}");
+    let (downloads, rate) = (group.connection_limit(), group.bandwidth_limit());
+    if downloads.get().is_some() || !rate.is_unlimited() {
+        println!("Limits: {downloads} downloads at once, {rate} shared");
+    }
     for url in urls {
         match hosts.locations(url) {
             (main, Some(local)) => println!("  {main}  (local: {local})"),

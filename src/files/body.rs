@@ -17,6 +17,9 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
+use tokio::time::Sleep;
+
+use crate::limits::{Bandwidth, TransferPermit};
 
 /// How much one read from disk takes (PERF.md: big files in big chunks).
 pub(crate) const CHUNK: usize = 512 * 1024;
@@ -44,6 +47,18 @@ pub struct ResponseBody {
     remaining: u64,
     sent: u64,
     on_finish: Option<Box<dyn OnFinish>>,
+    /// The group's transfer slot, held only to be returned when the body is dropped.
+    _permit: Option<TransferPermit>,
+    throttle: Option<Throttle>,
+}
+
+/// Pacing through a group's shared bandwidth budget.
+struct Throttle {
+    bandwidth: Arc<Bandwidth>,
+    /// Read but not yet sent.
+    held: Bytes,
+    /// A reserved piece and when it may go.
+    waiting: Option<(Pin<Box<Sleep>>, Bytes)>,
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -76,7 +91,21 @@ impl ResponseBody {
             remaining,
             sent: 0,
             on_finish: None,
+            _permit: None,
+            throttle: None,
         }
+    }
+
+    /// Makes this body a transfer of a group: it holds the group's transfer permit and is paced by the
+    /// group's bandwidth budget (which may be unlimited now and limited later).
+    pub(crate) fn in_transfer(mut self, permit: TransferPermit, bandwidth: Arc<Bandwidth>) -> Self {
+        self._permit = Some(permit);
+        self.throttle = Some(Throttle {
+            bandwidth,
+            held: Bytes::new(),
+            waiting: None,
+        });
+        self
     }
 
     /// Sets what runs when the body is dropped.
@@ -130,6 +159,82 @@ fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
+impl ResponseBody {
+    /// The next chunk as read, before pacing.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if let Some(pending) = self.pending.as_mut() {
+            let chunk = ready!(Pin::new(pending).poll(cx)).map_err(io::Error::other);
+            self.pending = None;
+            let chunk = match chunk {
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(e)) | Err(e) => {
+                    self.segments.clear();
+                    return Poll::Ready(Some(Err(e)));
+                }
+            };
+            // Read ahead while hyper writes this chunk.
+            self.start_read();
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        match self.segments.front() {
+            None => Poll::Ready(None),
+            Some(Segment::Bytes(_)) => match self.segments.pop_front() {
+                Some(Segment::Bytes(b)) => {
+                    self.start_read();
+                    Poll::Ready(Some(Ok(b)))
+                }
+                _ => Poll::Ready(None),
+            },
+            Some(Segment::File { .. }) => {
+                self.start_read();
+                if self.pending.is_none() {
+                    // A file segment without a file: a bug, not a reason to hang.
+                    self.segments.clear();
+                    return Poll::Ready(Some(Err(io::Error::other("file segment without a file"))));
+                }
+                self.poll_chunk(cx)
+            }
+        }
+    }
+
+    /// The next piece to send under the group's budget: waits out a reservation, or cuts the next piece off
+    /// what was read and reserves it.
+    fn poll_paced(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        loop {
+            let Some(throttle) = self.throttle.as_mut() else {
+                return self.poll_chunk(cx);
+            };
+            if let Some((sleep, _)) = throttle.waiting.as_mut() {
+                ready!(sleep.as_mut().poll(cx));
+                let piece = throttle.waiting.take().map(|(_, piece)| piece);
+                return Poll::Ready(piece.map(Ok));
+            }
+            if !throttle.held.is_empty() {
+                let held = &mut throttle.held;
+                let piece = match throttle.bandwidth.piece() {
+                    Some(n) if n < held.len() => held.split_to(n),
+                    _ => std::mem::take(held),
+                };
+                match throttle.bandwidth.reserve(piece.len()) {
+                    None => return Poll::Ready(Some(Ok(piece))),
+                    Some(at) => {
+                        throttle.waiting = Some((Box::pin(tokio::time::sleep_until(at)), piece));
+                        continue;
+                    }
+                }
+            }
+            match ready!(self.poll_chunk(cx)) {
+                Some(Ok(chunk)) => {
+                    if let Some(throttle) = self.throttle.as_mut() {
+                        throttle.held = chunk;
+                    }
+                }
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+}
+
 impl http_body::Body for ResponseBody {
     type Data = Bytes;
     type Error = io::Error;
@@ -139,38 +244,10 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
-        if let Some(pending) = this.pending.as_mut() {
-            let chunk = ready!(Pin::new(pending).poll(cx)).map_err(io::Error::other);
-            this.pending = None;
-            let chunk = match chunk {
-                Ok(Ok(chunk)) => chunk,
-                Ok(Err(e)) | Err(e) => {
-                    this.segments.clear();
-                    return Poll::Ready(Some(Err(e)));
-                }
-            };
-            // Read ahead while hyper writes this chunk.
-            this.start_read();
-            return Poll::Ready(Some(Ok(this.account(chunk))));
-        }
-        match this.segments.front() {
+        match ready!(this.poll_paced(cx)) {
+            Some(Ok(piece)) => Poll::Ready(Some(Ok(this.account(piece)))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
             None => Poll::Ready(None),
-            Some(Segment::Bytes(_)) => match this.segments.pop_front() {
-                Some(Segment::Bytes(b)) => {
-                    this.start_read();
-                    Poll::Ready(Some(Ok(this.account(b))))
-                }
-                _ => Poll::Ready(None),
-            },
-            Some(Segment::File { .. }) => {
-                this.start_read();
-                if this.pending.is_none() {
-                    // A file segment without a file: a bug, not a reason to hang.
-                    this.segments.clear();
-                    return Poll::Ready(Some(Err(io::Error::other("file segment without a file"))));
-                }
-                self.poll_frame(cx)
-            }
         }
     }
 

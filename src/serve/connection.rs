@@ -3,12 +3,14 @@
 //!
 //! Deadlines: the header wait is hyper's header-read timeout, which runs from the moment hyper waits for a
 //! request (so it also ends keep-alive connections that stay silent that long); the idle timeout ends a
-//! connection on which no byte moved in either direction for that long, which covers a client that stops
-//! reading a response.
+//! connection on which no byte moved in either direction for that long; the minimum send rate (HTTP.sys's
+//! MinSendRate) ends a connection whose client, while a response waits on it (the socket is full), accepted
+//! fewer bytes than that rate over a window. Our own bandwidth pacing never fills the socket, so it never
+//! counts against a client.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -49,6 +51,9 @@ pub(crate) async fn serve(
     let outcome = tokio::select! {
         res = conn.as_mut() => res.map_err(|e| e.to_string()),
         () = activity.idle_for(config.idle_timeout) => Err("idle timeout".into()),
+        () = activity.too_slow(config.min_send_rate, config.min_send_window) => {
+            Err("client below the minimum send rate".into())
+        }
         () = ctx.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             tokio::select! {
@@ -63,30 +68,77 @@ pub(crate) async fn serve(
     }
 }
 
-/// When bytes last moved on a connection, in milliseconds since it started.
+/// What moved on a connection: when bytes last moved, how many were written, and whether writes wait on
+/// the client.
 #[derive(Clone)]
 struct Activity {
     start: Instant,
-    last_ms: Arc<AtomicU64>,
+    shared: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    /// Milliseconds since `start` when a byte last moved.
+    last_ms: AtomicU64,
+    written: AtomicU64,
+    /// A write is waiting for the client to make room now.
+    blocked: AtomicBool,
+    /// A write waited at some point since the last rate check.
+    blocked_seen: AtomicBool,
 }
 
 impl Activity {
     fn new() -> Self {
         Activity {
             start: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
+            shared: Arc::default(),
         }
     }
 
     fn touch(&self) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.shared.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn wrote(&self, n: usize) {
+        self.touch();
+        self.shared.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.shared.blocked.store(false, Ordering::Relaxed);
+    }
+
+    fn write_blocked(&self) {
+        self.shared.blocked.store(true, Ordering::Relaxed);
+        self.shared.blocked_seen.store(true, Ordering::Relaxed);
+    }
+
+    /// Completes when, over one window during which writes waited on the client, the client accepted fewer
+    /// than `rate` bytes per second. Never completes for a rate of 0.
+    async fn too_slow(&self, rate: u64, window: Duration) {
+        if rate == 0 || window.is_zero() {
+            return std::future::pending().await;
+        }
+        let floor = rate as f64 * window.as_secs_f64();
+        let mut before = self.shared.written.load(Ordering::Relaxed);
+        loop {
+            tokio::time::sleep(window).await;
+            let now = self.shared.written.load(Ordering::Relaxed);
+            let blocked_now = self.shared.blocked.load(Ordering::Relaxed);
+            let waited = self
+                .shared
+                .blocked_seen
+                .swap(blocked_now, Ordering::Relaxed)
+                || blocked_now;
+            if waited && ((now - before) as f64) < floor {
+                return;
+            }
+            before = now;
+        }
     }
 
     /// Completes once no byte has moved for `limit`.
     async fn idle_for(&self, limit: Duration) {
         loop {
-            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let last = Duration::from_millis(self.shared.last_ms.load(Ordering::Relaxed));
             let deadline = self.start + last + limit;
             if Instant::now() >= deadline {
                 return;
@@ -117,6 +169,16 @@ impl AsyncRead for Tracked {
     }
 }
 
+impl Tracked {
+    fn note_write(&self, res: &Poll<io::Result<usize>>) {
+        match res {
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.wrote(*n),
+            Poll::Pending => self.activity.write_blocked(),
+            _ => {}
+        }
+    }
+}
+
 impl AsyncWrite for Tracked {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -124,9 +186,7 @@ impl AsyncWrite for Tracked {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.note_write(&res);
         res
     }
 
@@ -136,9 +196,7 @@ impl AsyncWrite for Tracked {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.note_write(&res);
         res
     }
 

@@ -24,6 +24,9 @@ pub(crate) enum Reject {
     /// Only GET and HEAD are served.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The group is at its ConnectionLimit: come back later (BITS treats 503 as transient).
+    #[error("the URL group is at its connection limit")]
+    Busy,
     /// Serving the file failed.
     #[error(transparent)]
     File(#[from] FileError),
@@ -35,7 +38,7 @@ impl Reject {
             Reject::BadRequest(_) | Reject::BadPath(_) | Reject::NoGroup => StatusCode::BAD_REQUEST,
             Reject::NotFound | Reject::File(FileError::Gone(_)) => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Reject::File(FileError::Changing(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::Busy | Reject::File(FileError::Changing(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Reject::File(FileError::Unsatisfiable { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
             Reject::File(FileError::PreconditionFailed) => StatusCode::PRECONDITION_FAILED,
             Reject::File(FileError::Io(e)) => {
@@ -60,6 +63,9 @@ impl Reject {
         match self {
             Reject::MethodNotAllowed => {
                 h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            Reject::Busy => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Reject::File(FileError::Changing(_)) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

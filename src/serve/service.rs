@@ -33,9 +33,9 @@ pub(crate) async fn handle(
             if let Some(log) = log.as_mut() {
                 log.group = Some(group.prefix().to_string());
             }
-            files::respond(req.method(), req.headers(), &entry.source)
+            transfer(&req, &group, &entry)
                 .await
-                .unwrap_or_else(|e| Reject::File(e).into_response())
+                .unwrap_or_else(Reject::into_response)
         }
         Err(reject) => {
             tracing::debug!(peer = %conn.peer, error = %reject, "request refused");
@@ -47,6 +47,30 @@ pub(crate) async fn handle(
             log.status = response.status().as_u16();
             let (parts, body) = response.into_parts();
             Response::from_parts(parts, body.on_finish(Box::new(log)))
+        }
+        None => response,
+    })
+}
+
+/// Answers a routed request. A GET is a transfer of the group: it needs one of the group's transfer permits
+/// (503 when the group is at its ConnectionLimit) and its body is paced by the group's bandwidth budget.
+async fn transfer(
+    req: &Request<Incoming>,
+    group: &UrlGroup,
+    entry: &UrlEntry,
+) -> Result<Response<ResponseBody>, Reject> {
+    let limits = group.limits();
+    let permit = if req.method() == Method::GET {
+        Some(limits.transfers.try_start().ok_or(Reject::Busy)?)
+    } else {
+        None
+    };
+    let response = files::respond(req.method(), req.headers(), &entry.source).await?;
+    Ok(match permit {
+        Some(permit) => {
+            let (parts, body) = response.into_parts();
+            let body = body.in_transfer(permit, limits.bandwidth.clone());
+            Response::from_parts(parts, body)
         }
         None => response,
     })

@@ -12,6 +12,7 @@ use http::HeaderValue;
 use super::prefix::UrlPrefix;
 use super::suffix::{SegmentError, UrlSuffix};
 use crate::files::{FileCache, FileSource};
+use crate::limits::{ByteRate, ConnectionLimit, GroupLimits, LimitError};
 
 /// Why a URL could not be added to a group.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +92,16 @@ impl Url {
     }
 }
 
+/// The numeric properties of a group, as the original's Set/GetProperty named them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupProperty {
+    /// "ConnectionLimit": simultaneous transfers.
+    ConnectionLimit,
+    /// "BandwidthLimit": bytes per second for the whole group.
+    BandwidthLimit,
+}
+
 /// A URL group: a prefix and the URLs published under it.
 #[derive(Debug, Clone)]
 pub struct UrlGroup {
@@ -102,6 +113,7 @@ pub(crate) struct GroupInner {
     prefix: UrlPrefix,
     cache: Arc<FileCache>,
     urls: RwLock<HashMap<String, Arc<UrlEntry>>>,
+    limits: GroupLimits,
 }
 
 impl UrlGroup {
@@ -111,6 +123,7 @@ impl UrlGroup {
                 prefix,
                 cache,
                 urls: RwLock::new(HashMap::new()),
+                limits: GroupLimits::default(),
             }),
         }
     }
@@ -187,6 +200,67 @@ impl UrlGroup {
             .collect();
         list.sort_by(|a, b| a.suffix().cmp(b.suffix()));
         list
+    }
+
+    /// The most transfers (GET requests being answered) the group serves at once; one more is answered 503
+    /// with Retry-After. Default is unlimited.
+    pub fn connection_limit(&self) -> ConnectionLimit {
+        self.inner.limits.transfers.limit()
+    }
+
+    /// Sets the connection limit; it applies to the next request (transfers already running finish).
+    pub fn set_connection_limit(&self, limit: ConnectionLimit) {
+        self.inner.limits.transfers.set_limit(limit);
+    }
+
+    /// How many transfers are running now.
+    pub fn active_transfers(&self) -> u32 {
+        self.inner.limits.transfers.active()
+    }
+
+    /// The bytes per second shared by all transfers of the group. Default is unlimited.
+    pub fn bandwidth_limit(&self) -> ByteRate {
+        self.inner.limits.bandwidth.rate()
+    }
+
+    /// Sets the bandwidth limit; transfers in flight follow it within a fraction of a second.
+    pub fn set_bandwidth_limit(&self, rate: ByteRate) {
+        self.inner.limits.bandwidth.set_rate(rate);
+    }
+
+    /// The original's SetProperty: `ConnectionLimit` (at least 1) or `BandwidthLimit` (bytes per second,
+    /// at least 1024); `0xFFFFFFFF` means unlimited.
+    pub fn set_property(&self, property: GroupProperty, value: u32) -> Result<(), LimitError> {
+        match (property, value) {
+            (GroupProperty::ConnectionLimit, u32::MAX) => {
+                self.set_connection_limit(ConnectionLimit::UNLIMITED)
+            }
+            (GroupProperty::ConnectionLimit, n) => {
+                self.set_connection_limit(ConnectionLimit::new(n)?)
+            }
+            (GroupProperty::BandwidthLimit, u32::MAX) => {
+                self.set_bandwidth_limit(ByteRate::UNLIMITED)
+            }
+            (GroupProperty::BandwidthLimit, n) => {
+                self.set_bandwidth_limit(ByteRate::per_second(u64::from(n))?)
+            }
+        }
+        Ok(())
+    }
+
+    /// The original's GetProperty; `0xFFFFFFFF` means unlimited.
+    pub fn property(&self, property: GroupProperty) -> u32 {
+        match property {
+            GroupProperty::ConnectionLimit => self.connection_limit().get().unwrap_or(u32::MAX),
+            GroupProperty::BandwidthLimit => self
+                .bandwidth_limit()
+                .get()
+                .map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX - 1)),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> &GroupLimits {
+        &self.inner.limits
     }
 
     /// Looks up a suffix key (already decoded and lowercased).

@@ -5,7 +5,7 @@ mod prefix;
 mod suffix;
 
 pub(crate) use group::UrlEntry;
-pub use group::{Url, UrlError, UrlGroup};
+pub use group::{GroupProperty, Url, UrlError, UrlGroup};
 pub use prefix::{Host, PrefixError, PrefixErrorKind, Scheme, UrlPrefix};
 pub(crate) use suffix::RequestPath;
 pub use suffix::{SegmentError, UrlSuffix};

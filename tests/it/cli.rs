@@ -103,6 +103,10 @@ fn bcs_host_publishes_a_tree_prints_urls_and_stops_on_sigterm() {
             "host",
             "--bind",
             "127.0.0.1",
+            "--max-downloads",
+            "2",
+            "--rate",
+            "64MiB/s",
             "--url",
             &prefix,
             root.to_str().unwrap(),
@@ -123,6 +127,7 @@ fn bcs_host_publishes_a_tree_prints_urls_and_stops_on_sigterm() {
     );
     let r = curl(&[&format!("http://127.0.0.1:{port}/rel/setup.exe")]);
     assert!(r.body == big);
+    assert_eq!(lines[1], "Limits: 2 downloads at once, 64MiB/s shared");
     let r = curl(&[&format!("http://127.0.0.1:{port}/rel/docs/read%20me.txt")]);
     assert_eq!(r.body, b"hello");
 
@@ -197,6 +202,28 @@ fn bcs_errors_are_one_line_and_exit_non_zero() {
         stderr.contains("only one path segment is allowed"),
         "{stderr}"
     );
+
+    for (args, message) in [
+        (
+            ["--rate", "1000"],
+            "a bandwidth limit must be at least 1024 bytes per second, not 1000",
+        ),
+        (["--rate", "4XB/s"], "unknown unit"),
+        (
+            ["--max-downloads", "0"],
+            "a connection limit must be at least 1",
+        ),
+    ] {
+        let out = Command::new(BCS)
+            .arg("host")
+            .args(args)
+            .arg(a)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 
     let missing = dir.path().join("missing.bin");
     let e = bcs_fails(&["host", "--bind", "127.0.0.1", missing.to_str().unwrap()]);

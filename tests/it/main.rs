@@ -6,5 +6,6 @@ mod adversarial;
 #[cfg(feature = "cli")]
 mod cli;
 mod clients;
+mod limits;
 mod runtime;
 mod support;

@@ -287,25 +287,28 @@ fn shutdown_drains_a_download_in_flight_and_refuses_new_connections() {
     let data = pattern(3 << 20, 5);
     let path = write_file(dir.path(), "big.bin", &data);
     let srv = TestServer::start();
-    srv.server
-        .create_url(&srv.prefix("G"), "big.bin", &path, None)
-        .unwrap();
+    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    group.add_url("big.bin", &path, None).unwrap();
+    // Server-side pacing keeps the response in flight (loopback buffers would swallow it at once).
+    group.set_bandwidth_limit("2MiB/s".parse().unwrap());
     let url = srv.url("/G/big.bin");
     let port = srv.port;
     let out = dir.path().join("out.bin");
     let mut child = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "--limit-rate",
-            "2M",
-            "-o",
-            out.to_str().unwrap(),
-            &url,
-        ])
+        .args(["-s", "-o", out.to_str().unwrap(), &url])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while group.active_transfers() == 0 {
+        assert!(Instant::now() < deadline, "the download did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let asked = Instant::now();
     drop(srv); // signals shutdown and waits for serve to return
+    assert!(
+        asked.elapsed() > Duration::from_millis(500),
+        "serve returned before draining"
+    );
     assert!(child.wait().unwrap().success());
     assert!(std::fs::read(&out).unwrap() == data);
     assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
