@@ -17,6 +17,9 @@ pub enum Error {
     /// A limit value was refused.
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// A certificate, key or CA file could not be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A server operation failed.
     #[error(transparent)]
     Server(#[from] ServerError),

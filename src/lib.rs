@@ -23,6 +23,7 @@
 //! | `serve` | accept loop, connection deadlines, the request path, errors → responses (one place) |
 //! | [`url`] | [`UrlPrefix`] (HTTP.sys grammar), suffixes and request paths, [`UrlGroup`], [`Url`] |
 //! | `router` | host category, then whole-segment prefix → group |
+//! | [`tls`] | certificates per port and per SNI name, hot replacement, client certificates |
 //! | [`files`] | validators, preconditions, ranges, multipart, the streamed body |
 //! | [`limits`] | per-group ConnectionLimit (transfer permits) and BandwidthLimit (shared token bucket) |
 
@@ -32,11 +33,13 @@ pub mod limits;
 mod router;
 mod serve;
 mod server;
+pub mod tls;
 pub mod url;
 
 pub use error::Error;
 pub use limits::{ByteRate, ConnectionLimit, LimitError};
 pub use server::{Server, ServerBuilder, ServerError};
+pub use tls::{ClientCertMode, ClientCertificates, ClientIdentity, ServerCertificate, TlsError};
 pub use url::{GroupProperty, Host, PrefixError, Scheme, Url, UrlError, UrlGroup, UrlPrefix};
 
 /// The README's examples are compiled as doctests so that they stay true.

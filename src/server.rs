@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 use crate::files::FileCache;
 use crate::router::RouteTable;
 use crate::serve::{self, Running};
+use crate::tls::{CertificateInfo, ClientCertificates, PortTls, ServerCertificate, TlsError};
 use crate::url::{PrefixError, Scheme, Url, UrlError, UrlGroup, UrlPrefix};
 
 /// Why a server operation failed.
@@ -46,9 +47,12 @@ pub enum ServerError {
         /// The scheme asked for.
         requested: Scheme,
     },
-    /// https groups need TLS, which this build does not provide yet.
-    #[error("cannot create {0}: https URL groups are not supported yet")]
-    HttpsUnsupported(String),
+    /// A certificate, key or CA file could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A certificate binding names a port that serves plain http.
+    #[error("port {0} serves http URL groups; certificates bind to https ports")]
+    NotHttps(u16),
     /// A listening socket could not be set up.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -71,6 +75,7 @@ pub enum ServerError {
 pub(crate) struct Config {
     pub(crate) bind: Vec<IpAddr>,
     pub(crate) header_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) min_send_rate: u64,
@@ -107,6 +112,13 @@ impl ServerBuilder {
     /// waiting for a request (so it also bounds silent keep-alive connections). Default is 120 s (HTTP.sys).
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.config.header_timeout = timeout;
+        self
+    }
+
+    /// How long a TLS handshake may take; it runs in the connection's own task, so a stalled client only
+    /// holds its own connection. Default is 10 s.
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
         self
     }
 
@@ -169,6 +181,7 @@ impl ServerBuilder {
         for (name, d) in [
             ("header timeout", c.header_timeout),
             ("idle timeout", c.idle_timeout),
+            ("TLS handshake timeout", c.handshake_timeout),
         ] {
             if d.is_zero() {
                 problems.push(format!("the {name} must be more than zero"));
@@ -199,9 +212,11 @@ impl ServerBuilder {
                 config: self.config,
                 files,
                 routes: ArcSwap::from_pointee(RouteTable::default()),
+                tls: ArcSwap::from_pointee(HashMap::new()),
                 state: Mutex::new(State {
                     groups: Vec::new(),
                     ports: HashMap::new(),
+                    tls: HashMap::new(),
                     prebound,
                     running: None,
                     served: false,
@@ -223,6 +238,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     files: Arc<FileCache>,
     pub(crate) routes: ArcSwap<RouteTable>,
+    /// The rustls configuration of each port that has TLS settings, rebuilt on every change.
+    pub(crate) tls: ArcSwap<HashMap<u16, Arc<rustls::ServerConfig>>>,
     state: Mutex<State>,
 }
 
@@ -230,6 +247,7 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     groups: Vec<UrlGroup>,
     ports: HashMap<u16, Port>,
+    tls: HashMap<u16, PortTls>,
     prebound: HashMap<u16, Vec<TcpListener>>,
     pub(crate) running: Option<Running>,
     /// `serve` was called: the listeners belong to that call, even after it returned.
@@ -245,6 +263,12 @@ pub(crate) struct Port {
     pub(crate) stop: tokio_util::sync::CancellationToken,
 }
 
+impl Port {
+    pub(crate) fn is_tls(&self) -> bool {
+        self.scheme == Scheme::Https
+    }
+}
+
 impl Server {
     /// A builder with the documented defaults.
     pub fn builder() -> ServerBuilder {
@@ -255,6 +279,7 @@ impl Server {
                     IpAddr::V6(Ipv6Addr::UNSPECIFIED),
                 ],
                 header_timeout: Duration::from_secs(120),
+                handshake_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(120),
                 drain_timeout: Duration::from_secs(30),
                 min_send_rate: 150,
@@ -284,9 +309,6 @@ impl Server {
                     requested: prefix.scheme(),
                 })
             }
-            _ if prefix.scheme() == Scheme::Https => {
-                return Err(ServerError::HttpsUnsupported(prefix.to_string()));
-            }
             Some(_) => {}
             None => {
                 let sockets = match state.prebound.remove(&port) {
@@ -305,6 +327,12 @@ impl Server {
                 }
                 state.ports.insert(port, p);
             }
+        }
+        if prefix.scheme() == Scheme::Https && !state.tls.get(&port).is_some_and(|t| t.default.is_some()) {
+            tracing::warn!(
+                port,
+                "https group created on a port with no certificate bound; handshakes fail until one is"
+            );
         }
         let group = UrlGroup::new(prefix, self.shared.files.clone());
         state.groups.push(group.clone());
@@ -379,6 +407,80 @@ impl Server {
     /// drain timeout, and cuts what is left. Groups created while serving are served at once.
     pub async fn serve(&self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         serve::run(&self.shared, shutdown).await
+    }
+
+    /// Binds the port's certificate (the original's SetSslCertificate), replacing any: new handshakes use it
+    /// at once, connections in flight keep the old one. Clients that send no SNI, or a name with no
+    /// certificate of its own, get this one.
+    pub fn set_ssl_certificate(&self, port: u16, cert: ServerCertificate) -> Result<(), ServerError> {
+        self.change_tls(port, |tls| tls.default = Some(cert))
+    }
+
+    /// The port's certificate (the original's GetSslCertificate).
+    pub fn ssl_certificate(&self, port: u16) -> Option<CertificateInfo> {
+        let state = self.state();
+        let cert = state.tls.get(&port)?.default.as_ref()?;
+        Some(cert.info().clone())
+    }
+
+    /// Removes the port's certificate (the original's RemoveSslCertificate); returns whether there was one.
+    pub fn remove_ssl_certificate(&self, port: u16) -> Result<bool, ServerError> {
+        let mut had = false;
+        self.change_tls(port, |tls| had = tls.default.take().is_some())?;
+        Ok(had)
+    }
+
+    /// Binds a certificate for one host name on the port, chosen by SNI (case-insensitive).
+    pub fn set_sni_certificate(
+        &self,
+        port: u16,
+        host: &str,
+        cert: ServerCertificate,
+    ) -> Result<(), ServerError> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.change_tls(port, |tls| {
+            tls.by_name.insert(host, cert);
+        })
+    }
+
+    /// Removes a host name's certificate; returns whether there was one.
+    pub fn remove_sni_certificate(&self, port: u16, host: &str) -> Result<bool, ServerError> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let mut had = false;
+        self.change_tls(port, |tls| had = tls.by_name.remove(&host).is_some())?;
+        Ok(had)
+    }
+
+    /// Sets whether and how clients on the port present certificates. Default is off.
+    pub fn set_client_certificates(
+        &self,
+        port: u16,
+        clients: ClientCertificates,
+    ) -> Result<(), ServerError> {
+        self.change_tls(port, |tls| tls.clients = clients)
+    }
+
+    /// Whether the port offers HTTP/2 through ALPN. Default is on; ports whose groups authenticate the
+    /// connection itself (NTLM, Negotiate) need HTTP/1.1 only.
+    pub fn set_http2(&self, port: u16, enabled: bool) -> Result<(), ServerError> {
+        self.change_tls(port, |tls| tls.http2 = enabled)
+    }
+
+    /// Applies a change to a port's TLS settings, rebuilds its rustls configuration and publishes it; on
+    /// error nothing changes.
+    fn change_tls(&self, port: u16, change: impl FnOnce(&mut PortTls)) -> Result<(), ServerError> {
+        let mut state = self.state();
+        if state.ports.get(&port).is_some_and(|p| !p.is_tls()) {
+            return Err(ServerError::NotHttps(port));
+        }
+        let mut tls = state.tls.get(&port).cloned().unwrap_or_default();
+        change(&mut tls);
+        let config = tls.build()?;
+        state.tls.insert(port, tls);
+        let mut configs = HashMap::clone(&self.shared.tls.load());
+        configs.insert(port, config);
+        self.shared.tls.store(Arc::new(configs));
+        Ok(())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

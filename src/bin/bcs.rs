@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bits_compact::{ByteRate, ConnectionLimit, Host, Server, Url, UrlPrefix};
+use bits_compact::{
+    ByteRate, ClientCertMode, ClientCertificates, ConnectionLimit, Host, Scheme, Server,
+    ServerCertificate, Url, UrlPrefix,
+};
 use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -48,6 +51,25 @@ struct HostArgs {
     /// bytes per second; at least 1024). Default: unlimited.
     #[arg(long, value_name = "RATE")]
     rate: Option<ByteRate>,
+    /// The certificate chain (PEM) for an https --url; with --key. Without --cert or --pfx, https uses a
+    /// self-signed certificate made at start, and its fingerprints are printed.
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "pfx")]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) for --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// A PKCS#12 file with the certificate and key; the password comes from BCS_PFX_PASSWORD, else a prompt.
+    #[arg(long, value_name = "FILE")]
+    pfx: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<PathBuf>,
+    /// Ask clients for a certificate: optional or required (needs --client-ca).
+    #[arg(long, value_name = "MODE", requires = "client_ca", default_value = "off")]
+    client_cert: ClientCertMode,
+    /// A certificate revocation list (PEM) for client certificates (repeatable).
+    #[arg(long, value_name = "FILE", requires = "client_ca")]
+    crl: Vec<PathBuf>,
     /// Print the published URLs as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -84,10 +106,20 @@ enum CliError {
     },
     #[error("cannot start")]
     Runtime(#[source] std::io::Error),
+    #[error("{0} needs an https --url")]
+    NeedsHttps(&'static str),
+    #[error("cannot read the PKCS#12 password")]
+    Password(#[source] std::io::Error),
 }
 
 impl From<bits_compact::ServerError> for CliError {
     fn from(e: bits_compact::ServerError) -> Self {
+        CliError::Library(e.into())
+    }
+}
+
+impl From<bits_compact::TlsError> for CliError {
+    fn from(e: bits_compact::TlsError) -> Self {
         CliError::Library(e.into())
     }
 }
@@ -134,6 +166,11 @@ async fn host(args: HostArgs) -> Result<(), CliError> {
         builder = builder.bind_addresses(args.bind.iter().copied());
     }
     let server = builder.build()?;
+    let tls = tls_settings(&args, &prefix)?;
+    if let Some((cert, clients)) = &tls {
+        server.set_ssl_certificate(prefix.port(), cert.clone())?;
+        server.set_client_certificates(prefix.port(), clients.clone())?;
+    }
     let group = server.create_url_group(&prefix.to_string())?;
     group.set_connection_limit(args.max_downloads.unwrap_or_default());
     group.set_bandwidth_limit(args.rate.unwrap_or_default());
@@ -148,10 +185,79 @@ async fn host(args: HostArgs) -> Result<(), CliError> {
         print_json(group.prefix(), &urls, &hosts);
     } else {
         print_text(&group, &urls, &hosts);
+        if let Some((cert, _)) = &tls {
+            print_certificate(cert, args.cert.is_none() && args.pfx.is_none());
+        }
+        print_stop_hint(group.prefix());
     }
     server.serve(signals.wait()).await?;
     eprintln!("bcs: stopped");
     Ok(())
+}
+
+/// The certificate and client-certificate policy for an https prefix, loaded now so that a bad file is an
+/// error before anything listens.
+fn tls_settings(
+    args: &HostArgs,
+    prefix: &UrlPrefix,
+) -> Result<Option<(ServerCertificate, ClientCertificates)>, CliError> {
+    if prefix.scheme() != Scheme::Https {
+        let given = [
+            (args.cert.is_some(), "--cert"),
+            (args.pfx.is_some(), "--pfx"),
+            (args.client_ca.is_some(), "--client-ca"),
+        ];
+        return match given.iter().find(|(set, _)| *set) {
+            Some((_, flag)) => Err(CliError::NeedsHttps(flag)),
+            None => Ok(None),
+        };
+    }
+    let cert = match (&args.cert, &args.key, &args.pfx) {
+        (Some(cert), Some(key), _) => ServerCertificate::from_pem_files(cert, key)?,
+        (_, _, Some(pfx)) => ServerCertificate::from_pkcs12_file(pfx, &pfx_password()?)?,
+        _ => ServerCertificate::self_signed(&self_signed_names(prefix))?,
+    };
+    let clients = match &args.client_ca {
+        Some(ca) => ClientCertificates::from_pem_files(args.client_cert, ca, &args.crl)?,
+        None => ClientCertificates::off(),
+    };
+    Ok(Some((cert, clients)))
+}
+
+/// SECURITY: the password never comes from an argument (visible to other users in the process list).
+fn pfx_password() -> Result<String, CliError> {
+    if let Ok(password) = std::env::var("BCS_PFX_PASSWORD") {
+        return Ok(password);
+    }
+    rpassword::prompt_password("PKCS#12 password: ").map_err(CliError::Password)
+}
+
+/// The machine's name, localhost and the loopback addresses, and the prefix's own host.
+fn self_signed_names(prefix: &UrlPrefix) -> Vec<String> {
+    let mut names = vec![
+        gethostname::gethostname().to_string_lossy().into_owned(),
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    match prefix.host() {
+        Host::Name(name) => names.push(name.clone()),
+        Host::Ip(ip) => names.push(ip.to_string()),
+        _ => {}
+    }
+    names.dedup();
+    names
+}
+
+fn print_certificate(cert: &ServerCertificate, self_signed: bool) {
+    let info = cert.info();
+    let kind = if self_signed { "self-signed, made now" } else { "loaded" };
+    println!("TLS certificate ({kind}): {}", info.subject);
+    println!("  SHA-256 fingerprint: {}", info.sha256_fingerprint);
+    println!("  SHA-1 thumbprint:    {}", info.sha1_thumbprint);
+    if self_signed {
+        println!("  clients can pin it:  curl --pinnedpubkey '{}' -k URL", info.spki_pin);
+    }
 }
 
 /// Each file given, and each regular file below each directory given, with its suffix.
@@ -297,13 +403,13 @@ fn print_text(group: &bits_compact::UrlGroup, urls: &[Url], hosts: &PrintHosts) 
             (main, None) => println!("  {main}"),
         }
     }
+}
+
+fn print_stop_hint(prefix: &UrlPrefix) {
     if matches!(prefix.host(), Host::StrongWildcard | Host::WeakWildcard) {
         println!("Press Ctrl-C to stop.");
     } else {
-        println!(
-            "Press Ctrl-C to stop. Clients must name host {}.",
-            prefix.host()
-        );
+        println!("Press Ctrl-C to stop. Clients must name host {}.", prefix.host());
     }
 }
 

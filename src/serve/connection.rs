@@ -9,44 +9,111 @@
 //! counts against a client.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::service::{self, ConnInfo};
+use crate::tls::ClientIdentity;
 use super::ServeContext;
 
-/// Serves one connection to its end. The permit is held for the connection's whole life.
+/// Serves one connection to its end: the TLS handshake first on https ports (under its deadline, in this
+/// task, so a stalled client holds only its own connection), then HTTP/2 if ALPN chose it, else HTTP/1.1.
+/// The permit is held for the connection's whole life.
 pub(crate) async fn serve(
     stream: TcpStream,
-    info: ConnInfo,
+    peer: SocketAddr,
+    tls: bool,
     ctx: Arc<ServeContext>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let config = &ctx.shared.config;
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
     let activity = Activity::new();
-    let io = TokioIo::new(Tracked {
+    let io = Tracked {
         inner: stream,
         activity: activity.clone(),
-    });
+    };
+    if !tls {
+        let info = ConnInfo {
+            peer,
+            local,
+            client: None,
+        };
+        return serve_http(io, false, info, activity, ctx).await;
+    }
+    let Some(config) = ctx.shared.tls.load().get(&local.port()).cloned() else {
+        tracing::debug!("no TLS configuration for the port");
+        return;
+    };
+    let handshake = tokio::time::timeout(
+        ctx.shared.config.handshake_timeout,
+        tokio_rustls::TlsAcceptor::from(config).accept(io),
+    );
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => return tracing::debug!("TLS handshake timeout"),
+        },
+        () = ctx.shutdown.cancelled() => return,
+    };
+    let (_, session) = stream.get_ref();
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    let client = session
+        .peer_certificates()
+        .and_then(<[_]>::first)
+        .and_then(ClientIdentity::of)
+        .map(Arc::new);
+    let info = ConnInfo { peer, local, client };
+    serve_http(stream, h2, info, activity, ctx).await;
+}
+
+async fn serve_http<I>(io: I, h2: bool, info: ConnInfo, activity: Activity, ctx: Arc<ServeContext>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &ctx.shared.config;
+    let io = TokioIo::new(io);
     let info = Arc::new(info);
     let shared = ctx.shared.clone();
     let svc = service_fn(move |req| service::handle(req, shared.clone(), info.clone()));
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout)
-        .keep_alive(true)
-        .serve_connection(io, svc);
+    if h2 {
+        let conn = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .serve_connection(io, svc);
+        drive(conn, &activity, &ctx).await;
+    } else {
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout)
+            .keep_alive(true)
+            .serve_connection(io, svc);
+        drive(conn, &activity, &ctx).await;
+    }
+}
+
+/// Runs a connection under the idle and send-rate deadlines; on shutdown lets it finish its requests, up to
+/// the drain deadline.
+async fn drive<C>(conn: C, activity: &Activity, ctx: &ServeContext)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let config = &ctx.shared.config;
     tokio::pin!(conn);
     let outcome = tokio::select! {
         res = conn.as_mut() => res.map_err(|e| e.to_string()),

@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::server::{Port, ServerError, Shared};
-use service::ConnInfo;
 
 /// What every task of one `serve` call shares.
 #[derive(Debug)]
@@ -44,11 +43,11 @@ pub(crate) struct Running {
 impl Running {
     /// Starts accepting on the port's sockets.
     pub(crate) fn start_port(&self, port: u16, p: &mut Port) {
+        let tls = p.is_tls();
         for socket in p.sockets.drain(..) {
             let (ctx, stop) = (self.ctx.clone(), p.stop.clone());
-            self.ctx
-                .tracker
-                .spawn_on(accept_loop(socket, port, ctx, stop), &self.handle);
+            let task = accept_loop(socket, port, tls, ctx, stop);
+            self.ctx.tracker.spawn_on(task, &self.handle);
         }
     }
 }
@@ -102,6 +101,7 @@ pub(crate) async fn run(
 async fn accept_loop(
     socket: std::net::TcpListener,
     port: u16,
+    tls: bool,
     ctx: Arc<ServeContext>,
     stop: CancellationToken,
 ) {
@@ -135,14 +135,10 @@ async fn accept_loop(
                 continue;
             }
         };
-        let local = match stream.local_addr() {
-            Ok(local) => local,
-            Err(_) => continue,
-        };
         // PERF.md: without it, small responses stall ~40 ms on delayed ACKs.
         let _ = stream.set_nodelay(true);
         let span = tracing::info_span!("conn", %peer);
-        let task = connection::serve(stream, ConnInfo { peer, local }, ctx.clone(), permit);
+        let task = connection::serve(stream, peer, tls, ctx.clone(), permit);
         ctx.tracker
             .spawn(tracing::Instrument::instrument(task, span));
     }

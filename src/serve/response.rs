@@ -24,6 +24,9 @@ pub(crate) enum Reject {
     /// Only GET and HEAD are served.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The client may not have this URL; the reason is sent.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     /// The group is at its ConnectionLimit: come back later (BITS treats 503 as transient).
     #[error("the URL group is at its connection limit")]
     Busy,
@@ -38,6 +41,7 @@ impl Reject {
             Reject::BadRequest(_) | Reject::BadPath(_) | Reject::NoGroup => StatusCode::BAD_REQUEST,
             Reject::NotFound | Reject::File(FileError::Gone(_)) => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Reject::Forbidden(_) => StatusCode::FORBIDDEN,
             Reject::Busy | Reject::File(FileError::Changing(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Reject::File(FileError::Unsatisfiable { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
             Reject::File(FileError::PreconditionFailed) => StatusCode::PRECONDITION_FAILED,

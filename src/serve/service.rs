@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use super::response::Reject;
 use crate::files::{self, OnFinish, ResponseBody};
 use crate::server::Shared;
+use crate::tls::ClientIdentity;
 use crate::url::{RequestPath, UrlEntry, UrlGroup};
 
 /// Where a connection came from and where it arrived.
@@ -19,6 +20,8 @@ use crate::url::{RequestPath, UrlEntry, UrlGroup};
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     pub(crate) local: SocketAddr,
+    /// The verified client certificate's identity, on TLS connections that presented one.
+    pub(crate) client: Option<Arc<ClientIdentity>>,
 }
 
 /// The hyper service: infallible, since an `Err` would abort the connection.
@@ -94,6 +97,9 @@ fn route(
         )
         .ok_or(Reject::NoGroup)?
         .clone();
+    if group.is_client_certificate_required() && conn.client.is_none() {
+        return Err(Reject::Forbidden("a client certificate is required"));
+    }
     let entry = group.lookup(&path.suffix_key).ok_or(Reject::NotFound)?;
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(Reject::MethodNotAllowed);
@@ -158,6 +164,7 @@ struct AccessLog {
     method: Method,
     target: String,
     peer: SocketAddr,
+    identity: Option<String>,
     group: Option<String>,
     status: u16,
 }
@@ -172,6 +179,7 @@ impl AccessLog {
             method: req.method().clone(),
             target: req.uri().to_string(),
             peer: conn.peer,
+            identity: conn.client.as_ref().map(|c| c.name().to_owned()),
             group: None,
             status: 0,
         })
@@ -189,6 +197,7 @@ impl OnFinish for AccessLog {
             complete,
             duration_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX),
             peer = %self.peer,
+            identity = self.identity.as_deref().unwrap_or("-"),
             group = self.group.as_deref().unwrap_or("-"),
         );
     }

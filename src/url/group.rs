@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use http::HeaderValue;
@@ -114,6 +115,7 @@ pub(crate) struct GroupInner {
     cache: Arc<FileCache>,
     urls: RwLock<HashMap<String, Arc<UrlEntry>>>,
     limits: GroupLimits,
+    client_certificate_required: AtomicBool,
 }
 
 impl UrlGroup {
@@ -124,6 +126,7 @@ impl UrlGroup {
                 cache,
                 urls: RwLock::new(HashMap::new()),
                 limits: GroupLimits::default(),
+                client_certificate_required: AtomicBool::new(false),
             }),
         }
     }
@@ -257,6 +260,19 @@ impl UrlGroup {
                 .get()
                 .map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX - 1)),
         }
+    }
+
+    /// Requires requests to come over TLS with a verified client certificate; others get 403. Default is
+    /// off. The port's client-certificate mode must ask for certificates for any to arrive.
+    pub fn require_client_certificate(&self, required: bool) {
+        self.inner
+            .client_certificate_required
+            .store(required, Ordering::Release);
+    }
+
+    /// Whether a client certificate is required.
+    pub fn is_client_certificate_required(&self) -> bool {
+        self.inner.client_certificate_required.load(Ordering::Acquire)
     }
 
     pub(crate) fn limits(&self) -> &GroupLimits {

@@ -89,11 +89,12 @@ fn registration_errors_are_clear() {
             srv.port
         )
     );
-    let e = srv
-        .server
-        .create_url_group("https://+:65000/S/")
-        .unwrap_err();
-    assert!(matches!(e, ServerError::HttpsUnsupported(_)), "{e}");
+    let cert = bits_compact::ServerCertificate::self_signed(&["localhost".into()]).unwrap();
+    let e = srv.server.set_ssl_certificate(srv.port, cert).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("port {} serves http URL groups; certificates bind to https ports", srv.port)
+    );
 
     let e = group
         .add_url("x", dir.path().join("missing"), None)

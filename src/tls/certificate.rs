@@ -1,0 +1,239 @@
+//! `ServerCertificate`: a certificate chain and its private key, loaded and checked once (PEM, PKCS#12, or
+//! made self-signed), with the facts people use to recognise it (SHA-1 thumbprint as Windows shows it,
+//! SHA-256 fingerprint, the SPKI pin curl takes).
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use super::TlsError;
+
+/// A server certificate chain with its private key.
+#[derive(Clone)]
+pub struct ServerCertificate {
+    pub(crate) key: Arc<CertifiedKey>,
+    info: CertificateInfo,
+}
+
+impl fmt::Debug for ServerCertificate {
+    // SECURITY: the private key never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerCertificate")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What identifies a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CertificateInfo {
+    /// The subject, e.g. `CN=files.example`.
+    pub subject: String,
+    /// SHA-1 of the DER certificate, uppercase hex: the thumbprint Windows shows and the original's
+    /// SetSslCertificate took.
+    pub sha1_thumbprint: String,
+    /// SHA-256 of the DER certificate, colon-separated uppercase hex, as browsers show it.
+    pub sha256_fingerprint: String,
+    /// `sha256//BASE64` of the SubjectPublicKeyInfo: what `curl --pinnedpubkey` takes.
+    pub spki_pin: String,
+    /// The last moment the certificate is valid, as RFC 2822 text.
+    pub not_after: String,
+}
+
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl ServerCertificate {
+    /// Loads a PEM chain (end-entity first) and a PEM private key (PKCS#8, PKCS#1 or SEC1), and checks that
+    /// the key belongs to the certificate.
+    pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, TlsError> {
+        let (cert, key) = (cert.as_ref(), key.as_ref());
+        let chain = read_chain(cert)?;
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
+        Self::from_parts(chain, key_der, cert, key)
+    }
+
+    /// Loads a PKCS#12 (`.pfx`) file: its first private key and that key's chain.
+    pub fn from_pkcs12_file(path: impl AsRef<Path>, password: &str) -> Result<Self, TlsError> {
+        let path = path.as_ref();
+        let data = std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let store = p12_keystore::KeyStore::from_pkcs12(&data, password, Default::default())
+            .map_err(|e| TlsError::Pkcs12 {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let Some((_, chain)) = store.private_key_chain() else {
+            return Err(TlsError::NoKey {
+                path: path.to_owned(),
+            });
+        };
+        let certs: Vec<CertificateDer<'static>> = chain
+            .certs()
+            .iter()
+            .map(|c| CertificateDer::from(c.as_der().to_vec()))
+            .collect();
+        if certs.is_empty() {
+            return Err(TlsError::NoCertificate {
+                path: path.to_owned(),
+            });
+        }
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(chain.key().as_der().to_vec()));
+        Self::from_parts(certs, key, path, path)
+    }
+
+    /// A new self-signed certificate for these names; IP addresses become IP SANs.
+    pub fn self_signed(names: &[String]) -> Result<Self, TlsError> {
+        let generated =
+            rcgen::generate_simple_self_signed(names.to_vec()).map_err(TlsError::SelfSigned)?;
+        let chain = vec![generated.cert.der().clone()];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            generated.signing_key.serialize_der(),
+        ));
+        Self::from_parts(chain, key, Path::new("<self-signed>"), Path::new("<self-signed>"))
+    }
+
+    fn from_parts(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        cert_path: &Path,
+        key_path: &Path,
+    ) -> Result<Self, TlsError> {
+        let info = CertificateInfo::of(&chain[0], cert_path)?;
+        let key = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
+                cert: cert_path.to_owned(),
+                key: key_path.to_owned(),
+            },
+            other => TlsError::Key {
+                path: key_path.to_owned(),
+                source: other,
+            },
+        })?;
+        Ok(ServerCertificate {
+            key: Arc::new(key),
+            info,
+        })
+    }
+
+    /// What identifies this certificate.
+    pub fn info(&self) -> &CertificateInfo {
+        &self.info
+    }
+
+    /// The chain as PEM (no key), for clients that need to trust a self-signed certificate.
+    pub fn chain_pem(&self) -> String {
+        self.key
+            .cert
+            .iter()
+            .map(|c| pem_block("CERTIFICATE", c.as_ref()))
+            .collect()
+    }
+}
+
+/// Every certificate in a PEM file; an empty file is an error naming it.
+pub(crate) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(chain)
+}
+
+pub(crate) fn pem_error(path: &Path, e: rustls_pki_types::pem::Error) -> TlsError {
+    match e {
+        rustls_pki_types::pem::Error::Io(source) => TlsError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        rustls_pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
+            path: path.to_owned(),
+        },
+        other => TlsError::Pem {
+            path: path.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl CertificateInfo {
+    fn of(cert: &CertificateDer<'_>, path: &Path) -> Result<Self, TlsError> {
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| TlsError::Pem {
+                path: path.to_owned(),
+                reason: format!("not an X.509 certificate: {e}"),
+            })?;
+        let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref());
+        let sha256 = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+        let spki = ring::digest::digest(&ring::digest::SHA256, parsed.public_key().raw);
+        Ok(CertificateInfo {
+            subject: parsed.subject().to_string(),
+            sha1_thumbprint: hex(sha1.as_ref(), ""),
+            sha256_fingerprint: hex(sha256.as_ref(), ":"),
+            spki_pin: format!("sha256//{}", base64(spki.as_ref())),
+            not_after: parsed
+                .validity()
+                .not_after
+                .to_rfc2822()
+                .unwrap_or_else(|e| e),
+        })
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8], separator: &str) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    let text = base64(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in text.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_has_consistent_facts() {
+        let cert = ServerCertificate::self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let info = cert.info();
+        assert_eq!(info.sha1_thumbprint.len(), 40);
+        assert_eq!(info.sha256_fingerprint.len(), 32 * 3 - 1);
+        assert!(info.spki_pin.starts_with("sha256//") && info.spki_pin.ends_with('='));
+        assert!(cert.chain_pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
+        // The PEM we print parses back to the same certificate.
+        let parsed: Vec<_> = CertificateDer::pem_slice_iter(cert.chain_pem().as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(parsed, cert.key.cert);
+    }
+}
