@@ -328,7 +328,9 @@ impl Server {
                 state.ports.insert(port, p);
             }
         }
-        if prefix.scheme() == Scheme::Https && !state.tls.get(&port).is_some_and(|t| t.default.is_some()) {
+        if prefix.scheme() == Scheme::Https
+            && !state.tls.get(&port).is_some_and(|t| t.default.is_some())
+        {
             tracing::warn!(
                 port,
                 "https group created on a port with no certificate bound; handshakes fail until one is"
@@ -412,7 +414,11 @@ impl Server {
     /// Binds the port's certificate (the original's SetSslCertificate), replacing any: new handshakes use it
     /// at once, connections in flight keep the old one. Clients that send no SNI, or a name with no
     /// certificate of its own, get this one.
-    pub fn set_ssl_certificate(&self, port: u16, cert: ServerCertificate) -> Result<(), ServerError> {
+    pub fn set_ssl_certificate(
+        &self,
+        port: u16,
+        cert: ServerCertificate,
+    ) -> Result<(), ServerError> {
         self.change_tls(port, |tls| tls.default = Some(cert))
     }
 

@@ -65,7 +65,12 @@ struct HostArgs {
     #[arg(long, value_name = "FILE")]
     client_ca: Option<PathBuf>,
     /// Ask clients for a certificate: optional or required (needs --client-ca).
-    #[arg(long, value_name = "MODE", requires = "client_ca", default_value = "off")]
+    #[arg(
+        long,
+        value_name = "MODE",
+        requires = "client_ca",
+        default_value = "off"
+    )]
     client_cert: ClientCertMode,
     /// A certificate revocation list (PEM) for client certificates (repeatable).
     #[arg(long, value_name = "FILE", requires = "client_ca")]
@@ -251,12 +256,19 @@ fn self_signed_names(prefix: &UrlPrefix) -> Vec<String> {
 
 fn print_certificate(cert: &ServerCertificate, self_signed: bool) {
     let info = cert.info();
-    let kind = if self_signed { "self-signed, made now" } else { "loaded" };
+    let kind = if self_signed {
+        "self-signed, made now"
+    } else {
+        "loaded"
+    };
     println!("TLS certificate ({kind}): {}", info.subject);
     println!("  SHA-256 fingerprint: {}", info.sha256_fingerprint);
     println!("  SHA-1 thumbprint:    {}", info.sha1_thumbprint);
     if self_signed {
-        println!("  clients can pin it:  curl --pinnedpubkey '{}' -k URL", info.spki_pin);
+        println!(
+            "  clients can pin it:  curl --pinnedpubkey '{}' -k URL",
+            info.spki_pin
+        );
     }
 }
 
@@ -409,7 +421,10 @@ fn print_stop_hint(prefix: &UrlPrefix) {
     if matches!(prefix.host(), Host::StrongWildcard | Host::WeakWildcard) {
         println!("Press Ctrl-C to stop.");
     } else {
-        println!("Press Ctrl-C to stop. Clients must name host {}.", prefix.host());
+        println!(
+            "Press Ctrl-C to stop. Clients must name host {}.",
+            prefix.host()
+        );
     }
 }
 

@@ -26,8 +26,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::service::{self, ConnInfo};
-use crate::tls::ClientIdentity;
 use super::ServeContext;
+use crate::tls::ClientIdentity;
 
 /// Serves one connection to its end: the TLS handshake first on https ports (under its deadline, in this
 /// task, so a stalled client holds only its own connection), then HTTP/2 if ALPN chose it, else HTTP/1.1.
@@ -78,7 +78,11 @@ pub(crate) async fn serve(
         .and_then(<[_]>::first)
         .and_then(ClientIdentity::of)
         .map(Arc::new);
-    let info = ConnInfo { peer, local, client };
+    let info = ConnInfo {
+        peer,
+        local,
+        client,
+    };
     serve_http(stream, h2, info, activity, ctx).await;
 }
 

@@ -50,11 +50,11 @@ impl Reject {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let text = format!(
-            "{} {}\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        );
+        let reason = status.canonical_reason().unwrap_or("");
+        let text = match &self {
+            Reject::Forbidden(why) => format!("{} {reason}: {why}\n", status.as_u16()),
+            _ => format!("{} {reason}\n", status.as_u16()),
+        };
         let len = text.len();
         let mut response = Response::new(ResponseBody::bytes(text));
         *response.status_mut() = status;

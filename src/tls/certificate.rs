@@ -99,7 +99,12 @@ impl ServerCertificate {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
             generated.signing_key.serialize_der(),
         ));
-        Self::from_parts(chain, key, Path::new("<self-signed>"), Path::new("<self-signed>"))
+        Self::from_parts(
+            chain,
+            key,
+            Path::new("<self-signed>"),
+            Path::new("<self-signed>"),
+        )
     }
 
     fn from_parts(
@@ -224,12 +229,15 @@ mod tests {
 
     #[test]
     fn self_signed_has_consistent_facts() {
-        let cert = ServerCertificate::self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let cert =
+            ServerCertificate::self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
         let info = cert.info();
         assert_eq!(info.sha1_thumbprint.len(), 40);
         assert_eq!(info.sha256_fingerprint.len(), 32 * 3 - 1);
         assert!(info.spki_pin.starts_with("sha256//") && info.spki_pin.ends_with('='));
-        assert!(cert.chain_pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(cert
+            .chain_pem()
+            .starts_with("-----BEGIN CERTIFICATE-----\n"));
         // The PEM we print parses back to the same certificate.
         let parsed: Vec<_> = CertificateDer::pem_slice_iter(cert.chain_pem().as_bytes())
             .collect::<Result<_, _>>()

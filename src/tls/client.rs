@@ -118,7 +118,9 @@ impl ClientCertificates {
             ClientCertMode::Optional => builder.allow_unauthenticated(),
             _ => builder,
         };
-        builder.build().map_err(|e| TlsError::Verifier(e.to_string()))
+        builder
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))
     }
 }
 
@@ -150,15 +152,16 @@ impl ClientIdentity {
     pub(crate) fn of(cert: &CertificateDer<'_>) -> Option<Self> {
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
         let subject = parsed.subject();
-        let first = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
-            it.next().and_then(|a| a.as_str().ok()).map(str::to_owned)
-        };
+        let first = |it: &mut dyn Iterator<
+            Item = &x509_parser::x509::AttributeTypeAndValue<'_>,
+        >| { it.next().and_then(|a| a.as_str().ok()).map(str::to_owned) };
         let mut identity = ClientIdentity {
             common_name: first(&mut subject.iter_common_name()),
             email: first(&mut subject.iter_email()),
             upn: None,
             sha1_thumbprint: hex(
-                ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref()).as_ref(),
+                ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref())
+                    .as_ref(),
                 "",
             ),
         };

@@ -272,7 +272,9 @@ impl UrlGroup {
 
     /// Whether a client certificate is required.
     pub fn is_client_certificate_required(&self) -> bool {
-        self.inner.client_certificate_required.load(Ordering::Acquire)
+        self.inner
+            .client_certificate_required
+            .load(Ordering::Acquire)
     }
 
     pub(crate) fn limits(&self) -> &GroupLimits {

@@ -278,3 +278,178 @@ fn the_host_files_example_serves_its_files() {
     let (code, stderr) = running.stop("-INT");
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn bcs_https_with_a_pfx_and_required_client_certificates_logs_the_upn() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = crate::pki::Ca::new("Corp CA");
+    let ca_file = ca.write(d, "ca.pem");
+    let server = ca.server(d, "server", &["127.0.0.1"]);
+    let pfx = d.join("server.pfx");
+    server.pkcs12(&pfx, "s3cret pfx");
+    let alice = ca.client(d, "alice", "Alice", Some("alice@corp.example"));
+    let file = write_file(d, "a.txt", b"alpha over tls");
+    let port = free_port();
+    let prefix = format!("https://+:{port}/sec/");
+    let mut child = Command::new(BCS)
+        .args(["host", "--bind", "127.0.0.1", "--url", &prefix])
+        .args([
+            "--pfx",
+            pfx.to_str().unwrap(),
+            "--client-ca",
+            ca_file.to_str().unwrap(),
+        ])
+        .args(["--client-cert", "required", file.to_str().unwrap()])
+        .env("BCS_PFX_PASSWORD", "s3cret pfx")
+        .env("BCS_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let bcs = Running { child, lines };
+    let printed = bcs.lines_until("Ctrl-C");
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("TLS certificate (loaded): CN=127.0.0.1")),
+        "{printed:?}"
+    );
+    let url = format!("https://127.0.0.1:{port}/sec/a.txt");
+    let (ca_arg, cert, key) = (
+        ca_file.to_str().unwrap(),
+        alice.cert.to_str().unwrap(),
+        alice.key.to_str().unwrap(),
+    );
+    let r = curl(&["--cacert", ca_arg, "--cert", cert, "--key", key, &url]);
+    assert_eq!(r.body, b"alpha over tls");
+    let refused = run("curl", &["-s", "--cacert", ca_arg, &url]);
+    assert!(
+        !refused.status.success(),
+        "no client certificate on a required port"
+    );
+    let (code, stderr) = bcs.stop("-TERM");
+    assert_eq!(code, Some(0), "{stderr}");
+    let access: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("bits_compact::access"))
+        .collect();
+    assert_eq!(access.len(), 1, "{stderr}");
+    assert!(
+        access[0].contains("identity=\"alice@corp.example\""),
+        "{}",
+        access[0]
+    );
+}
+
+#[test]
+fn bcs_https_self_signed_prints_a_pin_that_curl_accepts() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "a.txt", b"pinned");
+    let port = free_port();
+    let prefix = format!("https://+:{port}/p/");
+    let bcs = Running::spawn(
+        Path::new(BCS),
+        &[
+            "host",
+            "--bind",
+            "127.0.0.1",
+            "--url",
+            &prefix,
+            file.to_str().unwrap(),
+        ],
+    );
+    let printed = bcs.lines_until("Ctrl-C");
+    let pin_line = printed
+        .iter()
+        .find(|l| l.contains("--pinnedpubkey"))
+        .expect("a pin");
+    let pin = pin_line.split('\'').nth(1).unwrap();
+    let url = format!("https://127.0.0.1:{port}/p/a.txt");
+    assert_eq!(curl(&["-k", "--pinnedpubkey", pin, &url]).body, b"pinned");
+    let wrong = run(
+        "curl",
+        &[
+            "-s",
+            "-k",
+            "--pinnedpubkey",
+            "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            &url,
+        ],
+    );
+    assert!(!wrong.status.success());
+    let (code, stderr) = bcs.stop("-TERM");
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn bcs_tls_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = crate::pki::Ca::new("CA");
+    let one = ca.server(d, "one", &["localhost"]);
+    let two = ca.server(d, "two", &["localhost"]);
+    let pfx = d.join("s.pfx");
+    one.pkcs12(&pfx, "right");
+    let file = write_file(d, "a.txt", b"x");
+    let port = free_port().to_string();
+    let url = format!("https://+:{port}/t/");
+    let base = ["host", "--bind", "127.0.0.1", "--url", url.as_str()];
+    let (one_cert, two_key) = (one.cert.to_str().unwrap(), two.key.to_str().unwrap());
+    let e = bcs_fails(
+        &[
+            &base[..],
+            &["--cert", one_cert, "--key", two_key, file.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(e.contains("does not match") && e.contains("two.key"), "{e}");
+    let out = Command::new(BCS)
+        .args(base)
+        .args(["--pfx", pfx.to_str().unwrap(), file.to_str().unwrap()])
+        .env("BCS_PFX_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8(out.stderr).unwrap();
+    assert!(e.contains("s.pfx") && e.contains("wrong password"), "{e}");
+    let e = bcs_fails(
+        &[
+            &base[..],
+            &[
+                "--client-ca",
+                two_key,
+                "--client-cert",
+                "required",
+                file.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(e.contains("CA file") && e.contains("two.key"), "{e}");
+    let plain = format!("http://+:{port}/t/");
+    let e = bcs_fails(&[
+        "host",
+        "--url",
+        &plain,
+        "--cert",
+        one_cert,
+        "--key",
+        two_key,
+        file.to_str().unwrap(),
+    ]);
+    assert!(e.contains("--cert needs an https --url"), "{e}");
+}

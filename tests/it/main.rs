@@ -7,5 +7,7 @@ mod adversarial;
 mod cli;
 mod clients;
 mod limits;
+mod pki;
 mod runtime;
 mod support;
+mod tls;

@@ -93,7 +93,10 @@ fn registration_errors_are_clear() {
     let e = srv.server.set_ssl_certificate(srv.port, cert).unwrap_err();
     assert_eq!(
         e.to_string(),
-        format!("port {} serves http URL groups; certificates bind to https ports", srv.port)
+        format!(
+            "port {} serves http URL groups; certificates bind to https ports",
+            srv.port
+        )
     );
 
     let e = group
