@@ -8,7 +8,8 @@
 # Large file: curl, one stream, 1 GiB file, three times per round -> MB/s.
 # nginx runs with 2 workers and sendfile, once with tcp_nopush on and once off (PERF.md: "on" favours small
 # files, "off" single streams). Access logs are off on both sides. Prints medians and bcs/nginx ratios.
-# Needs: nginx, wrk, curl (Debian packages of those names). Everything binds 127.0.0.1 and stops by itself.
+# HTTPS: the same two measurements against bcs and nginx serving one self-signed P-256 certificate.
+# Needs: nginx, wrk, curl, openssl (Debian packages of those names). Everything binds 127.0.0.1 and stops by itself.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -33,10 +34,17 @@ head -c 1024 /dev/urandom >"$work/files/small.bin"
 dd if=/dev/urandom of="$work/files/big.bin" bs=1M count=1024 status=none
 chmod 644 "$work/files/"*
 
+# One self-signed certificate for both servers' HTTPS.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+chmod 644 "$work/key.pem"
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port_bcs=$(free_port)
 port_nopush_on=$(free_port)
 port_nopush_off=$(free_port)
+port_bcs_tls=$(free_port)
+port_nginx_tls=$(free_port)
 
 cat >"$work/nginx/nginx.conf" <<EOF
 worker_processes 2;
@@ -58,11 +66,20 @@ http {
     types { application/octet-stream bin; }
     server { listen 127.0.0.1:$port_nopush_on;  tcp_nopush on;  location /b/ { alias $work/files/; } }
     server { listen 127.0.0.1:$port_nopush_off; tcp_nopush off; location /b/ { alias $work/files/; } }
+    server {
+        listen 127.0.0.1:$port_nginx_tls ssl; tcp_nopush on;
+        ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;
+        location /b/ { alias $work/files/; }
+    }
 }
 EOF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" &
 pids+=($!)
 BCS_LOG=warn target/release/bcs host --bind 127.0.0.1 --url "http://+:$port_bcs/b/" "$work/files" >/dev/null &
+pids+=($!)
+BCS_LOG=warn target/release/bcs host --bind 127.0.0.1 --url "https://+:$port_bcs_tls/b/" \
+    --cert "$work/cert.pem" --key "$work/key.pem" "$work/files" >/dev/null &
 pids+=($!)
 
 wait_for() {
@@ -76,12 +93,28 @@ declare -A url=(
 )
 servers=(bcs nginx_nopush_on nginx_nopush_off)
 for s in "${servers[@]}"; do wait_for "${url[$s]}/small.bin"; done
+declare -A tls_url=(
+    [bcs]="https://127.0.0.1:$port_bcs_tls/b"
+    [nginx]="https://127.0.0.1:$port_nginx_tls/b"
+)
+for s in bcs nginx; do
+    for _ in $(seq 100); do curl -sfk -o /dev/null "${tls_url[$s]}/small.bin" && break; sleep 0.1; done
+done
 
 # Warm the page cache for the big file once, through each server.
 for s in "${servers[@]}"; do curl -s -o /dev/null "${url[$s]}/big.bin"; done
 
-declare -A rps mbs
+declare -A rps mbs tls_rps tls_mbs
 for round in $(seq "$ROUNDS"); do
+    for s in bcs nginx; do
+        # HTTPS: keep-alive connections (wrk), and one TLS stream of the big file (curl, HTTP/1.1 both).
+        r=$(wrk -t1 -c50 -d"${DURATION}s" "${tls_url[$s]}/small.bin" | awk '/^Requests\/sec:/ {print $2}')
+        b=$(curl -sk --http1.1 -o /dev/null -w '%{size_download} %{time_total}\n' "${tls_url[$s]}/big.bin" |
+            awk '{printf "%.0f", $1 / $2 / 1e6}')
+        tls_rps[$s]+="$r "
+        tls_mbs[$s]+="$b "
+        echo "round $round  $s https: ${r} req/s (1 KiB), $b MB/s (1 GiB)"
+    done
     for s in "${servers[@]}"; do
         r=$(wrk -t1 -c50 -d"${DURATION}s" "${url[$s]}/small.bin" | awk '/^Requests\/sec:/ {print $2}')
         # Three back-to-back single-stream downloads: one 1 GiB download lasts well under a second here.
@@ -105,3 +138,14 @@ for s in "${servers[@]}"; do
         "$m" "$(awk -v a="$m" -v b="$base_mbs" 'BEGIN {print a / b}')"
 done
 echo "(medians of $ROUNDS interleaved rounds; ratios against nginx tcp_nopush on for req/s, off for MB/s: each peer's best)"
+echo
+printf '%-18s %14s %12s %14s %12s\n' "https" "1KiB req/s" "÷ nginx" "1GiB MB/s" "÷ nginx"
+base_rps=$(echo "${tls_rps[nginx]}" | median)
+base_mbs=$(echo "${tls_mbs[nginx]}" | median)
+for s in bcs nginx; do
+    r=$(echo "${tls_rps[$s]}" | median)
+    m=$(echo "${tls_mbs[$s]}" | median)
+    printf '%-18s %14.0f %12.2f %14.0f %12.2f\n' "$s" "$r" "$(awk -v a="$r" -v b="$base_rps" 'BEGIN {print a / b}')" \
+        "$m" "$(awk -v a="$m" -v b="$base_mbs" 'BEGIN {print a / b}')"
+done
+echo "(https: the same certificate, P-256; nginx with tcp_nopush on and a shared session cache)"
