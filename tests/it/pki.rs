@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, OtherNameValue, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, OtherNameValue,
+    RevocationReason, RevokedCertParams, SanType, SerialNumber,
 };
 
 pub const UPN_OID: [u64; 10] = [1, 3, 6, 1, 4, 1, 311, 20, 2, 3];
@@ -58,7 +59,19 @@ impl Ca {
 
     /// A client certificate with a common name and, optionally, a UPN otherName SAN.
     pub fn client(&self, dir: &Path, file: &str, cn: &str, upn: Option<&str>) -> Leaf {
+        self.client_with_serial(dir, file, cn, upn, 1)
+    }
+
+    pub fn client_with_serial(
+        &self,
+        dir: &Path,
+        file: &str,
+        cn: &str,
+        upn: Option<&str>,
+        serial: u64,
+    ) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.serial_number = Some(SerialNumber::from(serial));
         params.distinguished_name.push(DnType::CommonName, cn);
         if let Some(upn) = upn {
             params.subject_alt_names.push(SanType::OtherName((
@@ -82,6 +95,35 @@ impl Ca {
         std::fs::write(&leaf.cert, &leaf.cert_pem).unwrap();
         std::fs::write(&leaf.key, &leaf.key_pem).unwrap();
         leaf
+    }
+}
+
+impl Ca {
+    /// A CRL from this CA revoking these serial numbers.
+    pub fn crl(&self, dir: &Path, file: &str, revoked: &[u64]) -> PathBuf {
+        let params = CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2021, 1, 1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let path = dir.join(file);
+        std::fs::write(
+            &path,
+            params.signed_by(&self.issuer).unwrap().pem().unwrap(),
+        )
+        .unwrap();
+        path
     }
 }
 

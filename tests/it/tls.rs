@@ -170,6 +170,51 @@ fn client_certificates_required_optional_and_per_group() {
     assert_eq!(curl_tls(&with_alice).map(|r| r.status), Some(200));
 }
 
+#[test]
+fn revoked_client_certificates_are_refused() {
+    if !have("curl") {
+        return;
+    }
+    let h = https();
+    let d = h.dir.path();
+    let alice = h.ca.client_with_serial(d, "alice", "Alice", None, 1001);
+    let bob = h.ca.client_with_serial(d, "bob", "Bob", None, 1002);
+    let crl = h.ca.crl(d, "ca.crl", &[1002]);
+    let ca_file = d.join("ca.pem");
+    let policy =
+        ClientCertificates::from_pem_files(ClientCertMode::Required, &ca_file, &[crl]).unwrap();
+    h.srv
+        .server
+        .set_client_certificates(h.srv.port, policy)
+        .unwrap();
+    let url = h.url("/S/data.bin");
+    let get = |leaf: &crate::pki::Leaf| {
+        let (cert, key) = (path(&leaf.cert), path(&leaf.key));
+        curl_tls(&[
+            "--cacert",
+            &h.ca(),
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-r",
+            "0-0",
+            &url,
+        ])
+        .map(|r| r.status)
+    };
+    assert_eq!(get(&alice), Some(206));
+    assert_eq!(get(&bob), None, "a revoked certificate was accepted");
+    // A CRL file without a CRL is a clear error naming it.
+    let e =
+        ClientCertificates::from_pem_files(ClientCertMode::Required, &ca_file, &[ca_file.clone()])
+            .unwrap_err();
+    assert!(
+        e.to_string().contains("ca.pem") && e.to_string().contains("revocation"),
+        "{e}"
+    );
+}
+
 fn path(p: &Path) -> String {
     p.to_str().unwrap().to_owned()
 }
