@@ -206,9 +206,12 @@ fn revoked_client_certificates_are_refused() {
     assert_eq!(get(&alice), Some(206));
     assert_eq!(get(&bob), None, "a revoked certificate was accepted");
     // A CRL file without a CRL is a clear error naming it.
-    let e =
-        ClientCertificates::from_pem_files(ClientCertMode::Required, &ca_file, &[ca_file.clone()])
-            .unwrap_err();
+    let e = ClientCertificates::from_pem_files(
+        ClientCertMode::Required,
+        &ca_file,
+        std::slice::from_ref(&ca_file),
+    )
+    .unwrap_err();
     assert!(
         e.to_string().contains("ca.pem") && e.to_string().contains("revocation"),
         "{e}"
