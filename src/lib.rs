@@ -24,9 +24,11 @@
 //! | [`url`] | [`UrlPrefix`] (HTTP.sys grammar), suffixes and request paths, [`UrlGroup`], [`Url`] |
 //! | `router` | host category, then whole-segment prefix → group |
 //! | [`tls`] | certificates per port and per SNI name, hot replacement, client certificates |
+//! | [`authz`] | SDDL security descriptors, SIDs, the Windows access check |
 //! | [`files`] | validators, preconditions, ranges, multipart, the streamed body |
 //! | [`limits`] | per-group ConnectionLimit (transfer permits) and BandwidthLimit (shared token bucket) |
 
+pub mod authz;
 mod error;
 pub mod files;
 pub mod limits;
