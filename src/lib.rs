@@ -24,10 +24,12 @@
 //! | [`url`] | [`UrlPrefix`] (HTTP.sys grammar), suffixes and request paths, [`UrlGroup`], [`Url`] |
 //! | `router` | host category, then whole-segment prefix → group |
 //! | [`tls`] | certificates per port and per SNI name, hot replacement, client certificates |
+//! | [`auth`] | who a request comes from: `Identity` and its token of SIDs |
 //! | [`authz`] | SDDL security descriptors, SIDs, the Windows access check |
 //! | [`files`] | validators, preconditions, ranges, multipart, the streamed body |
 //! | [`limits`] | per-group ConnectionLimit (transfer permits) and BandwidthLimit (shared token bucket) |
 
+pub mod auth;
 pub mod authz;
 mod error;
 pub mod files;

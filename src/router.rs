@@ -85,6 +85,7 @@ mod tests {
         UrlGroup::new(
             prefix.parse().unwrap(),
             crate::files::FileCache::new(std::time::Duration::ZERO, 0, 0),
+            None,
         )
     }
 

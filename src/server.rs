@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::authz::Sid;
 use crate::files::FileCache;
 use crate::router::RouteTable;
 use crate::serve::{self, Running};
@@ -74,6 +75,7 @@ pub enum ServerError {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) bind: Vec<IpAddr>,
+    pub(crate) domain: Option<Sid>,
     pub(crate) header_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) idle_timeout: Duration,
@@ -98,6 +100,13 @@ impl ServerBuilder {
     /// (`0.0.0.0` and `::`, the latter IPv6-only; skipped where the machine has no IPv6).
     pub fn bind_addresses(mut self, addrs: impl IntoIterator<Item = IpAddr>) -> Self {
         self.config.bind = addrs.into_iter().collect();
+        self
+    }
+
+    /// The domain (or machine) SID that domain-relative SDDL aliases (DA, DU, LA, ...) resolve against.
+    /// Default is none: such aliases are refused when a URL is added.
+    pub fn domain_sid(mut self, sid: Sid) -> Self {
+        self.config.domain = Some(sid);
         self
     }
 
@@ -278,6 +287,7 @@ impl Server {
                     IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     IpAddr::V6(Ipv6Addr::UNSPECIFIED),
                 ],
+                domain: None,
                 header_timeout: Duration::from_secs(120),
                 handshake_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(120),
@@ -336,7 +346,8 @@ impl Server {
                 "https group created on a port with no certificate bound; handshakes fail until one is"
             );
         }
-        let group = UrlGroup::new(prefix, self.shared.files.clone());
+        let domain = self.shared.config.domain.clone();
+        let group = UrlGroup::new(prefix, self.shared.files.clone(), domain);
         state.groups.push(group.clone());
         self.publish_routes(&state);
         Ok(group)

@@ -27,6 +27,13 @@ pub(crate) enum Reject {
     /// The client may not have this URL; the reason is sent.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// The URL's SDDL does not grant the caller read access. Without an authentication scheme to offer,
+    /// an anonymous caller gets 403 like an authenticated one.
+    #[error("access denied")]
+    Denied {
+        /// Whether the caller was authenticated.
+        authenticated: bool,
+    },
     /// The group is at its ConnectionLimit: come back later (BITS treats 503 as transient).
     #[error("the URL group is at its connection limit")]
     Busy,
@@ -41,7 +48,7 @@ impl Reject {
             Reject::BadRequest(_) | Reject::BadPath(_) | Reject::NoGroup => StatusCode::BAD_REQUEST,
             Reject::NotFound | Reject::File(FileError::Gone(_)) => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Reject::Forbidden(_) => StatusCode::FORBIDDEN,
+            Reject::Forbidden(_) | Reject::Denied { .. } => StatusCode::FORBIDDEN,
             Reject::Busy | Reject::File(FileError::Changing(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Reject::File(FileError::Unsatisfiable { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
             Reject::File(FileError::PreconditionFailed) => StatusCode::PRECONDITION_FAILED,

@@ -10,6 +10,8 @@ use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::response::Reject;
+use crate::auth::{self, Identity};
+use crate::authz::AccessMask;
 use crate::files::{self, OnFinish, ResponseBody};
 use crate::server::Shared;
 use crate::tls::ClientIdentity;
@@ -104,7 +106,33 @@ fn route(
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(Reject::MethodNotAllowed);
     }
+    authorize(req, &entry, &auth::identify(conn.client.as_ref()))?;
     Ok((group, entry))
+}
+
+/// The URL's SDDL against the caller's token. GET and HEAD ask for FILE_READ_DATA.
+fn authorize(req: &Request<Incoming>, entry: &UrlEntry, identity: &Identity) -> Result<(), Reject> {
+    let Some(sd) = &entry.sddl else {
+        return Ok(());
+    };
+    let decision = sd.access_check(&identity.token(), AccessMask::FILE_READ_DATA);
+    if decision.allowed {
+        return Ok(());
+    }
+    let deciding = decision
+        .ace
+        .and_then(|i| sd.dacl.as_ref()?.aces.get(i))
+        .map_or_else(|| "no ACE grants it".to_owned(), ToString::to_string);
+    tracing::info!(
+        target: "bits_compact::authz",
+        identity = identity.name(),
+        url = %req.uri(),
+        ace = %deciding,
+        "access denied"
+    );
+    Err(Reject::Denied {
+        authenticated: identity.is_authenticated(),
+    })
 }
 
 /// The host a request names: the authority of an absolute-form target, else the one `Host` header

@@ -12,6 +12,7 @@ use http::HeaderValue;
 
 use super::prefix::UrlPrefix;
 use super::suffix::{SegmentError, UrlSuffix};
+use crate::authz::{SddlError, SecurityDescriptor, Sid};
 use crate::files::{FileCache, FileSource};
 use crate::limits::{ByteRate, ConnectionLimit, GroupLimits, LimitError};
 
@@ -43,6 +44,15 @@ pub enum UrlError {
         /// The path as given.
         path: PathBuf,
     },
+    /// The SDDL string does not parse.
+    #[error("invalid SDDL for URL {suffix:?}")]
+    Sddl {
+        /// The suffix.
+        suffix: String,
+        /// What was wrong, where.
+        #[source]
+        source: SddlError,
+    },
     /// The group already has a URL with this suffix (compared case-insensitively).
     #[error("the URL group {prefix} already has a URL {suffix:?}")]
     Exists {
@@ -63,7 +73,7 @@ pub struct Url {
 pub(crate) struct UrlEntry {
     pub(crate) prefix: UrlPrefix,
     pub(crate) suffix: UrlSuffix,
-    pub(crate) sddl: Option<String>,
+    pub(crate) sddl: Option<SecurityDescriptor>,
     pub(crate) source: Arc<FileSource>,
 }
 
@@ -79,8 +89,8 @@ impl Url {
     }
 
     /// The SDDL string given when the URL was added, if any.
-    pub fn sddl(&self) -> Option<&str> {
-        self.entry.sddl.as_deref()
+    pub fn sddl(&self) -> Option<&SecurityDescriptor> {
+        self.entry.sddl.as_ref()
     }
 
     /// The URL a client uses: the group's base URL (see [`UrlPrefix::base_url`]) and the encoded suffix.
@@ -113,17 +123,19 @@ pub struct UrlGroup {
 pub(crate) struct GroupInner {
     prefix: UrlPrefix,
     cache: Arc<FileCache>,
+    domain: Option<Sid>,
     urls: RwLock<HashMap<String, Arc<UrlEntry>>>,
     limits: GroupLimits,
     client_certificate_required: AtomicBool,
 }
 
 impl UrlGroup {
-    pub(crate) fn new(prefix: UrlPrefix, cache: Arc<FileCache>) -> Self {
+    pub(crate) fn new(prefix: UrlPrefix, cache: Arc<FileCache>, domain: Option<Sid>) -> Self {
         UrlGroup {
             inner: Arc::new(GroupInner {
                 prefix,
                 cache,
+                domain,
                 urls: RwLock::new(HashMap::new()),
                 limits: GroupLimits::default(),
                 client_certificate_required: AtomicBool::new(false),
@@ -151,6 +163,13 @@ impl UrlGroup {
             suffix: suffix.to_owned(),
             source,
         })?;
+        let sddl = sddl
+            .map(|text| SecurityDescriptor::parse(text, self.inner.domain.as_ref()))
+            .transpose()
+            .map_err(|source| UrlError::Sddl {
+                suffix: suffix.to_string(),
+                source,
+            })?;
         let content_type = mime_guess::from_path(suffix.as_str()).first_raw().map_or(
             HeaderValue::from_static("application/octet-stream"),
             HeaderValue::from_static,
@@ -160,7 +179,7 @@ impl UrlGroup {
         let entry = Arc::new(UrlEntry {
             prefix: self.inner.prefix.clone(),
             suffix,
-            sddl: sddl.map(str::to_owned),
+            sddl,
             source: Arc::new(source),
         });
         let mut urls = self.inner.urls.write().unwrap_or_else(|e| e.into_inner());

@@ -3,6 +3,7 @@
 #![allow(unreachable_pub)]
 
 mod adversarial;
+mod authz;
 #[cfg(feature = "cli")]
 mod cli;
 mod clients;

@@ -43,7 +43,10 @@ fn groups_and_urls_change_while_serving() {
         .server
         .create_url(&prefix, "a.txt", &a, Some("D:(A;;GR;;;WD)"))
         .unwrap();
-    assert_eq!(url.sddl(), Some("D:(A;;GR;;;WD)"));
+    assert_eq!(
+        url.sddl().map(ToString::to_string).as_deref(),
+        Some("D:(A;;GR;;;WD)")
+    );
     assert_eq!(
         srv.server.local_addrs(port),
         vec![(Ipv4Addr::LOCALHOST, port).into()]

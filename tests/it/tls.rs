@@ -414,3 +414,36 @@ fn bad_certificate_files_are_clear_errors_naming_the_file() {
         ClientCertificates::from_pem_files(ClientCertMode::Required, &missing, &[]).unwrap_err();
     assert!(e.to_string().contains("missing.pem"), "{e}");
 }
+
+#[test]
+fn a_client_certificate_makes_the_caller_an_authenticated_user_for_sddl() {
+    if !have("curl") {
+        return;
+    }
+    let h = https();
+    let d = h.dir.path();
+    let alice = h.ca.client(d, "alice", "Alice", Some("alice@corp.example"));
+    let ca_file = d.join("ca.pem");
+    let optional =
+        ClientCertificates::from_pem_files(ClientCertMode::Optional, &ca_file, &[]).unwrap();
+    h.srv
+        .server
+        .set_client_certificates(h.srv.port, optional)
+        .unwrap();
+    let group = h.srv.server.url_groups().remove(0);
+    let file = write_file(d, "au.txt", b"for authenticated users");
+    group
+        .add_url("au.txt", &file, Some("D:(A;;GR;;;AU)"))
+        .unwrap();
+    let url = h.url("/S/au.txt");
+    let (cert, key) = (path(&alice.cert), path(&alice.key));
+    let r = curl_tls(&["--cacert", &h.ca(), "--cert", &cert, "--key", &key, &url]).unwrap();
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"for authenticated users"[..])
+    );
+    assert_eq!(
+        curl_tls(&["--cacert", &h.ca(), &url]).map(|r| r.status),
+        Some(403)
+    );
+}
