@@ -20,6 +20,9 @@ pub enum Error {
     /// A certificate, key or CA file could not be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// Authentication could not be set up.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     /// A server operation failed.
     #[error(transparent)]
     Server(#[from] ServerError),

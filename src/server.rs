@@ -13,8 +13,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
+use crate::auth::{FailureLimiter, Principals};
 use crate::authz::Sid;
 use crate::files::FileCache;
 use crate::router::RouteTable;
@@ -222,6 +223,8 @@ impl ServerBuilder {
                 files,
                 routes: ArcSwap::from_pointee(RouteTable::default()),
                 tls: ArcSwap::from_pointee(HashMap::new()),
+                principals: ArcSwapOption::empty(),
+                failures: FailureLimiter::default(),
                 state: Mutex::new(State {
                     groups: Vec::new(),
                     ports: HashMap::new(),
@@ -249,6 +252,10 @@ pub(crate) struct Shared {
     pub(crate) routes: ArcSwap<RouteTable>,
     /// The rustls configuration of each port that has TLS settings, rebuilt on every change.
     pub(crate) tls: ArcSwap<HashMap<u16, Arc<rustls::ServerConfig>>>,
+    /// Users and groups for Basic, NTLM and certificate mapping.
+    pub(crate) principals: ArcSwapOption<Principals>,
+    /// Failed authentications per client address.
+    pub(crate) failures: FailureLimiter,
     state: Mutex<State>,
 }
 
@@ -420,6 +427,12 @@ impl Server {
     /// drain timeout, and cuts what is left. Groups created while serving are served at once.
     pub async fn serve(&self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         serve::run(&self.shared, shutdown).await
+    }
+
+    /// Sets the users and groups that Basic, NTLM and client-certificate mapping use; applies to the next
+    /// request. Default is none: no password is accepted.
+    pub fn set_principals(&self, principals: Principals) {
+        self.shared.principals.store(Some(Arc::new(principals)));
     }
 
     /// Binds the port's certificate (the original's SetSslCertificate), replacing any: new handshakes use it

@@ -4,10 +4,159 @@
 //! Every token holds Everyone (`WD`) and Network (`NU`, all callers come over the network), and either
 //! Authenticated Users (`AU`) with the identity's own SIDs, or Anonymous (`AN`).
 
-use std::sync::Arc;
+pub mod basic;
+mod limiter;
+mod password;
+mod principals;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+pub(crate) use limiter::FailureLimiter;
+pub use password::{NtHash, Password, PasswordHash};
+pub use principals::{Group, Principals, User};
 
 use crate::authz::Sid;
 use crate::tls::ClientIdentity;
+
+/// Why authentication could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The principals file cannot be read.
+    #[error("cannot read the principals file {path:?}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The principals file cannot be written.
+    #[error("cannot write the principals file {path:?}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The principals file is not valid.
+    #[error("invalid principals file {path:?}: {reason}")]
+    Principals {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A password could not be hashed.
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+    /// No SID could be made under the machine SID.
+    #[error("cannot make a SID under the machine SID")]
+    Sid,
+    /// The scheme is not available in this build.
+    #[error("the {0} authentication scheme is not available yet")]
+    Unsupported(AuthScheme),
+}
+
+/// An authentication scheme a group may enable (the original's Set/GetAuthentication, extended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthScheme {
+    /// Negotiate (SPNEGO: Kerberos, NTLM as fallback).
+    Negotiate,
+    /// NTLM (NTLMv2 only).
+    Ntlm,
+    /// Basic, over TLS unless the group allows plain HTTP.
+    Basic,
+    /// TLS client certificates: a verified certificate is the caller's identity.
+    ClientCertificate,
+}
+
+impl AuthScheme {
+    fn bit(self) -> u8 {
+        match self {
+            AuthScheme::Negotiate => 1,
+            AuthScheme::Ntlm => 2,
+            AuthScheme::Basic => 4,
+            AuthScheme::ClientCertificate => 8,
+        }
+    }
+}
+
+impl std::fmt::Display for AuthScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AuthScheme::Negotiate => "negotiate",
+            AuthScheme::Ntlm => "ntlm",
+            AuthScheme::Basic => "basic",
+            AuthScheme::ClientCertificate => "client-cert",
+        })
+    }
+}
+
+impl std::str::FromStr for AuthScheme {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "negotiate" => Ok(AuthScheme::Negotiate),
+            "ntlm" => Ok(AuthScheme::Ntlm),
+            "basic" => Ok(AuthScheme::Basic),
+            "client-cert" | "client-certificate" => Ok(AuthScheme::ClientCertificate),
+            _ => Err(format!(
+                "{s:?}: expected negotiate, ntlm, basic or client-cert"
+            )),
+        }
+    }
+}
+
+/// A group's authentication settings.
+#[derive(Debug, Default)]
+pub(crate) struct GroupAuth {
+    schemes: AtomicU8,
+    basic_over_http: AtomicBool,
+}
+
+impl GroupAuth {
+    pub(crate) fn set(&self, scheme: AuthScheme, enable: bool) -> Result<(), AuthError> {
+        if enable && matches!(scheme, AuthScheme::Negotiate | AuthScheme::Ntlm) {
+            return Err(AuthError::Unsupported(scheme));
+        }
+        if enable {
+            self.schemes.fetch_or(scheme.bit(), Ordering::AcqRel);
+        } else {
+            self.schemes.fetch_and(!scheme.bit(), Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn any_enabled(&self) -> bool {
+        self.schemes.load(Ordering::Acquire) != 0
+    }
+
+    pub(crate) fn is_enabled(&self, scheme: AuthScheme) -> bool {
+        self.schemes.load(Ordering::Acquire) & scheme.bit() != 0
+    }
+
+    pub(crate) fn set_basic_over_http(&self, allow: bool) {
+        self.basic_over_http.store(allow, Ordering::Release);
+    }
+
+    pub(crate) fn basic_over_http(&self) -> bool {
+        self.basic_over_http.load(Ordering::Acquire)
+    }
+
+    /// The WWW-Authenticate challenges for a 401 on a connection that is (or is not) TLS.
+    pub(crate) fn challenges(&self, secure: bool, realm: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.is_enabled(AuthScheme::Basic) && (secure || self.basic_over_http()) {
+            out.push(format!("Basic realm=\"{realm}\", charset=\"UTF-8\""));
+        }
+        out
+    }
+}
 
 /// How an identity was established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +166,8 @@ pub enum Scheme {
     Anonymous,
     /// A TLS client certificate the port's CAs verified.
     ClientCertificate,
+    /// A Basic user name and password.
+    Basic,
 }
 
 /// Who a request comes from.
@@ -39,14 +190,38 @@ impl Identity {
         }
     }
 
-    /// A caller known by a verified client certificate (UPN, e-mail or CN as its name). Until a principals
-    /// file maps it to a user SID, it is an Authenticated User with no SID of its own.
-    pub fn from_client_certificate(cert: &ClientIdentity) -> Self {
+    /// A caller known by a verified client certificate: the principals file's user it names (by UPN,
+    /// e-mail, CN or thumbprint), else an Authenticated User with no SID of its own, named by the
+    /// certificate (UPN, e-mail or CN).
+    pub fn from_client_certificate(cert: &ClientIdentity, principals: Option<&Principals>) -> Self {
+        let names: Vec<&str> = [
+            cert.upn.as_deref(),
+            cert.email.as_deref(),
+            cert.common_name.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain([cert.sha1_thumbprint.as_str()])
+        .collect();
+        if let Some((name, user)) = principals.and_then(|p| p.user_by_certificate(&names)) {
+            let groups = principals.map(|p| p.group_sids(user)).unwrap_or_default();
+            return Identity::user(name, Scheme::ClientCertificate, user.sid.clone(), groups);
+        }
         Identity {
             name: cert.name().to_owned(),
             scheme: Scheme::ClientCertificate,
             user: None,
             groups: Vec::new(),
+        }
+    }
+
+    /// A user of the principals file.
+    pub fn user(name: &str, scheme: Scheme, sid: Sid, groups: Vec<Sid>) -> Self {
+        Identity {
+            name: name.to_owned(),
+            scheme,
+            user: Some(sid),
+            groups,
         }
     }
 
@@ -79,14 +254,6 @@ impl Identity {
     }
 }
 
-/// The identity of a request on a connection: its client certificate's, else anonymous.
-pub(crate) fn identify(client: Option<&Arc<ClientIdentity>>) -> Identity {
-    match client {
-        Some(cert) => Identity::from_client_certificate(cert),
-        None => Identity::anonymous(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,7 +269,7 @@ mod tests {
             upn: Some("alice@corp.example".into()),
             sha1_thumbprint: "00".into(),
         };
-        let alice = Identity::from_client_certificate(&cert);
+        let alice = Identity::from_client_certificate(&cert, None);
         assert_eq!(alice.name(), "alice@corp.example");
         let token = alice.token();
         assert!(token.contains(&Sid::authenticated_users()) && token.contains(&Sid::network()));

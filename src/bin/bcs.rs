@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bits_compact::auth::Password;
 use bits_compact::{
-    ByteRate, ClientCertMode, ClientCertificates, ConnectionLimit, Host, Scheme, Server,
-    ServerCertificate, Url, UrlPrefix,
+    AuthScheme, ByteRate, ClientCertMode, ClientCertificates, ConnectionLimit, Host, Principals,
+    Scheme, Server, ServerCertificate, Url, UrlPrefix,
 };
 use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -27,7 +28,29 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Publish files under one URL group and serve them until Ctrl-C or SIGTERM.
-    Host(HostArgs),
+    Host(Box<HostArgs>),
+    /// Manage the principals file (users, groups, password hashes).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create or update a user; the password is read from a prompt, or from stdin when it is not a
+    /// terminal (never from an argument).
+    Add(UserAddArgs),
+}
+
+#[derive(Args)]
+struct UserAddArgs {
+    /// The user name.
+    name: String,
+    /// The principals file; created (mode 0600) when missing.
+    #[arg(long, value_name = "FILE")]
+    users: PathBuf,
+    /// A group the user belongs to (repeatable); created when missing.
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
 }
 
 #[derive(Args)]
@@ -75,6 +98,19 @@ struct HostArgs {
     /// A certificate revocation list (PEM) for client certificates (repeatable).
     #[arg(long, value_name = "FILE", requires = "client_ca")]
     crl: Vec<PathBuf>,
+    /// Authentication schemes, comma-separated: basic, client-cert (ntlm and negotiate come later). With
+    /// any, anonymous callers are challenged. Default: none (everyone is anonymous).
+    #[arg(long, value_name = "SCHEMES", value_delimiter = ',')]
+    auth: Vec<AuthScheme>,
+    /// The principals file with users, groups and password hashes (see `bcs user add`).
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// An SDDL access rule for every published file, e.g. "D:(A;;GR;;;AU)".
+    #[arg(long, value_name = "SDDL")]
+    sddl: Option<String>,
+    /// Accept Basic credentials over plain HTTP (they are then readable on the network).
+    #[arg(long)]
+    allow_basic_over_http: bool,
     /// Print the published URLs as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -113,7 +149,9 @@ enum CliError {
     Runtime(#[source] std::io::Error),
     #[error("{0} needs an https --url")]
     NeedsHttps(&'static str),
-    #[error("cannot read the PKCS#12 password")]
+    #[error("{0}")]
+    BadPassword(&'static str),
+    #[error("cannot read the password")]
     Password(#[source] std::io::Error),
 }
 
@@ -153,7 +191,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         .build()
         .map_err(CliError::Runtime)?;
     match cli.command {
-        Command::Host(args) => runtime.block_on(host(args)),
+        Command::Host(args) => runtime.block_on(host(*args)),
+        Command::User(UserCommand::Add(args)) => user_add(&args),
     }
 }
 
@@ -176,12 +215,26 @@ async fn host(args: HostArgs) -> Result<(), CliError> {
         server.set_ssl_certificate(prefix.port(), cert.clone())?;
         server.set_client_certificates(prefix.port(), clients.clone())?;
     }
+    if let Some(path) = &args.users {
+        server.set_principals(Principals::load(path).map_err(bits_compact::Error::from)?);
+    }
     let group = server.create_url_group(&prefix.to_string())?;
+    let mut schemes = args.auth.clone();
+    if args.client_cert != ClientCertMode::Off {
+        // A certificate the operator asked clients for is meant to identify them.
+        schemes.push(AuthScheme::ClientCertificate);
+    }
+    for scheme in schemes {
+        group
+            .set_authentication(scheme, true)
+            .map_err(bits_compact::Error::from)?;
+    }
+    group.allow_basic_over_http(args.allow_basic_over_http);
     group.set_connection_limit(args.max_downloads.unwrap_or_default());
     group.set_bandwidth_limit(args.rate.unwrap_or_default());
     let mut urls = Vec::with_capacity(files.len());
     for (suffix, path) in &files {
-        urls.push(group.add_url(suffix, path, None)?);
+        urls.push(group.add_url(suffix, path, args.sddl.as_deref())?);
     }
     // Signal handlers go in before the URLs are printed, so a signal right after is never lost.
     let signals = Signals::install().map_err(CliError::Runtime)?;
@@ -198,6 +251,46 @@ async fn host(args: HostArgs) -> Result<(), CliError> {
     server.serve(signals.wait()).await?;
     eprintln!("bcs: stopped");
     Ok(())
+}
+
+/// `bcs user add`: creates or updates the user, with a new password.
+fn user_add(args: &UserAddArgs) -> Result<(), CliError> {
+    let mut principals = if args.users.exists() {
+        Principals::load(&args.users).map_err(bits_compact::Error::from)?
+    } else {
+        Principals::default()
+    };
+    let password = read_new_password(&args.name)?;
+    principals
+        .set_user(&args.name, &password, &args.groups)
+        .and_then(|()| principals.save(&args.users))
+        .map_err(bits_compact::Error::from)?;
+    eprintln!("bcs: user {} saved in {}", args.name, args.users.display());
+    Ok(())
+}
+
+/// SECURITY: from a prompt (typed twice), or one line of stdin when it is not a terminal; never an argument.
+fn read_new_password(name: &str) -> Result<Password, CliError> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {name}: "))
+            .map_err(CliError::Password)?;
+        let again = rpassword::prompt_password("Again: ").map_err(CliError::Password)?;
+        if first != again {
+            return Err(CliError::BadPassword("the two passwords differ"));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(CliError::Password)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.is_empty() {
+        return Err(CliError::BadPassword("the password is empty"));
+    }
+    Ok(Password::from(password))
 }
 
 /// The certificate and client-certificate policy for an https prefix, loaded now so that a bad file is an

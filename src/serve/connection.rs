@@ -52,6 +52,7 @@ pub(crate) async fn serve(
             peer,
             local,
             client: None,
+            secure: false,
         };
         return serve_http(io, false, info, activity, ctx).await;
     }
@@ -82,6 +83,7 @@ pub(crate) async fn serve(
         peer,
         local,
         client,
+        secure: true,
     };
     serve_http(stream, h2, info, activity, ctx).await;
 }

@@ -5,6 +5,7 @@
 //! so past the connection limit clients wait in the kernel's backlog instead of costing memory here. The
 //! accept loop does nothing slow: it sets TCP_NODELAY and spawns.
 
+mod access;
 mod connection;
 mod response;
 mod service;

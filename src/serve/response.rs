@@ -27,13 +27,19 @@ pub(crate) enum Reject {
     /// The client may not have this URL; the reason is sent.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
-    /// The URL's SDDL does not grant the caller read access. Without an authentication scheme to offer,
-    /// an anonymous caller gets 403 like an authenticated one.
+    /// The URL's SDDL does not grant the caller read access (an authenticated caller, or an anonymous one
+    /// in a group with no authentication scheme to offer).
     #[error("access denied")]
-    Denied {
-        /// Whether the caller was authenticated.
-        authenticated: bool,
-    },
+    Denied,
+    /// Authentication is needed: 401 with one WWW-Authenticate per challenge.
+    #[error("authentication required")]
+    Unauthorized(Vec<String>),
+    /// A malformed Authorization header.
+    #[error(transparent)]
+    BadAuthorization(#[from] crate::auth::basic::HeaderError),
+    /// Too many failed attempts from this address.
+    #[error("too many failed authentication attempts")]
+    TooManyFailures,
     /// The group is at its ConnectionLimit: come back later (BITS treats 503 as transient).
     #[error("the URL group is at its connection limit")]
     Busy,
@@ -45,10 +51,15 @@ pub(crate) enum Reject {
 impl Reject {
     pub(crate) fn into_response(self) -> Response<ResponseBody> {
         let status = match &self {
-            Reject::BadRequest(_) | Reject::BadPath(_) | Reject::NoGroup => StatusCode::BAD_REQUEST,
+            Reject::BadRequest(_)
+            | Reject::BadPath(_)
+            | Reject::NoGroup
+            | Reject::BadAuthorization(_) => StatusCode::BAD_REQUEST,
+            Reject::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Reject::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             Reject::NotFound | Reject::File(FileError::Gone(_)) => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Reject::Forbidden(_) | Reject::Denied { .. } => StatusCode::FORBIDDEN,
+            Reject::Forbidden(_) | Reject::Denied => StatusCode::FORBIDDEN,
             Reject::Busy | Reject::File(FileError::Changing(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Reject::File(FileError::Unsatisfiable { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
             Reject::File(FileError::PreconditionFailed) => StatusCode::PRECONDITION_FAILED,
@@ -77,6 +88,16 @@ impl Reject {
             }
             Reject::Busy => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Reject::TooManyFailures => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            }
+            Reject::Unauthorized(challenges) => {
+                for challenge in challenges {
+                    if let Ok(value) = HeaderValue::try_from(challenge) {
+                        h.append(header::WWW_AUTHENTICATE, value);
+                    }
+                }
             }
             Reject::File(FileError::Changing(_)) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -9,9 +9,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 
+use super::access;
 use super::response::Reject;
-use crate::auth::{self, Identity};
-use crate::authz::AccessMask;
 use crate::files::{self, OnFinish, ResponseBody};
 use crate::server::Shared;
 use crate::tls::ClientIdentity;
@@ -24,6 +23,8 @@ pub(crate) struct ConnInfo {
     pub(crate) local: SocketAddr,
     /// The verified client certificate's identity, on TLS connections that presented one.
     pub(crate) client: Option<Arc<ClientIdentity>>,
+    /// Whether the connection is TLS.
+    pub(crate) secure: bool,
 }
 
 /// The hyper service: infallible, since an `Err` would abort the connection.
@@ -38,9 +39,19 @@ pub(crate) async fn handle(
             if let Some(log) = log.as_mut() {
                 log.group = Some(group.prefix().to_string());
             }
-            transfer(&req, &group, &entry)
-                .await
-                .unwrap_or_else(Reject::into_response)
+            match access::check(&req, &group, &entry, &shared, &conn).await {
+                Ok(identity) => {
+                    if let Some(log) = log.as_mut() {
+                        log.identity = identity
+                            .is_authenticated()
+                            .then(|| identity.name().to_owned());
+                    }
+                    transfer(&req, &group, &entry)
+                        .await
+                        .unwrap_or_else(Reject::into_response)
+                }
+                Err(reject) => reject.into_response(),
+            }
         }
         Err(reject) => {
             tracing::debug!(peer = %conn.peer, error = %reject, "request refused");
@@ -99,40 +110,11 @@ fn route(
         )
         .ok_or(Reject::NoGroup)?
         .clone();
-    if group.is_client_certificate_required() && conn.client.is_none() {
-        return Err(Reject::Forbidden("a client certificate is required"));
-    }
     let entry = group.lookup(&path.suffix_key).ok_or(Reject::NotFound)?;
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(Reject::MethodNotAllowed);
     }
-    authorize(req, &entry, &auth::identify(conn.client.as_ref()))?;
     Ok((group, entry))
-}
-
-/// The URL's SDDL against the caller's token. GET and HEAD ask for FILE_READ_DATA.
-fn authorize(req: &Request<Incoming>, entry: &UrlEntry, identity: &Identity) -> Result<(), Reject> {
-    let Some(sd) = &entry.sddl else {
-        return Ok(());
-    };
-    let decision = sd.access_check(&identity.token(), AccessMask::FILE_READ_DATA);
-    if decision.allowed {
-        return Ok(());
-    }
-    let deciding = decision
-        .ace
-        .and_then(|i| sd.dacl.as_ref()?.aces.get(i))
-        .map_or_else(|| "no ACE grants it".to_owned(), ToString::to_string);
-    tracing::info!(
-        target: "bits_compact::authz",
-        identity = identity.name(),
-        url = %req.uri(),
-        ace = %deciding,
-        "access denied"
-    );
-    Err(Reject::Denied {
-        authenticated: identity.is_authenticated(),
-    })
 }
 
 /// The host a request names: the authority of an absolute-form target, else the one `Host` header
@@ -207,7 +189,7 @@ impl AccessLog {
             method: req.method().clone(),
             target: req.uri().to_string(),
             peer: conn.peer,
-            identity: conn.client.as_ref().map(|c| c.name().to_owned()),
+            identity: None,
             group: None,
             status: 0,
         })

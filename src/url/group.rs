@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use http::HeaderValue;
 
 use super::prefix::UrlPrefix;
 use super::suffix::{SegmentError, UrlSuffix};
+use crate::auth::{AuthError, AuthScheme, GroupAuth};
 use crate::authz::{SddlError, SecurityDescriptor, Sid};
 use crate::files::{FileCache, FileSource};
 use crate::limits::{ByteRate, ConnectionLimit, GroupLimits, LimitError};
@@ -126,7 +126,7 @@ pub(crate) struct GroupInner {
     domain: Option<Sid>,
     urls: RwLock<HashMap<String, Arc<UrlEntry>>>,
     limits: GroupLimits,
-    client_certificate_required: AtomicBool,
+    auth: GroupAuth,
 }
 
 impl UrlGroup {
@@ -138,7 +138,7 @@ impl UrlGroup {
                 domain,
                 urls: RwLock::new(HashMap::new()),
                 limits: GroupLimits::default(),
-                client_certificate_required: AtomicBool::new(false),
+                auth: GroupAuth::default(),
             }),
         }
     }
@@ -281,19 +281,26 @@ impl UrlGroup {
         }
     }
 
-    /// Requires requests to come over TLS with a verified client certificate; others get 403. Default is
-    /// off. The port's client-certificate mode must ask for certificates for any to arrive.
-    pub fn require_client_certificate(&self, required: bool) {
-        self.inner
-            .client_certificate_required
-            .store(required, Ordering::Release);
+    /// Enables or disables an authentication scheme (the original's SetAuthentication). With none enabled
+    /// every caller is anonymous; with any enabled, an anonymous caller is challenged (401) or, when no
+    /// scheme can be offered to it, refused (403). Default is none.
+    pub fn set_authentication(&self, scheme: AuthScheme, enable: bool) -> Result<(), AuthError> {
+        self.inner.auth.set(scheme, enable)
     }
 
-    /// Whether a client certificate is required.
-    pub fn is_client_certificate_required(&self) -> bool {
-        self.inner
-            .client_certificate_required
-            .load(Ordering::Acquire)
+    /// Whether a scheme is enabled (the original's GetAuthentication).
+    pub fn authentication(&self, scheme: AuthScheme) -> bool {
+        self.inner.auth.is_enabled(scheme)
+    }
+
+    /// Lets Basic credentials travel over plain HTTP. SECURITY: they are then readable on the network.
+    /// Default is off: Basic is only offered and accepted over TLS.
+    pub fn allow_basic_over_http(&self, allow: bool) {
+        self.inner.auth.set_basic_over_http(allow);
+    }
+
+    pub(crate) fn auth(&self) -> &GroupAuth {
+        &self.inner.auth
     }
 
     pub(crate) fn limits(&self) -> &GroupLimits {

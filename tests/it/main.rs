@@ -3,6 +3,8 @@
 #![allow(unreachable_pub)]
 
 mod adversarial;
+#[cfg(feature = "cli")]
+mod auth;
 mod authz;
 #[cfg(feature = "cli")]
 mod cli;

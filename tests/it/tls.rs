@@ -160,7 +160,9 @@ fn client_certificates_required_optional_and_per_group() {
 
     // A group that requires a certificate answers 403 with the reason to a client without one.
     let group = h.srv.server.url_groups().remove(0);
-    group.require_client_certificate(true);
+    group
+        .set_authentication(bits_compact::AuthScheme::ClientCertificate, true)
+        .unwrap();
     let r = curl_tls(&without).unwrap();
     assert_eq!(r.status, 403);
     assert_eq!(
@@ -432,6 +434,24 @@ fn a_client_certificate_makes_the_caller_an_authenticated_user_for_sddl() {
         .unwrap();
     let group = h.srv.server.url_groups().remove(0);
     let file = write_file(d, "au.txt", b"for authenticated users");
+    // Without the scheme a certificate identifies nobody: the caller is anonymous, and AU-only is refused.
+    group
+        .add_url("au-anon.txt", &file, Some("D:(A;;GR;;;AU)"))
+        .unwrap();
+    let (c, k) = (path(&alice.cert), path(&alice.key));
+    let anon = curl_tls(&[
+        "--cacert",
+        &h.ca(),
+        "--cert",
+        &c,
+        "--key",
+        &k,
+        &h.url("/S/au-anon.txt"),
+    ]);
+    assert_eq!(anon.map(|r| r.status), Some(403));
+    group
+        .set_authentication(bits_compact::AuthScheme::ClientCertificate, true)
+        .unwrap();
     group
         .add_url("au.txt", &file, Some("D:(A;;GR;;;AU)"))
         .unwrap();

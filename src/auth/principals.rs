@@ -1,0 +1,357 @@
+//! The principals file: users and groups with SIDs and password hashes, in TOML.
+//!
+//! ```toml
+//! machine_sid = "S-1-5-21-3623811015-3361044348-30300820"   # made once when absent
+//!
+//! [users.alice]
+//! sid = "S-1-5-21-3623811015-3361044348-30300820-1001"
+//! groups = ["deploy"]
+//! password = "$argon2id$v=19$m=19456,t=2,p=1$..."   # argon2id (ours) or bcrypt "$2y$..." from htpasswd
+//! nt_hash = "8846f7eaee8fb117ad06bdd830b7586c"        # NTLM only: MD4 of the UTF-16LE password
+//! certificates = ["UPN or e-mail or CN", "SHA-1 thumbprint"] # client certificates that are alice
+//!
+//! [groups.deploy]
+//! sid = "S-1-5-21-3623811015-3361044348-30300820-1100"
+//! ```
+//!
+//! SECURITY: the NT hash is password-equivalent for NTLM (anyone who reads it can authenticate as the
+//! user), so the file is written with mode 0600 and should be kept so. Password hashes are verified on the
+//! blocking pool, never on the async workers.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::password::{NtHash, Password, PasswordHash};
+use super::AuthError;
+use crate::authz::Sid;
+
+/// The parsed principals file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Principals {
+    machine_sid: Option<Sid>,
+    users: BTreeMap<String, User>,
+    groups: BTreeMap<String, Group>,
+}
+
+/// A user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The user's SID.
+    pub sid: Sid,
+    /// Names of the groups it belongs to.
+    pub groups: Vec<String>,
+    /// Its password hash, for Basic.
+    pub password: Option<PasswordHash>,
+    /// Its NT hash, for NTLM.
+    pub nt_hash: Option<NtHash>,
+    /// Client certificates (UPN, e-mail, CN or SHA-1 thumbprint) that identify it.
+    pub certificates: Vec<String>,
+}
+
+/// A group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The group's SID.
+    pub sid: Sid,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileForm {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    machine_sid: Option<String>,
+    #[serde(default)]
+    users: BTreeMap<String, UserForm>,
+    #[serde(default)]
+    groups: BTreeMap<String, GroupForm>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserForm {
+    sid: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nt_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    certificates: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupForm {
+    sid: String,
+}
+
+impl Principals {
+    /// Reads and checks a principals file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, AuthError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|reason| AuthError::Principals {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// Parses the TOML text of a principals file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let form: FileForm = toml::from_str(text).map_err(|e| e.to_string())?;
+        let sid = |what: &str, s: &str| s.parse::<Sid>().map_err(|e| format!("{what}: {e}"));
+        let mut principals = Principals {
+            machine_sid: form
+                .machine_sid
+                .as_deref()
+                .map(|s| sid("machine_sid", s))
+                .transpose()?,
+            ..Default::default()
+        };
+        for (name, g) in form.groups {
+            let group = Group {
+                sid: sid(&format!("group {name}"), &g.sid)?,
+            };
+            principals.groups.insert(name, group);
+        }
+        for (name, u) in form.users {
+            for g in &u.groups {
+                if !principals.groups.contains_key(g) {
+                    return Err(format!("user {name}: no group {g:?} in [groups]"));
+                }
+            }
+            let user = User {
+                sid: sid(&format!("user {name}"), &u.sid)?,
+                groups: u.groups,
+                password: u
+                    .password
+                    .map(|p| PasswordHash::parse(&p))
+                    .transpose()
+                    .map_err(|e| format!("user {name}: {e}"))?,
+                nt_hash: u
+                    .nt_hash
+                    .map(|h| NtHash::parse(&h))
+                    .transpose()
+                    .map_err(|e| format!("user {name}: {e}"))?,
+                certificates: u.certificates,
+            };
+            principals.users.insert(name, user);
+        }
+        Ok(principals)
+    }
+
+    /// The TOML text of this file.
+    pub fn to_toml(&self) -> String {
+        let form = FileForm {
+            machine_sid: self.machine_sid.as_ref().map(ToString::to_string),
+            users: self
+                .users
+                .iter()
+                .map(|(name, u)| {
+                    let form = UserForm {
+                        sid: u.sid.to_string(),
+                        groups: u.groups.clone(),
+                        password: u.password.as_ref().map(|p| p.as_str().to_owned()),
+                        nt_hash: u.nt_hash.as_ref().map(NtHash::to_hex),
+                        certificates: u.certificates.clone(),
+                    };
+                    (name.clone(), form)
+                })
+                .collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|(name, g)| {
+                    (
+                        name.clone(),
+                        GroupForm {
+                            sid: g.sid.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let body = toml::to_string_pretty(&form).unwrap_or_default();
+        format!("# bits_compact principals. SECURITY: nt_hash values are password-equivalent; keep this file mode 0600.\n{body}")
+    }
+
+    /// Writes the file atomically with mode 0600.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), AuthError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = path.as_ref();
+        let err = |source| AuthError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let tmp = temp_path(path);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(err)?;
+        let written = file
+            .write_all(self.to_toml().as_bytes())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(err)
+    }
+
+    /// The machine SID, made (random, S-1-5-21-a-b-c) when the file has none.
+    pub fn machine_sid(&mut self) -> Sid {
+        if let Some(sid) = &self.machine_sid {
+            return sid.clone();
+        }
+        let mut bytes = [0u8; 12];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+        let part =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let sid = Sid::new(5, &[21, part(0), part(4), part(8)]).unwrap_or_else(Sid::everyone);
+        self.machine_sid = Some(sid.clone());
+        sid
+    }
+
+    /// The next free relative ID (1000 and up) under the machine SID.
+    fn next_rid(&mut self) -> u32 {
+        let machine = self.machine_sid();
+        let used = self
+            .users
+            .values()
+            .map(|u| &u.sid)
+            .chain(self.groups.values().map(|g| &g.sid))
+            .filter(|s| s.sub_authorities().starts_with(machine.sub_authorities()))
+            .filter_map(|s| s.sub_authorities().last().copied());
+        used.max().map_or(1000, |m| m.max(999) + 1)
+    }
+
+    /// Creates or updates a user: a new password (argon2id and NT hash) and these groups, created as
+    /// needed. An existing user keeps its SID.
+    pub fn set_user(
+        &mut self,
+        name: &str,
+        password: &Password,
+        groups: &[String],
+    ) -> Result<(), AuthError> {
+        for g in groups {
+            if !self.groups.contains_key(g) {
+                let rid = self.next_rid();
+                let sid = self.machine_sid().with_rid(rid).ok_or(AuthError::Sid)?;
+                self.groups.insert(g.clone(), Group { sid });
+            }
+        }
+        let sid = match self.users.get(name) {
+            Some(u) => u.sid.clone(),
+            None => {
+                let rid = self.next_rid();
+                self.machine_sid().with_rid(rid).ok_or(AuthError::Sid)?
+            }
+        };
+        let certificates = self
+            .users
+            .get(name)
+            .map(|u| u.certificates.clone())
+            .unwrap_or_default();
+        let user = User {
+            sid,
+            groups: groups.to_vec(),
+            password: Some(PasswordHash::argon2id(password)?),
+            nt_hash: Some(NtHash::of(password)),
+            certificates,
+        };
+        self.users.insert(name.to_owned(), user);
+        Ok(())
+    }
+
+    /// A user by name: `name`, `DOMAIN\name` or `name@domain` (case-insensitive).
+    pub fn user(&self, name: &str) -> Option<(&str, &User)> {
+        let plain = name.rsplit('\\').next().unwrap_or(name);
+        let plain = plain.split('@').next().unwrap_or(plain);
+        self.users
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(plain))
+            .map(|(n, u)| (n.as_str(), u))
+    }
+
+    /// The user a client certificate names, by any of its names or its thumbprint.
+    pub fn user_by_certificate(&self, names: &[&str]) -> Option<(&str, &User)> {
+        self.users
+            .iter()
+            .find(|(_, u)| {
+                u.certificates
+                    .iter()
+                    .any(|c| names.iter().any(|n| c.eq_ignore_ascii_case(n)))
+            })
+            .map(|(n, u)| (n.as_str(), u))
+    }
+
+    /// The SIDs of a user's groups.
+    pub fn group_sids(&self, user: &User) -> Vec<Sid> {
+        user.groups
+            .iter()
+            .filter_map(|g| self.groups.get(g))
+            .map(|g| g.sid.clone())
+            .collect()
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_lookups() {
+        let mut p = Principals::default();
+        let pw = Password::from("correct horse");
+        p.set_user("alice", &pw, &["deploy".into()]).unwrap();
+        p.set_user("bob", &pw, &[]).unwrap();
+        let text = p.to_toml();
+        let again = Principals::parse(&text).unwrap();
+        assert_eq!(again, p);
+        let (name, alice) = again.user("CORP\\Alice").unwrap();
+        assert_eq!(name, "alice");
+        assert!(again.user("alice@corp.example").is_some());
+        assert!(again.user("carol").is_none());
+        let machine = p.clone().machine_sid();
+        assert_eq!(
+            alice.sid.sub_authorities()[..4],
+            machine.sub_authorities()[..]
+        );
+        assert_eq!(again.group_sids(alice).len(), 1);
+        assert!(alice.password.as_ref().unwrap().verify(&pw));
+        assert!(!alice
+            .password
+            .as_ref()
+            .unwrap()
+            .verify(&Password::from("wrong")));
+        assert_ne!(alice.sid, again.user("bob").unwrap().1.sid);
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        assert!(Principals::parse("users = 3").is_err());
+        let e = Principals::parse("[users.a]\nsid = \"S-1-5-x\"").unwrap_err();
+        assert!(e.contains("user a"), "{e}");
+        let e = Principals::parse("[users.a]\nsid = \"S-1-5-21-1\"\ngroups = [\"g\"]").unwrap_err();
+        assert!(e.contains("no group"), "{e}");
+        let e =
+            Principals::parse("[users.a]\nsid = \"S-1-5-21-1\"\npassword = \"plain\"").unwrap_err();
+        assert!(e.contains("user a"), "{e}");
+        assert!(Principals::parse("surprise = 1").is_err());
+    }
+}
