@@ -40,7 +40,7 @@ mod server;
 pub mod tls;
 pub mod url;
 
-pub use auth::{AuthError, AuthScheme, Identity, Principals};
+pub use auth::{AuthError, AuthScheme, Identity, Password, Principals};
 pub use error::Error;
 pub use limits::{ByteRate, ConnectionLimit, LimitError};
 pub use server::{Server, ServerBuilder, ServerError};

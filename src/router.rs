@@ -42,6 +42,17 @@ impl RouteTable {
         RouteTable { ports }
     }
 
+    /// Whether a group on the port authenticates connections (NTLM, Negotiate), so that the port must speak
+    /// HTTP/1.1 only.
+    pub(crate) fn connection_bound(&self, port: u16) -> bool {
+        self.ports.get(&port).is_some_and(|r| {
+            [&r.strong, &r.named, &r.ip, &r.weak]
+                .into_iter()
+                .flatten()
+                .any(|g| g.auth().is_connection_bound())
+        })
+    }
+
     /// The group for a request that arrived on `local_ip:port`, naming `host` (lowercase, no port), whose
     /// first path segment is `segment_key` (decoded, lowercase).
     pub(crate) fn route(

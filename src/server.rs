@@ -20,7 +20,9 @@ use crate::authz::Sid;
 use crate::files::FileCache;
 use crate::router::RouteTable;
 use crate::serve::{self, Running};
-use crate::tls::{CertificateInfo, ClientCertificates, PortTls, ServerCertificate, TlsError};
+use crate::tls::{
+    CertificateInfo, ClientCertificates, PortConfigs, PortTls, ServerCertificate, TlsError,
+};
 use crate::url::{PrefixError, Scheme, Url, UrlError, UrlGroup, UrlPrefix};
 
 /// Why a server operation failed.
@@ -77,6 +79,8 @@ pub enum ServerError {
 pub(crate) struct Config {
     pub(crate) bind: Vec<IpAddr>,
     pub(crate) domain: Option<Sid>,
+    /// NTLM target (NetBIOS domain) and computer names, uppercase.
+    pub(crate) ntlm_names: (String, String),
     pub(crate) header_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) idle_timeout: Duration,
@@ -251,7 +255,7 @@ pub(crate) struct Shared {
     files: Arc<FileCache>,
     pub(crate) routes: ArcSwap<RouteTable>,
     /// The rustls configuration of each port that has TLS settings, rebuilt on every change.
-    pub(crate) tls: ArcSwap<HashMap<u16, Arc<rustls::ServerConfig>>>,
+    pub(crate) tls: ArcSwap<HashMap<u16, PortConfigs>>,
     /// Users and groups for Basic, NTLM and certificate mapping.
     pub(crate) principals: ArcSwapOption<Principals>,
     /// Failed authentications per client address.
@@ -295,6 +299,10 @@ impl Server {
                     IpAddr::V6(Ipv6Addr::UNSPECIFIED),
                 ],
                 domain: None,
+                ntlm_names: {
+                    let host = local_host_name();
+                    (host.clone(), host)
+                },
                 header_timeout: Duration::from_secs(120),
                 handshake_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(120),
@@ -534,6 +542,25 @@ impl State {
     /// The ports, for the serve loop to start and stop.
     pub(crate) fn ports_mut(&mut self) -> impl Iterator<Item = (&u16, &mut Port)> {
         self.ports.iter_mut()
+    }
+}
+
+/// The machine's name, uppercase and cut to NetBIOS's 15 characters, for NTLM's target information.
+fn local_host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = name
+        .trim()
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(15)
+        .collect();
+    if name.is_empty() {
+        "BCS".to_owned()
+    } else {
+        name.to_ascii_uppercase()
     }
 }
 

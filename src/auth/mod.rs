@@ -6,6 +6,7 @@
 
 pub mod basic;
 mod limiter;
+pub mod ntlm;
 mod password;
 mod principals;
 
@@ -121,7 +122,7 @@ pub(crate) struct GroupAuth {
 
 impl GroupAuth {
     pub(crate) fn set(&self, scheme: AuthScheme, enable: bool) -> Result<(), AuthError> {
-        if enable && matches!(scheme, AuthScheme::Negotiate | AuthScheme::Ntlm) {
+        if enable && scheme == AuthScheme::Negotiate {
             return Err(AuthError::Unsupported(scheme));
         }
         if enable {
@@ -148,9 +149,18 @@ impl GroupAuth {
         self.basic_over_http.load(Ordering::Acquire)
     }
 
+    /// Whether a scheme that authenticates the connection itself (NTLM, Negotiate) is enabled: such groups
+    /// need HTTP/1.1 keep-alive, never HTTP/2.
+    pub(crate) fn is_connection_bound(&self) -> bool {
+        self.is_enabled(AuthScheme::Ntlm) || self.is_enabled(AuthScheme::Negotiate)
+    }
+
     /// The WWW-Authenticate challenges for a 401 on a connection that is (or is not) TLS.
     pub(crate) fn challenges(&self, secure: bool, realm: &str) -> Vec<String> {
         let mut out = Vec::new();
+        if self.is_enabled(AuthScheme::Ntlm) {
+            out.push("NTLM".to_owned());
+        }
         if self.is_enabled(AuthScheme::Basic) && (secure || self.basic_over_http()) {
             out.push(format!("Basic realm=\"{realm}\", charset=\"UTF-8\""));
         }
@@ -168,6 +178,8 @@ pub enum Scheme {
     ClientCertificate,
     /// A Basic user name and password.
     Basic,
+    /// NTLMv2 on this connection.
+    Ntlm,
 }
 
 /// Who a request comes from.

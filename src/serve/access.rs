@@ -12,8 +12,9 @@ use http::Request;
 use hyper::body::Incoming;
 
 use super::response::Reject;
-use super::service::ConnInfo;
+use super::service::{ConnAuth, ConnInfo};
 use crate::auth::basic::{self, Credentials};
+use crate::auth::ntlm::{messages, NtlmError};
 use crate::auth::{AuthScheme, Identity, Password, Principals, Scheme};
 use crate::authz::AccessMask;
 use crate::server::Shared;
@@ -58,9 +59,18 @@ async fn authenticate(
         _ => Identity::anonymous(),
     };
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Ok(identity);
+        // A connection that proved itself with NTLM stays authenticated (MS-NTHT §2.2.1).
+        let proved = lock(conn).identity.clone();
+        return Ok(proved
+            .filter(|_| auth.is_connection_bound())
+            .unwrap_or(identity));
     };
     match basic::parse(value.as_bytes())? {
+        Credentials::Other { scheme, token }
+            if scheme == "ntlm" && auth.is_enabled(AuthScheme::Ntlm) =>
+        {
+            ntlm(group, shared, conn, &token, principals.as_deref())
+        }
         Credentials::Basic { user, password } if auth.is_enabled(AuthScheme::Basic) => {
             if !conn.secure && !auth.basic_over_http() {
                 return Err(Reject::Forbidden("Basic authentication needs HTTPS"));
@@ -80,6 +90,73 @@ async fn authenticate(
             }
         }
         _ => Ok(identity),
+    }
+}
+
+fn lock(conn: &ConnInfo) -> std::sync::MutexGuard<'_, ConnAuth> {
+    conn.auth.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One leg of the NTLM handshake on this connection: NEGOTIATE is answered with a CHALLENGE (401, and the
+/// connection is kept); AUTHENTICATE is verified and, if right, the connection is authenticated.
+fn ntlm(
+    group: &UrlGroup,
+    shared: &Shared,
+    conn: &ConnInfo,
+    token: &str,
+    principals: Option<&Principals>,
+) -> Result<Identity, Reject> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| Reject::BadRequest("the NTLM token is not valid base64"))?;
+    let kind = messages::message_type(&raw)
+        .map_err(|_| Reject::BadRequest("the NTLM token is not an NTLM message"))?;
+    let mut state = lock(conn);
+    let names = &shared.config.ntlm_names;
+    match kind {
+        1 => {
+            let challenge = state
+                .ntlm
+                .challenge(&raw, &names.0, &names.1)
+                .map_err(|_| Reject::BadRequest("malformed NTLM NEGOTIATE message"))?;
+            let token = base64::engine::general_purpose::STANDARD.encode(challenge);
+            Err(Reject::Unauthorized(vec![format!("NTLM {token}")]))
+        }
+        3 => {
+            let ip = conn.peer.ip();
+            if !shared.failures.allows(ip) {
+                return Err(Reject::TooManyFailures);
+            }
+            let verified = principals.ok_or(NtlmError::UnknownUser).and_then(|p| {
+                let (name, user) = state.ntlm.authenticate(&raw, p)?;
+                Ok(Identity::user(
+                    name,
+                    Scheme::Ntlm,
+                    user.sid.clone(),
+                    p.group_sids(user),
+                ))
+            });
+            match verified {
+                Ok(identity) => {
+                    state.identity = Some(identity.clone());
+                    Ok(identity)
+                }
+                Err(NtlmError::Message(_)) => {
+                    Err(Reject::BadRequest("malformed NTLM AUTHENTICATE message"))
+                }
+                Err(e) => {
+                    shared.failures.failed(ip);
+                    tracing::info!(target: "bits_compact::auth", error = %e, peer = %conn.peer, "NTLM authentication failed");
+                    Err(Reject::Unauthorized(
+                        group
+                            .auth()
+                            .challenges(conn.secure, &group.prefix().to_string()),
+                    ))
+                }
+            }
+        }
+        _ => Err(Reject::BadRequest("unexpected NTLM message type")),
     }
 }
 

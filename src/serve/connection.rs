@@ -53,12 +53,19 @@ pub(crate) async fn serve(
             local,
             client: None,
             secure: false,
+            auth: Default::default(),
         };
         return serve_http(io, false, info, activity, ctx).await;
     }
-    let Some(config) = ctx.shared.tls.load().get(&local.port()).cloned() else {
+    let Some(configs) = ctx.shared.tls.load().get(&local.port()).cloned() else {
         tracing::debug!("no TLS configuration for the port");
         return;
+    };
+    // The ALPN switch: no HTTP/2 where a group authenticates the connection itself.
+    let config = if ctx.shared.routes.load().connection_bound(local.port()) {
+        configs.h1
+    } else {
+        configs.h2
     };
     let handshake = tokio::time::timeout(
         ctx.shared.config.handshake_timeout,
@@ -84,6 +91,7 @@ pub(crate) async fn serve(
         local,
         client,
         secure: true,
+        auth: Default::default(),
     };
     serve_http(stream, h2, info, activity, ctx).await;
 }

@@ -25,6 +25,15 @@ pub(crate) struct ConnInfo {
     pub(crate) client: Option<Arc<ClientIdentity>>,
     /// Whether the connection is TLS.
     pub(crate) secure: bool,
+    /// Connection-bound authentication (NTLM): the handshake in progress, then who the connection is.
+    pub(crate) auth: std::sync::Mutex<ConnAuth>,
+}
+
+/// What a connection has proved about itself.
+#[derive(Debug, Default)]
+pub(crate) struct ConnAuth {
+    pub(crate) ntlm: crate::auth::ntlm::Acceptor,
+    pub(crate) identity: Option<crate::auth::Identity>,
 }
 
 /// The hyper service: infallible, since an `Err` would abort the connection.
@@ -58,6 +67,7 @@ pub(crate) async fn handle(
             reject.into_response()
         }
     };
+    let response = drained(req.into_body(), response).await;
     Ok(match log {
         Some(mut log) => {
             log.status = response.status().as_u16();
@@ -68,6 +78,31 @@ pub(crate) async fn handle(
     })
 }
 
+/// The most request body read (and discarded) before answering, so that the connection stays usable:
+/// NTLM's 401 must keep the connection alive even when a client sent a body with its first leg.
+const MAX_DRAIN: usize = 4 << 20;
+
+/// Reads and discards the request body (this server takes none) before the response goes out; a body
+/// larger than [`MAX_DRAIN`], or slower than the drain deadline, closes the connection after the response.
+async fn drained(body: Incoming, mut response: Response<ResponseBody>) -> Response<ResponseBody> {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return response;
+    }
+    let limited = http_body_util::Limited::new(body, MAX_DRAIN);
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        http_body_util::BodyExt::collect(limited),
+    )
+    .await;
+    if !matches!(read, Ok(Ok(_))) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// Answers a routed request. A GET is a transfer of the group: it needs one of the group's transfer permits
 /// (503 when the group is at its ConnectionLimit) and its body is paced by the group's bandwidth budget.
 async fn transfer(
@@ -75,6 +110,10 @@ async fn transfer(
     group: &UrlGroup,
     entry: &UrlEntry,
 ) -> Result<Response<ResponseBody>, Reject> {
+    // After authentication, as HTTP.sys does: an unauthenticated caller learns nothing about methods.
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(Reject::MethodNotAllowed);
+    }
     let limits = group.limits();
     let permit = if req.method() == Method::GET {
         Some(limits.transfers.try_start().ok_or(Reject::Busy)?)
@@ -111,9 +150,6 @@ fn route(
         .ok_or(Reject::NoGroup)?
         .clone();
     let entry = group.lookup(&path.suffix_key).ok_or(Reject::NotFound)?;
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Err(Reject::MethodNotAllowed);
-    }
     Ok((group, entry))
 }
 

@@ -115,8 +115,19 @@ impl Default for PortTls {
 }
 
 impl PortTls {
-    /// The rustls configuration for this port.
-    pub(crate) fn build(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    /// The rustls configurations for this port: one offering h2 (when allowed) and one offering only
+    /// HTTP/1.1, for when a group on the port authenticates connections.
+    pub(crate) fn build(&self) -> Result<PortConfigs, TlsError> {
+        let h1 = self.build_with(false)?;
+        let h2 = if self.http2 {
+            self.build_with(true)?
+        } else {
+            h1.clone()
+        };
+        Ok(PortConfigs { h2, h1 })
+    }
+
+    fn build_with(&self, http2: bool) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let resolver = SniResolver {
             default: self.default.as_ref().map(|c| c.key.clone()),
             by_name: self
@@ -130,7 +141,7 @@ impl PortTls {
             .map_err(TlsError::Config)?
             .with_client_cert_verifier(self.clients.verifier()?)
             .with_cert_resolver(Arc::new(resolver));
-        config.alpn_protocols = if self.http2 {
+        config.alpn_protocols = if http2 {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         } else {
             vec![b"http/1.1".to_vec()]
@@ -139,6 +150,13 @@ impl PortTls {
         config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
         Ok(Arc::new(config))
     }
+}
+
+/// A port's two rustls configurations (see [`PortTls::build`]).
+#[derive(Debug, Clone)]
+pub(crate) struct PortConfigs {
+    pub(crate) h2: Arc<rustls::ServerConfig>,
+    pub(crate) h1: Arc<rustls::ServerConfig>,
 }
 
 /// Picks the certificate for the SNI name, else the port's default.

@@ -10,6 +10,7 @@ mod authz;
 mod cli;
 mod clients;
 mod limits;
+mod ntlm;
 mod pki;
 mod runtime;
 mod support;

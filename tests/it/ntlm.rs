@@ -1,0 +1,291 @@
+//! NTLM with real clients: curl --ntlm and Python's requests_ntlm (which sends a MIC).
+
+use std::process::Command;
+
+use bits_compact::{AuthScheme, Password, Principals, ServerCertificate};
+
+use crate::support::{have, pattern, run, write_file, Reply, TestServer};
+
+struct Site {
+    srv: TestServer,
+    _dir: tempfile::TempDir,
+    bob_sid: String,
+}
+
+fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let mut principals = Principals::default();
+    principals
+        .set_user("alice", &Password::from("alice-RIGHT"), &[])
+        .unwrap();
+    principals
+        .set_user("bob", &Password::from("bob-RIGHT"), &[])
+        .unwrap();
+    let bob_sid = principals.user("bob").unwrap().1.sid.to_string();
+    let srv = TestServer::start();
+    srv.server.set_principals(principals);
+    let group = srv.server.create_url_group(&srv.prefix("N")).unwrap();
+    group.set_authentication(AuthScheme::Ntlm, true).unwrap();
+    let d = dir.path();
+    group
+        .add_url(
+            "f.txt",
+            write_file(d, "f.txt", b"ntlm data"),
+            Some("D:(A;;GR;;;AU)"),
+        )
+        .unwrap();
+    let not_bob = format!("D:(D;;GA;;;{bob_sid})(A;;GR;;;AU)");
+    group
+        .add_url(
+            "not-bob.txt",
+            write_file(d, "nb.txt", b"not for bob"),
+            Some(&not_bob),
+        )
+        .unwrap();
+    Site {
+        srv,
+        _dir: dir,
+        bob_sid,
+    }
+}
+
+fn curl_ntlm(url: &str, user: &str, extra: &[&str]) -> Reply {
+    let out = run(
+        "curl",
+        &[&["-s", "-i", "--ntlm", "-u", user], extra, &[url]].concat(),
+    );
+    // With -i, curl prints the 401 of the handshake too: the last response is the one that counts.
+    let text = out.stdout;
+    let last = text
+        .windows(9)
+        .rposition(|w| w == b"HTTP/1.1 ")
+        .expect("a response");
+    Reply::parse(&text[last..]).expect("a parsable response")
+}
+
+#[test]
+fn curl_ntlm_right_and_wrong_passwords() {
+    if !have("curl") {
+        return;
+    }
+    let s = site();
+    let url = s.srv.url("/N/f.txt");
+    let r = curl_ntlm(&url, "alice:alice-RIGHT", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"ntlm data"[..]));
+    assert_eq!(curl_ntlm(&url, "alice:WRONG", &[]).status, 401);
+    assert_eq!(curl_ntlm(&url, "nobody:alice-RIGHT", &[]).status, 401);
+    assert_eq!(curl_ntlm(&url, "CORP\\alice:alice-RIGHT", &[]).status, 200);
+    let anonymous = Reply::parse(&run("curl", &["-s", "-i", &url]).stdout).unwrap();
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.header("www-authenticate"), Some("NTLM"));
+    // SDDL applies to NTLM identities.
+    let nb = s.srv.url("/N/not-bob.txt");
+    assert_eq!(curl_ntlm(&nb, "alice:alice-RIGHT", &[]).status, 200);
+    assert_eq!(
+        curl_ntlm(&nb, "bob:bob-RIGHT", &[]).status,
+        403,
+        "bob is {}",
+        s.bob_sid
+    );
+}
+
+#[test]
+fn an_authenticated_connection_needs_no_header_and_a_big_post_keeps_it() {
+    if !have("curl") {
+        return;
+    }
+    let s = site();
+    let url = s.srv.url("/N/f.txt");
+    let out = run(
+        "curl",
+        &[
+            "-s",
+            "-v",
+            "--ntlm",
+            "-u",
+            "alice:alice-RIGHT",
+            &url,
+            &url,
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+        ],
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        log.matches("> Authorization: NTLM").count(),
+        2,
+        "one handshake for two requests:\n{log}"
+    );
+    assert_eq!(log.matches("< HTTP/1.1 200").count(), 2, "{log}");
+    assert!(log.contains("Re-using existing connection"), "{log}");
+
+    // A 1 MB POST during the handshake: the 401 waits for the body, so the connection survives.
+    let dir = tempfile::tempdir().unwrap();
+    let body = write_file(dir.path(), "post.bin", &pattern(1 << 20, 9));
+    let data = format!("@{}", body.display());
+    let out = run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{num_connects}",
+            "--ntlm",
+            "-u",
+            "alice:alice-RIGHT",
+            "--data-binary",
+            &data,
+            &url,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Authenticated, then refused for the method, over one connection.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "405 1");
+}
+
+#[test]
+fn python_requests_ntlm_with_a_mic() {
+    if !have("python3") || !have_module("requests_ntlm") {
+        return;
+    }
+    let s = site();
+    let script = format!(
+        r#"
+import requests
+from requests_ntlm import HttpNtlmAuth
+url = "{url}"
+print(requests.get(url, auth=HttpNtlmAuth("alice", "alice-RIGHT")).status_code)
+print(requests.get(url, auth=HttpNtlmAuth("alice", "WRONG")).status_code)
+print(requests.get(url, auth=HttpNtlmAuth("CORP\\alice", "alice-RIGHT")).status_code)
+session = requests.Session()
+session.auth = HttpNtlmAuth("alice", "alice-RIGHT")
+print(session.get(url).text, session.get(url).status_code)
+"#,
+        url = s.srv.url("/N/f.txt")
+    );
+    let out = run("python3", &["-c", &script]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200\n401\n200\nntlm data 200\n"
+    );
+}
+
+fn have_module(module: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the Python module {module} is required under CI"
+        );
+        eprintln!("skipping: the Python module {module} is not installed");
+    }
+    found
+}
+
+#[test]
+fn malformed_ntlm_tokens_are_400_or_401() {
+    if !have("curl") {
+        return;
+    }
+    let s = site();
+    let url = s.srv.url("/N/f.txt");
+    let status = |header: &str| {
+        let out = run(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                header,
+                &url,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status("Authorization: NTLM !!!"), "400");
+    assert_eq!(status("Authorization: NTLM"), "400");
+    assert_eq!(status("Authorization: NTLM TlRMTVNT"), "400"); // "NTLMSS": truncated
+    assert_eq!(status("Authorization: NTLM TlRMTVNTUAABAAAA"), "400"); // NEGOTIATE without flags
+    assert_eq!(
+        status("Authorization: NTLM TlRMTVNTUAAEAAAAAAAAAA=="),
+        "400"
+    ); // type 4
+    assert_eq!(status("Authorization: NTLM bm90IG50bG0gYXQgYWxs"), "400"); // "not ntlm at all"
+                                                                           // An AUTHENTICATE with no challenge on this connection is refused.
+    let type3 = "TlRMTVNTUAADAAAAGAAYAEAAAABgAGAAWAAAAAAAAABAAAAAAAAAAEAAAAAAAAAAQAAAAAAAAABAAAAABYKIogAAAAAAAAAAAAAAAAAAAAA=";
+    assert_eq!(status(&format!("Authorization: NTLM {type3}")), "401");
+    let huge = format!("Authorization: NTLM {}", "A".repeat(30_000));
+    assert_eq!(status(&huge), "400");
+    assert_eq!(
+        curl_ntlm(&url, "alice:alice-RIGHT", &[]).status,
+        200,
+        "still serving"
+    );
+}
+
+#[test]
+fn tls_ports_with_ntlm_groups_speak_http1_only() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::pki::Ca::new("CA");
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let leaf = ca.server(dir.path(), "s", &["127.0.0.1"]);
+    let srv = TestServer::start();
+    let mut principals = Principals::default();
+    principals
+        .set_user("alice", &Password::from("pw"), &[])
+        .unwrap();
+    srv.server.set_principals(principals);
+    let cert = ServerCertificate::from_pem_files(&leaf.cert, &leaf.key).unwrap();
+    srv.server.set_ssl_certificate(srv.port, cert).unwrap();
+    let group = srv
+        .server
+        .create_url_group(&format!("https://+:{}/T/", srv.port))
+        .unwrap();
+    group
+        .add_url("f", write_file(dir.path(), "f", b"x"), None)
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}/T/f", srv.port);
+    let version = |extra: &[&str]| {
+        let ca = ca_file.to_str().unwrap();
+        let args = [
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version}",
+                "--http2",
+                "--cacert",
+                ca,
+            ],
+            extra,
+            &[url.as_str()],
+        ]
+        .concat();
+        String::from_utf8_lossy(&run("curl", &args).stdout).into_owned()
+    };
+    assert_eq!(version(&[]), "2");
+    group.set_authentication(AuthScheme::Ntlm, true).unwrap();
+    assert_eq!(version(&["--ntlm", "-u", "alice:pw"]), "1.1");
+}
