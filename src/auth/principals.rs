@@ -282,16 +282,15 @@ impl Principals {
             .map(|(n, u)| (n.as_str(), u))
     }
 
-    /// The user a client certificate names, by any of its names or its thumbprint.
+    /// The user a client certificate names: `names` in priority order (UPN, e-mail, CN, thumbprint); the
+    /// first name that some user lists wins.
     pub fn user_by_certificate(&self, names: &[&str]) -> Option<(&str, &User)> {
-        self.users
-            .iter()
-            .find(|(_, u)| {
-                u.certificates
-                    .iter()
-                    .any(|c| names.iter().any(|n| c.eq_ignore_ascii_case(n)))
-            })
-            .map(|(n, u)| (n.as_str(), u))
+        names.iter().find_map(|name| {
+            self.users
+                .iter()
+                .find(|(_, u)| u.certificates.iter().any(|c| c.eq_ignore_ascii_case(name)))
+                .map(|(n, u)| (n.as_str(), u))
+        })
     }
 
     /// The SIDs of a user's groups.

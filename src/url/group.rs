@@ -127,6 +127,7 @@ pub(crate) struct GroupInner {
     urls: RwLock<HashMap<String, Arc<UrlEntry>>>,
     limits: GroupLimits,
     auth: GroupAuth,
+    default_sddl: RwLock<Option<SecurityDescriptor>>,
 }
 
 impl UrlGroup {
@@ -139,6 +140,7 @@ impl UrlGroup {
                 urls: RwLock::new(HashMap::new()),
                 limits: GroupLimits::default(),
                 auth: GroupAuth::default(),
+                default_sddl: RwLock::new(None),
             }),
         }
     }
@@ -169,7 +171,15 @@ impl UrlGroup {
             .map_err(|source| UrlError::Sddl {
                 suffix: suffix.to_string(),
                 source,
-            })?;
+            })?
+            .or_else(|| {
+                let default = self
+                    .inner
+                    .default_sddl
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner());
+                default.clone()
+            });
         let content_type = mime_guess::from_path(suffix.as_str()).first_raw().map_or(
             HeaderValue::from_static("application/octet-stream"),
             HeaderValue::from_static,
@@ -297,6 +307,20 @@ impl UrlGroup {
     /// Default is off: Basic is only offered and accepted over TLS.
     pub fn allow_basic_over_http(&self, allow: bool) {
         self.inner.auth.set_basic_over_http(allow);
+    }
+
+    /// The SDDL for URLs added without one, from now on; `None` removes it. URLs already published keep
+    /// what they have. Default is none.
+    pub fn set_default_sddl(&self, sddl: Option<&str>) -> Result<(), SddlError> {
+        let parsed = sddl
+            .map(|text| SecurityDescriptor::parse(text, self.inner.domain.as_ref()))
+            .transpose()?;
+        *self
+            .inner
+            .default_sddl
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = parsed;
+        Ok(())
     }
 
     pub(crate) fn auth(&self) -> &GroupAuth {

@@ -75,3 +75,25 @@ fn invalid_sddl_is_refused_when_the_url_is_added() {
         "{e}"
     );
 }
+
+#[test]
+fn a_group_default_sddl_applies_to_urls_added_without_one() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "f.txt", b"x");
+    let srv = TestServer::start();
+    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    group.add_url("before", &file, None).unwrap();
+    group.set_default_sddl(Some("D:")).unwrap();
+    group.add_url("defaulted", &file, None).unwrap();
+    group.add_url("own", &file, Some("D:(A;;GR;;;WD)")).unwrap();
+    assert!(group.set_default_sddl(Some("D:(A;;GQ;;;WD)")).is_err());
+    assert_eq!(curl(&[&srv.url("/G/before")]).status, 200);
+    assert_eq!(curl(&[&srv.url("/G/defaulted")]).status, 403);
+    assert_eq!(curl(&[&srv.url("/G/own")]).status, 200);
+    group.set_default_sddl(None).unwrap();
+    group.add_url("after", &file, None).unwrap();
+    assert_eq!(curl(&[&srv.url("/G/after")]).status, 200);
+}
