@@ -342,6 +342,25 @@ mod tests {
     }
 
     #[test]
+    fn certificates_map_to_users_in_priority_order() {
+        let text = r#"
+[users.alice]
+sid = "S-1-5-21-1-2-3-1001"
+certificates = ["Alice Example"]
+[users.bob]
+sid = "S-1-5-21-1-2-3-1002"
+certificates = ["alice@corp.example", "ABCDEF0123"]
+"#;
+        let p = Principals::parse(text).unwrap();
+        // UPN before CN: the UPN's user wins even though another user lists the CN.
+        let names = ["alice@corp.example", "Alice Example", "0000"];
+        assert_eq!(p.user_by_certificate(&names).map(|(n, _)| n), Some("bob"));
+        assert_eq!(p.user_by_certificate(&["nobody", "ALICE EXAMPLE"]).map(|(n, _)| n), Some("alice"));
+        assert_eq!(p.user_by_certificate(&["abcdef0123"]).map(|(n, _)| n), Some("bob"));
+        assert!(p.user_by_certificate(&["stranger"]).is_none());
+    }
+
+    #[test]
     fn bad_files_say_what_is_wrong() {
         assert!(Principals::parse("users = 3").is_err());
         let e = Principals::parse("[users.a]\nsid = \"S-1-5-x\"").unwrap_err();
