@@ -79,6 +79,7 @@ pub enum ServerError {
 pub(crate) struct Config {
     pub(crate) bind: Vec<IpAddr>,
     pub(crate) domain: Option<Sid>,
+    pub(crate) refuse_unknown_principals: bool,
     /// NTLM target (NetBIOS domain) and computer names, uppercase.
     pub(crate) ntlm_names: (String, String),
     pub(crate) header_timeout: Duration,
@@ -112,6 +113,13 @@ impl ServerBuilder {
     /// Default is none: such aliases are refused when a URL is added.
     pub fn domain_sid(mut self, sid: Sid) -> Self {
         self.config.domain = Some(sid);
+        self
+    }
+
+    /// Refuses Kerberos principals that the principals file does not list. Default is off: an unknown
+    /// principal is an Authenticated User with a SID derived from its name.
+    pub fn refuse_unknown_principals(mut self, refuse: bool) -> Self {
+        self.config.refuse_unknown_principals = refuse;
         self
     }
 
@@ -229,6 +237,8 @@ impl ServerBuilder {
                 tls: ArcSwap::from_pointee(HashMap::new()),
                 principals: ArcSwapOption::empty(),
                 failures: FailureLimiter::default(),
+                #[cfg(feature = "negotiate")]
+                kerberos: std::sync::OnceLock::new(),
                 state: Mutex::new(State {
                     groups: Vec::new(),
                     ports: HashMap::new(),
@@ -260,6 +270,9 @@ pub(crate) struct Shared {
     pub(crate) principals: ArcSwapOption<Principals>,
     /// Failed authentications per client address.
     pub(crate) failures: FailureLimiter,
+    /// The Kerberos acceptor credential, from the keytab, acquired on first use.
+    #[cfg(feature = "negotiate")]
+    kerberos: std::sync::OnceLock<Result<libgssapi::credential::Cred, String>>,
     state: Mutex<State>,
 }
 
@@ -299,6 +312,7 @@ impl Server {
                     IpAddr::V6(Ipv6Addr::UNSPECIFIED),
                 ],
                 domain: None,
+                refuse_unknown_principals: false,
                 ntlm_names: {
                     let host = local_host_name();
                     (host.clone(), host)
@@ -535,6 +549,17 @@ impl Server {
 impl Shared {
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The acceptor credential from the default keytab (KRB5_KTNAME), acquired once.
+    #[cfg(feature = "negotiate")]
+    pub(crate) fn kerberos_credential(&self) -> Result<libgssapi::credential::Cred, String> {
+        use libgssapi::credential::{Cred, CredUsage};
+        self.kerberos
+            .get_or_init(|| {
+                Cred::acquire(None, None, CredUsage::Accept, None).map_err(|e| e.to_string())
+            })
+            .clone()
     }
 }
 

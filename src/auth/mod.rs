@@ -9,6 +9,7 @@ mod limiter;
 pub mod ntlm;
 mod password;
 mod principals;
+pub mod spnego;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -122,9 +123,6 @@ pub(crate) struct GroupAuth {
 
 impl GroupAuth {
     pub(crate) fn set(&self, scheme: AuthScheme, enable: bool) -> Result<(), AuthError> {
-        if enable && scheme == AuthScheme::Negotiate {
-            return Err(AuthError::Unsupported(scheme));
-        }
         if enable {
             self.schemes.fetch_or(scheme.bit(), Ordering::AcqRel);
         } else {
@@ -158,6 +156,9 @@ impl GroupAuth {
     /// The WWW-Authenticate challenges for a 401 on a connection that is (or is not) TLS.
     pub(crate) fn challenges(&self, secure: bool, realm: &str) -> Vec<String> {
         let mut out = Vec::new();
+        if self.is_enabled(AuthScheme::Negotiate) {
+            out.push("Negotiate".to_owned());
+        }
         if self.is_enabled(AuthScheme::Ntlm) {
             out.push("NTLM".to_owned());
         }
@@ -180,6 +181,8 @@ pub enum Scheme {
     Basic,
     /// NTLMv2 on this connection.
     Ntlm,
+    /// Kerberos through Negotiate on this connection.
+    Kerberos,
 }
 
 /// Who a request comes from.
@@ -225,6 +228,21 @@ impl Identity {
             user: None,
             groups: Vec::new(),
         }
+    }
+
+    /// A caller the principals file does not know, authenticated by `scheme` under `principal`: an
+    /// Authenticated User with a SID derived from the name (stable, under S-1-5-21-0-0-0).
+    pub fn derived(principal: &str, scheme: Scheme) -> Self {
+        // FNV-1a of the lowercase name, kept out of the range where real accounts live.
+        let hash = principal
+            .to_lowercase()
+            .bytes()
+            .fold(0x811c_9dc5u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
+        let sid = Sid::new(5, &[21, 0, 0, 0, hash | 0x4000_0000])
+            .unwrap_or_else(Sid::authenticated_users);
+        Identity::user(principal, scheme, sid, Vec::new())
     }
 
     /// A user of the principals file.

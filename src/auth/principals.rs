@@ -274,6 +274,13 @@ impl Principals {
 
     /// A user by name: `name`, `DOMAIN\name` or `name@domain` (case-insensitive).
     pub fn user(&self, name: &str) -> Option<(&str, &User)> {
+        if let Some((n, u)) = self
+            .users
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            return Some((n.as_str(), u));
+        }
         let plain = name.rsplit('\\').next().unwrap_or(name);
         let plain = plain.split('@').next().unwrap_or(plain);
         self.users
@@ -355,8 +362,15 @@ certificates = ["alice@corp.example", "ABCDEF0123"]
         // UPN before CN: the UPN's user wins even though another user lists the CN.
         let names = ["alice@corp.example", "Alice Example", "0000"];
         assert_eq!(p.user_by_certificate(&names).map(|(n, _)| n), Some("bob"));
-        assert_eq!(p.user_by_certificate(&["nobody", "ALICE EXAMPLE"]).map(|(n, _)| n), Some("alice"));
-        assert_eq!(p.user_by_certificate(&["abcdef0123"]).map(|(n, _)| n), Some("bob"));
+        assert_eq!(
+            p.user_by_certificate(&["nobody", "ALICE EXAMPLE"])
+                .map(|(n, _)| n),
+            Some("alice")
+        );
+        assert_eq!(
+            p.user_by_certificate(&["abcdef0123"]).map(|(n, _)| n),
+            Some("bob")
+        );
         assert!(p.user_by_certificate(&["stranger"]).is_none());
     }
 

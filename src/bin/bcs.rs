@@ -98,10 +98,18 @@ struct HostArgs {
     /// A certificate revocation list (PEM) for client certificates (repeatable).
     #[arg(long, value_name = "FILE", requires = "client_ca")]
     crl: Vec<PathBuf>,
-    /// Authentication schemes, comma-separated: basic, client-cert (ntlm and negotiate come later). With
-    /// any, anonymous callers are challenged. Default: none (everyone is anonymous).
+    /// Authentication schemes, comma-separated: negotiate (Kerberos in builds with the negotiate feature,
+    /// and NTLM under Negotiate), ntlm, basic, client-cert. With any, anonymous callers are challenged.
+    /// Default: none (everyone is anonymous).
     #[arg(long, value_name = "SCHEMES", value_delimiter = ',')]
     auth: Vec<AuthScheme>,
+    /// The keytab with the HTTP/host service key, for --auth negotiate (else KRB5_KTNAME, else the
+    /// system's).
+    #[arg(long, value_name = "FILE")]
+    keytab: Option<PathBuf>,
+    /// Refuse Kerberos principals missing from --users (default: they are Authenticated Users).
+    #[arg(long)]
+    refuse_unknown_principals: bool,
     /// The principals file with users, groups and password hashes (see `bcs user add`).
     #[arg(long, value_name = "FILE")]
     users: Option<PathBuf>,
@@ -186,6 +194,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Host(args) = &cli.command {
+        if let Some(keytab) = &args.keytab {
+            // Set before any thread exists: GSS-API reads the keytab's name from here.
+            std::env::set_var("KRB5_KTNAME", keytab);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -205,7 +219,8 @@ async fn host(args: HostArgs) -> Result<(), CliError> {
     let mut builder = Server::builder()
         .header_timeout(Duration::from_secs(args.header_timeout))
         .idle_timeout(Duration::from_secs(args.idle_timeout))
-        .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX));
+        .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
+        .refuse_unknown_principals(args.refuse_unknown_principals);
     if !args.bind.is_empty() {
         builder = builder.bind_addresses(args.bind.iter().copied());
     }

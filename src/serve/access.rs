@@ -11,14 +11,33 @@ use http::header;
 use http::Request;
 use hyper::body::Incoming;
 
+use super::negotiate;
 use super::response::Reject;
 use super::service::{ConnAuth, ConnInfo};
 use crate::auth::basic::{self, Credentials};
 use crate::auth::ntlm::{messages, NtlmError};
+use crate::auth::spnego;
 use crate::auth::{AuthScheme, Identity, Password, Principals, Scheme};
 use crate::authz::AccessMask;
 use crate::server::Shared;
 use crate::url::{UrlEntry, UrlGroup};
+
+/// A caller let in: who, and the last token of a handshake to send back with the response (SPNEGO's
+/// accept-completed, Kerberos's mutual-authentication token).
+#[derive(Debug)]
+pub(crate) struct Granted {
+    pub(crate) identity: Identity,
+    pub(crate) reply: Option<String>,
+}
+
+impl From<Identity> for Granted {
+    fn from(identity: Identity) -> Self {
+        Granted {
+            identity,
+            reply: None,
+        }
+    }
+}
 
 /// Who the caller is, if the URL lets them read it.
 pub(crate) async fn check(
@@ -27,8 +46,9 @@ pub(crate) async fn check(
     entry: &UrlEntry,
     shared: &Shared,
     conn: &ConnInfo,
-) -> Result<Identity, Reject> {
-    let identity = authenticate(req, group, shared, conn).await?;
+) -> Result<Granted, Reject> {
+    let granted = authenticate(req, group, shared, conn).await?;
+    let identity = &granted.identity;
     let auth = group.auth();
     if !identity.is_authenticated() && auth.any_enabled() {
         let challenges = auth.challenges(conn.secure, &group.prefix().to_string());
@@ -40,8 +60,8 @@ pub(crate) async fn check(
             Reject::Forbidden("authentication is only offered over HTTPS")
         });
     }
-    authorize(req, entry, &identity)?;
-    Ok(identity)
+    authorize(req, entry, identity)?;
+    Ok(granted)
 }
 
 async fn authenticate(
@@ -49,7 +69,7 @@ async fn authenticate(
     group: &UrlGroup,
     shared: &Shared,
     conn: &ConnInfo,
-) -> Result<Identity, Reject> {
+) -> Result<Granted, Reject> {
     let auth = group.auth();
     let principals = shared.principals.load_full();
     let identity = match &conn.client {
@@ -61,15 +81,23 @@ async fn authenticate(
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         // A connection that proved itself with NTLM stays authenticated (MS-NTHT §2.2.1).
         let proved = lock(conn).identity.clone();
-        return Ok(proved
+        let identity = proved
             .filter(|_| auth.is_connection_bound())
-            .unwrap_or(identity));
+            .unwrap_or(identity);
+        return Ok(identity.into());
     };
     match basic::parse(value.as_bytes())? {
         Credentials::Other { scheme, token }
             if scheme == "ntlm" && auth.is_enabled(AuthScheme::Ntlm) =>
         {
-            ntlm(group, shared, conn, &token, principals.as_deref())
+            let raw = decode(&token)?;
+            ntlm(group, shared, conn, &raw, Wrap::Ntlm, principals.as_deref())
+        }
+        Credentials::Other { scheme, token }
+            if scheme == "negotiate" && auth.is_enabled(AuthScheme::Negotiate) =>
+        {
+            let raw = decode(&token)?;
+            negotiate::leg(group, shared, conn, &raw, principals.as_deref()).await
         }
         Credentials::Basic { user, password } if auth.is_enabled(AuthScheme::Basic) => {
             if !conn.secure && !auth.basic_over_http() {
@@ -80,7 +108,7 @@ async fn authenticate(
                 return Err(Reject::TooManyFailures);
             }
             match verify_basic(principals, user.clone(), password).await {
-                Some(identity) => Ok(identity),
+                Some(identity) => Ok(identity.into()),
                 None => {
                     shared.failures.failed(ip);
                     tracing::info!(target: "bits_compact::auth", %user, peer = %conn.peer, "Basic authentication failed");
@@ -89,28 +117,60 @@ async fn authenticate(
                 }
             }
         }
-        _ => Ok(identity),
+        _ => Ok(identity.into()),
     }
 }
 
-fn lock(conn: &ConnInfo) -> std::sync::MutexGuard<'_, ConnAuth> {
+fn decode(token: &str) -> Result<Vec<u8>, Reject> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| Reject::BadRequest("the authentication token is not valid base64"))
+}
+
+pub(crate) fn lock(conn: &ConnInfo) -> std::sync::MutexGuard<'_, ConnAuth> {
     conn.auth.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How an NTLM token travelled, and so how to answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wrap {
+    /// `Authorization: NTLM <token>`.
+    Ntlm,
+    /// `Authorization: Negotiate <bare NTLM token>`.
+    NegotiateRaw,
+    /// `Authorization: Negotiate <SPNEGO token carrying NTLM>`.
+    Spnego,
+}
+
+impl Wrap {
+    fn header(self, ntlm_token: &[u8], first: bool) -> String {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        match self {
+            Wrap::Ntlm => format!("NTLM {}", b64(ntlm_token)),
+            Wrap::NegotiateRaw => format!("Negotiate {}", b64(ntlm_token)),
+            Wrap::Spnego => {
+                let mech = first.then_some(spnego::NTLMSSP);
+                let resp = spnego::resp(spnego::state::ACCEPT_INCOMPLETE, mech, Some(ntlm_token));
+                format!("Negotiate {}", b64(&resp))
+            }
+        }
+    }
+}
+
 /// One leg of the NTLM handshake on this connection: NEGOTIATE is answered with a CHALLENGE (401, and the
-/// connection is kept); AUTHENTICATE is verified and, if right, the connection is authenticated.
-fn ntlm(
+/// connection is kept); AUTHENTICATE is verified and, if right, the connection is authenticated. On success
+/// the reply is the final SPNEGO token, when NTLM came wrapped in SPNEGO.
+pub(crate) fn ntlm(
     group: &UrlGroup,
     shared: &Shared,
     conn: &ConnInfo,
-    token: &str,
+    raw: &[u8],
+    wrap: Wrap,
     principals: Option<&Principals>,
-) -> Result<Identity, Reject> {
-    use base64::Engine as _;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(token)
-        .map_err(|_| Reject::BadRequest("the NTLM token is not valid base64"))?;
-    let kind = messages::message_type(&raw)
+) -> Result<Granted, Reject> {
+    let kind = messages::message_type(raw)
         .map_err(|_| Reject::BadRequest("the NTLM token is not an NTLM message"))?;
     let mut state = lock(conn);
     let names = &shared.config.ntlm_names;
@@ -118,10 +178,9 @@ fn ntlm(
         1 => {
             let challenge = state
                 .ntlm
-                .challenge(&raw, &names.0, &names.1)
+                .challenge(raw, &names.0, &names.1)
                 .map_err(|_| Reject::BadRequest("malformed NTLM NEGOTIATE message"))?;
-            let token = base64::engine::general_purpose::STANDARD.encode(challenge);
-            Err(Reject::Unauthorized(vec![format!("NTLM {token}")]))
+            Err(Reject::Unauthorized(vec![wrap.header(&challenge, true)]))
         }
         3 => {
             let ip = conn.peer.ip();
@@ -129,18 +188,22 @@ fn ntlm(
                 return Err(Reject::TooManyFailures);
             }
             let verified = principals.ok_or(NtlmError::UnknownUser).and_then(|p| {
-                let (name, user) = state.ntlm.authenticate(&raw, p)?;
-                Ok(Identity::user(
-                    name,
-                    Scheme::Ntlm,
-                    user.sid.clone(),
-                    p.group_sids(user),
-                ))
+                let (name, user) = state.ntlm.authenticate(raw, p)?;
+                let groups = p.group_sids(user);
+                Ok(Identity::user(name, Scheme::Ntlm, user.sid.clone(), groups))
             });
             match verified {
                 Ok(identity) => {
                     state.identity = Some(identity.clone());
-                    Ok(identity)
+                    let reply = (wrap == Wrap::Spnego).then(|| {
+                        use base64::Engine as _;
+                        let done = spnego::resp(spnego::state::ACCEPT_COMPLETED, None, None);
+                        format!(
+                            "Negotiate {}",
+                            base64::engine::general_purpose::STANDARD.encode(done)
+                        )
+                    });
+                    Ok(Granted { identity, reply })
                 }
                 Err(NtlmError::Message(_)) => {
                     Err(Reject::BadRequest("malformed NTLM AUTHENTICATE message"))
@@ -148,10 +211,9 @@ fn ntlm(
                 Err(e) => {
                     shared.failures.failed(ip);
                     tracing::info!(target: "bits_compact::auth", error = %e, peer = %conn.peer, "NTLM authentication failed");
+                    let realm = group.prefix().to_string();
                     Err(Reject::Unauthorized(
-                        group
-                            .auth()
-                            .challenges(conn.secure, &group.prefix().to_string()),
+                        group.auth().challenges(conn.secure, &realm),
                     ))
                 }
             }

@@ -7,6 +7,7 @@
 
 mod access;
 mod connection;
+mod negotiate;
 mod response;
 mod service;
 

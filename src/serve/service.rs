@@ -33,6 +33,9 @@ pub(crate) struct ConnInfo {
 #[derive(Debug, Default)]
 pub(crate) struct ConnAuth {
     pub(crate) ntlm: crate::auth::ntlm::Acceptor,
+    /// A Kerberos context that needs another leg.
+    #[cfg(feature = "negotiate")]
+    pub(crate) gss: Option<libgssapi::context::ServerCtx>,
     pub(crate) identity: Option<crate::auth::Identity>,
 }
 
@@ -49,15 +52,22 @@ pub(crate) async fn handle(
                 log.group = Some(group.prefix().to_string());
             }
             match access::check(&req, &group, &entry, &shared, &conn).await {
-                Ok(identity) => {
+                Ok(granted) => {
+                    let identity = &granted.identity;
                     if let Some(log) = log.as_mut() {
                         log.identity = identity
                             .is_authenticated()
                             .then(|| identity.name().to_owned());
                     }
-                    transfer(&req, &group, &entry)
+                    let mut response = transfer(&req, &group, &entry)
                         .await
-                        .unwrap_or_else(Reject::into_response)
+                        .unwrap_or_else(Reject::into_response);
+                    if let Some(value) = granted.reply.and_then(|r| HeaderValue::try_from(r).ok()) {
+                        response
+                            .headers_mut()
+                            .append(header::WWW_AUTHENTICATE, value);
+                    }
+                    response
                 }
                 Err(reject) => reject.into_response(),
             }
