@@ -9,6 +9,10 @@ mod authz;
 #[cfg(feature = "cli")]
 mod cli;
 mod clients;
+#[cfg(feature = "negotiate")]
+mod kdc;
+#[cfg(all(feature = "negotiate", feature = "cli"))]
+mod kerberos;
 mod limits;
 mod ntlm;
 mod pki;

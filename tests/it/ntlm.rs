@@ -289,3 +289,61 @@ fn tls_ports_with_ntlm_groups_speak_http1_only() {
     group.set_authentication(AuthScheme::Ntlm, true).unwrap();
     assert_eq!(version(&["--ntlm", "-u", "alice:pw"]), "1.1");
 }
+
+#[test]
+fn ntlm_under_negotiate_bare_and_wrapped_in_spnego() {
+    if !have("python3") || !have_module("requests_ntlm") || !have_module("spnego") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut principals = Principals::default();
+    principals
+        .set_user("alice", &Password::from("alice-RIGHT"), &[])
+        .unwrap();
+    let srv = TestServer::start();
+    srv.server.set_principals(principals);
+    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    // Negotiate only: clients without a ticket fall back to NTLM inside it.
+    group
+        .set_authentication(AuthScheme::Negotiate, true)
+        .unwrap();
+    group
+        .add_url(
+            "f.txt",
+            write_file(dir.path(), "f.txt", b"negotiated"),
+            Some("D:(A;;GR;;;AU)"),
+        )
+        .unwrap();
+    let script = format!(
+        r#"
+import base64, requests, spnego
+from requests_ntlm import HttpNtlmAuth
+url = "{url}"
+# requests_ntlm answers a Negotiate challenge with bare NTLM tokens.
+print(requests.get(url, auth=HttpNtlmAuth("alice", "alice-RIGHT")).status_code)
+print(requests.get(url, auth=HttpNtlmAuth("alice", "WRONG")).status_code)
+# pyspnego's Negotiate client, NTLM only: SPNEGO-wrapped NTLM, leg by leg on one connection.
+for password in ["alice-RIGHT", "WRONG"]:
+    s = requests.Session()
+    ctx = spnego.client("alice", password, hostname="localhost", service="HTTP", protocol="negotiate",
+                        options=spnego.NegotiateOptions.use_ntlm)
+    token = ctx.step()
+    r = s.get(url, headers={{"Authorization": "Negotiate " + base64.b64encode(token).decode()}})
+    challenge = r.headers["WWW-Authenticate"].split(" ", 1)[1]
+    token = ctx.step(base64.b64decode(challenge))
+    r = s.get(url, headers={{"Authorization": "Negotiate " + base64.b64encode(token).decode()}})
+    print(r.status_code, r.text if r.status_code == 200 else "")
+"#,
+        url = srv.url("/G/f.txt")
+    );
+    let out = run("python3", &["-c", &script]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200\n401\n200 negotiated\n401 \n"
+    );
+}
