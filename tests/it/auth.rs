@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use bits_compact::{AuthScheme, Principals, ServerCertificate};
 
 use crate::pki::Ca;
-use crate::support::{have, run, write_file, Reply, TestServer};
+use crate::support::{have, run, with_stdin, write_file, Reply, TestServer};
 
 const BCS: &str = env!("CARGO_BIN_EXE_bcs");
 
@@ -19,13 +19,7 @@ fn user_add(file: &Path, name: &str, password: &str, groups: &[&str]) {
     for g in groups {
         cmd.args(["--group", g]);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_stdin(&mut cmd, password);
     assert!(
         out.status.success(),
         "{}",

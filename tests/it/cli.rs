@@ -18,8 +18,13 @@ struct Running {
 
 impl Running {
     fn spawn(program: &Path, args: &[&str]) -> Self {
+        Self::spawn_with_env(program, args, &[])
+    }
+
+    fn spawn_with_env(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .env("BCS_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -295,29 +300,29 @@ fn bcs_https_with_a_pfx_and_required_client_certificates_logs_the_upn() {
     let file = write_file(d, "a.txt", b"alpha over tls");
     let port = free_port();
     let prefix = format!("https://+:{port}/sec/");
-    let mut child = Command::new(BCS)
-        .args(["host", "--bind", "127.0.0.1", "--url", &prefix])
-        .args([
+    let (pfx_arg, ca_arg, file_arg) = (
+        pfx.to_str().unwrap(),
+        ca_file.to_str().unwrap(),
+        file.to_str().unwrap(),
+    );
+    let bcs = Running::spawn_with_env(
+        Path::new(BCS),
+        &[
+            "host",
+            "--bind",
+            "127.0.0.1",
+            "--url",
+            &prefix,
             "--pfx",
-            pfx.to_str().unwrap(),
+            pfx_arg,
             "--client-ca",
-            ca_file.to_str().unwrap(),
-        ])
-        .args(["--client-cert", "required", file.to_str().unwrap()])
-        .env("BCS_PFX_PASSWORD", "s3cret pfx")
-        .env("BCS_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let bcs = Running { child, lines };
+            ca_arg,
+        ]
+        .into_iter()
+        .chain(["--client-cert", "required", file_arg])
+        .collect::<Vec<_>>(),
+        &[("BCS_PFX_PASSWORD", "s3cret pfx")],
+    );
     let printed = bcs.lines_until("Ctrl-C");
     assert!(
         printed

@@ -1,7 +1,6 @@
 //! A real MIT KDC on loopback in a temporary directory: realm BCS.TEST, users alice and bob, the service
 //! principal HTTP/localhost and its keytab. Dropping it stops the KDC it started.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,17 +109,11 @@ impl Kdc {
     /// A credential cache with a ticket for `user`, got with kinit and the password on stdin.
     pub fn kinit(&self, user: &str, password: &str) -> PathBuf {
         let cache = self.dir.path().join(format!("{user}.ccache"));
-        let mut child = Command::new("kinit")
-            .arg(user)
+        let mut cmd = Command::new("kinit");
+        cmd.arg(user)
             .env("KRB5_CONFIG", self.krb5_conf())
-            .env("KRB5CCNAME", format!("FILE:{}", cache.display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-        let out = child.wait_with_output().unwrap();
+            .env("KRB5CCNAME", format!("FILE:{}", cache.display()));
+        let out = crate::support::with_stdin(&mut cmd, password);
         assert!(
             out.status.success(),
             "kinit {user}: {}",

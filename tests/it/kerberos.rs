@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use bits_compact::{AuthScheme, Password, Principals};
 
 use crate::kdc::{Kdc, REALM};
-use crate::support::{free_port, have, write_file, Reply, TestServer};
+use crate::support::{free_port, have, have_module, write_file, Reply, TestServer};
 
 fn curl(kdc: &Kdc, cache: Option<&std::path::Path>, port: u16, args: &[&str]) -> (Reply, String) {
     let resolve = format!("localhost:{port}:127.0.0.1");
@@ -213,19 +213,4 @@ fn kerberos_with_curl_requests_gssapi_and_bcs() {
             .any(|l| l.contains("bits_compact::access") && l.contains(&principal)),
         "{stderr}"
     );
-}
-
-fn have_module(module: &str) -> bool {
-    let found = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the Python module {module} is required under CI"
-        );
-        eprintln!("skipping: the Python module {module} is not installed");
-    }
-    found
 }

@@ -1,10 +1,10 @@
 //! NTLM with real clients: curl --ntlm and Python's requests_ntlm (which sends a MIC).
 
-use std::process::Command;
-
 use bits_compact::{AuthScheme, Password, Principals, ServerCertificate};
 
-use crate::support::{have, pattern, run, write_file, Reply, TestServer};
+use crate::support::{
+    curl_http_version, have, have_module, pattern, run, write_file, Reply, TestServer,
+};
 
 struct Site {
     srv: TestServer,
@@ -182,21 +182,6 @@ print(session.get(url).text, session.get(url).status_code)
     );
 }
 
-fn have_module(module: &str) -> bool {
-    let found = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the Python module {module} is required under CI"
-        );
-        eprintln!("skipping: the Python module {module} is not installed");
-    }
-    found
-}
-
 #[test]
 fn malformed_ntlm_tokens_are_400_or_401() {
     if !have("curl") {
@@ -266,24 +251,9 @@ fn tls_ports_with_ntlm_groups_speak_http1_only() {
         .add_url("f", write_file(dir.path(), "f", b"x"), None)
         .unwrap();
     let url = format!("https://127.0.0.1:{}/T/f", srv.port);
+    let ca = ca_file.to_str().unwrap();
     let version = |extra: &[&str]| {
-        let ca = ca_file.to_str().unwrap();
-        let args = [
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_version}",
-                "--http2",
-                "--cacert",
-                ca,
-            ],
-            extra,
-            &[url.as_str()],
-        ]
-        .concat();
-        String::from_utf8_lossy(&run("curl", &args).stdout).into_owned()
+        curl_http_version(&[&["--http2", "--cacert", ca], extra, &[url.as_str()]].concat())
     };
     assert_eq!(version(&[]), "2");
     group.set_authentication(AuthScheme::Ntlm, true).unwrap();

@@ -203,3 +203,41 @@ pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().and_then(Path::parent).unwrap().to_owned()
 }
+
+/// Whether a Python module imports (skip with a reason outside CI, fail under CI).
+pub fn have_module(module: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the Python module {module} is required under CI"
+        );
+        eprintln!("skipping: the Python module {module} is not installed");
+    }
+    found
+}
+
+/// Runs a command with one line on its standard input; returns its output.
+pub fn with_stdin(cmd: &mut Command, line: &str) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The HTTP version curl negotiated for a URL (`1.1`, `2`).
+pub fn curl_http_version(args: &[&str]) -> String {
+    let out = run(
+        "curl",
+        &[&["-s", "-o", "/dev/null", "-w", "%{http_version}"], args].concat(),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

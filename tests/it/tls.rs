@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bits_compact::{ClientCertMode, ClientCertificates, ServerCertificate, TlsError};
 
 use crate::pki::Ca;
-use crate::support::{have, pattern, run, write_file, Reply, TestServer};
+use crate::support::{curl_http_version, have, pattern, run, write_file, Reply, TestServer};
 
 /// An https server on 127.0.0.1 with one group and a certificate from `ca` for 127.0.0.1 and localhost.
 struct Https {
@@ -72,21 +72,11 @@ fn https_get_range_and_http2_with_curl() {
     assert_eq!(r.body, h.data[100..200]);
     // ALPN: HTTP/2 by default, HTTP/1.1 when the client asks.
     for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
-        let out = run(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_version}",
-                flag,
-                "--cacert",
-                &h.ca(),
-                &url,
-            ],
+        assert_eq!(
+            curl_http_version(&[flag, "--cacert", &h.ca(), &url]),
+            version,
+            "{flag}"
         );
-        assert_eq!(String::from_utf8_lossy(&out.stdout), version, "{flag}");
     }
     // A client that does not trust the CA refuses the server.
     assert!(curl_tls(&[&url]).is_none());
@@ -94,21 +84,10 @@ fn https_get_range_and_http2_with_curl() {
     assert!(curl_tls(&["--cacert", &h.ca(), "--tls-max", "1.1", &url]).is_none());
     // Switching HTTP/2 off leaves HTTP/1.1 in ALPN.
     h.srv.server.set_http2(h.srv.port, false).unwrap();
-    let out = run(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version}",
-            "--http2",
-            "--cacert",
-            &h.ca(),
-            &url,
-        ],
+    assert_eq!(
+        curl_http_version(&["--http2", "--cacert", &h.ca(), &url]),
+        "1.1"
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "1.1");
 }
 
 #[test]

@@ -1,60 +1,20 @@
-//! `bcs`: ad-hoc file hosting from a terminal. It parses arguments, converts them into library calls, and
-//! turns errors into one line and an exit code; the serving is all `bits_compact`.
+//! `bcs host`: publish files under one URL group and serve them.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
-use bits_compact::auth::Password;
 use bits_compact::{
     AuthScheme, ByteRate, ClientCertMode, ClientCertificates, ConnectionLimit, Host, Principals,
-    Scheme, Server, ServerCertificate, Url, UrlPrefix,
+    Scheme, Server, ServerCertificate, UrlPrefix,
 };
-use clap::{Args, Parser, Subcommand};
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use clap::Args;
 
-#[derive(Parser)]
-#[command(
-    name = "bcs",
-    version,
-    about = "Small, secure ad-hoc file hosting (after BITS Compact Server)"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Publish files under one URL group and serve them until Ctrl-C or SIGTERM.
-    Host(Box<HostArgs>),
-    /// Manage the principals file (users, groups, password hashes).
-    #[command(subcommand)]
-    User(UserCommand),
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Create or update a user; the password is read from a prompt, or from stdin when it is not a
-    /// terminal (never from an argument).
-    Add(UserAddArgs),
-}
+use crate::print::{print_certificate, print_json, print_stop_hint, print_text, PrintHosts};
+use crate::{CliError, Signals};
 
 #[derive(Args)]
-struct UserAddArgs {
-    /// The user name.
-    name: String,
-    /// The principals file; created (mode 0600) when missing.
-    #[arg(long, value_name = "FILE")]
-    users: PathBuf,
-    /// A group the user belongs to (repeatable); created when missing.
-    #[arg(long = "group", value_name = "GROUP")]
-    groups: Vec<String>,
-}
-
-#[derive(Args)]
-struct HostArgs {
+pub(crate) struct HostArgs {
     /// Files to publish, and directories whose regular files are published (recursively; symbolic links
     /// inside directories are skipped).
     #[arg(required = true, value_name = "PATH")]
@@ -106,7 +66,7 @@ struct HostArgs {
     /// The keytab with the HTTP/host service key, for --auth negotiate (else KRB5_KTNAME, else the
     /// system's).
     #[arg(long, value_name = "FILE")]
-    keytab: Option<PathBuf>,
+    pub(crate) keytab: Option<PathBuf>,
     /// Refuse Kerberos principals missing from --users (default: they are Authenticated Users).
     #[arg(long)]
     refuse_unknown_principals: bool,
@@ -133,84 +93,7 @@ struct HostArgs {
     max_connections: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-enum CliError {
-    #[error(transparent)]
-    Library(#[from] bits_compact::Error),
-    #[error("cannot publish {path:?}")]
-    Path {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot publish {0:?}: not a file or directory")]
-    NotAFile(PathBuf),
-    #[error("nothing to publish: {0}")]
-    Empty(String),
-    #[error("{suffix:?} would be published twice: {first:?} and {second:?}")]
-    Duplicate {
-        suffix: String,
-        first: PathBuf,
-        second: PathBuf,
-    },
-    #[error("cannot start")]
-    Runtime(#[source] std::io::Error),
-    #[error("{0} needs an https --url")]
-    NeedsHttps(&'static str),
-    #[error("{0}")]
-    BadPassword(&'static str),
-    #[error("cannot read the password")]
-    Password(#[source] std::io::Error),
-}
-
-impl From<bits_compact::ServerError> for CliError {
-    fn from(e: bits_compact::ServerError) -> Self {
-        CliError::Library(e.into())
-    }
-}
-
-impl From<bits_compact::TlsError> for CliError {
-    fn from(e: bits_compact::TlsError) -> Self {
-        CliError::Library(e.into())
-    }
-}
-
-impl From<bits_compact::UrlError> for CliError {
-    fn from(e: bits_compact::UrlError) -> Self {
-        CliError::Library(e.into())
-    }
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bcs: error: {}", chain(&e));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(cli: Cli) -> Result<(), CliError> {
-    if let Command::Host(args) = &cli.command {
-        if let Some(keytab) = &args.keytab {
-            // Set before any thread exists: GSS-API reads the keytab's name from here.
-            std::env::set_var("KRB5_KTNAME", keytab);
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Runtime)?;
-    match cli.command {
-        Command::Host(args) => runtime.block_on(host(*args)),
-        Command::User(UserCommand::Add(args)) => user_add(&args),
-    }
-}
-
-async fn host(args: HostArgs) -> Result<(), CliError> {
+pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     let files = collect_files(&args.paths)?;
     let prefix = match args.url.clone() {
         Some(prefix) => prefix,
@@ -268,46 +151,6 @@ async fn host(args: HostArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `bcs user add`: creates or updates the user, with a new password.
-fn user_add(args: &UserAddArgs) -> Result<(), CliError> {
-    let mut principals = if args.users.exists() {
-        Principals::load(&args.users).map_err(bits_compact::Error::from)?
-    } else {
-        Principals::default()
-    };
-    let password = read_new_password(&args.name)?;
-    principals
-        .set_user(&args.name, &password, &args.groups)
-        .and_then(|()| principals.save(&args.users))
-        .map_err(bits_compact::Error::from)?;
-    eprintln!("bcs: user {} saved in {}", args.name, args.users.display());
-    Ok(())
-}
-
-/// SECURITY: from a prompt (typed twice), or one line of stdin when it is not a terminal; never an argument.
-fn read_new_password(name: &str) -> Result<Password, CliError> {
-    use std::io::IsTerminal;
-    let password = if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password(format!("Password for {name}: "))
-            .map_err(CliError::Password)?;
-        let again = rpassword::prompt_password("Again: ").map_err(CliError::Password)?;
-        if first != again {
-            return Err(CliError::BadPassword("the two passwords differ"));
-        }
-        first
-    } else {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(CliError::Password)?;
-        line.trim_end_matches(['\r', '\n']).to_owned()
-    };
-    if password.is_empty() {
-        return Err(CliError::BadPassword("the password is empty"));
-    }
-    Ok(Password::from(password))
-}
-
 /// The certificate and client-certificate policy for an https prefix, loaded now so that a bad file is an
 /// error before anything listens.
 fn tls_settings(
@@ -360,24 +203,6 @@ fn self_signed_names(prefix: &UrlPrefix) -> Vec<String> {
     }
     names.dedup();
     names
-}
-
-fn print_certificate(cert: &ServerCertificate, self_signed: bool) {
-    let info = cert.info();
-    let kind = if self_signed {
-        "self-signed, made now"
-    } else {
-        "loaded"
-    };
-    println!("TLS certificate ({kind}): {}", info.subject);
-    println!("  SHA-256 fingerprint: {}", info.sha256_fingerprint);
-    println!("  SHA-1 thumbprint:    {}", info.sha1_thumbprint);
-    if self_signed {
-        println!(
-            "  clients can pin it:  curl --pinnedpubkey '{}' -k URL",
-            info.spki_pin
-        );
-    }
 }
 
 /// Each file given, and each regular file below each directory given, with its suffix.
@@ -466,153 +291,4 @@ fn default_prefix(paths: &[PathBuf]) -> Result<UrlPrefix, CliError> {
             .parse()
             .map_err(|e: bits_compact::PrefixError| CliError::Library(e.into())),
     }
-}
-
-/// The host names to print for wildcard prefixes.
-struct PrintHosts {
-    main: String,
-    local: Option<String>,
-}
-
-impl PrintHosts {
-    fn new(bind: &[IpAddr]) -> Self {
-        let any = bind.is_empty() || bind.iter().any(IpAddr::is_unspecified);
-        let main = match bind.first() {
-            Some(ip) if !any => host_literal(*ip),
-            _ => gethostname::gethostname().to_string_lossy().into_owned(),
-        };
-        let v4_local = bind.is_empty()
-            || bind.iter().any(|ip| {
-                *ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) || *ip == IpAddr::V4(Ipv4Addr::LOCALHOST)
-            });
-        let local = v4_local.then(|| "127.0.0.1".to_owned());
-        PrintHosts { main, local }
-    }
-
-    /// The URL through the machine's name, and the loopback form when it differs.
-    fn locations(&self, url: &Url) -> (String, Option<String>) {
-        let main = url.location(&self.main);
-        let local = self
-            .local
-            .as_ref()
-            .map(|h| url.location(h))
-            .filter(|l| *l != main);
-        (main, local)
-    }
-}
-
-fn host_literal(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("[{ip}]"),
-    }
-}
-
-fn print_text(group: &bits_compact::UrlGroup, urls: &[Url], hosts: &PrintHosts) {
-    let prefix = group.prefix();
-    let n = urls.len();
-    let plural = if n == 1 { "" } else { "s" };
-    println!("Serving {n} file{plural} under {prefix}");
-    let (downloads, rate) = (group.connection_limit(), group.bandwidth_limit());
-    if downloads.get().is_some() || !rate.is_unlimited() {
-        println!("Limits: {downloads} downloads at once, {rate} shared");
-    }
-    for url in urls {
-        match hosts.locations(url) {
-            (main, Some(local)) => println!("  {main}  (local: {local})"),
-            (main, None) => println!("  {main}"),
-        }
-    }
-}
-
-fn print_stop_hint(prefix: &UrlPrefix) {
-    if matches!(prefix.host(), Host::StrongWildcard | Host::WeakWildcard) {
-        println!("Press Ctrl-C to stop.");
-    } else {
-        println!(
-            "Press Ctrl-C to stop. Clients must name host {}.",
-            prefix.host()
-        );
-    }
-}
-
-fn print_json(prefix: &UrlPrefix, urls: &[Url], hosts: &PrintHosts) {
-    #[derive(serde::Serialize)]
-    struct Published<'a> {
-        prefix: String,
-        urls: Vec<Entry<'a>>,
-    }
-    #[derive(serde::Serialize)]
-    struct Entry<'a> {
-        suffix: &'a str,
-        file: &'a Path,
-        size: Option<u64>,
-        url: String,
-        local_url: Option<String>,
-    }
-    let published = Published {
-        prefix: prefix.to_string(),
-        urls: urls
-            .iter()
-            .map(|u| {
-                let (url, local_url) = hosts.locations(u);
-                Entry {
-                    suffix: u.suffix(),
-                    file: u.path(),
-                    size: std::fs::metadata(u.path()).ok().map(|m| m.len()),
-                    url,
-                    local_url,
-                }
-            })
-            .collect(),
-    };
-    match serde_json::to_string_pretty(&published) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("bcs: error: cannot print JSON: {e}"),
-    }
-}
-
-/// Ctrl-C and SIGTERM, installed up front.
-struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Self> {
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-
-    async fn wait(mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-        eprintln!("bcs: shutting down");
-    }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BCS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
-/// The error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

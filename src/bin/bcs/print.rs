@@ -1,0 +1,128 @@
+//! What `bcs host` prints: the URLs (text or JSON) and the certificate.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use bits_compact::{Host, ServerCertificate, Url, UrlPrefix};
+
+/// The host names to print for wildcard prefixes.
+pub(crate) struct PrintHosts {
+    main: String,
+    local: Option<String>,
+}
+
+impl PrintHosts {
+    pub(crate) fn new(bind: &[IpAddr]) -> Self {
+        let any = bind.is_empty() || bind.iter().any(IpAddr::is_unspecified);
+        let main = match bind.first() {
+            Some(ip) if !any => host_literal(*ip),
+            _ => gethostname::gethostname().to_string_lossy().into_owned(),
+        };
+        let v4_local = bind.is_empty()
+            || bind.iter().any(|ip| {
+                *ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) || *ip == IpAddr::V4(Ipv4Addr::LOCALHOST)
+            });
+        let local = v4_local.then(|| "127.0.0.1".to_owned());
+        PrintHosts { main, local }
+    }
+
+    /// The URL through the machine's name, and the loopback form when it differs.
+    fn locations(&self, url: &Url) -> (String, Option<String>) {
+        let main = url.location(&self.main);
+        let local = self
+            .local
+            .as_ref()
+            .map(|h| url.location(h))
+            .filter(|l| *l != main);
+        (main, local)
+    }
+}
+
+fn host_literal(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}
+
+pub(crate) fn print_text(group: &bits_compact::UrlGroup, urls: &[Url], hosts: &PrintHosts) {
+    let prefix = group.prefix();
+    let n = urls.len();
+    let plural = if n == 1 { "" } else { "s" };
+    println!("Serving {n} file{plural} under {prefix}");
+    let (downloads, rate) = (group.connection_limit(), group.bandwidth_limit());
+    if downloads.get().is_some() || !rate.is_unlimited() {
+        println!("Limits: {downloads} downloads at once, {rate} shared");
+    }
+    for url in urls {
+        match hosts.locations(url) {
+            (main, Some(local)) => println!("  {main}  (local: {local})"),
+            (main, None) => println!("  {main}"),
+        }
+    }
+}
+
+pub(crate) fn print_stop_hint(prefix: &UrlPrefix) {
+    if matches!(prefix.host(), Host::StrongWildcard | Host::WeakWildcard) {
+        println!("Press Ctrl-C to stop.");
+    } else {
+        println!(
+            "Press Ctrl-C to stop. Clients must name host {}.",
+            prefix.host()
+        );
+    }
+}
+
+pub(crate) fn print_json(prefix: &UrlPrefix, urls: &[Url], hosts: &PrintHosts) {
+    #[derive(serde::Serialize)]
+    struct Published<'a> {
+        prefix: String,
+        urls: Vec<Entry<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        suffix: &'a str,
+        file: &'a Path,
+        size: Option<u64>,
+        url: String,
+        local_url: Option<String>,
+    }
+    let published = Published {
+        prefix: prefix.to_string(),
+        urls: urls
+            .iter()
+            .map(|u| {
+                let (url, local_url) = hosts.locations(u);
+                Entry {
+                    suffix: u.suffix(),
+                    file: u.path(),
+                    size: std::fs::metadata(u.path()).ok().map(|m| m.len()),
+                    url,
+                    local_url,
+                }
+            })
+            .collect(),
+    };
+    match serde_json::to_string_pretty(&published) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("bcs: error: cannot print JSON: {e}"),
+    }
+}
+
+pub(crate) fn print_certificate(cert: &ServerCertificate, self_signed: bool) {
+    let info = cert.info();
+    let kind = if self_signed {
+        "self-signed, made now"
+    } else {
+        "loaded"
+    };
+    println!("TLS certificate ({kind}): {}", info.subject);
+    println!("  SHA-256 fingerprint: {}", info.sha256_fingerprint);
+    println!("  SHA-1 thumbprint:    {}", info.sha1_thumbprint);
+    if self_signed {
+        println!(
+            "  clients can pin it:  curl --pinnedpubkey '{}' -k URL",
+            info.spki_pin
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! `bcs user add`: the principals file from the terminal.
+
+use std::path::PathBuf;
+
+use bits_compact::auth::Password;
+use bits_compact::Principals;
+use clap::Args;
+
+use crate::CliError;
+
+#[derive(Args)]
+pub(crate) struct UserAddArgs {
+    /// The user name.
+    name: String,
+    /// The principals file; created (mode 0600) when missing.
+    #[arg(long, value_name = "FILE")]
+    users: PathBuf,
+    /// A group the user belongs to (repeatable); created when missing.
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+}
+
+/// `bcs user add`: creates or updates the user, with a new password.
+pub(crate) fn add(args: &UserAddArgs) -> Result<(), CliError> {
+    let mut principals = if args.users.exists() {
+        Principals::load(&args.users).map_err(bits_compact::Error::from)?
+    } else {
+        Principals::default()
+    };
+    let password = read_new_password(&args.name)?;
+    principals
+        .set_user(&args.name, &password, &args.groups)
+        .and_then(|()| principals.save(&args.users))
+        .map_err(bits_compact::Error::from)?;
+    eprintln!("bcs: user {} saved in {}", args.name, args.users.display());
+    Ok(())
+}
+
+/// SECURITY: from a prompt (typed twice), or one line of stdin when it is not a terminal; never an argument.
+fn read_new_password(name: &str) -> Result<Password, CliError> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {name}: "))
+            .map_err(CliError::Password)?;
+        let again = rpassword::prompt_password("Again: ").map_err(CliError::Password)?;
+        if first != again {
+            return Err(CliError::BadPassword("the two passwords differ"));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(CliError::Password)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.is_empty() {
+        return Err(CliError::BadPassword("the password is empty"));
+    }
+    Ok(Password::from(password))
+}

@@ -1,0 +1,247 @@
+//! `ServerBuilder` and the settings fixed when a server is built, with their documented defaults.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use super::{Server, ServerError, Shared, State};
+use crate::auth::FailureLimiter;
+use crate::authz::Sid;
+use crate::files::FileCache;
+use crate::router::RouteTable;
+
+/// Settings fixed when the server is built.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) bind: Vec<IpAddr>,
+    pub(crate) domain: Option<Sid>,
+    pub(crate) refuse_unknown_principals: bool,
+    /// NTLM target (NetBIOS domain) and computer names, uppercase.
+    pub(crate) ntlm_names: (String, String),
+    pub(crate) header_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) min_send_rate: u64,
+    pub(crate) min_send_window: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) revalidate: Duration,
+    pub(crate) cache_file_max: u64,
+    pub(crate) cache_total: u64,
+}
+
+/// Builds a [`Server`]; every setter documents its default.
+#[derive(Debug)]
+pub struct ServerBuilder {
+    config: Config,
+    listeners: Vec<TcpListener>,
+}
+
+impl ServerBuilder {
+    /// The local addresses each port listens on. Default is all IPv4 and all IPv6 addresses
+    /// (`0.0.0.0` and `::`, the latter IPv6-only; skipped where the machine has no IPv6).
+    pub fn bind_addresses(mut self, addrs: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.config.bind = addrs.into_iter().collect();
+        self
+    }
+
+    /// The domain (or machine) SID that domain-relative SDDL aliases (DA, DU, LA, ...) resolve against.
+    /// Default is none: such aliases are refused when a URL is added.
+    pub fn domain_sid(mut self, sid: Sid) -> Self {
+        self.config.domain = Some(sid);
+        self
+    }
+
+    /// Refuses Kerberos principals that the principals file does not list. Default is off: an unknown
+    /// principal is an Authenticated User with a SID derived from its name.
+    pub fn refuse_unknown_principals(mut self, refuse: bool) -> Self {
+        self.config.refuse_unknown_principals = refuse;
+        self
+    }
+
+    /// Adopts an already bound listener: a group on its port uses it instead of binding. Useful to listen on
+    /// port 0 in tests or to receive sockets from a service manager. Default is none.
+    pub fn listener(mut self, listener: TcpListener) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// How long a client may take to send a request's headers, counted from when the server starts
+    /// waiting for a request (so it also bounds silent keep-alive connections). Default is 120 s (HTTP.sys).
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.config.header_timeout = timeout;
+        self
+    }
+
+    /// How long a TLS handshake may take; it runs in the connection's own task, so a stalled client only
+    /// holds its own connection. Default is 10 s.
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may go without a byte moving in either direction. Default is 120 s (HTTP.sys).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// The slowest a client may accept a response, in bytes per second, measured over `window` while the
+    /// response waits on the client (its socket is full); a slower client is disconnected. 0 turns the check
+    /// off. Default is 150 bytes/s (HTTP.sys's MinSendRate) over 10 s.
+    pub fn min_send_rate(mut self, bytes_per_second: u64, window: Duration) -> Self {
+        self.config.min_send_rate = bytes_per_second;
+        self.config.min_send_window = window;
+        self
+    }
+
+    /// How long shutdown waits for requests in flight before cutting them. Default is 30 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// The most connections served at once, over all ports; further clients wait in the listen backlog.
+    /// Default is 10 000.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// How long what is known of a file (its length, validators and, for small files, its bytes) is trusted
+    /// before a request checks the file again with a `stat`. Every response is built from one consistent
+    /// version; a file changed on disk is served changed at most this long after. Zero checks on every
+    /// request. Default is 1 s (nginx's `open_file_cache_valid` defaults to 60 s).
+    pub fn revalidate_interval(mut self, interval: Duration) -> Self {
+        self.config.revalidate = interval;
+        self
+    }
+
+    /// Files up to this size are kept in memory once read. Default is 256 KiB.
+    pub fn memory_cache_file_limit(mut self, bytes: u64) -> Self {
+        self.config.cache_file_max = bytes;
+        self
+    }
+
+    /// The most bytes of small files kept in memory over all URLs. Default is 64 MiB.
+    pub fn memory_cache_total(mut self, bytes: u64) -> Self {
+        self.config.cache_total = bytes;
+        self
+    }
+
+    /// Checks the settings and builds the server; reports every problem at once.
+    pub fn build(self) -> Result<Server, ServerError> {
+        let c = &self.config;
+        let mut problems = Vec::new();
+        if c.bind.is_empty() {
+            problems.push("no bind address".to_owned());
+        }
+        for (name, d) in [
+            ("header timeout", c.header_timeout),
+            ("idle timeout", c.idle_timeout),
+            ("TLS handshake timeout", c.handshake_timeout),
+        ] {
+            if d.is_zero() {
+                problems.push(format!("the {name} must be more than zero"));
+            }
+        }
+        if c.min_send_rate > 0 && c.min_send_window.is_zero() {
+            problems.push("the minimum send rate needs a window of more than zero".to_owned());
+        }
+        if c.max_connections == 0 {
+            problems.push("the connection limit must be at least 1".to_owned());
+        }
+        let mut prebound: HashMap<u16, Vec<TcpListener>> = HashMap::new();
+        for listener in self.listeners {
+            match listener.local_addr().and_then(|a| {
+                listener.set_nonblocking(true)?;
+                Ok(a)
+            }) {
+                Ok(addr) => prebound.entry(addr.port()).or_default().push(listener),
+                Err(e) => problems.push(format!("an adopted listener is not usable: {e}")),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ServerError::Config(problems));
+        }
+        let files = FileCache::new(c.revalidate, c.cache_file_max, c.cache_total);
+        Ok(Server {
+            shared: Arc::new(Shared {
+                config: self.config,
+                files,
+                routes: ArcSwap::from_pointee(RouteTable::default()),
+                tls: ArcSwap::from_pointee(HashMap::new()),
+                principals: ArcSwapOption::empty(),
+                failures: FailureLimiter::default(),
+                #[cfg(feature = "negotiate")]
+                kerberos: std::sync::OnceLock::new(),
+                state: Mutex::new(State {
+                    groups: Vec::new(),
+                    ports: HashMap::new(),
+                    tls: HashMap::new(),
+                    prebound,
+                    running: None,
+                    served: false,
+                }),
+            }),
+        })
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: vec![
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ],
+            domain: None,
+            refuse_unknown_principals: false,
+            ntlm_names: {
+                let host = local_host_name();
+                (host.clone(), host)
+            },
+            header_timeout: Duration::from_secs(120),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(30),
+            min_send_rate: 150,
+            min_send_window: Duration::from_secs(10),
+            max_connections: 10_000,
+            revalidate: Duration::from_secs(1),
+            cache_file_max: 256 * 1024,
+            cache_total: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl ServerBuilder {
+    pub(super) fn new() -> Self {
+        ServerBuilder {
+            config: Config::default(),
+            listeners: Vec::new(),
+        }
+    }
+}
+
+/// The machine's name, uppercase and cut to NetBIOS's 15 characters, for NTLM's target information.
+fn local_host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = name
+        .trim()
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(15)
+        .collect();
+    if name.is_empty() {
+        "BCS".to_owned()
+    } else {
+        name.to_ascii_uppercase()
+    }
+}

@@ -1,0 +1,247 @@
+//! `Server`: the composition root. It owns the URL groups, the routing snapshot, the listeners (one per
+//! port, on each bind address) and the serve loop, and is the library's equivalent of the original
+//! `ICompactServer`.
+//!
+//! Invariants: every port used by a group has a bound listener (bound when the first group on it is
+//! created, so "port in use" is an error there and then); a port left with no group is closed; one port
+//! carries one scheme; the routing snapshot is rebuilt under the state lock after every change.
+
+mod builder;
+mod error;
+mod listen;
+mod tls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+pub(crate) use builder::Config;
+pub use builder::ServerBuilder;
+pub use error::ServerError;
+
+use crate::auth::{FailureLimiter, Principals};
+use crate::files::FileCache;
+use crate::router::RouteTable;
+use crate::serve::{self, Running};
+use crate::tls::{PortConfigs, PortTls};
+use crate::url::{Scheme, Url, UrlGroup, UrlPrefix};
+
+/// The file server: URL groups, their listeners and the serve loop. Cheap to clone; all clones are the same
+/// server, so one task can serve while another adds and removes groups and URLs.
+#[derive(Debug, Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    files: Arc<FileCache>,
+    pub(crate) routes: ArcSwap<RouteTable>,
+    /// The rustls configuration of each port that has TLS settings, rebuilt on every change.
+    pub(crate) tls: ArcSwap<HashMap<u16, PortConfigs>>,
+    /// Users and groups for Basic, NTLM and certificate mapping.
+    pub(crate) principals: ArcSwapOption<Principals>,
+    /// Failed authentications per client address.
+    pub(crate) failures: FailureLimiter,
+    /// The Kerberos acceptor credential, from the keytab, acquired on first use.
+    #[cfg(feature = "negotiate")]
+    kerberos: std::sync::OnceLock<Result<libgssapi::credential::Cred, String>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    groups: Vec<UrlGroup>,
+    ports: HashMap<u16, Port>,
+    tls: HashMap<u16, PortTls>,
+    prebound: HashMap<u16, Vec<TcpListener>>,
+    pub(crate) running: Option<Running>,
+    /// `serve` was called: the listeners belong to that call, even after it returned.
+    pub(crate) served: bool,
+}
+
+/// A port in use: its scheme, the addresses it listens on, and its sockets until the serve loop takes them.
+#[derive(Debug)]
+pub(crate) struct Port {
+    scheme: Scheme,
+    addrs: Vec<SocketAddr>,
+    pub(crate) sockets: Vec<TcpListener>,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+}
+
+impl Port {
+    pub(crate) fn is_tls(&self) -> bool {
+        self.scheme == Scheme::Https
+    }
+}
+
+impl Server {
+    /// A builder with the documented defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::new()
+    }
+
+    /// Creates a URL group (the original's CreateUrlGroup). Its port gets a listener now if it has none.
+    pub fn create_url_group(&self, prefix: &str) -> Result<UrlGroup, ServerError> {
+        let prefix: UrlPrefix = prefix.parse()?;
+        let mut state = self.state();
+        if state.groups.iter().any(|g| *g.prefix() == prefix) {
+            return Err(ServerError::GroupExists(prefix.to_string()));
+        }
+        let port = prefix.port();
+        match state.ports.get(&port) {
+            Some(p) if p.scheme != prefix.scheme() => {
+                return Err(ServerError::SchemeConflict {
+                    port,
+                    existing: p.scheme,
+                    requested: prefix.scheme(),
+                })
+            }
+            Some(_) => {}
+            None => {
+                let sockets = match state.prebound.remove(&port) {
+                    Some(adopted) => adopted,
+                    None => listen::bind(&self.shared.config.bind, port)?,
+                };
+                let addrs = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+                let mut p = Port {
+                    scheme: prefix.scheme(),
+                    addrs,
+                    sockets,
+                    stop: tokio_util::sync::CancellationToken::new(),
+                };
+                if let Some(running) = &state.running {
+                    running.start_port(port, &mut p);
+                }
+                state.ports.insert(port, p);
+            }
+        }
+        if prefix.scheme() == Scheme::Https
+            && !state.tls.get(&port).is_some_and(|t| t.default.is_some())
+        {
+            tracing::warn!(
+                port,
+                "https group created on a port with no certificate bound; handshakes fail until one is"
+            );
+        }
+        let domain = self.shared.config.domain.clone();
+        let group = UrlGroup::new(prefix, self.shared.files.clone(), domain);
+        state.groups.push(group.clone());
+        self.publish_routes(&state);
+        Ok(group)
+    }
+
+    /// Deletes a URL group (the original's DeleteUrlGroup). Its URLs stop being served at once; a port left
+    /// with no group is closed. Transfers already under way finish.
+    pub fn delete_url_group(&self, prefix: &str) -> Result<(), ServerError> {
+        let prefix: UrlPrefix = prefix.parse()?;
+        let mut state = self.state();
+        let at = state
+            .groups
+            .iter()
+            .position(|g| *g.prefix() == prefix)
+            .ok_or_else(|| ServerError::GroupNotFound(prefix.to_string()))?;
+        state.groups.remove(at);
+        let port = prefix.port();
+        if !state.groups.iter().any(|g| g.prefix().port() == port) {
+            if let Some(p) = state.ports.remove(&port) {
+                p.stop.cancel();
+            }
+        }
+        self.publish_routes(&state);
+        Ok(())
+    }
+
+    /// The group with this prefix (the original's GetUrlGroup).
+    pub fn url_group(&self, prefix: &str) -> Result<UrlGroup, ServerError> {
+        let prefix: UrlPrefix = prefix.parse()?;
+        self.state()
+            .groups
+            .iter()
+            .find(|g| *g.prefix() == prefix)
+            .cloned()
+            .ok_or_else(|| ServerError::GroupNotFound(prefix.to_string()))
+    }
+
+    /// All groups, in creation order (the original's EnumerateUrlGroups).
+    pub fn url_groups(&self) -> Vec<UrlGroup> {
+        self.state().groups.clone()
+    }
+
+    /// Publishes `file` as `prefix` + `suffix`, creating the group if it does not exist (the original's
+    /// CreateUrl).
+    pub fn create_url(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        file: impl AsRef<Path>,
+        sddl: Option<&str>,
+    ) -> Result<Url, ServerError> {
+        let group = match self.url_group(prefix) {
+            Ok(group) => group,
+            Err(ServerError::GroupNotFound(_)) => self.create_url_group(prefix)?,
+            Err(e) => return Err(e),
+        };
+        Ok(group.add_url(suffix, file, sddl)?)
+    }
+
+    /// The local addresses listening for `port`; empty if no group uses it.
+    pub fn local_addrs(&self, port: u16) -> Vec<SocketAddr> {
+        self.state()
+            .ports
+            .get(&port)
+            .map(|p| p.addrs.clone())
+            .unwrap_or_default()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests in flight finish for up to the
+    /// drain timeout, and cuts what is left. Groups created while serving are served at once.
+    pub async fn serve(&self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        serve::run(&self.shared, shutdown).await
+    }
+
+    /// Sets the users and groups that Basic, NTLM and client-certificate mapping use; applies to the next
+    /// request. Default is none: no password is accepted.
+    pub fn set_principals(&self, principals: Principals) {
+        self.shared.principals.store(Some(Arc::new(principals)));
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state()
+    }
+
+    fn publish_routes(&self, state: &State) {
+        self.shared
+            .routes
+            .store(Arc::new(RouteTable::new(&state.groups)));
+    }
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The acceptor credential from the default keytab (KRB5_KTNAME), acquired once.
+    #[cfg(feature = "negotiate")]
+    pub(crate) fn kerberos_credential(&self) -> Result<libgssapi::credential::Cred, String> {
+        use libgssapi::credential::{Cred, CredUsage};
+        self.kerberos
+            .get_or_init(|| {
+                Cred::acquire(None, None, CredUsage::Accept, None).map_err(|e| e.to_string())
+            })
+            .clone()
+    }
+}
+
+impl State {
+    /// The ports, for the serve loop to start and stop.
+    pub(crate) fn ports_mut(&mut self) -> impl Iterator<Item = (&u16, &mut Port)> {
+        self.ports.iter_mut()
+    }
+}
