@@ -109,6 +109,32 @@ fn kerberos_with_curl_requests_gssapi_and_bcs() {
         "an unknown principal is an Authenticated User"
     );
 
+    // A server that refuses unknown principals turns bob away.
+    let strict = TestServer::start_with(|b| b.refuse_unknown_principals(true));
+    let mut known = Principals::default();
+    known
+        .set_user("alice", &Password::from("unused"), &[])
+        .unwrap();
+    strict.server.set_principals(known);
+    let g = strict.server.create_url_group(&strict.prefix("S")).unwrap();
+    g.set_authentication(AuthScheme::Negotiate, true).unwrap();
+    g.add_url("f.txt", &file, None).unwrap();
+    let strict_url = format!("http://localhost:{}/S/f.txt", strict.port);
+    let (r, _) = curl(
+        &kdc,
+        Some(&alice),
+        strict.port,
+        &["--negotiate", "-u", ":", &strict_url],
+    );
+    assert_eq!(r.status, 200);
+    let (r, _) = curl(
+        &kdc,
+        Some(&bob),
+        strict.port,
+        &["--negotiate", "-u", ":", &strict_url],
+    );
+    assert_eq!(r.status, 403);
+
     // A captured Authorization header replayed on a new connection is refused.
     let (r, log) = curl(
         &kdc,

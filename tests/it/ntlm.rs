@@ -317,3 +317,67 @@ for password in ["alice-RIGHT", "WRONG"]:
         "200\n401\n200 negotiated\n401 \n"
     );
 }
+
+#[test]
+fn malformed_and_truncated_spnego_tokens_are_400_or_401() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let srv = TestServer::start();
+    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    group
+        .set_authentication(AuthScheme::Negotiate, true)
+        .unwrap();
+    group
+        .add_url("f", write_file(dir.path(), "f", b"x"), None)
+        .unwrap();
+    let url = srv.url("/G/f");
+    let status = |token: &str| {
+        let header = format!("Authorization: Negotiate {token}");
+        let out = run(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &header,
+                &url,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    // A NegTokenInit offering NTLM, cut at every length: each a clean 400 or 401.
+    let ntlm = b"NTLMSSP\0\x01\0\0\0\x07\x82\x08\xa2\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+    let mut init = vec![
+        0x60, 0x30, 0x06, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02, 0xa0, 0x26, 0x30, 0x24,
+    ];
+    init.extend_from_slice(&[
+        0xa0, 0x0e, 0x30, 0x0c, 0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x02,
+        0x0a,
+    ]);
+    init.extend_from_slice(&[0xa2, 0x12, 0x04, 0x10]);
+    init.extend_from_slice(&ntlm[..16]);
+    for end in [1, 2, 5, 10, 14, 20, 30, init.len() - 1] {
+        let s = status(&b64(&init[..end]));
+        assert!(s == "400" || s == "401", "cut at {end}: {s}");
+    }
+    assert_eq!(status("!!!"), "400");
+    assert_eq!(status(&b64(&[0x60, 0x84, 0xff, 0xff, 0xff, 0xff])), "400");
+    // A GSS-API token for Kerberos that is garbage: refused by Kerberos (or absent Kerberos), 401.
+    let krb = [
+        0x60, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x01, 0x00,
+    ];
+    assert_eq!(status(&b64(&krb)), "401");
+    assert_eq!(status(&b64(b"not spnego at all")), "401");
+    let ok = run(
+        "curl",
+        &["-s", "-o", "/dev/null", "-w", "%{http_code}", &url],
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "401", "still serving");
+}
