@@ -141,9 +141,13 @@ impl Signals {
     }
 }
 
+/// Access log and our own events at info; rustls's notes about client quirks (an IP address sent as SNI,
+/// say) are not the operator's to act on, so only its errors show.
+const DEFAULT_LOG: &str = "info,rustls=error";
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BCS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("BCS_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
