@@ -3,7 +3,8 @@
 use bits_compact::{AuthScheme, Password, Principals, ServerCertificate};
 
 use crate::support::{
-    curl_http_version, have, have_module, pattern, run, write_file, Reply, TestServer,
+    curl_http_version, have, have_module, pattern, python, run, status_with_header, write_file,
+    Reply, TestServer,
 };
 
 struct Site {
@@ -170,16 +171,7 @@ print(session.get(url).text, session.get(url).status_code)
 "#,
         url = s.srv.url("/N/f.txt")
     );
-    let out = run("python3", &["-c", &script]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "200\n401\n200\nntlm data 200\n"
-    );
+    assert_eq!(python(&script), "200\n401\n200\nntlm data 200\n");
 }
 
 #[test]
@@ -189,22 +181,7 @@ fn malformed_ntlm_tokens_are_400_or_401() {
     }
     let s = site();
     let url = s.srv.url("/N/f.txt");
-    let status = |header: &str| {
-        let out = run(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-H",
-                header,
-                &url,
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let status = |header: &str| status_with_header(&url, header);
     assert_eq!(status("Authorization: NTLM !!!"), "400");
     assert_eq!(status("Authorization: NTLM"), "400");
     assert_eq!(status("Authorization: NTLM TlRMTVNT"), "400"); // "NTLMSS": truncated
@@ -306,16 +283,7 @@ for password in ["alice-RIGHT", "WRONG"]:
 "#,
         url = srv.url("/G/f.txt")
     );
-    let out = run("python3", &["-c", &script]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "200\n401\n200 negotiated\n401 \n"
-    );
+    assert_eq!(python(&script), "200\n401\n200 negotiated\n401 \n");
 }
 
 #[test]
@@ -333,23 +301,8 @@ fn malformed_and_truncated_spnego_tokens_are_400_or_401() {
         .add_url("f", write_file(dir.path(), "f", b"x"), None)
         .unwrap();
     let url = srv.url("/G/f");
-    let status = |token: &str| {
-        let header = format!("Authorization: Negotiate {token}");
-        let out = run(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-H",
-                &header,
-                &url,
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let status =
+        |token: &str| status_with_header(&url, &format!("Authorization: Negotiate {token}"));
     use base64::Engine as _;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     // A NegTokenInit offering NTLM, cut at every length: each a clean 400 or 401.

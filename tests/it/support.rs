@@ -241,3 +241,32 @@ pub fn curl_http_version(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Runs a Python script and returns what it printed; a failing script fails the test with its stderr.
+pub fn python(script: &str) -> String {
+    let out = run("python3", &["-c", script]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The status code curl gets for a URL with one extra request header.
+pub fn status_with_header(url: &str, header: &str) -> String {
+    let out = run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            header,
+            url,
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
