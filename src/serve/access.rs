@@ -176,6 +176,8 @@ pub(crate) fn ntlm(
     let names = &shared.config.ntlm_names;
     match kind {
         1 => {
+            // A new handshake replaces whatever the connection proved before.
+            state.identity = None;
             let challenge = state
                 .ntlm
                 .challenge(raw, &names.0, &names.1)
