@@ -33,6 +33,8 @@ pub enum Token<'a> {
     Init {
         /// DER OIDs (contents only).
         mechs: Vec<&'a [u8]>,
+        /// The MechTypeList element as sent (what a mechListMIC signs).
+        mech_list: &'a [u8],
         /// The first mechanism's token, if sent.
         mech_token: Option<&'a [u8]>,
     },
@@ -145,9 +147,11 @@ pub fn parse(token: &[u8]) -> Result<Token<'_>, SpnegoError> {
 fn parse_init(init: &[u8]) -> Result<Token<'_>, SpnegoError> {
     let mut mechs = Vec::new();
     let mut mech_token = None;
+    let mut mech_list: &[u8] = &[];
     for (n, value) in fields(init)? {
         match n {
             0 => {
+                mech_list = value;
                 let (tag, mut list, _) = element(value)?;
                 if tag != 0x30 {
                     return Err(SpnegoError);
@@ -165,7 +169,11 @@ fn parse_init(init: &[u8]) -> Result<Token<'_>, SpnegoError> {
             _ => {}
         }
     }
-    Ok(Token::Init { mechs, mech_token })
+    Ok(Token::Init {
+        mechs,
+        mech_list,
+        mech_token,
+    })
 }
 
 fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
@@ -183,11 +191,13 @@ fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A NegTokenResp: the negotiation state, the mechanism chosen (first answer only) and its token.
+/// A NegTokenResp: the negotiation state, the mechanism chosen (first answer only), its token, and the
+/// mechListMIC.
 pub fn resp(
     neg_state: u8,
     supported_mech: Option<&[u8]>,
     response_token: Option<&[u8]>,
+    mech_list_mic: Option<&[u8]>,
 ) -> Vec<u8> {
     let mut seq = der(0xa0, &der(0x0a, &[neg_state]));
     if let Some(oid) = supported_mech {
@@ -195,6 +205,9 @@ pub fn resp(
     }
     if let Some(token) = response_token {
         seq.extend(der(0xa2, &der(0x04, token)));
+    }
+    if let Some(mic) = mech_list_mic {
+        seq.extend(der(0xa3, &der(0x04, mic)));
     }
     der(0xa1, &der(0x30, &seq))
 }
@@ -218,14 +231,24 @@ mod tests {
     fn takes_apart_init_and_resp() {
         let ntlm = b"NTLMSSP\0\x01\0\0\0rest".to_vec();
         let init = init_with(&[NTLMSSP, KRB5], &ntlm);
+        let list: Vec<u8> = [NTLMSSP, KRB5].iter().flat_map(|m| der(0x06, m)).collect();
         assert_eq!(
             parse(&init),
             Ok(Token::Init {
                 mechs: vec![NTLMSSP, KRB5],
+                mech_list: &der(0x30, &list),
                 mech_token: Some(&ntlm[..])
             })
         );
-        let answer = resp(state::ACCEPT_INCOMPLETE, Some(NTLMSSP), Some(b"challenge"));
+        let answer = resp(
+            state::ACCEPT_INCOMPLETE,
+            Some(NTLMSSP),
+            Some(b"challenge"),
+            Some(b"mic"),
+        );
+        assert!(
+            matches!(parse(&answer), Ok(Token::Resp { mech_list_mic: Some(m), .. }) if m == b"mic")
+        );
         // Our answer parses as a NegTokenResp carrying the token.
         assert!(
             matches!(parse(&answer), Ok(Token::Resp { response_token: Some(t), .. }) if t == b"challenge")

@@ -152,7 +152,12 @@ impl Wrap {
             Wrap::NegotiateRaw => format!("Negotiate {}", b64(ntlm_token)),
             Wrap::Spnego => {
                 let mech = first.then_some(spnego::NTLMSSP);
-                let resp = spnego::resp(spnego::state::ACCEPT_INCOMPLETE, mech, Some(ntlm_token));
+                let resp = spnego::resp(
+                    spnego::state::ACCEPT_INCOMPLETE,
+                    mech,
+                    Some(ntlm_token),
+                    None,
+                );
                 format!("Negotiate {}", b64(&resp))
             }
         }
@@ -189,17 +194,27 @@ pub(crate) fn ntlm(
             if !shared.failures.allows(ip) {
                 return Err(Reject::TooManyFailures);
             }
+            let mech_list = state.spnego_mech_list.take();
+            let client_mic = state.spnego_mic.take();
             let verified = principals.ok_or(NtlmError::UnknownUser).and_then(|p| {
-                let (name, user) = state.ntlm.authenticate(raw, p)?;
-                let groups = p.group_sids(user);
-                Ok(Identity::user(name, Scheme::Ntlm, user.sid.clone(), groups))
+                let done = state.ntlm.authenticate(raw, p)?;
+                let server_mic = spnego_mic(wrap, &done.session, mech_list, client_mic)?;
+                let groups = p.group_sids(done.user);
+                let identity =
+                    Identity::user(done.name, Scheme::Ntlm, done.user.sid.clone(), groups);
+                Ok((identity, server_mic))
             });
             match verified {
-                Ok(identity) => {
+                Ok((identity, server_mic)) => {
                     state.identity = Some(identity.clone());
                     let reply = (wrap == Wrap::Spnego).then(|| {
                         use base64::Engine as _;
-                        let done = spnego::resp(spnego::state::ACCEPT_COMPLETED, None, None);
+                        let done = spnego::resp(
+                            spnego::state::ACCEPT_COMPLETED,
+                            None,
+                            None,
+                            server_mic.as_ref().map(|m| &m[..]),
+                        );
                         format!(
                             "Negotiate {}",
                             base64::engine::general_purpose::STANDARD.encode(done)
@@ -221,6 +236,30 @@ pub(crate) fn ntlm(
             }
         }
         _ => Err(Reject::BadRequest("unexpected NTLM message type")),
+    }
+}
+
+/// SPNEGO's mechListMIC (RFC 4178 §5): when the client signed the mechanism list it offered, the signature
+/// must verify under the NTLM session, and we sign the list back. SECURITY: this is what stops a
+/// man-in-the-middle from stripping stronger mechanisms from the client's list.
+fn spnego_mic(
+    wrap: Wrap,
+    session: &crate::auth::ntlm::Session,
+    mech_list: Option<Vec<u8>>,
+    client_mic: Option<Vec<u8>>,
+) -> Result<Option<[u8; 16]>, NtlmError> {
+    match (wrap, mech_list, client_mic) {
+        (Wrap::Spnego, Some(list), Some(mic)) => {
+            if !session.verify(&list, &mic) {
+                return Err(NtlmError::BadMic);
+            }
+            Ok(Some(session.sign(
+                crate::auth::ntlm::Direction::ServerToClient,
+                0,
+                &list,
+            )))
+        }
+        _ => Ok(None),
     }
 }
 

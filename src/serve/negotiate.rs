@@ -28,12 +28,19 @@ pub(crate) async fn leg(
         Token::RawNtlm(t) => access::ntlm(group, shared, conn, t, Wrap::NegotiateRaw, principals),
         Token::Init {
             mech_token: Some(t),
+            mech_list,
             ..
-        } if ntlm(t) => access::ntlm(group, shared, conn, t, Wrap::Spnego, principals),
+        } if ntlm(t) => {
+            access::lock(conn).spnego_mech_list = Some(mech_list.to_vec());
+            access::ntlm(group, shared, conn, t, Wrap::Spnego, principals)
+        }
         Token::Resp {
             response_token: Some(t),
-            ..
-        } if ntlm(t) => access::ntlm(group, shared, conn, t, Wrap::Spnego, principals),
+            mech_list_mic,
+        } if ntlm(t) => {
+            access::lock(conn).spnego_mic = mech_list_mic.map(<[u8]>::to_vec);
+            access::ntlm(group, shared, conn, t, Wrap::Spnego, principals)
+        }
         _ => kerberos::accept(group, shared, conn, raw, principals).await,
     }
 }

@@ -37,6 +37,10 @@ pub(crate) struct ConnAuth {
     #[cfg(feature = "negotiate")]
     pub(crate) gss: Option<libgssapi::context::ServerCtx>,
     pub(crate) identity: Option<crate::auth::Identity>,
+    /// The MechTypeList of the NegTokenInit that started an NTLM-in-SPNEGO handshake.
+    pub(crate) spnego_mech_list: Option<Vec<u8>>,
+    /// The client's mechListMIC from its last NegTokenResp.
+    pub(crate) spnego_mic: Option<Vec<u8>>,
 }
 
 /// The hyper service: infallible, since an `Err` would abort the connection.

@@ -269,21 +269,31 @@ url = "{url}"
 # requests_ntlm answers a Negotiate challenge with bare NTLM tokens.
 print(requests.get(url, auth=HttpNtlmAuth("alice", "alice-RIGHT")).status_code)
 print(requests.get(url, auth=HttpNtlmAuth("alice", "WRONG")).status_code)
-# pyspnego's Negotiate client, NTLM only: SPNEGO-wrapped NTLM, leg by leg on one connection.
-for password in ["alice-RIGHT", "WRONG"]:
-    s = requests.Session()
-    ctx = spnego.client("alice", password, hostname="localhost", service="HTTP", protocol="negotiate",
-                        options=spnego.NegotiateOptions.use_ntlm)
-    token = ctx.step()
-    r = s.get(url, headers={{"Authorization": "Negotiate " + base64.b64encode(token).decode()}})
-    challenge = r.headers["WWW-Authenticate"].split(" ", 1)[1]
-    token = ctx.step(base64.b64decode(challenge))
-    r = s.get(url, headers={{"Authorization": "Negotiate " + base64.b64encode(token).decode()}})
-    print(r.status_code, r.text if r.status_code == 200 else "")
+# pyspnego's Negotiate client, leg by leg on one connection: bare NTLM (use_ntlm), then its own SPNEGO
+# (use_negotiate), whose NegTokenInit carries NTLM, whose last leg carries a mechListMIC, and which checks
+# ours in the final NegTokenResp before calling the context complete.
+for option in [spnego.NegotiateOptions.use_ntlm, spnego.NegotiateOptions.use_negotiate]:
+    for password in ["alice-RIGHT", "WRONG"]:
+        s = requests.Session()
+        ctx = spnego.client("alice", password, hostname="localhost", service="HTTP", protocol="negotiate",
+                            options=option)
+        token = ctx.step()
+        r = s.get(url, headers={{"Authorization": "Negotiate " + base64.b64encode(token).decode()}})
+        challenge = r.headers["WWW-Authenticate"].split(" ", 1)[1]
+        token = ctx.step(base64.b64decode(challenge))
+        r = s.get(url, headers={{"Authorization": "Negotiate " + base64.b64encode(token).decode()}})
+        print(r.status_code, r.text if r.status_code == 200 else "")
+        final = r.headers.get("WWW-Authenticate")
+        if r.status_code == 200 and final:
+            ctx.step(base64.b64decode(final.split(" ", 1)[1]))
+            print("complete", ctx.complete)
 "#,
         url = srv.url("/G/f.txt")
     );
-    assert_eq!(python(&script), "200\n401\n200 negotiated\n401 \n");
+    assert_eq!(
+        python(&script),
+        "200\n401\n200 negotiated\n401 \n200 negotiated\ncomplete True\n401 \n"
+    );
 }
 
 #[test]

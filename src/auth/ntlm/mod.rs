@@ -105,7 +105,7 @@ impl Acceptor {
         &mut self,
         token: &[u8],
         principals: &'p Principals,
-    ) -> Result<(&'p str, &'p User), NtlmError> {
+    ) -> Result<Authenticated<'p>, NtlmError> {
         let pending = self
             .pending
             .take()
@@ -145,10 +145,10 @@ impl Acceptor {
             .find(|(id, _)| *id == av::FLAGS)
             .and_then(|(_, v)| v.get(..4))
             .is_some_and(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]) & 0x2 != 0);
+        let session_base_key = hmac(&response_key, &[proof]);
+        let exported = exported_session_key(&msg, session_base_key);
         if mic_announced {
             let (at, mic) = msg.mic.ok_or(NtlmError::BadMic)?;
-            let session_base_key = hmac(&response_key, &[proof]);
-            let exported = exported_session_key(&msg, session_base_key);
             let mut zeroed = token.to_vec();
             zeroed[at..at + 16].fill(0);
             let mut mac = HmacMd5::new_from_slice(&exported).map_err(|_| NtlmError::BadMic)?;
@@ -157,7 +157,105 @@ impl Acceptor {
             mac.update(&zeroed);
             mac.verify_slice(&mic).map_err(|_| NtlmError::BadMic)?;
         }
-        Ok((name, user))
+        Ok(Authenticated {
+            name,
+            user,
+            session: Session {
+                key: exported,
+                flags: msg.flags,
+            },
+        })
+    }
+}
+
+/// A verified AUTHENTICATE: the user, and the session keys it established.
+#[derive(Debug)]
+pub struct Authenticated<'p> {
+    /// The user's name in the principals file.
+    pub name: &'p str,
+    /// The user.
+    pub user: &'p User,
+    /// The NTLM session, for SPNEGO's mechListMIC.
+    pub session: Session,
+}
+
+/// The keys of an authenticated NTLM session (MS-NLMP §3.4.5).
+pub struct Session {
+    key: [u8; 16],
+    flags: u32,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Session(<redacted>)")
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
+/// Which way a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client.
+    ClientToServer,
+    /// From the server.
+    ServerToClient,
+}
+
+impl Session {
+    fn derived(&self, magic: &str) -> [u8; 16] {
+        use md5::Digest;
+        let mut h = Md5::new();
+        h.update(self.key);
+        h.update(magic.as_bytes());
+        h.update([0u8]);
+        h.finalize().into()
+    }
+
+    /// The NTLMSSP_MESSAGE_SIGNATURE of `message` with sequence number `seq`, as the first message signed
+    /// in that direction (extended session security, §3.4.4.2): version 1, HMAC-MD5 checksum (RC4-sealed
+    /// under key exchange), sequence number.
+    pub fn sign(&self, direction: Direction, seq: u32, message: &[u8]) -> [u8; 16] {
+        let (sign_magic, seal_magic) = match direction {
+            Direction::ClientToServer => (
+                "session key to client-to-server signing key magic constant",
+                "session key to client-to-server sealing key magic constant",
+            ),
+            Direction::ServerToClient => (
+                "session key to server-to-client signing key magic constant",
+                "session key to server-to-client sealing key magic constant",
+            ),
+        };
+        let signing_key = self.derived(sign_magic);
+        let full = hmac(&signing_key, &[&seq.to_le_bytes(), message]);
+        let mut checksum = [0u8; 8];
+        checksum.copy_from_slice(&full[..8]);
+        if self.flags & messages::NEGOTIATE_KEY_EXCH != 0 {
+            use rc4::{KeyInit, StreamCipher};
+            let sealing_key = self.derived(seal_magic);
+            let mut cipher = rc4::Rc4::<rc4::consts::U16>::new(&sealing_key.into());
+            cipher.apply_keystream(&mut checksum);
+        }
+        let mut signature = [0u8; 16];
+        signature[..4].copy_from_slice(&1u32.to_le_bytes());
+        signature[4..12].copy_from_slice(&checksum);
+        signature[12..].copy_from_slice(&seq.to_le_bytes());
+        signature
+    }
+
+    /// Whether `signature` is the client's signature of `message` (sequence number 0), in constant time.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        let expected = self.sign(Direction::ClientToServer, 0, message);
+        signature.len() == 16
+            && expected
+                .iter()
+                .zip(signature)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 }
 

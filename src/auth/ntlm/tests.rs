@@ -129,7 +129,7 @@ fn run(client: &Client<'_>, principals: &Principals) -> Result<String, NtlmError
     let challenge = ctx.challenge(NEGOTIATE, "FILES", "FILES").unwrap();
     let token = client.authenticate(&challenge);
     ctx.authenticate(&token, principals)
-        .map(|(name, _)| name.to_owned())
+        .map(|a| a.name.to_owned())
 }
 
 #[test]
@@ -193,14 +193,20 @@ fn tampering_replay_and_downgrades_are_refused() {
     let challenge = ctx.challenge(NEGOTIATE, "FILES", "FILES").unwrap();
     let mut token = client.authenticate(&challenge);
     token[80] ^= 1; // a flipped MIC bit
-    assert_eq!(ctx.authenticate(&token, &p), Err(NtlmError::BadMic));
+    assert_eq!(ctx.authenticate(&token, &p).err(), Some(NtlmError::BadMic));
     // The challenge is spent: the same (or a corrected) message cannot be replayed.
     token[80] ^= 1;
-    assert_eq!(ctx.authenticate(&token, &p), Err(NtlmError::NoChallenge));
+    assert_eq!(
+        ctx.authenticate(&token, &p).err(),
+        Some(NtlmError::NoChallenge)
+    );
     // Replayed on another connection it meets another challenge.
     let mut other = Acceptor::default();
     other.challenge(NEGOTIATE, "FILES", "FILES").unwrap();
-    assert_eq!(other.authenticate(&token, &p), Err(NtlmError::BadProof));
+    assert_eq!(
+        other.authenticate(&token, &p).err(),
+        Some(NtlmError::BadProof)
+    );
 
     // The MIC announced in the signed blob cannot be stripped from the message header.
     let mut ctx = Acceptor::default();
@@ -212,23 +218,57 @@ fn tampering_replay_and_downgrades_are_refused() {
         let off = u32::from_le_bytes(no_mic[at + 4..at + 8].try_into().unwrap()) - 16;
         no_mic[at + 4..at + 8].copy_from_slice(&off.to_le_bytes());
     }
-    assert_eq!(ctx.authenticate(&no_mic, &p), Err(NtlmError::BadMic));
+    assert_eq!(ctx.authenticate(&no_mic, &p).err(), Some(NtlmError::BadMic));
 
     // NTLMv1 and anonymous.
     let mut ctx = Acceptor::default();
     let challenge = ctx.challenge(NEGOTIATE, "FILES", "FILES").unwrap();
     let mut v1 = client.authenticate(&challenge);
     v1[20..22].copy_from_slice(&24u16.to_le_bytes());
-    assert_eq!(ctx.authenticate(&v1, &p), Err(NtlmError::Version1));
+    assert_eq!(ctx.authenticate(&v1, &p).err(), Some(NtlmError::Version1));
     let mut ctx = Acceptor::default();
     ctx.challenge(NEGOTIATE, "FILES", "FILES").unwrap();
     let mut anonymous = vec![0u8; 88];
     anonymous[..8].copy_from_slice(messages::SIGNATURE);
     anonymous[8] = 3;
-    assert_eq!(ctx.authenticate(&anonymous, &p), Err(NtlmError::Anonymous));
+    assert_eq!(
+        ctx.authenticate(&anonymous, &p).err(),
+        Some(NtlmError::Anonymous)
+    );
     // An AUTHENTICATE with no challenge at all.
     assert_eq!(
-        Acceptor::default().authenticate(&token, &p),
-        Err(NtlmError::NoChallenge)
+        Acceptor::default().authenticate(&token, &p).err(),
+        Some(NtlmError::NoChallenge)
+    );
+}
+
+#[test]
+fn session_signatures_verify_and_tampering_fails() {
+    let p = principals();
+    let client = Client {
+        user: "alice",
+        domain: "CORP",
+        password: "RIGHT",
+        mic: true,
+        key_exch: true,
+    };
+    let mut ctx = Acceptor::default();
+    let challenge = ctx.challenge(NEGOTIATE, "FILES", "FILES").unwrap();
+    let done = ctx
+        .authenticate(&client.authenticate(&challenge), &p)
+        .unwrap();
+    let list = b"\x30\x0c\x06\x0a\x2b\x06\x01\x04\x01\x82\x37\x02\x02\x0a";
+    let signature = done.session.sign(Direction::ClientToServer, 0, list);
+    assert_eq!(&signature[..4], &1u32.to_le_bytes());
+    assert!(done.session.verify(list, &signature));
+    let mut tampered = signature;
+    tampered[5] ^= 1;
+    assert!(!done.session.verify(list, &tampered));
+    assert!(!done.session.verify(b"another list", &signature));
+    assert!(!done.session.verify(list, &signature[..15]));
+    // The two directions use different keys.
+    assert_ne!(
+        signature,
+        done.session.sign(Direction::ServerToClient, 0, list)
     );
 }
