@@ -49,7 +49,8 @@ impl PasswordHash {
     /// Accepts an argon2id PHC string or a bcrypt hash.
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.starts_with("$argon2id$") {
-            argon2::PasswordHash::new(text).map_err(|e| format!("invalid argon2id hash: {e}"))?;
+            argon2::password_hash::phc::PasswordHash::new(text)
+                .map_err(|e| format!("invalid argon2id hash: {e}"))?;
         } else if ["$2y$", "$2b$", "$2a$"].iter().any(|p| text.starts_with(p)) {
             if text.len() != 60 {
                 return Err("invalid bcrypt hash".into());
@@ -62,13 +63,9 @@ impl PasswordHash {
 
     /// Hashes a password with argon2id and a random salt.
     pub fn argon2id(password: &Password) -> Result<Self, AuthError> {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let mut bytes = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-            .map_err(|_| AuthError::Hash("no randomness for a salt".into()))?;
-        let salt = SaltString::encode_b64(&bytes).map_err(|e| AuthError::Hash(e.to_string()))?;
+        use argon2::password_hash::PasswordHasher;
         let hash = argon2::Argon2::default()
-            .hash_password(password.expose().as_bytes(), &salt)
+            .hash_password(password.expose().as_bytes())
             .map_err(|e| AuthError::Hash(e.to_string()))?;
         Ok(PasswordHash(hash.to_string()))
     }
@@ -77,12 +74,10 @@ impl PasswordHash {
     /// blocking pool.
     pub fn verify(&self, password: &Password) -> bool {
         if self.0.starts_with("$argon2id$") {
-            use argon2::PasswordVerifier;
-            argon2::PasswordHash::new(&self.0).is_ok_and(|hash| {
-                argon2::Argon2::default()
-                    .verify_password(password.expose().as_bytes(), &hash)
-                    .is_ok()
-            })
+            use argon2::password_hash::PasswordVerifier;
+            argon2::Argon2::default()
+                .verify_password(password.expose().as_bytes(), self.0.as_str())
+                .is_ok()
         } else {
             bcrypt::verify(password.expose(), &self.0).unwrap_or(false)
         }

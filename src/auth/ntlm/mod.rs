@@ -12,7 +12,7 @@ pub mod messages;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
 
 use super::principals::{Principals, User};
@@ -237,8 +237,9 @@ impl Session {
         if self.flags & messages::NEGOTIATE_KEY_EXCH != 0 {
             use rc4::{KeyInit, StreamCipher};
             let sealing_key = self.derived(seal_magic);
-            let mut cipher = rc4::Rc4::<rc4::consts::U16>::new(&sealing_key.into());
-            cipher.apply_keystream(&mut checksum);
+            if let Ok(mut cipher) = rc4::Rc4::new_from_slice(&sealing_key) {
+                cipher.apply_keystream(&mut checksum);
+            }
         }
         let mut signature = [0u8; 16];
         signature[..4].copy_from_slice(&1u32.to_le_bytes());
@@ -268,9 +269,13 @@ fn exported_session_key(msg: &Authenticate<'_>, key_exchange_key: [u8; 16]) -> [
     }
     let mut key = [0u8; 16];
     key.copy_from_slice(msg.encrypted_session_key);
-    let mut cipher = rc4::Rc4::<rc4::consts::U16>::new(&key_exchange_key.into());
-    cipher.apply_keystream(&mut key);
-    key
+    match rc4::Rc4::new_from_slice(&key_exchange_key) {
+        Ok(mut cipher) => {
+            cipher.apply_keystream(&mut key);
+            key
+        }
+        Err(_) => key_exchange_key,
+    }
 }
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {

@@ -78,7 +78,9 @@ impl Client<'_> {
         let (flags, encrypted) = if self.key_exch {
             use rc4::{KeyInit, StreamCipher};
             let mut k = exported;
-            rc4::Rc4::<rc4::consts::U16>::new(&session_base_key.into()).apply_keystream(&mut k);
+            rc4::Rc4::new_from_slice(&session_base_key)
+                .unwrap()
+                .apply_keystream(&mut k);
             (0xe2888215u32, k.to_vec())
         } else {
             (0xa2888205u32 & !messages::NEGOTIATE_KEY_EXCH, Vec::new())
