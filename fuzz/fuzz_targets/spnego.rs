@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(mech_list_mic.is_none_or(|t| t.len() <= data.len()));
         }
         Ok(Token::RawNtlm(t)) => assert_eq!(t.len(), data.len()),
-        Ok(Token::Other) | Err(_) => {}
+        _ => {}
     }
     // Our own answers always parse back.
     let answer = spnego::resp(spnego::state::ACCEPT_INCOMPLETE, Some(spnego::NTLMSSP), Some(data), None);

@@ -13,6 +13,7 @@ pub const MAX_AUTHORIZATION: usize = 16 * 1024;
 
 /// A parsed Authorization header.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Credentials {
     /// `Basic`: a user name and password.
     Basic {

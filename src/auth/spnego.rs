@@ -26,6 +26,7 @@ pub mod state {
 
 /// What a `Negotiate` token is.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Token<'a> {
     /// A bare NTLM message (what requests_ntlm and some browsers send under Negotiate).
     RawNtlm(&'a [u8]),

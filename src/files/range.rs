@@ -39,6 +39,7 @@ impl fmt::Display for ByteRange {
 
 /// What a `Range` header asks of a file of a given length.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RangeRequest {
     /// Not a byte range we understand, malformed, or too many ranges: serve the whole file (200).
     Ignore,

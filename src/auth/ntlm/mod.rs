@@ -199,6 +199,7 @@ impl Drop for Session {
 
 /// Which way a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Direction {
     /// From the client.
     ClientToServer,
