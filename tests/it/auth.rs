@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use bits_compact::{AuthScheme, Principals, ServerCertificate};
 
 use crate::pki::Ca;
-use crate::support::{have, run, with_stdin, write_file, Reply, TestServer};
+use crate::support::{have, run, status_with_header, with_stdin, write_file, Reply, TestServer};
 
 const BCS: &str = env!("CARGO_BIN_EXE_bcs");
 
@@ -214,24 +214,7 @@ fn malformed_authorization_headers_are_400_and_guessing_is_limited() {
     }
     let s = site();
     let url = format!("https://127.0.0.1:{}/A/au", s.srv.port);
-    let status = |header: &str| {
-        let out = run(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--cacert",
-                &s.ca,
-                "-H",
-                header,
-                &url,
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let status = |header: &str| status_with_header(&url, header, &["--cacert", &s.ca]);
     assert_eq!(status("Authorization: Basic !!!notbase64"), "400");
     assert_eq!(status("Authorization: Basic"), "400");
     assert_eq!(status("Authorization: Basic YWJj"), "400");

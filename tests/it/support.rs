@@ -253,20 +253,14 @@ pub fn python(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The status code curl gets for a URL with one extra request header.
-pub fn status_with_header(url: &str, header: &str) -> String {
-    let out = run(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-H",
-            header,
-            url,
-        ],
-    );
+/// The status code curl gets for a URL with one extra request header (and extra curl arguments).
+pub fn status_with_header(url: &str, header: &str, extra: &[&str]) -> String {
+    let args = [
+        &["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", header],
+        extra,
+        &[url],
+    ]
+    .concat();
+    let out = run("curl", &args);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
