@@ -71,6 +71,10 @@ async fn authenticate(
     conn: &ConnInfo,
 ) -> Result<Granted, Reject> {
     let auth = group.auth();
+    if !auth.any_enabled() {
+        // No scheme: every caller is anonymous, whatever credentials it sends (and no lock is taken).
+        return Ok(Identity::anonymous().into());
+    }
     let principals = shared.principals.load_full();
     let identity = match &conn.client {
         Some(cert) if auth.is_enabled(AuthScheme::ClientCertificate) => {
@@ -112,13 +116,18 @@ async fn authenticate(
                 None => {
                     shared.failures.failed(ip);
                     tracing::info!(target: "bits_compact::auth", %user, peer = %conn.peer, "Basic authentication failed");
-                    let realm = group.prefix().to_string();
-                    Err(Reject::Unauthorized(auth.challenges(conn.secure, &realm)))
+                    Err(unauthorized(group, conn))
                 }
             }
         }
         _ => Ok(identity.into()),
     }
+}
+
+/// 401 with the group's challenges for this connection.
+pub(crate) fn unauthorized(group: &UrlGroup, conn: &ConnInfo) -> Reject {
+    let realm = group.prefix().to_string();
+    Reject::Unauthorized(group.auth().challenges(conn.secure, &realm))
 }
 
 fn decode(token: &str) -> Result<Vec<u8>, Reject> {
@@ -228,10 +237,7 @@ pub(crate) fn ntlm(
                 Err(e) => {
                     shared.failures.failed(ip);
                     tracing::info!(target: "bits_compact::auth", error = %e, peer = %conn.peer, "NTLM authentication failed");
-                    let realm = group.prefix().to_string();
-                    Err(Reject::Unauthorized(
-                        group.auth().challenges(conn.secure, &realm),
-                    ))
+                    Err(unauthorized(group, conn))
                 }
             }
         }

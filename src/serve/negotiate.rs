@@ -59,10 +59,7 @@ mod kerberos {
         _principals: Option<&Principals>,
     ) -> Result<Granted, Reject> {
         tracing::debug!("a Kerberos token arrived; this build has no Kerberos (feature negotiate)");
-        let realm = group.prefix().to_string();
-        Err(Reject::Unauthorized(
-            group.auth().challenges(conn.secure, &realm),
-        ))
+        Err(access::unauthorized(group, conn))
     }
 }
 
@@ -81,13 +78,11 @@ mod kerberos {
         raw: &[u8],
         principals: Option<&Principals>,
     ) -> Result<Granted, Reject> {
-        let realm = group.prefix().to_string();
-        let challenges = || group.auth().challenges(conn.secure, &realm);
         let cred = match shared.kerberos_credential() {
             Ok(cred) => cred,
             Err(e) => {
                 tracing::warn!(error = %e, "no Kerberos acceptor credential (check the keytab)");
-                return Err(Reject::Unauthorized(challenges()));
+                return Err(access::unauthorized(group, conn));
             }
         };
         let ip = conn.peer.ip();
@@ -107,13 +102,13 @@ mod kerberos {
             (ctx, step, principal)
         })
         .await
-        .map_err(|_| Reject::Unauthorized(challenges()))?;
+        .map_err(|_| access::unauthorized(group, conn))?;
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         match stepped {
             (_, Err(e), _) => {
                 shared.failures.failed(ip);
                 tracing::info!(target: "bits_compact::auth", error = %e, peer = %conn.peer, "Kerberos authentication failed");
-                Err(Reject::Unauthorized(challenges()))
+                Err(access::unauthorized(group, conn))
             }
             (_, Ok(out), Some(principal)) => {
                 let Some(identity) = identity(
