@@ -1,9 +1,10 @@
 //! The `Range` request header (RFC 9110 §14.1.2 and §14.2), sans-IO and total.
 //!
 //! SECURITY: the threat is a request that makes the server do far more work than the file is worth (many
-//! tiny or overlapping ranges, numbers that overflow). Numbers saturate instead of overflowing, and a request
-//! with more than [`MAX_RANGES`] ranges is answered as if it had no `Range` (a full 200), as RFC 9110 §14.2
-//! allows.
+//! tiny or overlapping ranges, numbers that overflow). Numbers saturate instead of overflowing; a request
+//! with more than [`MAX_RANGES`] ranges, or whose ranges add up to more than the file (64 copies of the whole
+//! file would send it 64 times), is answered as if it had no `Range` (a full 200), as RFC 9110 §14.2 allows.
+//! Ranges are never merged: BITS refuses a server that answers with other ranges than it asked for.
 
 use std::fmt;
 
@@ -86,10 +87,14 @@ pub fn parse(value: &[u8], len: u64) -> RangeRequest {
     }
     let ranges: Vec<ByteRange> = specs.iter().filter_map(|s| resolve(s, len)).collect();
     if ranges.is_empty() {
-        RangeRequest::Unsatisfiable
-    } else {
-        RangeRequest::Ranges(ranges)
+        return RangeRequest::Unsatisfiable;
     }
+    // Each range lies inside the file, so with at most MAX_RANGES of them the sum cannot overflow.
+    let asked: u64 = ranges.iter().map(|r| r.len()).fold(0, u64::saturating_add);
+    if ranges.len() > 1 && asked > len {
+        return RangeRequest::Ignore;
+    }
+    RangeRequest::Ranges(ranges)
 }
 
 fn parse_spec(item: &str) -> Option<Spec> {
@@ -164,6 +169,8 @@ mod tests {
             ranges("bytes=10-19, 0-4,\t-3 ,, 15-25", 100),
             vec![r(10, 19), r(0, 4), r(97, 99), r(15, 25)]
         );
+        // Overlaps that add up to no more than the file are served as asked.
+        assert_eq!(ranges("bytes=0-39,30-69", 80), vec![r(0, 39), r(30, 69)]);
         // Unsatisfiable members are dropped when others remain.
         assert_eq!(ranges("bytes=5000-6000,0-1", 100), vec![r(0, 1)]);
     }
@@ -218,6 +225,18 @@ mod tests {
         assert_eq!(ranges("bytes=0-99999999999999999999999", 10), vec![r(0, 9)]);
         assert_eq!(ranges("bytes=-99999999999999999999999", 10), vec![r(0, 9)]);
         assert_eq!(ranges("bytes=0-", u64::MAX), vec![r(0, u64::MAX - 1)]);
+    }
+
+    #[test]
+    fn ranges_adding_up_to_more_than_the_file_are_ignored() {
+        // SECURITY: 64 copies of a 1 MiB file would be a 64 MiB answer (RFC 9110 §14.2 lets us send 200).
+        let whole = vec!["0-1048575"; MAX_RANGES].join(",");
+        let v = format!("bytes={whole}");
+        assert_eq!(parse(v.as_bytes(), 1 << 20), RangeRequest::Ignore);
+        assert_eq!(parse(b"bytes=0-50,50-100", 100), RangeRequest::Ignore);
+        assert_eq!(parse(b"bytes=-60,0-59", 100), RangeRequest::Ignore);
+        // One range never exceeds the file: it is clipped, not ignored.
+        assert_eq!(ranges("bytes=0-1048575", 10), vec![r(0, 9)]);
     }
 
     #[test]
