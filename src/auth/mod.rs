@@ -5,6 +5,7 @@
 //! Authenticated Users (`AU`) with the identity's own SIDs, or Anonymous (`AN`).
 
 pub mod basic;
+mod checks;
 mod limiter;
 pub mod ntlm;
 mod password;
@@ -14,7 +15,8 @@ pub mod spnego;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-pub(crate) use limiter::FailureLimiter;
+pub(crate) use checks::{PasswordChecks, TooManyChecks};
+pub(crate) use limiter::{FailureLimiter, Limited};
 pub use password::{NtHash, Password, PasswordHash};
 pub use principals::{Group, Principals, User};
 
@@ -230,17 +232,21 @@ impl Identity {
         }
     }
 
-    /// A caller the principals file does not know, authenticated by `scheme` under `principal`: an
-    /// Authenticated User with a SID derived from the name (stable, under S-1-5-21-0-0-0).
+    /// A caller the principals file does not know, authenticated by `scheme` under `principal` (for Kerberos
+    /// the realm-qualified `user@REALM`): an Authenticated User with a SID derived from the name.
+    ///
+    /// The scheme: `S-1-5-21-0-0-0-a-b-c-d`, where `a`..`d` are the first 128 bits of SHA-256 of the name's
+    /// UTF-8 bytes exactly as given (Kerberos principal names are case-sensitive), as four big-endian 32-bit
+    /// sub-authorities. The `21-0-0-0` domain is no machine's or domain's, so a derived SID never equals a
+    /// real account's. SECURITY: two principals sharing a SID would pass each other's SDDL rules; with 128
+    /// bits of a cryptographic hash, a collision cannot be found or stumbled upon.
     pub fn derived(principal: &str, scheme: Scheme) -> Self {
-        // FNV-1a of the lowercase name, kept out of the range where real accounts live.
-        let hash = principal
-            .to_lowercase()
-            .bytes()
-            .fold(0x811c_9dc5u32, |h, b| {
-                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-            });
-        let sid = Sid::new(5, &[21, 0, 0, 0, hash | 0x4000_0000])
+        let digest = ring::digest::digest(&ring::digest::SHA256, principal.as_bytes());
+        let word = |i: usize| {
+            let b = &digest.as_ref()[i * 4..i * 4 + 4];
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        };
+        let sid = Sid::new(5, &[21, 0, 0, 0, word(0), word(1), word(2), word(3)])
             .unwrap_or_else(Sid::authenticated_users);
         Identity::user(principal, scheme, sid, Vec::new())
     }
@@ -304,5 +310,27 @@ mod tests {
         let token = alice.token();
         assert!(token.contains(&Sid::authenticated_users()) && token.contains(&Sid::network()));
         assert!(!token.contains(&Sid::anonymous()));
+    }
+
+    #[test]
+    fn derived_sids_are_stable_distinct_and_apart_from_real_accounts() {
+        let sid = |name: &str| Identity::derived(name, Scheme::Kerberos).token()[0].clone();
+        assert_eq!(sid("alice@EXAMPLE.COM"), sid("alice@EXAMPLE.COM"));
+        // Known answer: `printf alice@EXAMPLE.COM | sha256sum` is 5ed9ea00 7ebae07e 178b7455 56d508af ...
+        assert_eq!(
+            sid("alice@EXAMPLE.COM").to_string(),
+            "S-1-5-21-0-0-0-1591339520-2126176382-395015253-1456801967"
+        );
+        // Names that differ in realm or case are different principals, and get different SIDs.
+        assert_ne!(sid("alice@EXAMPLE.COM"), sid("alice@OTHER.COM"));
+        assert_ne!(sid("alice@EXAMPLE.COM"), sid("Alice@EXAMPLE.COM"));
+        // The old 31-bit FNV scheme collided within a few tens of thousands of names; 128 bits do not.
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..20_000 {
+            assert!(
+                seen.insert(sid(&format!("user{i}@EXAMPLE.COM"))),
+                "collision at {i}"
+            );
+        }
     }
 }

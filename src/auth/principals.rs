@@ -115,6 +115,20 @@ impl Principals {
                 .transpose()?,
             ..Default::default()
         };
+        let duplicate = |names: Vec<&String>| {
+            let mut seen = std::collections::HashSet::new();
+            names
+                .into_iter()
+                .find(|n| !seen.insert(n.to_lowercase()))
+                .cloned()
+        };
+        // Names compare case-insensitively, as Windows account names do: `Alice` and `alice` are one name.
+        if let Some(name) = duplicate(form.users.keys().collect()) {
+            return Err(format!("user {name}: defined twice (names ignore case)"));
+        }
+        if let Some(name) = duplicate(form.groups.keys().collect()) {
+            return Err(format!("group {name}: defined twice (names ignore case)"));
+        }
         for (name, g) in form.groups {
             let group = Group {
                 sid: sid(&format!("group {name}"), &g.sid)?,
@@ -123,7 +137,7 @@ impl Principals {
         }
         for (name, u) in form.users {
             for g in &u.groups {
-                if !principals.groups.contains_key(g) {
+                if !principals.groups.keys().any(|k| k.eq_ignore_ascii_case(g)) {
                     return Err(format!("user {name}: no group {g:?} in [groups]"));
                 }
             }
@@ -234,42 +248,67 @@ impl Principals {
         used.max().map_or(1000, |m| m.max(999) + 1)
     }
 
-    /// Creates or updates a user: a new password (argon2id and NT hash) and these groups, created as
-    /// needed. An existing user keeps its SID.
+    /// Creates a user, or gives an existing one a new password: a new argon2id hash and NT hash. User and
+    /// group names compare case-insensitively, as Windows account names do (`Alice` is `alice`). An existing
+    /// user keeps its name, SID, certificates and groups; `groups` are added to those it has, and created as
+    /// needed. Returns whether the user is new.
+    ///
+    /// SECURITY: dropping an existing user's groups here would silently change what SDDL group rules grant.
     pub fn set_user(
         &mut self,
         name: &str,
         password: &Password,
         groups: &[String],
-    ) -> Result<(), AuthError> {
+    ) -> Result<bool, AuthError> {
+        let mut wanted = Vec::new();
         for g in groups {
-            if !self.groups.contains_key(g) {
-                let rid = self.next_rid();
-                let sid = self.machine_sid().with_rid(rid).ok_or(AuthError::Sid)?;
-                self.groups.insert(g.clone(), Group { sid });
+            let existing = self
+                .groups
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case(g))
+                .cloned();
+            let g = match existing {
+                Some(existing) => existing,
+                None => {
+                    let rid = self.next_rid();
+                    let sid = self.machine_sid().with_rid(rid).ok_or(AuthError::Sid)?;
+                    self.groups.insert(g.clone(), Group { sid });
+                    g.clone()
+                }
+            };
+            if !wanted.contains(&g) {
+                wanted.push(g);
             }
         }
-        let sid = match self.users.get(name) {
-            Some(u) => u.sid.clone(),
-            None => {
-                let rid = self.next_rid();
-                self.machine_sid().with_rid(rid).ok_or(AuthError::Sid)?
-            }
-        };
-        let certificates = self
+        let existing = self
             .users
-            .get(name)
-            .map(|u| u.certificates.clone())
-            .unwrap_or_default();
-        let user = User {
-            sid,
-            groups: groups.to_vec(),
-            password: Some(PasswordHash::argon2id(password)?),
-            nt_hash: Some(NtHash::of(password)),
-            certificates,
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .cloned();
+        let password_hash = PasswordHash::argon2id(password)?;
+        let Some(key) = existing else {
+            let rid = self.next_rid();
+            let sid = self.machine_sid().with_rid(rid).ok_or(AuthError::Sid)?;
+            let user = User {
+                sid,
+                groups: wanted,
+                password: Some(password_hash),
+                nt_hash: Some(NtHash::of(password)),
+                certificates: Vec::new(),
+            };
+            self.users.insert(name.to_owned(), user);
+            return Ok(true);
         };
-        self.users.insert(name.to_owned(), user);
-        Ok(())
+        if let Some(user) = self.users.get_mut(&key) {
+            for g in wanted {
+                if !user.groups.contains(&g) {
+                    user.groups.push(g);
+                }
+            }
+            user.password = Some(password_hash);
+            user.nt_hash = Some(NtHash::of(password));
+        }
+        Ok(false)
     }
 
     /// A user by name: `name`, `DOMAIN\name` or `name@domain` (case-insensitive).
@@ -300,12 +339,12 @@ impl Principals {
         })
     }
 
-    /// The SIDs of a user's groups.
+    /// The SIDs of a user's groups (group names ignore case).
     pub fn group_sids(&self, user: &User) -> Vec<Sid> {
-        user.groups
+        self.groups
             .iter()
-            .filter_map(|g| self.groups.get(g))
-            .map(|g| g.sid.clone())
+            .filter(|(name, _)| user.groups.iter().any(|g| g.eq_ignore_ascii_case(name)))
+            .map(|(_, g)| g.sid.clone())
             .collect()
     }
 }
@@ -346,6 +385,45 @@ mod tests {
             .unwrap()
             .verify(&Password::from("wrong")));
         assert_ne!(alice.sid, again.user("bob").unwrap().1.sid);
+    }
+
+    #[test]
+    fn changing_a_password_keeps_groups_sid_and_certificates() {
+        let mut p = Principals::default();
+        let pw = Password::from("first");
+        assert!(p
+            .set_user("alice", &pw, &["deploy".into(), "ops".into()])
+            .unwrap());
+        p.users.get_mut("alice").unwrap().certificates = vec!["alice@corp.example".into()];
+        let before = p.user("alice").unwrap().1.clone();
+        // A new password, given as `Alice`, with no --group: the same user, nothing else lost.
+        let new = Password::from("second");
+        assert!(!p.set_user("Alice", &new, &[]).unwrap());
+        assert_eq!(p.users.len(), 1);
+        let (name, after) = p.user("alice").unwrap();
+        assert_eq!(name, "alice");
+        assert_eq!(after.sid, before.sid);
+        assert_eq!(after.groups, before.groups);
+        assert_eq!(after.certificates, before.certificates);
+        assert!(after.password.as_ref().unwrap().verify(&new));
+        assert!(!after.password.as_ref().unwrap().verify(&pw));
+        // A group given adds to the others; `DEPLOY` is the existing `deploy`.
+        p.set_user("alice", &new, &["DEPLOY".into(), "qa".into()])
+            .unwrap();
+        let after = p.user("alice").unwrap().1;
+        assert_eq!(after.groups, ["deploy", "ops", "qa"]);
+        assert_eq!(p.group_sids(after).len(), 3);
+        assert_eq!(p.groups.len(), 3);
+    }
+
+    #[test]
+    fn names_differing_only_in_case_are_one_name() {
+        let text = "[users.alice]\nsid = \"S-1-5-21-1-2-3-1001\"\n[users.Alice]\nsid = \"S-1-5-21-1-2-3-1002\"\n";
+        let e = Principals::parse(text).unwrap_err();
+        assert!(e.contains("defined twice"), "{e}");
+        let text = "[groups.ops]\nsid = \"S-1-5-21-1-2-3-1100\"\n[users.a]\nsid = \"S-1-5-21-1-2-3-1001\"\ngroups = [\"OPS\"]\n";
+        let p = Principals::parse(text).unwrap();
+        assert_eq!(p.group_sids(p.user("a").unwrap().1).len(), 1);
     }
 
     #[test]

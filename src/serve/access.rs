@@ -1,11 +1,12 @@
 //! Step 3 of the request path: authentication (the group's schemes) and authorization (the URL's SDDL
 //! against the identity's token).
 //!
-//! SECURITY: the threats are reading a file without the right identity, and guessing passwords. A group
-//! with any scheme enabled serves no anonymous caller: it is challenged (401) or, when no scheme can be
-//! offered to it, refused (403). Credentials of a scheme the group does not enable are ignored, never
-//! trusted. Basic is refused over plain HTTP unless the group allows it; its passwords are checked on the
-//! blocking pool, and failures are limited per client address.
+//! SECURITY: the threats are reading a file without the right identity, and guessing passwords. Every
+//! caller, anonymous included, is checked against the URL's SDDL; a URL without one, in a group with any
+//! scheme enabled, admits authenticated users only. An anonymous caller denied is challenged (401) or, when
+//! no scheme can be offered to it, refused (403). Credentials of a scheme the group does not enable are
+//! ignored, never trusted. Basic is refused over plain HTTP unless the group allows it; its passwords are checked on the
+//! server's few password-check threads, and failures are limited per client source and per account.
 
 use http::header;
 use http::Request;
@@ -17,8 +18,10 @@ use super::service::{ConnAuth, ConnInfo};
 use crate::auth::basic::{self, Credentials};
 use crate::auth::ntlm::{messages, NtlmError};
 use crate::auth::spnego;
-use crate::auth::{AuthScheme, Identity, Password, Principals, Scheme};
-use crate::authz::AccessMask;
+use crate::auth::{
+    AuthScheme, Identity, Password, PasswordHash, Principals, Scheme, TooManyChecks,
+};
+use crate::authz::{AccessMask, SecurityDescriptor};
 use crate::server::Shared;
 use crate::url::{UrlEntry, UrlGroup};
 
@@ -40,6 +43,11 @@ impl From<Identity> for Granted {
 }
 
 /// Who the caller is, if the URL lets them read it.
+///
+/// The IIS model (SPEC: the SDDL decides for every caller, anonymous included): the URL's SDDL, else for a
+/// group with schemes `D:(A;;GA;;;AU)`, else nothing (everyone may read). Only a caller that is denied while
+/// anonymous is challenged (401), or refused with 403 where no scheme can challenge it; an authenticated
+/// caller that is denied gets 403.
 pub(crate) async fn check(
     req: &Request<Incoming>,
     group: &UrlGroup,
@@ -50,19 +58,40 @@ pub(crate) async fn check(
     let granted = authenticate(req, group, shared, conn).await?;
     let identity = &granted.identity;
     let auth = group.auth();
-    if !identity.is_authenticated() && auth.any_enabled() {
-        let challenges = auth.challenges(conn.secure, &group.prefix().to_string());
-        return Err(if !challenges.is_empty() {
-            Reject::Unauthorized(challenges)
-        } else if auth.is_enabled(AuthScheme::ClientCertificate) {
-            Reject::Forbidden("a client certificate is required")
-        } else {
-            Reject::Forbidden("authentication is only offered over HTTPS")
-        });
+    let rule = entry
+        .sddl
+        .as_ref()
+        .or_else(|| auth.any_enabled().then(|| &*AUTHENTICATED_USERS));
+    let Some(sd) = rule else {
+        return Ok(granted);
+    };
+    if authorize(req, sd, identity) {
+        return Ok(granted);
     }
-    authorize(req, entry, identity)?;
-    Ok(granted)
+    if identity.is_authenticated() {
+        return Err(Reject::Denied);
+    }
+    let challenges = auth.challenges(conn.secure, &group.prefix().to_string());
+    Err(if !challenges.is_empty() {
+        Reject::Unauthorized(challenges)
+    } else if auth.is_enabled(AuthScheme::ClientCertificate) {
+        Reject::Forbidden("a client certificate is required")
+    } else if auth.any_enabled() {
+        Reject::Forbidden("authentication is only offered over HTTPS")
+    } else {
+        Reject::Denied
+    })
 }
+
+/// The rule of a URL without SDDL in a group with schemes: authenticated users only (IIS's default).
+static AUTHENTICATED_USERS: std::sync::LazyLock<SecurityDescriptor> =
+    std::sync::LazyLock::new(|| {
+        // The text is constant and parses; were it not to, an empty DACL (no one) fails closed.
+        SecurityDescriptor::parse("D:(A;;GA;;;AU)", None).unwrap_or_else(|_| SecurityDescriptor {
+            dacl: Some(Default::default()),
+            ..Default::default()
+        })
+    });
 
 async fn authenticate(
     req: &Request<Incoming>,
@@ -107,14 +136,13 @@ async fn authenticate(
             if !conn.secure && !auth.basic_over_http() {
                 return Err(Reject::Forbidden("Basic authentication needs HTTPS"));
             }
-            let ip = conn.peer.ip();
-            if !shared.failures.allows(ip) {
-                return Err(Reject::TooManyFailures);
-            }
-            match verify_basic(principals, user.clone(), password).await {
-                Some(identity) => Ok(identity.into()),
+            let attempt = shared.failures.attempt(conn.peer.ip(), Some(&user))?;
+            match verify_basic(shared, principals, user.clone(), password).await? {
+                Some(identity) => {
+                    attempt.succeeded();
+                    Ok(identity.into())
+                }
                 None => {
-                    shared.failures.failed(ip);
                     tracing::info!(target: "bits_compact::auth", %user, peer = %conn.peer, "Basic authentication failed");
                     Err(unauthorized(group, conn))
                 }
@@ -199,10 +227,11 @@ pub(crate) fn ntlm(
             Err(Reject::Unauthorized(vec![wrap.header(&challenge, true)]))
         }
         3 => {
-            let ip = conn.peer.ip();
-            if !shared.failures.allows(ip) {
-                return Err(Reject::TooManyFailures);
-            }
+            // The account as the message names it, to limit guesses at it before anything is verified.
+            let account = messages::Authenticate::parse(raw).ok().map(|m| m.user);
+            let attempt = shared
+                .failures
+                .attempt(conn.peer.ip(), account.as_deref())?;
             let mech_list = state.spnego_mech_list.take();
             let client_mic = state.spnego_mic.take();
             let verified = principals.ok_or(NtlmError::UnknownUser).and_then(|p| {
@@ -215,6 +244,7 @@ pub(crate) fn ntlm(
             });
             match verified {
                 Ok((identity, server_mic)) => {
+                    attempt.succeeded();
                     state.identity = Some(identity.clone());
                     let reply = (wrap == Wrap::Spnego).then(|| {
                         use base64::Engine as _;
@@ -235,7 +265,6 @@ pub(crate) fn ntlm(
                     Err(Reject::BadRequest("malformed NTLM AUTHENTICATE message"))
                 }
                 Err(e) => {
-                    shared.failures.failed(ip);
                     tracing::info!(target: "bits_compact::auth", error = %e, peer = %conn.peer, "NTLM authentication failed");
                     Err(unauthorized(group, conn))
                 }
@@ -269,39 +298,42 @@ fn spnego_mic(
     }
 }
 
-/// Checks a Basic password on the blocking pool (argon2 and bcrypt are slow on purpose).
+/// Checks a Basic password on the server's password-check threads (argon2 and bcrypt are slow and
+/// memory-hungry on purpose). An unknown user costs the same as a wrong password.
 async fn verify_basic(
+    shared: &Shared,
     principals: Option<std::sync::Arc<Principals>>,
     user: String,
     password: Password,
-) -> Option<Identity> {
-    let principals = principals?;
-    tokio::task::spawn_blocking(move || {
-        let (name, found) = principals.user(&user)?;
-        if !found.password.as_ref()?.verify(&password) {
+) -> Result<Option<Identity>, Reject> {
+    let check = move || {
+        let found = principals.as_deref().and_then(|p| p.user(&user));
+        let hash = found.and_then(|(_, u)| u.password.as_ref());
+        if !PasswordHash::verify_or_stand_in(hash, &password) {
             return None;
         }
-        let groups = principals.group_sids(found);
+        let (p, (name, found)) = (principals.as_deref()?, found?);
+        let groups = p.group_sids(found);
         Some(Identity::user(
             name,
             Scheme::Basic,
             found.sid.clone(),
             groups,
         ))
-    })
-    .await
-    .ok()
-    .flatten()
+    };
+    shared
+        .checks
+        .run(check)
+        .await
+        .map_err(|_: TooManyChecks| Reject::ChecksBusy)
 }
 
-/// The URL's SDDL against the caller's token. GET and HEAD ask for FILE_READ_DATA.
-fn authorize(req: &Request<Incoming>, entry: &UrlEntry, identity: &Identity) -> Result<(), Reject> {
-    let Some(sd) = &entry.sddl else {
-        return Ok(());
-    };
+/// The access rule against the caller's token; GET and HEAD ask for FILE_READ_DATA. A denial is logged
+/// with the identity, the URL and the deciding ACE.
+fn authorize(req: &Request<Incoming>, sd: &SecurityDescriptor, identity: &Identity) -> bool {
     let decision = sd.access_check(&identity.token(), AccessMask::FILE_READ_DATA);
     if decision.allowed {
-        return Ok(());
+        return true;
     }
     let deciding = decision
         .ace
@@ -314,5 +346,5 @@ fn authorize(req: &Request<Incoming>, entry: &UrlEntry, identity: &Identity) -> 
         ace = %deciding,
         "access denied"
     );
-    Err(Reject::Denied)
+    false
 }

@@ -85,10 +85,8 @@ mod kerberos {
                 return Err(access::unauthorized(group, conn));
             }
         };
-        let ip = conn.peer.ip();
-        if !shared.failures.allows(ip) {
-            return Err(Reject::TooManyFailures);
-        }
+        // Kerberos names no account before the ticket is verified: limited per source only.
+        let attempt = shared.failures.attempt(conn.peer.ip(), None)?;
         let pending = access::lock(conn).gss.take();
         let token = raw.to_vec();
         // GSS-API reads the keytab and the replay cache: off the async workers.
@@ -106,11 +104,12 @@ mod kerberos {
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         match stepped {
             (_, Err(e), _) => {
-                shared.failures.failed(ip);
                 tracing::info!(target: "bits_compact::auth", error = %e, peer = %conn.peer, "Kerberos authentication failed");
                 Err(access::unauthorized(group, conn))
             }
             (_, Ok(out), Some(principal)) => {
+                // A valid ticket is no guess, even from a principal refused below.
+                attempt.succeeded();
                 let Some(identity) = identity(
                     &principal,
                     principals,
@@ -126,6 +125,7 @@ mod kerberos {
                 Ok(Granted { identity, reply })
             }
             (ctx, Ok(out), None) => {
+                attempt.succeeded();
                 access::lock(conn).gss = Some(ctx);
                 let next = out.map_or_else(
                     || "Negotiate".to_owned(),

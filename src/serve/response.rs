@@ -37,15 +37,26 @@ pub(crate) enum Reject {
     /// A malformed Authorization header.
     #[error(transparent)]
     BadAuthorization(#[from] crate::auth::basic::HeaderError),
-    /// Too many failed attempts from this address.
+    /// Too many failed attempts from this source or at this account: retry after this many seconds.
     #[error("too many failed authentication attempts")]
-    TooManyFailures,
+    TooManyFailures(u64),
+    /// Too many password checks waiting at once, server-wide: come back in a second.
+    #[error("too many password checks at once")]
+    ChecksBusy,
     /// The group is at its ConnectionLimit: come back later (BITS treats 503 as transient).
     #[error("the URL group is at its connection limit")]
     Busy,
     /// Serving the file failed.
     #[error(transparent)]
     File(#[from] FileError),
+}
+
+impl From<crate::auth::Limited> for Reject {
+    fn from(l: crate::auth::Limited) -> Self {
+        // Whole seconds, rounded up, so that a client that waits as told is let in.
+        let ms = l.retry_after.as_millis();
+        Reject::TooManyFailures(u64::try_from(ms.div_ceil(1000)).unwrap_or(u64::MAX))
+    }
 }
 
 impl Reject {
@@ -56,11 +67,13 @@ impl Reject {
             | Reject::NoGroup
             | Reject::BadAuthorization(_) => StatusCode::BAD_REQUEST,
             Reject::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Reject::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
+            Reject::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
             Reject::NotFound | Reject::File(FileError::Gone(_)) => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::Forbidden(_) | Reject::Denied => StatusCode::FORBIDDEN,
-            Reject::Busy | Reject::File(FileError::Changing(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::Busy | Reject::ChecksBusy | Reject::File(FileError::Changing(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Reject::File(FileError::Unsatisfiable { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
             Reject::File(FileError::PreconditionFailed) => StatusCode::PRECONDITION_FAILED,
             Reject::File(FileError::Io(e)) => {
@@ -89,8 +102,8 @@ impl Reject {
             Reject::Busy => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            Reject::TooManyFailures => {
-                h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            Reject::TooManyFailures(seconds) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
             }
             Reject::Unauthorized(challenges) => {
                 for challenge in challenges {
@@ -99,7 +112,7 @@ impl Reject {
                     }
                 }
             }
-            Reject::File(FileError::Changing(_)) => {
+            Reject::ChecksBusy | Reject::File(FileError::Changing(_)) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Reject::File(FileError::Unsatisfiable { len }) => {

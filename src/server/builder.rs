@@ -8,7 +8,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::{Server, ServerError, Shared, State};
-use crate::auth::FailureLimiter;
+use crate::auth::{FailureLimiter, PasswordChecks};
 use crate::authz::Sid;
 use crate::files::FileCache;
 use crate::router::RouteTable;
@@ -176,6 +176,7 @@ impl ServerBuilder {
                 tls: ArcSwap::from_pointee(HashMap::new()),
                 principals: ArcSwapOption::empty(),
                 failures: FailureLimiter::default(),
+                checks: PasswordChecks::default(),
                 #[cfg(feature = "negotiate")]
                 kerberos: std::sync::OnceLock::new(),
                 state: Mutex::new(State {

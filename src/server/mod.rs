@@ -23,7 +23,7 @@ pub(crate) use builder::Config;
 pub use builder::ServerBuilder;
 pub use error::ServerError;
 
-use crate::auth::{FailureLimiter, Principals};
+use crate::auth::{FailureLimiter, PasswordChecks, Principals};
 use crate::files::FileCache;
 use crate::router::RouteTable;
 use crate::serve::{self, Running};
@@ -46,8 +46,10 @@ pub(crate) struct Shared {
     pub(crate) tls: ArcSwap<HashMap<u16, PortConfigs>>,
     /// Users and groups for Basic, NTLM and certificate mapping.
     pub(crate) principals: ArcSwapOption<Principals>,
-    /// Failed authentications per client address.
+    /// Failed authentications per client source and per account.
     pub(crate) failures: FailureLimiter,
+    /// The threads that check password hashes.
+    pub(crate) checks: PasswordChecks,
     /// The Kerberos acceptor credential, from the keytab, acquired on first use.
     #[cfg(feature = "negotiate")]
     kerberos: std::sync::OnceLock<Result<libgssapi::credential::Cred, String>>,

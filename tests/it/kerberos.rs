@@ -62,6 +62,18 @@ fn kerberos_with_curl_requests_gssapi_and_bcs() {
             Some(&format!("D:(A;;GR;;;{alice_sid})")),
         )
         .unwrap();
+    // An unknown principal's SID is derived from its realm-qualified name (SHA-256, 128 bits): a rule
+    // naming bob's derived SID admits bob and nobody else.
+    let bob_sid = bits_compact::auth::Identity::derived(
+        &format!("bob@{}", crate::kdc::REALM),
+        bits_compact::auth::Scheme::Kerberos,
+    )
+    .token()[0]
+        .to_string();
+    assert!(bob_sid.starts_with("S-1-5-21-0-0-0-"), "{bob_sid}");
+    group
+        .add_url("bob-only", &file, Some(&format!("D:(A;;GR;;;{bob_sid})")))
+        .unwrap();
     let port = srv.port;
     let url = |s: &str| format!("http://localhost:{port}/K/{s}");
 
@@ -108,6 +120,20 @@ fn kerberos_with_curl_requests_gssapi_and_bcs() {
         r.status, 200,
         "an unknown principal is an Authenticated User"
     );
+    let (r, _) = curl(
+        &kdc,
+        Some(&bob),
+        port,
+        &["--negotiate", "-u", ":", &url("bob-only")],
+    );
+    assert_eq!(r.status, 200, "bob's derived SID is granted");
+    let (r, _) = curl(
+        &kdc,
+        Some(&alice),
+        port,
+        &["--negotiate", "-u", ":", &url("bob-only")],
+    );
+    assert_eq!(r.status, 403, "alice is not bob");
 
     // A server that refuses unknown principals turns bob away.
     let strict = TestServer::start_with(|b| b.refuse_unknown_principals(true));

@@ -15,12 +15,14 @@ pub(crate) struct UserAddArgs {
     /// The principals file; created (mode 0600) when missing.
     #[arg(long, value_name = "FILE")]
     users: PathBuf,
-    /// A group the user belongs to (repeatable); created when missing.
+    /// A group the user belongs to (repeatable); created when missing. Added to the user's groups, never
+    /// replacing them.
     #[arg(long = "group", value_name = "GROUP")]
     groups: Vec<String>,
 }
 
-/// `bcs user add`: creates or updates the user, with a new password.
+/// `bcs user add`: creates the user, or gives an existing one (names ignore case) a new password; groups
+/// given are added to those it has, never dropped.
 pub(crate) fn add(args: &UserAddArgs) -> Result<(), CliError> {
     let mut principals = if args.users.exists() {
         Principals::load(&args.users).map_err(bits_compact::Error::from)?
@@ -28,11 +30,25 @@ pub(crate) fn add(args: &UserAddArgs) -> Result<(), CliError> {
         Principals::default()
     };
     let password = read_new_password(&args.name)?;
-    principals
+    let created = principals
         .set_user(&args.name, &password, &args.groups)
-        .and_then(|()| principals.save(&args.users))
         .map_err(bits_compact::Error::from)?;
-    eprintln!("bcs: user {} saved in {}", args.name, args.users.display());
+    principals
+        .save(&args.users)
+        .map_err(bits_compact::Error::from)?;
+    let what = if created {
+        "added"
+    } else {
+        "has a new password"
+    };
+    if let Some((name, user)) = principals.user(&args.name) {
+        let groups = match user.groups.is_empty() {
+            true => "no groups".to_owned(),
+            false => format!("groups: {}", user.groups.join(", ")),
+        };
+        let file = args.users.display();
+        eprintln!("bcs: user {name} {what} in {file} ({groups})");
+    }
     Ok(())
 }
 
