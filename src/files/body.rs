@@ -2,8 +2,10 @@
 //!
 //! A body is a queue of segments: bytes already in memory (headers of multipart parts, cached small files,
 //! error texts) and ranges of an open file. File ranges are read with positioned reads on the blocking pool,
-//! [`CHUNK`] bytes at a time, one read ahead of what hyper is writing. If the file turns out shorter than
-//! promised, the body fails and hyper cuts the connection: a client never gets a wrong Content-Length.
+//! a chunk at a time, one read ahead of what hyper is writing when the connection's read budget allows
+//! (`limits::memory`: each chunk holds its budget until written out, so a client that stops reading pins
+//! at most its connection's budget). If the file turns out shorter than promised, the body fails and hyper
+//! cuts the connection: a client never gets a wrong Content-Length.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -19,9 +21,11 @@ use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
-use crate::limits::{Bandwidth, TransferPermit};
+use crate::limits::{
+    self, Bandwidth, Permits, ReadBudget, Reservation, StreamProgress, TransferPermit,
+};
 
-/// How much one read from disk takes (PERF.md: big files in big chunks).
+/// How much one read from disk takes in a body with no read budget (big files in big chunks).
 pub(crate) const CHUNK: usize = 512 * 1024;
 
 /// A piece of a body.
@@ -44,6 +48,12 @@ pub struct ResponseBody {
     segments: VecDeque<Segment>,
     file: Option<Arc<File>>,
     pending: Option<JoinHandle<io::Result<Bytes>>>,
+    /// How much one read takes.
+    chunk: usize,
+    /// The connection's read budget, when the body has one.
+    reservation: Option<Reservation>,
+    /// The HTTP/2 stream's progress record, watched for stalls.
+    progress: Option<Arc<StreamProgress>>,
     remaining: u64,
     sent: u64,
     on_finish: Option<Box<dyn OnFinish>>,
@@ -88,6 +98,9 @@ impl ResponseBody {
             segments,
             file,
             pending: None,
+            chunk: CHUNK,
+            reservation: None,
+            progress: None,
             remaining,
             sent: 0,
             on_finish: None,
@@ -114,21 +127,52 @@ impl ResponseBody {
         self
     }
 
-    /// Starts reading the next chunk of the file segment at the front, if there is one.
-    fn start_read(&mut self) {
-        let Some(Segment::File { start, end }) = self.segments.front_mut() else {
-            return;
+    /// Reads file chunks under the connection's read budget, in its chunk size.
+    pub(crate) fn with_budget(mut self, budget: &ReadBudget) -> Self {
+        if self.file.is_some() {
+            self.chunk = budget.chunk();
+            self.reservation = Some(Reservation::new(budget));
+        }
+        self
+    }
+
+    /// Reports this body's progress to its HTTP/2 stream's watchdog.
+    pub(crate) fn watched_by(mut self, progress: Arc<StreamProgress>) -> Self {
+        progress.started(self.remaining > 0);
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Starts reading the next chunk of the file segment at the front, once the read budget allows; ready
+    /// when a read is pending or there is nothing to read.
+    fn poll_start_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.pending.is_some() {
+            return Poll::Ready(());
+        }
+        let Some(Segment::File { start, end }) = self.segments.front() else {
+            return Poll::Ready(());
         };
         let Some(file) = self.file.clone() else {
-            return;
+            return Poll::Ready(());
         };
-        let len = usize::try_from((*end - *start).min(CHUNK as u64)).unwrap_or(CHUNK);
+        let len = usize::try_from((*end - *start).min(self.chunk as u64)).unwrap_or(self.chunk);
+        let permits = match self.reservation.as_mut() {
+            Some(r) => Some(ready!(r.poll_take(cx, len))),
+            None => None,
+        };
+        let Some(Segment::File { start, end }) = self.segments.front_mut() else {
+            return Poll::Ready(());
+        };
         let at = *start;
         *start += len as u64;
         if *start == *end {
             self.segments.pop_front();
         }
-        self.pending = Some(tokio::task::spawn_blocking(move || read_at(&file, at, len)));
+        let written = self.progress.clone();
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            read_at(&file, at, len, permits, written)
+        }));
+        Poll::Ready(())
     }
 }
 
@@ -139,8 +183,15 @@ fn segment_len(s: &Segment) -> u64 {
     }
 }
 
-/// Reads exactly `len` bytes at `offset`; a short file is an error, never padding.
-fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
+/// Reads exactly `len` bytes at `offset`; a short file is an error, never padding. The bytes hold `permits`
+/// until they are dropped, and then tell `written` that they were written out.
+fn read_at(
+    file: &File,
+    offset: u64,
+    len: usize,
+    permits: Option<Permits>,
+    written: Option<Arc<StreamProgress>>,
+) -> io::Result<Bytes> {
     let mut buf = vec![0u8; len];
     let mut filled = 0;
     while filled < len {
@@ -156,43 +207,49 @@ fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
             Err(e) => return Err(e),
         }
     }
-    Ok(Bytes::from(buf))
+    Ok(match permits {
+        Some(permits) => limits::hold(buf, permits, written),
+        None => Bytes::from(buf),
+    })
 }
 
 impl ResponseBody {
     /// The next chunk as read, before pacing.
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        if let Some(pending) = self.pending.as_mut() {
-            let chunk = ready!(Pin::new(pending).poll(cx)).map_err(io::Error::other);
-            self.pending = None;
-            let chunk = match chunk {
-                Ok(Ok(chunk)) => chunk,
-                Ok(Err(e)) | Err(e) => {
-                    self.segments.clear();
-                    return Poll::Ready(Some(Err(e)));
+        loop {
+            if let Some(pending) = self.pending.as_mut() {
+                let chunk = ready!(Pin::new(pending).poll(cx)).map_err(io::Error::other);
+                self.pending = None;
+                return match chunk {
+                    Ok(Ok(chunk)) => {
+                        // Read ahead while hyper writes this chunk, if the budget allows now.
+                        let _ = self.poll_start_read(cx);
+                        Poll::Ready(Some(Ok(chunk)))
+                    }
+                    Ok(Err(e)) | Err(e) => {
+                        self.segments.clear();
+                        Poll::Ready(Some(Err(e)))
+                    }
+                };
+            }
+            match self.segments.front() {
+                None => return Poll::Ready(None),
+                Some(Segment::Bytes(_)) => {
+                    if let Some(Segment::Bytes(b)) = self.segments.pop_front() {
+                        let _ = self.poll_start_read(cx);
+                        return Poll::Ready(Some(Ok(b)));
+                    }
                 }
-            };
-            // Read ahead while hyper writes this chunk.
-            self.start_read();
-            return Poll::Ready(Some(Ok(chunk)));
-        }
-        match self.segments.front() {
-            None => Poll::Ready(None),
-            Some(Segment::Bytes(_)) => match self.segments.pop_front() {
-                Some(Segment::Bytes(b)) => {
-                    self.start_read();
-                    Poll::Ready(Some(Ok(b)))
+                Some(Segment::File { .. }) => {
+                    if self.file.is_none() {
+                        // A file segment without a file: a bug, not a reason to hang.
+                        self.segments.clear();
+                        return Poll::Ready(Some(Err(io::Error::other(
+                            "file segment without a file",
+                        ))));
+                    }
+                    ready!(self.poll_start_read(cx));
                 }
-                _ => Poll::Ready(None),
-            },
-            Some(Segment::File { .. }) => {
-                self.start_read();
-                if self.pending.is_none() {
-                    // A file segment without a file: a bug, not a reason to hang.
-                    self.segments.clear();
-                    return Poll::Ready(Some(Err(io::Error::other("file segment without a file"))));
-                }
-                self.poll_chunk(cx)
             }
         }
     }
@@ -244,7 +301,17 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
-        match ready!(this.poll_paced(cx)) {
+        let polled = this.poll_paced(cx);
+        if let Some(progress) = &this.progress {
+            match &polled {
+                // Without a read budget no chunk reports being written: handing it over is the move.
+                Poll::Ready(Some(Ok(_))) if this.reservation.is_none() => progress.moved(),
+                Poll::Pending if this.is_waiting_on_server() => progress.moved(),
+                Poll::Ready(None | Some(Err(_))) => progress.ended(),
+                _ => {}
+            }
+        }
+        match ready!(polled) {
             Some(Ok(piece)) => Poll::Ready(Some(Ok(this.account(piece)))),
             Some(Err(e)) => Poll::Ready(Some(Err(e))),
             None => Poll::Ready(None),
@@ -261,10 +328,27 @@ impl http_body::Body for ResponseBody {
 }
 
 impl ResponseBody {
+    /// Whether a pending poll waits on the server (pacing, the server's read budget) rather than on the
+    /// client (flow control, its connection's read budget) or the disk.
+    fn is_waiting_on_server(&self) -> bool {
+        let paced = self.throttle.as_ref().is_some_and(|t| t.waiting.is_some());
+        paced
+            || (self.pending.is_none()
+                && self
+                    .reservation
+                    .as_ref()
+                    .is_some_and(Reservation::is_waiting_on_server))
+    }
+
     fn account(&mut self, chunk: Bytes) -> Frame<Bytes> {
         let n = chunk.len() as u64;
         self.remaining = self.remaining.saturating_sub(n);
         self.sent += n;
+        if self.remaining == 0 {
+            if let Some(progress) = &self.progress {
+                progress.ended();
+            }
+        }
         Frame::data(chunk)
     }
 }
@@ -273,6 +357,9 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         if let Some(pending) = self.pending.take() {
             pending.abort();
+        }
+        if let Some(progress) = &self.progress {
+            progress.ended();
         }
         if let Some(mut hook) = self.on_finish.take() {
             hook.finish(self.sent, self.remaining == 0);

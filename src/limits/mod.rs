@@ -1,11 +1,16 @@
 //! Limits: the per-group ConnectionLimit and BandwidthLimit of the original (Set/GetProperty), the values
-//! that configure them, and the group's live state behind them.
+//! that configure them, and the group's live state behind them; and the server's own bounds on what
+//! response bodies hold in memory and how long a stream may stall.
 
 mod bandwidth;
+mod memory;
+mod progress;
 mod rate;
 mod transfers;
 
 pub(crate) use bandwidth::Bandwidth;
+pub(crate) use memory::{hold, Permits, ReadBudget, Reservation, H2_CHUNK, SERVER_BUDGET};
+pub(crate) use progress::StreamProgress;
 pub use rate::{ByteRate, ConnectionLimit, LimitError};
 pub(crate) use transfers::{TransferPermit, Transfers};
 

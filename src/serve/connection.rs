@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -26,8 +26,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::service::{self, ConnInfo};
+use super::stream::WatchedExecutor;
 use super::ServeContext;
+use crate::limits::{ReadBudget, H2_CHUNK};
 use crate::tls::ClientIdentity;
+
+/// SETTINGS_MAX_CONCURRENT_STREAMS on HTTP/2 connections.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// Serves one connection to its end: the TLS handshake first on https ports (under its deadline, in this
 /// task, so a stalled client holds only its own connection), then HTTP/2 if ALPN chose it, else HTTP/1.1.
@@ -54,6 +59,7 @@ pub(crate) async fn serve(
             client: None,
             secure: false,
             auth: Default::default(),
+            budget: ReadBudget::new(false, ctx.read_budget.clone()),
         };
         return serve_http(io, false, info, activity, ctx).await;
     }
@@ -92,6 +98,7 @@ pub(crate) async fn serve(
         client,
         secure: true,
         auth: Default::default(),
+        budget: ReadBudget::new(h2, ctx.read_budget.clone()),
     };
     serve_http(stream, h2, info, activity, ctx).await;
 }
@@ -106,8 +113,17 @@ where
     let shared = ctx.shared.clone();
     let svc = service_fn(move |req| service::handle(req, shared.clone(), info.clone()));
     if h2 {
-        let conn = http2::Builder::new(TokioExecutor::new())
+        let streams = WatchedExecutor {
+            rate: config.min_send_rate,
+            window: config.min_send_window,
+        };
+        // SECURITY: streams at once are capped (RFC 9113 §6.5.2 recommends no fewer than 100), and h2 asks
+        // a stream's body for more only once what it queued fits one chunk: with the read budget and the
+        // stream watchdog, a connection's stalled streams pin a bounded amount of memory.
+        let conn = http2::Builder::new(streams)
             .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_send_buf_size(H2_CHUNK)
             .serve_connection(io, svc);
         drive(conn, &activity, &ctx).await;
     } else {

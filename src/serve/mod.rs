@@ -10,6 +10,7 @@ mod connection;
 mod negotiate;
 mod response;
 mod service;
+mod stream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::limits::{ReadBudget, SERVER_BUDGET};
 use crate::server::{Port, ServerError, Shared};
 
 /// What every task of one `serve` call shares.
@@ -32,6 +34,8 @@ pub(crate) struct ServeContext {
     /// The drain deadline passed: drop what is left.
     pub(crate) force: CancellationToken,
     permits: Arc<Semaphore>,
+    /// The server's read budget: file bytes all response bodies may hold at once.
+    pub(crate) read_budget: Arc<Semaphore>,
     tracker: TaskTracker,
 }
 
@@ -63,6 +67,7 @@ pub(crate) async fn run(
         shutdown: CancellationToken::new(),
         force: CancellationToken::new(),
         permits: Arc::new(Semaphore::new(shared.config.max_connections)),
+        read_budget: ReadBudget::server(SERVER_BUDGET),
         tracker: TaskTracker::new(),
     });
     {

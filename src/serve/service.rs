@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use super::access;
 use super::response::Reject;
 use crate::files::{self, OnFinish, ResponseBody};
+use crate::limits::ReadBudget;
 use crate::server::Shared;
 use crate::tls::ClientIdentity;
 use crate::url::{RequestPath, UrlEntry, UrlGroup};
@@ -27,6 +28,8 @@ pub(crate) struct ConnInfo {
     pub(crate) secure: bool,
     /// Connection-bound authentication (NTLM): the handshake in progress, then who the connection is.
     pub(crate) auth: std::sync::Mutex<ConnAuth>,
+    /// What this connection's response bodies may hold in memory.
+    pub(crate) budget: Arc<ReadBudget>,
 }
 
 /// What a connection has proved about itself.
@@ -63,7 +66,7 @@ pub(crate) async fn handle(
                             .is_authenticated()
                             .then(|| identity.name().to_owned());
                     }
-                    let mut response = transfer(&req, &group, &entry)
+                    let mut response = transfer(&req, &group, &entry, &conn)
                         .await
                         .unwrap_or_else(Reject::into_response);
                     if let Some(value) = granted.reply.and_then(|r| HeaderValue::try_from(r).ok()) {
@@ -123,6 +126,7 @@ async fn transfer(
     req: &Request<Incoming>,
     group: &UrlGroup,
     entry: &UrlEntry,
+    conn: &ConnInfo,
 ) -> Result<Response<ResponseBody>, Reject> {
     // After authentication, as HTTP.sys does: an unauthenticated caller learns nothing about methods.
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -135,14 +139,15 @@ async fn transfer(
         None
     };
     let response = files::respond(req.method(), req.headers(), &entry.source).await?;
-    Ok(match permit {
-        Some(permit) => {
-            let (parts, body) = response.into_parts();
-            let body = body.in_transfer(permit, limits.bandwidth.clone());
-            Response::from_parts(parts, body)
-        }
-        None => response,
-    })
+    let (parts, mut body) = response.into_parts();
+    body = body.with_budget(&conn.budget);
+    if let Some(progress) = super::stream::current() {
+        body = body.watched_by(progress);
+    }
+    if let Some(permit) = permit {
+        body = body.in_transfer(permit, limits.bandwidth.clone());
+    }
+    Ok(Response::from_parts(parts, body))
 }
 
 /// Finds the group and URL for a request, or why there is none.

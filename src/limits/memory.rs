@@ -1,0 +1,218 @@
+//! How many bytes of file data response bodies may hold in memory: per connection and for the whole server.
+//!
+//! SECURITY: the threat is a client that asks for large files and never reads them. What such a client
+//! pins is what we read for it and nobody has sent: the chunk hyper holds, and the chunk read ahead. Every
+//! chunk read from disk first takes its size from its connection's budget and then from the server's;
+//! the bytes carry those permits and give them back when the last reference to them is dropped, which is
+//! when hyper (or h2, or rustls) has written them out. So a stalled HTTP/1.1 download holds at most its
+//! connection's budget, an HTTP/2 connection with a hundred stalled streams holds the same, and all
+//! connections together at most the server's budget; past it, bodies wait (backpressure), they do not
+//! allocate.
+
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::PollSemaphore;
+
+use super::StreamProgress;
+
+/// The chunk a body reads at once on an HTTP/1.1 connection.
+pub(crate) const H1_CHUNK: usize = 96 * 1024;
+/// What one HTTP/1.1 connection may hold: the chunk being written and one read ahead.
+pub(crate) const H1_BUDGET: usize = 2 * H1_CHUNK;
+/// The chunk a body reads at once on an HTTP/2 connection (four full DATA frames).
+pub(crate) const H2_CHUNK: usize = 64 * 1024;
+/// What one HTTP/2 connection may hold, over all its streams.
+pub(crate) const H2_BUDGET: usize = 16 * H2_CHUNK;
+/// What all connections of a server may hold together, by default.
+pub(crate) const SERVER_BUDGET: usize = 64 << 20;
+
+/// One connection's share of the server's read budget, and the chunk size its bodies read.
+#[derive(Debug)]
+pub(crate) struct ReadBudget {
+    chunk: usize,
+    connection: Arc<Semaphore>,
+    server: Arc<Semaphore>,
+}
+
+impl ReadBudget {
+    /// The budget of a new connection (`http2` or not) under the server's semaphore.
+    pub(crate) fn new(http2: bool, server: Arc<Semaphore>) -> Arc<Self> {
+        let (chunk, budget) = if http2 {
+            (H2_CHUNK, H2_BUDGET)
+        } else {
+            (H1_CHUNK, H1_BUDGET)
+        };
+        Arc::new(ReadBudget {
+            chunk,
+            connection: Arc::new(Semaphore::new(budget)),
+            server,
+        })
+    }
+
+    /// The server-wide semaphore, `bytes` large (at least one HTTP/1.1 budget, so a chunk always fits).
+    pub(crate) fn server(bytes: usize) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(bytes.max(H1_BUDGET)))
+    }
+
+    /// How much a body on this connection reads at once.
+    pub(crate) fn chunk(&self) -> usize {
+        self.chunk
+    }
+}
+
+/// A body's way of taking budget for its next chunk, one chunk at a time.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    connection: PollSemaphore,
+    server: PollSemaphore,
+    /// The connection's part, held while the server's part is awaited.
+    held: Option<OwnedSemaphorePermit>,
+    /// The last take is waiting for the server's budget.
+    on_server: bool,
+}
+
+/// Budget taken for one chunk; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Permits {
+    _connection: Option<OwnedSemaphorePermit>,
+    _server: Option<OwnedSemaphorePermit>,
+}
+
+impl Reservation {
+    pub(crate) fn new(budget: &ReadBudget) -> Self {
+        Reservation {
+            connection: PollSemaphore::new(budget.connection.clone()),
+            server: PollSemaphore::new(budget.server.clone()),
+            held: None,
+            on_server: false,
+        }
+    }
+
+    /// Whether the last take is still waiting for the server's budget (other clients hold it), rather than
+    /// for the connection's (the same client's other requests hold it).
+    pub(crate) fn is_waiting_on_server(&self) -> bool {
+        self.on_server
+    }
+
+    /// Takes `len` bytes of budget, connection first; pending while either is spent. Call again with the
+    /// same `len` until ready.
+    pub(crate) fn poll_take(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Permits> {
+        let n = u32::try_from(len).unwrap_or(u32::MAX);
+        if self.held.is_none() {
+            // `None` means a closed semaphore: ours are never closed, so go on unlimited rather than hang.
+            self.held = ready!(self.connection.poll_acquire_many(cx, n));
+            if self.held.is_none() {
+                return Poll::Ready(Permits {
+                    _connection: None,
+                    _server: None,
+                });
+            }
+        }
+        self.on_server = true;
+        let server = ready!(self.server.poll_acquire_many(cx, n));
+        self.on_server = false;
+        Poll::Ready(Permits {
+            _connection: self.held.take(),
+            _server: server,
+        })
+    }
+}
+
+/// Bytes that hold their budget until the last reference to them is dropped, which is when they were
+/// written out; then `written` (an HTTP/2 stream's record) notes that its body moved.
+pub(crate) fn hold(data: Vec<u8>, permits: Permits, written: Option<Arc<StreamProgress>>) -> Bytes {
+    Bytes::from_owner(Held {
+        data,
+        _permits: permits,
+        written,
+    })
+}
+
+struct Held {
+    data: Vec<u8>,
+    _permits: Permits,
+    written: Option<Arc<StreamProgress>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(progress) = &self.written {
+            progress.moved();
+        }
+    }
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+
+    #[tokio::test]
+    async fn bytes_give_their_budget_back_when_the_last_slice_is_dropped() {
+        let server = ReadBudget::server(0);
+        let budget = ReadBudget::new(false, server.clone());
+        let mut r = Reservation::new(&budget);
+        let a = hold(
+            vec![1; H1_CHUNK],
+            poll_fn(|cx| r.poll_take(cx, H1_CHUNK)).await,
+            None,
+        );
+        let b = hold(
+            vec![2; H1_CHUNK],
+            poll_fn(|cx| r.poll_take(cx, H1_CHUNK)).await,
+            None,
+        );
+        // The connection's budget is spent: a third chunk waits.
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(r.poll_take(&mut cx, H1_CHUNK).is_pending());
+        let slice = a.slice(10..20);
+        drop(a);
+        assert!(
+            r.poll_take(&mut cx, H1_CHUNK).is_pending(),
+            "a slice still holds it"
+        );
+        drop(slice);
+        let c = poll_fn(|cx| r.poll_take(cx, H1_CHUNK)).await;
+        drop((b, c));
+        assert_eq!(budget.connection.available_permits(), H1_BUDGET);
+        assert_eq!(server.available_permits(), H1_BUDGET);
+    }
+
+    #[tokio::test]
+    async fn the_server_budget_bounds_all_connections_together() {
+        let server = ReadBudget::server(H1_BUDGET);
+        let (one, two) = (
+            ReadBudget::new(false, server.clone()),
+            ReadBudget::new(false, server.clone()),
+        );
+        let mut r1 = Reservation::new(&one);
+        let held = [
+            poll_fn(|cx| r1.poll_take(cx, H1_CHUNK)).await,
+            poll_fn(|cx| r1.poll_take(cx, H1_CHUNK)).await,
+        ];
+        let mut r2 = Reservation::new(&two);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(r2.poll_take(&mut cx, H1_CHUNK).is_pending());
+        drop(held);
+        assert!(r2.poll_take(&mut cx, H1_CHUNK).is_ready());
+    }
+
+    fn noop_waker() -> std::task::Waker {
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+        std::task::Waker::from(Arc::new(Noop))
+    }
+}
