@@ -8,16 +8,18 @@ use std::time::Duration;
 
 use crate::support::{curl, free_port, have, pattern, run, target_dir, write_file};
 
-const BCS: &str = env!("CARGO_BIN_EXE_bcs");
+pub(crate) const BCS: &str = env!("CARGO_BIN_EXE_bcs");
 
 /// A running child whose stdout lines arrive on a channel.
-struct Running {
-    child: Child,
+pub(crate) struct Running {
+    pub(crate) child: Child,
     lines: mpsc::Receiver<String>,
+    /// stderr, read as it comes so that a chatty child never blocks on a full pipe.
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Running {
-    fn spawn(program: &Path, args: &[&str]) -> Self {
+    pub(crate) fn spawn(program: &Path, args: &[&str]) -> Self {
         Self::spawn_with_env(program, args, &[])
     }
 
@@ -31,6 +33,12 @@ impl Running {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut text);
+            text
+        });
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -39,11 +47,15 @@ impl Running {
                 }
             }
         });
-        Running { child, lines }
+        Running {
+            child,
+            lines,
+            stderr: Some(stderr),
+        }
     }
 
     /// Lines up to and including the first that contains `marker`.
-    fn lines_until(&self, marker: &str) -> Vec<String> {
+    pub(crate) fn lines_until(&self, marker: &str) -> Vec<String> {
         let mut seen = Vec::new();
         loop {
             let line = self
@@ -59,14 +71,15 @@ impl Running {
     }
 
     /// Sends a signal and returns the exit code and stderr.
-    fn stop(mut self, signal: &str) -> (Option<i32>, String) {
+    pub(crate) fn stop(mut self, signal: &str) -> (Option<i32>, String) {
         let pid = self.child.id().to_string();
         assert!(run("kill", &[signal, &pid]).status.success());
         let status = self.child.wait().unwrap();
-        let mut stderr = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            std::io::Read::read_to_string(&mut e, &mut stderr).unwrap();
-        }
+        let stderr = self
+            .stderr
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default();
         (status.code(), stderr)
     }
 }

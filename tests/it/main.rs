@@ -9,6 +9,8 @@ mod authz;
 #[cfg(feature = "cli")]
 mod cli;
 mod clients;
+#[cfg(feature = "cli")]
+mod hardening;
 #[cfg(feature = "negotiate")]
 mod kdc;
 #[cfg(all(feature = "negotiate", feature = "cli"))]
