@@ -9,6 +9,7 @@ mod authz;
 #[cfg(feature = "cli")]
 mod cli;
 mod clients;
+mod exposure;
 #[cfg(feature = "negotiate")]
 mod kdc;
 #[cfg(all(feature = "negotiate", feature = "cli"))]
