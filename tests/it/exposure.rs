@@ -296,3 +296,53 @@ fn an_ip_literal_group_on_a_port_open_to_all_addresses_answers_on_its_address_on
         }
     }
 }
+
+#[cfg(feature = "cli")]
+#[test]
+fn bcs_with_an_ip_literal_prefix_says_and_does_listen_on_that_address_only() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_file(dir.path(), "a.txt", b"alpha");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bcs"))
+        .args(["host", "--url", &format!("http://127.0.0.1:{port}/rel/")])
+        .arg(&a)
+        .env("BCS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen.last().is_some_and(|l: &String| l.contains("Ctrl-C")) {
+        match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no banner in {seen:?}");
+            }
+        }
+    }
+    let banner = seen.last().cloned().unwrap_or_default();
+    let reached = get(port, "/rel/a.txt").body;
+    let exposed: Vec<IpAddr> = other_local_addresses()
+        .into_iter()
+        .filter(|ip| accepts(*ip, port))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(banner, "Press Ctrl-C to stop. Listening on 127.0.0.1 only.");
+    assert_eq!(reached, b"alpha");
+    assert!(exposed.is_empty(), "also listening on {exposed:?}");
+}
