@@ -4,7 +4,8 @@
 //! cargo run --example host_files -- http://127.0.0.1:8081/demo/ Cargo.toml README.md
 //! ```
 //!
-//! A prefix with an IP literal listens on that address only; any other prefix listens on all addresses.
+//! A prefix with an IP literal listens on that address only (the server binds it so); any other prefix
+//! listens on all addresses.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -21,11 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(usage.into());
     }
 
-    let mut builder = Server::builder();
-    if let Host::Ip(ip) = prefix.host() {
-        builder = builder.bind_addresses([*ip]);
-    }
-    let server = builder.build()?;
+    let server = Server::builder().build()?;
     let group = server.create_url_group(&prefix.to_string())?;
     for file in &files {
         let path = Path::new(file);

@@ -7,6 +7,7 @@
 
 mod body;
 mod conditional;
+mod nofollow;
 pub mod range;
 mod source;
 

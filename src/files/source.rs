@@ -6,6 +6,10 @@
 //! were read through the descriptor whose `fstat` gave their version. So a file that changes or vanishes
 //! after registration is served as it is now, or answered 404, and a body never disagrees with its
 //! Content-Length (if the file shrinks mid-transfer the connection is cut instead).
+//!
+//! SECURITY: a link put where the file, or a directory above it, was must not lead anywhere else on disk.
+//! So the path is resolved once, at registration, and every later stat and open follows no symbolic link
+//! in any component (`nofollow`): such a link reads as a vanished file.
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -19,6 +23,7 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::HeaderValue;
 
+use super::nofollow;
 use crate::url::UrlError;
 
 /// Identifies one version of a file: if any of these change, the content may have changed.
@@ -145,7 +150,8 @@ pub(crate) struct FileSource {
 }
 
 impl FileSource {
-    /// Checks that `path` is a readable regular file and records its absolute path.
+    /// Checks that `path` is a readable regular file and records its absolute path, with every symbolic
+    /// link resolved now: later opens follow none.
     pub(crate) fn open(
         path: &Path,
         content_type: HeaderValue,
@@ -156,7 +162,8 @@ impl FileSource {
             source,
         };
         let absolute = std::fs::canonicalize(path).map_err(file_err)?;
-        let file = File::open(&absolute).map_err(file_err)?;
+        // Through `nofollow` already, so that a link swapped in since `canonicalize` is refused here too.
+        let file = nofollow::open(&absolute).map_err(file_err)?;
         let md = file.metadata().map_err(file_err)?;
         if !md.is_file() {
             return Err(UrlError::NotAFile {
@@ -184,10 +191,10 @@ impl FileSource {
     /// The file's version as of now: the one last seen if a `stat` confirmed it less than the revalidation
     /// interval ago, else from a new `stat` of the path (cached bytes are kept while the file is unchanged).
     ///
-    /// The `stat` runs on the async worker on purpose: it is one syscall on a path the operator registered,
-    /// cheaper than a round trip to the blocking pool. Within the interval no syscall is made at all, which
-    /// is what lets small files be served faster than nginx (PERF.md); every response is still built from
-    /// one consistent version.
+    /// The `stat` runs on the async worker on purpose: it is an `openat2(O_PATH)`, an `fstat` and a `close`
+    /// on a path the operator registered, which never block on file contents and are cheaper than a round
+    /// trip to the blocking pool. Within the interval no syscall is made at all, which is what lets small
+    /// files be served fast; every response is still built from one consistent version.
     pub(crate) fn stat(&self) -> io::Result<Arc<Version>> {
         let now_us = self.now_us();
         let fresh_since = now_us.saturating_sub(micros(self.cache.revalidate));
@@ -198,7 +205,7 @@ impl FileSource {
                 return Ok(v);
             }
         }
-        let md = std::fs::metadata(&self.path)?;
+        let md = nofollow::metadata(&self.path)?;
         if !md.is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -253,7 +260,7 @@ impl FileSource {
     /// Opens the file (blocking). With `cache` (budget for `reserved` bytes already taken), reads it whole if
     /// it still has that length.
     fn read(&self, cache: bool, reserved: u64) -> io::Result<(Arc<Version>, Content)> {
-        let file = File::open(&self.path)?;
+        let file = nofollow::open(&self.path)?;
         let md = file.metadata()?;
         if !md.is_file() {
             return Err(io::Error::new(

@@ -42,7 +42,9 @@ pub struct ServerBuilder {
 
 impl ServerBuilder {
     /// The local addresses each port listens on. Default is all IPv4 and all IPv6 addresses
-    /// (`0.0.0.0` and `::`, the latter IPv6-only; skipped where the machine has no IPv6).
+    /// (`0.0.0.0` and `::`, the latter IPv6-only; skipped where the machine has no IPv6). A port opened by
+    /// a prefix whose host is an IP literal listens on that address only, which must be one of these or
+    /// fall under a wildcard among them.
     pub fn bind_addresses(mut self, addrs: impl IntoIterator<Item = IpAddr>) -> Self {
         self.config.bind = addrs.into_iter().collect();
         self

@@ -49,7 +49,27 @@ pub enum ServerError {
     /// `serve` was called before on this server (its listeners closed when it returned).
     #[error("serve was already called on this server")]
     AlreadyServing,
+    /// The port listens on addresses that cannot serve this group: a port opened by an IP-literal group
+    /// listens on that address only and takes no group for other addresses (`+`, `*`, a host name, another
+    /// IP); an IP-literal group on a port opened otherwise needs its address among the port's.
+    #[error("port {port} listens on {} only, so it cannot serve {prefix}", list(.addrs))]
+    AddressConflict {
+        /// The port.
+        port: u16,
+        /// The addresses it listens on.
+        addrs: Vec<SocketAddr>,
+        /// The prefix refused.
+        prefix: String,
+    },
     /// Publishing a URL failed.
     #[error(transparent)]
     Url(#[from] UrlError),
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -29,6 +29,12 @@ pub(super) fn bind(addrs: &[IpAddr], port: u16) -> Result<Vec<TcpListener>, Serv
     }
 }
 
+/// Whether sockets bound to `bound` receive connections to `ip`: one is bound to `ip` itself, or to the
+/// unspecified address of its family (IPv6 sockets are `IPV6_V6ONLY`, so `::` does not take IPv4).
+pub(super) fn covers(mut bound: impl Iterator<Item = IpAddr>, ip: IpAddr) -> bool {
+    bound.any(|b| b == ip || (b.is_unspecified() && b.is_ipv4() == ip.is_ipv4()))
+}
+
 fn no_ipv6(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),

@@ -5,6 +5,12 @@
 //! Invariants: every port used by a group has a bound listener (bound when the first group on it is
 //! created, so "port in use" is an error there and then); a port left with no group is closed; one port
 //! carries one scheme; the routing snapshot is rebuilt under the state lock after every change.
+//!
+//! Addresses: a port opened by a group whose host is an IP literal listens on that address only, and then
+//! takes only groups of that same address; a port opened by any other group listens on the bind addresses
+//! (all by default), and takes IP-literal groups whose address is among them, which routing keeps to
+//! connections that arrived on that address (as HTTP.sys routes IP-bound prefixes). A group that does not
+//! fit is refused (`ServerError::AddressConflict`); a port's addresses never change while it is open.
 
 mod builder;
 mod error;
@@ -13,7 +19,7 @@ mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -28,7 +34,7 @@ use crate::files::FileCache;
 use crate::router::RouteTable;
 use crate::serve::{self, Running};
 use crate::tls::{PortConfigs, PortTls};
-use crate::url::{Scheme, Url, UrlGroup, UrlPrefix};
+use crate::url::{Host, Scheme, Url, UrlGroup, UrlPrefix};
 
 /// The file server: URL groups, their listeners and the serve loop. Cheap to clone; all clones are the same
 /// server, so one task can serve while another adds and removes groups and URLs.
@@ -72,6 +78,8 @@ pub(crate) struct State {
 pub(crate) struct Port {
     scheme: Scheme,
     addrs: Vec<SocketAddr>,
+    /// The address an IP-literal group narrowed the port to when it opened it.
+    narrowed_to: Option<IpAddr>,
     pub(crate) sockets: Vec<TcpListener>,
     pub(crate) stop: tokio_util::sync::CancellationToken,
 }
@@ -79,6 +87,28 @@ pub(crate) struct Port {
 impl Port {
     pub(crate) fn is_tls(&self) -> bool {
         self.scheme == Scheme::Https
+    }
+
+    /// Whether a group for `host` can be served from the addresses this port listens on. Never widened:
+    /// a port narrowed to one address takes only groups of that address, rather than silently starting to
+    /// listen on others.
+    fn admits(&self, host: &Host) -> bool {
+        match host {
+            Host::Ip(ip) => listen::covers(self.addrs.iter().map(SocketAddr::ip), *ip),
+            _ => self.narrowed_to.is_none(),
+        }
+    }
+}
+
+fn local_addrs(sockets: &[TcpListener]) -> Vec<SocketAddr> {
+    sockets.iter().filter_map(|s| s.local_addr().ok()).collect()
+}
+
+fn address_conflict(prefix: &UrlPrefix, addrs: Vec<SocketAddr>) -> ServerError {
+    ServerError::AddressConflict {
+        port: prefix.port(),
+        addrs,
+        prefix: prefix.to_string(),
     }
 }
 
@@ -88,7 +118,9 @@ impl Server {
         ServerBuilder::new()
     }
 
-    /// Creates a URL group (the original's CreateUrlGroup). Its port gets a listener now if it has none.
+    /// Creates a URL group (the original's CreateUrlGroup). Its port gets a listener now if it has none: on
+    /// the prefix's address only if its host is an IP literal, else on the bind addresses. A group that the
+    /// port's addresses cannot serve is refused (module docs).
     pub fn create_url_group(&self, prefix: &str) -> Result<UrlGroup, ServerError> {
         let prefix: UrlPrefix = prefix.parse()?;
         let mut state = self.state();
@@ -104,16 +136,17 @@ impl Server {
                     requested: prefix.scheme(),
                 })
             }
+            Some(p) if !p.admits(prefix.host()) => {
+                return Err(address_conflict(&prefix, p.addrs.clone()))
+            }
             Some(_) => {}
             None => {
-                let sockets = match state.prebound.remove(&port) {
-                    Some(adopted) => adopted,
-                    None => listen::bind(&self.shared.config.bind, port)?,
-                };
-                let addrs = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+                let (sockets, narrowed_to) = self.open_port(&mut state, &prefix)?;
+                let addrs = local_addrs(&sockets);
                 let mut p = Port {
                     scheme: prefix.scheme(),
                     addrs,
+                    narrowed_to,
                     sockets,
                     stop: tokio_util::sync::CancellationToken::new(),
                 };
@@ -136,6 +169,43 @@ impl Server {
         state.groups.push(group.clone());
         self.publish_routes(&state);
         Ok(group)
+    }
+
+    /// The listening sockets for the port of `prefix`, which has none yet, and the address they were
+    /// narrowed to if `prefix` names an IP.
+    fn open_port(
+        &self,
+        state: &mut State,
+        prefix: &UrlPrefix,
+    ) -> Result<(Vec<TcpListener>, Option<IpAddr>), ServerError> {
+        let port = prefix.port();
+        let bind = &self.shared.config.bind;
+        if let Some(adopted) = state.prebound.get(&port) {
+            // Listeners the caller bound are used as they are; routing keeps an IP-literal group to its
+            // address, which must be among theirs.
+            let addrs = local_addrs(adopted);
+            if let Host::Ip(ip) = prefix.host() {
+                if !listen::covers(addrs.iter().map(SocketAddr::ip), *ip) {
+                    return Err(address_conflict(prefix, addrs));
+                }
+            }
+            return Ok((state.prebound.remove(&port).unwrap_or_default(), None));
+        }
+        let Host::Ip(ip) = prefix.host() else {
+            return Ok((listen::bind(bind, port)?, None));
+        };
+        // SECURITY: an IP literal is how HTTP.sys users keep a prefix to one address (often 127.0.0.1, to
+        // stay local). Listening on every address and relying on routing alone would still accept
+        // connections from every network, and a `+` group added later on the port would be served to them;
+        // so the port listens on that address only.
+        if !listen::covers(bind.iter().copied(), *ip) {
+            let bind: Vec<String> = bind.iter().map(ToString::to_string).collect();
+            return Err(ServerError::Config(vec![format!(
+                "{prefix} names {ip}, which is not among the bind addresses ({})",
+                bind.join(", ")
+            )]));
+        }
+        Ok((listen::bind(&[*ip], port)?, Some(*ip)))
     }
 
     /// Deletes a URL group (the original's DeleteUrlGroup). Its URLs stop being served at once; a port left

@@ -19,8 +19,8 @@ pub(crate) struct HostArgs {
     /// inside directories are skipped).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
-    /// The URL group prefix, in HTTP.sys syntax. Default: http://+:8080/<name>/, where name is the single
-    /// directory's name, else "files".
+    /// The URL group prefix, in HTTP.sys syntax. An IP address as host listens on that address only.
+    /// Default: http://+:8080/<name>/, where name is the single directory's name, else "files".
     #[arg(long, value_name = "PREFIX")]
     url: Option<UrlPrefix>,
     /// Listen on this local address only (repeatable). Default: all IPv4 and IPv6 addresses.

@@ -62,14 +62,16 @@ pub(crate) fn print_text(group: &bits_compact::UrlGroup, urls: &[Url], hosts: &P
     }
 }
 
+/// The last line of the banner, with what limits who reaches the URLs: an IP-literal prefix is served on
+/// that local address only (whatever host clients name), a host name only to clients that name it.
 pub(crate) fn print_stop_hint(prefix: &UrlPrefix) {
-    if matches!(prefix.host(), Host::StrongWildcard | Host::WeakWildcard) {
-        println!("Press Ctrl-C to stop.");
-    } else {
-        println!(
+    match prefix.host() {
+        Host::Ip(_) => println!("Press Ctrl-C to stop. Listening on {} only.", prefix.host()),
+        Host::Name(_) => println!(
             "Press Ctrl-C to stop. Clients must name host {}.",
             prefix.host()
-        );
+        ),
+        _ => println!("Press Ctrl-C to stop."),
     }
 }
 
