@@ -373,6 +373,21 @@ const CASES: &[Case] = &[
         true,
         Some(0),
     ),
+    // An inherit-only OWNER RIGHTS ACE does not control access to this object (MS-DTYP §2.4.4.1), so it
+    // does not replace the owner's implicit READ_CONTROL and WRITE_DAC (MS-DTYP §2.5.3.2)...
+    ("O:BAD:(A;IO;FR;;;OW)", &["BA"], 0x0002_0000, true, None),
+    ("O:BAD:(A;IO;FR;;;OW)", &["BA"], 0x0004_0000, true, None),
+    ("O:BAD:(D;OICIIO;GA;;;OW)", &["BA"], 0x0006_0000, true, None),
+    // ...nor does it grant the owner anything here.
+    ("O:BAD:(A;IO;FR;;;OW)", &["BA"], READ, false, None),
+    // An effective OWNER RIGHTS ACE beside an inherit-only one still replaces them.
+    (
+        "O:BAD:(A;IO;FR;;;OW)(A;;0x1;;;OW)",
+        &["BA"],
+        0x0002_0000,
+        false,
+        None,
+    ),
     // Requesting GENERIC_READ is mapped before the check.
     (
         "D:(A;;FR;;;WD)",
