@@ -60,6 +60,13 @@ const VALID: &[(&str, Option<&str>)] = &[
         Some("D:NO_ACCESS_CONTROLS:(ML;;CC;;;LW)"),
     ),
     ("D:(A;;FR;;;OW)", None),
+    // Aliases of MS-DTYP §2.5.1.1 and sddl.h.
+    (
+        "D:(A;;FR;;;S-1-5-32-575)(A;;FR;;;S-1-5-32-576)(A;;FR;;;S-1-5-32-577)(A;;FR;;;S-1-18-1)",
+        Some("D:(A;;FR;;;RA)(A;;FR;;;ES)(A;;FR;;;MS)(A;;FR;;;AS)"),
+    ),
+    ("O:RAG:ESD:(A;;FR;;;MS)(A;;FR;;;AS)(A;;FR;;;SS)", None),
+    ("D:(A;;FR;;;HO)(A;;FR;;;SH)", None),
     ("O:S-1-5-21-9-9-9-500D:(A;;FA;;;S-1-5-21-9-9-9-500)", None),
 ];
 
