@@ -17,5 +17,6 @@ mod limits;
 mod ntlm;
 mod pki;
 mod runtime;
+mod samba;
 mod support;
 mod tls;
