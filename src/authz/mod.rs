@@ -36,10 +36,16 @@ impl SecurityDescriptor {
         };
         let mut granted = 0u32;
         // The owner is implicitly granted READ_CONTROL and WRITE_DAC, unless an OWNER RIGHTS ACE says
-        // otherwise (MS-DTYP §2.5.3.2).
+        // otherwise (MS-DTYP §2.5.3.2). An inherit-only ACE "does not control access to the object to which
+        // it is attached" (MS-DTYP §2.4.4.1), so an inherit-only OWNER RIGHTS ACE does not take them away.
         let owner_rights = Sid::owner_rights();
         let is_owner = self.owner.as_ref().is_some_and(|o| sids.contains(o));
-        if is_owner && !dacl.aces.iter().any(|a| a.sid == owner_rights) {
+        if is_owner
+            && !dacl
+                .aces
+                .iter()
+                .any(|a| a.sid == owner_rights && !a.is_inherit_only())
+        {
             granted |= (AccessMask::READ_CONTROL.0 | AccessMask::WRITE_DAC.0) & desired.0;
         }
         if granted == desired.0 && desired.0 != 0 {

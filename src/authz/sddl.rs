@@ -364,10 +364,11 @@ fn ace_flags(mut text: &str) -> Option<u8> {
     Some(flags)
 }
 
-/// Right codes (two letters each), or a number: `0x` hex, leading-`0` octal, or decimal.
+/// Right codes (two letters each), or a number: `0x` hex, leading-`0` octal, or decimal. No codes at all is
+/// no rights: the grammar's `ace-rights = *text-rights-string` allows zero (MS-DTYP §2.5.1.1).
 fn rights(text: &str) -> Option<AccessMask> {
     if text.is_empty() {
-        return None;
+        return Some(AccessMask(0));
     }
     if text.as_bytes()[0].is_ascii_digit() {
         let n = if let Some(hex) = text.strip_prefix("0x").or(text.strip_prefix("0X")) {
@@ -439,7 +440,13 @@ impl fmt::Display for Ace {
             .filter(|(_, bit)| self.flags & bit != 0)
             .map(|(c, _)| *c)
             .collect();
-        write!(f, "({kind};{flags};{};;;{})", self.mask, SidText(&self.sid))
+        // An ACE granting nothing prints an empty rights field, as the grammar allows (MS-DTYP §2.5.1.1).
+        let mask = if self.mask.is_empty() {
+            String::new()
+        } else {
+            self.mask.to_string()
+        };
+        write!(f, "({kind};{flags};{mask};;;{})", SidText(&self.sid))
     }
 }
 

@@ -132,12 +132,14 @@ impl fmt::Display for Sid {
     }
 }
 
-/// SDDL SID aliases that name a fixed SID (MS-DTYP §2.5.1.1).
+/// SDDL SID aliases that name a fixed SID: the `sid-token`s of MS-DTYP §2.5.1.1 and the SID string constants
+/// of `sddl.h` (which adds AS, SS and, newer than the MS-DTYP list, HO and SH).
 const FIXED: &[(&str, u64, &[u32])] = &[
     ("AA", 5, &[32, 579]),
     ("AC", 15, &[2, 1]),
     ("AN", 5, &[7]),
     ("AO", 5, &[32, 548]),
+    ("AS", 18, &[1]),
     ("AU", 5, &[11]),
     ("BA", 5, &[32, 544]),
     ("BG", 5, &[32, 546]),
@@ -149,8 +151,10 @@ const FIXED: &[(&str, u64, &[u32])] = &[
     ("CY", 5, &[32, 569]),
     ("ED", 5, &[9]),
     ("ER", 5, &[32, 573]),
+    ("ES", 5, &[32, 576]),
     ("HA", 5, &[32, 578]),
     ("HI", 16, &[12288]),
+    ("HO", 5, &[32, 584]),
     ("IS", 5, &[32, 568]),
     ("IU", 5, &[4]),
     ("LS", 5, &[19]),
@@ -158,6 +162,7 @@ const FIXED: &[(&str, u64, &[u32])] = &[
     ("LW", 16, &[4096]),
     ("ME", 16, &[8192]),
     ("MP", 16, &[8448]),
+    ("MS", 5, &[32, 577]),
     ("MU", 5, &[32, 558]),
     ("NO", 5, &[32, 556]),
     ("NS", 5, &[20]),
@@ -166,12 +171,14 @@ const FIXED: &[(&str, u64, &[u32])] = &[
     ("PO", 5, &[32, 550]),
     ("PS", 5, &[10]),
     ("PU", 5, &[32, 547]),
+    ("RA", 5, &[32, 575]),
     ("RC", 5, &[12]),
     ("RD", 5, &[32, 555]),
     ("RE", 5, &[32, 552]),
     ("RM", 5, &[32, 580]),
     ("RU", 5, &[32, 554]),
     ("SI", 16, &[16384]),
+    ("SH", 5, &[32, 585]),
     ("SO", 5, &[32, 549]),
     ("SS", 18, &[2]),
     ("SU", 5, &[6]),
@@ -181,7 +188,8 @@ const FIXED: &[(&str, u64, &[u32])] = &[
     ("WR", 5, &[33]),
 ];
 
-/// SDDL aliases relative to the domain (or machine) SID: the RID appended to it.
+/// SDDL aliases relative to the domain (or machine, or forest root) SID: the RID appended to the one domain
+/// SID configured (MS-DTYP §2.5.1.1).
 const DOMAIN_RELATIVE: &[(&str, u32)] = &[
     ("AP", 525),
     ("CA", 517),
@@ -286,6 +294,32 @@ mod tests {
             matches!(alias("DA", Some(&domain)), Some(Alias::Fixed(s)) if s.to_string() == "S-1-5-21-1-2-3-512")
         );
         assert!(alias("ZZ", None).is_none());
+        // Aliases MS-DTYP §2.5.1.1 and sddl.h define that were once missing.
+        for (code, sid) in [
+            ("RA", "S-1-5-32-575"),
+            ("ES", "S-1-5-32-576"),
+            ("MS", "S-1-5-32-577"),
+            ("AS", "S-1-18-1"),
+            ("SS", "S-1-18-2"),
+            ("HO", "S-1-5-32-584"),
+            ("SH", "S-1-5-32-585"),
+        ] {
+            assert!(
+                matches!(alias(code, None), Some(Alias::Fixed(s)) if s.to_string() == sid),
+                "{code}"
+            );
+            assert_eq!(alias_of(&sid.parse().unwrap()), Some(code));
+        }
+        // One alias per SID, so canonical printing is unambiguous.
+        for (i, (code, authority, sub)) in FIXED.iter().enumerate() {
+            assert!(
+                FIXED[i + 1..]
+                    .iter()
+                    .all(|(c, a, s)| c != code && (a, s) != (authority, sub))
+                    && DOMAIN_RELATIVE.iter().all(|(c, _)| c != code),
+                "{code}"
+            );
+        }
         assert_eq!(alias_of(&Sid::everyone()), Some("WD"));
         assert_eq!(alias_of(&"S-1-5-21-1-2-3-512".parse().unwrap()), None);
     }

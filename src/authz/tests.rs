@@ -60,6 +60,18 @@ const VALID: &[(&str, Option<&str>)] = &[
         Some("D:NO_ACCESS_CONTROLS:(ML;;CC;;;LW)"),
     ),
     ("D:(A;;FR;;;OW)", None),
+    // An empty rights field is an ACE granting nothing: `ace-rights = *text-rights-string` (MS-DTYP §2.5.1.1).
+    ("D:(A;;;;;WD)", None),
+    ("D:(D;;;;;WD)(A;;FR;;;WD)", None),
+    ("D:(A;;0x0;;;WD)", Some("D:(A;;;;;WD)")),
+    ("D:(A;;0;;;WD)", Some("D:(A;;;;;WD)")),
+    // Aliases of MS-DTYP §2.5.1.1 and sddl.h.
+    (
+        "D:(A;;FR;;;S-1-5-32-575)(A;;FR;;;S-1-5-32-576)(A;;FR;;;S-1-5-32-577)(A;;FR;;;S-1-18-1)",
+        Some("D:(A;;FR;;;RA)(A;;FR;;;ES)(A;;FR;;;MS)(A;;FR;;;AS)"),
+    ),
+    ("O:RAG:ESD:(A;;FR;;;MS)(A;;FR;;;AS)(A;;FR;;;SS)", None),
+    ("D:(A;;FR;;;HO)(A;;FR;;;SH)", None),
     ("O:S-1-5-21-9-9-9-500D:(A;;FA;;;S-1-5-21-9-9-9-500)", None),
 ];
 
@@ -104,7 +116,6 @@ const INVALID: &[(&str, usize, SddlErrorKind)] = &[
     ("D:(A;QQ;GA;;;WD)", 5, SddlErrorKind::AceFlags),
     ("D:(A;;GQ;;;WD)", 6, SddlErrorKind::Rights),
     ("D:(A;;G;;;WD)", 6, SddlErrorKind::Rights),
-    ("D:(A;;;;;WD)", 6, SddlErrorKind::Rights),
     ("D:(A;;0xZZ;;;WD)", 6, SddlErrorKind::Rights),
     ("D:(A;;0x100000000;;;WD)", 6, SddlErrorKind::Rights),
     ("D:(A;;09;;;WD)", 6, SddlErrorKind::Rights),
@@ -373,6 +384,21 @@ const CASES: &[Case] = &[
         true,
         Some(0),
     ),
+    // An inherit-only OWNER RIGHTS ACE does not control access to this object (MS-DTYP §2.4.4.1), so it
+    // does not replace the owner's implicit READ_CONTROL and WRITE_DAC (MS-DTYP §2.5.3.2)...
+    ("O:BAD:(A;IO;FR;;;OW)", &["BA"], 0x0002_0000, true, None),
+    ("O:BAD:(A;IO;FR;;;OW)", &["BA"], 0x0004_0000, true, None),
+    ("O:BAD:(D;OICIIO;GA;;;OW)", &["BA"], 0x0006_0000, true, None),
+    // ...nor does it grant the owner anything here.
+    ("O:BAD:(A;IO;FR;;;OW)", &["BA"], READ, false, None),
+    // An effective OWNER RIGHTS ACE beside an inherit-only one still replaces them.
+    (
+        "O:BAD:(A;IO;FR;;;OW)(A;;0x1;;;OW)",
+        &["BA"],
+        0x0002_0000,
+        false,
+        None,
+    ),
     // Requesting GENERIC_READ is mapped before the check.
     (
         "D:(A;;FR;;;WD)",
@@ -388,6 +414,10 @@ const CASES: &[Case] = &[
         false,
         None,
     ),
+    // An ACE with no rights grants nothing and denies nothing (MS-DTYP §2.5.1.1 allows the empty rights
+    // field; §2.5.3.2 removes or checks only the bits an ACE holds).
+    ("D:(A;;;;;WD)", &["WD"], READ, false, None),
+    ("D:(D;;;;;WD)(A;;FR;;;WD)", &["WD"], READ, true, Some(1)),
     // SACL entries never grant or deny.
     (
         "D:(A;;GR;;;WD)S:(AU;SAFA;FA;;;WD)",

@@ -20,5 +20,6 @@ mod limits;
 mod ntlm;
 mod pki;
 mod runtime;
+mod samba;
 mod support;
 mod tls;

@@ -206,16 +206,22 @@ pub fn target_dir() -> PathBuf {
 
 /// Whether a Python module imports (skip with a reason outside CI, fail under CI).
 pub fn have_module(module: &str) -> bool {
-    let found = Command::new("python3")
+    have_module_in("python3", module)
+}
+
+/// Whether a Python module imports in the given interpreter, e.g. `/usr/bin/python3` for modules that come
+/// from Debian packages (skip with a reason outside CI, fail under CI).
+pub fn have_module_in(python: &str, module: &str) -> bool {
+    let found = Command::new(python)
         .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "the Python module {module} is required under CI"
+            "the Python module {module} is required under CI (in {python})"
         );
-        eprintln!("skipping: the Python module {module} is not installed");
+        eprintln!("skipping: the Python module {module} is not installed (in {python})");
     }
     found
 }
