@@ -229,10 +229,26 @@ fn bcs_host(scheme: &str, args: &[&str], files: &[&Path]) -> (Running, u16) {
 fn two_hundred_concurrent_wrong_passwords_keep_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.toml");
-    let mut p = Principals::default();
-    p.set_user("alice", &Password::from("alice-RIGHT"), &[])
-        .unwrap();
-    p.save(&users).unwrap();
+    // 200 real accounts (one argon2id hash shared, to make the file quickly), so that every guess below is
+    // a full argon2id check even on a server that would skip checks for unknown names.
+    let mut one = Principals::default();
+    one.set_user("u0", &Password::from("RIGHT"), &[]).unwrap();
+    let written = one.to_toml();
+    let hash = written
+        .lines()
+        .find_map(|l| l.strip_prefix("password = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap()
+        .to_owned();
+    let mut text = String::new();
+    for i in 0..200 {
+        text.push_str(&format!(
+            "[users.user{i}]\nsid = \"S-1-5-21-1-2-3-{}\"\npassword = \"{}\"\n",
+            1000 + i,
+            hash
+        ));
+    }
+    Principals::parse(&text).unwrap().save(&users).unwrap();
     let file = write_file(dir.path(), "f.txt", b"guarded");
     let users_arg = users.to_str().unwrap();
     let (bcs, port) = bcs_host(
