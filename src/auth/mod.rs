@@ -4,8 +4,11 @@
 //! Every token holds Everyone (`WD`) and Network (`NU`, all callers come over the network), and either
 //! Authenticated Users (`AU`) with the identity's own SIDs, or Anonymous (`AN`).
 
+mod authenticator;
 pub mod basic;
+mod caller;
 mod checks;
+mod handshake;
 mod limiter;
 pub mod ntlm;
 mod password;
@@ -15,6 +18,8 @@ pub mod spnego;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
+pub(crate) use authenticator::Authenticator;
+pub(crate) use caller::{Caller, ConnectionAuth, Granted, Refusal};
 pub(crate) use checks::{PasswordChecks, TooManyChecks};
 pub(crate) use limiter::{FailureLimiter, Limited};
 pub use password::{NtHash, Password, PasswordHash};

@@ -25,7 +25,7 @@ pub use body::ResponseBody;
 use body::Segment;
 use conditional::{Precondition, Validators};
 use range::{ByteRange, RangeRequest};
-pub(crate) use source::{Content, FileCache, FileSource, Version};
+pub(crate) use source::{Content, FileCache, FileSource, Unpublishable, Version};
 
 /// Why a file could not be served; `serve::response` turns each into a status.
 #[derive(Debug, thiserror::Error)]

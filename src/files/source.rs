@@ -24,7 +24,21 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use super::nofollow;
-use crate::url::UrlError;
+
+/// Why a file cannot be published; the caller adds the path.
+#[derive(Debug)]
+pub(crate) enum Unpublishable {
+    /// It cannot be resolved, opened or examined.
+    Io(io::Error),
+    /// It is not a regular file.
+    NotAFile,
+}
+
+impl From<io::Error> for Unpublishable {
+    fn from(e: io::Error) -> Self {
+        Unpublishable::Io(e)
+    }
+}
 
 /// Identifies one version of a file: if any of these change, the content may have changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,19 +170,12 @@ impl FileSource {
         path: &Path,
         content_type: HeaderValue,
         cache: Arc<FileCache>,
-    ) -> Result<Self, UrlError> {
-        let file_err = |source| UrlError::File {
-            path: path.to_owned(),
-            source,
-        };
-        let absolute = std::fs::canonicalize(path).map_err(file_err)?;
+    ) -> Result<Self, Unpublishable> {
+        let absolute = std::fs::canonicalize(path)?;
         // Through `nofollow` already, so that a link swapped in since `canonicalize` is refused here too.
-        let file = nofollow::open(&absolute).map_err(file_err)?;
-        let md = file.metadata().map_err(file_err)?;
-        if !md.is_file() {
-            return Err(UrlError::NotAFile {
-                path: path.to_owned(),
-            });
+        let file = nofollow::open(&absolute)?;
+        if !file.metadata()?.is_file() {
+            return Err(Unpublishable::NotAFile);
         }
         Ok(FileSource {
             path: absolute,

@@ -25,11 +25,24 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::service::{self, ConnInfo};
+use super::peer::ConnInfo;
+use super::service;
+use super::site::Site;
 use super::stream::WatchedExecutor;
-use super::ServeContext;
 use crate::limits::{ReadBudget, H2_CHUNK};
 use crate::tls::ClientIdentity;
+
+/// What every connection of one `serve` call shares.
+#[derive(Debug)]
+pub(crate) struct ConnContext {
+    pub(crate) site: Arc<Site>,
+    /// Stop accepting; connections finish their current request.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
+    /// The drain deadline passed: drop what is left.
+    pub(crate) force: tokio_util::sync::CancellationToken,
+    /// The server's read budget: file bytes all response bodies may hold at once.
+    pub(crate) read_budget: Arc<tokio::sync::Semaphore>,
+}
 
 /// SETTINGS_MAX_CONCURRENT_STREAMS on HTTP/2 connections.
 const MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -41,7 +54,7 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     tls: bool,
-    ctx: Arc<ServeContext>,
+    ctx: Arc<ConnContext>,
     _permit: OwnedSemaphorePermit,
 ) {
     let Ok(local) = stream.local_addr() else {
@@ -63,18 +76,18 @@ pub(crate) async fn serve(
         };
         return serve_http(io, false, info, activity, ctx).await;
     }
-    let Some(configs) = ctx.shared.tls.load().get(&local.port()).cloned() else {
+    let Some(configs) = ctx.site.tls.load().get(&local.port()).cloned() else {
         tracing::debug!("no TLS configuration for the port");
         return;
     };
     // The ALPN switch: no HTTP/2 where a group authenticates the connection itself.
-    let config = if ctx.shared.routes.load().connection_bound(local.port()) {
+    let config = if ctx.site.routes.load().connection_bound(local.port()) {
         configs.h1
     } else {
         configs.h2
     };
     let handshake = tokio::time::timeout(
-        ctx.shared.config.handshake_timeout,
+        ctx.site.settings.handshake_timeout,
         tokio_rustls::TlsAcceptor::from(config).accept(io),
     );
     let stream = tokio::select! {
@@ -103,15 +116,15 @@ pub(crate) async fn serve(
     serve_http(stream, h2, info, activity, ctx).await;
 }
 
-async fn serve_http<I>(io: I, h2: bool, info: ConnInfo, activity: Activity, ctx: Arc<ServeContext>)
+async fn serve_http<I>(io: I, h2: bool, info: ConnInfo, activity: Activity, ctx: Arc<ConnContext>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let config = &ctx.shared.config;
+    let config = &ctx.site.settings;
     let io = TokioIo::new(io);
     let info = Arc::new(info);
-    let shared = ctx.shared.clone();
-    let svc = service_fn(move |req| service::handle(req, shared.clone(), info.clone()));
+    let site = ctx.site.clone();
+    let svc = service_fn(move |req| service::handle(req, site.clone(), info.clone()));
     if h2 {
         let streams = WatchedExecutor {
             rate: config.min_send_rate,
@@ -138,12 +151,12 @@ where
 
 /// Runs a connection under the idle and send-rate deadlines; on shutdown lets it finish its requests, up to
 /// the drain deadline.
-async fn drive<C>(conn: C, activity: &Activity, ctx: &ServeContext)
+async fn drive<C>(conn: C, activity: &Activity, ctx: &ConnContext)
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
-    let config = &ctx.shared.config;
+    let config = &ctx.site.settings;
     tokio::pin!(conn);
     let outcome = tokio::select! {
         res = conn.as_mut() => res.map_err(|e| e.to_string()),

@@ -5,60 +5,35 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::access;
+use super::peer::ConnInfo;
+use super::response::Reject;
+use super::site::Site;
+use super::stream;
+use crate::files::{self, OnFinish, ResponseBody};
+use crate::url::{RequestPath, UrlEntry, UrlGroup};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, Version};
-use hyper::body::Incoming;
 
-use super::access;
-use super::response::Reject;
-use crate::files::{self, OnFinish, ResponseBody};
-use crate::limits::ReadBudget;
-use crate::server::Shared;
-use crate::tls::ClientIdentity;
-use crate::url::{RequestPath, UrlEntry, UrlGroup};
-
-/// Where a connection came from and where it arrived.
-#[derive(Debug)]
-pub(crate) struct ConnInfo {
-    pub(crate) peer: SocketAddr,
-    pub(crate) local: SocketAddr,
-    /// The verified client certificate's identity, on TLS connections that presented one.
-    pub(crate) client: Option<Arc<ClientIdentity>>,
-    /// Whether the connection is TLS.
-    pub(crate) secure: bool,
-    /// Connection-bound authentication (NTLM): the handshake in progress, then who the connection is.
-    pub(crate) auth: std::sync::Mutex<ConnAuth>,
-    /// What this connection's response bodies may hold in memory.
-    pub(crate) budget: Arc<ReadBudget>,
-}
-
-/// What a connection has proved about itself.
-#[derive(Debug, Default)]
-pub(crate) struct ConnAuth {
-    pub(crate) ntlm: crate::auth::ntlm::Acceptor,
-    /// A Kerberos context that needs another leg.
-    #[cfg(feature = "negotiate")]
-    pub(crate) gss: Option<libgssapi::context::ServerCtx>,
-    pub(crate) identity: Option<crate::auth::Identity>,
-    /// The MechTypeList of the NegTokenInit that started an NTLM-in-SPNEGO handshake.
-    pub(crate) spnego_mech_list: Option<Vec<u8>>,
-    /// The client's mechListMIC from its last NegTokenResp.
-    pub(crate) spnego_mic: Option<Vec<u8>>,
-}
-
-/// The hyper service: infallible, since an `Err` would abort the connection.
-pub(crate) async fn handle(
-    req: Request<Incoming>,
-    shared: Arc<Shared>,
+/// The hyper service: infallible, since an `Err` would abort the connection. It takes any request body
+/// (hyper's on a connection, an in-memory one in tests), and needs no socket: `conn` says where the request
+/// came from.
+pub(crate) async fn handle<B>(
+    req: Request<B>,
+    site: Arc<Site>,
     conn: Arc<ConnInfo>,
-) -> Result<Response<ResponseBody>, Infallible> {
+) -> Result<Response<ResponseBody>, Infallible>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut log = AccessLog::start(&req, &conn);
-    let response = match route(&req, &shared, &conn) {
+    let response = match route(&req, &site, &conn) {
         Ok((group, entry)) => {
             if let Some(log) = log.as_mut() {
                 log.group = Some(group.prefix().to_string());
             }
-            match access::check(&req, &group, &entry, &shared, &conn).await {
+            match access::check(&req, &group, &entry, &site, &conn).await {
                 Ok(granted) => {
                     let identity = &granted.identity;
                     if let Some(log) = log.as_mut() {
@@ -101,8 +76,11 @@ const MAX_DRAIN: usize = 4 << 20;
 
 /// Reads and discards the request body (this server takes none) before the response goes out; a body
 /// larger than [`MAX_DRAIN`], or slower than the drain deadline, closes the connection after the response.
-async fn drained(body: Incoming, mut response: Response<ResponseBody>) -> Response<ResponseBody> {
-    use http_body::Body as _;
+async fn drained<B>(body: B, mut response: Response<ResponseBody>) -> Response<ResponseBody>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if body.is_end_stream() {
         return response;
     }
@@ -122,8 +100,8 @@ async fn drained(body: Incoming, mut response: Response<ResponseBody>) -> Respon
 
 /// Answers a routed request. A GET is a transfer of the group: it needs one of the group's transfer permits
 /// (503 when the group is at its ConnectionLimit) and its body is paced by the group's bandwidth budget.
-async fn transfer(
-    req: &Request<Incoming>,
+async fn transfer<B>(
+    req: &Request<B>,
     group: &UrlGroup,
     entry: &UrlEntry,
     conn: &ConnInfo,
@@ -141,7 +119,7 @@ async fn transfer(
     let response = files::respond(req.method(), req.headers(), &entry.source).await?;
     let (parts, mut body) = response.into_parts();
     body = body.with_budget(&conn.budget);
-    if let Some(progress) = super::stream::current() {
+    if let Some(progress) = stream::current() {
         body = body.watched_by(progress);
     }
     if let Some(permit) = permit {
@@ -151,14 +129,14 @@ async fn transfer(
 }
 
 /// Finds the group and URL for a request, or why there is none.
-fn route(
-    req: &Request<Incoming>,
-    shared: &Shared,
+fn route<B>(
+    req: &Request<B>,
+    site: &Site,
     conn: &ConnInfo,
 ) -> Result<(UrlGroup, Arc<UrlEntry>), Reject> {
     let host = request_host(req)?;
     let path = RequestPath::parse(req.uri().path()).map_err(Reject::BadPath)?;
-    let routes = shared.routes.load();
+    let routes = site.routes.load();
     let group = routes
         .route(
             conn.local.port(),
@@ -174,7 +152,7 @@ fn route(
 
 /// The host a request names: the authority of an absolute-form target, else the one `Host` header
 /// (RFC 9112 §3.2), lowercased, without port or trailing dot. HTTP/1.1 requires it.
-fn request_host(req: &Request<Incoming>) -> Result<Option<String>, Reject> {
+fn request_host<B>(req: &Request<B>) -> Result<Option<String>, Reject> {
     if let Some(authority) = req.uri().authority() {
         return Ok(Some(normalise_host(authority.host())));
     }
@@ -235,7 +213,7 @@ struct AccessLog {
 }
 
 impl AccessLog {
-    fn start(req: &Request<Incoming>, conn: &ConnInfo) -> Option<Self> {
+    fn start<B>(req: &Request<B>, conn: &ConnInfo) -> Option<Self> {
         if !tracing::enabled!(target: "bits_compact::access", tracing::Level::INFO) {
             return None;
         }

@@ -5,13 +5,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 
 use super::{Server, ServerError, Shared, State};
-use crate::auth::{FailureLimiter, PasswordChecks};
+use crate::auth::Authenticator;
 use crate::authz::Sid;
 use crate::files::FileCache;
 use crate::router::RouteTable;
+use crate::serve::{Settings, Site};
 
 /// Settings fixed when the server is built.
 #[derive(Debug, Clone)]
@@ -170,17 +171,17 @@ impl ServerBuilder {
             return Err(ServerError::Config(problems));
         }
         let files = FileCache::new(c.revalidate, c.cache_file_max, c.cache_total);
+        let site = Site {
+            settings: c.serve_settings(),
+            routes: ArcSwap::from_pointee(RouteTable::default()),
+            tls: ArcSwap::from_pointee(HashMap::new()),
+            auth: Authenticator::new(c.ntlm_names.clone(), c.refuse_unknown_principals),
+        };
         Ok(Server {
             shared: Arc::new(Shared {
                 config: self.config,
                 files,
-                routes: ArcSwap::from_pointee(RouteTable::default()),
-                tls: ArcSwap::from_pointee(HashMap::new()),
-                principals: ArcSwapOption::empty(),
-                failures: FailureLimiter::default(),
-                checks: PasswordChecks::default(),
-                #[cfg(feature = "negotiate")]
-                kerberos: std::sync::OnceLock::new(),
+                site: Arc::new(site),
                 state: Mutex::new(State {
                     groups: Vec::new(),
                     ports: HashMap::new(),
@@ -191,6 +192,21 @@ impl ServerBuilder {
                 }),
             }),
         })
+    }
+}
+
+impl Config {
+    /// What the serve loop needs of these settings.
+    fn serve_settings(&self) -> Settings {
+        Settings {
+            header_timeout: self.header_timeout,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+            drain_timeout: self.drain_timeout,
+            min_send_rate: self.min_send_rate,
+            min_send_window: self.min_send_window,
+            max_connections: self.max_connections,
+        }
     }
 }
 

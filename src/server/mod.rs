@@ -23,17 +23,15 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-
 pub(crate) use builder::Config;
 pub use builder::ServerBuilder;
 pub use error::ServerError;
 
-use crate::auth::{FailureLimiter, PasswordChecks, Principals};
+use crate::auth::Principals;
 use crate::files::FileCache;
 use crate::router::RouteTable;
-use crate::serve::{self, Running};
-use crate::tls::{PortConfigs, PortTls};
+use crate::serve::{Running, Site};
+use crate::tls::PortTls;
 use crate::url::{Host, Scheme, Url, UrlGroup, UrlPrefix};
 
 /// The file server: URL groups, their listeners and the serve loop. Cheap to clone; all clones are the same
@@ -47,18 +45,8 @@ pub struct Server {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     files: Arc<FileCache>,
-    pub(crate) routes: ArcSwap<RouteTable>,
-    /// The rustls configuration of each port that has TLS settings, rebuilt on every change.
-    pub(crate) tls: ArcSwap<HashMap<u16, PortConfigs>>,
-    /// Users and groups for Basic, NTLM and certificate mapping.
-    pub(crate) principals: ArcSwapOption<Principals>,
-    /// Failed authentications per client source and per account.
-    pub(crate) failures: FailureLimiter,
-    /// The threads that check password hashes.
-    pub(crate) checks: PasswordChecks,
-    /// The Kerberos acceptor credential, from the keytab, acquired on first use.
-    #[cfg(feature = "negotiate")]
-    kerberos: std::sync::OnceLock<Result<libgssapi::credential::Cred, String>>,
+    /// What the serve loop reads: settings, the routing and TLS snapshots, authentication.
+    pub(crate) site: Arc<Site>,
     state: Mutex<State>,
 }
 
@@ -151,7 +139,8 @@ impl Server {
                     stop: tokio_util::sync::CancellationToken::new(),
                 };
                 if let Some(running) = &state.running {
-                    running.start_port(port, &mut p);
+                    let sockets = std::mem::take(&mut p.sockets);
+                    running.start_port(port, p.is_tls(), sockets, &p.stop);
                 }
                 state.ports.insert(port, p);
             }
@@ -274,13 +263,32 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting, lets requests in flight finish for up to the
     /// drain timeout, and cuts what is left. Groups created while serving are served at once.
     pub async fn serve(&self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        serve::run(&self.shared, shutdown).await
+        let running = Running::new(self.shared.site.clone());
+        {
+            let mut state = self.state();
+            if state.running.is_some() || state.served {
+                return Err(ServerError::AlreadyServing);
+            }
+            for (port, p) in &mut state.ports {
+                let sockets = std::mem::take(&mut p.sockets);
+                running.start_port(*port, p.is_tls(), sockets, &p.stop);
+            }
+            state.running = Some(running.clone());
+            state.served = true;
+        }
+        running.run(shutdown).await;
+        self.state().running = None;
+        Ok(())
     }
 
     /// Sets the users and groups that Basic, NTLM and client-certificate mapping use; applies to the next
     /// request. Default is none: no password is accepted.
     pub fn set_principals(&self, principals: Principals) {
-        self.shared.principals.store(Some(Arc::new(principals)));
+        self.shared
+            .site
+            .auth
+            .principals
+            .store(Some(Arc::new(principals)));
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -289,6 +297,7 @@ impl Server {
 
     fn publish_routes(&self, state: &State) {
         self.shared
+            .site
             .routes
             .store(Arc::new(RouteTable::new(&state.groups)));
     }
@@ -297,23 +306,5 @@ impl Server {
 impl Shared {
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The acceptor credential from the default keytab (KRB5_KTNAME), acquired once.
-    #[cfg(feature = "negotiate")]
-    pub(crate) fn kerberos_credential(&self) -> Result<libgssapi::credential::Cred, String> {
-        use libgssapi::credential::{Cred, CredUsage};
-        self.kerberos
-            .get_or_init(|| {
-                Cred::acquire(None, None, CredUsage::Accept, None).map_err(|e| e.to_string())
-            })
-            .clone()
-    }
-}
-
-impl State {
-    /// The ports, for the serve loop to start and stop.
-    pub(crate) fn ports_mut(&mut self) -> impl Iterator<Item = (&u16, &mut Port)> {
-        self.ports.iter_mut()
     }
 }

@@ -80,9 +80,9 @@ impl Server {
         change(&mut tls);
         let config = tls.build()?;
         state.tls.insert(port, tls);
-        let mut configs = HashMap::clone(&self.shared.tls.load());
+        let mut configs = HashMap::clone(&self.shared.site.tls.load());
         configs.insert(port, config);
-        self.shared.tls.store(Arc::new(configs));
+        self.shared.site.tls.store(Arc::new(configs));
         Ok(())
     }
 }

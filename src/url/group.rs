@@ -13,7 +13,7 @@ use super::prefix::UrlPrefix;
 use super::suffix::{SegmentError, UrlSuffix};
 use crate::auth::{AuthError, AuthScheme, GroupAuth};
 use crate::authz::{SddlError, SecurityDescriptor, Sid};
-use crate::files::{FileCache, FileSource};
+use crate::files::{FileCache, FileSource, Unpublishable};
 use crate::limits::{ByteRate, ConnectionLimit, GroupLimits, LimitError};
 
 /// Why a URL could not be added to a group.
@@ -184,7 +184,15 @@ impl UrlGroup {
             HeaderValue::from_static("application/octet-stream"),
             HeaderValue::from_static,
         );
-        let source = FileSource::open(file.as_ref(), content_type, self.inner.cache.clone())?;
+        let path = file.as_ref();
+        let source =
+            FileSource::open(path, content_type, self.inner.cache.clone()).map_err(|e| {
+                let path = path.to_owned();
+                match e {
+                    Unpublishable::Io(source) => UrlError::File { path, source },
+                    Unpublishable::NotAFile => UrlError::NotAFile { path },
+                }
+            })?;
         let key = suffix.key();
         let entry = Arc::new(UrlEntry {
             prefix: self.inner.prefix.clone(),

@@ -1,0 +1,89 @@
+//! Who is asking and what a connection has proved, and the outcome of authenticating: the types the
+//! authenticator and the handshakes share.
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+
+use super::basic::HeaderError;
+use super::{ntlm, Identity, Limited};
+use crate::tls::ClientIdentity;
+
+/// What a connection has proved about itself, and the handshakes in progress on it.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionAuth(Mutex<ConnState>);
+
+#[derive(Debug, Default)]
+pub(super) struct ConnState {
+    pub(super) ntlm: ntlm::Acceptor,
+    /// A Kerberos context that needs another leg.
+    #[cfg(feature = "negotiate")]
+    pub(super) gss: Option<libgssapi::context::ServerCtx>,
+    pub(super) identity: Option<Identity>,
+    /// The MechTypeList of the NegTokenInit that started an NTLM-in-SPNEGO handshake.
+    pub(super) spnego_mech_list: Option<Vec<u8>>,
+    /// The client's mechListMIC from its last NegTokenResp.
+    pub(super) spnego_mic: Option<Vec<u8>>,
+}
+
+impl ConnectionAuth {
+    pub(super) fn lock(&self) -> MutexGuard<'_, ConnState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Who is asking, as far as the connection tells.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller<'a> {
+    pub(crate) peer: SocketAddr,
+    /// The connection is TLS.
+    pub(crate) secure: bool,
+    /// The verified client certificate, if the caller presented one.
+    pub(crate) certificate: Option<&'a ClientIdentity>,
+    pub(crate) connection: &'a ConnectionAuth,
+}
+
+/// A caller let in: who, and the last token of a handshake to send back with the response (SPNEGO's
+/// accept-completed, Kerberos's mutual-authentication token).
+#[derive(Debug)]
+pub(crate) struct Granted {
+    pub(crate) identity: Identity,
+    pub(crate) reply: Option<String>,
+}
+
+impl From<Identity> for Granted {
+    fn from(identity: Identity) -> Self {
+        Granted {
+            identity,
+            reply: None,
+        }
+    }
+}
+
+/// Why a caller is not let in (yet).
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// 401 with these WWW-Authenticate values (a challenge, or the next leg of a handshake).
+    Challenge(Vec<String>),
+    /// A malformed Authorization header.
+    Malformed(HeaderError),
+    /// A malformed token inside it.
+    BadToken(&'static str),
+    /// 403 with this reason.
+    Forbidden(&'static str),
+    /// Too many failures from this source or at this account.
+    Limited(Limited),
+    /// Too many password checks waiting at once.
+    Busy,
+}
+
+impl From<HeaderError> for Refusal {
+    fn from(e: HeaderError) -> Self {
+        Refusal::Malformed(e)
+    }
+}
+
+impl From<Limited> for Refusal {
+    fn from(l: Limited) -> Self {
+        Refusal::Limited(l)
+    }
+}

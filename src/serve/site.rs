@@ -1,0 +1,32 @@
+//! `Site`: what the serve loop needs of a server, handed to it explicitly by the server that owns it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::auth::Authenticator;
+use crate::router::RouteTable;
+use crate::tls::PortConfigs;
+
+/// The connection settings, the routing and TLS snapshots the server publishes, and authentication.
+#[derive(Debug)]
+pub(crate) struct Site {
+    pub(crate) settings: Settings,
+    pub(crate) routes: ArcSwap<RouteTable>,
+    /// The rustls configuration of each port that has TLS settings, rebuilt on every change.
+    pub(crate) tls: ArcSwap<HashMap<u16, PortConfigs>>,
+    pub(crate) auth: Authenticator,
+}
+
+/// Connection deadlines and bounds, fixed when the server is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) header_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) min_send_rate: u64,
+    pub(crate) min_send_window: Duration,
+    pub(crate) max_connections: usize,
+}
