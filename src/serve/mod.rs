@@ -11,6 +11,8 @@ mod response;
 mod service;
 mod site;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use listen::Running;
 pub(crate) use site::{Settings, Site};
