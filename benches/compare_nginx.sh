@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Load comparison, not a test: bcs against nginx on loopback, side by side in one run (PERF.md).
+# Load comparison, not a test: bcs against nginx on loopback, side by side in one run.
 #
 #   benches/compare_nginx.sh            # 3 interleaved rounds, 10 s of wrk each
 #   ROUNDS=1 DURATION=3 benches/compare_nginx.sh
 #
 # Small file: wrk, 1 thread, 50 keep-alive connections, 1 KiB file -> requests/s.
 # Large file: curl, one stream, 1 GiB file, three times per round -> MB/s.
-# nginx runs with 2 workers and sendfile, once with tcp_nopush on and once off (PERF.md: "on" favours small
+# nginx runs with 2 workers and sendfile, once with tcp_nopush on and once off ("on" favours small
 # files, "off" single streams). Access logs are off on both sides. Prints medians and bcs/nginx ratios.
 # HTTPS: the same two measurements against bcs and nginx serving one self-signed P-256 certificate.
 # Needs: nginx, wrk, curl, openssl (Debian packages of those names). Everything binds 127.0.0.1 and stops by itself.

@@ -19,19 +19,22 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `server` | [`Server`] and its builder: groups, listeners, the routing snapshot (the composition root) |
-//! | `serve` | accept loop, connection deadlines, the request path, errors → responses (one place) |
+//! | `server` | [`Server`] and its builder: groups, listeners, the routing snapshot (the composition root); it hands `serve` a `Site` |
+//! | [`config`] | the whole configuration as serde data: [`Server::config`] out, [`Server::apply`] in |
+//! | `serve` | accept loop, connection deadlines, the request path, errors → responses (one place); imports no `server` |
 //! | [`url`] | [`UrlPrefix`] (HTTP.sys grammar), suffixes and request paths, [`UrlGroup`], [`Url`] |
 //! | `router` | host category, then whole-segment prefix → group |
 //! | [`tls`] | certificates per port and per SNI name, hot replacement, client certificates |
-//! | [`auth`] | who a request comes from: `Identity` and its token of SIDs |
+//! | [`auth`] | who a request comes from: one `authenticate` call over Basic, NTLM, Negotiate, certificates; `Identity` and its token of SIDs |
 //! | [`authz`] | SDDL security descriptors, SIDs, the Windows access check |
 //! | [`files`] | validators, preconditions, ranges, multipart, the streamed body |
 //! | [`limits`] | per-group ConnectionLimit (transfer permits) and BandwidthLimit (shared token bucket) |
 
 pub mod auth;
 pub mod authz;
+pub mod config;
 mod error;
+mod events;
 pub mod files;
 pub mod limits;
 mod router;
@@ -40,11 +43,16 @@ mod server;
 pub mod tls;
 pub mod url;
 
+// The names most programs need; the rest are in their modules.
 pub use auth::{AuthError, AuthScheme, Identity, Password, Principals};
+pub use config::{Change, ServerConfig};
 pub use error::Error;
 pub use limits::{ByteRate, ConnectionLimit, LimitError};
-pub use server::{Server, ServerBuilder, ServerError};
-pub use tls::{ClientCertMode, ClientCertificates, ClientIdentity, ServerCertificate, TlsError};
+pub use server::{IntoPrefix, Server, ServerBuilder, ServerError};
+pub use tls::{
+    CertificateSource, ClientCertMode, ClientCertificates, ClientIdentity, ServerCertificate,
+    TlsError,
+};
 pub use url::{GroupProperty, Host, PrefixError, Scheme, Url, UrlError, UrlGroup, UrlPrefix};
 
 /// The README's examples are compiled as doctests so that they stay true.

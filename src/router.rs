@@ -97,6 +97,7 @@ mod tests {
             prefix.parse().unwrap(),
             crate::files::FileCache::new(std::time::Duration::ZERO, 0, 0),
             None,
+            Default::default(),
         )
     }
 

@@ -37,7 +37,7 @@ pub(crate) struct Authenticator {
     pub(crate) refuse_unknown_principals: bool,
     /// The Kerberos acceptor credential, from the keytab, acquired on first use.
     #[cfg(feature = "negotiate")]
-    pub(crate) kerberos: std::sync::OnceLock<Result<libgssapi::credential::Cred, String>>,
+    pub(crate) kerberos: std::sync::Mutex<Option<libgssapi::credential::Cred>>,
 }
 
 impl Authenticator {
@@ -49,7 +49,7 @@ impl Authenticator {
             ntlm_names,
             refuse_unknown_principals,
             #[cfg(feature = "negotiate")]
-            kerberos: std::sync::OnceLock::new(),
+            kerberos: std::sync::Mutex::new(None),
         }
     }
 }
@@ -113,13 +113,19 @@ impl Authenticator {
                 let attempt = self.failures.attempt(caller.peer.ip(), Some(&user))?;
                 match self
                     .verify_basic(principals.clone(), user.clone(), password)
-                    .await?
+                    .await
                 {
-                    Some(identity) => {
+                    Ok(Some(identity)) => {
                         attempt.succeeded();
                         Ok(identity.into())
                     }
-                    None => {
+                    Err(busy) => {
+                        // SECURITY: no check ran, so no guess was made: counting it would let a flood
+                        // that fills the queue lock out the sources and accounts of honest callers.
+                        attempt.not_checked();
+                        Err(busy)
+                    }
+                    Ok(None) => {
                         tracing::info!(target: "bits_compact::auth", %user, peer = %caller.peer, "Basic authentication failed");
                         Err(leg.challenge())
                     }

@@ -29,7 +29,7 @@ pub(super) struct Leg<'a> {
     #[cfg(feature = "negotiate")]
     pub(super) refuse_unknown_principals: bool,
     #[cfg(feature = "negotiate")]
-    pub(super) kerberos: &'a std::sync::OnceLock<Result<libgssapi::credential::Cred, String>>,
+    pub(super) kerberos: &'a std::sync::Mutex<Option<libgssapi::credential::Cred>>,
 }
 
 /// How an NTLM token travelled, and so how to answer it.
@@ -206,14 +206,17 @@ mod kerberos {
     use super::*;
     use crate::auth::{Identity, Principals, Scheme};
 
-    /// The acceptor credential from the default keytab (KRB5_KTNAME), acquired once.
-    fn credential(leg: &Leg<'_>) -> Result<libgssapi::credential::Cred, String> {
+    /// The acceptor credential from the default keytab (KRB5_KTNAME): acquired on first use and kept;
+    /// tried again on the next request while it cannot be (a keytab put in place later is used).
+    fn credential(leg: &Leg<'_>) -> Result<libgssapi::credential::Cred, libgssapi::error::Error> {
         use libgssapi::credential::{Cred, CredUsage};
-        leg.kerberos
-            .get_or_init(|| {
-                Cred::acquire(None, None, CredUsage::Accept, None).map_err(|e| e.to_string())
-            })
-            .clone()
+        let mut kept = leg.kerberos.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cred) = kept.as_ref() {
+            return Ok(cred.clone());
+        }
+        let cred = Cred::acquire(None, None, CredUsage::Accept, None)?;
+        *kept = Some(cred.clone());
+        Ok(cred)
     }
 
     pub(super) async fn accept(leg: &Leg<'_>, raw: &[u8]) -> Result<Granted, Refusal> {

@@ -196,6 +196,12 @@ pub(crate) struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
+    /// The credentials were not checked at all (the server was too busy): no guess was made, and the
+    /// failure is taken back.
+    pub(crate) fn not_checked(self) {
+        self.succeeded();
+    }
+
     /// The credentials were right (or the step was not a guess at all): the failure is taken back.
     pub(crate) fn succeeded(self) {
         let mut t = self

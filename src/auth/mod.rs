@@ -5,14 +5,18 @@
 //! Authenticated Users (`AU`) with the identity's own SIDs, or Anonymous (`AN`).
 
 mod authenticator;
+// The parsers and the NTLM acceptor are public only for the fuzz targets (fuzz/): not part of the API.
+#[doc(hidden)]
 pub mod basic;
 mod caller;
 mod checks;
 mod handshake;
 mod limiter;
+#[doc(hidden)]
 pub mod ntlm;
 mod password;
 mod principals;
+#[doc(hidden)]
 pub mod spnego;
 
 use std::path::PathBuf;
@@ -22,8 +26,8 @@ pub(crate) use authenticator::Authenticator;
 pub(crate) use caller::{Caller, ConnectionAuth, Granted, Refusal};
 pub(crate) use checks::{PasswordChecks, TooManyChecks};
 pub(crate) use limiter::{FailureLimiter, Limited};
-pub use password::{NtHash, Password, PasswordHash};
-pub use principals::{Group, Principals, User};
+pub use password::{HashError, NtHash, Password, PasswordHash};
+pub use principals::{Group, Principals, PrincipalsError, User};
 
 use crate::authz::Sid;
 use crate::tls::ClientIdentity;
@@ -51,12 +55,13 @@ pub enum AuthError {
         source: std::io::Error,
     },
     /// The principals file is not valid.
-    #[error("invalid principals file {path:?}: {reason}")]
+    #[error("invalid principals file {path:?}")]
     Principals {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: PrincipalsError,
     },
     /// A password could not be hashed.
     #[error("cannot hash the password: {0}")]
@@ -84,6 +89,14 @@ pub enum AuthScheme {
 }
 
 impl AuthScheme {
+    /// Every scheme, in the order challenges are offered.
+    pub const ALL: [AuthScheme; 4] = [
+        AuthScheme::Negotiate,
+        AuthScheme::Ntlm,
+        AuthScheme::Basic,
+        AuthScheme::ClientCertificate,
+    ];
+
     fn bit(self) -> u8 {
         match self {
             AuthScheme::Negotiate => 1,
@@ -105,18 +118,63 @@ impl std::fmt::Display for AuthScheme {
     }
 }
 
-impl std::str::FromStr for AuthScheme {
-    type Err = String;
+/// A scheme name, or number, that names no scheme.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected negotiate, ntlm, basic or client-cert")]
+pub struct UnknownScheme(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for AuthScheme {
+    type Err = UnknownScheme;
+
+    fn from_str(s: &str) -> Result<Self, UnknownScheme> {
         match s.to_ascii_lowercase().as_str() {
             "negotiate" => Ok(AuthScheme::Negotiate),
             "ntlm" => Ok(AuthScheme::Ntlm),
             "basic" => Ok(AuthScheme::Basic),
             "client-cert" | "client-certificate" => Ok(AuthScheme::ClientCertificate),
-            _ => Err(format!(
-                "{s:?}: expected negotiate, ntlm, basic or client-cert"
-            )),
+            _ => Err(UnknownScheme(s.to_owned())),
+        }
+    }
+}
+
+impl AuthScheme {
+    /// The scheme of the original's COM interface (ICompactServerUrlGroup::SetAuthentication): 1
+    /// Negotiate, 2 NTLM, 3 client certificate (reserved there, ours here). Basic has no COM number.
+    pub fn from_com(n: u32) -> Result<Self, UnknownScheme> {
+        match n {
+            1 => Ok(AuthScheme::Negotiate),
+            2 => Ok(AuthScheme::Ntlm),
+            3 => Ok(AuthScheme::ClientCertificate),
+            _ => Err(UnknownScheme(n.to_string())),
+        }
+    }
+
+    /// The scheme of the original's WMI provider (BitsCompactServerUrlGroup.SetAuthentication): 0
+    /// Negotiate, 1 NTLM.
+    pub fn from_wmi(n: u32) -> Result<Self, UnknownScheme> {
+        match n {
+            0 => Ok(AuthScheme::Negotiate),
+            1 => Ok(AuthScheme::Ntlm),
+            _ => Err(UnknownScheme(n.to_string())),
+        }
+    }
+
+    /// This scheme's COM number, if it has one.
+    pub fn com(self) -> Option<u32> {
+        match self {
+            AuthScheme::Negotiate => Some(1),
+            AuthScheme::Ntlm => Some(2),
+            AuthScheme::ClientCertificate => Some(3),
+            AuthScheme::Basic => None,
+        }
+    }
+
+    /// This scheme's WMI number, if it has one.
+    pub fn wmi(self) -> Option<u32> {
+        match self {
+            AuthScheme::Negotiate => Some(0),
+            AuthScheme::Ntlm => Some(1),
+            _ => None,
         }
     }
 }

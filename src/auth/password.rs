@@ -34,6 +34,24 @@ impl fmt::Debug for Password {
     }
 }
 
+/// Why a stored hash is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashError {
+    /// Not a valid argon2id PHC string.
+    #[error("not a valid argon2id hash")]
+    Argon2,
+    /// A bcrypt hash of the wrong length.
+    #[error("not a valid bcrypt hash (60 characters)")]
+    Bcrypt,
+    /// Neither kind: perhaps a plain password.
+    #[error("a password must be an argon2id or bcrypt hash, never plain text")]
+    NotAHash,
+    /// An NT hash that is not 32 hex digits.
+    #[error("an nt_hash is 32 hex digits")]
+    NtHash,
+}
+
 /// A password hash from the principals file: argon2id (what we write) or bcrypt (`$2y$`, `$2b$`, `$2a$`,
 /// as htpasswd -B writes).
 #[derive(Clone, PartialEq, Eq)]
@@ -47,16 +65,15 @@ impl fmt::Debug for PasswordHash {
 
 impl PasswordHash {
     /// Accepts an argon2id PHC string or a bcrypt hash.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, HashError> {
         if text.starts_with("$argon2id$") {
-            argon2::password_hash::phc::PasswordHash::new(text)
-                .map_err(|e| format!("invalid argon2id hash: {e}"))?;
+            argon2::password_hash::phc::PasswordHash::new(text).map_err(|_| HashError::Argon2)?;
         } else if ["$2y$", "$2b$", "$2a$"].iter().any(|p| text.starts_with(p)) {
             if text.len() != 60 {
-                return Err("invalid bcrypt hash".into());
+                return Err(HashError::Bcrypt);
             }
         } else {
-            return Err("password must be an argon2id or bcrypt hash, never plain text".into());
+            return Err(HashError::NotAHash);
         }
         Ok(PasswordHash(text.to_owned()))
     }
@@ -203,15 +220,15 @@ impl NtHash {
     }
 
     /// 32 hex digits.
-    pub fn parse(hex: &str) -> Result<Self, String> {
+    pub fn parse(hex: &str) -> Result<Self, HashError> {
         let bytes = hex.as_bytes();
         if bytes.len() != 32 {
-            return Err("nt_hash must be 32 hex digits".into());
+            return Err(HashError::NtHash);
         }
         let mut out = [0u8; 16];
         for (i, pair) in bytes.chunks(2).enumerate() {
-            let text = std::str::from_utf8(pair).map_err(|_| "nt_hash must be hex")?;
-            out[i] = u8::from_str_radix(text, 16).map_err(|_| "nt_hash must be hex")?;
+            let text = std::str::from_utf8(pair).map_err(|_| HashError::NtHash)?;
+            out[i] = u8::from_str_radix(text, 16).map_err(|_| HashError::NtHash)?;
         }
         Ok(NtHash(out))
     }

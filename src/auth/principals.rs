@@ -24,12 +24,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::password::{NtHash, Password, PasswordHash};
+use super::password::{HashError, NtHash, Password, PasswordHash};
 use super::AuthError;
 use crate::authz::Sid;
 
-/// The parsed principals file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The parsed principals file. In a [`ServerConfig`](crate::config::ServerConfig) it takes the file's
+/// form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "FileForm", into = "FileForm")]
 pub struct Principals {
     machine_sid: Option<Sid>,
     users: BTreeMap<String, User>,
@@ -60,7 +62,7 @@ pub struct Group {
 
 #[derive(Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct FileForm {
+pub(crate) struct FileForm {
     #[serde(skip_serializing_if = "Option::is_none")]
     machine_sid: Option<String>,
     #[serde(default)]
@@ -71,7 +73,7 @@ struct FileForm {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UserForm {
+pub(crate) struct UserForm {
     sid: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     groups: Vec<String>,
@@ -85,7 +87,7 @@ struct UserForm {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GroupForm {
+pub(crate) struct GroupForm {
     sid: String,
 }
 
@@ -97,102 +99,21 @@ impl Principals {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|reason| AuthError::Principals {
+        Self::parse(&text).map_err(|source| AuthError::Principals {
             path: path.to_owned(),
-            reason,
+            source,
         })
     }
 
     /// Parses the TOML text of a principals file.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let form: FileForm = toml::from_str(text).map_err(|e| e.to_string())?;
-        let sid = |what: &str, s: &str| s.parse::<Sid>().map_err(|e| format!("{what}: {e}"));
-        let mut principals = Principals {
-            machine_sid: form
-                .machine_sid
-                .as_deref()
-                .map(|s| sid("machine_sid", s))
-                .transpose()?,
-            ..Default::default()
-        };
-        let duplicate = |names: Vec<&String>| {
-            let mut seen = std::collections::HashSet::new();
-            names
-                .into_iter()
-                .find(|n| !seen.insert(n.to_lowercase()))
-                .cloned()
-        };
-        // Names compare case-insensitively, as Windows account names do: `Alice` and `alice` are one name.
-        if let Some(name) = duplicate(form.users.keys().collect()) {
-            return Err(format!("user {name}: defined twice (names ignore case)"));
-        }
-        if let Some(name) = duplicate(form.groups.keys().collect()) {
-            return Err(format!("group {name}: defined twice (names ignore case)"));
-        }
-        for (name, g) in form.groups {
-            let group = Group {
-                sid: sid(&format!("group {name}"), &g.sid)?,
-            };
-            principals.groups.insert(name, group);
-        }
-        for (name, u) in form.users {
-            for g in &u.groups {
-                if !principals.groups.keys().any(|k| k.eq_ignore_ascii_case(g)) {
-                    return Err(format!("user {name}: no group {g:?} in [groups]"));
-                }
-            }
-            let user = User {
-                sid: sid(&format!("user {name}"), &u.sid)?,
-                groups: u.groups,
-                password: u
-                    .password
-                    .map(|p| PasswordHash::parse(&p))
-                    .transpose()
-                    .map_err(|e| format!("user {name}: {e}"))?,
-                nt_hash: u
-                    .nt_hash
-                    .map(|h| NtHash::parse(&h))
-                    .transpose()
-                    .map_err(|e| format!("user {name}: {e}"))?,
-                certificates: u.certificates,
-            };
-            principals.users.insert(name, user);
-        }
-        Ok(principals)
+    pub fn parse(text: &str) -> Result<Self, PrincipalsError> {
+        let form: FileForm = toml::from_str(text).map_err(PrincipalsError::Toml)?;
+        Self::try_from(form)
     }
 
     /// The TOML text of this file.
     pub fn to_toml(&self) -> String {
-        let form = FileForm {
-            machine_sid: self.machine_sid.as_ref().map(ToString::to_string),
-            users: self
-                .users
-                .iter()
-                .map(|(name, u)| {
-                    let form = UserForm {
-                        sid: u.sid.to_string(),
-                        groups: u.groups.clone(),
-                        password: u.password.as_ref().map(|p| p.as_str().to_owned()),
-                        nt_hash: u.nt_hash.as_ref().map(NtHash::to_hex),
-                        certificates: u.certificates.clone(),
-                    };
-                    (name.clone(), form)
-                })
-                .collect(),
-            groups: self
-                .groups
-                .iter()
-                .map(|(name, g)| {
-                    (
-                        name.clone(),
-                        GroupForm {
-                            sid: g.sid.to_string(),
-                        },
-                    )
-                })
-                .collect(),
-        };
-        let body = toml::to_string_pretty(&form).unwrap_or_default();
+        let body = toml::to_string_pretty(&FileForm::from(self.clone())).unwrap_or_default();
         format!("# bits_compact principals. SECURITY: nt_hash values are password-equivalent; keep this file mode 0600.\n{body}")
     }
 
@@ -349,6 +270,159 @@ impl Principals {
     }
 }
 
+/// Why a principals file is refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrincipalsError {
+    /// Not TOML of the expected shape.
+    #[error("not a principals file")]
+    Toml(#[source] toml::de::Error),
+    /// A SID that does not parse.
+    #[error("{what}: invalid SID")]
+    Sid {
+        /// Whose SID (`user alice`, `group deploy`, `machine_sid`).
+        what: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::authz::SidError,
+    },
+    /// Two users, or two groups, whose names differ only in case.
+    #[error("{kind} {name}: defined twice (names ignore case)")]
+    Duplicate {
+        /// `user` or `group`.
+        kind: &'static str,
+        /// The second name.
+        name: String,
+    },
+    /// A user in a group the file does not define.
+    #[error("user {user}: no group {group:?} in [groups]")]
+    UnknownGroup {
+        /// The user.
+        user: String,
+        /// The group.
+        group: String,
+    },
+    /// A password hash or NT hash that is refused.
+    #[error("user {user}: invalid password or nt_hash")]
+    Hash {
+        /// The user.
+        user: String,
+        /// What is wrong.
+        #[source]
+        source: HashError,
+    },
+}
+
+impl TryFrom<FileForm> for Principals {
+    type Error = PrincipalsError;
+
+    fn try_from(form: FileForm) -> Result<Self, PrincipalsError> {
+        let sid = |what: &str, s: &str| {
+            s.parse::<Sid>().map_err(|source| PrincipalsError::Sid {
+                what: what.to_owned(),
+                source,
+            })
+        };
+        let mut principals = Principals {
+            machine_sid: form
+                .machine_sid
+                .as_deref()
+                .map(|s| sid("machine_sid", s))
+                .transpose()?,
+            ..Default::default()
+        };
+        let duplicate = |names: Vec<&String>| {
+            let mut seen = std::collections::HashSet::new();
+            names
+                .into_iter()
+                .find(|n| !seen.insert(n.to_lowercase()))
+                .cloned()
+        };
+        // Names compare case-insensitively, as Windows account names do: `Alice` and `alice` are one name.
+        if let Some(name) = duplicate(form.users.keys().collect()) {
+            return Err(PrincipalsError::Duplicate { kind: "user", name });
+        }
+        if let Some(name) = duplicate(form.groups.keys().collect()) {
+            return Err(PrincipalsError::Duplicate {
+                kind: "group",
+                name,
+            });
+        }
+        for (name, g) in form.groups {
+            let group = Group {
+                sid: sid(&format!("group {name}"), &g.sid)?,
+            };
+            principals.groups.insert(name, group);
+        }
+        for (name, u) in form.users {
+            for g in &u.groups {
+                if !principals.groups.keys().any(|k| k.eq_ignore_ascii_case(g)) {
+                    return Err(PrincipalsError::UnknownGroup {
+                        user: name,
+                        group: g.clone(),
+                    });
+                }
+            }
+            let user =
+                User {
+                    sid: sid(&format!("user {name}"), &u.sid)?,
+                    groups: u.groups,
+                    password: u
+                        .password
+                        .map(|p| PasswordHash::parse(&p))
+                        .transpose()
+                        .map_err(|source| PrincipalsError::Hash {
+                            user: name.clone(),
+                            source,
+                        })?,
+                    nt_hash: u.nt_hash.map(|h| NtHash::parse(&h)).transpose().map_err(
+                        |source| PrincipalsError::Hash {
+                            user: name.clone(),
+                            source,
+                        },
+                    )?,
+                    certificates: u.certificates,
+                };
+            principals.users.insert(name, user);
+        }
+        Ok(principals)
+    }
+}
+
+impl From<Principals> for FileForm {
+    fn from(p: Principals) -> Self {
+        FileForm {
+            machine_sid: p.machine_sid.as_ref().map(ToString::to_string),
+            users: p
+                .users
+                .iter()
+                .map(|(name, u)| {
+                    let form = UserForm {
+                        sid: u.sid.to_string(),
+                        groups: u.groups.clone(),
+                        password: u.password.as_ref().map(|p| p.as_str().to_owned()),
+                        nt_hash: u.nt_hash.as_ref().map(NtHash::to_hex),
+                        certificates: u.certificates.clone(),
+                    };
+                    (name.clone(), form)
+                })
+                .collect(),
+            groups: p
+                .groups
+                .iter()
+                .map(|(name, g)| {
+                    (
+                        name.clone(),
+                        GroupForm {
+                            sid: g.sid.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".tmp{}", std::process::id()));
@@ -420,7 +494,7 @@ mod tests {
     fn names_differing_only_in_case_are_one_name() {
         let text = "[users.alice]\nsid = \"S-1-5-21-1-2-3-1001\"\n[users.Alice]\nsid = \"S-1-5-21-1-2-3-1002\"\n";
         let e = Principals::parse(text).unwrap_err();
-        assert!(e.contains("defined twice"), "{e}");
+        assert!(e.to_string().contains("defined twice"), "{e}");
         let text = "[groups.ops]\nsid = \"S-1-5-21-1-2-3-1100\"\n[users.a]\nsid = \"S-1-5-21-1-2-3-1001\"\ngroups = [\"OPS\"]\n";
         let p = Principals::parse(text).unwrap();
         assert_eq!(p.group_sids(p.user("a").unwrap().1).len(), 1);
@@ -456,12 +530,12 @@ certificates = ["alice@corp.example", "ABCDEF0123"]
     fn bad_files_say_what_is_wrong() {
         assert!(Principals::parse("users = 3").is_err());
         let e = Principals::parse("[users.a]\nsid = \"S-1-5-x\"").unwrap_err();
-        assert!(e.contains("user a"), "{e}");
+        assert!(e.to_string().contains("user a"), "{e}");
         let e = Principals::parse("[users.a]\nsid = \"S-1-5-21-1\"\ngroups = [\"g\"]").unwrap_err();
-        assert!(e.contains("no group"), "{e}");
+        assert!(e.to_string().contains("no group"), "{e}");
         let e =
             Principals::parse("[users.a]\nsid = \"S-1-5-21-1\"\npassword = \"plain\"").unwrap_err();
-        assert!(e.contains("user a"), "{e}");
+        assert!(e.to_string().contains("user a"), "{e}");
         assert!(Principals::parse("surprise = 1").is_err());
     }
 }

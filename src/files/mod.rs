@@ -8,6 +8,8 @@
 mod body;
 mod conditional;
 mod nofollow;
+// Public only for the fuzz targets (fuzz/): not part of the API.
+#[doc(hidden)]
 pub mod range;
 mod source;
 

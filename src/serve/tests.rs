@@ -30,7 +30,8 @@ fn fixture() -> Fixture {
     let file = dir.path().join("f.txt");
     std::fs::write(&file, b"abcdefghijklmnopqrstuvwxyz").unwrap();
     let cache = FileCache::new(Duration::ZERO, 0, 0);
-    let group = UrlGroup::new("http://+:8080/G/".parse().unwrap(), cache, None);
+    let prefix = "http://+:8080/G/".parse().unwrap();
+    let group = UrlGroup::new(prefix, cache, None, Default::default());
     group.add_url("f.txt", &file, None).unwrap();
     let site = Site {
         settings: Settings {
@@ -121,7 +122,7 @@ async fn a_group_with_schemes_challenges_an_anonymous_caller() {
     let f = fixture();
     f.group.set_authentication(AuthScheme::Ntlm, true).unwrap();
     f.group.set_authentication(AuthScheme::Basic, true).unwrap();
-    f.group.allow_basic_over_http(true);
+    f.group.allow_basic_over_http(true).unwrap();
     let (status, headers, body) = call(&f, get("/G/f.txt").body(Empty::new()).unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let challenges: Vec<_> = headers

@@ -135,6 +135,38 @@ impl ServerBuilder {
         self
     }
 
+    /// Takes every setting from `settings` (as [`Server::config`] reports them).
+    pub fn settings(
+        mut self,
+        settings: &crate::config::ServerSettings,
+    ) -> Result<Self, ServerError> {
+        let s = settings;
+        let ms = Duration::from_millis;
+        let domain = s
+            .domain_sid
+            .as_deref()
+            .map(str::parse::<Sid>)
+            .transpose()
+            .map_err(|e| ServerError::Config(vec![format!("domain_sid: {e}")]))?;
+        self.config = Config {
+            bind: s.bind.clone(),
+            domain,
+            refuse_unknown_principals: s.refuse_unknown_principals,
+            header_timeout: ms(s.header_timeout_ms),
+            handshake_timeout: ms(s.handshake_timeout_ms),
+            idle_timeout: ms(s.idle_timeout_ms),
+            drain_timeout: ms(s.drain_timeout_ms),
+            min_send_rate: s.min_send_rate,
+            min_send_window: ms(s.min_send_window_ms),
+            max_connections: s.max_connections,
+            revalidate: ms(s.revalidate_ms),
+            cache_file_max: s.memory_cache_file_limit,
+            cache_total: s.memory_cache_total,
+            ..self.config
+        };
+        Ok(self)
+    }
+
     /// Checks the settings and builds the server; reports every problem at once.
     pub fn build(self) -> Result<Server, ServerError> {
         let c = &self.config;
@@ -181,6 +213,7 @@ impl ServerBuilder {
             shared: Arc::new(Shared {
                 config: self.config,
                 files,
+                events: Arc::default(),
                 site: Arc::new(site),
                 state: Mutex::new(State {
                     groups: Vec::new(),

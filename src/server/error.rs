@@ -64,6 +64,9 @@ pub enum ServerError {
     /// Publishing a URL failed.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// A configuration to apply has other settings than the server was built with.
+    #[error("the settings (addresses, timeouts, caches) are fixed when a server is built; apply cannot change them")]
+    FixedSettings,
 }
 
 fn list(addrs: &[SocketAddr]) -> String {

@@ -13,6 +13,7 @@
 //! fit is refused (`ServerError::AddressConflict`); a port's addresses never change while it is open.
 
 mod builder;
+mod config;
 mod error;
 mod listen;
 mod tls;
@@ -28,11 +29,12 @@ pub use builder::ServerBuilder;
 pub use error::ServerError;
 
 use crate::auth::Principals;
+use crate::events::{Change, Events};
 use crate::files::FileCache;
 use crate::router::RouteTable;
 use crate::serve::{Running, Site};
 use crate::tls::PortTls;
-use crate::url::{Host, Scheme, Url, UrlGroup, UrlPrefix};
+use crate::url::{Host, PrefixError, Scheme, Url, UrlGroup, UrlPrefix};
 
 /// The file server: URL groups, their listeners and the serve loop. Cheap to clone; all clones are the same
 /// server, so one task can serve while another adds and removes groups and URLs.
@@ -45,6 +47,8 @@ pub struct Server {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     files: Arc<FileCache>,
+    /// Every change goes through this record, in order, and is told to the listener.
+    events: Arc<Events>,
     /// What the serve loop reads: settings, the routing and TLS snapshots, authentication.
     pub(crate) site: Arc<Site>,
     state: Mutex<State>,
@@ -81,10 +85,65 @@ impl Port {
     /// a port narrowed to one address takes only groups of that address, rather than silently starting to
     /// listen on others.
     fn admits(&self, host: &Host) -> bool {
-        match host {
-            Host::Ip(ip) => listen::covers(self.addrs.iter().map(SocketAddr::ip), *ip),
-            _ => self.narrowed_to.is_none(),
+        admits(&self.addrs, self.narrowed_to, host)
+    }
+}
+
+/// Whether a port listening on `addrs` (narrowed to one address by the group that opened it, or not) can
+/// serve a group for `host`.
+fn admits(addrs: &[SocketAddr], narrowed_to: Option<IpAddr>, host: &Host) -> bool {
+    match host {
+        Host::Ip(ip) => listen::covers(addrs.iter().map(SocketAddr::ip), *ip),
+        _ => narrowed_to.is_none(),
+    }
+}
+
+/// Removes a group from the server's state (its port closes if no group is left on it) and marks its
+/// handles deleted.
+fn remove_group(state: &mut State, prefix: &UrlPrefix) -> Result<UrlGroup, ServerError> {
+    let at = state
+        .groups
+        .iter()
+        .position(|g| g.prefix() == prefix)
+        .ok_or_else(|| ServerError::GroupNotFound(prefix.to_string()))?;
+    let group = state.groups.remove(at);
+    group.mark_deleted();
+    let port = prefix.port();
+    if !state.groups.iter().any(|g| g.prefix().port() == port) {
+        if let Some(p) = state.ports.remove(&port) {
+            p.stop.cancel();
         }
+    }
+    Ok(group)
+}
+
+/// What names a URL group: its prefix as text (parsed here) or already parsed.
+pub trait IntoPrefix {
+    /// The prefix, or why the text is not one.
+    fn into_prefix(self) -> Result<UrlPrefix, PrefixError>;
+}
+
+impl IntoPrefix for &str {
+    fn into_prefix(self) -> Result<UrlPrefix, PrefixError> {
+        self.parse()
+    }
+}
+
+impl IntoPrefix for &String {
+    fn into_prefix(self) -> Result<UrlPrefix, PrefixError> {
+        self.parse()
+    }
+}
+
+impl IntoPrefix for UrlPrefix {
+    fn into_prefix(self) -> Result<UrlPrefix, PrefixError> {
+        Ok(self)
+    }
+}
+
+impl IntoPrefix for &UrlPrefix {
+    fn into_prefix(self) -> Result<UrlPrefix, PrefixError> {
+        Ok(self.clone())
     }
 }
 
@@ -109,41 +168,47 @@ impl Server {
     /// Creates a URL group (the original's CreateUrlGroup). Its port gets a listener now if it has none: on
     /// the prefix's address only if its host is an IP literal, else on the bind addresses. A group that the
     /// port's addresses cannot serve is refused (module docs).
-    pub fn create_url_group(&self, prefix: &str) -> Result<UrlGroup, ServerError> {
-        let prefix: UrlPrefix = prefix.parse()?;
-        let mut state = self.state();
-        if state.groups.iter().any(|g| *g.prefix() == prefix) {
-            return Err(ServerError::GroupExists(prefix.to_string()));
-        }
+    pub fn create_url_group(&self, prefix: impl IntoPrefix) -> Result<UrlGroup, ServerError> {
+        let prefix = prefix.into_prefix()?;
+        self.shared.events.record(
+            || {
+                let mut state = self.state();
+                let group = self.add_group(&mut state, prefix, None)?;
+                self.publish_routes(&state);
+                Ok(group)
+            },
+            |g| Some(Change::GroupCreated(g.prefix().to_string())),
+        )
+    }
+
+    /// Adds a group under the state lock, opening its port if it has none: with `opened` (sockets that
+    /// `apply` bound beforehand), else now.
+    fn add_group(
+        &self,
+        state: &mut State,
+        prefix: UrlPrefix,
+        opened: Option<(Vec<TcpListener>, Option<IpAddr>)>,
+    ) -> Result<UrlGroup, ServerError> {
+        self.check_group(state, &prefix)?;
         let port = prefix.port();
-        match state.ports.get(&port) {
-            Some(p) if p.scheme != prefix.scheme() => {
-                return Err(ServerError::SchemeConflict {
-                    port,
-                    existing: p.scheme,
-                    requested: prefix.scheme(),
-                })
+        if !state.ports.contains_key(&port) {
+            let (sockets, narrowed_to) = match opened {
+                Some(opened) => opened,
+                None => self.open_port(state, &prefix)?,
+            };
+            let addrs = local_addrs(&sockets);
+            let mut p = Port {
+                scheme: prefix.scheme(),
+                addrs,
+                narrowed_to,
+                sockets,
+                stop: tokio_util::sync::CancellationToken::new(),
+            };
+            if let Some(running) = &state.running {
+                let sockets = std::mem::take(&mut p.sockets);
+                running.start_port(port, p.is_tls(), sockets, &p.stop);
             }
-            Some(p) if !p.admits(prefix.host()) => {
-                return Err(address_conflict(&prefix, p.addrs.clone()))
-            }
-            Some(_) => {}
-            None => {
-                let (sockets, narrowed_to) = self.open_port(&mut state, &prefix)?;
-                let addrs = local_addrs(&sockets);
-                let mut p = Port {
-                    scheme: prefix.scheme(),
-                    addrs,
-                    narrowed_to,
-                    sockets,
-                    stop: tokio_util::sync::CancellationToken::new(),
-                };
-                if let Some(running) = &state.running {
-                    let sockets = std::mem::take(&mut p.sockets);
-                    running.start_port(port, p.is_tls(), sockets, &p.stop);
-                }
-                state.ports.insert(port, p);
-            }
+            state.ports.insert(port, p);
         }
         if prefix.scheme() == Scheme::Https
             && !state.tls.get(&port).is_some_and(|t| t.default.is_some())
@@ -154,10 +219,27 @@ impl Server {
             );
         }
         let domain = self.shared.config.domain.clone();
-        let group = UrlGroup::new(prefix, self.shared.files.clone(), domain);
+        let events = self.shared.events.clone();
+        let group = UrlGroup::new(prefix, self.shared.files.clone(), domain, events);
         state.groups.push(group.clone());
-        self.publish_routes(&state);
         Ok(group)
+    }
+
+    /// Why a group with this prefix cannot be added now, if it cannot: it exists, or its port serves the
+    /// other scheme or other addresses.
+    fn check_group(&self, state: &State, prefix: &UrlPrefix) -> Result<(), ServerError> {
+        if state.groups.iter().any(|g| g.prefix() == prefix) {
+            return Err(ServerError::GroupExists(prefix.to_string()));
+        }
+        match state.ports.get(&prefix.port()) {
+            Some(p) if p.scheme != prefix.scheme() => Err(ServerError::SchemeConflict {
+                port: prefix.port(),
+                existing: p.scheme,
+                requested: prefix.scheme(),
+            }),
+            Some(p) if !p.admits(prefix.host()) => Err(address_conflict(prefix, p.addrs.clone())),
+            _ => Ok(()),
+        }
     }
 
     /// The listening sockets for the port of `prefix`, which has none yet, and the address they were
@@ -199,28 +281,22 @@ impl Server {
 
     /// Deletes a URL group (the original's DeleteUrlGroup). Its URLs stop being served at once; a port left
     /// with no group is closed. Transfers already under way finish.
-    pub fn delete_url_group(&self, prefix: &str) -> Result<(), ServerError> {
-        let prefix: UrlPrefix = prefix.parse()?;
-        let mut state = self.state();
-        let at = state
-            .groups
-            .iter()
-            .position(|g| *g.prefix() == prefix)
-            .ok_or_else(|| ServerError::GroupNotFound(prefix.to_string()))?;
-        state.groups.remove(at);
-        let port = prefix.port();
-        if !state.groups.iter().any(|g| g.prefix().port() == port) {
-            if let Some(p) = state.ports.remove(&port) {
-                p.stop.cancel();
-            }
-        }
-        self.publish_routes(&state);
-        Ok(())
+    pub fn delete_url_group(&self, prefix: impl IntoPrefix) -> Result<(), ServerError> {
+        let prefix = prefix.into_prefix()?;
+        self.shared.events.record(
+            || {
+                let mut state = self.state();
+                remove_group(&mut state, &prefix)?;
+                self.publish_routes(&state);
+                Ok(())
+            },
+            |()| Some(Change::GroupDeleted(prefix.to_string())),
+        )
     }
 
     /// The group with this prefix (the original's GetUrlGroup).
-    pub fn url_group(&self, prefix: &str) -> Result<UrlGroup, ServerError> {
-        let prefix: UrlPrefix = prefix.parse()?;
+    pub fn url_group(&self, prefix: impl IntoPrefix) -> Result<UrlGroup, ServerError> {
+        let prefix = prefix.into_prefix()?;
         self.state()
             .groups
             .iter()
@@ -238,12 +314,13 @@ impl Server {
     /// CreateUrl).
     pub fn create_url(
         &self,
-        prefix: &str,
+        prefix: impl IntoPrefix,
         suffix: &str,
         file: impl AsRef<Path>,
         sddl: Option<&str>,
     ) -> Result<Url, ServerError> {
-        let group = match self.url_group(prefix) {
+        let prefix = prefix.into_prefix()?;
+        let group = match self.url_group(&prefix) {
             Ok(group) => group,
             Err(ServerError::GroupNotFound(_)) => self.create_url_group(prefix)?,
             Err(e) => return Err(e),
@@ -284,11 +361,27 @@ impl Server {
     /// Sets the users and groups that Basic, NTLM and client-certificate mapping use; applies to the next
     /// request. Default is none: no password is accepted.
     pub fn set_principals(&self, principals: Principals) {
-        self.shared
-            .site
-            .auth
-            .principals
-            .store(Some(Arc::new(principals)));
+        let _ = self.shared.events.record(
+            || {
+                let auth = &self.shared.site.auth;
+                auth.principals.store(Some(Arc::new(principals)));
+                Ok::<(), std::convert::Infallible>(())
+            },
+            |()| Some(Change::PrincipalsChanged),
+        );
+    }
+
+    /// The users and groups set with [`Server::set_principals`], if any.
+    pub fn principals(&self) -> Option<Principals> {
+        let principals = self.shared.site.auth.principals.load_full();
+        principals.map(|p| Principals::clone(&p))
+    }
+
+    /// Calls `listener` with each change made to the server from now on, through any handle, in the order
+    /// made (replacing any listener set before). It runs while the change is recorded: keep it short, and
+    /// make no change to the server from it.
+    pub fn on_change(&self, listener: impl Fn(&Change) + Send + Sync + 'static) {
+        self.shared.events.listen(Box::new(listener));
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Server, ServerError};
+use crate::events::Change;
 use crate::tls::{CertificateInfo, ClientCertificates, PortTls, ServerCertificate};
 
 impl Server {
@@ -72,17 +73,22 @@ impl Server {
     /// Applies a change to a port's TLS settings, rebuilds its rustls configuration and publishes it; on
     /// error nothing changes.
     fn change_tls(&self, port: u16, change: impl FnOnce(&mut PortTls)) -> Result<(), ServerError> {
-        let mut state = self.state();
-        if state.ports.get(&port).is_some_and(|p| !p.is_tls()) {
-            return Err(ServerError::NotHttps(port));
-        }
-        let mut tls = state.tls.get(&port).cloned().unwrap_or_default();
-        change(&mut tls);
-        let config = tls.build()?;
-        state.tls.insert(port, tls);
-        let mut configs = HashMap::clone(&self.shared.site.tls.load());
-        configs.insert(port, config);
-        self.shared.site.tls.store(Arc::new(configs));
-        Ok(())
+        self.shared.events.record(
+            || {
+                let mut state = self.state();
+                if state.ports.get(&port).is_some_and(|p| !p.is_tls()) {
+                    return Err(ServerError::NotHttps(port));
+                }
+                let mut tls = state.tls.get(&port).cloned().unwrap_or_default();
+                change(&mut tls);
+                let config = tls.build()?;
+                state.tls.insert(port, tls);
+                let mut configs = HashMap::clone(&self.shared.site.tls.load());
+                configs.insert(port, config);
+                self.shared.site.tls.store(Arc::new(configs));
+                Ok(())
+            },
+            |()| Some(Change::TlsChanged(port)),
+        )
     }
 }

@@ -11,6 +11,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use super::source::{CertificateSource, SecretText};
 use super::TlsError;
 
 /// A server certificate chain with its private key.
@@ -18,6 +19,7 @@ use super::TlsError;
 pub struct ServerCertificate {
     pub(crate) key: Arc<CertifiedKey>,
     info: CertificateInfo,
+    source: CertificateSource,
 }
 
 impl fmt::Debug for ServerCertificate {
@@ -57,7 +59,47 @@ impl ServerCertificate {
         let (cert, key) = (cert.as_ref(), key.as_ref());
         let chain = read_chain(cert)?;
         let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
-        Self::from_parts(chain, key_der, cert, key)
+        let source = CertificateSource::PemFiles {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        };
+        Self::from_parts(chain, key_der, cert, key, source)
+    }
+
+    /// A PEM chain (end-entity first) and PEM private key given as text.
+    pub fn from_pem(cert: &str, key: &str) -> Result<Self, TlsError> {
+        let inline = Path::new("<inline PEM>");
+        let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| pem_error(inline, e))?;
+        if chain.is_empty() {
+            return Err(TlsError::NoCertificate {
+                path: inline.to_owned(),
+            });
+        }
+        let key_der =
+            PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| pem_error(inline, e))?;
+        let source = CertificateSource::Pem {
+            cert: cert.to_owned(),
+            key: SecretText::new(key),
+        };
+        Self::from_parts(chain, key_der, inline, inline, source)
+    }
+
+    /// Loads the certificate a source names.
+    pub fn from_source(source: &CertificateSource) -> Result<Self, TlsError> {
+        match source {
+            CertificateSource::PemFiles { cert, key } => Self::from_pem_files(cert, key),
+            CertificateSource::Pkcs12File { file, password } => {
+                Self::from_pkcs12_file(file, password.expose())
+            }
+            CertificateSource::Pem { cert, key } => Self::from_pem(cert, key.expose()),
+        }
+    }
+
+    /// Where the certificate came from.
+    pub fn source(&self) -> &CertificateSource {
+        &self.source
     }
 
     /// Loads a PKCS#12 (`.pfx`) file: its first private key and that key's chain.
@@ -88,7 +130,11 @@ impl ServerCertificate {
             });
         }
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(chain.key().as_der().to_vec()));
-        Self::from_parts(certs, key, path, path)
+        let source = CertificateSource::Pkcs12File {
+            file: path.to_owned(),
+            password: SecretText::new(password),
+        };
+        Self::from_parts(certs, key, path, path, source)
     }
 
     /// A new self-signed certificate for these names; IP addresses become IP SANs.
@@ -99,11 +145,16 @@ impl ServerCertificate {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
             generated.signing_key.serialize_der(),
         ));
+        let source = CertificateSource::Pem {
+            cert: generated.cert.pem(),
+            key: SecretText::new(generated.signing_key.serialize_pem()),
+        };
         Self::from_parts(
             chain,
             key,
             Path::new("<self-signed>"),
             Path::new("<self-signed>"),
+            source,
         )
     }
 
@@ -112,6 +163,7 @@ impl ServerCertificate {
         key: PrivateKeyDer<'static>,
         cert_path: &Path,
         key_path: &Path,
+        source: CertificateSource,
     ) -> Result<Self, TlsError> {
         let info = CertificateInfo::of(&chain[0], cert_path)?;
         let key = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
@@ -127,6 +179,7 @@ impl ServerCertificate {
         Ok(ServerCertificate {
             key: Arc::new(key),
             info,
+            source,
         })
     }
 

@@ -31,15 +31,30 @@ pub enum ClientCertMode {
     Required,
 }
 
-impl std::str::FromStr for ClientCertMode {
-    type Err = String;
+impl std::fmt::Display for ClientCertMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientCertMode::Off => "off",
+            ClientCertMode::Optional => "optional",
+            ClientCertMode::Required => "required",
+        })
+    }
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+/// A client-certificate mode name that names none.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected off, optional or required")]
+pub struct UnknownMode(pub String);
+
+impl std::str::FromStr for ClientCertMode {
+    type Err = UnknownMode;
+
+    fn from_str(s: &str) -> Result<Self, UnknownMode> {
         match s {
             "off" => Ok(ClientCertMode::Off),
             "optional" => Ok(ClientCertMode::Optional),
             "required" => Ok(ClientCertMode::Required),
-            _ => Err(format!("{s:?}: expected off, optional or required")),
+            _ => Err(UnknownMode(s.to_owned())),
         }
     }
 }
@@ -50,6 +65,9 @@ pub struct ClientCertificates {
     mode: ClientCertMode,
     roots: Arc<RootCertStore>,
     crls: Vec<CertificateRevocationListDer<'static>>,
+    /// The files they were loaded from, to read the configuration back.
+    ca_file: Option<PathBuf>,
+    crl_files: Vec<PathBuf>,
 }
 
 impl ClientCertificates {
@@ -59,6 +77,8 @@ impl ClientCertificates {
             mode: ClientCertMode::Off,
             roots: Arc::new(RootCertStore::empty()),
             crls: Vec::new(),
+            ca_file: None,
+            crl_files: Vec::new(),
         }
     }
 
@@ -98,6 +118,8 @@ impl ClientCertificates {
             mode,
             roots: Arc::new(roots),
             crls: lists,
+            ca_file: Some(ca.to_owned()),
+            crl_files: crls.to_vec(),
         };
         policy.verifier()?;
         Ok(policy)
@@ -106,6 +128,16 @@ impl ClientCertificates {
     /// The mode.
     pub fn mode(&self) -> ClientCertMode {
         self.mode
+    }
+
+    /// The CA file the certificates are checked against (none when off).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// The revocation-list files.
+    pub fn crl_files(&self) -> &[PathBuf] {
+        &self.crl_files
     }
 
     pub(crate) fn verifier(&self) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {

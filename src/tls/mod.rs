@@ -7,6 +7,7 @@
 
 mod certificate;
 mod client;
+mod source;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,7 +17,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 pub use certificate::{CertificateInfo, ServerCertificate};
-pub use client::{ClientCertMode, ClientCertificates, ClientIdentity};
+pub use client::{ClientCertMode, ClientCertificates, ClientIdentity, UnknownMode};
+pub use source::{CertificateSource, SecretText};
 
 /// Why a certificate, key or CA bundle could not be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +148,8 @@ impl PortTls {
         } else {
             vec![b"http/1.1".to_vec()]
         };
-        // Resumption matters more than cipher speed for many short connections (PERF.md).
+        // Resumption matters more than cipher speed for many short connections (measured with
+        // benches/compare_nginx.sh).
         config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
         Ok(Arc::new(config))
     }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use http::HeaderValue;
@@ -13,6 +14,7 @@ use super::prefix::UrlPrefix;
 use super::suffix::{SegmentError, UrlSuffix};
 use crate::auth::{AuthError, AuthScheme, GroupAuth};
 use crate::authz::{SddlError, SecurityDescriptor, Sid};
+use crate::events::{Change, Events};
 use crate::files::{FileCache, FileSource, Unpublishable};
 use crate::limits::{ByteRate, ConnectionLimit, GroupLimits, LimitError};
 
@@ -61,6 +63,18 @@ pub enum UrlError {
         /// The suffix.
         suffix: String,
     },
+    /// The group was deleted from its server: its handle changes nothing any more.
+    #[error("the URL group {0} was deleted")]
+    GroupDeleted(String),
+    /// A limit value was refused.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// An authentication setting was refused.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The group's default SDDL does not parse.
+    #[error("invalid default SDDL")]
+    DefaultSddl(#[source] SddlError),
 }
 
 /// One published file: a suffix under a group, the local file, and its access rule.
@@ -113,6 +127,17 @@ pub enum GroupProperty {
     BandwidthLimit,
 }
 
+/// A group's settings and URLs, checked and opened, ready to replace what a group has.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) schemes: Vec<AuthScheme>,
+    pub(crate) basic_over_http: bool,
+    pub(crate) default_sddl: Option<SecurityDescriptor>,
+    pub(crate) connection_limit: ConnectionLimit,
+    pub(crate) bandwidth_limit: ByteRate,
+    pub(crate) urls: Vec<Arc<UrlEntry>>,
+}
+
 /// A URL group: a prefix and the URLs published under it.
 #[derive(Debug, Clone)]
 pub struct UrlGroup {
@@ -128,10 +153,19 @@ pub(crate) struct GroupInner {
     limits: GroupLimits,
     auth: GroupAuth,
     default_sddl: RwLock<Option<SecurityDescriptor>>,
+    /// Set when the server deletes the group; its handles then refuse every change.
+    deleted: AtomicBool,
+    /// The server's record of changes: every change goes through it.
+    events: Arc<Events>,
 }
 
 impl UrlGroup {
-    pub(crate) fn new(prefix: UrlPrefix, cache: Arc<FileCache>, domain: Option<Sid>) -> Self {
+    pub(crate) fn new(
+        prefix: UrlPrefix,
+        cache: Arc<FileCache>,
+        domain: Option<Sid>,
+        events: Arc<Events>,
+    ) -> Self {
         UrlGroup {
             inner: Arc::new(GroupInner {
                 prefix,
@@ -141,8 +175,49 @@ impl UrlGroup {
                 limits: GroupLimits::default(),
                 auth: GroupAuth::default(),
                 default_sddl: RwLock::new(None),
+                deleted: AtomicBool::new(false),
+                events,
             }),
         }
+    }
+
+    /// Whether the server deleted this group (a deleted group's handle refuses every change).
+    pub fn is_deleted(&self) -> bool {
+        self.inner.deleted.load(Ordering::Acquire)
+    }
+
+    /// Called by the server, inside its record of the deletion.
+    pub(crate) fn mark_deleted(&self) {
+        self.inner.deleted.store(true, Ordering::Release);
+    }
+
+    fn alive(&self) -> Result<(), UrlError> {
+        if self.is_deleted() {
+            return Err(UrlError::GroupDeleted(self.inner.prefix.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Makes a change to this group through the server's record of changes.
+    fn change<T>(
+        &self,
+        change: impl FnOnce() -> Result<T, UrlError>,
+        what: impl FnOnce(&T, String) -> Option<Change>,
+    ) -> Result<T, UrlError> {
+        self.inner.events.record(
+            || {
+                self.alive()?;
+                change()
+            },
+            |done| what(done, self.inner.prefix.to_string()),
+        )
+    }
+
+    fn settings_changed(
+        &self,
+        change: impl FnOnce() -> Result<(), UrlError>,
+    ) -> Result<(), UrlError> {
+        self.change(change, |_, prefix| Some(Change::GroupChanged(prefix)))
     }
 
     /// The group's prefix (the original's GetUrlPrefix).
@@ -161,6 +236,27 @@ impl UrlGroup {
         file: impl AsRef<Path>,
         sddl: Option<&str>,
     ) -> Result<Url, UrlError> {
+        self.change(
+            || {
+                let entry = self.prepare_url(suffix, file.as_ref(), sddl)?;
+                self.insert(entry)
+            },
+            |url, prefix| {
+                Some(Change::UrlAdded {
+                    prefix,
+                    suffix: url.suffix().to_owned(),
+                })
+            },
+        )
+    }
+
+    /// Checks a URL and opens its file without publishing it.
+    pub(crate) fn prepare_url(
+        &self,
+        suffix: &str,
+        file: &Path,
+        sddl: Option<&str>,
+    ) -> Result<Arc<UrlEntry>, UrlError> {
         let suffix = UrlSuffix::new(suffix).map_err(|source| UrlError::Suffix {
             suffix: suffix.to_owned(),
             source,
@@ -184,7 +280,7 @@ impl UrlGroup {
             HeaderValue::from_static("application/octet-stream"),
             HeaderValue::from_static,
         );
-        let path = file.as_ref();
+        let path = file;
         let source =
             FileSource::open(path, content_type, self.inner.cache.clone()).map_err(|e| {
                 let path = path.to_owned();
@@ -193,13 +289,16 @@ impl UrlGroup {
                     Unpublishable::NotAFile => UrlError::NotAFile { path },
                 }
             })?;
-        let key = suffix.key();
-        let entry = Arc::new(UrlEntry {
+        Ok(Arc::new(UrlEntry {
             prefix: self.inner.prefix.clone(),
             suffix,
             sddl,
             source: Arc::new(source),
-        });
+        }))
+    }
+
+    fn insert(&self, entry: Arc<UrlEntry>) -> Result<Url, UrlError> {
+        let key = entry.suffix.key();
         let mut urls = self.inner.urls.write().unwrap_or_else(|e| e.into_inner());
         if urls.contains_key(&key) {
             return Err(UrlError::Exists {
@@ -213,9 +312,20 @@ impl UrlGroup {
 
     /// Unpublishes the URL with this suffix (the original's RemoveUrl); returns whether it existed.
     /// Transfers already under way finish.
-    pub fn remove_url(&self, suffix: &str) -> bool {
-        let mut urls = self.inner.urls.write().unwrap_or_else(|e| e.into_inner());
-        urls.remove(&suffix.to_lowercase()).is_some()
+    pub fn remove_url(&self, suffix: &str) -> Result<bool, UrlError> {
+        self.change(
+            || {
+                let mut urls = self.inner.urls.write().unwrap_or_else(|e| e.into_inner());
+                Ok(urls.remove(&suffix.to_lowercase()))
+            },
+            |removed, prefix| {
+                removed.as_ref().map(|entry| Change::UrlRemoved {
+                    prefix,
+                    suffix: entry.suffix.to_string(),
+                })
+            },
+        )
+        .map(|removed| removed.is_some())
     }
 
     /// Whether a URL with this suffix is published (the original's IsUrlInUrlGroup / CheckUrl).
@@ -249,8 +359,11 @@ impl UrlGroup {
     }
 
     /// Sets the connection limit; it applies to the next request (transfers already running finish).
-    pub fn set_connection_limit(&self, limit: ConnectionLimit) {
-        self.inner.limits.transfers.set_limit(limit);
+    pub fn set_connection_limit(&self, limit: ConnectionLimit) -> Result<(), UrlError> {
+        self.settings_changed(|| {
+            self.inner.limits.transfers.set_limit(limit);
+            Ok(())
+        })
     }
 
     /// How many transfers are running now.
@@ -264,13 +377,16 @@ impl UrlGroup {
     }
 
     /// Sets the bandwidth limit; transfers in flight follow it within a fraction of a second.
-    pub fn set_bandwidth_limit(&self, rate: ByteRate) {
-        self.inner.limits.bandwidth.set_rate(rate);
+    pub fn set_bandwidth_limit(&self, rate: ByteRate) -> Result<(), UrlError> {
+        self.settings_changed(|| {
+            self.inner.limits.bandwidth.set_rate(rate);
+            Ok(())
+        })
     }
 
     /// The original's SetProperty: `ConnectionLimit` (at least 1) or `BandwidthLimit` (bytes per second,
     /// at least 1024); `0xFFFFFFFF` means unlimited.
-    pub fn set_property(&self, property: GroupProperty, value: u32) -> Result<(), LimitError> {
+    pub fn set_property(&self, property: GroupProperty, value: u32) -> Result<(), UrlError> {
         match (property, value) {
             (GroupProperty::ConnectionLimit, u32::MAX) => {
                 self.set_connection_limit(ConnectionLimit::UNLIMITED)
@@ -285,7 +401,6 @@ impl UrlGroup {
                 self.set_bandwidth_limit(ByteRate::per_second(u64::from(n))?)
             }
         }
-        Ok(())
     }
 
     /// The original's GetProperty; `0xFFFFFFFF` means unlimited.
@@ -302,8 +417,16 @@ impl UrlGroup {
     /// Enables or disables an authentication scheme (the original's SetAuthentication). With none enabled
     /// every caller is anonymous; with any enabled, an anonymous caller is challenged (401) or, when no
     /// scheme can be offered to it, refused (403). Default is none.
-    pub fn set_authentication(&self, scheme: AuthScheme, enable: bool) -> Result<(), AuthError> {
-        self.inner.auth.set(scheme, enable)
+    pub fn set_authentication(&self, scheme: AuthScheme, enable: bool) -> Result<(), UrlError> {
+        self.settings_changed(|| Ok(self.inner.auth.set(scheme, enable)?))
+    }
+
+    /// The schemes enabled, in a fixed order (Negotiate, NTLM, Basic, client certificates).
+    pub fn authentication_schemes(&self) -> Vec<AuthScheme> {
+        AuthScheme::ALL
+            .into_iter()
+            .filter(|s| self.inner.auth.is_enabled(*s))
+            .collect()
     }
 
     /// Whether a scheme is enabled (the original's GetAuthentication).
@@ -313,22 +436,70 @@ impl UrlGroup {
 
     /// Lets Basic credentials travel over plain HTTP. SECURITY: they are then readable on the network.
     /// Default is off: Basic is only offered and accepted over TLS.
-    pub fn allow_basic_over_http(&self, allow: bool) {
-        self.inner.auth.set_basic_over_http(allow);
+    pub fn allow_basic_over_http(&self, allow: bool) -> Result<(), UrlError> {
+        self.settings_changed(|| {
+            self.inner.auth.set_basic_over_http(allow);
+            Ok(())
+        })
+    }
+
+    /// Whether Basic credentials may travel over plain HTTP.
+    pub fn basic_over_http(&self) -> bool {
+        self.inner.auth.basic_over_http()
     }
 
     /// The SDDL for URLs added without one, from now on; `None` removes it. URLs already published keep
     /// what they have. Default is none.
-    pub fn set_default_sddl(&self, sddl: Option<&str>) -> Result<(), SddlError> {
-        let parsed = sddl
-            .map(|text| SecurityDescriptor::parse(text, self.inner.domain.as_ref()))
-            .transpose()?;
+    pub fn set_default_sddl(&self, sddl: Option<&str>) -> Result<(), UrlError> {
+        let parsed = self.parse_default_sddl(sddl)?;
+        self.settings_changed(|| {
+            self.put_default_sddl(parsed);
+            Ok(())
+        })
+    }
+
+    /// The SDDL for URLs added without one.
+    pub fn default_sddl(&self) -> Option<SecurityDescriptor> {
+        self.inner
+            .default_sddl
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn parse_default_sddl(
+        &self,
+        sddl: Option<&str>,
+    ) -> Result<Option<SecurityDescriptor>, UrlError> {
+        sddl.map(|text| SecurityDescriptor::parse(text, self.inner.domain.as_ref()))
+            .transpose()
+            .map_err(UrlError::DefaultSddl)
+    }
+
+    fn put_default_sddl(&self, sddl: Option<SecurityDescriptor>) {
         *self
             .inner
             .default_sddl
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = parsed;
-        Ok(())
+            .unwrap_or_else(|e| e.into_inner()) = sddl;
+    }
+
+    /// Replaces the group's settings and URLs at once, for `Server::apply`, which checked everything and
+    /// records the change itself.
+    pub(crate) fn replace(&self, with: Prepared) {
+        for scheme in AuthScheme::ALL {
+            let _ = self.inner.auth.set(scheme, with.schemes.contains(&scheme));
+        }
+        self.inner.auth.set_basic_over_http(with.basic_over_http);
+        self.put_default_sddl(with.default_sddl);
+        self.inner.limits.transfers.set_limit(with.connection_limit);
+        self.inner.limits.bandwidth.set_rate(with.bandwidth_limit);
+        let urls = with
+            .urls
+            .into_iter()
+            .map(|entry| (entry.suffix.key(), entry))
+            .collect();
+        *self.inner.urls.write().unwrap_or_else(|e| e.into_inner()) = urls;
     }
 
     pub(crate) fn auth(&self) -> &GroupAuth {

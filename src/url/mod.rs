@@ -4,6 +4,7 @@ mod group;
 mod prefix;
 mod suffix;
 
+pub(crate) use group::Prepared;
 pub(crate) use group::UrlEntry;
 pub use group::{GroupProperty, Url, UrlError, UrlGroup};
 pub use prefix::{Host, PrefixError, PrefixErrorKind, Scheme, UrlPrefix};

@@ -203,7 +203,7 @@ fn basic_over_plain_http_is_refused_unless_allowed() {
     assert_eq!(r.status, 403, "no challenge is offered over plain HTTP");
     assert!(r.header("www-authenticate").is_none());
 
-    group.allow_basic_over_http(true);
+    group.allow_basic_over_http(true).unwrap();
     assert_eq!(get(None).status, 401);
     assert_eq!(get(Some("alice:alice-RIGHT")).body, b"plain");
 }

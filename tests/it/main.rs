@@ -9,6 +9,7 @@ mod authz;
 #[cfg(feature = "cli")]
 mod cli;
 mod clients;
+mod config;
 mod exposure;
 #[cfg(feature = "cli")]
 mod hardening;

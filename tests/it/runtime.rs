@@ -32,8 +32,8 @@ fn groups_and_urls_change_while_serving() {
     assert_eq!(get(srv.port, "/One/a.txt").unwrap().body, b"alpha");
     assert!(group.contains_url("A.TXT"));
     assert_eq!(group.urls().len(), 1);
-    assert!(group.remove_url("a.txt"));
-    assert!(!group.remove_url("a.txt"));
+    assert!(group.remove_url("a.txt").unwrap());
+    assert!(!group.remove_url("a.txt").unwrap());
     assert_eq!(get(srv.port, "/One/a.txt").unwrap().status, 404);
 
     // A group on a new port gets a listener at once; deleting the last group on it closes it.
@@ -297,7 +297,9 @@ fn shutdown_drains_a_download_in_flight_and_refuses_new_connections() {
     let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
     group.add_url("big.bin", &path, None).unwrap();
     // Server-side pacing keeps the response in flight (loopback buffers would swallow it at once).
-    group.set_bandwidth_limit("2MiB/s".parse().unwrap());
+    group
+        .set_bandwidth_limit("2MiB/s".parse().unwrap())
+        .unwrap();
     let url = srv.url("/G/big.bin");
     let port = srv.port;
     let out = dir.path().join("out.bin");

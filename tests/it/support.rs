@@ -31,6 +31,12 @@ impl TestServer {
             .bind_addresses([Ipv4Addr::LOCALHOST.into()])
             .listener(listener);
         let server = configure(builder).build().unwrap();
+        Self::serving(server, port)
+    }
+
+    /// Serves an already built server (its groups' ports bound) until dropped; `port` is the one `url`
+    /// and `prefix` name.
+    pub fn serving(server: Server, port: u16) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, is_ready) = mpsc::channel();
         let serving = server.clone();

@@ -262,7 +262,9 @@ fn a_replaced_certificate_reaches_new_handshakes_while_a_download_finishes() {
     let h = https();
     let d = h.dir.path();
     let group = h.srv.server.url_groups().remove(0);
-    group.set_bandwidth_limit("1MiB/s".parse().unwrap());
+    group
+        .set_bandwidth_limit("1MiB/s".parse().unwrap())
+        .unwrap();
     let out = d.join("long.bin");
     let mut long = Command::new("curl")
         .args([
@@ -304,7 +306,9 @@ fn a_replaced_certificate_reaches_new_handshakes_while_a_download_finishes() {
     );
     assert_ne!(old_thumbprint, new_thumbprint);
 
-    group.set_bandwidth_limit(bits_compact::ByteRate::UNLIMITED);
+    group
+        .set_bandwidth_limit(bits_compact::ByteRate::UNLIMITED)
+        .unwrap();
     let small = ["--cacert", &new_ca_file, "-r", "0-0", &h.url("/S/data.bin")];
     assert_eq!(curl_tls(&small).map(|r| r.status), Some(206));
     assert!(curl_tls(&["--cacert", &h.ca(), "-r", "0-0", &h.url("/S/data.bin")]).is_none());

@@ -8,6 +8,8 @@
 //! (MsvAvFlags bit 0x2) must be present and correct; each challenge is random, bound to one connection,
 //! used once and expires, so a captured AUTHENTICATE fails on any other connection.
 
+// Public only for the fuzz targets (fuzz/): not part of the API.
+#[doc(hidden)]
 pub mod messages;
 
 use std::time::{Duration, Instant, SystemTime};

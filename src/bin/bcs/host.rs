@@ -116,20 +116,18 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     if let Some(path) = &args.users {
         server.set_principals(Principals::load(path).map_err(bits_compact::Error::from)?);
     }
-    let group = server.create_url_group(&prefix.to_string())?;
+    let group = server.create_url_group(&prefix)?;
     let mut schemes = args.auth.clone();
     if args.client_cert != ClientCertMode::Off {
         // A certificate the operator asked clients for is meant to identify them.
         schemes.push(AuthScheme::ClientCertificate);
     }
     for scheme in schemes {
-        group
-            .set_authentication(scheme, true)
-            .map_err(bits_compact::Error::from)?;
+        group.set_authentication(scheme, true)?;
     }
-    group.allow_basic_over_http(args.allow_basic_over_http);
-    group.set_connection_limit(args.max_downloads.unwrap_or_default());
-    group.set_bandwidth_limit(args.rate.unwrap_or_default());
+    group.allow_basic_over_http(args.allow_basic_over_http)?;
+    group.set_connection_limit(args.max_downloads.unwrap_or_default())?;
+    group.set_bandwidth_limit(args.rate.unwrap_or_default())?;
     let mut urls = Vec::with_capacity(files.len());
     for (suffix, path) in &files {
         urls.push(group.add_url(suffix, path, args.sddl.as_deref())?);

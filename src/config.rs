@@ -1,0 +1,168 @@
+//! The whole configuration of a server as data: what [`Server::config`](crate::Server::config) returns and
+//! [`Server::apply`](crate::Server::apply) makes a server match, serialisable with serde (TOML, JSON) so
+//! that it can be stored, sent and re-applied.
+//!
+//! Values that have a text form (prefixes, limits, rates, schemes, SIDs, SDDL) are that text in the data,
+//! checked when the configuration is applied: applying is all-or-nothing, so a configuration with one bad
+//! part changes nothing.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{AuthScheme, Principals};
+pub use crate::events::Change;
+use crate::limits::{ByteRate, ConnectionLimit};
+use crate::tls::{CertificateSource, ClientCertMode};
+use crate::url::UrlPrefix;
+
+/// Everything a server is configured with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// What is fixed when the server is built (addresses, timeouts, caches).
+    pub settings: ServerSettings,
+    /// The URL groups, in creation order.
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+    /// TLS per https port.
+    #[serde(default)]
+    pub tls: Vec<TlsBinding>,
+    /// Users and groups for Basic, NTLM and certificate mapping; none accepts no password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principals: Option<Principals>,
+}
+
+/// The settings a server is built with ([`ServerBuilder`](crate::ServerBuilder)); `apply` refuses to
+/// change them, since listeners and caches are made from them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// The addresses each port listens on.
+    pub bind: Vec<IpAddr>,
+    /// The domain SID that domain-relative SDDL aliases resolve against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_sid: Option<String>,
+    /// Refuse Kerberos principals the principals file does not list.
+    #[serde(default)]
+    pub refuse_unknown_principals: bool,
+    /// Header wait, in milliseconds.
+    pub header_timeout_ms: u64,
+    /// TLS handshake deadline, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// Idle connection deadline, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Drain deadline at shutdown, in milliseconds.
+    pub drain_timeout_ms: u64,
+    /// Minimum send rate in bytes per second (0: off).
+    pub min_send_rate: u64,
+    /// The window over which the minimum send rate is measured, in milliseconds.
+    pub min_send_window_ms: u64,
+    /// The most connections at once.
+    pub max_connections: usize,
+    /// How long a file's version is trusted without a stat, in milliseconds.
+    pub revalidate_ms: u64,
+    /// Files up to this size are kept in memory.
+    pub memory_cache_file_limit: u64,
+    /// Memory for small files, in all.
+    pub memory_cache_total: u64,
+}
+
+/// One URL group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// The prefix, in HTTP.sys syntax.
+    pub prefix: UrlPrefix,
+    /// The authentication schemes enabled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth: Vec<AuthScheme>,
+    /// Basic over plain HTTP.
+    #[serde(default)]
+    pub allow_basic_over_http: bool,
+    /// The SDDL for URLs added without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_sddl: Option<String>,
+    /// Transfers at once.
+    #[serde(default)]
+    pub connection_limit: ConnectionLimit,
+    /// Bytes per second shared by the group's transfers.
+    #[serde(default)]
+    pub bandwidth_limit: ByteRate,
+    /// The published files, sorted by suffix.
+    #[serde(default)]
+    pub urls: Vec<UrlConfig>,
+}
+
+/// One published file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlConfig {
+    /// The suffix under the group's prefix.
+    pub suffix: String,
+    /// The local file.
+    pub file: PathBuf,
+    /// The access rule, in SDDL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sddl: Option<String>,
+}
+
+/// TLS on one https port: the original's per-port certificate binding, and our additions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsBinding {
+    /// The port.
+    pub port: u16,
+    /// The certificate for clients that send no SNI name, or one without a certificate of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateSource>,
+    /// Certificates per SNI host name (lowercase).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sni: BTreeMap<String, CertificateSource>,
+    /// Client certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificates: Option<ClientCertConfig>,
+    /// Offer HTTP/2 through ALPN.
+    pub http2: bool,
+}
+
+/// Where client certificates are checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertConfig {
+    /// Optional or required.
+    pub mode: ClientCertMode,
+    /// The CA certificates (PEM file).
+    pub ca: PathBuf,
+    /// Certificate revocation lists (PEM files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<PathBuf>,
+}
+
+/// Serde through the type's text form (`Display` and `FromStr`), as in the configuration's TOML and JSON.
+macro_rules! serde_as_text {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+serde_as_text!(
+    UrlPrefix,
+    ConnectionLimit,
+    ByteRate,
+    AuthScheme,
+    ClientCertMode
+);
