@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 pub(crate) use authenticator::Authenticator;
 pub(crate) use caller::{Caller, ConnectionAuth, Granted, Refusal};
 pub(crate) use checks::{PasswordChecks, TooManyChecks};
-pub(crate) use limiter::{FailureLimiter, Limited};
+pub(crate) use limiter::{FailureLimiter, Limited, Source};
 pub use password::{HashError, NtHash, Password, PasswordHash};
 pub use principals::{Group, Principals, PrincipalsError, User};
 

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
 use crate::limits::{
-    self, Bandwidth, Permits, ReadBudget, Reservation, StreamProgress, TransferPermit,
+    self, Bandwidth, Permits, ReadBudget, Reservation, SourceTicket, StreamProgress, TransferPermit,
 };
 
 /// How much one read from disk takes in a body with no read budget (big files in big chunks).
@@ -47,7 +47,7 @@ pub(crate) trait OnFinish: Send + Sync + 'static {
 pub struct ResponseBody {
     segments: VecDeque<Segment>,
     file: Option<Arc<File>>,
-    pending: Option<JoinHandle<io::Result<Bytes>>>,
+    pending: Option<JoinHandle<io::Result<VecDeque<Bytes>>>>,
     /// How much one read takes.
     chunk: usize,
     /// The connection's read budget, when the body has one.
@@ -57,8 +57,8 @@ pub struct ResponseBody {
     remaining: u64,
     sent: u64,
     on_finish: Option<Box<dyn OnFinish>>,
-    /// The group's transfer slot, held only to be returned when the body is dropped.
-    _permit: Option<TransferPermit>,
+    /// The group's transfer slot and the source's, held only to be returned when the body is dropped.
+    _permit: Option<(TransferPermit, SourceTicket)>,
     throttle: Option<Throttle>,
 }
 
@@ -111,8 +111,13 @@ impl ResponseBody {
 
     /// Makes this body a transfer of a group: it holds the group's transfer permit and is paced by the
     /// group's bandwidth budget (which may be unlimited now and limited later).
-    pub(crate) fn in_transfer(mut self, permit: TransferPermit, bandwidth: Arc<Bandwidth>) -> Self {
-        self._permit = Some(permit);
+    pub(crate) fn in_transfer(
+        mut self,
+        permit: TransferPermit,
+        ticket: SourceTicket,
+        bandwidth: Arc<Bandwidth>,
+    ) -> Self {
+        self._permit = Some((permit, ticket));
         self.throttle = Some(Throttle {
             bandwidth,
             held: Bytes::new(),
@@ -191,7 +196,7 @@ fn read_at(
     len: usize,
     permits: Option<Permits>,
     written: Option<Arc<StreamProgress>>,
-) -> io::Result<Bytes> {
+) -> io::Result<VecDeque<Bytes>> {
     let mut buf = vec![0u8; len];
     let mut filled = 0;
     while filled < len {
@@ -209,7 +214,7 @@ fn read_at(
     }
     Ok(match permits {
         Some(permits) => limits::hold(buf, permits, written),
-        None => Bytes::from(buf),
+        None => VecDeque::from([Bytes::from(buf)]),
     })
 }
 
@@ -221,10 +226,15 @@ impl ResponseBody {
                 let chunk = ready!(Pin::new(pending).poll(cx)).map_err(io::Error::other);
                 self.pending = None;
                 return match chunk {
-                    Ok(Ok(chunk)) => {
+                    Ok(Ok(mut pieces)) => {
+                        // A chunk may come in pieces (HTTP/2 frames): the rest go first in line.
+                        let first = pieces.pop_front().unwrap_or_default();
+                        while let Some(piece) = pieces.pop_back() {
+                            self.segments.push_front(Segment::Bytes(piece));
+                        }
                         // Read ahead while hyper writes this chunk, if the budget allows now.
                         let _ = self.poll_start_read(cx);
-                        Poll::Ready(Some(Ok(chunk)))
+                        Poll::Ready(Some(Ok(first)))
                     }
                     Ok(Err(e)) | Err(e) => {
                         self.segments.clear();

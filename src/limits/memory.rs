@@ -9,6 +9,7 @@
 //! connections together at most the server's budget; past it, bodies wait (backpressure), they do not
 //! allocate.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -121,33 +122,66 @@ impl Reservation {
     }
 }
 
-/// Bytes that hold their budget until the last reference to them is dropped, which is when they were
-/// written out; then `written` (an HTTP/2 stream's record) notes that its body moved.
-pub(crate) fn hold(data: Vec<u8>, permits: Permits, written: Option<Arc<StreamProgress>>) -> Bytes {
-    Bytes::from_owner(Held {
+/// What one chunk is handed to hyper as in an HTTP/2 stream: one DATA frame's worth at a time.
+pub(crate) const H2_SLICE: usize = 16 * 1024;
+
+/// A chunk as bytes that hold their budget until the last reference to them is dropped, which is when
+/// they were written out. For an HTTP/2 stream (`written`), the chunk is cut into [`H2_SLICE`] pieces, each
+/// telling the stream's record when it went out: so the watchdog sees progress a frame at a time.
+pub(crate) fn hold(
+    data: Vec<u8>,
+    permits: Permits,
+    written: Option<Arc<StreamProgress>>,
+) -> VecDeque<Bytes> {
+    let len = data.len();
+    let held = Arc::new(Held {
         data,
         _permits: permits,
-        written,
-    })
+    });
+    let Some(written) = written else {
+        return VecDeque::from([Bytes::from_owner(Slice {
+            held,
+            start: 0,
+            end: len,
+            written: None,
+        })]);
+    };
+    (0..len)
+        .step_by(H2_SLICE)
+        .map(|start| {
+            Bytes::from_owner(Slice {
+                held: held.clone(),
+                start,
+                end: (start + H2_SLICE).min(len),
+                written: Some(written.clone()),
+            })
+        })
+        .collect()
 }
 
 struct Held {
     data: Vec<u8>,
     _permits: Permits,
+}
+
+struct Slice {
+    held: Arc<Held>,
+    start: usize,
+    end: usize,
     written: Option<Arc<StreamProgress>>,
 }
 
-impl Drop for Held {
+impl AsRef<[u8]> for Slice {
+    fn as_ref(&self) -> &[u8] {
+        &self.held.data[self.start..self.end]
+    }
+}
+
+impl Drop for Slice {
     fn drop(&mut self) {
         if let Some(progress) = &self.written {
             progress.moved();
         }
-    }
-}
-
-impl AsRef<[u8]> for Held {
-    fn as_ref(&self) -> &[u8] {
-        &self.data
     }
 }
 
@@ -206,6 +240,29 @@ mod tests {
         assert!(r2.poll_take(&mut cx, H1_CHUNK).is_pending());
         drop(held);
         assert!(r2.poll_take(&mut cx, H1_CHUNK).is_ready());
+    }
+
+    #[tokio::test]
+    async fn an_http2_chunk_goes_out_in_frames_each_reporting_progress() {
+        let budget = ReadBudget::new(true, ReadBudget::server(0));
+        let mut r = Reservation::new(&budget);
+        let permits = poll_fn(|cx| r.poll_take(cx, H2_CHUNK)).await;
+        let progress = Arc::new(StreamProgress::default());
+        let data: Vec<u8> = (0..H2_CHUNK).map(|i| i as u8).collect();
+        let mut slices = hold(data.clone(), permits, Some(progress.clone()));
+        assert_eq!(slices.len(), H2_CHUNK / H2_SLICE);
+        let joined: Vec<u8> = slices.iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(joined, data);
+        progress.started(true);
+        tokio::time::pause();
+        tokio::time::advance(std::time::Duration::from_secs(11)).await;
+        let window = std::time::Duration::from_secs(10);
+        assert!(progress.stalled_for(window));
+        drop(slices.pop_front());
+        assert!(!progress.stalled_for(window), "one frame out is progress");
+        assert_eq!(budget.connection.available_permits(), H2_BUDGET - H2_CHUNK);
+        drop(slices);
+        assert_eq!(budget.connection.available_permits(), H2_BUDGET);
     }
 
     fn noop_waker() -> std::task::Waker {

@@ -6,12 +6,14 @@ mod bandwidth;
 mod memory;
 mod progress;
 mod rate;
+mod sources;
 mod transfers;
 
 pub(crate) use bandwidth::Bandwidth;
 pub(crate) use memory::{hold, Permits, ReadBudget, Reservation, H2_CHUNK, SERVER_BUDGET};
 pub(crate) use progress::StreamProgress;
 pub use rate::{ByteRate, ConnectionLimit, LimitError};
+pub(crate) use sources::{SourceTicket, SourceTransfers};
 pub(crate) use transfers::{TransferPermit, Transfers};
 
 /// A group's limits and their live state, shared by the group handle and the transfers in flight.

@@ -10,9 +10,10 @@
 //! may never take it), nor is waiting for its connection's read budget (the same client's other streams
 //! hold it); a chunk written out, and waiting for pacing or for the server's budget, are.
 //!
-//! h2 does not say how much of a queued chunk went out, only (by dropping it) that all of it did: so on
-//! HTTP/2 the floor is one read chunk per window (64 KiB per 10 s by default, about 6.5 KB/s), stricter
-//! than HTTP.sys's 150 bytes/s but still far below any working client.
+//! h2 does not say how much of a queued DATA frame went out, only (by dropping it) that all of it did, so
+//! a body hands its chunks to hyper a frame (16 KiB) at a time: on HTTP/2 the floor is one frame per
+//! window (16 KiB per 10 s by default, about 1.6 KB/s), stricter than HTTP.sys's 150 bytes/s but far below
+//! any working client.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;

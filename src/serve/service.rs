@@ -41,7 +41,7 @@ where
                             .is_authenticated()
                             .then(|| identity.name().to_owned());
                     }
-                    let mut response = transfer(&req, &group, &entry, &conn)
+                    let mut response = transfer(&req, &group, &entry, &site, &conn)
                         .await
                         .unwrap_or_else(Reject::into_response);
                     if let Some(value) = granted.reply.and_then(|r| HeaderValue::try_from(r).ok()) {
@@ -104,6 +104,7 @@ async fn transfer<B>(
     req: &Request<B>,
     group: &UrlGroup,
     entry: &UrlEntry,
+    site: &Site,
     conn: &ConnInfo,
 ) -> Result<Response<ResponseBody>, Reject> {
     // After authentication, as HTTP.sys does: an unauthenticated caller learns nothing about methods.
@@ -112,7 +113,11 @@ async fn transfer<B>(
     }
     let limits = group.limits();
     let permit = if req.method() == Method::GET {
-        Some(limits.transfers.try_start().ok_or(Reject::Busy)?)
+        let ticket = site
+            .transfers
+            .try_start(conn.peer.ip())
+            .ok_or(Reject::Busy)?;
+        Some((limits.transfers.try_start().ok_or(Reject::Busy)?, ticket))
     } else {
         None
     };
@@ -122,8 +127,8 @@ async fn transfer<B>(
     if let Some(progress) = stream::current() {
         body = body.watched_by(progress);
     }
-    if let Some(permit) = permit {
-        body = body.in_transfer(permit, limits.bandwidth.clone());
+    if let Some((permit, ticket)) = permit {
+        body = body.in_transfer(permit, ticket, limits.bandwidth.clone());
     }
     Ok(Response::from_parts(parts, body))
 }

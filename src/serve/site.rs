@@ -6,6 +6,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::auth::Authenticator;
+use crate::limits::SourceTransfers;
 use crate::router::RouteTable;
 use crate::tls::PortConfigs;
 
@@ -17,6 +18,8 @@ pub(crate) struct Site {
     /// The rustls configuration of each port that has TLS settings, rebuilt on every change.
     pub(crate) tls: ArcSwap<HashMap<u16, PortConfigs>>,
     pub(crate) auth: Authenticator,
+    /// Transfers per client source and in all.
+    pub(crate) transfers: SourceTransfers,
 }
 
 /// Connection deadlines and bounds, fixed when the server is built.

@@ -46,6 +46,7 @@ fn fixture() -> Fixture {
         routes: ArcSwap::from_pointee(RouteTable::new(std::slice::from_ref(&group))),
         tls: ArcSwap::from_pointee(HashMap::new()),
         auth: Authenticator::new(("BCS".into(), "BCS".into()), false),
+        transfers: Default::default(),
     };
     Fixture {
         site: Arc::new(site),

@@ -208,6 +208,7 @@ impl ServerBuilder {
             routes: ArcSwap::from_pointee(RouteTable::default()),
             tls: ArcSwap::from_pointee(HashMap::new()),
             auth: Authenticator::new(c.ntlm_names.clone(), c.refuse_unknown_principals),
+            transfers: Default::default(),
         };
         Ok(Server {
             shared: Arc::new(Shared {

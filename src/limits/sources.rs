@@ -1,0 +1,99 @@
+//! Transfers per client source and for the whole server.
+//!
+//! SECURITY: the threat is one client taking what all clients share. Each transfer (a GET being answered)
+//! holds an open file and part of the server's read budget for as long as its client keeps it open, and a
+//! client that never reads keeps it open for a minimum-send-rate window at a time, then opens another.
+//! Without a share per client, a few hundred stalled HTTP/2 streams from one address took every file
+//! descriptor of the process, and a few dozen connections the whole read budget, so that every other
+//! download stalled. So a source (an IPv4 address or an IPv6 /64, as for password guessing) may run at
+//! most [`PER_SOURCE`] transfers at once, and the server [`SERVER_TRANSFERS`]; one more is answered 503
+//! with Retry-After, which BITS and download managers take as "come back later".
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth::Source;
+
+/// Transfers one source may run at once (BITS uses one per job, download managers up to 16).
+pub(crate) const PER_SOURCE: u32 = 32;
+/// Transfers the server runs at once: each may hold a file descriptor.
+pub(crate) const SERVER_TRANSFERS: usize = 4096;
+
+/// The server's count of transfers, per source and in all.
+#[derive(Debug)]
+pub(crate) struct SourceTransfers {
+    server: Arc<Semaphore>,
+    per_source: Arc<Mutex<HashMap<Source, u32>>>,
+}
+
+impl Default for SourceTransfers {
+    fn default() -> Self {
+        SourceTransfers {
+            server: Arc::new(Semaphore::new(SERVER_TRANSFERS)),
+            per_source: Arc::default(),
+        }
+    }
+}
+
+/// One transfer of one source; dropping it ends the transfer.
+#[derive(Debug)]
+pub(crate) struct SourceTicket {
+    _server: OwnedSemaphorePermit,
+    source: Source,
+    per_source: Arc<Mutex<HashMap<Source, u32>>>,
+}
+
+impl SourceTransfers {
+    /// A ticket for one more transfer from `ip`, or `None` when the source or the server is at its limit.
+    pub(crate) fn try_start(&self, ip: IpAddr) -> Option<SourceTicket> {
+        let source = Source::from(ip);
+        let server = self.server.clone().try_acquire_owned().ok()?;
+        let mut counts = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(source).or_insert(0);
+        if *n >= PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(SourceTicket {
+            _server: server,
+            source,
+            per_source: self.per_source.clone(),
+        })
+    }
+}
+
+impl Drop for SourceTicket {
+    fn drop(&mut self) {
+        let mut counts = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.source);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_gets_its_share_and_others_are_unaffected() {
+        let t = SourceTransfers::default();
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::ffff".parse().unwrap();
+        let held: Vec<_> = (0..PER_SOURCE).map(|_| t.try_start(a).unwrap()).collect();
+        assert!(t.try_start(same_64).is_none(), "one /64 is one source");
+        assert!(t.try_start("192.0.2.1".parse().unwrap()).is_some());
+        drop(held);
+        assert!(t.try_start(a).is_some());
+        assert!(
+            t.per_source.lock().unwrap().len() <= 1,
+            "counts are forgotten at zero"
+        );
+    }
+}
