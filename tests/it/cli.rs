@@ -16,6 +16,9 @@ pub(crate) struct Running {
     lines: mpsc::Receiver<String>,
     /// stderr, read as it comes so that a chatty child never blocks on a full pipe.
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// Its HOME and XDG_STATE_HOME, unless the test gave its own: bcs keeps its self-signed certificate
+    /// there, and a test must not write into the user's.
+    _home: tempfile::TempDir,
 }
 
 impl Running {
@@ -23,16 +26,29 @@ impl Running {
         Self::spawn_with_env(program, args, &[])
     }
 
-    fn spawn_with_env(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn spawn_with_env(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_into(program, args, env, Stdio::piped())
+    }
+
+    /// With stdout going to `stdout`; only a piped stdout gives lines to `lines_until`.
+    pub(crate) fn spawn_into(
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdout: Stdio,
+    ) -> Self {
+        let home = tempfile::tempdir().unwrap();
         let mut child = Command::new(program)
             .args(args)
-            .envs(env.iter().copied())
+            .env("HOME", home.path())
+            .env("XDG_STATE_HOME", home.path().join("state"))
             .env("BCS_LOG", "info")
-            .stdout(Stdio::piped())
+            .envs(env.iter().copied())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let stdout = child.stdout.take();
         let mut err = child.stderr.take().unwrap();
         let stderr = std::thread::spawn(move || {
             let mut text = String::new();
@@ -41,6 +57,7 @@ impl Running {
         });
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
+            let Some(stdout) = stdout else { return };
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if tx.send(line).is_err() {
                     break;
@@ -51,29 +68,41 @@ impl Running {
             child,
             lines,
             stderr: Some(stderr),
+            _home: home,
         }
     }
 
     /// Lines up to and including the first that contains `marker`.
     pub(crate) fn lines_until(&self, marker: &str) -> Vec<String> {
+        self.try_lines_until(marker)
+            .unwrap_or_else(|seen| panic!("no {marker:?} in {seen:?}"))
+    }
+
+    /// Lines up to and including the first that contains `marker`; the lines seen when stdout ends (or
+    /// 30 s pass) first.
+    pub(crate) fn try_lines_until(&self, marker: &str) -> Result<Vec<String>, Vec<String>> {
         let mut seen = Vec::new();
         loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("no {marker:?} in {seen:?}"));
+            let Ok(line) = self.lines.recv_timeout(Duration::from_secs(30)) else {
+                return Err(seen);
+            };
             let done = line.contains(marker);
             seen.push(line);
             if done {
-                return seen;
+                return Ok(seen);
             }
         }
     }
 
     /// Sends a signal and returns the exit code and stderr.
-    pub(crate) fn stop(mut self, signal: &str) -> (Option<i32>, String) {
+    pub(crate) fn stop(self, signal: &str) -> (Option<i32>, String) {
         let pid = self.child.id().to_string();
         assert!(run("kill", &[signal, &pid]).status.success());
+        self.exited()
+    }
+
+    /// Waits for the child to exit; its exit code and stderr.
+    pub(crate) fn exited(mut self) -> (Option<i32>, String) {
         let status = self.child.wait().unwrap();
         let stderr = self
             .stderr
@@ -91,15 +120,39 @@ impl Drop for Running {
     }
 }
 
+/// `bcs` with HOME and XDG_STATE_HOME in `home`, never the user's.
+pub(crate) fn bcs(home: &Path) -> Command {
+    let mut cmd = Command::new(BCS);
+    cmd.env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"));
+    cmd
+}
+
 fn bcs_fails(args: &[&str]) -> String {
-    let out = Command::new(BCS).args(args).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{args:?} should fail with 1");
+    bcs_fails_with(1, args, &[])
+}
+
+/// Runs bcs, which must exit with `code` and print exactly one line, `bcs: error: ...`, on stderr.
+fn bcs_fails_with(code: i32, args: &[&str], env: &[(&str, &str)]) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let out = bcs(home.path())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?} should fail with {code}"
+    );
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         stderr.trim_end().lines().count(),
         1,
         "one-line error: {stderr}"
     );
+    assert!(stderr.starts_with("bcs: error: "), "{stderr}");
     stderr
 }
 
@@ -209,39 +262,44 @@ fn bcs_errors_are_one_line_and_exit_non_zero() {
     let a = write_file(dir.path(), "a.txt", b"alpha");
     let a = a.to_str().unwrap();
 
-    // A bad prefix is refused by argument parsing (clap's usage error, exit 2) with the rule broken.
-    let out = Command::new(BCS)
-        .args(["host", "--url", "http://+:80/a/b/", a])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        stderr.contains("only one path segment is allowed"),
-        "{stderr}"
-    );
-
+    // Argument parsing refuses these (a usage error, exit 2, as clap's), on one line like any other.
     for (args, message) in [
         (
-            ["--rate", "1000"],
+            &["host", "--url", "http://+:80/a/b/", a][..],
+            "only one path segment is allowed",
+        ),
+        (
+            &["host", "--rate", "1000", a],
             "a bandwidth limit must be at least 1024 bytes per second, not 1000",
         ),
-        (["--rate", "4XB/s"], "unknown unit"),
+        (&["host", "--rate", "4XB/s", a], "unknown unit"),
         (
-            ["--max-downloads", "0"],
+            &["host", "--max-downloads", "0", a],
             "a connection limit must be at least 1",
         ),
+        (
+            &["host", "--frobnicate", a],
+            "unexpected argument '--frobnicate' found",
+        ),
+        (&["host"], "required arguments were not provided: <PATH>"),
+        (
+            &["hots", a],
+            "unrecognized subcommand 'hots' (a similar subcommand exists: 'host')",
+        ),
+        (
+            &["user", "add", "alice"],
+            "--users <FILE>; see bcs user add --help",
+        ),
     ] {
-        let out = Command::new(BCS)
-            .arg("host")
-            .args(args)
-            .arg(a)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        let e = bcs_fails_with(2, args, &[]);
+        assert!(e.contains(message), "{args:?}: {e}");
     }
+    // A BCS_LOG that does not parse is an error, not silence.
+    let e = bcs_fails_with(1, &["host", a], &[("BCS_LOG", "info,bits_compact=loud")]);
+    assert!(
+        e.starts_with("bcs: error: invalid BCS_LOG \"info,bits_compact=loud\""),
+        "{e}"
+    );
 
     let missing = dir.path().join("missing.bin");
     let e = bcs_fails(&["host", "--bind", "127.0.0.1", missing.to_str().unwrap()]);
@@ -435,15 +493,33 @@ fn bcs_tls_errors_name_the_file() {
         .concat(),
     );
     assert!(e.contains("does not match") && e.contains("two.key"), "{e}");
-    let out = Command::new(BCS)
-        .args(base)
-        .args(["--pfx", pfx.to_str().unwrap(), file.to_str().unwrap()])
-        .env("BCS_PFX_PASSWORD", "wrong")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let e = String::from_utf8(out.stderr).unwrap();
+    let with_pfx = [
+        &base[..],
+        &["--pfx", pfx.to_str().unwrap(), file.to_str().unwrap()],
+    ]
+    .concat();
+    let e = bcs_fails_with(1, &with_pfx, &[("BCS_PFX_PASSWORD", "wrong")]);
     assert!(e.contains("s.pfx") && e.contains("wrong password"), "{e}");
+    // Without the variable and without a terminal to prompt on (setsid: no controlling terminal), bcs
+    // says what to set.
+    if have("setsid") {
+        let home = tempfile::tempdir().unwrap();
+        let out = Command::new("setsid")
+            .arg(BCS)
+            .args(&with_pfx)
+            .env("HOME", home.path())
+            .env_remove("BCS_PFX_PASSWORD")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let e = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(
+            e.starts_with("bcs: error: --pfx needs its password: set BCS_PFX_PASSWORD"),
+            "{e}"
+        );
+    }
     let e = bcs_fails(
         &[
             &base[..],
@@ -470,4 +546,53 @@ fn bcs_tls_errors_name_the_file() {
         file.to_str().unwrap(),
     ]);
     assert!(e.contains("--cert needs an https --url"), "{e}");
+}
+
+/// `bcs host … | head -1`: the reader goes away while bcs prints its banner (every other round, before it
+/// prints anything). bcs neither panics nor stops serving.
+#[test]
+fn a_closed_stdout_never_panics_nor_stops_the_server() {
+    if !have("curl") || !have("head") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_file(dir.path(), "a.txt", b"alpha");
+    for round in 0..20 {
+        let lines = if round % 2 == 0 { "1" } else { "0" };
+        let mut head = Command::new("head")
+            .args(["-n", lines])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pipe = head.stdin.take().unwrap();
+        if lines == "0" {
+            // head -n 0 exits without reading: the pipe is closed before bcs writes.
+            head.wait().unwrap();
+        }
+        let port = free_port();
+        let url = format!("http://+:{port}/h/");
+        let args = [
+            "host",
+            "--bind",
+            "127.0.0.1",
+            "--url",
+            &url,
+            a.to_str().unwrap(),
+        ];
+        let bcs = Running::spawn_into(Path::new(BCS), &args, &[], Stdio::from(pipe));
+        head.wait().unwrap();
+        let served = curl(&[
+            "--retry",
+            "50",
+            "--retry-connrefused",
+            "--retry-delay",
+            "0",
+            &format!("http://127.0.0.1:{port}/h/a.txt"),
+        ]);
+        assert_eq!(served.body, b"alpha");
+        let (code, stderr) = bcs.stop("-TERM");
+        assert_eq!(code, Some(0), "round {round}: {stderr}");
+        assert!(!stderr.contains("panicked"), "round {round}: {stderr}");
+    }
 }

@@ -147,7 +147,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
         print_stop_hint(group.prefix());
     }
     server.serve(signals.wait()).await?;
-    eprintln!("bcs: stopped");
+    note!("bcs: stopped");
     Ok(())
 }
 
@@ -184,6 +184,11 @@ fn tls_settings(
 fn pfx_password() -> Result<String, CliError> {
     if let Ok(password) = std::env::var("BCS_PFX_PASSWORD") {
         return Ok(password);
+    }
+    // rpassword asks on /dev/tty, which cannot be opened without a controlling terminal (a service, cron,
+    // a container without -t); say then what to do instead.
+    if let Err(e) = std::fs::File::open("/dev/tty") {
+        return Err(CliError::NoTerminal(e));
     }
     rpassword::prompt_password("PKCS#12 password: ").map_err(CliError::Password)
 }
@@ -254,7 +259,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()
     for entry in entries {
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            eprintln!("bcs: skipping {path:?}: the name is not UTF-8");
+            note!("bcs: skipping {path:?}: the name is not UTF-8");
             continue;
         };
         let suffix = if prefix.is_empty() {
@@ -267,7 +272,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()
             walk(&path, &suffix, out)?;
         } else if kind.is_file() {
             if let Err(e) = bits_compact::url::UrlSuffix::new(&suffix) {
-                eprintln!("bcs: skipping {path:?}: {e}");
+                note!("bcs: skipping {path:?}: {e}");
                 continue;
             }
             out.push((suffix, path));

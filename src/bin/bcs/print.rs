@@ -49,15 +49,15 @@ pub(crate) fn print_text(group: &bits_compact::UrlGroup, urls: &[Url], hosts: &P
     let prefix = group.prefix();
     let n = urls.len();
     let plural = if n == 1 { "" } else { "s" };
-    println!("Serving {n} file{plural} under {prefix}");
+    say!("Serving {n} file{plural} under {prefix}");
     let (downloads, rate) = (group.connection_limit(), group.bandwidth_limit());
     if downloads.get().is_some() || !rate.is_unlimited() {
-        println!("Limits: {downloads} downloads at once, {rate} shared");
+        say!("Limits: {downloads} downloads at once, {rate} shared");
     }
     for url in urls {
         match hosts.locations(url) {
-            (main, Some(local)) => println!("  {main}  (local: {local})"),
-            (main, None) => println!("  {main}"),
+            (main, Some(local)) => say!("  {main}  (local: {local})"),
+            (main, None) => say!("  {main}"),
         }
     }
 }
@@ -66,12 +66,12 @@ pub(crate) fn print_text(group: &bits_compact::UrlGroup, urls: &[Url], hosts: &P
 /// that local address only (whatever host clients name), a host name only to clients that name it.
 pub(crate) fn print_stop_hint(prefix: &UrlPrefix) {
     match prefix.host() {
-        Host::Ip(_) => println!("Press Ctrl-C to stop. Listening on {} only.", prefix.host()),
-        Host::Name(_) => println!(
+        Host::Ip(_) => say!("Press Ctrl-C to stop. Listening on {} only.", prefix.host()),
+        Host::Name(_) => say!(
             "Press Ctrl-C to stop. Clients must name host {}.",
             prefix.host()
         ),
-        _ => println!("Press Ctrl-C to stop."),
+        _ => say!("Press Ctrl-C to stop."),
     }
 }
 
@@ -106,8 +106,8 @@ pub(crate) fn print_json(prefix: &UrlPrefix, urls: &[Url], hosts: &PrintHosts) {
             .collect(),
     };
     match serde_json::to_string_pretty(&published) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("bcs: error: cannot print JSON: {e}"),
+        Ok(text) => say!("{text}"),
+        Err(e) => note!("bcs: error: cannot print JSON: {e}"),
     }
 }
 
@@ -118,11 +118,11 @@ pub(crate) fn print_certificate(cert: &ServerCertificate, self_signed: bool) {
     } else {
         "loaded"
     };
-    println!("TLS certificate ({kind}): {}", info.subject);
-    println!("  SHA-256 fingerprint: {}", info.sha256_fingerprint);
-    println!("  SHA-1 thumbprint:    {}", info.sha1_thumbprint);
+    say!("TLS certificate ({kind}): {}", info.subject);
+    say!("  SHA-256 fingerprint: {}", info.sha256_fingerprint);
+    say!("  SHA-1 thumbprint:    {}", info.sha1_thumbprint);
     if self_signed {
-        println!(
+        say!(
             "  clients can pin it:  curl --pinnedpubkey '{}' -k URL",
             info.spki_pin
         );
