@@ -596,3 +596,65 @@ fn a_closed_stdout_never_panics_nor_stops_the_server() {
         assert!(!stderr.contains("panicked"), "round {round}: {stderr}");
     }
 }
+
+#[test]
+fn bcs_warns_before_serving_a_configuration_that_refuses_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_file(dir.path(), "a.txt", b"alpha");
+    let users = dir.path().join("users.toml");
+    let mut principals = bits_compact::Principals::default();
+    principals
+        .set_user("alice", &bits_compact::Password::from("pw"), &[])
+        .unwrap();
+    principals.save(&users).unwrap();
+    let users = users.to_str().unwrap();
+    let warnings = |args: &[&str]| {
+        let port = free_port();
+        let url = format!("http://+:{port}/w/");
+        let all = [
+            &["host", "--bind", "127.0.0.1", "--url", &url],
+            args,
+            &[a.to_str().unwrap()],
+        ]
+        .concat();
+        let bcs = Running::spawn(Path::new(BCS), &all);
+        bcs.lines_until("Ctrl-C");
+        let (_, stderr) = bcs.stop("-TERM");
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("bcs: warning: "))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let w = warnings(&["--sddl", "D:(A;;GR;;;AU)"]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("without --auth every caller is anonymous") && w[0].contains("add --auth"),
+        "{w:?}"
+    );
+    let w = warnings(&["--auth", "basic", "--users", users]);
+    assert!(w[0].contains("add --allow-basic-over-http"), "{w:?}");
+    let w = warnings(&["--auth", "ntlm", "--sddl", "D:(A;;GR;;;AU)"]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("add --users FILE"), "{w:?}");
+    for fine in [
+        &["--sddl", "D:(A;;GR;;;WD)"][..],
+        &[
+            "--auth",
+            "ntlm",
+            "--users",
+            users,
+            "--sddl",
+            "D:(A;;GR;;;AU)",
+        ],
+        &[
+            "--auth",
+            "basic",
+            "--users",
+            users,
+            "--allow-basic-over-http",
+        ],
+    ] {
+        assert_eq!(warnings(fine), Vec::<String>::new(), "{fine:?}");
+    }
+}

@@ -10,6 +10,7 @@ use bits_compact::{
 };
 use clap::Args;
 
+use crate::check::Access;
 use crate::print::{print_certificate, print_json, print_stop_hint, print_text, PrintHosts};
 use crate::{CliError, Signals};
 
@@ -122,9 +123,9 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
         // A certificate the operator asked clients for is meant to identify them.
         schemes.push(AuthScheme::ClientCertificate);
     }
-    for scheme in schemes {
+    for scheme in &schemes {
         group
-            .set_authentication(scheme, true)
+            .set_authentication(*scheme, true)
             .map_err(bits_compact::Error::from)?;
     }
     group.allow_basic_over_http(args.allow_basic_over_http);
@@ -133,6 +134,18 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     let mut urls = Vec::with_capacity(files.len());
     for (suffix, path) in &files {
         urls.push(group.add_url(suffix, path, args.sddl.as_deref())?);
+    }
+    let access = Access {
+        sddl: args.sddl.as_deref(),
+        schemes: &schemes,
+        https: prefix.scheme() == Scheme::Https,
+        allow_basic_over_http: args.allow_basic_over_http,
+        users: args.users.is_some(),
+        client_certificates: args.client_cert != ClientCertMode::Off,
+        refuse_unknown_principals: args.refuse_unknown_principals,
+    };
+    for warning in access.warnings() {
+        note!("bcs: warning: {warning}");
     }
     // Signal handlers go in before the URLs are printed, so a signal right after is never lost.
     let signals = Signals::install().map_err(CliError::Runtime)?;
