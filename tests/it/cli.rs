@@ -597,6 +597,96 @@ fn a_closed_stdout_never_panics_nor_stops_the_server() {
     }
 }
 
+fn banner_value<'a>(lines: &'a [String], label: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in {lines:?}"))
+        .trim()
+}
+
+/// The self-signed certificate is kept in XDG_STATE_HOME: the same fingerprint and pin at the next start,
+/// a new one with --new-cert; a state directory that cannot be written gives a warning and a certificate
+/// that lasts until bcs stops.
+#[test]
+fn the_self_signed_certificate_is_kept_across_starts() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let file = write_file(home.path(), "a.txt", b"kept");
+    let start = |state: &Path, extra: &[&str]| {
+        let port = free_port();
+        let url = format!("https://+:{port}/k/");
+        let mut args = vec!["host", "--bind", "127.0.0.1", "--url", &url];
+        args.extend_from_slice(extra);
+        args.push(file.to_str().unwrap());
+        let env = [
+            ("HOME", home.path().to_str().unwrap()),
+            ("XDG_STATE_HOME", state.to_str().unwrap()),
+        ];
+        let bcs = Running::spawn_with_env(Path::new(BCS), &args, &env);
+        let lines = bcs.lines_until("Ctrl-C");
+        if have("wget") {
+            // The ready wget line trusts the kept certificate, whose names include 127.0.0.1.
+            if let Some(wget) = lines.iter().find(|l| l.trim().starts_with("wget -c ")) {
+                let into = tempfile::tempdir().unwrap();
+                let out = Command::new("sh")
+                    .args(["-c", &format!("{} -q", wget.trim())])
+                    .current_dir(into.path())
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{wget}: {out:?}");
+                assert_eq!(std::fs::read(into.path().join("a.txt")).unwrap(), b"kept");
+            }
+        }
+        let (code, stderr) = bcs.stop("-TERM");
+        assert_eq!(code, Some(0), "{stderr}");
+        (lines, stderr)
+    };
+    let fingerprint = |lines: &[String]| {
+        let pin = banner_value(lines, "Public-key pin:").to_owned();
+        (banner_value(lines, "SHA-256 fingerprint:").to_owned(), pin)
+    };
+
+    let (first, _) = start(&state, &[]);
+    let subject = first
+        .iter()
+        .find(|l| l.starts_with("TLS certificate"))
+        .unwrap();
+    let host = String::from_utf8(run("uname", &["-n"]).stdout).unwrap();
+    assert!(
+        subject.ends_with(&format!("): CN={}", host.trim())),
+        "{subject}"
+    );
+    assert!(subject.contains("made now and kept in"), "{subject}");
+    let key = state.join("bcs/self-signed-key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (second, _) = start(&state, &[]);
+    assert_eq!(fingerprint(&first), fingerprint(&second));
+    assert!(second
+        .iter()
+        .any(|l| l.starts_with("TLS certificate (self-signed, kept in")));
+    let (third, _) = start(&state, &["--new-cert"]);
+    assert_ne!(fingerprint(&third).0, fingerprint(&first).0);
+    assert_ne!(fingerprint(&third).1, fingerprint(&first).1);
+    let (fourth, _) = start(&state, &[]);
+    assert_eq!(fingerprint(&fourth), fingerprint(&third));
+
+    // A state "directory" that is a file cannot be written.
+    let blocked = write_file(home.path(), "not-a-dir", b"");
+    let (lines, stderr) = start(&blocked, &[]);
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("(self-signed, made now; it lasts until bcs stops)")));
+    assert!(
+        stderr.contains("bcs: warning: cannot keep the self-signed certificate in"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bcs_warns_before_serving_a_configuration_that_refuses_everyone() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ use bits_compact::{
 };
 use clap::Args;
 
+use crate::cert::Kept;
 use crate::check::Access;
 use crate::print::{print_certificate, print_json, print_stop_hint, print_text, PrintHosts};
 use crate::{CliError, Signals};
@@ -36,7 +37,9 @@ pub(crate) struct HostArgs {
     #[arg(long, value_name = "RATE")]
     rate: Option<ByteRate>,
     /// The certificate chain (PEM) for an https --url; with --key. Without --cert or --pfx, https uses a
-    /// self-signed certificate made at start, and its fingerprints are printed.
+    /// self-signed certificate for this machine's name, made once (valid a year) and kept in the user's
+    /// state directory ($XDG_STATE_HOME/bcs, else ~/.local/state/bcs), so that its fingerprint and pin
+    /// stay the same across restarts; they are printed.
     #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "pfx")]
     cert: Option<PathBuf>,
     /// The private key (PEM) for --cert.
@@ -45,6 +48,9 @@ pub(crate) struct HostArgs {
     /// A PKCS#12 file with the certificate and key; the password comes from BCS_PFX_PASSWORD, else a prompt.
     #[arg(long, value_name = "FILE")]
     pfx: Option<PathBuf>,
+    /// Replace the kept self-signed certificate with a new one (a new key, so a new pin).
+    #[arg(long, conflicts_with_all = ["cert", "pfx"])]
+    new_cert: bool,
     /// CA certificates (PEM) that client certificates must chain to.
     #[arg(long, value_name = "FILE")]
     client_ca: Option<PathBuf>,
@@ -110,9 +116,9 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     }
     let server = builder.build()?;
     let tls = tls_settings(&args, &prefix)?;
-    if let Some((cert, clients)) = &tls {
-        server.set_ssl_certificate(prefix.port(), cert.clone())?;
-        server.set_client_certificates(prefix.port(), clients.clone())?;
+    if let Some(tls) = &tls {
+        server.set_ssl_certificate(prefix.port(), tls.cert.clone())?;
+        server.set_client_certificates(prefix.port(), tls.clients.clone())?;
     }
     if let Some(path) = &args.users {
         server.set_principals(Principals::load(path).map_err(bits_compact::Error::from)?);
@@ -154,8 +160,8 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
         print_json(group.prefix(), &urls, &hosts);
     } else {
         print_text(&group, &urls, &hosts);
-        if let Some((cert, _)) = &tls {
-            print_certificate(cert, args.cert.is_none() && args.pfx.is_none());
+        if let Some(tls) = &tls {
+            print_certificate(&tls.cert, tls.kept.as_ref());
         }
         print_stop_hint(group.prefix());
     }
@@ -164,33 +170,49 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// An https prefix's certificate (and how a self-signed one is kept) and client-certificate policy.
+struct Tls {
+    cert: ServerCertificate,
+    /// `Some` for a self-signed certificate.
+    kept: Option<Kept>,
+    clients: ClientCertificates,
+}
+
 /// The certificate and client-certificate policy for an https prefix, loaded now so that a bad file is an
 /// error before anything listens.
-fn tls_settings(
-    args: &HostArgs,
-    prefix: &UrlPrefix,
-) -> Result<Option<(ServerCertificate, ClientCertificates)>, CliError> {
+fn tls_settings(args: &HostArgs, prefix: &UrlPrefix) -> Result<Option<Tls>, CliError> {
     if prefix.scheme() != Scheme::Https {
         let given = [
             (args.cert.is_some(), "--cert"),
             (args.pfx.is_some(), "--pfx"),
             (args.client_ca.is_some(), "--client-ca"),
+            (args.new_cert, "--new-cert"),
         ];
         return match given.iter().find(|(set, _)| *set) {
             Some((_, flag)) => Err(CliError::NeedsHttps(flag)),
             None => Ok(None),
         };
     }
-    let cert = match (&args.cert, &args.key, &args.pfx) {
-        (Some(cert), Some(key), _) => ServerCertificate::from_pem_files(cert, key)?,
-        (_, _, Some(pfx)) => ServerCertificate::from_pkcs12_file(pfx, &pfx_password()?)?,
-        _ => ServerCertificate::self_signed(&self_signed_names(prefix))?,
+    let (cert, kept) = match (&args.cert, &args.key, &args.pfx) {
+        (Some(cert), Some(key), _) => (ServerCertificate::from_pem_files(cert, key)?, None),
+        (_, _, Some(pfx)) => (
+            ServerCertificate::from_pkcs12_file(pfx, &pfx_password()?)?,
+            None,
+        ),
+        _ => {
+            let (cert, kept) = crate::cert::self_signed(&self_signed_names(prefix), args.new_cert)?;
+            (cert, Some(kept))
+        }
     };
     let clients = match &args.client_ca {
         Some(ca) => ClientCertificates::from_pem_files(args.client_cert, ca, &args.crl)?,
         None => ClientCertificates::off(),
     };
-    Ok(Some((cert, clients)))
+    Ok(Some(Tls {
+        cert,
+        kept,
+        clients,
+    }))
 }
 
 /// SECURITY: the password never comes from an argument (visible to other users in the process list).
@@ -206,20 +228,24 @@ fn pfx_password() -> Result<String, CliError> {
     rpassword::prompt_password("PKCS#12 password: ").map_err(CliError::Password)
 }
 
-/// The machine's name, localhost and the loopback addresses, and the prefix's own host.
+/// The prefix's own host name, the machine's name, localhost and the loopback addresses, and the prefix's
+/// IP address; the first becomes the subject's CN.
 fn self_signed_names(prefix: &UrlPrefix) -> Vec<String> {
-    let mut names = vec![
+    let mut names = Vec::new();
+    if let Host::Name(name) = prefix.host() {
+        names.push(name.clone());
+    }
+    names.extend([
         gethostname::gethostname().to_string_lossy().into_owned(),
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
-    ];
-    match prefix.host() {
-        Host::Name(name) => names.push(name.clone()),
-        Host::Ip(ip) => names.push(ip.to_string()),
-        _ => {}
+    ]);
+    if let Host::Ip(ip) = prefix.host() {
+        names.push(ip.to_string());
     }
-    names.dedup();
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.to_ascii_lowercase()));
     names
 }
 

@@ -17,6 +17,7 @@ macro_rules! note {
     };
 }
 
+mod cert;
 mod check;
 mod host;
 mod print;

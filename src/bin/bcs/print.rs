@@ -5,6 +5,8 @@ use std::path::Path;
 
 use bits_compact::{Host, ServerCertificate, Url, UrlPrefix};
 
+use crate::cert::Kept;
+
 /// The host names to print for wildcard prefixes.
 pub(crate) struct PrintHosts {
     main: String,
@@ -111,17 +113,26 @@ pub(crate) fn print_json(prefix: &UrlPrefix, urls: &[Url], hosts: &PrintHosts) {
     }
 }
 
-pub(crate) fn print_certificate(cert: &ServerCertificate, self_signed: bool) {
+/// The certificate; for a self-signed one where it is kept, and the pin clients can check.
+pub(crate) fn print_certificate(cert: &ServerCertificate, kept: Option<&Kept>) {
     let info = cert.info();
-    let kind = if self_signed {
-        "self-signed, made now"
-    } else {
-        "loaded"
+    let dir = || {
+        let file = kept.and_then(Kept::cert_file);
+        file.and_then(Path::parent)
+            .map_or_else(String::new, |d| d.display().to_string())
+    };
+    let kind = match kept {
+        None => "loaded".to_owned(),
+        Some(Kept::Reused(_)) => format!("self-signed, kept in {}", dir()),
+        Some(Kept::Made(_)) => format!("self-signed, made now and kept in {}", dir()),
+        Some(Kept::Ephemeral) => "self-signed, made now; it lasts until bcs stops".to_owned(),
     };
     say!("TLS certificate ({kind}): {}", info.subject);
     say!("  SHA-256 fingerprint: {}", info.sha256_fingerprint);
     say!("  SHA-1 thumbprint:    {}", info.sha1_thumbprint);
-    if self_signed {
+    say!("  Valid until:         {}", info.not_after);
+    say!("  Public-key pin:      {}", info.spki_pin);
+    if kept.is_some() {
         say!(
             "  clients can pin it:  curl --pinnedpubkey '{}' -k URL",
             info.spki_pin
