@@ -166,6 +166,8 @@ fn bcs_host_publishes_a_tree_prints_urls_and_stops_on_sigterm() {
     let big = pattern(2 << 20, 7);
     write_file(&root, "setup.exe", &big);
     write_file(&root, "docs/read me.txt", b"hello");
+    std::os::unix::fs::symlink("/etc/passwd", root.join("passwd")).unwrap();
+    std::os::unix::fs::symlink("setup.exe", root.join("docs/setup-link.exe")).unwrap();
     let port = free_port();
     let prefix = format!("http://+:{port}/rel/");
     let bcs = Running::spawn(
@@ -198,7 +200,33 @@ fn bcs_host_publishes_a_tree_prints_urls_and_stops_on_sigterm() {
     );
     let r = curl(&[&format!("http://127.0.0.1:{port}/rel/setup.exe")]);
     assert!(r.body == big);
-    assert_eq!(lines[1], "Limits: 2 downloads at once, 64MiB/s shared");
+    assert_eq!(lines[1], "Limits: 2 downloads at once, 64 MiB/s shared");
+    assert!(
+        lines.contains(&"Skipped 2 symbolic links (BCS_LOG=info,bcs=debug lists them)".to_owned()),
+        "{lines:?}"
+    );
+    // The ready command downloads the first file under its own name, as pasted into a shell.
+    let curl_line = lines
+        .iter()
+        .find(|l| l.trim().starts_with("curl "))
+        .unwrap();
+    let wget_line = lines
+        .iter()
+        .find(|l| l.trim().starts_with("wget -c "))
+        .unwrap();
+    assert!(
+        wget_line.ends_with(&format!(":{port}/rel/docs/read%20me.txt")),
+        "{wget_line}"
+    );
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let ran = Command::new("sh")
+        .args(["-c", &format!("{} -s -S", curl_line.trim())])
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{curl_line}: {ran:?}");
+    assert_eq!(std::fs::read(out.join("read me.txt")).unwrap(), b"hello");
     let r = curl(&[&format!("http://127.0.0.1:{port}/rel/docs/read%20me.txt")]);
     assert_eq!(r.body, b"hello");
 
@@ -209,7 +237,7 @@ fn bcs_host_publishes_a_tree_prints_urls_and_stops_on_sigterm() {
         .lines()
         .filter(|l| l.contains("bits_compact::access"))
         .collect();
-    assert_eq!(access.len(), 2, "{stderr}");
+    assert_eq!(access.len(), 3, "{stderr}");
     assert!(access[0].contains("status=200") && access[0].contains("peer=127.0.0.1:"));
     assert!(access[0].contains(&format!("bytes={}", big.len())));
 }
@@ -747,4 +775,40 @@ fn bcs_warns_before_serving_a_configuration_that_refuses_everyone() {
     ] {
         assert_eq!(warnings(fine), Vec::<String>::new(), "{fine:?}");
     }
+}
+
+/// Colour only on a terminal (script gives bcs one), and never with NO_COLOR; --qr draws the first URL.
+#[test]
+fn bcs_colours_a_terminal_unless_no_color_and_draws_a_qr_code() {
+    if !have("script") || !have("timeout") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_file(dir.path(), "a.txt", b"alpha");
+    let on_a_terminal = |no_color: &str| {
+        let port = free_port();
+        let command = format!(
+            "timeout -s INT 2 {BCS} host --qr --bind 127.0.0.1 --url http://+:{port}/c/ {}",
+            a.display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("HOME", dir.path())
+            .env("NO_COLOR", no_color)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let coloured = on_a_terminal("");
+    assert!(coloured.contains("\x1b[1mServing 1 file"), "{coloured:?}");
+    assert!(
+        coloured.contains("\u{2588}\u{2588}\u{2588}\u{2588}"),
+        "a QR code: {coloured}"
+    );
+    let plain = on_a_terminal("1");
+    assert!(
+        plain.contains("Serving 1 file") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
 }

@@ -12,7 +12,7 @@ use clap::Args;
 
 use crate::cert::Kept;
 use crate::check::Access;
-use crate::print::{print_certificate, print_json, print_stop_hint, print_text, PrintHosts};
+use crate::print::{Banner, PrintHosts, Skipped};
 use crate::{CliError, Signals};
 
 #[derive(Args)]
@@ -89,6 +89,9 @@ pub(crate) struct HostArgs {
     /// Print the published URLs as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Also print a QR code of the first URL, for a phone.
+    #[arg(long, conflicts_with = "json")]
+    qr: bool,
     /// Seconds a client may take to send request headers (also ends silent keep-alive connections).
     #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     header_timeout: u64,
@@ -101,18 +104,19 @@ pub(crate) struct HostArgs {
 }
 
 pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
-    let files = collect_files(&args.paths)?;
+    let (files, skipped) = collect_files(&args.paths)?;
     let prefix = match args.url.clone() {
         Some(prefix) => prefix,
         None => default_prefix(&args.paths)?,
     };
+    let bind: Vec<IpAddr> = args.bind.clone();
     let mut builder = Server::builder()
         .header_timeout(Duration::from_secs(args.header_timeout))
         .idle_timeout(Duration::from_secs(args.idle_timeout))
         .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
         .refuse_unknown_principals(args.refuse_unknown_principals);
-    if !args.bind.is_empty() {
-        builder = builder.bind_addresses(args.bind.iter().copied());
+    if !bind.is_empty() {
+        builder = builder.bind_addresses(bind.iter().copied());
     }
     let server = builder.build()?;
     let tls = tls_settings(&args, &prefix)?;
@@ -155,15 +159,25 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     }
     // Signal handlers go in before the URLs are printed, so a signal right after is never lost.
     let signals = Signals::install().map_err(CliError::Runtime)?;
-    let hosts = PrintHosts::new(&args.bind);
+    let banner = Banner {
+        group: &group,
+        urls: &urls,
+        hosts: PrintHosts::new(&bind),
+        skipped,
+    };
     if args.json {
-        print_json(group.prefix(), &urls, &hosts);
+        banner.print_json();
     } else {
-        print_text(&group, &urls, &hosts);
+        banner.print_text();
         if let Some(tls) = &tls {
-            print_certificate(&tls.cert, tls.kept.as_ref());
+            banner.print_certificate(&tls.cert, tls.kept.as_ref());
         }
-        print_stop_hint(group.prefix());
+        let self_signed = tls.as_ref().and_then(|t| Some((&t.cert, t.kept.as_ref()?)));
+        banner.print_downloads(self_signed);
+        if args.qr {
+            banner.print_qr();
+        }
+        banner.print_stop_hint();
     }
     server.serve(signals.wait()).await?;
     note!("bcs: stopped");
@@ -249,16 +263,18 @@ fn self_signed_names(prefix: &UrlPrefix) -> Vec<String> {
     names
 }
 
-/// Each file given, and each regular file below each directory given, with its suffix.
-fn collect_files(paths: &[PathBuf]) -> Result<Vec<(String, PathBuf)>, CliError> {
+/// Each file given, and each regular file below each directory given, with its suffix; and what was left
+/// out below the directories.
+fn collect_files(paths: &[PathBuf]) -> Result<(Vec<(String, PathBuf)>, Skipped), CliError> {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut skipped = Skipped::default();
     for path in paths {
         let md = std::fs::metadata(path).map_err(|source| CliError::Path {
             path: path.clone(),
             source,
         })?;
         if md.is_dir() {
-            walk(path, "", &mut files)?;
+            walk(path, "", &mut files, &mut skipped)?;
         } else if md.is_file() {
             let name = path.file_name().and_then(|n| n.to_str());
             let name = name.ok_or_else(|| CliError::NotAFile(path.clone()))?;
@@ -282,10 +298,16 @@ fn collect_files(paths: &[PathBuf]) -> Result<Vec<(String, PathBuf)>, CliError> 
             });
         }
     }
-    Ok(files)
+    Ok((files, skipped))
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), CliError> {
+/// Each skipped entry is logged at debug level (`BCS_LOG=info,bcs=debug`); the banner gives the counts.
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, PathBuf)>,
+    skipped: &mut Skipped,
+) -> Result<(), CliError> {
     let io_err = |source| CliError::Path {
         path: dir.to_owned(),
         source,
@@ -298,7 +320,8 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()
     for entry in entries {
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            note!("bcs: skipping {path:?}: the name is not UTF-8");
+            tracing::debug!(?path, "skipped: the name is not UTF-8");
+            skipped.bad_names += 1;
             continue;
         };
         let suffix = if prefix.is_empty() {
@@ -308,13 +331,23 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()
         };
         let kind = entry.file_type().map_err(io_err)?;
         if kind.is_dir() {
-            walk(&path, &suffix, out)?;
+            walk(&path, &suffix, out, skipped)?;
         } else if kind.is_file() {
             if let Err(e) = bits_compact::url::UrlSuffix::new(&suffix) {
-                note!("bcs: skipping {path:?}: {e}");
+                tracing::debug!(?path, "skipped: {e}");
+                skipped.bad_names += 1;
                 continue;
             }
             out.push((suffix, path));
+        } else if kind.is_symlink() {
+            tracing::debug!(?path, "skipped: a symbolic link");
+            skipped.links += 1;
+        } else {
+            tracing::debug!(
+                ?path,
+                "skipped: not a regular file (a socket, FIFO or device)"
+            );
+            skipped.special += 1;
         }
     }
     Ok(())
