@@ -314,6 +314,7 @@ fn bcs_errors_are_one_line_and_exit_non_zero() {
             &["hots", a],
             "unrecognized subcommand 'hots' (a similar subcommand exists: 'host')",
         ),
+        (&["host", "--bind", "example.com", a], "or localhost"),
         (
             &["user", "add", "alice"],
             "--users <FILE>; see bcs user add --help",
@@ -774,6 +775,37 @@ fn bcs_warns_before_serving_a_configuration_that_refuses_everyone() {
         ],
     ] {
         assert_eq!(warnings(fine), Vec::<String>::new(), "{fine:?}");
+    }
+}
+
+#[test]
+fn bcs_binds_localhost_and_bracketed_ipv6() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_file(dir.path(), "a.txt", b"alpha");
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    for (bind, client) in [
+        ("localhost", "127.0.0.1"),
+        ("[::1]", "[::1]"),
+        ("localhost", "[::1]"),
+    ] {
+        if client.starts_with('[') && !ipv6 {
+            eprintln!("skipping {bind} on {client}: no IPv6 here");
+            continue;
+        }
+        let port = free_port();
+        let url = format!("http://+:{port}/b/");
+        let bcs = Running::spawn(
+            Path::new(BCS),
+            &["host", "--bind", bind, "--url", &url, a.to_str().unwrap()],
+        );
+        bcs.lines_until("Ctrl-C");
+        let r = curl(&["-g", &format!("http://{client}:{port}/b/a.txt")]);
+        assert_eq!(r.body, b"alpha", "{bind} on {client}");
+        let (code, stderr) = bcs.stop("-TERM");
+        assert_eq!(code, Some(0), "{stderr}");
     }
 }
 

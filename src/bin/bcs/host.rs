@@ -1,7 +1,8 @@
 //! `bcs host`: publish files under one URL group and serve them.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use bits_compact::{
@@ -25,15 +26,19 @@ pub(crate) struct HostArgs {
     /// Default: http://+:8080/<name>/, where name is the single directory's name, else "files".
     #[arg(long, value_name = "PREFIX")]
     url: Option<UrlPrefix>,
-    /// Listen on this local address only (repeatable). Default: all IPv4 and IPv6 addresses.
+    /// Listen on this local address only (repeatable): an IP address (IPv6 with or without brackets, as
+    /// [::1]), or localhost (127.0.0.1, and ::1 where the machine has IPv6). Default: all IPv4 and IPv6
+    /// addresses.
     #[arg(long = "bind", value_name = "ADDR")]
-    bind: Vec<IpAddr>,
+    bind: Vec<BindAddress>,
     /// The most downloads served at once from the group; one more is told to come back later (503 with
     /// Retry-After). Default: unlimited.
     #[arg(long, value_name = "N")]
     max_downloads: Option<ConnectionLimit>,
-    /// The bandwidth shared by all downloads of the group, e.g. 4MiB/s, 500KB/s, 1G/s (a bare number is
-    /// bytes per second; at least 1024). Default: unlimited.
+    /// The bandwidth shared by all downloads of the group, e.g. 4MiB/s, 500KB/s, 1G/s. Units count bytes,
+    /// never bits, and ignore case: K, KB, M, MB, G, GB are powers of 1000 (500kb/s is 500 000 bytes a
+    /// second), KiB, MiB, GiB powers of 1024; no unit or B is bytes. The /s may be left out (4MiB is
+    /// 4MiB/s). At least 1024 bytes a second. Default: unlimited.
     #[arg(long, value_name = "RATE")]
     rate: Option<ByteRate>,
     /// The certificate chain (PEM) for an https --url; with --key. Without --cert or --pfx, https uses a
@@ -103,13 +108,39 @@ pub(crate) struct HostArgs {
     max_connections: u64,
 }
 
+/// A `--bind` value, parsed once: the addresses it stands for.
+#[derive(Clone, Debug)]
+pub(crate) struct BindAddress(Vec<IpAddr>);
+
+impl FromStr for BindAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.eq_ignore_ascii_case("localhost") {
+            // RFC 6761 §6.3: localhost is the loopback addresses. ::1 only where it can be bound, so that
+            // --bind localhost works in a container without IPv6 as well.
+            let v6 = std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_ok();
+            let v6 = v6.then_some(IpAddr::V6(Ipv6Addr::LOCALHOST));
+            let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            return Ok(BindAddress([v4].into_iter().chain(v6).collect()));
+        }
+        let ip = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            Some(v6) => v6.parse::<Ipv6Addr>().map(IpAddr::V6),
+            None => text.parse::<IpAddr>(),
+        };
+        ip.map(|ip| BindAddress(vec![ip])).map_err(|_| {
+            "expected an IP address (as 127.0.0.1, ::1 or [::1]) or localhost".to_owned()
+        })
+    }
+}
+
 pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     let (files, skipped) = collect_files(&args.paths)?;
     let prefix = match args.url.clone() {
         Some(prefix) => prefix,
         None => default_prefix(&args.paths)?,
     };
-    let bind: Vec<IpAddr> = args.bind.clone();
+    let bind: Vec<IpAddr> = args.bind.iter().flat_map(|b| b.0.iter().copied()).collect();
     let mut builder = Server::builder()
         .header_timeout(Duration::from_secs(args.header_timeout))
         .idle_timeout(Duration::from_secs(args.idle_timeout))
