@@ -42,9 +42,9 @@ pub(crate) struct HostArgs {
     #[arg(long, value_name = "RATE")]
     rate: Option<ByteRate>,
     /// The certificate chain (PEM) for an https --url; with --key. Without --cert or --pfx, https uses a
-    /// self-signed certificate for this machine's name, made once (valid a year) and kept in the user's
-    /// state directory ($XDG_STATE_HOME/bcs, else ~/.local/state/bcs), so that its fingerprint and pin
-    /// stay the same across restarts; they are printed.
+    /// self-signed certificate for the prefix's host name, else this machine's, made once (valid a year)
+    /// and kept in the user's state directory ($XDG_STATE_HOME/bcs, else ~/.local/state/bcs), so that its
+    /// fingerprint and pin stay the same across restarts; they are printed.
     #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "pfx")]
     cert: Option<PathBuf>,
     /// The private key (PEM) for --cert.
