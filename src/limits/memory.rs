@@ -199,12 +199,14 @@ mod tests {
             vec![1; H1_CHUNK],
             poll_fn(|cx| r.poll_take(cx, H1_CHUNK)).await,
             None,
-        );
+        )[0]
+        .clone();
         let b = hold(
             vec![2; H1_CHUNK],
             poll_fn(|cx| r.poll_take(cx, H1_CHUNK)).await,
             None,
-        );
+        )[0]
+        .clone();
         // The connection's budget is spent: a third chunk waits.
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);

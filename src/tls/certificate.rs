@@ -5,11 +5,13 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use zeroize::Zeroizing;
 
 use super::source::{CertificateSource, SecretText};
 use super::TlsError;
@@ -137,26 +139,37 @@ impl ServerCertificate {
         Self::from_parts(certs, key, path, path, source)
     }
 
-    /// A new self-signed certificate for these names; IP addresses become IP SANs.
+    /// A new self-signed certificate for these names: the first is the subject's common name, and all are
+    /// subject alternative names (IP addresses as IP SANs). Valid from an hour ago (for clients whose clock
+    /// is behind) for a year, as [`SELF_SIGNED_VALIDITY`](Self::SELF_SIGNED_VALIDITY) says.
     pub fn self_signed(names: &[String]) -> Result<Self, TlsError> {
-        let generated =
-            rcgen::generate_simple_self_signed(names.to_vec()).map_err(TlsError::SelfSigned)?;
-        let chain = vec![generated.cert.der().clone()];
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            generated.signing_key.serialize_der(),
-        ));
+        let (cert, key) = generate_self_signed(names)?;
+        let here = Path::new("<self-signed>");
         let source = CertificateSource::Pem {
-            cert: generated.cert.pem(),
-            key: SecretText::new(generated.signing_key.serialize_pem()),
+            cert: pem_block("CERTIFICATE", cert.as_ref()),
+            key: SecretText::new(pem_block("PRIVATE KEY", &key)),
         };
         Self::from_parts(
-            chain,
-            key,
-            Path::new("<self-signed>"),
-            Path::new("<self-signed>"),
+            vec![cert],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
+            here,
+            here,
             source,
         )
     }
+
+    /// The same certificate as [`self_signed`](Self::self_signed) makes, as PEM text of the certificate and
+    /// of its PKCS#8 private key, for a caller that keeps it (and loads it again with
+    /// [`from_pem_files`](Self::from_pem_files)) so that its fingerprint and pin outlive the process.
+    pub fn self_signed_pem(names: &[String]) -> Result<(String, Zeroizing<String>), TlsError> {
+        let (cert, key) = generate_self_signed(names)?;
+        let key_pem = Zeroizing::new(pem_block("PRIVATE KEY", &key));
+        Ok((pem_block("CERTIFICATE", cert.as_ref()), key_pem))
+    }
+
+    /// How long a self-signed certificate is valid: a year, so that one kept by its user can be trusted
+    /// or pinned for a while, yet a forgotten one expires (CA/Browser Forum certificates last less).
+    pub const SELF_SIGNED_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
     fn from_parts(
         chain: Vec<CertificateDer<'static>>,
@@ -196,6 +209,24 @@ impl ServerCertificate {
             .map(|c| pem_block("CERTIFICATE", c.as_ref()))
             .collect()
     }
+}
+
+/// A self-signed certificate and its PKCS#8 key (rcgen's default, ECDSA P-256) for `names`.
+fn generate_self_signed(
+    names: &[String],
+) -> Result<(CertificateDer<'static>, Zeroizing<Vec<u8>>), TlsError> {
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(TlsError::SelfSigned)?;
+    let mut subject = rcgen::DistinguishedName::new();
+    if let Some(name) = names.first() {
+        subject.push(rcgen::DnType::CommonName, name.as_str());
+    }
+    params.distinguished_name = subject;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - Duration::from_secs(60 * 60);
+    params.not_after = now + ServerCertificate::SELF_SIGNED_VALIDITY;
+    let key = rcgen::KeyPair::generate().map_err(TlsError::SelfSigned)?;
+    let cert = params.self_signed(&key).map_err(TlsError::SelfSigned)?;
+    Ok((cert.der().clone(), Zeroizing::new(key.serialize_der())))
 }
 
 /// Every certificate in a PEM file; an empty file is an error naming it.
@@ -266,8 +297,10 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 fn pem_block(label: &str, der: &[u8]) -> String {
-    let text = base64(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
+    // Zeroized, and the output sized up front so that it never reallocates: the DER may be a private key.
+    let text = Zeroizing::new(base64(der));
+    let mut out = String::with_capacity(text.len() + text.len() / 64 + 2 * label.len() + 40);
+    out.push_str(&format!("-----BEGIN {label}-----\n"));
     for line in text.as_bytes().chunks(64) {
         out.push_str(&String::from_utf8_lossy(line));
         out.push('\n');
@@ -296,5 +329,34 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(parsed, cert.key.cert);
+    }
+
+    #[test]
+    fn self_signed_names_its_subject_and_lasts_a_year() {
+        let names = ["buildbox".to_owned(), "127.0.0.1".to_owned()];
+        let cert = ServerCertificate::self_signed(&names).unwrap();
+        assert_eq!(cert.info().subject, "CN=buildbox");
+        let der = &cert.key.cert[0];
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        let validity = parsed.validity();
+        let lasts = validity.not_after.timestamp() - validity.not_before.timestamp();
+        let year = ServerCertificate::SELF_SIGNED_VALIDITY.as_secs() as i64;
+        assert_eq!(lasts, year + 3600);
+        let left = validity.time_to_expiration().unwrap().whole_seconds();
+        assert!((year - 60..=year).contains(&left), "{left}");
+    }
+
+    #[test]
+    fn self_signed_pem_loads_back_as_the_same_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_pem, key_pem) =
+            ServerCertificate::self_signed_pem(&["localhost".into()]).unwrap();
+        assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, &cert_pem).unwrap();
+        std::fs::write(&key, key_pem.as_bytes()).unwrap();
+        let loaded = ServerCertificate::from_pem_files(&cert, &key).unwrap();
+        assert_eq!(loaded.chain_pem(), cert_pem);
+        assert_eq!(loaded.info().subject, "CN=localhost");
     }
 }

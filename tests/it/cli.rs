@@ -16,6 +16,9 @@ pub(crate) struct Running {
     lines: mpsc::Receiver<String>,
     /// stderr, read as it comes so that a chatty child never blocks on a full pipe.
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// Its HOME and XDG_STATE_HOME, unless the test gave its own: bcs keeps its self-signed certificate
+    /// there, and a test must not write into the user's.
+    _home: tempfile::TempDir,
 }
 
 impl Running {
@@ -23,16 +26,29 @@ impl Running {
         Self::spawn_with_env(program, args, &[])
     }
 
-    fn spawn_with_env(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn spawn_with_env(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_into(program, args, env, Stdio::piped())
+    }
+
+    /// With stdout going to `stdout`; only a piped stdout gives lines to `lines_until`.
+    pub(crate) fn spawn_into(
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdout: Stdio,
+    ) -> Self {
+        let home = tempfile::tempdir().unwrap();
         let mut child = Command::new(program)
             .args(args)
-            .envs(env.iter().copied())
+            .env("HOME", home.path())
+            .env("XDG_STATE_HOME", home.path().join("state"))
             .env("BCS_LOG", "info")
-            .stdout(Stdio::piped())
+            .envs(env.iter().copied())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let stdout = child.stdout.take();
         let mut err = child.stderr.take().unwrap();
         let stderr = std::thread::spawn(move || {
             let mut text = String::new();
@@ -41,6 +57,7 @@ impl Running {
         });
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
+            let Some(stdout) = stdout else { return };
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if tx.send(line).is_err() {
                     break;
@@ -51,29 +68,41 @@ impl Running {
             child,
             lines,
             stderr: Some(stderr),
+            _home: home,
         }
     }
 
     /// Lines up to and including the first that contains `marker`.
     pub(crate) fn lines_until(&self, marker: &str) -> Vec<String> {
+        self.try_lines_until(marker)
+            .unwrap_or_else(|seen| panic!("no {marker:?} in {seen:?}"))
+    }
+
+    /// Lines up to and including the first that contains `marker`; the lines seen when stdout ends (or
+    /// 30 s pass) first.
+    pub(crate) fn try_lines_until(&self, marker: &str) -> Result<Vec<String>, Vec<String>> {
         let mut seen = Vec::new();
         loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("no {marker:?} in {seen:?}"));
+            let Ok(line) = self.lines.recv_timeout(Duration::from_secs(30)) else {
+                return Err(seen);
+            };
             let done = line.contains(marker);
             seen.push(line);
             if done {
-                return seen;
+                return Ok(seen);
             }
         }
     }
 
     /// Sends a signal and returns the exit code and stderr.
-    pub(crate) fn stop(mut self, signal: &str) -> (Option<i32>, String) {
+    pub(crate) fn stop(self, signal: &str) -> (Option<i32>, String) {
         let pid = self.child.id().to_string();
         assert!(run("kill", &[signal, &pid]).status.success());
+        self.exited()
+    }
+
+    /// Waits for the child to exit; its exit code and stderr.
+    pub(crate) fn exited(mut self) -> (Option<i32>, String) {
         let status = self.child.wait().unwrap();
         let stderr = self
             .stderr
@@ -91,15 +120,39 @@ impl Drop for Running {
     }
 }
 
+/// `bcs` with HOME and XDG_STATE_HOME in `home`, never the user's.
+pub(crate) fn bcs(home: &Path) -> Command {
+    let mut cmd = Command::new(BCS);
+    cmd.env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"));
+    cmd
+}
+
 fn bcs_fails(args: &[&str]) -> String {
-    let out = Command::new(BCS).args(args).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{args:?} should fail with 1");
+    bcs_fails_with(1, args, &[])
+}
+
+/// Runs bcs, which must exit with `code` and print exactly one line, `bcs: error: ...`, on stderr.
+fn bcs_fails_with(code: i32, args: &[&str], env: &[(&str, &str)]) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let out = bcs(home.path())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?} should fail with {code}"
+    );
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         stderr.trim_end().lines().count(),
         1,
         "one-line error: {stderr}"
     );
+    assert!(stderr.starts_with("bcs: error: "), "{stderr}");
     stderr
 }
 
@@ -113,6 +166,8 @@ fn bcs_host_publishes_a_tree_prints_urls_and_stops_on_sigterm() {
     let big = pattern(2 << 20, 7);
     write_file(&root, "setup.exe", &big);
     write_file(&root, "docs/read me.txt", b"hello");
+    std::os::unix::fs::symlink("/etc/passwd", root.join("passwd")).unwrap();
+    std::os::unix::fs::symlink("setup.exe", root.join("docs/setup-link.exe")).unwrap();
     let port = free_port();
     let prefix = format!("http://+:{port}/rel/");
     let bcs = Running::spawn(
@@ -145,7 +200,33 @@ fn bcs_host_publishes_a_tree_prints_urls_and_stops_on_sigterm() {
     );
     let r = curl(&[&format!("http://127.0.0.1:{port}/rel/setup.exe")]);
     assert!(r.body == big);
-    assert_eq!(lines[1], "Limits: 2 downloads at once, 64MiB/s shared");
+    assert_eq!(lines[1], "Limits: 2 downloads at once, 64 MiB/s shared");
+    assert!(
+        lines.contains(&"Skipped 2 symbolic links (BCS_LOG=info,bcs=debug lists them)".to_owned()),
+        "{lines:?}"
+    );
+    // The ready command downloads the first file under its own name, as pasted into a shell.
+    let curl_line = lines
+        .iter()
+        .find(|l| l.trim().starts_with("curl "))
+        .unwrap();
+    let wget_line = lines
+        .iter()
+        .find(|l| l.trim().starts_with("wget -c "))
+        .unwrap();
+    assert!(
+        wget_line.ends_with(&format!(":{port}/rel/docs/read%20me.txt")),
+        "{wget_line}"
+    );
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let ran = Command::new("sh")
+        .args(["-c", &format!("{} -s -S", curl_line.trim())])
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{curl_line}: {ran:?}");
+    assert_eq!(std::fs::read(out.join("read me.txt")).unwrap(), b"hello");
     let r = curl(&[&format!("http://127.0.0.1:{port}/rel/docs/read%20me.txt")]);
     assert_eq!(r.body, b"hello");
 
@@ -156,7 +237,7 @@ fn bcs_host_publishes_a_tree_prints_urls_and_stops_on_sigterm() {
         .lines()
         .filter(|l| l.contains("bits_compact::access"))
         .collect();
-    assert_eq!(access.len(), 2, "{stderr}");
+    assert_eq!(access.len(), 3, "{stderr}");
     assert!(access[0].contains("status=200") && access[0].contains("peer=127.0.0.1:"));
     assert!(access[0].contains(&format!("bytes={}", big.len())));
 }
@@ -209,39 +290,45 @@ fn bcs_errors_are_one_line_and_exit_non_zero() {
     let a = write_file(dir.path(), "a.txt", b"alpha");
     let a = a.to_str().unwrap();
 
-    // A bad prefix is refused by argument parsing (clap's usage error, exit 2) with the rule broken.
-    let out = Command::new(BCS)
-        .args(["host", "--url", "http://+:80/a/b/", a])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        stderr.contains("only one path segment is allowed"),
-        "{stderr}"
-    );
-
+    // Argument parsing refuses these (a usage error, exit 2, as clap's), on one line like any other.
     for (args, message) in [
         (
-            ["--rate", "1000"],
+            &["host", "--url", "http://+:80/a/b/", a][..],
+            "only one path segment is allowed",
+        ),
+        (
+            &["host", "--rate", "1000", a],
             "a bandwidth limit must be at least 1024 bytes per second, not 1000",
         ),
-        (["--rate", "4XB/s"], "unknown unit"),
+        (&["host", "--rate", "4XB/s", a], "unknown unit"),
         (
-            ["--max-downloads", "0"],
+            &["host", "--max-downloads", "0", a],
             "a connection limit must be at least 1",
         ),
+        (
+            &["host", "--frobnicate", a],
+            "unexpected argument '--frobnicate' found",
+        ),
+        (&["host"], "required arguments were not provided: <PATH>"),
+        (
+            &["hots", a],
+            "unrecognized subcommand 'hots' (a similar subcommand exists: 'host')",
+        ),
+        (&["host", "--bind", "example.com", a], "or localhost"),
+        (
+            &["user", "add", "alice"],
+            "--users <FILE>; see bcs user add --help",
+        ),
     ] {
-        let out = Command::new(BCS)
-            .arg("host")
-            .args(args)
-            .arg(a)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        let e = bcs_fails_with(2, args, &[]);
+        assert!(e.contains(message), "{args:?}: {e}");
     }
+    // A BCS_LOG that does not parse is an error, not silence.
+    let e = bcs_fails_with(1, &["host", a], &[("BCS_LOG", "info,bits_compact=loud")]);
+    assert!(
+        e.starts_with("bcs: error: invalid BCS_LOG \"info,bits_compact=loud\""),
+        "{e}"
+    );
 
     let missing = dir.path().join("missing.bin");
     let e = bcs_fails(&["host", "--bind", "127.0.0.1", missing.to_str().unwrap()]);
@@ -435,15 +522,33 @@ fn bcs_tls_errors_name_the_file() {
         .concat(),
     );
     assert!(e.contains("does not match") && e.contains("two.key"), "{e}");
-    let out = Command::new(BCS)
-        .args(base)
-        .args(["--pfx", pfx.to_str().unwrap(), file.to_str().unwrap()])
-        .env("BCS_PFX_PASSWORD", "wrong")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let e = String::from_utf8(out.stderr).unwrap();
+    let with_pfx = [
+        &base[..],
+        &["--pfx", pfx.to_str().unwrap(), file.to_str().unwrap()],
+    ]
+    .concat();
+    let e = bcs_fails_with(1, &with_pfx, &[("BCS_PFX_PASSWORD", "wrong")]);
     assert!(e.contains("s.pfx") && e.contains("wrong password"), "{e}");
+    // Without the variable and without a terminal to prompt on (setsid: no controlling terminal), bcs
+    // says what to set.
+    if have("setsid") {
+        let home = tempfile::tempdir().unwrap();
+        let out = Command::new("setsid")
+            .arg(BCS)
+            .args(&with_pfx)
+            .env("HOME", home.path())
+            .env_remove("BCS_PFX_PASSWORD")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let e = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(
+            e.starts_with("bcs: error: --pfx needs its password: set BCS_PFX_PASSWORD"),
+            "{e}"
+        );
+    }
     let e = bcs_fails(
         &[
             &base[..],
@@ -470,4 +575,272 @@ fn bcs_tls_errors_name_the_file() {
         file.to_str().unwrap(),
     ]);
     assert!(e.contains("--cert needs an https --url"), "{e}");
+}
+
+/// `bcs host … | head -1`: the reader goes away while bcs prints its banner (every other round, before it
+/// prints anything). bcs neither panics nor stops serving.
+#[test]
+fn a_closed_stdout_never_panics_nor_stops_the_server() {
+    if !have("curl") || !have("head") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_file(dir.path(), "a.txt", b"alpha");
+    for round in 0..20 {
+        let lines = if round % 2 == 0 { "1" } else { "0" };
+        let mut head = Command::new("head")
+            .args(["-n", lines])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pipe = head.stdin.take().unwrap();
+        if lines == "0" {
+            // head -n 0 exits without reading: the pipe is closed before bcs writes.
+            head.wait().unwrap();
+        }
+        let port = free_port();
+        let url = format!("http://+:{port}/h/");
+        let args = [
+            "host",
+            "--bind",
+            "127.0.0.1",
+            "--url",
+            &url,
+            a.to_str().unwrap(),
+        ];
+        let bcs = Running::spawn_into(Path::new(BCS), &args, &[], Stdio::from(pipe));
+        head.wait().unwrap();
+        let served = curl(&[
+            "--retry",
+            "50",
+            "--retry-connrefused",
+            "--retry-delay",
+            "0",
+            &format!("http://127.0.0.1:{port}/h/a.txt"),
+        ]);
+        assert_eq!(served.body, b"alpha");
+        let (code, stderr) = bcs.stop("-TERM");
+        assert_eq!(code, Some(0), "round {round}: {stderr}");
+        assert!(!stderr.contains("panicked"), "round {round}: {stderr}");
+    }
+}
+
+fn banner_value<'a>(lines: &'a [String], label: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in {lines:?}"))
+        .trim()
+}
+
+/// The self-signed certificate is kept in XDG_STATE_HOME: the same fingerprint and pin at the next start,
+/// a new one with --new-cert; a state directory that cannot be written gives a warning and a certificate
+/// that lasts until bcs stops.
+#[test]
+fn the_self_signed_certificate_is_kept_across_starts() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let file = write_file(home.path(), "a.txt", b"kept");
+    let start = |state: &Path, extra: &[&str]| {
+        let port = free_port();
+        let url = format!("https://+:{port}/k/");
+        let mut args = vec!["host", "--bind", "127.0.0.1", "--url", &url];
+        args.extend_from_slice(extra);
+        args.push(file.to_str().unwrap());
+        let env = [
+            ("HOME", home.path().to_str().unwrap()),
+            ("XDG_STATE_HOME", state.to_str().unwrap()),
+        ];
+        let bcs = Running::spawn_with_env(Path::new(BCS), &args, &env);
+        let lines = bcs.lines_until("Ctrl-C");
+        if have("wget") {
+            // The ready wget line trusts the kept certificate, whose names include 127.0.0.1.
+            if let Some(wget) = lines.iter().find(|l| l.trim().starts_with("wget -c ")) {
+                let into = tempfile::tempdir().unwrap();
+                let out = Command::new("sh")
+                    .args(["-c", &format!("{} -q", wget.trim())])
+                    .current_dir(into.path())
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{wget}: {out:?}");
+                assert_eq!(std::fs::read(into.path().join("a.txt")).unwrap(), b"kept");
+            }
+        }
+        let (code, stderr) = bcs.stop("-TERM");
+        assert_eq!(code, Some(0), "{stderr}");
+        (lines, stderr)
+    };
+    let fingerprint = |lines: &[String]| {
+        let pin = banner_value(lines, "Public-key pin:").to_owned();
+        (banner_value(lines, "SHA-256 fingerprint:").to_owned(), pin)
+    };
+
+    let (first, _) = start(&state, &[]);
+    let subject = first
+        .iter()
+        .find(|l| l.starts_with("TLS certificate"))
+        .unwrap();
+    let host = String::from_utf8(run("uname", &["-n"]).stdout).unwrap();
+    assert!(
+        subject.ends_with(&format!("): CN={}", host.trim())),
+        "{subject}"
+    );
+    assert!(subject.contains("made now and kept in"), "{subject}");
+    let key = state.join("bcs/self-signed-key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (second, _) = start(&state, &[]);
+    assert_eq!(fingerprint(&first), fingerprint(&second));
+    assert!(second
+        .iter()
+        .any(|l| l.starts_with("TLS certificate (self-signed, kept in")));
+    let (third, _) = start(&state, &["--new-cert"]);
+    assert_ne!(fingerprint(&third).0, fingerprint(&first).0);
+    assert_ne!(fingerprint(&third).1, fingerprint(&first).1);
+    let (fourth, _) = start(&state, &[]);
+    assert_eq!(fingerprint(&fourth), fingerprint(&third));
+
+    // A state "directory" that is a file cannot be written.
+    let blocked = write_file(home.path(), "not-a-dir", b"");
+    let (lines, stderr) = start(&blocked, &[]);
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("(self-signed, made now; it lasts until bcs stops)")));
+    assert!(
+        stderr.contains("bcs: warning: cannot keep the self-signed certificate in"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bcs_warns_before_serving_a_configuration_that_refuses_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_file(dir.path(), "a.txt", b"alpha");
+    let users = dir.path().join("users.toml");
+    let mut principals = bits_compact::Principals::default();
+    principals
+        .set_user("alice", &bits_compact::Password::from("pw"), &[])
+        .unwrap();
+    principals.save(&users).unwrap();
+    let users = users.to_str().unwrap();
+    let warnings = |args: &[&str]| {
+        let port = free_port();
+        let url = format!("http://+:{port}/w/");
+        let all = [
+            &["host", "--bind", "127.0.0.1", "--url", &url],
+            args,
+            &[a.to_str().unwrap()],
+        ]
+        .concat();
+        let bcs = Running::spawn(Path::new(BCS), &all);
+        bcs.lines_until("Ctrl-C");
+        let (_, stderr) = bcs.stop("-TERM");
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("bcs: warning: "))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let w = warnings(&["--sddl", "D:(A;;GR;;;AU)"]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("without --auth every caller is anonymous") && w[0].contains("add --auth"),
+        "{w:?}"
+    );
+    let w = warnings(&["--auth", "basic", "--users", users]);
+    assert!(w[0].contains("add --allow-basic-over-http"), "{w:?}");
+    let w = warnings(&["--auth", "ntlm", "--sddl", "D:(A;;GR;;;AU)"]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("add --users FILE"), "{w:?}");
+    for fine in [
+        &["--sddl", "D:(A;;GR;;;WD)"][..],
+        &[
+            "--auth",
+            "ntlm",
+            "--users",
+            users,
+            "--sddl",
+            "D:(A;;GR;;;AU)",
+        ],
+        &[
+            "--auth",
+            "basic",
+            "--users",
+            users,
+            "--allow-basic-over-http",
+        ],
+    ] {
+        assert_eq!(warnings(fine), Vec::<String>::new(), "{fine:?}");
+    }
+}
+
+#[test]
+fn bcs_binds_localhost_and_bracketed_ipv6() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_file(dir.path(), "a.txt", b"alpha");
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    for (bind, client) in [
+        ("localhost", "127.0.0.1"),
+        ("[::1]", "[::1]"),
+        ("localhost", "[::1]"),
+    ] {
+        if client.starts_with('[') && !ipv6 {
+            eprintln!("skipping {bind} on {client}: no IPv6 here");
+            continue;
+        }
+        let port = free_port();
+        let url = format!("http://+:{port}/b/");
+        let bcs = Running::spawn(
+            Path::new(BCS),
+            &["host", "--bind", bind, "--url", &url, a.to_str().unwrap()],
+        );
+        bcs.lines_until("Ctrl-C");
+        let r = curl(&["-g", &format!("http://{client}:{port}/b/a.txt")]);
+        assert_eq!(r.body, b"alpha", "{bind} on {client}");
+        let (code, stderr) = bcs.stop("-TERM");
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+}
+
+/// Colour only on a terminal (script gives bcs one), and never with NO_COLOR; --qr draws the first URL.
+#[test]
+fn bcs_colours_a_terminal_unless_no_color_and_draws_a_qr_code() {
+    if !have("script") || !have("timeout") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_file(dir.path(), "a.txt", b"alpha");
+    let on_a_terminal = |no_color: &str| {
+        let port = free_port();
+        let command = format!(
+            "timeout -s INT 2 {BCS} host --qr --bind 127.0.0.1 --url http://+:{port}/c/ {}",
+            a.display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("HOME", dir.path())
+            .env("NO_COLOR", no_color)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let coloured = on_a_terminal("");
+    assert!(coloured.contains("\x1b[1mServing 1 file"), "{coloured:?}");
+    assert!(
+        coloured.contains("\u{2588}\u{2588}\u{2588}\u{2588}"),
+        "a QR code: {coloured}"
+    );
+    let plain = on_a_terminal("1");
+    assert!(
+        plain.contains("Serving 1 file") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
 }

@@ -20,6 +20,8 @@ mod kerberos;
 mod limits;
 mod ntlm;
 mod pki;
+#[cfg(feature = "cli")]
+mod readme;
 mod runtime;
 mod samba;
 mod support;

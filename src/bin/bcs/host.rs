@@ -1,7 +1,8 @@
 //! `bcs host`: publish files under one URL group and serve them.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use bits_compact::{
@@ -10,7 +11,9 @@ use bits_compact::{
 };
 use clap::Args;
 
-use crate::print::{print_certificate, print_json, print_stop_hint, print_text, PrintHosts};
+use crate::cert::Kept;
+use crate::check::Access;
+use crate::print::{Banner, PrintHosts, Skipped};
 use crate::{CliError, Signals};
 
 #[derive(Args)]
@@ -23,19 +26,25 @@ pub(crate) struct HostArgs {
     /// Default: http://+:8080/<name>/, where name is the single directory's name, else "files".
     #[arg(long, value_name = "PREFIX")]
     url: Option<UrlPrefix>,
-    /// Listen on this local address only (repeatable). Default: all IPv4 and IPv6 addresses.
+    /// Listen on this local address only (repeatable): an IP address (IPv6 with or without brackets, as
+    /// [::1]), or localhost (127.0.0.1, and ::1 where the machine has IPv6). Default: all IPv4 and IPv6
+    /// addresses.
     #[arg(long = "bind", value_name = "ADDR")]
-    bind: Vec<IpAddr>,
+    bind: Vec<BindAddress>,
     /// The most downloads served at once from the group; one more is told to come back later (503 with
     /// Retry-After). Default: unlimited.
     #[arg(long, value_name = "N")]
     max_downloads: Option<ConnectionLimit>,
-    /// The bandwidth shared by all downloads of the group, e.g. 4MiB/s, 500KB/s, 1G/s (a bare number is
-    /// bytes per second; at least 1024). Default: unlimited.
+    /// The bandwidth shared by all downloads of the group, e.g. 4MiB/s, 500KB/s, 1G/s. Units count bytes,
+    /// never bits, and ignore case: K, KB, M, MB, G, GB are powers of 1000 (500kb/s is 500 000 bytes a
+    /// second), KiB, MiB, GiB powers of 1024; no unit or B is bytes. The /s may be left out (4MiB is
+    /// 4MiB/s). At least 1024 bytes a second. Default: unlimited.
     #[arg(long, value_name = "RATE")]
     rate: Option<ByteRate>,
     /// The certificate chain (PEM) for an https --url; with --key. Without --cert or --pfx, https uses a
-    /// self-signed certificate made at start, and its fingerprints are printed.
+    /// self-signed certificate for the prefix's host name, else this machine's, made once (valid a year)
+    /// and kept in the user's state directory ($XDG_STATE_HOME/bcs, else ~/.local/state/bcs), so that its
+    /// fingerprint and pin stay the same across restarts; they are printed.
     #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "pfx")]
     cert: Option<PathBuf>,
     /// The private key (PEM) for --cert.
@@ -44,6 +53,9 @@ pub(crate) struct HostArgs {
     /// A PKCS#12 file with the certificate and key; the password comes from BCS_PFX_PASSWORD, else a prompt.
     #[arg(long, value_name = "FILE")]
     pfx: Option<PathBuf>,
+    /// Replace the kept self-signed certificate with a new one (a new key, so a new pin).
+    #[arg(long, conflicts_with_all = ["cert", "pfx"])]
+    new_cert: bool,
     /// CA certificates (PEM) that client certificates must chain to.
     #[arg(long, value_name = "FILE")]
     client_ca: Option<PathBuf>,
@@ -82,6 +94,9 @@ pub(crate) struct HostArgs {
     /// Print the published URLs as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Also print a QR code of the first URL, for a phone.
+    #[arg(long, conflicts_with = "json")]
+    qr: bool,
     /// Seconds a client may take to send request headers (also ends silent keep-alive connections).
     #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     header_timeout: u64,
@@ -93,25 +108,52 @@ pub(crate) struct HostArgs {
     max_connections: u64,
 }
 
+/// A `--bind` value, parsed once: the addresses it stands for.
+#[derive(Clone, Debug)]
+pub(crate) struct BindAddress(Vec<IpAddr>);
+
+impl FromStr for BindAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.eq_ignore_ascii_case("localhost") {
+            // RFC 6761 §6.3: localhost is the loopback addresses. ::1 only where it can be bound, so that
+            // --bind localhost works in a container without IPv6 as well.
+            let v6 = std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_ok();
+            let v6 = v6.then_some(IpAddr::V6(Ipv6Addr::LOCALHOST));
+            let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            return Ok(BindAddress([v4].into_iter().chain(v6).collect()));
+        }
+        let ip = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            Some(v6) => v6.parse::<Ipv6Addr>().map(IpAddr::V6),
+            None => text.parse::<IpAddr>(),
+        };
+        ip.map(|ip| BindAddress(vec![ip])).map_err(|_| {
+            "expected an IP address (as 127.0.0.1, ::1 or [::1]) or localhost".to_owned()
+        })
+    }
+}
+
 pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
-    let files = collect_files(&args.paths)?;
+    let (files, skipped) = collect_files(&args.paths)?;
     let prefix = match args.url.clone() {
         Some(prefix) => prefix,
         None => default_prefix(&args.paths)?,
     };
+    let bind: Vec<IpAddr> = args.bind.iter().flat_map(|b| b.0.iter().copied()).collect();
     let mut builder = Server::builder()
         .header_timeout(Duration::from_secs(args.header_timeout))
         .idle_timeout(Duration::from_secs(args.idle_timeout))
         .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
         .refuse_unknown_principals(args.refuse_unknown_principals);
-    if !args.bind.is_empty() {
-        builder = builder.bind_addresses(args.bind.iter().copied());
+    if !bind.is_empty() {
+        builder = builder.bind_addresses(bind.iter().copied());
     }
     let server = builder.build()?;
     let tls = tls_settings(&args, &prefix)?;
-    if let Some((cert, clients)) = &tls {
-        server.set_ssl_certificate(prefix.port(), cert.clone())?;
-        server.set_client_certificates(prefix.port(), clients.clone())?;
+    if let Some(tls) = &tls {
+        server.set_ssl_certificate(prefix.port(), tls.cert.clone())?;
+        server.set_client_certificates(prefix.port(), tls.clients.clone())?;
     }
     if let Some(path) = &args.users {
         server.set_principals(Principals::load(path).map_err(bits_compact::Error::from)?);
@@ -122,8 +164,8 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
         // A certificate the operator asked clients for is meant to identify them.
         schemes.push(AuthScheme::ClientCertificate);
     }
-    for scheme in schemes {
-        group.set_authentication(scheme, true)?;
+    for scheme in &schemes {
+        group.set_authentication(*scheme, true)?;
     }
     group.allow_basic_over_http(args.allow_basic_over_http)?;
     group.set_connection_limit(args.max_downloads.unwrap_or_default())?;
@@ -132,50 +174,88 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     for (suffix, path) in &files {
         urls.push(group.add_url(suffix, path, args.sddl.as_deref())?);
     }
+    let access = Access {
+        sddl: args.sddl.as_deref(),
+        schemes: &schemes,
+        https: prefix.scheme() == Scheme::Https,
+        allow_basic_over_http: args.allow_basic_over_http,
+        users: args.users.is_some(),
+        client_certificates: args.client_cert != ClientCertMode::Off,
+        refuse_unknown_principals: args.refuse_unknown_principals,
+    };
+    for warning in access.warnings() {
+        note!("bcs: warning: {warning}");
+    }
     // Signal handlers go in before the URLs are printed, so a signal right after is never lost.
     let signals = Signals::install().map_err(CliError::Runtime)?;
-    let hosts = PrintHosts::new(&args.bind);
+    let banner = Banner {
+        group: &group,
+        urls: &urls,
+        hosts: PrintHosts::new(&bind),
+        skipped,
+    };
     if args.json {
-        print_json(group.prefix(), &urls, &hosts);
+        banner.print_json();
     } else {
-        print_text(&group, &urls, &hosts);
-        if let Some((cert, _)) = &tls {
-            print_certificate(cert, args.cert.is_none() && args.pfx.is_none());
+        banner.print_text();
+        if let Some(tls) = &tls {
+            banner.print_certificate(&tls.cert, tls.kept.as_ref());
         }
-        print_stop_hint(group.prefix());
+        let self_signed = tls.as_ref().and_then(|t| Some((&t.cert, t.kept.as_ref()?)));
+        banner.print_downloads(self_signed);
+        if args.qr {
+            banner.print_qr();
+        }
+        banner.print_stop_hint();
     }
     server.serve(signals.wait()).await?;
-    eprintln!("bcs: stopped");
+    note!("bcs: stopped");
     Ok(())
+}
+
+/// An https prefix's certificate (and how a self-signed one is kept) and client-certificate policy.
+struct Tls {
+    cert: ServerCertificate,
+    /// `Some` for a self-signed certificate.
+    kept: Option<Kept>,
+    clients: ClientCertificates,
 }
 
 /// The certificate and client-certificate policy for an https prefix, loaded now so that a bad file is an
 /// error before anything listens.
-fn tls_settings(
-    args: &HostArgs,
-    prefix: &UrlPrefix,
-) -> Result<Option<(ServerCertificate, ClientCertificates)>, CliError> {
+fn tls_settings(args: &HostArgs, prefix: &UrlPrefix) -> Result<Option<Tls>, CliError> {
     if prefix.scheme() != Scheme::Https {
         let given = [
             (args.cert.is_some(), "--cert"),
             (args.pfx.is_some(), "--pfx"),
             (args.client_ca.is_some(), "--client-ca"),
+            (args.new_cert, "--new-cert"),
         ];
         return match given.iter().find(|(set, _)| *set) {
             Some((_, flag)) => Err(CliError::NeedsHttps(flag)),
             None => Ok(None),
         };
     }
-    let cert = match (&args.cert, &args.key, &args.pfx) {
-        (Some(cert), Some(key), _) => ServerCertificate::from_pem_files(cert, key)?,
-        (_, _, Some(pfx)) => ServerCertificate::from_pkcs12_file(pfx, &pfx_password()?)?,
-        _ => ServerCertificate::self_signed(&self_signed_names(prefix))?,
+    let (cert, kept) = match (&args.cert, &args.key, &args.pfx) {
+        (Some(cert), Some(key), _) => (ServerCertificate::from_pem_files(cert, key)?, None),
+        (_, _, Some(pfx)) => (
+            ServerCertificate::from_pkcs12_file(pfx, &pfx_password()?)?,
+            None,
+        ),
+        _ => {
+            let (cert, kept) = crate::cert::self_signed(&self_signed_names(prefix), args.new_cert)?;
+            (cert, Some(kept))
+        }
     };
     let clients = match &args.client_ca {
         Some(ca) => ClientCertificates::from_pem_files(args.client_cert, ca, &args.crl)?,
         None => ClientCertificates::off(),
     };
-    Ok(Some((cert, clients)))
+    Ok(Some(Tls {
+        cert,
+        kept,
+        clients,
+    }))
 }
 
 /// SECURITY: the password never comes from an argument (visible to other users in the process list).
@@ -183,36 +263,47 @@ fn pfx_password() -> Result<String, CliError> {
     if let Ok(password) = std::env::var("BCS_PFX_PASSWORD") {
         return Ok(password);
     }
+    // rpassword asks on /dev/tty, which cannot be opened without a controlling terminal (a service, cron,
+    // a container without -t); say then what to do instead.
+    if let Err(e) = std::fs::File::open("/dev/tty") {
+        return Err(CliError::NoTerminal(e));
+    }
     rpassword::prompt_password("PKCS#12 password: ").map_err(CliError::Password)
 }
 
-/// The machine's name, localhost and the loopback addresses, and the prefix's own host.
+/// The prefix's own host name, the machine's name, localhost and the loopback addresses, and the prefix's
+/// IP address; the first becomes the subject's CN.
 fn self_signed_names(prefix: &UrlPrefix) -> Vec<String> {
-    let mut names = vec![
+    let mut names = Vec::new();
+    if let Host::Name(name) = prefix.host() {
+        names.push(name.clone());
+    }
+    names.extend([
         gethostname::gethostname().to_string_lossy().into_owned(),
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
-    ];
-    match prefix.host() {
-        Host::Name(name) => names.push(name.clone()),
-        Host::Ip(ip) => names.push(ip.to_string()),
-        _ => {}
+    ]);
+    if let Host::Ip(ip) = prefix.host() {
+        names.push(ip.to_string());
     }
-    names.dedup();
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.to_ascii_lowercase()));
     names
 }
 
-/// Each file given, and each regular file below each directory given, with its suffix.
-fn collect_files(paths: &[PathBuf]) -> Result<Vec<(String, PathBuf)>, CliError> {
+/// Each file given, and each regular file below each directory given, with its suffix; and what was left
+/// out below the directories.
+fn collect_files(paths: &[PathBuf]) -> Result<(Vec<(String, PathBuf)>, Skipped), CliError> {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut skipped = Skipped::default();
     for path in paths {
         let md = std::fs::metadata(path).map_err(|source| CliError::Path {
             path: path.clone(),
             source,
         })?;
         if md.is_dir() {
-            walk(path, "", &mut files)?;
+            walk(path, "", &mut files, &mut skipped)?;
         } else if md.is_file() {
             let name = path.file_name().and_then(|n| n.to_str());
             let name = name.ok_or_else(|| CliError::NotAFile(path.clone()))?;
@@ -236,10 +327,16 @@ fn collect_files(paths: &[PathBuf]) -> Result<Vec<(String, PathBuf)>, CliError> 
             });
         }
     }
-    Ok(files)
+    Ok((files, skipped))
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), CliError> {
+/// Each skipped entry is logged at debug level (`BCS_LOG=info,bcs=debug`); the banner gives the counts.
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, PathBuf)>,
+    skipped: &mut Skipped,
+) -> Result<(), CliError> {
     let io_err = |source| CliError::Path {
         path: dir.to_owned(),
         source,
@@ -252,7 +349,8 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()
     for entry in entries {
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            eprintln!("bcs: skipping {path:?}: the name is not UTF-8");
+            tracing::debug!(?path, "skipped: the name is not UTF-8");
+            skipped.bad_names += 1;
             continue;
         };
         let suffix = if prefix.is_empty() {
@@ -262,13 +360,23 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()
         };
         let kind = entry.file_type().map_err(io_err)?;
         if kind.is_dir() {
-            walk(&path, &suffix, out)?;
+            walk(&path, &suffix, out, skipped)?;
         } else if kind.is_file() {
             if let Err(e) = bits_compact::url::UrlSuffix::new(&suffix) {
-                eprintln!("bcs: skipping {path:?}: {e}");
+                tracing::debug!(?path, "skipped: {e}");
+                skipped.bad_names += 1;
                 continue;
             }
             out.push((suffix, path));
+        } else if kind.is_symlink() {
+            tracing::debug!(?path, "skipped: a symbolic link");
+            skipped.links += 1;
+        } else {
+            tracing::debug!(
+                ?path,
+                "skipped: not a regular file (a socket, FIFO or device)"
+            );
+            skipped.special += 1;
         }
     }
     Ok(())

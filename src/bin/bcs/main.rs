@@ -1,6 +1,24 @@
 //! `bcs`: ad-hoc file hosting from a terminal. It parses arguments, converts them into library calls, and
 //! turns errors into one line and an exit code; the serving is all `bits_compact`.
 
+/// Writes a line to stdout. Unlike `println!`, a closed or failing stdout is ignored: what bcs prints is
+/// for the operator, and a reader that went away (`bcs host … | head -1`) is no reason to stop serving,
+/// let alone to panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::write_line(&mut std::io::stdout(), format_args!($($arg)*))
+    };
+}
+
+/// Writes a line to stderr, ignoring a closed stderr as `say!` does for stdout (`bcs … 2>&1 | head -1`).
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::write_line(&mut std::io::stderr(), format_args!($($arg)*))
+    };
+}
+
+mod cert;
+mod check;
 mod host;
 mod print;
 mod user;
@@ -69,6 +87,13 @@ enum CliError {
     BadPassword(&'static str),
     #[error("cannot read the password")]
     Password(#[source] std::io::Error),
+    #[error(
+        "--pfx needs its password: set BCS_PFX_PASSWORD (there is no terminal to ask on: {0})"
+    )]
+    NoTerminal(std::io::Error),
+    // The parse error is in the text, not a source: its Display already repeats its own source.
+    #[error("invalid BCS_LOG {value:?}: {reason} (tracing-subscriber's syntax: warn, info,bcs=debug, ...)")]
+    Log { value: String, reason: String },
 }
 
 impl From<bits_compact::ServerError> for CliError {
@@ -90,15 +115,65 @@ impl From<bits_compact::UrlError> for CliError {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
-    match run(cli) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    match init_logging().and_then(|()| run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bcs: error: {}", chain(&e));
+            note!("bcs: error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version as clap prints them; any other parse error as one line like bcs's own errors, with
+/// clap's exit code (2, a usage error).
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let code = u8::try_from(e.exit_code()).unwrap_or(2);
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+        }
+        _ => note!("bcs: error: {}", one_line(&e.render().to_string())),
+    }
+    ExitCode::from(code)
+}
+
+/// clap's rendered error on one line: the message (whose lines may wrap a list), its tips, and the help
+/// to read when clap names the command in a `Usage:` line.
+fn one_line(rendered: &str) -> String {
+    let mut blocks = rendered.trim().split("\n\n");
+    let message = blocks.next().unwrap_or_default();
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    let mut text = message.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    let mut help = String::new();
+    for line in blocks.flat_map(str::lines).map(str::trim) {
+        if let Some(tip) = line.strip_prefix("tip: ") {
+            text.push_str(&format!(" ({tip})"));
+        } else if let Some(usage) = line.strip_prefix("Usage: ") {
+            let words = usage
+                .split(' ')
+                .take_while(|w| !w.starts_with(['[', '<', '-']));
+            help = format!("; see {} --help", words.collect::<Vec<_>>().join(" "));
+        }
+    }
+    text + &help
+}
+
+/// Writes one line, ignoring errors (see `say!`).
+fn write_line(out: &mut impl std::io::Write, args: std::fmt::Arguments<'_>) {
+    let _ = out.write_fmt(args).and_then(|()| out.write_all(b"\n"));
+}
+
+/// Whether colour is allowed: NO_COLOR, "when present and not an empty string, prevents the addition of
+/// ANSI color" (no-color.org).
+fn colour_allowed() -> bool {
+    std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -137,7 +212,7 @@ impl Signals {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
         }
-        eprintln!("bcs: shutting down");
+        note!("bcs: shutting down");
     }
 }
 
@@ -145,14 +220,26 @@ impl Signals {
 /// say) are not the operator's to act on, so only its errors show.
 const DEFAULT_LOG: &str = "info,rustls=error";
 
-fn init_logging() {
+/// The log filter from BCS_LOG (unset or empty: the default); one that does not parse is an error rather
+/// than silently the default.
+fn init_logging() -> Result<(), CliError> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BCS_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
+    let value = std::env::var_os("BCS_LOG").filter(|v| !v.is_empty());
+    let filter = match value.map(|v| v.to_string_lossy().into_owned()) {
+        Some(value) => EnvFilter::builder()
+            .parse(&value)
+            .map_err(|e| CliError::Log {
+                value,
+                reason: e.to_string(),
+            })?,
+        None => EnvFilter::new(DEFAULT_LOG),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && colour_allowed())
         .init();
+    Ok(())
 }
 
 /// The error and its causes on one line.

@@ -1,9 +1,14 @@
-//! What `bcs host` prints: the URLs (text or JSON) and the certificate.
+//! What `bcs host` prints: the URLs (text or JSON), the limits, what was skipped, the certificate, ready
+//! download commands and a QR code.
 
+use std::fmt::Display;
+use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use bits_compact::{Host, ServerCertificate, Url, UrlPrefix};
+use bits_compact::{ByteRate, ConnectionLimit, Host, ServerCertificate, Url, UrlGroup};
+
+use crate::cert::Kept;
 
 /// The host names to print for wildcard prefixes.
 pub(crate) struct PrintHosts {
@@ -45,86 +50,351 @@ fn host_literal(ip: IpAddr) -> String {
     }
 }
 
-pub(crate) fn print_text(group: &bits_compact::UrlGroup, urls: &[Url], hosts: &PrintHosts) {
-    let prefix = group.prefix();
-    let n = urls.len();
-    let plural = if n == 1 { "" } else { "s" };
-    println!("Serving {n} file{plural} under {prefix}");
-    let (downloads, rate) = (group.connection_limit(), group.bandwidth_limit());
-    if downloads.get().is_some() || !rate.is_unlimited() {
-        println!("Limits: {downloads} downloads at once, {rate} shared");
+/// What was left out below the directories given, counted for the banner.
+#[derive(Debug, Default, serde::Serialize)]
+pub(crate) struct Skipped {
+    /// Symbolic links (never followed inside directories).
+    pub(crate) links: usize,
+    /// Names that are not UTF-8 or cannot be a URL suffix.
+    pub(crate) bad_names: usize,
+    /// Sockets, FIFOs and devices.
+    pub(crate) special: usize,
+}
+
+/// Colour for a terminal that allows it; plain text otherwise.
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn stdout() -> Self {
+        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+        Paint(std::io::stdout().is_terminal() && crate::colour_allowed() && !dumb)
     }
-    for url in urls {
-        match hosts.locations(url) {
-            (main, Some(local)) => println!("  {main}  (local: {local})"),
-            (main, None) => println!("  {main}"),
+
+    /// `text` in SGR `code` (ECMA-48 §8.3.117).
+    fn sgr(self, code: &str, text: impl Display) -> String {
+        match self.0 {
+            true => format!("\x1b[{code}m{text}\x1b[0m"),
+            false => text.to_string(),
+        }
+    }
+
+    fn bold(self, text: impl Display) -> String {
+        self.sgr("1", text)
+    }
+
+    fn url(self, text: impl Display) -> String {
+        self.sgr("32", text)
+    }
+
+    fn dim(self, text: impl Display) -> String {
+        self.sgr("2", text)
+    }
+}
+
+/// The published group, as `bcs host` prints it.
+pub(crate) struct Banner<'a> {
+    pub(crate) group: &'a UrlGroup,
+    pub(crate) urls: &'a [Url],
+    pub(crate) hosts: PrintHosts,
+    pub(crate) skipped: Skipped,
+}
+
+impl Banner<'_> {
+    pub(crate) fn print_text(&self) {
+        let paint = Paint::stdout();
+        let prefix = self.group.prefix();
+        let files = count(self.urls.len(), "file", "files");
+        say!("{}", paint.bold(format!("Serving {files} under {prefix}")));
+        let limits = limits(self.group.connection_limit(), self.group.bandwidth_limit());
+        if let Some(limits) = limits {
+            say!("Limits: {limits}");
+        }
+        for url in self.urls {
+            match self.hosts.locations(url) {
+                (main, Some(local)) => say!(
+                    "  {}  {}",
+                    paint.url(main),
+                    paint.dim(format!("(local: {local})"))
+                ),
+                (main, None) => say!("  {}", paint.url(main)),
+            }
+        }
+        let Skipped {
+            links,
+            bad_names,
+            special,
+        } = self.skipped;
+        let skipped: Vec<String> = [
+            (links, "symbolic link", "symbolic links"),
+            (
+                bad_names,
+                "name that cannot be a URL",
+                "names that cannot be URLs",
+            ),
+            (special, "special file", "special files"),
+        ]
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| count(n, one, many))
+        .collect();
+        if !skipped.is_empty() {
+            say!(
+                "Skipped {} (BCS_LOG=info,bcs=debug lists them)",
+                skipped.join(", ")
+            );
+        }
+    }
+
+    /// The certificate, and for a self-signed one where it is kept and the pin clients can check.
+    pub(crate) fn print_certificate(&self, cert: &ServerCertificate, kept: Option<&Kept>) {
+        let info = cert.info();
+        let dir = || {
+            let file = kept.and_then(Kept::cert_file);
+            file.and_then(Path::parent)
+                .map_or_else(String::new, |d| d.display().to_string())
+        };
+        let kind = match kept {
+            None => "loaded".to_owned(),
+            Some(Kept::Reused(_)) => format!("self-signed, kept in {}", dir()),
+            Some(Kept::Made(_)) => format!("self-signed, made now and kept in {}", dir()),
+            Some(Kept::Ephemeral) => "self-signed, made now; it lasts until bcs stops".to_owned(),
+        };
+        say!("TLS certificate ({kind}): {}", info.subject);
+        say!("  SHA-256 fingerprint: {}", info.sha256_fingerprint);
+        say!("  SHA-1 thumbprint:    {}", info.sha1_thumbprint);
+        say!("  Valid until:         {}", info.not_after);
+        say!("  Public-key pin:      {}", info.spki_pin);
+    }
+
+    /// Ready-to-paste commands that download the first URL: `curl -O` and `wget -c` (which resumes). For a
+    /// self-signed certificate, curl checks the pin (`-k` only skips the CA check, RFC 7469 pinning is
+    /// still enforced) and wget trusts the kept certificate file.
+    pub(crate) fn print_downloads(&self, self_signed: Option<(&ServerCertificate, &Kept)>) {
+        let Some(first) = self.urls.first() else {
+            return;
+        };
+        let location = self.hosts.locations(first).0;
+        // curl -O names the file after the URL's last segment as it is, percent escapes included.
+        let name = first.suffix().rsplit('/').next().unwrap_or(first.suffix());
+        let mut output = match location.ends_with(&format!("/{name}")) {
+            true => "-O".to_owned(),
+            false => format!("-o {}", shell_word(name)),
+        };
+        if location.contains('[') {
+            // curl reads [] in a URL as a range to expand, unless told not to.
+            output.push_str(" -g");
+        }
+        let url = shell_word(&location);
+        say!("Download the first file with:");
+        match self_signed {
+            None => {
+                say!("  curl {output} {url}");
+                say!("  wget -c {url}");
+            }
+            Some((cert, kept)) => {
+                // Quoted although base64 needs no quotes, as curl's documentation writes pins.
+                let pin = &cert.info().spki_pin;
+                say!("  curl {output} --pinnedpubkey '{pin}' -k {url}");
+                if let Some(file) = kept.cert_file() {
+                    let trust = shell_word(&format!("--ca-certificate={}", file.display()));
+                    say!("  wget -c {trust} {url}  # elsewhere, with a copy of that file");
+                }
+            }
+        }
+    }
+
+    /// The first URL as a QR code, for a phone's camera: two modules a character cell (▀ ▄ █), light on
+    /// dark, as terminals mostly are, with the 4-module quiet zone that ISO/IEC 18004 §5.3.8 requires.
+    pub(crate) fn print_qr(&self) {
+        use qrcode::render::unicode::Dense1x2;
+        let Some(first) = self.urls.first() else {
+            return;
+        };
+        let url = self.hosts.locations(first).0;
+        match qrcode::QrCode::new(url.as_bytes()) {
+            Ok(code) => {
+                let text = code
+                    .render::<Dense1x2>()
+                    .dark_color(Dense1x2::Light)
+                    .light_color(Dense1x2::Dark)
+                    .quiet_zone(true)
+                    .build();
+                for line in text.lines() {
+                    say!("{line}");
+                }
+            }
+            Err(e) => note!("bcs: warning: no QR code for {url}: {e}"),
+        }
+    }
+
+    /// The last line of the banner, with what limits who reaches the URLs: an IP-literal prefix is served
+    /// on that local address only (whatever host clients name), a host name only to clients that name it.
+    pub(crate) fn print_stop_hint(&self) {
+        let prefix = self.group.prefix();
+        match prefix.host() {
+            Host::Ip(_) => say!("Press Ctrl-C to stop. Listening on {} only.", prefix.host()),
+            Host::Name(_) => say!(
+                "Press Ctrl-C to stop. Clients must name host {}.",
+                prefix.host()
+            ),
+            _ => say!("Press Ctrl-C to stop."),
+        }
+    }
+
+    pub(crate) fn print_json(&self) {
+        #[derive(serde::Serialize)]
+        struct Published<'a> {
+            prefix: String,
+            urls: Vec<Entry<'a>>,
+            skipped: &'a Skipped,
+        }
+        #[derive(serde::Serialize)]
+        struct Entry<'a> {
+            suffix: &'a str,
+            file: &'a Path,
+            size: Option<u64>,
+            url: String,
+            local_url: Option<String>,
+        }
+        let published = Published {
+            prefix: self.group.prefix().to_string(),
+            urls: self
+                .urls
+                .iter()
+                .map(|u| {
+                    let (url, local_url) = self.hosts.locations(u);
+                    Entry {
+                        suffix: u.suffix(),
+                        file: u.path(),
+                        size: std::fs::metadata(u.path()).ok().map(|m| m.len()),
+                        url,
+                        local_url,
+                    }
+                })
+                .collect(),
+            skipped: &self.skipped,
+        };
+        match serde_json::to_string_pretty(&published) {
+            Ok(text) => say!("{text}"),
+            Err(e) => note!("bcs: error: cannot print JSON: {e}"),
         }
     }
 }
 
-/// The last line of the banner, with what limits who reaches the URLs: an IP-literal prefix is served on
-/// that local address only (whatever host clients name), a host name only to clients that name it.
-pub(crate) fn print_stop_hint(prefix: &UrlPrefix) {
-    match prefix.host() {
-        Host::Ip(_) => println!("Press Ctrl-C to stop. Listening on {} only.", prefix.host()),
-        Host::Name(_) => println!(
-            "Press Ctrl-C to stop. Clients must name host {}.",
-            prefix.host()
-        ),
-        _ => println!("Press Ctrl-C to stop."),
-    }
+/// `1 file`, `2 files`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
-pub(crate) fn print_json(prefix: &UrlPrefix, urls: &[Url], hosts: &PrintHosts) {
-    #[derive(serde::Serialize)]
-    struct Published<'a> {
-        prefix: String,
-        urls: Vec<Entry<'a>>,
-    }
-    #[derive(serde::Serialize)]
-    struct Entry<'a> {
-        suffix: &'a str,
-        file: &'a Path,
-        size: Option<u64>,
-        url: String,
-        local_url: Option<String>,
-    }
-    let published = Published {
-        prefix: prefix.to_string(),
-        urls: urls
-            .iter()
-            .map(|u| {
-                let (url, local_url) = hosts.locations(u);
-                Entry {
-                    suffix: u.suffix(),
-                    file: u.path(),
-                    size: std::fs::metadata(u.path()).ok().map(|m| m.len()),
-                    url,
-                    local_url,
-                }
-            })
-            .collect(),
-    };
-    match serde_json::to_string_pretty(&published) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("bcs: error: cannot print JSON: {e}"),
-    }
+/// `1 download at once, 4 MiB/s shared`, or only the limit that is set; `None` when neither is.
+fn limits(downloads: ConnectionLimit, rate: ByteRate) -> Option<String> {
+    let downloads = downloads
+        .get()
+        .map(|n| format!("{} at once", count(n as usize, "download", "downloads")));
+    let rate = rate.get().map(|r| format!("{} shared", human_rate(r)));
+    let parts: Vec<String> = downloads.into_iter().chain(rate).collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-pub(crate) fn print_certificate(cert: &ServerCertificate, self_signed: bool) {
-    let info = cert.info();
-    let kind = if self_signed {
-        "self-signed, made now"
+/// A rate in the largest unit that shows it exactly with at most one decimal, binary or decimal as it was
+/// most likely typed (`4 MiB/s`, `500 kB/s`, `100 GB/s`); else bytes, or about so many binary units.
+fn human_rate(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 6] = [
+        ("GiB", 1 << 30),
+        ("GB", 1_000_000_000),
+        ("MiB", 1 << 20),
+        ("MB", 1_000_000),
+        ("KiB", 1 << 10),
+        ("kB", 1000),
+    ];
+    let tenths = u128::from(bytes) * 10;
+    for (unit, size) in UNITS {
+        let size = u128::from(size);
+        if u128::from(bytes) >= size && tenths % size == 0 {
+            let n = tenths / size;
+            return match n % 10 {
+                0 => format!("{} {unit}/s", n / 10),
+                d => format!("{}.{d} {unit}/s", n / 10),
+            };
+        }
+    }
+    if bytes < 10 << 10 {
+        return format!("{bytes} B/s");
+    }
+    let (unit, size) = UNITS
+        .iter()
+        .step_by(2)
+        .find(|(_, size)| bytes >= *size)
+        .copied()
+        .unwrap_or(("KiB", 1 << 10));
+    format!("about {:.1} {unit}/s", bytes as f64 / size as f64)
+}
+
+/// `text` as one shell word: as it is when it holds only characters no POSIX shell treats specially, else
+/// in single quotes (XCU §2.2.2), a quote inside written `'\''`.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
     } else {
-        "loaded"
-    };
-    println!("TLS certificate ({kind}): {}", info.subject);
-    println!("  SHA-256 fingerprint: {}", info.sha256_fingerprint);
-    println!("  SHA-1 thumbprint:    {}", info.sha1_thumbprint);
-    if self_signed {
-        println!(
-            "  clients can pin it:  curl --pinnedpubkey '{}' -k URL",
-            info.spki_pin
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_as_typed() {
+        for (bytes, text) in [
+            (4 << 20, "4 MiB/s"),
+            (100_000_000_000, "100 GB/s"),
+            (500_000, "500 kB/s"),
+            (1_572_864, "1.5 MiB/s"),
+            (1024, "1 KiB/s"),
+            (1500, "1.5 kB/s"),
+            (1025, "1025 B/s"),
+            (1 << 30, "1 GiB/s"),
+            (1_000_000_007, "about 953.7 MiB/s"),
+        ] {
+            assert_eq!(human_rate(bytes), text, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn limits_say_only_what_is_set_in_words() {
+        let one = ConnectionLimit::new(1).unwrap();
+        let rate = ByteRate::per_second(4 << 20).unwrap();
+        assert_eq!(
+            limits(one, rate).unwrap(),
+            "1 download at once, 4 MiB/s shared"
         );
+        let three = ConnectionLimit::new(3).unwrap();
+        assert_eq!(
+            limits(three, ByteRate::UNLIMITED).unwrap(),
+            "3 downloads at once"
+        );
+        assert_eq!(
+            limits(ConnectionLimit::UNLIMITED, rate).unwrap(),
+            "4 MiB/s shared"
+        );
+        assert_eq!(
+            limits(ConnectionLimit::UNLIMITED, ByteRate::UNLIMITED),
+            None
+        );
+    }
+
+    #[test]
+    fn shell_words_survive_a_paste() {
+        assert_eq!(
+            shell_word("http://h:8080/r/read%20me.txt"),
+            "http://h:8080/r/read%20me.txt"
+        );
+        assert_eq!(shell_word("read me.txt"), "'read me.txt'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("sha256//ab+c/d="), "sha256//ab+c/d=");
+        assert_eq!(shell_word("a&b"), "'a&b'");
     }
 }

@@ -47,7 +47,7 @@ pub(crate) fn add(args: &UserAddArgs) -> Result<(), CliError> {
             false => format!("groups: {}", user.groups.join(", ")),
         };
         let file = args.users.display();
-        eprintln!("bcs: user {name} {what} in {file} ({groups})");
+        note!("bcs: user {name} {what} in {file} ({groups})");
     }
     Ok(())
 }

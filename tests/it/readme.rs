@@ -1,0 +1,116 @@
+//! The README's `bcs` commands, run as written (through `sh`, with `bcs` on the PATH) in a directory that
+//! holds the files they name; where the README shows what a command prints, bcs prints that.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::cli::{Running, BCS};
+use crate::support::{run, with_stdin, write_file};
+
+/// A README command, and the lines the README shows it printing (maybe none).
+struct Example {
+    command: String,
+    output: Vec<String>,
+}
+
+/// `$ bcs …` lines of console blocks with the lines below them, and `cargo run --release -- …` lines of
+/// sh blocks (which run bcs), from the README.
+fn examples(readme: &str) -> Vec<Example> {
+    let mut out: Vec<Example> = Vec::new();
+    let mut block = None;
+    for line in readme.lines() {
+        if let Some(lang) = line.strip_prefix("```") {
+            block = match block {
+                None => Some(lang.to_owned()),
+                Some(_) => None,
+            };
+            continue;
+        }
+        let command = match block.as_deref() {
+            Some("console") => line.strip_prefix("$ "),
+            Some("sh") => line
+                .strip_prefix("cargo run --release -- ")
+                .map(|rest| rest.trim_start()),
+            _ => continue,
+        };
+        match command {
+            Some(command) => {
+                let command = command.split("  #").next().unwrap_or(command).trim();
+                let command = command.strip_prefix("bcs ").unwrap_or(command);
+                out.push(Example {
+                    command: format!("bcs {command}"),
+                    output: Vec::new(),
+                });
+            }
+            None if block.as_deref() == Some("console") => {
+                if let Some(last) = out.last_mut() {
+                    last.output.push(line.to_owned());
+                }
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn every_bcs_command_in_the_readme_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let examples = examples(&readme);
+    assert!(examples.len() >= 3, "{} commands found", examples.len());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, body) in [
+        ("setup.exe", &b"setup"[..]),
+        ("docs/guide.pdf", b"guide"),
+        ("docs/img/logo.png", b"logo"),
+        ("dist/app.zip", b"app"),
+        ("some-file", b"file"),
+        ("some-directory/inside.txt", b"inside"),
+    ] {
+        write_file(d, name, body);
+    }
+    let bin = Path::new(BCS).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let host_name = String::from_utf8(run("uname", &["-n"]).stdout).unwrap();
+    for example in &examples {
+        let script = format!("cd '{}' && exec {}", d.display(), example.command);
+        if example.command.starts_with("bcs user add") {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", &script]).env("PATH", &path).env("HOME", d);
+            let out = with_stdin(&mut cmd, "readme password");
+            assert!(out.status.success(), "{}: {out:?}", example.command);
+            continue;
+        }
+        assert!(
+            example.command.starts_with("bcs host "),
+            "{}",
+            example.command
+        );
+        let bcs = Running::spawn_with_env(Path::new("sh"), &["-c", &script], &[("PATH", &path)]);
+        let Ok(printed) = bcs.try_lines_until("Press Ctrl-C") else {
+            let (_, stderr) = bcs.exited();
+            // The README's fixed ports may be taken on this machine; bcs got as far as listening, so
+            // everything before parsed and was accepted.
+            assert!(stderr.contains("in use"), "{}: {stderr}", example.command);
+            eprintln!("skipping the rest of {:?}: {stderr}", example.command);
+            continue;
+        };
+        let (code, stderr) = bcs.stop("-TERM");
+        assert_eq!(code, Some(0), "{}: {stderr}", example.command);
+        assert!(!stderr.contains("warning"), "{}: {stderr}", example.command);
+        if !example.output.is_empty() {
+            let shown: Vec<String> = example
+                .output
+                .iter()
+                .map(|l| l.replace("buildbox", host_name.trim()))
+                .collect();
+            assert_eq!(printed, shown, "{}", example.command);
+        }
+    }
+}
