@@ -62,6 +62,8 @@ pub struct ServerSettings {
     pub min_send_window_ms: u64,
     /// The most connections at once.
     pub max_connections: usize,
+    /// The most downloads one client source runs at once.
+    pub max_transfers_per_source: u32,
     /// How long a file's version is trusted without a stat, in milliseconds.
     pub revalidate_ms: u64,
     /// Files up to this size are kept in memory.

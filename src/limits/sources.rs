@@ -5,9 +5,10 @@
 //! client that never reads keeps it open for a minimum-send-rate window at a time, then opens another.
 //! Without a share per client, a few hundred stalled HTTP/2 streams from one address took every file
 //! descriptor of the process, and a few dozen connections the whole read budget, so that every other
-//! download stalled. So a source (an IPv4 address or an IPv6 /64, as for password guessing) may run at
-//! most [`PER_SOURCE`] transfers at once, and the server [`SERVER_TRANSFERS`]; one more is answered 503
-//! with Retry-After, which BITS and download managers take as "come back later".
+//! download stalled. So a source (an IPv4 address or an IPv6 /64, as for password guessing) may run a
+//! bounded number of transfers at once (the builder's `max_transfers_per_source`, default
+//! [`PER_SOURCE`]), and the server [`SERVER_TRANSFERS`]; one more is answered 503 with Retry-After, which
+//! BITS and download managers take as "come back later".
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,8 +18,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Source;
 
-/// Transfers one source may run at once (BITS uses one per job, download managers up to 16).
-pub(crate) const PER_SOURCE: u32 = 32;
+/// Transfers one source may run at once by default: far above what one machine's BITS jobs (one each) or
+/// download managers (up to 16) use, and the original's whole design envelope (25 groups of 3) from one
+/// address, yet a small share of the server's.
+pub(crate) const PER_SOURCE: u32 = 128;
 /// Transfers the server runs at once: each may hold a file descriptor.
 pub(crate) const SERVER_TRANSFERS: usize = 4096;
 
@@ -26,15 +29,24 @@ pub(crate) const SERVER_TRANSFERS: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct SourceTransfers {
     server: Arc<Semaphore>,
+    limit: u32,
     per_source: Arc<Mutex<HashMap<Source, u32>>>,
+}
+
+impl SourceTransfers {
+    /// At most `per_source` transfers per source (at least 1).
+    pub(crate) fn new(per_source: u32) -> Self {
+        SourceTransfers {
+            server: Arc::new(Semaphore::new(SERVER_TRANSFERS)),
+            limit: per_source.max(1),
+            per_source: Arc::default(),
+        }
+    }
 }
 
 impl Default for SourceTransfers {
     fn default() -> Self {
-        SourceTransfers {
-            server: Arc::new(Semaphore::new(SERVER_TRANSFERS)),
-            per_source: Arc::default(),
-        }
+        Self::new(PER_SOURCE)
     }
 }
 
@@ -53,7 +65,7 @@ impl SourceTransfers {
         let server = self.server.clone().try_acquire_owned().ok()?;
         let mut counts = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
         let n = counts.entry(source).or_insert(0);
-        if *n >= PER_SOURCE {
+        if *n >= self.limit {
             return None;
         }
         *n += 1;
@@ -83,7 +95,7 @@ mod tests {
 
     #[test]
     fn a_source_gets_its_share_and_others_are_unaffected() {
-        let t = SourceTransfers::default();
+        let t = SourceTransfers::new(PER_SOURCE);
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let same_64: IpAddr = "2001:db8::ffff".parse().unwrap();
         let held: Vec<_> = (0..PER_SOURCE).map(|_| t.try_start(a).unwrap()).collect();

@@ -11,6 +11,7 @@ use super::{Server, ServerError, Shared, State};
 use crate::auth::Authenticator;
 use crate::authz::Sid;
 use crate::files::FileCache;
+use crate::limits::{SourceTransfers, PER_SOURCE};
 use crate::router::RouteTable;
 use crate::serve::{Settings, Site};
 
@@ -29,6 +30,7 @@ pub(crate) struct Config {
     pub(crate) min_send_rate: u64,
     pub(crate) min_send_window: Duration,
     pub(crate) max_connections: usize,
+    pub(crate) max_transfers_per_source: u32,
     pub(crate) revalidate: Duration,
     pub(crate) cache_file_max: u64,
     pub(crate) cache_total: u64,
@@ -135,6 +137,14 @@ impl ServerBuilder {
         self
     }
 
+    /// The most downloads (GET requests being answered) one client source (an IPv4 address or an IPv6 /64)
+    /// runs at once, over all groups; one more gets 503 with Retry-After. Default is 128. SECURITY: this
+    /// is what keeps one client from holding every file descriptor and the whole read budget.
+    pub fn max_transfers_per_source(mut self, n: u32) -> Self {
+        self.config.max_transfers_per_source = n;
+        self
+    }
+
     /// Takes every setting from `settings` (as [`Server::config`] reports them).
     pub fn settings(
         mut self,
@@ -159,6 +169,7 @@ impl ServerBuilder {
             min_send_rate: s.min_send_rate,
             min_send_window: ms(s.min_send_window_ms),
             max_connections: s.max_connections,
+            max_transfers_per_source: s.max_transfers_per_source,
             revalidate: ms(s.revalidate_ms),
             cache_file_max: s.memory_cache_file_limit,
             cache_total: s.memory_cache_total,
@@ -186,6 +197,9 @@ impl ServerBuilder {
         if c.min_send_rate > 0 && c.min_send_window.is_zero() {
             problems.push("the minimum send rate needs a window of more than zero".to_owned());
         }
+        if c.max_transfers_per_source == 0 {
+            problems.push("the transfers per source must be at least 1".to_owned());
+        }
         if c.max_connections == 0 {
             problems.push("the connection limit must be at least 1".to_owned());
         }
@@ -208,7 +222,7 @@ impl ServerBuilder {
             routes: ArcSwap::from_pointee(RouteTable::default()),
             tls: ArcSwap::from_pointee(HashMap::new()),
             auth: Authenticator::new(c.ntlm_names.clone(), c.refuse_unknown_principals),
-            transfers: Default::default(),
+            transfers: SourceTransfers::new(c.max_transfers_per_source),
         };
         Ok(Server {
             shared: Arc::new(Shared {
@@ -264,6 +278,7 @@ impl Default for Config {
             min_send_rate: 150,
             min_send_window: Duration::from_secs(10),
             max_connections: 10_000,
+            max_transfers_per_source: PER_SOURCE,
             revalidate: Duration::from_secs(1),
             cache_file_max: 256 * 1024,
             cache_total: 64 * 1024 * 1024,

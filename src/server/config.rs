@@ -38,6 +38,7 @@ impl Config {
             min_send_rate: self.min_send_rate,
             min_send_window_ms: ms(self.min_send_window),
             max_connections: self.max_connections,
+            max_transfers_per_source: self.max_transfers_per_source,
             revalidate_ms: ms(self.revalidate),
             memory_cache_file_limit: self.cache_file_max,
             memory_cache_total: self.cache_total,

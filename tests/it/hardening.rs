@@ -462,7 +462,7 @@ fn http2_streams_without_window_are_reset_and_hold_little_memory() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = big_file(dir.path());
-    let (bcs, port) = bcs_host("https", &[], &[&file]);
+    let (bcs, port) = bcs_host("https", &["--max-downloads-per-client", "32"], &[&file]);
     let pid = bcs.child.id();
     let script = dir.path().join("h2_stall.py");
     std::fs::write(&script, H2_STALL).unwrap();
@@ -516,8 +516,8 @@ fn http2_streams_without_window_are_reset_and_hold_little_memory() {
     assert!(opened >= 1000, "{printed}");
     // Before: about 1 MiB per stream, 1.05 GB for 1,000 streams, held as long as the client liked.
     assert!(during < 64 * 1024, "RSS {during} KiB under the attack");
-    // Each source gets its share of transfers (32); its other streams are told to come back later (503),
-    // so no client can hold every file descriptor of the server.
+    // Each source gets its share of transfers (here 32); its other streams are told to come back later
+    // (503), so no client can hold every file descriptor of the server.
     assert!(ok <= 10 * 32 && ok + busy == opened, "{printed}");
     // The stalled ones are reset 10 to 12.5 s after their body last moved (the minimum send rate's
     // window, checked every quarter window), or their connection is closed; the script held them 26 s.

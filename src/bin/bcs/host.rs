@@ -106,6 +106,9 @@ pub(crate) struct HostArgs {
     /// The most connections served at once.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    /// The most downloads one client address (an IPv6 /64) runs at once; one more gets 503.
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    max_downloads_per_client: u32,
 }
 
 /// A `--bind` value, parsed once: the addresses it stands for.
@@ -145,6 +148,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
         .header_timeout(Duration::from_secs(args.header_timeout))
         .idle_timeout(Duration::from_secs(args.idle_timeout))
         .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
+        .max_transfers_per_source(args.max_downloads_per_client)
         .refuse_unknown_principals(args.refuse_unknown_principals);
     if !bind.is_empty() {
         builder = builder.bind_addresses(bind.iter().copied());
