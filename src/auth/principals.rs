@@ -28,7 +28,7 @@ use super::password::{HashError, NtHash, Password, PasswordHash};
 use super::AuthError;
 use crate::authz::Sid;
 
-/// The parsed principals file. In a [`ServerConfig`](crate::config::ServerConfig) it takes the file's
+/// The parsed principals file. In a server's configuration data (`config::ServerConfig`) it takes the file's
 /// form.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "FileForm", into = "FileForm")]

@@ -162,6 +162,10 @@ pub enum PrefixErrorKind {
     /// A bracketed literal that is not an IPv6 address.
     #[error("invalid IPv6 address")]
     Ipv6,
+    /// `0.0.0.0` or `[::]`: no connection ever arrives on it, so it would listen everywhere and serve
+    /// nothing; `+` means every host.
+    #[error("an unspecified address serves no connection; use + for every address")]
+    Unspecified,
     /// No `:port` after the host.
     #[error("a port is required")]
     MissingPort,
@@ -254,6 +258,9 @@ fn parse_host(s: &str) -> Result<(Host, usize), (usize, PrefixErrorKind)> {
         let ip: Ipv6Addr = inner[..end]
             .parse()
             .map_err(|_| (1, PrefixErrorKind::Ipv6))?;
+        if ip.is_unspecified() {
+            return Err((1, PrefixErrorKind::Unspecified));
+        }
         return Ok((Host::Ip(IpAddr::V6(ip)), end + 2));
     }
     let end = s.find([':', '/']).unwrap_or(s.len());
@@ -264,6 +271,9 @@ fn parse_host(s: &str) -> Result<(Host, usize), (usize, PrefixErrorKind)> {
         "*" => Host::WeakWildcard,
         _ if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
             let ip: Ipv4Addr = text.parse().map_err(|_| (0, PrefixErrorKind::Ipv4))?;
+            if ip.is_unspecified() {
+                return Err((0, PrefixErrorKind::Unspecified));
+            }
             Host::Ip(IpAddr::V4(ip))
         }
         _ => Host::Name(parse_host_name(text).map_err(|o| (o, PrefixErrorKind::HostName))?),
@@ -424,6 +434,9 @@ mod tests {
         assert_eq!(kind("http://[::g]:80/a/"), PrefixErrorKind::Ipv6);
         assert_eq!(kind("http://[::1:80/a/"), PrefixErrorKind::Ipv6);
         assert_eq!(kind("http://[1.2.3.4]:80/a/"), PrefixErrorKind::Ipv6);
+        // SECURITY: these would listen on every address and route no connection to the group.
+        assert_eq!(kind("http://0.0.0.0:80/a/"), PrefixErrorKind::Unspecified);
+        assert_eq!(kind("http://[::]:80/a/"), PrefixErrorKind::Unspecified);
         for s in [
             "http://a..b:80/a/",
             "http://a.:80/a/",

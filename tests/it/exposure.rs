@@ -4,8 +4,6 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::symlink;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bits_compact::{Server, ServerError};
@@ -103,53 +101,6 @@ fn a_published_file_replaced_by_a_regular_file_is_served_anew() {
     assert_eq!(get(srv.port, "/G/large").body, bigger);
 }
 
-/// A server built by the test (so its ports are bound by `create_url_group`), served on its own runtime
-/// thread until dropped.
-struct Serving {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Serving {
-    fn start(server: &Server) -> Self {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, is_ready) = mpsc::channel();
-        let serving = server.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let _ = ready.send(());
-                serving
-                    .serve(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        is_ready.recv().unwrap();
-        Serving {
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Local addresses other than 127.0.0.1 that a wildcard listener would answer on: another loopback
 /// address and `::1`. (Tests send nothing beyond loopback, so the machine's other interfaces are left out;
 /// a listener on 0.0.0.0 answers 127.0.0.2 as it would them.)
@@ -193,7 +144,7 @@ fn an_ip_literal_prefix_listens_on_that_address_only() {
         server.local_addrs(port),
         vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))]
     );
-    let _serving = Serving::start(&server);
+    let _serving = TestServer::serving(server.clone(), port);
     assert_eq!(get(port, "/x/a.txt").body, b"alpha");
     for ip in other_local_addresses() {
         assert!(!accepts(ip, port), "{ip}:{port} accepts connections");
@@ -266,7 +217,9 @@ fn groups_needing_other_addresses_than_their_port_listens_on_are_refused() {
 fn an_ip_literal_group_on_a_port_open_to_all_addresses_answers_on_its_address_only() {
     let dir = tempfile::tempdir().unwrap();
     let a = write_file(dir.path(), "a.txt", b"alpha");
-    let server = Server::builder().build().unwrap();
+    // Loopback only, both families: the `+` group's port listens on 127.0.0.1 and ::1.
+    let loopback = [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+    let server = Server::builder().bind_addresses(loopback).build().unwrap();
     let port = free_port();
     server
         .create_url_group(&format!("http://+:{port}/open/"))
@@ -275,8 +228,12 @@ fn an_ip_literal_group_on_a_port_open_to_all_addresses_answers_on_its_address_on
         .create_url_group(&format!("http://127.0.0.1:{port}/local/"))
         .unwrap();
     group.add_url("a.txt", &a, None).unwrap();
-    let _serving = Serving::start(&server);
+    let _serving = TestServer::serving(server.clone(), port);
     assert_eq!(get(port, "/local/a.txt").body, b"alpha");
+    assert!(
+        accepts(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
+        "the + group's port"
+    );
     for ip in other_local_addresses() {
         if accepts(ip, port) {
             // No group matches there, which HTTP.sys answers with 400.

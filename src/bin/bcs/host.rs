@@ -160,7 +160,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
         server.set_client_certificates(prefix.port(), tls.clients.clone())?;
     }
     if let Some(path) = &args.users {
-        server.set_principals(Principals::load(path).map_err(bits_compact::Error::from)?);
+        server.set_principals(Principals::load(path)?);
     }
     let group = server.create_url_group(&prefix)?;
     let mut schemes = args.auth.clone();

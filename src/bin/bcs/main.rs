@@ -96,23 +96,23 @@ enum CliError {
     Log { value: String, reason: String },
 }
 
-impl From<bits_compact::ServerError> for CliError {
-    fn from(e: bits_compact::ServerError) -> Self {
-        CliError::Library(e.into())
-    }
+/// Every library error is a `CliError` through `bits_compact::Error` (which converts from each of them).
+macro_rules! library_errors {
+    ($($e:ty),*) => {$(
+        impl From<$e> for CliError {
+            fn from(e: $e) -> Self {
+                CliError::Library(e.into())
+            }
+        }
+    )*};
 }
 
-impl From<bits_compact::TlsError> for CliError {
-    fn from(e: bits_compact::TlsError) -> Self {
-        CliError::Library(e.into())
-    }
-}
-
-impl From<bits_compact::UrlError> for CliError {
-    fn from(e: bits_compact::UrlError) -> Self {
-        CliError::Library(e.into())
-    }
-}
+library_errors!(
+    bits_compact::ServerError,
+    bits_compact::TlsError,
+    bits_compact::UrlError,
+    bits_compact::AuthError
+);
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

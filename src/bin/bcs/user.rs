@@ -25,17 +25,13 @@ pub(crate) struct UserAddArgs {
 /// given are added to those it has, never dropped.
 pub(crate) fn add(args: &UserAddArgs) -> Result<(), CliError> {
     let mut principals = if args.users.exists() {
-        Principals::load(&args.users).map_err(bits_compact::Error::from)?
+        Principals::load(&args.users)?
     } else {
         Principals::default()
     };
     let password = read_new_password(&args.name)?;
-    let created = principals
-        .set_user(&args.name, &password, &args.groups)
-        .map_err(bits_compact::Error::from)?;
-    principals
-        .save(&args.users)
-        .map_err(bits_compact::Error::from)?;
+    let created = principals.set_user(&args.name, &password, &args.groups)?;
+    principals.save(&args.users)?;
     let what = if created {
         "added"
     } else {
