@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, Version};
+
 use super::access;
 use super::peer::ConnInfo;
 use super::response::Reject;
@@ -12,8 +15,6 @@ use super::site::Site;
 use super::stream;
 use crate::files::{self, OnFinish, ResponseBody};
 use crate::url::{RequestPath, UrlEntry, UrlGroup};
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, Version};
 
 /// The hyper service: infallible, since an `Err` would abort the connection. It takes any request body
 /// (hyper's on a connection, an in-memory one in tests), and needs no socket: `conn` says where the request
@@ -98,8 +99,10 @@ where
     response
 }
 
-/// Answers a routed request. A GET is a transfer of the group: it needs one of the group's transfer permits
-/// (503 when the group is at its ConnectionLimit) and its body is paced by the group's bandwidth budget.
+/// Answers a routed request. A GET is a transfer: it needs one of the group's transfer permits and one of
+/// its client source's (503 when the group is at its ConnectionLimit or the source at its share), its body
+/// is paced by the group's bandwidth budget, reads within the connection's read budget, and on HTTP/2
+/// reports its progress to the stream's watchdog.
 async fn transfer<B>(
     req: &Request<B>,
     group: &UrlGroup,
