@@ -93,6 +93,12 @@ pub struct GroupConfig {
     /// Bytes per second shared by the group's transfers.
     #[serde(default)]
     pub bandwidth_limit: ByteRate,
+    /// Seconds responses may be cached (`Cache-Control: max-age`); none sends `no-cache`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_max_age_secs: Option<u64>,
+    /// Answer `GET /Segment/` with an index of the URLs the caller may read.
+    #[serde(default)]
+    pub index: bool,
     /// The published files, sorted by suffix.
     #[serde(default)]
     pub urls: Vec<UrlConfig>,

@@ -29,35 +29,61 @@ pub(crate) async fn check<B>(
     site: &Site,
     conn: &ConnInfo,
 ) -> Result<Granted, Reject> {
-    let auth = group.auth();
-    let realm = group.prefix().to_string();
+    let granted = authenticate(req, group, site, conn).await?;
+    let Some(sd) = rule(group, entry) else {
+        return Ok(granted);
+    };
+    if authorize(req, sd, &granted.identity) {
+        return Ok(granted);
+    }
+    Err(denied(group, conn, &granted.identity))
+}
+
+/// Who the caller is, under the group's schemes.
+pub(crate) async fn authenticate<B>(
+    req: &Request<B>,
+    group: &UrlGroup,
+    site: &Site,
+    conn: &ConnInfo,
+) -> Result<Granted, Reject> {
     let caller = Caller {
         peer: conn.peer,
         secure: conn.secure,
         certificate: conn.client.as_deref(),
         connection: &conn.auth,
     };
-    let granted = site
-        .auth
-        .authenticate(req.headers(), auth, &realm, caller)
+    let realm = group.prefix().to_string();
+    site.auth
+        .authenticate(req.headers(), group.auth(), &realm, caller)
         .await
-        .map_err(refused)?;
-    let identity = &granted.identity;
-    let rule = entry
+        .map_err(refused)
+}
+
+/// The rule a URL is read under: its SDDL, else for a group with schemes authenticated users, else none.
+fn rule<'a>(group: &UrlGroup, entry: &'a UrlEntry) -> Option<&'a SecurityDescriptor> {
+    entry
         .sddl
         .as_ref()
-        .or_else(|| auth.any_enabled().then(|| &*AUTHENTICATED_USERS));
-    let Some(sd) = rule else {
-        return Ok(granted);
-    };
-    if authorize(req, sd, identity) {
-        return Ok(granted);
-    }
+        .or_else(|| group.auth().any_enabled().then(|| &*AUTHENTICATED_USERS))
+}
+
+/// Whether `identity` may read the URL, deciding quietly (for the index, which lists what may be read).
+pub(crate) fn may_read(group: &UrlGroup, entry: &UrlEntry, identity: &Identity) -> bool {
+    rule(group, entry).map_or(true, |sd| {
+        sd.access_check(&identity.token(), AccessMask::FILE_READ_DATA)
+            .allowed
+    })
+}
+
+/// The answer to a caller who may not read: an authenticated one is refused (403); an anonymous one is
+/// challenged (401) or, where no scheme can challenge it here, refused (403).
+pub(crate) fn denied(group: &UrlGroup, conn: &ConnInfo, identity: &Identity) -> Reject {
     if identity.is_authenticated() {
-        return Err(Reject::Denied);
+        return Reject::Denied;
     }
-    let challenges = auth.challenges(conn.secure, &realm);
-    Err(if !challenges.is_empty() {
+    let auth = group.auth();
+    let challenges = auth.challenges(conn.secure, &group.prefix().to_string());
+    if !challenges.is_empty() {
         Reject::Unauthorized(challenges)
     } else if auth.is_enabled(AuthScheme::ClientCertificate) {
         Reject::Forbidden("a client certificate is required")
@@ -65,7 +91,7 @@ pub(crate) async fn check<B>(
         Reject::Forbidden("authentication is only offered over HTTPS")
     } else {
         Reject::Denied
-    })
+    }
 }
 
 /// The rule of a URL without SDDL in a group with schemes: authenticated users only (IIS's default).

@@ -221,27 +221,36 @@ impl Activity {
         self.shared.blocked_seen.store(true, Ordering::Relaxed);
     }
 
-    /// Completes when, over one window during which writes waited on the client, the client accepted fewer
-    /// than `rate` bytes per second. Never completes for a rate of 0.
+    /// Completes when, over the last window, writes waited on the client and the client accepted fewer
+    /// than `rate` bytes per second. Looked at four times per window, over the last four looks, so a
+    /// client is cut between one window and a quarter more after it slowed down (not two windows).
+    /// Never completes for a rate of 0.
     async fn too_slow(&self, rate: u64, window: Duration) {
         if rate == 0 || window.is_zero() {
             return std::future::pending().await;
         }
+        const LOOKS: usize = 4;
+        let step = window / LOOKS as u32;
         let floor = rate as f64 * window.as_secs_f64();
-        let mut before = self.shared.written.load(Ordering::Relaxed);
-        loop {
-            tokio::time::sleep(window).await;
+        // Bytes written at each of the last LOOKS looks, and whether writes waited in each step.
+        let mut written = [self.shared.written.load(Ordering::Relaxed); LOOKS];
+        let mut waited = [false; LOOKS];
+        for look in 0usize.. {
+            tokio::time::sleep(step).await;
             let now = self.shared.written.load(Ordering::Relaxed);
             let blocked_now = self.shared.blocked.load(Ordering::Relaxed);
-            let waited = self
+            let slot = look % LOOKS;
+            waited[slot] = self
                 .shared
                 .blocked_seen
                 .swap(blocked_now, Ordering::Relaxed)
                 || blocked_now;
-            if waited && ((now - before) as f64) < floor {
+            // `written[slot]` is the count one window ago.
+            let moved = now - written[slot];
+            written[slot] = now;
+            if look + 1 >= LOOKS && waited.iter().any(|w| *w) && (moved as f64) < floor {
                 return;
             }
-            before = now;
         }
     }
 

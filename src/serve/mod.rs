@@ -5,6 +5,7 @@
 
 mod access;
 mod connection;
+mod index;
 mod listen;
 mod peer;
 mod response;

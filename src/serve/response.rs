@@ -83,7 +83,15 @@ impl Reject {
         };
         let reason = status.canonical_reason().unwrap_or("");
         let text = match &self {
-            Reject::Forbidden(why) => format!("{} {reason}: {why}\n", status.as_u16()),
+            Reject::Forbidden(why) | Reject::BadRequest(why) => {
+                format!("{} {reason}: {why}\n", status.as_u16())
+            }
+            // Say why, as HTTP.sys does not: a client that named the wrong host or group learns to fix it.
+            Reject::NoGroup => format!(
+                "{} {reason}: no URL group here serves this host name and path\n",
+                status.as_u16()
+            ),
+            Reject::BadPath(e) => format!("{} {reason}: invalid path: {e}\n", status.as_u16()),
             _ => format!("{} {reason}\n", status.as_u16()),
         };
         let len = text.len();

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 
 use super::access;
+use super::index;
 use super::peer::ConnInfo;
 use super::response::Reject;
 use super::site::Site;
@@ -29,22 +30,36 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut log = AccessLog::start(&req, &conn);
+    let mut counted = None;
     let response = match route(&req, &site, &conn) {
-        Ok((group, entry)) => {
+        Ok((group, target)) => {
             if let Some(log) = log.as_mut() {
                 log.group = Some(group.prefix().to_string());
             }
-            match access::check(&req, &group, &entry, &site, &conn).await {
-                Ok(granted) => {
+            if let Target::Url(entry) = &target {
+                counted = Some(entry.clone());
+            }
+            let answered = match target {
+                Target::Url(entry) => match access::check(&req, &group, &entry, &site, &conn).await
+                {
+                    Ok(granted) => {
+                        let response = transfer(&req, &group, &entry, &site, &conn)
+                            .await
+                            .unwrap_or_else(Reject::into_response);
+                        Ok((response, granted))
+                    }
+                    Err(reject) => Err(reject),
+                },
+                Target::Index => index::respond(&req, &group, &site, &conn).await,
+            };
+            match answered {
+                Ok((mut response, granted)) => {
                     let identity = &granted.identity;
                     if let Some(log) = log.as_mut() {
                         log.identity = identity
                             .is_authenticated()
                             .then(|| identity.name().to_owned());
                     }
-                    let mut response = transfer(&req, &group, &entry, &site, &conn)
-                        .await
-                        .unwrap_or_else(Reject::into_response);
                     if let Some(value) = granted.reply.and_then(|r| HeaderValue::try_from(r).ok()) {
                         response
                             .headers_mut()
@@ -60,15 +75,43 @@ where
             reject.into_response()
         }
     };
+    let get = req.method() == Method::GET;
     let response = drained(req.into_body(), response).await;
-    Ok(match log {
-        Some(mut log) => {
-            log.status = response.status().as_u16();
-            let (parts, body) = response.into_parts();
-            Response::from_parts(parts, body.on_finish(Box::new(log)))
+    let status = response.status();
+    if let Some(log) = log.as_mut() {
+        log.status = status.as_u16();
+    }
+    if log.is_none() && counted.is_none() {
+        return Ok(response);
+    }
+    let download = get && (status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT);
+    let finished = Finished {
+        log,
+        counted: counted.map(|entry| (entry, download)),
+    };
+    let (parts, body) = response.into_parts();
+    Ok(Response::from_parts(
+        parts,
+        body.on_finish(Box::new(finished)),
+    ))
+}
+
+/// What runs when a response body is done: the access-log line and the URL's counters.
+struct Finished {
+    log: Option<AccessLog>,
+    /// The URL, and whether this response is a download of it.
+    counted: Option<(Arc<UrlEntry>, bool)>,
+}
+
+impl OnFinish for Finished {
+    fn finish(&mut self, sent: u64, complete: bool) {
+        if let Some((entry, download)) = &self.counted {
+            entry.counters.count(sent, *download && complete);
         }
-        None => response,
-    })
+        if let Some(log) = self.log.as_mut() {
+            log.finish(sent, complete);
+        }
+    }
 }
 
 /// The most request body read (and discarded) before answering, so that the connection stays usable:
@@ -125,7 +168,11 @@ async fn transfer<B>(
         None
     };
     let response = files::respond(req.method(), req.headers(), &entry.source).await?;
-    let (parts, mut body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
+    // A published file may change on disk: by default caches keep it but ask again (with the ETag).
+    parts
+        .headers
+        .insert(header::CACHE_CONTROL, group.cache_control());
     body = body.with_budget(&conn.budget);
     if let Some(progress) = stream::current() {
         body = body.watched_by(progress);
@@ -136,12 +183,15 @@ async fn transfer<B>(
     Ok(Response::from_parts(parts, body))
 }
 
-/// Finds the group and URL for a request, or why there is none.
-fn route<B>(
-    req: &Request<B>,
-    site: &Site,
-    conn: &ConnInfo,
-) -> Result<(UrlGroup, Arc<UrlEntry>), Reject> {
+/// What a request is for, within its group.
+enum Target {
+    Url(Arc<UrlEntry>),
+    /// The group's root, when the group has an index.
+    Index,
+}
+
+/// Finds the group and URL (or index) for a request, or why there is none.
+fn route<B>(req: &Request<B>, site: &Site, conn: &ConnInfo) -> Result<(UrlGroup, Target), Reject> {
     let host = request_host(req)?;
     let path = RequestPath::parse(req.uri().path()).map_err(Reject::BadPath)?;
     let routes = site.routes.load();
@@ -154,8 +204,11 @@ fn route<B>(
         )
         .ok_or(Reject::NoGroup)?
         .clone();
+    if path.suffix_key.is_empty() && group.index() {
+        return Ok((group, Target::Index));
+    }
     let entry = group.lookup(&path.suffix_key).ok_or(Reject::NotFound)?;
-    Ok((group, entry))
+    Ok((group, Target::Url(entry)))
 }
 
 /// The host a request names: the authority of an absolute-form target, else the one `Host` header
@@ -239,8 +292,10 @@ impl AccessLog {
 
 impl OnFinish for AccessLog {
     fn finish(&mut self, sent: u64, complete: bool) {
+        // No parent span: the connection's span would name the peer a second time.
         tracing::info!(
             target: "bits_compact::access",
+            parent: None,
             method = %self.method,
             url = %self.target,
             status = self.status,

@@ -269,6 +269,8 @@ fn prepare(scratch: &UrlGroup, g: &GroupConfig) -> Result<Prepared, ServerError>
         default_sddl: scratch.parse_default_sddl(g.default_sddl.as_deref())?,
         connection_limit: g.connection_limit,
         bandwidth_limit: g.bandwidth_limit,
+        cache_max_age: g.cache_max_age_secs.map(Duration::from_secs),
+        index: g.index,
         urls,
     })
 }
@@ -300,6 +302,8 @@ fn group_config(g: &UrlGroup) -> GroupConfig {
         default_sddl: g.default_sddl().map(|sd| sd.to_string()),
         connection_limit: g.connection_limit(),
         bandwidth_limit: g.bandwidth_limit(),
+        cache_max_age_secs: g.cache_max_age().map(|d| d.as_secs()),
+        index: g.index(),
         urls: g
             .urls()
             .iter()

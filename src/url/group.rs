@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use http::HeaderValue;
 
@@ -89,6 +90,39 @@ pub(crate) struct UrlEntry {
     pub(crate) suffix: UrlSuffix,
     pub(crate) sddl: Option<SecurityDescriptor>,
     pub(crate) source: Arc<FileSource>,
+    pub(crate) counters: Counters,
+}
+
+/// What a URL has served since it was published.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    downloads: AtomicU64,
+}
+
+impl Counters {
+    /// One request answered: `sent` body bytes, and whether it was a whole download (a GET whose 200 or
+    /// 206 body went out to its end).
+    pub(crate) fn count(&self, sent: u64, download: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(sent, Ordering::Relaxed);
+        if download {
+            self.downloads.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What a URL has served since it was published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct UrlStats {
+    /// Requests answered (any method, any status).
+    pub requests: u64,
+    /// Body bytes sent.
+    pub bytes_sent: u64,
+    /// GETs whose 200 or 206 body went out to its end.
+    pub downloads_completed: u64,
 }
 
 impl Url {
@@ -100,6 +134,16 @@ impl Url {
     /// The local file (absolute).
     pub fn path(&self) -> &Path {
         self.entry.source.path()
+    }
+
+    /// What this URL has served since it was published.
+    pub fn stats(&self) -> UrlStats {
+        let c = &self.entry.counters;
+        UrlStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            bytes_sent: c.bytes.load(Ordering::Relaxed),
+            downloads_completed: c.downloads.load(Ordering::Relaxed),
+        }
     }
 
     /// The SDDL string given when the URL was added, if any.
@@ -135,6 +179,8 @@ pub(crate) struct Prepared {
     pub(crate) default_sddl: Option<SecurityDescriptor>,
     pub(crate) connection_limit: ConnectionLimit,
     pub(crate) bandwidth_limit: ByteRate,
+    pub(crate) cache_max_age: Option<Duration>,
+    pub(crate) index: bool,
     pub(crate) urls: Vec<Arc<UrlEntry>>,
 }
 
@@ -155,6 +201,10 @@ pub(crate) struct GroupInner {
     default_sddl: RwLock<Option<SecurityDescriptor>>,
     /// Set when the server deletes the group; its handles then refuse every change.
     deleted: AtomicBool,
+    /// Seconds responses may be cached (`Cache-Control: max-age`); `u64::MAX`: `no-cache`.
+    cache_max_age: AtomicU64,
+    /// Answer `GET /Segment/` with the list of URLs the caller may read.
+    index: AtomicBool,
     /// The server's record of changes: every change goes through it.
     events: Arc<Events>,
 }
@@ -176,6 +226,8 @@ impl UrlGroup {
                 auth: GroupAuth::default(),
                 default_sddl: RwLock::new(None),
                 deleted: AtomicBool::new(false),
+                cache_max_age: AtomicU64::new(u64::MAX),
+                index: AtomicBool::new(false),
                 events,
             }),
         }
@@ -294,6 +346,7 @@ impl UrlGroup {
             suffix,
             sddl,
             source: Arc::new(source),
+            counters: Counters::default(),
         }))
     }
 
@@ -458,6 +511,60 @@ impl UrlGroup {
         })
     }
 
+    /// How long clients and caches may keep responses without asking again: `None` sends
+    /// `Cache-Control: no-cache` (keep, but revalidate with the ETag each time), since a published file
+    /// may change on disk; `Some(d)` sends `max-age`. Default is `None`.
+    pub fn set_cache_max_age(&self, max_age: Option<Duration>) -> Result<(), UrlError> {
+        self.settings_changed(|| {
+            self.put_cache_max_age(max_age);
+            Ok(())
+        })
+    }
+
+    /// See [`UrlGroup::set_cache_max_age`].
+    pub fn cache_max_age(&self) -> Option<Duration> {
+        match self.inner.cache_max_age.load(Ordering::Acquire) {
+            u64::MAX => None,
+            secs => Some(Duration::from_secs(secs)),
+        }
+    }
+
+    fn put_cache_max_age(&self, max_age: Option<Duration>) {
+        let secs = max_age.map_or(u64::MAX, |d| d.as_secs().min(u64::MAX - 1));
+        self.inner.cache_max_age.store(secs, Ordering::Release);
+    }
+
+    /// Whether `GET /Segment/` answers with an index of the group's URLs (HTML, or JSON for
+    /// `Accept: application/json`), listing only those the caller may read. Default is off.
+    pub fn set_index(&self, on: bool) -> Result<(), UrlError> {
+        self.settings_changed(|| {
+            self.inner.index.store(on, Ordering::Release);
+            Ok(())
+        })
+    }
+
+    /// See [`UrlGroup::set_index`].
+    pub fn index(&self) -> bool {
+        self.inner.index.load(Ordering::Acquire)
+    }
+
+    /// The group's `Cache-Control` value.
+    pub(crate) fn cache_control(&self) -> http::HeaderValue {
+        match self.cache_max_age() {
+            None => http::HeaderValue::from_static("no-cache"),
+            Some(d) => http::HeaderValue::try_from(format!("max-age={}", d.as_secs()))
+                .unwrap_or(http::HeaderValue::from_static("no-cache")),
+        }
+    }
+
+    /// All entries, for the index.
+    pub(crate) fn entries(&self) -> Vec<Arc<UrlEntry>> {
+        let urls = self.inner.urls.read().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<Arc<UrlEntry>> = urls.values().cloned().collect();
+        list.sort_by(|a, b| a.suffix.as_str().cmp(b.suffix.as_str()));
+        list
+    }
+
     /// The SDDL for URLs added without one.
     pub fn default_sddl(&self) -> Option<SecurityDescriptor> {
         self.inner
@@ -494,6 +601,8 @@ impl UrlGroup {
         self.put_default_sddl(with.default_sddl);
         self.inner.limits.transfers.set_limit(with.connection_limit);
         self.inner.limits.bandwidth.set_rate(with.bandwidth_limit);
+        self.put_cache_max_age(with.cache_max_age);
+        self.inner.index.store(with.index, Ordering::Release);
         let urls = with
             .urls
             .into_iter()

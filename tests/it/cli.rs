@@ -94,6 +94,14 @@ impl Running {
         }
     }
 
+    /// Sends a signal and returns the exit code, stderr, and the stdout lines not read yet.
+    pub(crate) fn stop_with_output(mut self, signal: &str) -> (Option<i32>, String, Vec<String>) {
+        let lines = std::mem::replace(&mut self.lines, mpsc::channel().1);
+        let (code, stderr) = self.stop(signal);
+        // The reader thread ends at EOF and closes the channel: by then every line is in it.
+        (code, stderr, lines.iter().collect())
+    }
+
     /// Sends a signal and returns the exit code and stderr.
     pub(crate) fn stop(self, signal: &str) -> (Option<i32>, String) {
         let pid = self.child.id().to_string();

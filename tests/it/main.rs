@@ -18,6 +18,8 @@ mod kdc;
 #[cfg(all(feature = "negotiate", feature = "cli"))]
 mod kerberos;
 mod limits;
+#[cfg(feature = "cli")]
+mod newcomer;
 mod ntlm;
 mod pki;
 #[cfg(feature = "cli")]

@@ -106,6 +106,9 @@ pub(crate) struct HostArgs {
     /// The most connections served at once.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    /// Do not answer the group's root (`/Segment/`) with the list of its files.
+    #[arg(long)]
+    no_index: bool,
     /// The most downloads one client address (an IPv6 /64) runs at once; one more gets 503.
     #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     max_downloads_per_client: u32,
@@ -172,6 +175,8 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
         group.set_authentication(*scheme, true)?;
     }
     group.allow_basic_over_http(args.allow_basic_over_http)?;
+    // The root lists what each caller may download, as miniserve and dufs users expect.
+    group.set_index(!args.no_index)?;
     group.set_connection_limit(args.max_downloads.unwrap_or_default())?;
     group.set_bandwidth_limit(args.rate.unwrap_or_default())?;
     let mut urls = Vec::with_capacity(files.len());
@@ -213,6 +218,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
         banner.print_stop_hint();
     }
     server.serve(signals.wait()).await?;
+    banner.print_summary(args.json);
     note!("bcs: stopped");
     Ok(())
 }

@@ -282,6 +282,53 @@ impl Banner<'_> {
     }
 }
 
+impl Banner<'_> {
+    /// What each URL served, for the exit: requests, completed downloads, bytes sent.
+    pub(crate) fn print_summary(&self, json: bool) {
+        if json {
+            let urls: Vec<serde_json::Value> = self
+                .urls
+                .iter()
+                .map(|u| {
+                    let s = u.stats();
+                    serde_json::json!({
+                        "suffix": u.suffix(),
+                        "requests": s.requests,
+                        "downloads_completed": s.downloads_completed,
+                        "bytes_sent": s.bytes_sent,
+                    })
+                })
+                .collect();
+            say!("{}", serde_json::json!({ "served": urls }));
+            return;
+        }
+        say!("Served:");
+        for url in self.urls {
+            let s = url.stats();
+            say!(
+                "  {}  {}, {}, {} sent",
+                url.suffix(),
+                count(s.requests as usize, "request", "requests"),
+                count(
+                    s.downloads_completed as usize,
+                    "download completed",
+                    "downloads completed"
+                ),
+                human_bytes(s.bytes_sent)
+            );
+        }
+    }
+}
+
+/// Bytes in the largest binary unit with one decimal (`4.0 MiB`), or bytes below 1 KiB.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    match UNITS.iter().find(|(_, size)| bytes >= *size) {
+        Some((unit, size)) => format!("{:.1} {unit}", bytes as f64 / *size as f64),
+        None => format!("{bytes} B"),
+    }
+}
+
 /// `1 file`, `2 files`.
 fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
