@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use bits_compact::ServerCertificate;
 
+use crate::auth::user_add;
 use crate::cli::Running;
 use crate::pki::Ca;
-use crate::support::{curl, free_port, have, run, target_dir, write_file};
+use crate::support::{curl, free_port, have, have_module, python, run, target_dir, write_file};
 
 /// The built example, or a failure that says how to build it.
 fn example(name: &str) -> PathBuf {
@@ -73,5 +74,56 @@ fn the_tls_example_serves_with_given_pem_files_or_a_self_signed_certificate() {
     let url = format!("{prefix}notes.txt");
     assert_eq!(curl(&["-k", "--pinnedpubkey", pin, &url]).body, b"over tls");
     let (code, stderr) = running.stop("-INT");
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn the_ntlm_example_admits_signed_in_users_but_the_denied_one() {
+    if !have("python3") || !have_module("requests_ntlm") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let users = d.join("users.toml");
+    user_add(&users, "alice", "alice-RIGHT", &[]);
+    user_add(&users, "bob", "bob-RIGHT", &[]);
+    let file = write_file(d, "plan.txt", b"team plan");
+    let port = free_port();
+    let prefix = format!("http://127.0.0.1:{port}/team/");
+    let args = [
+        prefix.as_str(),
+        users.to_str().unwrap(),
+        "bob",
+        file.to_str().unwrap(),
+    ];
+    let running = Running::spawn(&example("ntlm_sddl"), &args);
+    let lines = running.lines_until("Ctrl-C");
+    let (all, except_bob) = (
+        format!("{prefix}all/plan.txt"),
+        format!("{prefix}except-bob/plan.txt"),
+    );
+    assert_eq!(lines[..2], [all.clone(), except_bob.clone()]);
+
+    // One line per URL: alice's body and status, bob's status, a wrong password's, and an anonymous
+    // caller's status with the challenges it gets.
+    let script = format!(
+        r#"
+import requests
+from requests_ntlm import HttpNtlmAuth
+for url in ["{all}", "{except_bob}"]:
+    alice = requests.get(url, auth=HttpNtlmAuth("alice", "alice-RIGHT"), timeout=30)
+    bob = requests.get(url, auth=HttpNtlmAuth("bob", "bob-RIGHT"), timeout=30)
+    wrong = requests.get(url, auth=HttpNtlmAuth("alice", "WRONG"), timeout=30)
+    anonymous = requests.get(url, timeout=30)
+    print(alice.text, alice.status_code, bob.status_code, wrong.status_code,
+          anonymous.status_code, anonymous.headers.get("www-authenticate"))
+"#
+    );
+    assert_eq!(
+        python(&script),
+        "team plan 200 200 401 401 Negotiate, NTLM\n\
+         team plan 200 403 401 401 Negotiate, NTLM\n"
+    );
+    let (code, stderr) = running.stop("-TERM");
     assert_eq!(code, Some(0), "{stderr}");
 }
