@@ -4,13 +4,17 @@
 //! `bcs user add`, which makes the NTLM example's principals file.
 
 use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use bits_compact::ServerCertificate;
 
 use crate::auth::user_add;
 use crate::cli::Running;
 use crate::pki::Ca;
-use crate::support::{curl, free_port, have, have_module, python, run, target_dir, write_file};
+use crate::support::{
+    curl, free_port, have, have_module, pattern, python, run, target_dir, write_file,
+};
 
 /// The built example, or a failure that says how to build it.
 fn example(name: &str) -> PathBuf {
@@ -123,6 +127,116 @@ for url in ["{all}", "{except_bob}"]:
         python(&script),
         "team plan 200 200 401 401 Negotiate, NTLM\n\
          team plan 200 403 401 401 Negotiate, NTLM\n"
+    );
+    let (code, stderr) = running.stop("-TERM");
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A curl download to a file, started in the background.
+struct Download {
+    child: Child,
+    out: PathBuf,
+    started: Instant,
+}
+
+impl Download {
+    fn start(url: &str, out: PathBuf) -> Download {
+        let child = Command::new("curl")
+            .args(["-s", "-f", "--max-time", "60", "-o"])
+            .arg(&out)
+            .arg(url)
+            .spawn()
+            .unwrap();
+        Download {
+            child,
+            out,
+            started: Instant::now(),
+        }
+    }
+
+    /// Waits until the body has begun to arrive: the transfer then holds its place under the limit.
+    fn wait_for_bytes(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&self.out).map_or(0, |m| m.len()) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} never began",
+                self.out.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for curl; the bytes it saved and how long it took.
+    fn finish(mut self) -> (Vec<u8>, Duration) {
+        assert!(self.child.wait().unwrap().success(), "a download failed");
+        (std::fs::read(&self.out).unwrap(), self.started.elapsed())
+    }
+}
+
+/// One request more than the limit allows: 503 with a Retry-After in whole seconds.
+fn assert_turned_away(url: &str) {
+    let refused = curl(&[url]);
+    assert_eq!(refused.status, 503);
+    let after = refused.header("retry-after").expect("a Retry-After");
+    assert!(after.parse::<u32>().is_ok_and(|s| s > 0), "{after}");
+}
+
+#[test]
+fn the_limits_example_turns_one_download_too_many_away_and_paces_the_rest() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = pattern(1 << 20, 5);
+    let file = write_file(d, "big.bin", &data);
+    let port = free_port();
+    let prefix = format!("http://127.0.0.1:{port}/slow/");
+    // Long enough for the first phase (a 1 MiB download at 256 KiB/s, about 4 s) to end before the change.
+    let relax_after = "8";
+    let args = [prefix.as_str(), relax_after, file.to_str().unwrap()];
+    let running = Running::spawn(&example("limits"), &args);
+    let lines = running.lines_until("Ctrl-C");
+    let url = format!("{prefix}big.bin");
+    assert_eq!(lines[0], url);
+    assert_eq!(
+        lines[1],
+        "limits: connection limit 1, bandwidth limit 256KiB/s"
+    );
+
+    let first = Download::start(&url, d.join("first.bin"));
+    first.wait_for_bytes();
+    assert_turned_away(&url);
+    let (body, took) = first.finish();
+    assert!(body == data, "the download is not the file");
+    // 1 MiB at 256 KiB/s takes 4 s; half that leaves room for the bucket's burst and for timing noise.
+    assert!(took >= Duration::from_secs(2), "1 MiB in {took:?}");
+
+    // The example's task relaxes the limits while it serves.
+    let changed = running.lines_until("limits now");
+    assert_eq!(
+        changed.last().unwrap(),
+        "limits now: connection limit 2, bandwidth limit 1MiB/s"
+    );
+    let downloads = [
+        Download::start(&url, d.join("a.bin")),
+        Download::start(&url, d.join("b.bin")),
+    ];
+    for download in &downloads {
+        download.wait_for_bytes();
+    }
+    assert_turned_away(&url);
+    let mut slowest = Duration::ZERO;
+    for download in downloads {
+        let (body, took) = download.finish();
+        assert!(body == data, "the download is not the file");
+        slowest = slowest.max(took);
+    }
+    // 2 MiB at 1 MiB/s takes about 2 s however the two share it; at the first phase's 256 KiB/s, 8 s.
+    assert!(
+        (Duration::from_secs(1)..Duration::from_secs(6)).contains(&slowest),
+        "2 MiB in {slowest:?}"
     );
     let (code, stderr) = running.stop("-TERM");
     assert_eq!(code, Some(0), "{stderr}");
