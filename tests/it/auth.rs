@@ -13,7 +13,7 @@ use crate::support::{have, run, status_with_header, with_stdin, write_file, Repl
 const BCS: &str = env!("CARGO_BIN_EXE_bcs");
 
 /// Runs `bcs user add NAME --users FILE --group G...` with the password on stdin.
-fn user_add(file: &Path, name: &str, password: &str, groups: &[&str]) {
+pub(crate) fn user_add(file: &Path, name: &str, password: &str, groups: &[&str]) {
     let mut cmd = Command::new(BCS);
     cmd.args(["user", "add", name, "--users", file.to_str().unwrap()]);
     for g in groups {

@@ -10,6 +10,8 @@ mod authz;
 mod cli;
 mod clients;
 mod config;
+#[cfg(feature = "cli")]
+mod examples;
 mod exposure;
 #[cfg(feature = "cli")]
 mod hardening;
