@@ -568,6 +568,8 @@ fn an_everyone_rule_serves_callers_without_a_certificate_and_logs_those_with_one
     assert_eq!(code, Some(0));
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("/h/f.txt")).collect();
     assert_eq!(lines.len(), 2, "{log}");
+    // Each access-log line names the peer once (not again in a connection span).
+    assert!(lines.iter().all(|l| l.matches("peer=").count() == 1), "{log}");
     assert!(lines.iter().any(|l| l.contains("identity=\"-\"")), "{log}");
     assert!(
         lines.iter().any(|l| l.contains("alice@corp.example")),
