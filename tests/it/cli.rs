@@ -121,6 +121,24 @@ impl Running {
     }
 }
 
+/// Starts `bcs host` for `{scheme}://+:PORT/{segment}/` on a free loopback port (`--bind 127.0.0.1`), with
+/// `args` before the files; waits for its banner.
+pub(crate) fn spawn_host(
+    scheme: &str,
+    segment: &str,
+    args: &[&str],
+    files: &[&Path],
+) -> (Running, u16) {
+    let port = free_port();
+    let prefix = format!("{scheme}://+:{port}/{segment}/");
+    let mut all = vec!["host", "--bind", "127.0.0.1", "--url", &prefix];
+    all.extend_from_slice(args);
+    all.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let bcs = Running::spawn(Path::new(BCS), &all);
+    bcs.lines_until("Press Ctrl-C");
+    (bcs, port)
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -13,9 +13,9 @@ use base64::Engine as _;
 use bits_compact::auth::Password;
 use bits_compact::{AuthScheme, Principals};
 
-use crate::cli::{Running, BCS};
+use crate::cli::Running;
 use crate::pki::Ca;
-use crate::support::{curl, free_port, have, have_module, run, write_file, TestServer};
+use crate::support::{curl, have, have_module, run, write_file, TestServer};
 
 /// A connection to 127.0.0.1:`port` from the loopback address `source`, with a small receive buffer if asked.
 fn connect_from(source: Ipv4Addr, port: u16, rcvbuf: Option<usize>) -> TcpStream {
@@ -252,17 +252,9 @@ fn unknown_users_take_as_long_as_wrong_passwords() {
     );
 }
 
-/// Starts `bcs host` on a free port with `args` before the files, `--bind 127.0.0.1`; waits for its banner.
+/// `bcs host` under `/h/`.
 fn bcs_host(scheme: &str, args: &[&str], files: &[&Path]) -> (Running, u16) {
-    let port = free_port();
-    let prefix = format!("{scheme}://+:{port}/h/");
-    let mut all = vec!["host", "--bind", "127.0.0.1", "--url", &prefix];
-    all.extend_from_slice(args);
-    let files: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
-    all.extend(files);
-    let bcs = Running::spawn(Path::new(BCS), &all);
-    bcs.lines_until("Press Ctrl-C");
-    (bcs, port)
+    crate::cli::spawn_host(scheme, "h", args, files)
 }
 
 #[test]
@@ -569,7 +561,10 @@ fn an_everyone_rule_serves_callers_without_a_certificate_and_logs_those_with_one
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("/h/f.txt")).collect();
     assert_eq!(lines.len(), 2, "{log}");
     // Each access-log line names the peer once (not again in a connection span).
-    assert!(lines.iter().all(|l| l.matches("peer=").count() == 1), "{log}");
+    assert!(
+        lines.iter().all(|l| l.matches("peer=").count() == 1),
+        "{log}"
+    );
     assert!(lines.iter().any(|l| l.contains("identity=\"-\"")), "{log}");
     assert!(
         lines.iter().any(|l| l.contains("alice@corp.example")),

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bits_compact::auth::Password;
 use bits_compact::{AuthScheme, Principals};
 
-use crate::cli::{Running, BCS};
-use crate::support::{curl, free_port, have, pattern, write_file, TestServer};
+use crate::cli::Running;
+use crate::support::{curl, have, pattern, write_file, TestServer};
 
 #[test]
 fn the_index_lists_exactly_what_each_caller_may_read() {
@@ -88,17 +88,9 @@ fn the_index_lists_exactly_what_each_caller_may_read() {
     assert_eq!(curl(&["-u", "alice:alice-pw", &url]).status, 404);
 }
 
-/// Starts `bcs host` on a free loopback port; waits for its banner.
+/// `bcs host` over http under `/n/`.
 fn bcs_host(args: &[&str], files: &[&Path]) -> (Running, u16) {
-    let port = free_port();
-    let prefix = format!("http://+:{port}/n/");
-    let mut all = vec!["host", "--bind", "127.0.0.1", "--url", &prefix];
-    all.extend_from_slice(args);
-    let files: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
-    all.extend(files);
-    let bcs = Running::spawn(Path::new(BCS), &all);
-    bcs.lines_until("Press Ctrl-C");
-    (bcs, port)
+    crate::cli::spawn_host("http", "n", args, files)
 }
 
 #[test]
