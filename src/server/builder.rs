@@ -23,13 +23,8 @@ pub(crate) struct Config {
     pub(crate) refuse_unknown_principals: bool,
     /// NTLM target (NetBIOS domain) and computer names, uppercase.
     pub(crate) ntlm_names: (String, String),
-    pub(crate) header_timeout: Duration,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) drain_timeout: Duration,
-    pub(crate) min_send_rate: u64,
-    pub(crate) min_send_window: Duration,
-    pub(crate) max_connections: usize,
+    /// Connection deadlines and bounds, as the serve loop takes them.
+    pub(crate) serve: Settings,
     pub(crate) max_transfers_per_source: u32,
     pub(crate) revalidate: Duration,
     pub(crate) cache_file_max: u64,
@@ -77,20 +72,20 @@ impl ServerBuilder {
     /// How long a client may take to send a request's headers, counted from when the server starts
     /// waiting for a request (so it also bounds silent keep-alive connections). Default is 120 s (HTTP.sys).
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
-        self.config.header_timeout = timeout;
+        self.config.serve.header_timeout = timeout;
         self
     }
 
     /// How long a TLS handshake may take; it runs in the connection's own task, so a stalled client only
     /// holds its own connection. Default is 10 s.
     pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.config.handshake_timeout = timeout;
+        self.config.serve.handshake_timeout = timeout;
         self
     }
 
     /// How long a connection may go without a byte moving in either direction. Default is 120 s (HTTP.sys).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = timeout;
+        self.config.serve.idle_timeout = timeout;
         self
     }
 
@@ -98,21 +93,21 @@ impl ServerBuilder {
     /// response waits on the client (its socket is full); a slower client is disconnected. 0 turns the check
     /// off. Default is 150 bytes/s (HTTP.sys's MinSendRate) over 10 s.
     pub fn min_send_rate(mut self, bytes_per_second: u64, window: Duration) -> Self {
-        self.config.min_send_rate = bytes_per_second;
-        self.config.min_send_window = window;
+        self.config.serve.min_send_rate = bytes_per_second;
+        self.config.serve.min_send_window = window;
         self
     }
 
     /// How long shutdown waits for requests in flight before cutting them. Default is 30 s.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.config.drain_timeout = timeout;
+        self.config.serve.drain_timeout = timeout;
         self
     }
 
     /// The most connections served at once, over all ports; further clients wait in the listen backlog.
     /// Default is 10 000.
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.config.max_connections = n;
+        self.config.serve.max_connections = n;
         self
     }
 
@@ -162,13 +157,15 @@ impl ServerBuilder {
             bind: s.bind.clone(),
             domain,
             refuse_unknown_principals: s.refuse_unknown_principals,
-            header_timeout: ms(s.header_timeout_ms),
-            handshake_timeout: ms(s.handshake_timeout_ms),
-            idle_timeout: ms(s.idle_timeout_ms),
-            drain_timeout: ms(s.drain_timeout_ms),
-            min_send_rate: s.min_send_rate,
-            min_send_window: ms(s.min_send_window_ms),
-            max_connections: s.max_connections,
+            serve: Settings {
+                header_timeout: ms(s.header_timeout_ms),
+                handshake_timeout: ms(s.handshake_timeout_ms),
+                idle_timeout: ms(s.idle_timeout_ms),
+                drain_timeout: ms(s.drain_timeout_ms),
+                min_send_rate: s.min_send_rate,
+                min_send_window: ms(s.min_send_window_ms),
+                max_connections: s.max_connections,
+            },
             max_transfers_per_source: s.max_transfers_per_source,
             revalidate: ms(s.revalidate_ms),
             cache_file_max: s.memory_cache_file_limit,
@@ -186,21 +183,21 @@ impl ServerBuilder {
             problems.push("no bind address".to_owned());
         }
         for (name, d) in [
-            ("header timeout", c.header_timeout),
-            ("idle timeout", c.idle_timeout),
-            ("TLS handshake timeout", c.handshake_timeout),
+            ("header timeout", c.serve.header_timeout),
+            ("idle timeout", c.serve.idle_timeout),
+            ("TLS handshake timeout", c.serve.handshake_timeout),
         ] {
             if d.is_zero() {
                 problems.push(format!("the {name} must be more than zero"));
             }
         }
-        if c.min_send_rate > 0 && c.min_send_window.is_zero() {
+        if c.serve.min_send_rate > 0 && c.serve.min_send_window.is_zero() {
             problems.push("the minimum send rate needs a window of more than zero".to_owned());
         }
         if c.max_transfers_per_source == 0 {
             problems.push("the transfers per source must be at least 1".to_owned());
         }
-        if c.max_connections == 0 {
+        if c.serve.max_connections == 0 {
             problems.push("the connection limit must be at least 1".to_owned());
         }
         let mut prebound: HashMap<u16, Vec<TcpListener>> = HashMap::new();
@@ -218,7 +215,7 @@ impl ServerBuilder {
         }
         let files = FileCache::new(c.revalidate, c.cache_file_max, c.cache_total);
         let site = Site {
-            settings: c.serve_settings(),
+            settings: c.serve.clone(),
             routes: ArcSwap::from_pointee(RouteTable::default()),
             tls: ArcSwap::from_pointee(HashMap::new()),
             auth: Authenticator::new(c.ntlm_names.clone(), c.refuse_unknown_principals),
@@ -243,21 +240,6 @@ impl ServerBuilder {
     }
 }
 
-impl Config {
-    /// What the serve loop needs of these settings.
-    fn serve_settings(&self) -> Settings {
-        Settings {
-            header_timeout: self.header_timeout,
-            handshake_timeout: self.handshake_timeout,
-            idle_timeout: self.idle_timeout,
-            drain_timeout: self.drain_timeout,
-            min_send_rate: self.min_send_rate,
-            min_send_window: self.min_send_window,
-            max_connections: self.max_connections,
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -271,13 +253,15 @@ impl Default for Config {
                 let host = local_host_name();
                 (host.clone(), host)
             },
-            header_timeout: Duration::from_secs(120),
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(120),
-            drain_timeout: Duration::from_secs(30),
-            min_send_rate: 150,
-            min_send_window: Duration::from_secs(10),
-            max_connections: 10_000,
+            serve: Settings {
+                header_timeout: Duration::from_secs(120),
+                handshake_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(120),
+                drain_timeout: Duration::from_secs(30),
+                min_send_rate: 150,
+                min_send_window: Duration::from_secs(10),
+                max_connections: 10_000,
+            },
             max_transfers_per_source: PER_SOURCE,
             revalidate: Duration::from_secs(1),
             cache_file_max: 256 * 1024,

@@ -12,7 +12,7 @@ use std::net::{IpAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{address_conflict, local_addrs, remove_group, Config, Server, ServerError, State};
+use super::{local_addrs, remove_group, Config, Server, ServerError, State};
 use crate::config::{
     ClientCertConfig, GroupConfig, ServerConfig, ServerSettings, TlsBinding, UrlConfig,
 };
@@ -31,13 +31,13 @@ impl Config {
             bind: self.bind.clone(),
             domain_sid: self.domain.as_ref().map(ToString::to_string),
             refuse_unknown_principals: self.refuse_unknown_principals,
-            header_timeout_ms: ms(self.header_timeout),
-            handshake_timeout_ms: ms(self.handshake_timeout),
-            idle_timeout_ms: ms(self.idle_timeout),
-            drain_timeout_ms: ms(self.drain_timeout),
-            min_send_rate: self.min_send_rate,
-            min_send_window_ms: ms(self.min_send_window),
-            max_connections: self.max_connections,
+            header_timeout_ms: ms(self.serve.header_timeout),
+            handshake_timeout_ms: ms(self.serve.handshake_timeout),
+            idle_timeout_ms: ms(self.serve.idle_timeout),
+            drain_timeout_ms: ms(self.serve.drain_timeout),
+            min_send_rate: self.serve.min_send_rate,
+            min_send_window_ms: ms(self.serve.min_send_window),
+            max_connections: self.serve.max_connections,
             max_transfers_per_source: self.max_transfers_per_source,
             revalidate_ms: ms(self.revalidate),
             memory_cache_file_limit: self.cache_file_max,
@@ -162,17 +162,7 @@ impl Server {
                     return Ok(());
                 }
             };
-        if scheme != prefix.scheme() {
-            return Err(ServerError::SchemeConflict {
-                port: prefix.port(),
-                existing: scheme,
-                requested: prefix.scheme(),
-            });
-        }
-        if !super::admits(&addrs, narrowed, prefix.host()) {
-            return Err(address_conflict(prefix, addrs));
-        }
-        Ok(())
+        super::port_serves(scheme, &addrs, narrowed, prefix)
     }
 
     /// A group not registered anywhere, to check and open a new group's URLs with.

@@ -80,22 +80,32 @@ impl Port {
     pub(crate) fn is_tls(&self) -> bool {
         self.scheme == Scheme::Https
     }
-
-    /// Whether a group for `host` can be served from the addresses this port listens on. Never widened:
-    /// a port narrowed to one address takes only groups of that address, rather than silently starting to
-    /// listen on others.
-    fn admits(&self, host: &Host) -> bool {
-        admits(&self.addrs, self.narrowed_to, host)
-    }
 }
 
-/// Whether a port listening on `addrs` (narrowed to one address by the group that opened it, or not) can
-/// serve a group for `host`.
-fn admits(addrs: &[SocketAddr], narrowed_to: Option<IpAddr>, host: &Host) -> bool {
-    match host {
+/// Whether a port of `scheme` listening on `addrs` (narrowed to one address by the group that opened it,
+/// or not) can serve a group for `prefix`. Never widened: a port narrowed to one address takes only groups
+/// of that address, rather than silently starting to listen on others.
+fn port_serves(
+    scheme: Scheme,
+    addrs: &[SocketAddr],
+    narrowed_to: Option<IpAddr>,
+    prefix: &UrlPrefix,
+) -> Result<(), ServerError> {
+    if scheme != prefix.scheme() {
+        return Err(ServerError::SchemeConflict {
+            port: prefix.port(),
+            existing: scheme,
+            requested: prefix.scheme(),
+        });
+    }
+    let admitted = match prefix.host() {
         Host::Ip(ip) => listen::covers(addrs.iter().map(SocketAddr::ip), *ip),
         _ => narrowed_to.is_none(),
+    };
+    if !admitted {
+        return Err(address_conflict(prefix, addrs.to_vec()));
     }
+    Ok(())
 }
 
 /// Removes a group from the server's state (its port closes if no group is left on it) and marks its
@@ -232,13 +242,8 @@ impl Server {
             return Err(ServerError::GroupExists(prefix.to_string()));
         }
         match state.ports.get(&prefix.port()) {
-            Some(p) if p.scheme != prefix.scheme() => Err(ServerError::SchemeConflict {
-                port: prefix.port(),
-                existing: p.scheme,
-                requested: prefix.scheme(),
-            }),
-            Some(p) if !p.admits(prefix.host()) => Err(address_conflict(prefix, p.addrs.clone())),
-            _ => Ok(()),
+            Some(p) => port_serves(p.scheme, &p.addrs, p.narrowed_to, prefix),
+            None => Ok(()),
         }
     }
 
