@@ -37,9 +37,13 @@ mod error;
 mod events;
 pub mod files;
 pub mod limits;
+#[cfg(feature = "service")]
+pub mod mgmt;
 mod router;
 mod serve;
 mod server;
+#[cfg(feature = "service")]
+pub mod store;
 pub mod tls;
 pub mod url;
 

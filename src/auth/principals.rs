@@ -181,6 +181,23 @@ impl Principals {
         password: &Password,
         groups: &[String],
     ) -> Result<bool, AuthError> {
+        self.upsert_user(name, Some(password), groups, &[])
+    }
+
+    /// Creates a user, or updates an existing one (names ignore case): a new password when one is given
+    /// (a new user without one has none, and can authenticate only by certificate or Kerberos), `groups`
+    /// and `certificates` added to those it has (groups created as needed: a group named by an SDDL alias
+    /// of a fixed SID, such as `BA`, or `Administrators`, gets that SID). Returns whether the user is new.
+    ///
+    /// SECURITY: nothing is ever dropped here, so an update never silently changes what SDDL group rules
+    /// grant; use [`Principals::remove_user`] to take a user away.
+    pub fn upsert_user(
+        &mut self,
+        name: &str,
+        password: Option<&Password>,
+        groups: &[String],
+        certificates: &[String],
+    ) -> Result<bool, AuthError> {
         let mut wanted = Vec::new();
         for g in groups {
             let existing = self
@@ -191,8 +208,13 @@ impl Principals {
             let g = match existing {
                 Some(existing) => existing,
                 None => {
-                    let rid = self.next_rid();
-                    let sid = self.machine_sid().with_rid(rid).ok_or(AuthError::Sid)?;
+                    let sid = match well_known_group(g) {
+                        Some(sid) => sid,
+                        None => {
+                            let rid = self.next_rid();
+                            self.machine_sid().with_rid(rid).ok_or(AuthError::Sid)?
+                        }
+                    };
                     self.groups.insert(g.clone(), Group { sid });
                     g.clone()
                 }
@@ -206,16 +228,20 @@ impl Principals {
             .keys()
             .find(|k| k.eq_ignore_ascii_case(name))
             .cloned();
-        let password_hash = PasswordHash::argon2id(password)?;
+        let hashes = match password {
+            Some(p) => Some((PasswordHash::argon2id(p)?, NtHash::of(p))),
+            None => None,
+        };
         let Some(key) = existing else {
             let rid = self.next_rid();
             let sid = self.machine_sid().with_rid(rid).ok_or(AuthError::Sid)?;
+            let (password, nt_hash) = hashes.unzip();
             let user = User {
                 sid,
                 groups: wanted,
-                password: Some(password_hash),
-                nt_hash: Some(NtHash::of(password)),
-                certificates: Vec::new(),
+                password,
+                nt_hash,
+                certificates: certificates.to_vec(),
             };
             self.users.insert(name.to_owned(), user);
             return Ok(true);
@@ -226,10 +252,80 @@ impl Principals {
                     user.groups.push(g);
                 }
             }
-            user.password = Some(password_hash);
-            user.nt_hash = Some(NtHash::of(password));
+            for c in certificates {
+                if !user.certificates.iter().any(|k| k.eq_ignore_ascii_case(c)) {
+                    user.certificates.push(c.clone());
+                }
+            }
+            if let Some((hash, nt)) = hashes {
+                user.password = Some(hash);
+                user.nt_hash = Some(nt);
+            }
         }
         Ok(false)
+    }
+
+    /// Removes a user (names ignore case); returns whether there was one. Its groups stay.
+    pub fn remove_user(&mut self, name: &str) -> bool {
+        let key = self
+            .users
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .cloned();
+        key.is_some_and(|k| self.users.remove(&k).is_some())
+    }
+
+    /// The users, by name.
+    pub fn users(&self) -> impl Iterator<Item = (&str, &User)> {
+        self.users.iter().map(|(n, u)| (n.as_str(), u))
+    }
+
+    /// The groups, by name.
+    pub fn groups(&self) -> impl Iterator<Item = (&str, &Group)> {
+        self.groups.iter().map(|(n, g)| (n.as_str(), g))
+    }
+
+    /// These principals with `wanted` laid over them (what `bcs apply` does): its users and groups are
+    /// added or replace those of the same name (names ignore case), but a user `wanted` gives without a
+    /// password hash or NT hash keeps its own (exports carry no secrets); with `prune`, users and groups
+    /// `wanted` does not name are removed. The machine SID stays unless `wanted` names one.
+    pub fn merged_with(&self, wanted: Principals, prune: bool) -> Principals {
+        let mut out = self.clone();
+        if prune {
+            out.users
+                .retain(|n, _| wanted.users.keys().any(|w| w.eq_ignore_ascii_case(n)));
+            out.groups
+                .retain(|n, _| wanted.groups.keys().any(|w| w.eq_ignore_ascii_case(n)));
+        }
+        if wanted.machine_sid.is_some() {
+            out.machine_sid = wanted.machine_sid;
+        }
+        for (name, group) in wanted.groups {
+            out.groups.retain(|n, _| !n.eq_ignore_ascii_case(&name));
+            out.groups.insert(name, group);
+        }
+        for (name, mut user) in wanted.users {
+            let old = self.user(&name).map(|(_, u)| u.clone());
+            if let Some(old) = old.filter(|o| o.sid == user.sid) {
+                if user.password.is_none() && user.nt_hash.is_none() {
+                    user.password = old.password;
+                    user.nt_hash = old.nt_hash;
+                }
+            }
+            out.users.retain(|n, _| !n.eq_ignore_ascii_case(&name));
+            out.users.insert(name, user);
+        }
+        out
+    }
+
+    /// The same principals without secrets: no password hash, no NT hash.
+    pub fn without_secrets(&self) -> Principals {
+        let mut copy = self.clone();
+        for user in copy.users.values_mut() {
+            user.password = None;
+            user.nt_hash = None;
+        }
+        copy
     }
 
     /// A user by name: `name`, `DOMAIN\name` or `name@domain` (case-insensitive).
@@ -267,6 +363,20 @@ impl Principals {
             .filter(|(name, _)| user.groups.iter().any(|g| g.eq_ignore_ascii_case(name)))
             .map(|(_, g)| g.sid.clone())
             .collect()
+    }
+}
+
+/// The SID of a group created under a well-known name: an SDDL alias of a fixed SID (`BA`, `BU`, ...), or
+/// `Administrators` and `Users` (what `BA` and `BU` stand for).
+fn well_known_group(name: &str) -> Option<Sid> {
+    let code = match name.to_ascii_lowercase().as_str() {
+        "administrators" => "BA".to_owned(),
+        "users" => "BU".to_owned(),
+        _ => name.to_owned(),
+    };
+    match crate::authz::sid::alias(&code, None) {
+        Some(crate::authz::sid::Alias::Fixed(sid)) => Some(sid),
+        _ => None,
     }
 }
 

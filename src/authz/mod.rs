@@ -8,7 +8,7 @@
 
 mod mask;
 mod sddl;
-mod sid;
+pub(crate) mod sid;
 
 pub use mask::AccessMask;
 pub use sddl::{Ace, AceType, Acl, SddlError, SddlErrorKind, SecurityDescriptor};

@@ -380,7 +380,7 @@ fn rights(text: &str) -> Option<AccessMask> {
         };
         return Some(AccessMask(n));
     }
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
     let mut mask = 0u32;

@@ -69,7 +69,7 @@ fn rule<'a>(group: &UrlGroup, entry: &'a UrlEntry) -> Option<&'a SecurityDescrip
 
 /// Whether `identity` may read the URL, deciding quietly (for the index, which lists what may be read).
 pub(crate) fn may_read(group: &UrlGroup, entry: &UrlEntry, identity: &Identity) -> bool {
-    rule(group, entry).map_or(true, |sd| {
+    rule(group, entry).is_none_or(|sd| {
         sd.access_check(&identity.token(), AccessMask::FILE_READ_DATA)
             .allowed
     })

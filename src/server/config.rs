@@ -72,6 +72,16 @@ impl Server {
         }
     }
 
+    /// One group's configuration, with its URLs.
+    pub fn group_config(&self, prefix: impl super::IntoPrefix) -> Result<GroupConfig, ServerError> {
+        Ok(group_config(&self.url_group(prefix)?))
+    }
+
+    /// One https port's TLS settings, if it has any.
+    pub fn tls_binding(&self, port: u16) -> Option<TlsBinding> {
+        self.state().tls.get(&port).map(|t| tls_binding(port, t))
+    }
+
     /// Makes the server match `config`: creates, changes and deletes groups, URLs and TLS bindings, and
     /// sets the principals. All or nothing: on any error nothing has changed. The settings must be the
     /// server's own (they are fixed when it is built). Listeners get one [`Change::Applied`].

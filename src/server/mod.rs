@@ -221,7 +221,7 @@ impl Server {
             state.ports.insert(port, p);
         }
         if prefix.scheme() == Scheme::Https
-            && !state.tls.get(&port).is_some_and(|t| t.default.is_some())
+            && state.tls.get(&port).is_none_or(|t| t.default.is_none())
         {
             tracing::warn!(
                 port,
@@ -391,6 +391,12 @@ impl Server {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.state()
+    }
+
+    /// What the serve loop reads, authentication included (the management listener authenticates with it).
+    #[cfg_attr(not(feature = "service"), allow(dead_code))]
+    pub(crate) fn site(&self) -> &Arc<Site> {
+        &self.shared.site
     }
 
     fn publish_routes(&self, state: &State) {

@@ -47,6 +47,20 @@ impl Server {
         })
     }
 
+    /// The certificates bound to host names on the port, by name.
+    pub fn sni_certificates(
+        &self,
+        port: u16,
+    ) -> std::collections::BTreeMap<String, CertificateInfo> {
+        let state = self.state();
+        state.tls.get(&port).map_or_else(Default::default, |t| {
+            t.by_name
+                .iter()
+                .map(|(name, c)| (name.clone(), c.info().clone()))
+                .collect()
+        })
+    }
+
     /// Removes a host name's certificate; returns whether there was one.
     pub fn remove_sni_certificate(&self, port: u16, host: &str) -> Result<bool, ServerError> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();

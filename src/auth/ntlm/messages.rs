@@ -202,7 +202,7 @@ impl<'a> Authenticate<'a> {
 }
 
 fn utf16(raw: &[u8]) -> Result<String, MessageError> {
-    if raw.len() % 2 != 0 {
+    if !raw.len().is_multiple_of(2) {
         return Err(MessageError::Utf16);
     }
     let units: Vec<u16> = raw

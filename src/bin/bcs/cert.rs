@@ -40,7 +40,16 @@ pub(crate) fn self_signed(
     names: &[String],
     new: bool,
 ) -> Result<(ServerCertificate, Kept), CliError> {
-    let Some(dir) = state_dir() else {
+    self_signed_in(state_dir(), names, new)
+}
+
+/// [`self_signed`], kept in `dir` (`bcs serve` keeps its own in its state directory).
+pub(crate) fn self_signed_in(
+    dir: Option<PathBuf>,
+    names: &[String],
+    new: bool,
+) -> Result<(ServerCertificate, Kept), CliError> {
+    let Some(dir) = dir else {
         note!("bcs: warning: neither XDG_STATE_HOME nor HOME is set, so the self-signed certificate is not kept: it lasts until bcs stops");
         return Ok((ServerCertificate::self_signed(names)?, Kept::Ephemeral));
     };

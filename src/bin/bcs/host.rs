@@ -116,7 +116,7 @@ pub(crate) struct HostArgs {
 
 /// A `--bind` value, parsed once: the addresses it stands for.
 #[derive(Clone, Debug)]
-pub(crate) struct BindAddress(Vec<IpAddr>);
+pub(crate) struct BindAddress(pub(crate) Vec<IpAddr>);
 
 impl FromStr for BindAddress {
     type Err = String;

@@ -21,6 +21,7 @@ mod cert;
 mod check;
 mod host;
 mod print;
+mod serve;
 mod user;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use host::HostArgs;
+use serve::ServeArgs;
 use user::UserAddArgs;
 
 #[derive(Parser)]
@@ -47,6 +49,9 @@ struct Cli {
 enum Command {
     /// Publish files under one URL group and serve them until Ctrl-C or SIGTERM.
     Host(Box<HostArgs>),
+    /// Run as a service: serve what the stored configuration holds, and take changes from the management
+    /// commands (local socket) or API (optional remote port), keeping each one.
+    Serve(Box<ServeArgs>),
     /// Manage the principals file (users, groups, password hashes).
     #[command(subcommand)]
     User(UserCommand),
@@ -85,6 +90,8 @@ enum CliError {
     NeedsHttps(&'static str),
     #[error("{0}")]
     BadPassword(&'static str),
+    #[error("{0}")]
+    Serve(String),
     #[error("cannot read the password")]
     Password(#[source] std::io::Error),
     #[error(
@@ -173,7 +180,7 @@ fn write_line(out: &mut impl std::io::Write, args: std::fmt::Arguments<'_>) {
 /// Whether colour is allowed: NO_COLOR, "when present and not an empty string, prevents the addition of
 /// ANSI color" (no-color.org).
 fn colour_allowed() -> bool {
-    std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -189,6 +196,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         .map_err(CliError::Runtime)?;
     match cli.command {
         Command::Host(args) => runtime.block_on(host::run(*args)),
+        Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::User(UserCommand::Add(args)) => user::add(&args),
     }
 }

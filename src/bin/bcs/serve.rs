@@ -1,0 +1,182 @@
+//! `bcs serve`: the file server as a long-running service whose configuration persists in its state
+//! directory, managed through the local socket (and optionally a remote TLS port) with the `bcs group`,
+//! `url`, `auth`, `limit`, `cert`, `user`, `export` and `apply` commands.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bits_compact::authz::SecurityDescriptor;
+use bits_compact::mgmt::{self, AdminAccess, Managed};
+use bits_compact::store::SqliteStore;
+use bits_compact::tls::ClientCertMode;
+use bits_compact::{ClientCertificates, Host, Scheme, Server, ServerCertificate, UrlPrefix};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::host::BindAddress;
+use crate::{CliError, Signals};
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Where the configuration store, the management socket and the admin certificate live. Default:
+    /// /var/lib/bcs as root, else $XDG_STATE_HOME/bcs (~/.local/state/bcs).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// The addresses URL groups listen on (repeatable; default: all). `localhost` is the loopback
+    /// addresses.
+    #[arg(long = "bind", value_name = "ADDR")]
+    bind: Vec<BindAddress>,
+    /// Also serve the management API to remote administrators at this https prefix, e.g.
+    /// https://+:9443/ (its host: `+` for the bind addresses, or one IP address).
+    #[arg(long, value_name = "URL")]
+    admin_url: Option<UrlPrefix>,
+    /// The admin port's certificate chain (PEM); without it a self-signed one is kept in the state
+    /// directory.
+    #[arg(long, value_name = "FILE", requires = "admin_key")]
+    admin_cert: Option<PathBuf>,
+    /// The admin certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "admin_cert")]
+    admin_key: Option<PathBuf>,
+    /// CA certificates (PEM) whose client certificates administrators may authenticate with.
+    #[arg(long, value_name = "FILE")]
+    admin_client_ca: Option<PathBuf>,
+    /// Who may manage remotely, in SDDL: read access for GET, write access for changes. `BA` is the
+    /// principals group `BA` (or `Administrators`).
+    #[arg(long, value_name = "SDDL", default_value = "D:(A;;GA;;;BA)")]
+    admin_sddl: String,
+    /// The most downloads one client address (an IPv6 /64) runs at once; one more gets 503.
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    max_downloads_per_client: u32,
+}
+
+pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
+    let signals = Signals::install().map_err(CliError::Runtime)?;
+    let state = match args.state.clone().or_else(mgmt::default_state_dir) {
+        Some(dir) => dir,
+        None => {
+            return Err(CliError::Serve(
+                "no state directory: pass --state DIR".into(),
+            ))
+        }
+    };
+    make_private_dir(&state)?;
+    let bind: Vec<IpAddr> = args.bind.iter().flat_map(|b| b.0.clone()).collect();
+    let mut builder = Server::builder().max_transfers_per_source(args.max_downloads_per_client);
+    if !bind.is_empty() {
+        builder = builder.bind_addresses(bind.clone());
+    }
+    let server = builder.build()?;
+    let store = SqliteStore::open(mgmt::database_path(&state)).map_err(store_error)?;
+    let (managed, warnings) = Managed::start(server.clone(), Box::new(store))
+        .map_err(|e| CliError::Serve(e.message()))?;
+    for w in &warnings {
+        note!("bcs: warning: {w}");
+    }
+    let managed = Arc::new(managed);
+    let router = mgmt::router(managed.clone());
+    let stop = CancellationToken::new();
+
+    let socket = mgmt::socket_path(&state);
+    let local = {
+        let (router, stop, socket) = (router.clone(), stop.clone(), socket.clone());
+        let listener = mgmt::bind_local(&socket)
+            .map_err(|e| CliError::Serve(format!("cannot listen on {}: {e}", socket.display())))?;
+        tokio::spawn(async move { mgmt::serve_local(listener, &socket, router, stop).await })
+    };
+    if let Some(url) = &args.admin_url {
+        let (listener, access) = admin_listener(&args, url, &bind, &server, &state).await?;
+        let addr = listener.local_addr().map_err(CliError::Runtime)?;
+        note!("bcs: management API for administrators at https://{addr}/v1/");
+        tokio::spawn(mgmt::serve_remote(listener, access, router, stop.clone()));
+    }
+    let groups = managed.groups();
+    let urls: usize = groups.iter().map(|g| g.urls.len()).sum();
+    note!(
+        "bcs: serving {} URL group(s), {urls} URL(s); state in {}; manage with `bcs group ...` (socket {})",
+        groups.len(),
+        state.display(),
+        socket.display()
+    );
+    // systemd (Type=notify): ready once every listener is up. Without NOTIFY_SOCKET this does nothing.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let served = server.serve(signals.wait()).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    stop.cancel();
+    let _ = local.await;
+    served?;
+    Ok(())
+}
+
+/// The remote management listener: bound, with its certificate and rule.
+async fn admin_listener(
+    args: &ServeArgs,
+    url: &UrlPrefix,
+    bind: &[IpAddr],
+    server: &Server,
+    state: &std::path::Path,
+) -> Result<(tokio::net::TcpListener, Arc<AdminAccess>), CliError> {
+    if url.scheme() != Scheme::Https {
+        return Err(CliError::NeedsHttps("--admin-url"));
+    }
+    let addr = match url.host() {
+        Host::Ip(ip) => SocketAddr::new(*ip, url.port()),
+        _ => match bind {
+            [one] => SocketAddr::new(*one, url.port()),
+            [] => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), url.port()),
+            _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), url.port()),
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::Serve(format!("cannot listen on {addr} for --admin-url: {e}")))?;
+    let certificate = match (&args.admin_cert, &args.admin_key) {
+        (Some(cert), Some(key)) => ServerCertificate::from_pem_files(cert, key)?,
+        _ => {
+            let names = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
+            let (cert, kept) = crate::cert::self_signed_in(Some(state.to_owned()), &names, false)?;
+            if let Some(file) = kept.cert_file() {
+                note!(
+                    "bcs: the admin port's self-signed certificate is {} (SHA-256 {}); give it to `bcs --ca`",
+                    file.display(),
+                    cert.info().sha256_fingerprint
+                );
+            }
+            cert
+        }
+    };
+    let clients = match &args.admin_client_ca {
+        Some(ca) => {
+            ClientCertificates::from_pem_files(ClientCertMode::Optional, ca, &[] as &[PathBuf])?
+        }
+        None => ClientCertificates::off(),
+    };
+    let sddl = SecurityDescriptor::parse(&args.admin_sddl, None)
+        .map_err(|e| CliError::Library(e.into()))?;
+    let access = AdminAccess::new(server, certificate, clients, sddl)?;
+    Ok((listener, Arc::new(access)))
+}
+
+/// Creates the state directory mode 0700 (SECURITY: it holds the store, with password hashes, and the
+/// socket), or checks an existing one is a directory.
+fn make_private_dir(dir: &std::path::Path) -> Result<(), CliError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| {
+            CliError::Serve(format!(
+                "cannot create the state directory {}: {e}",
+                dir.display()
+            ))
+        })
+}
+
+fn store_error(e: bits_compact::store::StoreError) -> CliError {
+    CliError::Serve(crate::chain(&e))
+}

@@ -1,0 +1,186 @@
+//! The management API's router: `/v1/...` routes, one file per resource beside this one, the OpenAPI
+//! document generated from their wire types at `/v1/openapi.json`, and what every handler shares (who is
+//! calling, JSON bodies and path parameters whose rejections are our JSON errors, changes run off the
+//! async threads).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::routing::{get, put};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+
+use super::error::{ErrorBody, MgmtError};
+use super::{certs, config, groups, settings, users, Managed};
+use crate::url::UrlPrefix;
+
+/// The largest request body: a whole configuration for `PUT /v1/config` fits with room to spare.
+pub(crate) const MAX_BODY: usize = 8 << 20;
+
+/// Who is calling, as the listener identified them; every change is logged and stored with it.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+/// Handlers' view of the caller (a request without one, which no listener sends, is "unknown").
+pub(crate) struct Who(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Who {
+    type Rejection = MgmtError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, MgmtError> {
+        let who = parts.extensions.get::<Caller>().map(|c| c.0.clone());
+        Ok(Who(who.unwrap_or_else(|| "unknown".into())))
+    }
+}
+
+/// A JSON body; one that does not parse is a 400 with our error body.
+pub(crate) struct Body<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = MgmtError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, MgmtError> {
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|axum::Json(v)| Body(v))
+            .map_err(|e: JsonRejection| MgmtError::Invalid {
+                code: "invalid_request",
+                message: e.body_text(),
+            })
+    }
+}
+
+/// Path parameters; ones that do not parse are a 400 with our error body.
+pub(crate) struct Param<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Param<T> {
+    type Rejection = MgmtError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, MgmtError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Param(v))
+            .map_err(|e: PathRejection| MgmtError::Invalid {
+                code: "invalid_request",
+                message: e.body_text(),
+            })
+    }
+}
+
+/// A URL group's prefix from a path parameter.
+pub(crate) fn prefix(text: &str) -> Result<UrlPrefix, MgmtError> {
+    Ok(text.parse::<UrlPrefix>()?)
+}
+
+/// Runs a management call on the blocking pool: changes wait on the store's fsync and on the writer lock.
+pub(crate) async fn blocking<T: Send + 'static>(
+    managed: &Arc<Managed>,
+    call: impl FnOnce(&Managed) -> Result<T, MgmtError> + Send + 'static,
+) -> Result<T, MgmtError> {
+    let managed = managed.clone();
+    match tokio::task::spawn_blocking(move || call(&managed)).await {
+        Ok(result) => result,
+        Err(e) => Err(MgmtError::Invalid {
+            code: "internal",
+            message: format!("the call did not finish: {e}"),
+        }),
+    }
+}
+
+/// The management API's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "bits_compact management API",
+        description = "Manage the URL groups, URLs, authentication, limits, certificates and principals of a running `bcs serve`: the original BITS Compact Server's WMI provider, over HTTP and JSON. Errors are `{code, message}` with stable codes.",
+        version = "1"
+    ),
+    paths(
+        groups::list,
+        groups::create,
+        groups::show,
+        groups::change,
+        groups::delete,
+        groups::list_urls,
+        groups::add_url,
+        groups::check_url,
+        groups::remove_url,
+        settings::show_auth,
+        settings::set_auth,
+        settings::show_properties,
+        settings::set_property,
+        certs::list,
+        certs::show,
+        certs::set,
+        certs::remove,
+        certs::set_sni,
+        certs::remove_sni,
+        users::list,
+        users::put,
+        users::remove,
+        users::list_groups,
+        config::export,
+        config::apply,
+    ),
+    components(schemas(ErrorBody))
+)]
+pub(crate) struct ApiDoc;
+
+/// The management API: every `/v1` route, with `managed` as their state.
+pub fn router(managed: Arc<Managed>) -> Router {
+    let openapi = ApiDoc::openapi();
+    Router::new()
+        .route("/v1/groups", get(groups::list).post(groups::create))
+        .route(
+            "/v1/groups/{prefix}",
+            get(groups::show)
+                .patch(groups::change)
+                .delete(groups::delete),
+        )
+        .route(
+            "/v1/groups/{prefix}/urls",
+            get(groups::list_urls).post(groups::add_url),
+        )
+        .route(
+            "/v1/groups/{prefix}/urls/{suffix}",
+            get(groups::check_url).delete(groups::remove_url),
+        )
+        .route("/v1/groups/{prefix}/auth", get(settings::show_auth))
+        .route("/v1/groups/{prefix}/auth/{scheme}", put(settings::set_auth))
+        .route(
+            "/v1/groups/{prefix}/properties",
+            get(settings::show_properties),
+        )
+        .route(
+            "/v1/groups/{prefix}/properties/{name}",
+            put(settings::set_property),
+        )
+        .route("/v1/certificates", get(certs::list))
+        .route(
+            "/v1/certificates/{port}",
+            get(certs::show).put(certs::set).delete(certs::remove),
+        )
+        .route(
+            "/v1/certificates/{port}/sni/{name}",
+            put(certs::set_sni).delete(certs::remove_sni),
+        )
+        .route("/v1/users", get(users::list))
+        .route("/v1/users/{name}", put(users::put).delete(users::remove))
+        .route("/v1/principal-groups", get(users::list_groups))
+        .route("/v1/config", get(config::export).put(config::apply))
+        .route(
+            "/v1/openapi.json",
+            get(move || std::future::ready(axum::Json(openapi.clone()))),
+        )
+        .fallback(|| async {
+            MgmtError::NotFound {
+                code: "not_found",
+                message: "no such management resource; see /v1/openapi.json".into(),
+            }
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(managed)
+}

@@ -1,0 +1,116 @@
+//! `MgmtError`: what a management call can fail with, and the one place it becomes an HTTP response:
+//! `{"code", "message"}` with the library's stable codes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreError;
+
+/// Why a management call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MgmtError {
+    /// What the call names does not exist.
+    #[error("{message}")]
+    NotFound {
+        /// The stable code (`url_not_found`, `user_not_found`, ...).
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// The call itself is malformed (a body that is not the expected JSON, a bad path parameter).
+    #[error("{message}")]
+    Invalid {
+        /// The stable code.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// The library refused the change (a bad prefix, SDDL, file, certificate, a port in use, ...).
+    #[error(transparent)]
+    Library(#[from] crate::Error),
+    /// The store could not record the change; the server was left as it was.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Every library error is a management error through `crate::Error`.
+macro_rules! library_errors {
+    ($($e:ty),*) => {$(
+        impl From<$e> for MgmtError {
+            fn from(e: $e) -> Self {
+                MgmtError::Library(e.into())
+            }
+        }
+    )*};
+}
+
+library_errors!(
+    crate::ServerError,
+    crate::UrlError,
+    crate::TlsError,
+    crate::AuthError,
+    crate::PrefixError,
+    crate::LimitError,
+    crate::auth::UnknownScheme,
+    crate::auth::PrincipalsError
+);
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code: codes are never renamed, only added.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl MgmtError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MgmtError::NotFound { code, .. } | MgmtError::Invalid { code, .. } => code,
+            MgmtError::Library(e) => e.code(),
+            MgmtError::Store(_) => "store_failed",
+        }
+    }
+
+    /// The HTTP status: 404 for what does not exist, 409 for what conflicts with what exists, 500 when
+    /// the store failed, 400 for everything else the caller sent.
+    pub fn status(&self) -> StatusCode {
+        match self.code() {
+            "store_failed" => StatusCode::INTERNAL_SERVER_ERROR,
+            code if code.ends_with("_not_found") => StatusCode::NOT_FOUND,
+            "group_exists" | "url_exists" | "scheme_conflict" | "address_conflict"
+            | "bind_failed" | "not_https" | "group_deleted" => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The error and its causes on one line.
+    pub fn message(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let more = cause.to_string();
+            if !text.contains(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            source = cause.source();
+        }
+        text
+    }
+}
+
+impl IntoResponse for MgmtError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            code: self.code().to_owned(),
+            message: self.message(),
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}

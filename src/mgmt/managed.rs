@@ -1,0 +1,706 @@
+//! [`Managed`]: a server whose every change is stored. One writer at a time: a change is made on the
+//! server (the same calls the library offers, each all-or-nothing), then committed to the store with who
+//! made it; when the commit fails the server change is undone, so a failed call changes nothing and an
+//! acknowledged one survives a crash.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::error::MgmtError;
+use crate::auth::{AuthScheme, Password, Principals};
+use crate::config::{GroupConfig, ServerConfig, TlsBinding, UrlConfig};
+use crate::store::{Audit, Delta, Store, Stored};
+use crate::tls::{CertificateSource, ServerCertificate};
+use crate::url::{GroupProperty, UrlGroup, UrlPrefix};
+use crate::Server;
+
+/// A server and the store that keeps its configuration.
+pub struct Managed {
+    server: Server,
+    store: Mutex<Box<dyn Store>>,
+}
+
+impl std::fmt::Debug for Managed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Managed")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A group's settings as a management call gives them: each one given replaces the group's, the others
+/// stay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupChange {
+    /// The authentication schemes enabled (all others off).
+    pub auth: Option<Vec<AuthScheme>>,
+    /// Basic over plain HTTP.
+    pub allow_basic_over_http: Option<bool>,
+    /// The SDDL for URLs added without one; `Some(None)` clears it.
+    pub default_sddl: Option<Option<String>>,
+    /// Transfers at once.
+    pub connection_limit: Option<crate::ConnectionLimit>,
+    /// Bytes per second for the group.
+    pub bandwidth_limit: Option<crate::ByteRate>,
+    /// `Cache-Control: max-age` seconds; `Some(None)` sends `no-cache`.
+    pub cache_max_age_secs: Option<Option<u64>>,
+    /// The group index.
+    pub index: Option<bool>,
+}
+
+/// What to undo on the server when the store refuses a change.
+enum Undo {
+    /// Nothing was changed.
+    Nothing,
+    /// Put the whole configuration back (rare calls: groups, TLS, principals, apply).
+    Config(Box<ServerConfig>),
+    /// Remove a URL just added.
+    RemoveUrl(UrlPrefix, String),
+    /// Publish again a URL just removed.
+    AddUrl(UrlPrefix, UrlConfig),
+}
+
+impl Managed {
+    /// Loads the store and makes `server` serve what it holds. What can no longer be served (a file that
+    /// was deleted, a port now taken) is left out with a warning, each returned, and stays stored: restore
+    /// it and restart, or remove it.
+    pub fn start(
+        server: Server,
+        mut store: Box<dyn Store>,
+    ) -> Result<(Managed, Vec<String>), MgmtError> {
+        let stored = store.load()?;
+        let mut warnings = Vec::new();
+        let mut config = server.config();
+        config.groups = stored.groups.clone();
+        config.tls = stored.tls.clone();
+        config.principals = stored.principals.clone();
+        if let Err(whole) = server.apply(&config) {
+            warnings.push(format!("the stored configuration cannot be served whole ({whole}); starting with what can be"));
+            start_in_parts(&server, &stored, &mut warnings);
+        }
+        for w in &warnings {
+            tracing::warn!(target: "bits_compact::mgmt", "{w}");
+        }
+        let managed = Managed {
+            server,
+            store: Mutex::new(store),
+        };
+        Ok((managed, warnings))
+    }
+
+    /// The server.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Box<dyn Store>> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes one change: `op` changes the server and says what to store; the store commits it with the
+    /// audit line, or the change is undone.
+    fn change<T>(
+        &self,
+        who: &str,
+        what: String,
+        op: impl FnOnce(&Server) -> Result<(T, Vec<Delta>, Undo), MgmtError>,
+    ) -> Result<T, MgmtError> {
+        let mut store = self.writer();
+        let (value, deltas, undo) = op(&self.server)?;
+        let audit = Audit {
+            who: who.to_owned(),
+            what,
+        };
+        if let Err(e) = store.commit(&deltas, &audit) {
+            tracing::error!(target: "bits_compact::mgmt", who, what = %audit.what, error = %e, "the store refused a change; undoing it");
+            self.undo(undo);
+            return Err(e.into());
+        }
+        tracing::info!(target: "bits_compact::mgmt", who, what = %audit.what, "changed");
+        Ok(value)
+    }
+
+    fn undo(&self, undo: Undo) {
+        let result = match undo {
+            Undo::Nothing => Ok(()),
+            Undo::Config(config) => self.server.apply(&config).map_err(MgmtError::from),
+            Undo::RemoveUrl(prefix, suffix) => self
+                .server
+                .url_group(&prefix)
+                .map_err(MgmtError::from)
+                .and_then(|g| g.remove_url(&suffix).map(drop).map_err(MgmtError::from)),
+            Undo::AddUrl(prefix, url) => self
+                .server
+                .url_group(&prefix)
+                .map_err(MgmtError::from)
+                .and_then(|g| {
+                    g.add_url(&url.suffix, &url.file, url.sddl.as_deref())
+                        .map(drop)
+                        .map_err(MgmtError::from)
+                }),
+        };
+        if let Err(e) = result {
+            tracing::error!(target: "bits_compact::mgmt", error = %e, "a change the store refused could not be undone");
+        }
+    }
+
+    /// Every group, with its URLs.
+    pub fn groups(&self) -> Vec<GroupConfig> {
+        self.server.config().groups
+    }
+
+    /// One group, with its URLs.
+    pub fn group(&self, prefix: &UrlPrefix) -> Result<GroupConfig, MgmtError> {
+        Ok(self.server.group_config(prefix)?)
+    }
+
+    /// Creates a group (the original's CreateUrlGroup) with these settings.
+    pub fn create_group(
+        &self,
+        who: &str,
+        prefix: &UrlPrefix,
+        settings: &GroupChange,
+    ) -> Result<GroupConfig, MgmtError> {
+        self.change(who, format!("create URL group {prefix}"), |server| {
+            let group = server.create_url_group(prefix)?;
+            if let Err(e) = change_settings(&group, settings) {
+                let _ = server.delete_url_group(prefix);
+                return Err(e);
+            }
+            let config = server.group_config(prefix)?;
+            let undo = Undo::Config(Box::new(without_group(server.config(), prefix)));
+            Ok((config.clone(), vec![Delta::PutGroup(config)], undo))
+        })
+    }
+
+    /// Changes a group's settings; all given or none.
+    pub fn change_group(
+        &self,
+        who: &str,
+        prefix: &UrlPrefix,
+        settings: &GroupChange,
+    ) -> Result<GroupConfig, MgmtError> {
+        self.change(who, format!("change URL group {prefix}"), |server| {
+            let group = server.url_group(prefix)?;
+            let before = server.config();
+            if let Err(e) = change_settings(&group, settings) {
+                let _ = server.apply(&before);
+                return Err(e);
+            }
+            let config = server.group_config(prefix)?;
+            Ok((
+                config.clone(),
+                vec![Delta::PutGroup(config)],
+                Undo::Config(Box::new(before)),
+            ))
+        })
+    }
+
+    /// Deletes a group and its URLs (the original's DeleteUrlGroup).
+    pub fn delete_group(&self, who: &str, prefix: &UrlPrefix) -> Result<(), MgmtError> {
+        self.change(who, format!("delete URL group {prefix}"), |server| {
+            let before = server.config();
+            server.delete_url_group(prefix)?;
+            Ok((
+                (),
+                vec![Delta::DeleteGroup(prefix.clone())],
+                Undo::Config(Box::new(before)),
+            ))
+        })
+    }
+
+    /// One URL of a group (the original's IsUrlInUrlGroup, with what it serves).
+    pub fn url(&self, prefix: &UrlPrefix, suffix: &str) -> Result<UrlConfig, MgmtError> {
+        let group = self.server.url_group(prefix)?;
+        let url = group
+            .url(suffix)
+            .ok_or_else(|| url_not_found(prefix, suffix))?;
+        Ok(url_config(&url))
+    }
+
+    /// Publishes a file (the original's AddUrl). The file's path must be absolute: the service's working
+    /// directory means nothing to the caller.
+    pub fn add_url(
+        &self,
+        who: &str,
+        prefix: &UrlPrefix,
+        url: &UrlConfig,
+    ) -> Result<UrlConfig, MgmtError> {
+        if !url.file.is_absolute() {
+            return Err(MgmtError::Invalid {
+                code: "relative_path",
+                message: format!("{:?}: the file's path must be absolute", url.file),
+            });
+        }
+        let what = format!("add URL {prefix}{} -> {}", url.suffix, url.file.display());
+        self.change(who, what, |server| {
+            let group = server.url_group(prefix)?;
+            let added = url_config(&group.add_url(&url.suffix, &url.file, url.sddl.as_deref())?);
+            let undo = Undo::RemoveUrl(prefix.clone(), added.suffix.clone());
+            Ok((
+                added.clone(),
+                vec![Delta::PutUrl(prefix.clone(), added)],
+                undo,
+            ))
+        })
+    }
+
+    /// Unpublishes a URL (the original's RemoveUrl).
+    pub fn remove_url(&self, who: &str, prefix: &UrlPrefix, suffix: &str) -> Result<(), MgmtError> {
+        self.change(who, format!("remove URL {prefix}{suffix}"), |server| {
+            let group = server.url_group(prefix)?;
+            let url = group
+                .url(suffix)
+                .map(|u| url_config(&u))
+                .ok_or_else(|| url_not_found(prefix, suffix))?;
+            if !group.remove_url(suffix)? {
+                return Err(url_not_found(prefix, suffix));
+            }
+            let delta = Delta::DeleteUrl(prefix.clone(), url.suffix.clone());
+            Ok(((), vec![delta], Undo::AddUrl(prefix.clone(), url)))
+        })
+    }
+
+    /// Enables or disables a scheme on a group (the original's SetAuthentication).
+    pub fn set_authentication(
+        &self,
+        who: &str,
+        prefix: &UrlPrefix,
+        scheme: AuthScheme,
+        enable: bool,
+    ) -> Result<GroupConfig, MgmtError> {
+        let on = if enable { "on" } else { "off" };
+        self.change(who, format!("set {scheme} {on} on {prefix}"), |server| {
+            let group = server.url_group(prefix)?;
+            let before = server.config();
+            group.set_authentication(scheme, enable)?;
+            let config = server.group_config(prefix)?;
+            Ok((
+                config.clone(),
+                vec![Delta::PutGroup(config)],
+                Undo::Config(Box::new(before)),
+            ))
+        })
+    }
+
+    /// Sets ConnectionLimit or BandwidthLimit (the original's SetProperty; `0xFFFFFFFF` is unlimited).
+    pub fn set_property(
+        &self,
+        who: &str,
+        prefix: &UrlPrefix,
+        property: GroupProperty,
+        value: u32,
+    ) -> Result<GroupConfig, MgmtError> {
+        self.change(
+            who,
+            format!("set {property:?} {value} on {prefix}"),
+            |server| {
+                let group = server.url_group(prefix)?;
+                let before = server.config();
+                group.set_property(property, value)?;
+                let config = server.group_config(prefix)?;
+                Ok((
+                    config.clone(),
+                    vec![Delta::PutGroup(config)],
+                    Undo::Config(Box::new(before)),
+                ))
+            },
+        )
+    }
+
+    /// The TLS bindings, by port.
+    pub fn tls_bindings(&self) -> Vec<TlsBinding> {
+        self.server.config().tls
+    }
+
+    /// One port's TLS binding.
+    pub fn tls_binding(&self, port: u16) -> Result<TlsBinding, MgmtError> {
+        self.server
+            .tls_binding(port)
+            .ok_or_else(|| certificate_not_found(port, None))
+    }
+
+    /// Binds a certificate to a port (the original's SetSslCertificate), or to one SNI name on it.
+    pub fn set_certificate(
+        &self,
+        who: &str,
+        port: u16,
+        sni: Option<&str>,
+        source: &CertificateSource,
+    ) -> Result<TlsBinding, MgmtError> {
+        let on = sni.map_or(String::new(), |n| format!(" for {n}"));
+        self.change(
+            who,
+            format!("set certificate on port {port}{on}"),
+            |server| {
+                let cert = ServerCertificate::from_source(source)?;
+                let before = server.config();
+                match sni {
+                    Some(name) => server.set_sni_certificate(port, name, cert)?,
+                    None => server.set_ssl_certificate(port, cert)?,
+                }
+                let binding = self.tls_binding(port)?;
+                Ok((
+                    binding.clone(),
+                    vec![Delta::PutTls(binding)],
+                    Undo::Config(Box::new(before)),
+                ))
+            },
+        )
+    }
+
+    /// Removes a port's certificate (the original's RemoveSslCertificate), or one SNI name's.
+    pub fn remove_certificate(
+        &self,
+        who: &str,
+        port: u16,
+        sni: Option<&str>,
+    ) -> Result<(), MgmtError> {
+        let on = sni.map_or(String::new(), |n| format!(" for {n}"));
+        self.change(
+            who,
+            format!("remove certificate on port {port}{on}"),
+            |server| {
+                let before = server.config();
+                let had = match sni {
+                    Some(name) => server.remove_sni_certificate(port, name)?,
+                    None => server.remove_ssl_certificate(port)?,
+                };
+                if !had {
+                    return Err(certificate_not_found(port, sni));
+                }
+                let delta = match server.tls_binding(port) {
+                    Some(b) if b.certificate.is_some() || !b.sni.is_empty() => Delta::PutTls(b),
+                    _ => Delta::DeleteTls(port),
+                };
+                Ok(((), vec![delta], Undo::Config(Box::new(before))))
+            },
+        )
+    }
+
+    /// The users and groups (with their secrets: callers must not pass these on).
+    pub fn principals(&self) -> Principals {
+        self.server.principals().unwrap_or_default()
+    }
+
+    /// Creates or updates a user (see [`Principals::upsert_user`]).
+    pub fn put_user(
+        &self,
+        who: &str,
+        name: &str,
+        password: Option<&Password>,
+        groups: &[String],
+        certificates: &[String],
+    ) -> Result<(), MgmtError> {
+        if name.trim().is_empty() || name.chars().any(|c| c.is_control() || c == ':') {
+            return Err(MgmtError::Invalid {
+                code: "invalid_user",
+                message: format!(
+                    "{name:?}: a user name is not empty and has no ':' or control characters"
+                ),
+            });
+        }
+        if groups
+            .iter()
+            .any(|g| g.trim().is_empty() || g.chars().any(char::is_control))
+        {
+            return Err(MgmtError::Invalid {
+                code: "invalid_group",
+                message: "a group name is not empty and has no control characters".into(),
+            });
+        }
+        self.change(who, format!("set user {name}"), |server| {
+            let before = server.principals();
+            let mut principals = before.clone().unwrap_or_default();
+            principals.upsert_user(name, password, groups, certificates)?;
+            server.set_principals(principals.clone());
+            let mut undo = server.config();
+            undo.principals = before;
+            Ok((
+                (),
+                vec![Delta::PutPrincipals(Some(principals))],
+                Undo::Config(Box::new(undo)),
+            ))
+        })
+    }
+
+    /// Removes a user.
+    pub fn remove_user(&self, who: &str, name: &str) -> Result<(), MgmtError> {
+        self.change(who, format!("remove user {name}"), |server| {
+            let before = server.principals();
+            let mut principals = before.clone().unwrap_or_default();
+            if !principals.remove_user(name) {
+                return Err(MgmtError::NotFound {
+                    code: "user_not_found",
+                    message: format!("no user {name}"),
+                });
+            }
+            server.set_principals(principals.clone());
+            let mut undo = server.config();
+            undo.principals = before;
+            Ok((
+                (),
+                vec![Delta::PutPrincipals(Some(principals))],
+                Undo::Config(Box::new(undo)),
+            ))
+        })
+    }
+
+    /// What is managed, whole (with secrets: callers redact before passing it on).
+    pub fn export(&self) -> Stored {
+        let config = self.server.config();
+        Stored {
+            groups: config.groups,
+            tls: config.tls,
+            principals: config.principals,
+        }
+    }
+
+    /// Makes the server match `wanted`: its groups (with exactly their URLs), TLS bindings and users are
+    /// created or replaced; with `prune`, groups, bindings and users it does not name are removed. All or
+    /// nothing. Returns whether anything changed.
+    pub fn apply(&self, who: &str, wanted: Stored, prune: bool) -> Result<bool, MgmtError> {
+        let mode = if prune { " (prune)" } else { "" };
+        self.change(who, format!("apply a configuration{mode}"), |server| {
+            let before = server.config();
+            let target = merged(&before, wanted, prune)?;
+            if target == before {
+                return Ok((false, Vec::new(), Undo::Nothing));
+            }
+            server.apply(&target)?;
+            let after = server.config();
+            let deltas = diff(&before, &after);
+            Ok((true, deltas, Undo::Config(Box::new(before))))
+        })
+    }
+}
+
+/// Applies what the stored configuration holds piece by piece, leaving out what fails.
+fn start_in_parts(server: &Server, stored: &Stored, warnings: &mut Vec<String>) {
+    if let Some(p) = &stored.principals {
+        server.set_principals(p.clone());
+    }
+    for group in &stored.groups {
+        let made = server
+            .create_url_group(&group.prefix)
+            .map_err(MgmtError::from)
+            .and_then(|g| change_settings(&g, &settings_of(group)).map(|()| g));
+        let g = match made {
+            Ok(g) => g,
+            Err(e) => {
+                warnings.push(format!("URL group {} is not served: {e}", group.prefix));
+                continue;
+            }
+        };
+        for url in &group.urls {
+            if let Err(e) = g.add_url(&url.suffix, &url.file, url.sddl.as_deref()) {
+                warnings.push(format!(
+                    "URL {}{} is not served: {e}",
+                    group.prefix, url.suffix
+                ));
+            }
+        }
+    }
+    for binding in &stored.tls {
+        let mut config = server.config();
+        config.tls.retain(|t| t.port != binding.port);
+        config.tls.push(binding.clone());
+        if let Err(e) = server.apply(&config) {
+            warnings.push(format!("TLS on port {} is not set: {e}", binding.port));
+        }
+    }
+}
+
+/// A group's settings as a change that sets them all.
+fn settings_of(g: &GroupConfig) -> GroupChange {
+    GroupChange {
+        auth: Some(g.auth.clone()),
+        allow_basic_over_http: Some(g.allow_basic_over_http),
+        default_sddl: Some(g.default_sddl.clone()),
+        connection_limit: Some(g.connection_limit),
+        bandwidth_limit: Some(g.bandwidth_limit),
+        cache_max_age_secs: Some(g.cache_max_age_secs),
+        index: Some(g.index),
+    }
+}
+
+/// Sets what `change` gives on `group`; the caller restores the group when this fails partway.
+fn change_settings(group: &UrlGroup, change: &GroupChange) -> Result<(), MgmtError> {
+    if let Some(schemes) = &change.auth {
+        for scheme in AuthScheme::ALL {
+            group.set_authentication(scheme, schemes.contains(&scheme))?;
+        }
+    }
+    if let Some(allow) = change.allow_basic_over_http {
+        group.allow_basic_over_http(allow)?;
+    }
+    if let Some(sddl) = &change.default_sddl {
+        group.set_default_sddl(sddl.as_deref())?;
+    }
+    if let Some(limit) = change.connection_limit {
+        group.set_connection_limit(limit)?;
+    }
+    if let Some(rate) = change.bandwidth_limit {
+        group.set_bandwidth_limit(rate)?;
+    }
+    if let Some(age) = change.cache_max_age_secs {
+        group.set_cache_max_age(age.map(Duration::from_secs))?;
+    }
+    if let Some(on) = change.index {
+        group.set_index(on)?;
+    }
+    Ok(())
+}
+
+fn without_group(mut config: ServerConfig, prefix: &UrlPrefix) -> ServerConfig {
+    config.groups.retain(|g| g.prefix != *prefix);
+    config
+}
+
+fn url_config(url: &crate::Url) -> UrlConfig {
+    UrlConfig {
+        suffix: url.suffix().to_owned(),
+        file: url.path().to_owned(),
+        sddl: url.sddl().map(ToString::to_string),
+    }
+}
+
+fn url_not_found(prefix: &UrlPrefix, suffix: &str) -> MgmtError {
+    MgmtError::NotFound {
+        code: "url_not_found",
+        message: format!("no URL {suffix:?} in {prefix}"),
+    }
+}
+
+fn certificate_not_found(port: u16, sni: Option<&str>) -> MgmtError {
+    let on = sni.map_or(String::new(), |n| format!(" for {n}"));
+    MgmtError::NotFound {
+        code: "certificate_not_found",
+        message: format!("no certificate on port {port}{on}"),
+    }
+}
+
+/// `current` with `wanted` laid over it (see [`Managed::apply`]). Secrets `wanted` leaves out (exports
+/// carry none) are kept from `current`: a user without hashes keeps its own; a PKCS#12 binding whose
+/// password is empty, or a PEM binding whose key is empty, keeps the stored one of the same certificate.
+fn merged(current: &ServerConfig, wanted: Stored, prune: bool) -> Result<ServerConfig, MgmtError> {
+    let mut target = current.clone();
+    if prune {
+        target
+            .groups
+            .retain(|g| wanted.groups.iter().any(|w| w.prefix == g.prefix));
+        target
+            .tls
+            .retain(|t| wanted.tls.iter().any(|w| w.port == t.port));
+    }
+    for group in wanted.groups {
+        match target.groups.iter_mut().find(|g| g.prefix == group.prefix) {
+            Some(existing) => *existing = group,
+            None => target.groups.push(group),
+        }
+    }
+    for mut binding in wanted.tls {
+        let old = current.tls.iter().find(|t| t.port == binding.port);
+        if let Some(old) = old {
+            keep_secret(&mut binding.certificate, old.certificate.as_ref());
+            for (name, source) in &mut binding.sni {
+                let mut s = Some(source.clone());
+                keep_secret(&mut s, old.sni.get(name));
+                if let Some(s) = s {
+                    *source = s;
+                }
+            }
+        }
+        match target.tls.iter_mut().find(|t| t.port == binding.port) {
+            Some(existing) => *existing = binding,
+            None => target.tls.push(binding),
+        }
+    }
+    if let Some(wanted) = wanted.principals {
+        let base = current.principals.clone().unwrap_or_default();
+        target.principals = Some(base.merged_with(wanted, prune));
+    }
+    Ok(target)
+}
+
+/// A PKCS#12 source with an empty password takes the stored password of the same file.
+fn keep_secret(source: &mut Option<CertificateSource>, old: Option<&CertificateSource>) {
+    if let (
+        Some(CertificateSource::Pkcs12File { file, password }),
+        Some(CertificateSource::Pkcs12File {
+            file: old_file,
+            password: old_password,
+        }),
+    ) = (source.as_mut(), old)
+    {
+        if password.expose().is_empty() && file == old_file {
+            *password = old_password.clone();
+        }
+    }
+    if let (
+        Some(CertificateSource::Pem { cert, key }),
+        Some(CertificateSource::Pem {
+            cert: old_cert,
+            key: old_key,
+        }),
+    ) = (source.as_mut(), old)
+    {
+        if key.expose().is_empty() && cert == old_cert {
+            *key = old_key.clone();
+        }
+    }
+}
+
+/// The deltas that take the store from `before` to `after`.
+fn diff(before: &ServerConfig, after: &ServerConfig) -> Vec<Delta> {
+    let mut deltas = Vec::new();
+    for old in &before.groups {
+        if !after.groups.iter().any(|g| g.prefix == old.prefix) {
+            deltas.push(Delta::DeleteGroup(old.prefix.clone()));
+        }
+    }
+    for group in &after.groups {
+        let old = before.groups.iter().find(|g| g.prefix == group.prefix);
+        let settings_differ = old.is_none_or(|o| {
+            GroupConfig {
+                urls: Vec::new(),
+                ..o.clone()
+            } != GroupConfig {
+                urls: Vec::new(),
+                ..group.clone()
+            }
+        });
+        if settings_differ {
+            deltas.push(Delta::PutGroup(group.clone()));
+        }
+        let old_urls = old.map_or(&[][..], |o| &o.urls[..]);
+        for url in old_urls {
+            if !group
+                .urls
+                .iter()
+                .any(|u| u.suffix.eq_ignore_ascii_case(&url.suffix))
+            {
+                deltas.push(Delta::DeleteUrl(group.prefix.clone(), url.suffix.clone()));
+            }
+        }
+        for url in &group.urls {
+            if !old_urls.contains(url) {
+                deltas.push(Delta::PutUrl(group.prefix.clone(), url.clone()));
+            }
+        }
+    }
+    for old in &before.tls {
+        if !after.tls.iter().any(|t| t.port == old.port) {
+            deltas.push(Delta::DeleteTls(old.port));
+        }
+    }
+    for binding in &after.tls {
+        if !before.tls.contains(binding) {
+            deltas.push(Delta::PutTls(binding.clone()));
+        }
+    }
+    if before.principals != after.principals {
+        deltas.push(Delta::PutPrincipals(after.principals.clone()));
+    }
+    deltas
+}

@@ -1,0 +1,137 @@
+//! `/v1/users` and `/v1/principal-groups`: the principals Basic, NTLM and certificate mapping use, and that
+//! SDDL group rules name. Never returns a secret: a user shows whether it has a password, not its hashes.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::api::{blocking, Body, Param, Who};
+use super::error::{ErrorBody, MgmtError};
+use super::Managed;
+use crate::auth::{Password, Principals};
+
+/// A user, without secrets.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    /// The name (compared ignoring case).
+    pub name: String,
+    /// Its SID.
+    pub sid: String,
+    /// The groups it belongs to.
+    pub groups: Vec<String>,
+    /// Whether it has a password (for Basic and NTLM).
+    pub password: bool,
+    /// Client-certificate names (UPN, e-mail, CN or SHA-1 thumbprint) that identify it.
+    pub certificates: Vec<String>,
+}
+
+/// A principals group.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PrincipalGroup {
+    /// The name (`BA` and `Administrators` are S-1-5-32-544).
+    pub name: String,
+    /// Its SID.
+    pub sid: String,
+}
+
+/// What to set on a user; groups and certificates are added to those it has, never dropped.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutUser {
+    /// A new password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Groups to add it to (created as needed).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// Certificate names to map to it.
+    #[serde(default)]
+    pub certificates: Option<Vec<String>>,
+}
+
+fn users_of(p: &Principals) -> Vec<User> {
+    p.users()
+        .map(|(name, u)| User {
+            name: name.to_owned(),
+            sid: u.sid.to_string(),
+            groups: u.groups.clone(),
+            password: u.password.is_some() || u.nt_hash.is_some(),
+            certificates: u.certificates.clone(),
+        })
+        .collect()
+}
+
+/// Every user.
+#[utoipa::path(get, path = "/v1/users", tag = "principals",
+    responses((status = 200, body = Vec<User>)))]
+pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<User>> {
+    Json(users_of(&m.principals()))
+}
+
+/// Creates or updates a user.
+#[utoipa::path(put, path = "/v1/users/{name}", tag = "principals", request_body = PutUser,
+    params(("name" = String, Path, description = "The user name")),
+    responses((status = 200, body = User), (status = 400, body = ErrorBody)))]
+pub(crate) async fn put(
+    State(m): State<Arc<Managed>>,
+    Who(who): Who,
+    Param(name): Param<String>,
+    Body(body): Body<PutUser>,
+) -> Result<Json<User>, MgmtError> {
+    if body.password.as_deref() == Some("") {
+        return Err(MgmtError::Invalid {
+            code: "invalid_password",
+            message: "the password is empty".into(),
+        });
+    }
+    let password = body.password.map(Password::from);
+    let groups = body.groups.unwrap_or_default();
+    let certificates = body.certificates.unwrap_or_default();
+    let n = name.clone();
+    let user = blocking(&m, move |m| {
+        m.put_user(&who, &n, password.as_ref(), &groups, &certificates)?;
+        let principals = m.principals();
+        users_of(&principals)
+            .into_iter()
+            .find(|u| u.name.eq_ignore_ascii_case(&n))
+            .ok_or_else(|| MgmtError::NotFound {
+                code: "user_not_found",
+                message: format!("no user {n}"),
+            })
+    })
+    .await?;
+    Ok(Json(user))
+}
+
+/// Removes a user.
+#[utoipa::path(delete, path = "/v1/users/{name}", tag = "principals",
+    params(("name" = String, Path, description = "The user name")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn remove(
+    State(m): State<Arc<Managed>>,
+    Who(who): Who,
+    Param(name): Param<String>,
+) -> Result<StatusCode, MgmtError> {
+    blocking(&m, move |m| m.remove_user(&who, &name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every principals group.
+#[utoipa::path(get, path = "/v1/principal-groups", tag = "principals",
+    responses((status = 200, body = Vec<PrincipalGroup>)))]
+pub(crate) async fn list_groups(State(m): State<Arc<Managed>>) -> Json<Vec<PrincipalGroup>> {
+    let principals = m.principals();
+    Json(
+        principals
+            .groups()
+            .map(|(name, g)| PrincipalGroup {
+                name: name.to_owned(),
+                sid: g.sid.to_string(),
+            })
+            .collect(),
+    )
+}

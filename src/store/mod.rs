@@ -1,0 +1,103 @@
+//! Where a service keeps its configuration between runs: a small trait, [`Store`], and its SQLite
+//! implementation, [`SqliteStore`].
+//!
+//! A store holds what `bcs serve` manages (groups with their URLs, TLS bindings, principals), never the
+//! settings a server is built with (addresses, timeouts: those come from the command line). Changes arrive
+//! as [`Delta`]s, several of them at once for one management call: a store applies them in one transaction,
+//! with the audit record, and returns only once they are durable. The trait is what a replicated store for
+//! fleets of servers would implement too: `load` at start, `commit` per change, each commit all or nothing.
+
+mod sqlite;
+
+use std::path::PathBuf;
+
+pub use sqlite::SqliteStore;
+
+use crate::auth::Principals;
+use crate::config::{GroupConfig, TlsBinding, UrlConfig};
+use crate::url::UrlPrefix;
+
+/// One change to the stored configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delta {
+    /// A group's settings, created or replaced; its `urls` are ignored (they are [`Delta::PutUrl`]s). A new
+    /// group goes after the others.
+    PutGroup(GroupConfig),
+    /// A group and its URLs are gone.
+    DeleteGroup(UrlPrefix),
+    /// A URL of an existing group, created or replaced.
+    PutUrl(UrlPrefix, UrlConfig),
+    /// A URL is gone (its suffix, compared case-insensitively).
+    DeleteUrl(UrlPrefix, String),
+    /// A port's TLS binding, created or replaced.
+    PutTls(TlsBinding),
+    /// A port's TLS binding is gone.
+    DeleteTls(u16),
+    /// The principals, replaced whole (`None`: none).
+    PutPrincipals(Option<Principals>),
+}
+
+/// What a store holds: the managed part of a [`ServerConfig`](crate::ServerConfig).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// The groups in creation order, each with its URLs.
+    pub groups: Vec<GroupConfig>,
+    /// TLS bindings by port.
+    pub tls: Vec<TlsBinding>,
+    /// Users and groups.
+    pub principals: Option<Principals>,
+}
+
+/// Who made a change and what it was: kept beside the change, in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// The caller, as the management listener identified it (`uid 0 (local)`, `alice (basic) from
+    /// 127.0.0.1:5000`).
+    pub who: String,
+    /// The call, as text (`add URL http://+:80/app/a.bin`).
+    pub what: String,
+}
+
+/// A configuration store.
+pub trait Store: Send {
+    /// Everything stored (empty on first use).
+    fn load(&mut self) -> Result<Stored, StoreError>;
+
+    /// Applies the deltas, in order, and records the audit line, all in one durable transaction: when this
+    /// returns `Ok` the change survives a crash; on `Err` nothing of it was stored.
+    fn commit(&mut self, deltas: &[Delta], audit: &Audit) -> Result<(), StoreError>;
+}
+
+/// Why a store could not load or commit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The state directory or database could not be opened or created.
+    #[error("cannot open the store {path:?}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer version of this program.
+    #[error("the store has schema version {found}; this program knows versions up to {known} (refusing to downgrade it)")]
+    TooNew {
+        /// Its version.
+        found: i64,
+        /// The newest this program knows.
+        known: i64,
+    },
+    /// A read or a write failed (disk full, I/O error, a locked database).
+    #[error("the store failed")]
+    Database(#[from] rusqlite::Error),
+    /// A stored row could not be read back (written by hand, or damaged).
+    #[error("a stored {what} is unreadable: {reason}")]
+    Corrupt {
+        /// Which kind of row.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
