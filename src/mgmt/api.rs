@@ -125,9 +125,59 @@ pub(crate) async fn blocking<T: Send + 'static>(
         config::export,
         config::apply,
     ),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody)),
+    modifiers(&CommonResponses)
 )]
 pub(crate) struct ApiDoc;
+
+/// The answers every operation can give before its handler runs: the remote listener's 401 (with
+/// `WWW-Authenticate`), 403 and 429 (too many failed attempts, with `Retry-After`), 503 (password checks
+/// busy), and 408 (a request that took too long).
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let answers = [
+            ("400", "The request is malformed"),
+            ("401", "Not authenticated (remote listener): see WWW-Authenticate"),
+            ("403", "Not allowed to manage this service"),
+            ("408", "The request took too long"),
+            ("429", "Too many failed attempts: see Retry-After"),
+            ("503", "Too many password checks at once: retry"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, description) in answers {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
+    }
+}
 
 /// The management API: every `/v1` route, with `managed` as their state.
 pub fn router(managed: Arc<Managed>) -> Router {

@@ -10,7 +10,7 @@ use bits_compact::authz::SecurityDescriptor;
 use bits_compact::mgmt::{self, AdminAccess, Managed};
 use bits_compact::store::SqliteStore;
 use bits_compact::tls::ClientCertMode;
-use bits_compact::{ClientCertificates, Host, Scheme, Server, ServerCertificate, UrlPrefix};
+use bits_compact::{ClientCertificates, Server, ServerCertificate};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +30,7 @@ pub(crate) struct ServeArgs {
     /// Also serve the management API to remote administrators at this https prefix, e.g.
     /// https://+:9443/ (its host: `+` for the bind addresses, or one IP address).
     #[arg(long, value_name = "URL")]
-    admin_url: Option<UrlPrefix>,
+    admin_url: Option<AdminUrl>,
     /// The admin port's certificate chain (PEM); without it a self-signed one is kept in the state
     /// directory.
     #[arg(long, value_name = "FILE", requires = "admin_key")]
@@ -111,20 +111,17 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
 /// The remote management listener: bound, with its certificate and rule.
 async fn admin_listener(
     args: &ServeArgs,
-    url: &UrlPrefix,
+    url: &AdminUrl,
     bind: &[IpAddr],
     server: &Server,
     state: &std::path::Path,
 ) -> Result<(tokio::net::TcpListener, Arc<AdminAccess>), CliError> {
-    if url.scheme() != Scheme::Https {
-        return Err(CliError::NeedsHttps("--admin-url"));
-    }
-    let addr = match url.host() {
-        Host::Ip(ip) => SocketAddr::new(*ip, url.port()),
-        _ => match bind {
-            [one] => SocketAddr::new(*one, url.port()),
-            [] => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), url.port()),
-            _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), url.port()),
+    let addr = match url.host {
+        Some(ip) => SocketAddr::new(ip, url.port),
+        None => match bind {
+            [one] => SocketAddr::new(*one, url.port),
+            [] => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), url.port),
+            _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), url.port),
         },
     };
     let listener = tokio::net::TcpListener::bind(addr)
@@ -159,6 +156,34 @@ async fn admin_listener(
         .map_err(|e| CliError::Library(e.into()))?;
     let access = AdminAccess::new(server, certificate, clients, sddl)?;
     Ok((listener, Arc::new(access)))
+}
+
+/// Where the remote management API listens: `https://+:PORT/` (`+` or `*`: the bind addresses) or
+/// `https://IP:PORT/`.
+#[derive(Clone, Debug)]
+pub(crate) struct AdminUrl {
+    host: Option<IpAddr>,
+    port: u16,
+}
+
+impl std::str::FromStr for AdminUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let expected = || format!("{text:?}: expected https://+:PORT/ or https://IP:PORT/");
+        let rest = text.strip_prefix("https://").ok_or_else(expected)?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = rest.rsplit_once(':').ok_or_else(expected)?;
+        let port: u16 = port.parse().map_err(|_| expected())?;
+        let host = match host {
+            "+" | "*" => None,
+            h => {
+                let h = h.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(h);
+                Some(h.parse::<IpAddr>().map_err(|_| expected())?)
+            }
+        };
+        Ok(AdminUrl { host, port })
+    }
 }
 
 /// Creates the state directory mode 0700 (SECURITY: it holds the store, with password hashes, and the
