@@ -72,7 +72,7 @@ const KEY_FILE: &str = "self-signed-key.pem";
 /// `$XDG_STATE_HOME/bcs`, else `~/.local/state/bcs` (the XDG Base Directory Specification's place for
 /// state that should persist between restarts; it ignores a relative XDG_STATE_HOME), and on macOS,
 /// which has no such directory, `~/Library/Application Support/bcs`.
-fn state_dir() -> Option<PathBuf> {
+pub(crate) fn state_dir() -> Option<PathBuf> {
     let xdg = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute());
