@@ -342,8 +342,8 @@ fn bcs_errors_are_one_line_and_exit_non_zero() {
         ),
         (&["host", "--bind", "example.com", a], "or localhost"),
         (
-            &["user", "add", "alice"],
-            "--users <FILE>; see bcs user add --help",
+            &["user", "add", "alice", "--users", "u.toml", "--json"],
+            "'--users <FILE>' cannot be used with '--json'",
         ),
     ] {
         let e = bcs_fails_with(2, args, &[]);
@@ -384,6 +384,43 @@ fn bcs_errors_are_one_line_and_exit_non_zero() {
     let twin = write_file(other.path(), "A.TXT", b"twin");
     let e = bcs_fails(&["host", "--bind", "127.0.0.1", a, twin.to_str().unwrap()]);
     assert!(e.contains("published twice"), "{e}");
+}
+
+/// The management commands without a service: unreachable is exit 5, and what is refused before any
+/// request (plain http, a bad limit) is exit 2. (Against a real `bcs serve`: the service's tests.)
+#[test]
+fn bcs_management_commands_say_why_they_cannot_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("bcs.sock");
+    let socket = socket.to_str().unwrap();
+    for args in [
+        &["group", "list", "--server", socket][..],
+        &[
+            "url",
+            "check",
+            "http://+:8080/a/",
+            "x",
+            "--json",
+            "--server",
+            socket,
+        ],
+        &["export", "--server", socket],
+    ] {
+        let e = bcs_fails_with(5, args, &[]);
+        assert!(
+            e.contains(&format!("cannot reach bcs serve at {socket}")),
+            "{e}"
+        );
+    }
+    let e = bcs_fails_with(
+        2,
+        &["group", "list", "--server", "http://127.0.0.1:1/"],
+        &[],
+    );
+    assert!(e.contains("only https://"), "{e}");
+    let limit = ["limit", "set", "http://+:8080/a/", "BandwidthLimit", "fast"];
+    let e = bcs_fails_with(2, &[&limit[..], &["--server", socket]].concat(), &[]);
+    assert!(e.contains("invalid rate \"fast\""), "{e}");
 }
 
 #[test]

@@ -20,6 +20,7 @@ macro_rules! note {
 mod cert;
 mod check;
 mod host;
+mod manage;
 mod print;
 mod serve;
 mod user;
@@ -52,16 +53,25 @@ enum Command {
     /// Run as a service: serve what the stored configuration holds, and take changes from the management
     /// commands (local socket) or API (optional remote port), keeping each one.
     Serve(Box<ServeArgs>),
-    /// Manage the principals file (users, groups, password hashes).
+    /// Manage users: in a principals file (--users), or on the service.
     #[command(subcommand)]
     User(UserCommand),
+    #[command(flatten)]
+    Manage(manage::ManageCommand),
 }
 
 #[derive(Subcommand)]
 enum UserCommand {
     /// Create or update a user; the password is read from a prompt, or from stdin when it is not a
     /// terminal (never from an argument).
+    #[command(after_help = manage::EXIT_CODES)]
     Add(UserAddArgs),
+    /// Remove a user from the service.
+    #[command(after_help = manage::EXIT_CODES)]
+    Remove(manage::user::NameArgs),
+    /// List the service's users: groups, password or not.
+    #[command(after_help = manage::EXIT_CODES)]
+    List(manage::ApiArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +111,19 @@ enum CliError {
     // The parse error is in the text, not a source: its Display already repeats its own source.
     #[error("invalid BCS_LOG {value:?}: {reason} (tracing-subscriber's syntax: warn, info,bcs=debug, ...)")]
     Log { value: String, reason: String },
+    #[error(transparent)]
+    Manage(#[from] manage::ManageError),
+}
+
+impl CliError {
+    /// 1 for every error but the management commands', which say what went wrong through the status
+    /// (see `manage`).
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Manage(e) => ExitCode::from(e.exit_code()),
+            _ => ExitCode::FAILURE,
+        }
+    }
 }
 
 /// Every library error is a `CliError` through `bits_compact::Error` (which converts from each of them).
@@ -130,7 +153,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             note!("bcs: error: {}", chain(&e));
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }
@@ -197,7 +220,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Host(args) => runtime.block_on(host::run(*args)),
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
-        Command::User(UserCommand::Add(args)) => user::add(&args),
+        Command::User(UserCommand::Add(args)) => user::add(&args, &runtime),
+        Command::User(UserCommand::Remove(args)) => runtime.block_on(manage::user::remove(&args)),
+        Command::User(UserCommand::List(api)) => runtime.block_on(manage::user::list(&api)),
+        Command::Manage(command) => runtime.block_on(manage::run(command)),
     }
 }
 

@@ -1,37 +1,49 @@
-//! `bcs user add`: the principals file from the terminal.
+//! `bcs user add`: the principals file from the terminal, or (without `--users`) the service's users.
 
 use std::path::PathBuf;
 
 use bits_compact::auth::Password;
 use bits_compact::Principals;
 use clap::Args;
+use zeroize::Zeroizing;
 
+use crate::manage::ApiArgs;
 use crate::CliError;
 
 #[derive(Args)]
 pub(crate) struct UserAddArgs {
     /// The user name.
     name: String,
-    /// The principals file; created (mode 0600) when missing.
-    #[arg(long, value_name = "FILE")]
-    users: PathBuf,
+    /// The principals file; created (mode 0600) when missing. Without it, the user is set on the service.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "server", "user", "client_cert"])]
+    users: Option<PathBuf>,
     /// A group the user belongs to (repeatable); created when missing. Added to the user's groups, never
     /// replacing them.
     #[arg(long = "group", value_name = "GROUP")]
     groups: Vec<String>,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 /// `bcs user add`: creates the user, or gives an existing one (names ignore case) a new password; groups
-/// given are added to those it has, never dropped.
-pub(crate) fn add(args: &UserAddArgs) -> Result<(), CliError> {
-    let mut principals = if args.users.exists() {
-        Principals::load(&args.users)?
+/// given are added to those it has, never dropped. In the principals file given with `--users`, else on
+/// the service.
+pub(crate) fn add(args: &UserAddArgs, runtime: &tokio::runtime::Runtime) -> Result<(), CliError> {
+    let Some(users) = &args.users else {
+        return runtime.block_on(crate::manage::user::add(
+            &args.name,
+            &args.groups,
+            &args.api,
+        ));
+    };
+    let mut principals = if users.exists() {
+        Principals::load(users)?
     } else {
         Principals::default()
     };
     let password = read_new_password(&args.name)?;
     let created = principals.set_user(&args.name, &password, &args.groups)?;
-    principals.save(&args.users)?;
+    principals.save(users)?;
     let what = if created {
         "added"
     } else {
@@ -42,14 +54,19 @@ pub(crate) fn add(args: &UserAddArgs) -> Result<(), CliError> {
             true => "no groups".to_owned(),
             false => format!("groups: {}", user.groups.join(", ")),
         };
-        let file = args.users.display();
+        let file = users.display();
         note!("bcs: user {name} {what} in {file} ({groups})");
     }
     Ok(())
 }
 
-/// SECURITY: from a prompt (typed twice), or one line of stdin when it is not a terminal; never an argument.
+/// The new password for the principals file.
 fn read_new_password(name: &str) -> Result<Password, CliError> {
+    read_new_password_text(name).map(|text| Password::from(text.as_str()))
+}
+
+/// SECURITY: from a prompt (typed twice), or one line of stdin when it is not a terminal; never an argument.
+pub(crate) fn read_new_password_text(name: &str) -> Result<Zeroizing<String>, CliError> {
     use std::io::IsTerminal;
     let password = if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password(format!("Password for {name}: "))
@@ -66,8 +83,9 @@ fn read_new_password(name: &str) -> Result<Password, CliError> {
             .map_err(CliError::Password)?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     };
+    let password = Zeroizing::new(password);
     if password.is_empty() {
         return Err(CliError::BadPassword("the password is empty"));
     }
-    Ok(Password::from(password))
+    Ok(password)
 }

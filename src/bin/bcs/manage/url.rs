@@ -1,0 +1,137 @@
+//! `bcs url`: the URLs of a group on the service.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::client::{segment, Client};
+use super::{call, field, print_json, service_path, show, ApiArgs, PrefixArgs, EXIT_CODES};
+use crate::CliError;
+
+#[derive(Subcommand)]
+pub(crate) enum UrlCommand {
+    /// Publish a file under the group's prefix.
+    #[command(after_help = EXIT_CODES)]
+    Add(AddArgs),
+    /// Stop publishing a URL.
+    #[command(after_help = EXIT_CODES)]
+    Remove(UrlArgs),
+    /// Print true when the URL exists (exit 0), else false (exit 3).
+    #[command(after_help = EXIT_CODES)]
+    Check(UrlArgs),
+    /// List a group's URLs: suffix → file.
+    #[command(after_help = EXIT_CODES)]
+    List(PrefixArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct AddArgs {
+    /// The group's prefix (http://+:8080/app/).
+    prefix: String,
+    /// The URL's path under the prefix (tools/a.exe).
+    suffix: String,
+    /// The file; sent as its absolute path when it exists here, else as given.
+    file: PathBuf,
+    /// Who may read it, in SDDL; default: the group's default SDDL.
+    #[arg(long, value_name = "SDDL")]
+    sddl: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct UrlArgs {
+    /// The group's prefix (http://+:8080/app/).
+    prefix: String,
+    /// The URL's path under the prefix.
+    suffix: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+impl UrlArgs {
+    fn path(&self) -> String {
+        url_path(&self.prefix, &self.suffix)
+    }
+}
+
+fn url_path(prefix: &str, suffix: &str) -> String {
+    format!("/v1/groups/{}/urls/{}", segment(prefix), segment(suffix))
+}
+
+pub(crate) async fn run(command: UrlCommand) -> Result<(), CliError> {
+    match command {
+        UrlCommand::Add(args) => add(&args).await,
+        UrlCommand::Remove(args) => {
+            let body = call(&args.api, Method::DELETE, &args.path(), None).await?;
+            show(&args.api, &body, |_| {
+                note!("bcs: removed {}{}", args.prefix, args.suffix)
+            });
+            Ok(())
+        }
+        UrlCommand::Check(args) => check(&args).await,
+        UrlCommand::List(args) => {
+            let path = format!("/v1/groups/{}/urls", segment(&args.prefix));
+            let urls = call(&args.api, Method::GET, &path, None).await?;
+            show(&args.api, &urls, |urls| {
+                for url in urls.as_array().into_iter().flatten() {
+                    say!("{} → {}", field(url, "suffix"), field(url, "file"));
+                }
+            });
+            Ok(())
+        }
+    }
+}
+
+async fn add(args: &AddArgs) -> Result<(), CliError> {
+    let mut body = json!({ "suffix": args.suffix, "file": service_path(&args.file) });
+    if let Some(sddl) = &args.sddl {
+        body["sddl"] = json!(sddl);
+    }
+    let path = format!("/v1/groups/{}/urls", segment(&args.prefix));
+    let url = call(&args.api, Method::POST, &path, Some(&body)).await?;
+    show(&args.api, &url, |url| {
+        note!(
+            "bcs: added {}{} → {}",
+            args.prefix,
+            field(url, "suffix"),
+            field(url, "file")
+        )
+    });
+    Ok(())
+}
+
+/// `true` and exit 0 when the URL exists; `false` and exit 3 when the service says `url_not_found`
+/// (`--json` prints the same words, which are JSON). Any other error is an error, a missing group too.
+async fn check(args: &UrlArgs) -> Result<(), CliError> {
+    let answer = Client::new(&args.api)?
+        .fetch(Method::GET, &args.path(), None)
+        .await?;
+    if answer.status.is_success() {
+        say!("true");
+        return Ok(());
+    }
+    let absent = answer.status == StatusCode::NOT_FOUND
+        && answer.body.get("code").and_then(Value::as_str) == Some("url_not_found");
+    if absent {
+        say!("false");
+    } else if args.api.json {
+        print_json(&answer.body, answer.status);
+    }
+    Err(answer.into_error().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_paths_are_two_segments() {
+        assert_eq!(
+            url_path("http://+:8080/app/", "tools/a.exe"),
+            "/v1/groups/http%3A%2F%2F%2B%3A8080%2Fapp%2F/urls/tools%2Fa.exe"
+        );
+    }
+}
