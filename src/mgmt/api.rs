@@ -140,7 +140,10 @@ impl utoipa::Modify for CommonResponses {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let answers = [
             ("400", "The request is malformed"),
-            ("401", "Not authenticated (remote listener): see WWW-Authenticate"),
+            (
+                "401",
+                "Not authenticated (remote listener): see WWW-Authenticate",
+            ),
             ("403", "Not allowed to manage this service"),
             ("408", "The request took too long"),
             ("429", "Too many failed attempts: see Retry-After"),

@@ -79,8 +79,13 @@ impl MgmtError {
     /// The HTTP status: 404 for what does not exist, 409 for what conflicts with what exists, 500 when
     /// the store failed, 400 for everything else the caller sent.
     pub fn status(&self) -> StatusCode {
-        match self.code() {
-            "store_failed" => StatusCode::INTERNAL_SERVER_ERROR,
+        let code = match self {
+            MgmtError::NotFound { .. } => return StatusCode::NOT_FOUND,
+            MgmtError::Invalid { .. } => return StatusCode::BAD_REQUEST,
+            MgmtError::Store(_) => return StatusCode::INTERNAL_SERVER_ERROR,
+            MgmtError::Library(e) => e.code(),
+        };
+        match code {
             code if code.ends_with("_not_found") => StatusCode::NOT_FOUND,
             "group_exists" | "url_exists" | "scheme_conflict" | "address_conflict"
             | "bind_failed" | "not_https" | "group_deleted" => StatusCode::CONFLICT,

@@ -58,7 +58,7 @@ fn basic_status(port: u16, from: Ipv4Addr, path: &str, user: &str, password: &st
 }
 
 /// `field` (VmRSS, VmHWM) of a process, in KiB.
-fn memory_kib(pid: u32, field: &str) -> u64 {
+pub(crate) fn memory_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()

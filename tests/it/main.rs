@@ -28,5 +28,7 @@ mod pki;
 mod readme;
 mod runtime;
 mod samba;
+#[cfg(feature = "cli")]
+mod service;
 mod support;
 mod tls;

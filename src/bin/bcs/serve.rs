@@ -87,12 +87,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     if let Some(url) = &args.admin_url {
         let (listener, access) = admin_listener(&args, url, &bind, &server, &state).await?;
         let addr = listener.local_addr().map_err(CliError::Runtime)?;
-        note!("bcs: management API for administrators at https://{addr}/v1/");
+        say!("bcs: management API for administrators at https://{addr}/v1/");
         tokio::spawn(mgmt::serve_remote(listener, access, router, stop.clone()));
     }
     let groups = managed.groups();
     let urls: usize = groups.iter().map(|g| g.urls.len()).sum();
-    note!(
+    say!(
         "bcs: serving {} URL group(s), {urls} URL(s); state in {}; manage with `bcs group ...` (socket {})",
         groups.len(),
         state.display(),
@@ -178,7 +178,10 @@ impl std::str::FromStr for AdminUrl {
         let host = match host {
             "+" | "*" => None,
             h => {
-                let h = h.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(h);
+                let h = h
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(h);
                 Some(h.parse::<IpAddr>().map_err(|_| expected())?)
             }
         };

@@ -1,0 +1,1036 @@
+//! `bcs serve` as its users run it: the real binary, managed with the real `bcs` commands and curl over
+//! its Unix socket and its TLS admin port, downloads with curl (NTLM), restarts, `kill -9`, other uids,
+//! schemathesis against the OpenAPI document, and what an attacker would try on the new listeners.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::cli::{Running, BCS};
+use crate::pki::Ca;
+use crate::support::{free_port, have, pattern, run, write_file};
+
+/// A `bcs serve` on loopback with its state in a temporary directory.
+struct Service {
+    running: Option<Running>,
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl Service {
+    fn start(extra: &[&str]) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let mut service = Service {
+            running: None,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        service.restart();
+        service
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn socket(&self) -> String {
+        self.state().join("bcs.sock").to_str().unwrap().to_owned()
+    }
+
+    /// Starts it (again) on the same state; waits for its banner.
+    fn restart(&mut self) {
+        let state = self.state();
+        let mut args = vec![
+            "serve",
+            "--state",
+            state.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+        ];
+        args.extend(self.extra.iter().map(String::as_str));
+        let running = Running::spawn(Path::new(BCS), &args);
+        running.lines_until("bcs: serving");
+        self.running = Some(running);
+    }
+
+    /// Stops it with a signal; its exit code and stderr.
+    fn stop(&mut self, signal: &str) -> (Option<i32>, String) {
+        self.running.take().unwrap().stop(signal)
+    }
+
+    /// Runs `bcs ARGS --server SOCKET`.
+    fn bcs(&self, args: &[&str]) -> Output {
+        let socket = self.socket();
+        let mut all = args.to_vec();
+        all.extend(["--server", &socket]);
+        run(BCS, &all)
+    }
+
+    /// `bcs ARGS --json`: succeeds and prints JSON.
+    fn bcs_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.bcs(&all);
+        assert!(out.status.success(), "bcs {args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "bcs {args:?} --json printed no JSON ({e}): {}",
+                text(&out.stdout)
+            )
+        })
+    }
+
+    /// A management request with curl over the socket: (status, body).
+    fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+        api_over(
+            &["--unix-socket", &self.socket()],
+            "http://localhost",
+            method,
+            path,
+            body,
+        )
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = r.stop("-KILL");
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A request with curl: `how` says how to reach the service (socket, TLS options, credentials).
+fn api_over(
+    how: &[&str],
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, String) {
+    let url = format!("{base}{path}");
+    let mut args = vec!["-s", "-X", method, "-w", "\n%{http_code}"];
+    args.extend_from_slice(how);
+    // The body goes through a file: a large one would not fit in an argument.
+    let data = body.map(|b| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), b.to_string()).unwrap();
+        let arg = format!("@{}", file.path().display());
+        (file, arg)
+    });
+    if let Some((_, arg)) = &data {
+        args.extend(["-H", "content-type: application/json", "--data-binary", arg]);
+    }
+    args.push(&url);
+    let out = run("curl", &args);
+    let all = text(&out.stdout);
+    let (body, code) = all.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// A path parameter, percent-encoded as one segment.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The original's walkthrough, with `bcs` against a running `bcs serve`: create a group, enable NTLM,
+/// set ConnectionLimit and BandwidthLimit, add a URL with SDDL, download with curl (NTLM), remove the URL
+/// (404), delete the group (400). Every `--json` output parses.
+#[test]
+fn the_original_walkthrough_with_bcs_and_curl() {
+    if !have("curl") {
+        return;
+    }
+    let svc = Service::start(&[]);
+    let files = tempfile::tempdir().unwrap();
+    let body = pattern(3 << 20, 12);
+    let file = write_file(files.path(), "setup.bin", &body);
+    let port = free_port();
+    let prefix = format!("http://127.0.0.1:{port}/deploy/");
+    // Another group on the port keeps it open once the first is deleted, as HTTP.sys's port stays.
+    let other = format!("http://127.0.0.1:{port}/other/");
+
+    let created = svc.bcs_json(&["group", "create", &prefix]);
+    assert_eq!(created["prefix"], prefix.as_str());
+    svc.bcs_json(&["group", "create", &other]);
+    let auth = svc.bcs_json(&["auth", "set", &prefix, "ntlm", "on"]);
+    assert_eq!(auth["ntlm"], true);
+    // The original's WMI number for NTLM is 1: the same call.
+    assert_eq!(
+        svc.bcs_json(&["auth", "set", &prefix, "1", "on"])["ntlm"],
+        true
+    );
+    let limits = svc.bcs_json(&["limit", "set", &prefix, "ConnectionLimit", "10"]);
+    assert_eq!(limits["ConnectionLimit"], 10);
+    let limits = svc.bcs_json(&["limit", "set", &prefix, "BandwidthLimit", "8MiB/s"]);
+    assert_eq!(limits["BandwidthLimit"], 8 << 20);
+    let mut add_user = std::process::Command::new(BCS);
+    add_user.args(["user", "add", "alice", "--server", &svc.socket()]);
+    let out = crate::support::with_stdin(&mut add_user, "walk-through-pw");
+    ok(&out);
+    let url = svc.bcs_json(&[
+        "url",
+        "add",
+        &prefix,
+        "setup.bin",
+        file.to_str().unwrap(),
+        "--sddl",
+        "D:(A;;GR;;;AU)",
+    ]);
+    assert_eq!(url["suffix"], "setup.bin");
+    assert_eq!(
+        svc.bcs_json(&["url", "check", &prefix, "setup.bin"]),
+        json!(true)
+    );
+    for listing in [
+        svc.bcs_json(&["group", "list"]),
+        svc.bcs_json(&["group", "show", &prefix]),
+        svc.bcs_json(&["url", "list", &prefix]),
+        svc.bcs_json(&["auth", "show", &prefix]),
+        svc.bcs_json(&["limit", "show", &prefix]),
+        svc.bcs_json(&["user", "list"]),
+        svc.bcs_json(&["cert", "show"]),
+        svc.bcs_json(&["export"]),
+    ] {
+        assert!(listing.is_array() || listing.is_object(), "{listing}");
+    }
+    assert_eq!(svc.bcs_json(&["user", "list"])[0]["password"], true);
+    assert!(
+        !svc.bcs_json(&["user", "list"])
+            .to_string()
+            .contains("argon2"),
+        "a secret was returned"
+    );
+
+    let target = format!("{prefix}setup.bin");
+    let got = files.path().join("got");
+    let status = run(
+        "curl",
+        &[
+            "-s",
+            "--ntlm",
+            "-u",
+            "alice:walk-through-pw",
+            "-o",
+            got.to_str().unwrap(),
+            "-w",
+            "%{http_code}",
+            &target,
+        ],
+    );
+    assert_eq!(text(&status.stdout), "200");
+    assert!(
+        std::fs::read(&got).unwrap() == body,
+        "the download differs from the file"
+    );
+    let anonymous = run(
+        "curl",
+        &["-s", "-o", "/dev/null", "-w", "%{http_code}", &target],
+    );
+    assert_eq!(text(&anonymous.stdout), "401");
+
+    ok(&svc.bcs(&["url", "remove", &prefix, "setup.bin"]));
+    let gone = run(
+        "curl",
+        &[
+            "-s",
+            "--ntlm",
+            "-u",
+            "alice:walk-through-pw",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &target,
+        ],
+    );
+    assert_eq!(text(&gone.stdout), "404");
+    let check = svc.bcs(&["url", "check", &prefix, "setup.bin", "--json"]);
+    assert_eq!(check.status.code(), Some(3), "not found");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&check.stdout).unwrap(),
+        json!(false)
+    );
+
+    ok(&svc.bcs(&["group", "delete", &prefix]));
+    let deleted = run(
+        "curl",
+        &["-s", "-o", "/dev/null", "-w", "%{http_code}", &target],
+    );
+    assert_eq!(text(&deleted.stdout), "400");
+    let missing = svc.bcs(&["group", "show", &prefix, "--json"]);
+    assert_eq!(missing.status.code(), Some(3));
+    let err: Value = serde_json::from_slice(&missing.stdout).unwrap();
+    assert_eq!(err["code"], "group_not_found");
+    let invalid = svc.bcs(&["group", "create", "ftp://nope/"]);
+    assert_eq!(invalid.status.code(), Some(2), "{}", text(&invalid.stderr));
+    assert!(text(&invalid.stderr).contains("invalid_prefix"));
+}
+
+/// Everything survives a restart and is served again; each change is in the audit trail with who made
+/// it.
+#[test]
+fn a_restart_keeps_and_serves_everything() {
+    if !have("curl") {
+        return;
+    }
+    let mut svc = Service::start(&[]);
+    let files = tempfile::tempdir().unwrap();
+    let file = write_file(files.path(), "a.bin", &pattern(6_000, 3));
+    let port = free_port();
+    let prefix = format!("http://127.0.0.1:{port}/keep/");
+    ok(&svc.bcs(&["group", "create", &prefix, "--auth", "basic", "--index"]));
+    ok(&svc.bcs(&["limit", "set", &prefix, "BandwidthLimit", "4096"]));
+    ok(&svc.bcs(&[
+        "url",
+        "add",
+        &prefix,
+        "dir/a.bin",
+        file.to_str().unwrap(),
+        "--sddl",
+        "D:(A;;GR;;;WD)",
+    ]));
+    let mut add_user = std::process::Command::new(BCS);
+    add_user.args([
+        "user",
+        "add",
+        "carol",
+        "--group",
+        "Deploy",
+        "--server",
+        &svc.socket(),
+    ]);
+    ok(&crate::support::with_stdin(&mut add_user, "carols-pw"));
+    let before = svc.bcs_json(&["export"]);
+
+    let (code, _) = svc.stop("-TERM");
+    assert_eq!(code, Some(0));
+    svc.restart();
+    assert_eq!(svc.bcs_json(&["export"]), before);
+    let got = run(
+        "curl",
+        &[
+            "-s",
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            &format!("{prefix}dir/a.bin"),
+        ],
+    );
+    assert_eq!(text(&got.stdout), "200", "served again after the restart");
+    assert_eq!(
+        svc.bcs_json(&["limit", "show", &prefix])["BandwidthLimit"],
+        4096
+    );
+    let users = svc.bcs_json(&["user", "list"]);
+    assert_eq!(users[0]["groups"], json!(["Deploy"]));
+
+    svc.stop("-TERM");
+    let audit = audit_trail(&svc.state());
+    assert!(
+        audit.contains("uid 0 (local): add URL http://127.0.0.1:"),
+        "{audit}"
+    );
+    assert!(audit.contains("set user carol"), "{audit}");
+}
+
+/// The audit trail, read with the library's store.
+fn audit_trail(state: &Path) -> String {
+    let store = bits_compact::store::SqliteStore::open(state.join("config.db")).unwrap();
+    store
+        .audit_log()
+        .unwrap()
+        .into_iter()
+        .map(|(at, who, what)| format!("{at} {who}: {what}\n"))
+        .collect()
+}
+
+/// `kill -9` during 200 concurrent changes from eight clients: after a restart every acknowledged change
+/// is there, nothing that was never asked for is, and each multi-row change (a group with two URLs,
+/// applied in one call) is whole or absent.
+#[test]
+fn kill_9_loses_no_acknowledged_change_and_leaves_no_half_change() {
+    if !have("curl") {
+        return;
+    }
+    let mut svc = Service::start(&[]);
+    let files = tempfile::tempdir().unwrap();
+    let file = write_file(files.path(), "f.bin", b"payload");
+    let port = free_port();
+    let prefix = format!("http://127.0.0.1:{port}/load/");
+    let (code, _) = svc.api("POST", "/v1/groups", Some(&json!({"prefix": prefix})));
+    assert_eq!(code, 201);
+
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let applied = Arc::new(Mutex::new(Vec::<String>::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let socket = svc.socket();
+    let mut clients = Vec::new();
+    for client in 0..8 {
+        let (acked, applied, count, socket, prefix, file) = (
+            acked.clone(),
+            applied.clone(),
+            count.clone(),
+            socket.clone(),
+            prefix.clone(),
+            file.to_str().unwrap().to_owned(),
+        );
+        clients.push(std::thread::spawn(move || {
+            for i in 0..25 {
+                let how = ["--unix-socket", socket.as_str(), "--max-time", "20"];
+                if i % 10 == 9 {
+                    // A group with two URLs in one call.
+                    let group = format!("http://127.0.0.1:{port}/c{client}x{i}/");
+                    let doc = json!({"groups": [{"prefix": group, "urls": [
+                        {"suffix": "one", "file": file}, {"suffix": "two", "file": file}]}]});
+                    let (code, _) =
+                        api_over(&how, "http://localhost", "PUT", "/v1/config", Some(&doc));
+                    if code == 200 {
+                        applied.lock().unwrap().push(group);
+                    }
+                } else {
+                    let suffix = format!("c{client}-{i}");
+                    let path = format!("/v1/groups/{}/urls", enc(&prefix));
+                    let body =
+                        json!({"suffix": suffix, "file": file, "sddl": format!("D:(A;;GR;;;WD)")});
+                    let (code, _) = api_over(&how, "http://localhost", "POST", &path, Some(&body));
+                    if code == 201 {
+                        acked.lock().unwrap().push(suffix);
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count.load(Ordering::SeqCst) < 90 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    svc.stop("-KILL");
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let applied = applied.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 50,
+        "only {} acknowledged before the kill",
+        acked.len()
+    );
+    assert!(
+        acked.len() < 175,
+        "the kill came after every change ({})",
+        acked.len()
+    );
+
+    svc.restart();
+    let (code, body) = svc.api("GET", &format!("/v1/groups/{}/urls", enc(&prefix)), None);
+    assert_eq!(code, 200, "{body}");
+    let present: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let suffixes: Vec<String> = present
+        .iter()
+        .map(|u| u["suffix"].as_str().unwrap().to_owned())
+        .collect();
+    for s in &acked {
+        assert!(suffixes.contains(s), "acknowledged {s} was lost");
+    }
+    for u in &present {
+        let s = u["suffix"].as_str().unwrap();
+        assert!(
+            s.starts_with('c') && s.contains('-'),
+            "{s} was never asked for"
+        );
+        assert_eq!(u["file"], file.to_str().unwrap(), "{u}");
+        assert_eq!(u["sddl"], "D:(A;;GR;;;WD)", "{u}");
+    }
+    let groups: Vec<Value> = serde_json::from_str(&svc.api("GET", "/v1/groups", None).1).unwrap();
+    for g in &groups {
+        let name = g["prefix"].as_str().unwrap();
+        if name == prefix {
+            continue;
+        }
+        let urls: Vec<&str> = g["urls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["suffix"].as_str().unwrap())
+            .collect();
+        assert_eq!(urls, ["one", "two"], "{name} is half there");
+    }
+    for group in &applied {
+        assert!(
+            groups.iter().any(|g| g["prefix"] == group.as_str()),
+            "acknowledged {group} was lost"
+        );
+    }
+    eprintln!(
+        "kill -9: {} URL adds and {} group applies acknowledged; {} URLs and {} groups after the restart",
+        acked.len(),
+        applied.len(),
+        present.len(),
+        groups.len() - 1
+    );
+}
+
+/// The remote listener: anonymous 401, a non-admin 403, an admin 200 with Basic and with a client
+/// certificate, with curl and with `bcs --server https://…`; a non-admin cannot make itself one; the
+/// failed-password limit applies.
+#[test]
+fn the_remote_admin_listener_lets_in_administrators_only() {
+    if !have("curl") {
+        return;
+    }
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new("bcs test admin CA");
+    let ca_file = ca.write(pki.path(), "ca.pem");
+    let server = ca.server(pki.path(), "admin", &["127.0.0.1", "localhost"]);
+    let ops = ca.client(pki.path(), "ops", "ops-console", None);
+    let stranger = ca.client(pki.path(), "stranger", "stranger", None);
+    let admin_port = free_port();
+    let admin_url = format!("https://127.0.0.1:{admin_port}/");
+    let svc = Service::start(&[
+        "--admin-url",
+        &admin_url,
+        "--admin-cert",
+        server.cert.to_str().unwrap(),
+        "--admin-key",
+        server.key.to_str().unwrap(),
+        "--admin-client-ca",
+        ca_file.to_str().unwrap(),
+    ]);
+    for (name, password, groups, certs) in [
+        ("admin", Some("admin-pw-1"), vec!["BA"], vec![]),
+        ("bob", Some("bob-pw-1"), vec![], vec![]),
+        ("ops", None, vec!["Administrators"], vec!["ops-console"]),
+    ] {
+        let mut body = json!({"groups": groups, "certificates": certs});
+        if let Some(p) = password {
+            body["password"] = json!(p);
+        }
+        let (code, answer) = svc.api("PUT", &format!("/v1/users/{name}"), Some(&body));
+        assert_eq!(code, 200, "{answer}");
+    }
+    let tls = ["--cacert", ca_file.to_str().unwrap()];
+    let remote = |extra: &[&str], method: &str, path: &str, body: Option<&Value>| {
+        let how = [&tls[..], extra].concat();
+        api_over(&how, &admin_url[..admin_url.len() - 1], method, path, body)
+    };
+    let (code, body) = remote(&[], "GET", "/v1/groups", None);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("unauthenticated"));
+    assert_eq!(
+        remote(
+            &[
+                "--cert",
+                stranger.cert.to_str().unwrap(),
+                "--key",
+                stranger.key.to_str().unwrap()
+            ],
+            "GET",
+            "/v1/groups",
+            None
+        )
+        .0,
+        403,
+        "an unmapped certificate is not an administrator"
+    );
+    assert_eq!(
+        remote(&["-u", "bob:bob-pw-1"], "GET", "/v1/groups", None).0,
+        403
+    );
+    let escalate = json!({"groups": ["BA"]});
+    assert_eq!(
+        remote(
+            &["-u", "bob:bob-pw-1"],
+            "PUT",
+            "/v1/users/bob",
+            Some(&escalate)
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        remote(&["-u", "admin:admin-pw-1"], "GET", "/v1/groups", None).0,
+        200
+    );
+    assert_eq!(
+        remote(
+            &["--ntlm", "-u", "admin:admin-pw-1"],
+            "GET",
+            "/v1/users",
+            None
+        )
+        .0,
+        200,
+        "NTLM"
+    );
+    let cert = [
+        "--cert",
+        ops.cert.to_str().unwrap(),
+        "--key",
+        ops.key.to_str().unwrap(),
+    ];
+    let group = json!({"prefix": format!("http://127.0.0.1:{}/remote/", free_port())});
+    let (code, body) = remote(&cert, "POST", "/v1/groups", Some(&group));
+    assert_eq!(
+        code, 201,
+        "a client certificate mapped to an administrator: {body}"
+    );
+    let (_, users) = svc.api("GET", "/v1/users", None);
+    assert!(
+        users.contains("\"bob\"") && !users.contains("\"BA\",\"bob\""),
+        "{users}"
+    );
+    let bob: Vec<Value> = serde_json::from_str(&users).unwrap();
+    assert!(
+        bob.iter()
+            .any(|u| u["name"] == "bob" && u["groups"] == json!([])),
+        "bob stayed a plain user"
+    );
+
+    // The same through `bcs`, as a script would: exit 0 for the admin, 4 (refused) for others, 5 when
+    // nothing answers.
+    let bcs_remote = |user: Option<(&str, &str)>, server: &str| {
+        let mut cmd = std::process::Command::new(BCS);
+        cmd.args([
+            "group",
+            "list",
+            "--json",
+            "--server",
+            server,
+            "--ca",
+            ca_file.to_str().unwrap(),
+        ]);
+        if let Some((name, password)) = user {
+            cmd.args(["--user", name]).env("BCS_PASSWORD", password);
+        }
+        cmd.output().unwrap()
+    };
+    let admin = bcs_remote(Some(("admin", "admin-pw-1")), &admin_url);
+    assert!(admin.status.success(), "{}", text(&admin.stderr));
+    let listed: Value = serde_json::from_slice(&admin.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(
+        bcs_remote(Some(("bob", "bob-pw-1")), &admin_url)
+            .status
+            .code(),
+        Some(4)
+    );
+    assert_eq!(bcs_remote(None, &admin_url).status.code(), Some(4));
+    let nowhere = format!("https://127.0.0.1:{}/", free_port());
+    assert_eq!(
+        bcs_remote(Some(("admin", "admin-pw-1")), &nowhere)
+            .status
+            .code(),
+        Some(5)
+    );
+
+    // Guessing: the URL groups' failed-password limit applies here too.
+    let mut statuses = Vec::new();
+    for i in 0..14 {
+        let creds = format!("admin:wrong-{i}");
+        statuses.push(remote(&["-u", &creds], "GET", "/v1/groups", None).0);
+    }
+    assert!(
+        statuses.contains(&429),
+        "no limit on guessing: {statuses:?}"
+    );
+    assert!(!statuses.contains(&200));
+}
+
+/// Over the Unix socket only root and the service's own user may manage: another uid cannot reach the
+/// socket (0600 in a 0700 directory), and even with both opened up, its requests are refused (the peer
+/// uid comes from the kernel).
+#[test]
+fn the_local_socket_refuses_other_uids() {
+    if !have("curl") || !have("setpriv") {
+        return;
+    }
+    if !rustix_is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs as root"
+        );
+        eprintln!("skipping: needs root to run curl as another uid");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let svc = Service::start(&[]);
+    let socket = svc.socket();
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the socket's mode");
+    let dir_mode = std::fs::metadata(svc.state()).unwrap().permissions().mode();
+    assert_eq!(dir_mode & 0o777, 0o700, "the state directory's mode");
+    let as_nobody = |method: &str| {
+        run(
+            "setpriv",
+            &[
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "curl",
+                "-s",
+                "-X",
+                method,
+                "-w",
+                "\n%{http_code}",
+                "--unix-socket",
+                &socket,
+                "http://localhost/v1/groups",
+            ],
+        )
+    };
+    let blocked = as_nobody("GET");
+    assert_eq!(
+        blocked.status.code(),
+        Some(7),
+        "curl could connect: {}",
+        text(&blocked.stdout)
+    );
+    // Open the way: the uid check still refuses.
+    std::fs::set_permissions(svc.state(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    for method in ["GET", "DELETE"] {
+        let refused = as_nobody(method);
+        let out = text(&refused.stdout);
+        assert!(
+            out.ends_with("\n403") && out.contains("\"refused\""),
+            "{method}: {out}"
+        );
+    }
+    assert_eq!(
+        svc.api("GET", "/v1/groups", None).0,
+        200,
+        "root still manages"
+    );
+}
+
+fn rustix_is_root() -> bool {
+    text(&run("id", &["-u"]).stdout).trim() == "0"
+}
+
+/// `bcs apply` of a file then `bcs export` gives an equivalent file; applying it again changes
+/// nothing; a file with one bad entry changes nothing; `--prune` removes what the file lacks.
+#[test]
+fn apply_and_export_round_trip_all_or_nothing() {
+    let svc = Service::start(&[]);
+    let files = tempfile::tempdir().unwrap();
+    let a = write_file(files.path(), "a.bin", b"a");
+    let port = free_port();
+    let keep = format!("http://127.0.0.1:{port}/keep/");
+    ok(&svc.bcs(&["group", "create", &keep]));
+    let file = files.path().join("wanted.toml");
+    let wanted = format!(
+        r#"[[groups]]
+prefix = "http://127.0.0.1:{port}/apps/"
+auth = ["basic"]
+connection_limit = "4"
+bandwidth_limit = "1MiB/s"
+default_sddl = "D:(A;;GR;;;AU)"
+index = true
+
+[[groups.urls]]
+suffix = "tools/a.bin"
+file = "{}"
+"#,
+        a.display()
+    );
+    std::fs::write(&file, &wanted).unwrap();
+    let applied = svc.bcs_json(&["apply", file.to_str().unwrap()]);
+    assert_eq!(applied["changed"], true);
+    let again = svc.bcs_json(&["apply", file.to_str().unwrap()]);
+    assert_eq!(again["changed"], false, "apply is idempotent");
+
+    let export = ok(&svc.bcs(&["export"]));
+    let exported = files.path().join("exported.toml");
+    std::fs::write(&exported, &export).unwrap();
+    assert!(
+        export.contains("tools/a.bin") && export.contains("1MiB/s"),
+        "{export}"
+    );
+    assert_eq!(
+        svc.bcs_json(&["apply", exported.to_str().unwrap()])["changed"],
+        false,
+        "the export is what is there:\n{export}"
+    );
+
+    let before = svc.bcs_json(&["export"]);
+    let bad = wanted.replace("tools/a.bin", "tools/missing.bin").replace(
+        &a.display().to_string(),
+        &files.path().join("missing.bin").display().to_string(),
+    ) + &format!("\n[[groups]]\nprefix = \"http://127.0.0.1:{port}/more/\"\n");
+    let bad_file = files.path().join("bad.toml");
+    std::fs::write(&bad_file, bad).unwrap();
+    let refused = svc.bcs(&["apply", bad_file.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("file_unreadable"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(
+        svc.bcs_json(&["export"]),
+        before,
+        "a file with one bad entry changed something"
+    );
+
+    let prune = svc.bcs_json(&["apply", file.to_str().unwrap(), "--prune"]);
+    assert_eq!(prune["changed"], true);
+    let groups = svc.bcs_json(&["group", "list"]);
+    assert_eq!(groups.as_array().unwrap().len(), 1, "{groups}");
+    assert_eq!(
+        groups[0]["prefix"],
+        format!("http://127.0.0.1:{port}/apps/")
+    );
+}
+
+/// Schemathesis, from PyPI, against `/v1/openapi.json` on the admin port: no 5xx, every response as the
+/// schema says. It authenticates with a client certificate that no call can take away (a password could
+/// be changed by the very calls it fuzzes).
+#[test]
+fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
+    if !have("schemathesis") {
+        return;
+    }
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new("bcs schemathesis CA");
+    let ca_file = ca.write(pki.path(), "ca.pem");
+    let server = ca.server(pki.path(), "admin", &["127.0.0.1"]);
+    let client = ca.client(pki.path(), "fuzzer", "fuzzer", None);
+    let admin_port = free_port();
+    let base = format!("https://127.0.0.1:{admin_port}");
+    let _svc = Service::start(&[
+        "--admin-url",
+        &format!("{base}/"),
+        "--admin-cert",
+        server.cert.to_str().unwrap(),
+        "--admin-key",
+        server.key.to_str().unwrap(),
+        "--admin-client-ca",
+        ca_file.to_str().unwrap(),
+        "--admin-sddl",
+        "D:(A;;GA;;;AU)",
+    ]);
+    let schema = format!("{base}/v1/openapi.json");
+    let out = std::process::Command::new("schemathesis")
+        .args([
+            "run", &schema, "--url", &base,
+            "--tls-verify", ca_file.to_str().unwrap(),
+            "--request-cert", client.cert.to_str().unwrap(),
+            "--request-cert-key", client.key.to_str().unwrap(),
+            "--max-examples", "25",
+            "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+            "--no-color",
+        ])
+        .current_dir(pki.path())
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .unwrap();
+    let report = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis failed:\n{report}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        report.contains("Tested: 25"),
+        "not every operation was tested:\n{report}"
+    );
+    let summary = report
+        .lines()
+        .rev()
+        .find(|l| l.contains("generated"))
+        .unwrap_or_default();
+    eprintln!("schemathesis: {}", summary.trim());
+}
+
+/// systemd's `Type=notify`: READY=1 is sent once the listeners are up, and the unit file says so.
+#[test]
+fn readiness_reaches_systemd_once_the_socket_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let listener = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let state = dir.path().join("state");
+    let running = Running::spawn_with_env(
+        Path::new(BCS),
+        &[
+            "serve",
+            "--state",
+            state.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+        ],
+        &[("NOTIFY_SOCKET", notify.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 256];
+    let n = listener.recv(&mut buf).expect("no READY=1 within 30 s");
+    assert!(text(&buf[..n]).contains("READY=1"), "{}", text(&buf[..n]));
+    // Ready means ready: the management socket answers now.
+    let socket = state.join("bcs.sock");
+    let mut s = std::os::unix::net::UnixStream::connect(&socket).expect("socket not up at READY=1");
+    s.write_all(b"GET /v1/groups HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (code, _) = running.stop("-TERM");
+    assert_eq!(code, Some(0));
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/bcs.service"))
+        .unwrap();
+    for line in [
+        "Type=notify",
+        "ExecStart=/usr/local/bin/bcs serve",
+        "KillSignal=SIGTERM",
+    ] {
+        assert!(unit.contains(line), "contrib/bcs.service lacks {line}");
+    }
+}
+
+/// What an attacker tries on the new listeners: stalled connections (TLS and socket) are cut at their
+/// deadlines, a flood of connections is bounded, an oversized body is refused, paths that escape are
+/// refused; the service answers its administrator throughout and its memory stays bounded.
+#[test]
+fn stalls_floods_and_bad_input_on_the_management_listeners() {
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new("bcs attack CA");
+    let server = ca.server(pki.path(), "admin", &["127.0.0.1"]);
+    let admin_port = free_port();
+    let svc = Service::start(&[
+        "--admin-url",
+        &format!("https://127.0.0.1:{admin_port}/"),
+        "--admin-cert",
+        server.cert.to_str().unwrap(),
+        "--admin-key",
+        server.key.to_str().unwrap(),
+    ]);
+    let pid = svc.running.as_ref().unwrap().child.id();
+    let rss = || crate::hardening::memory_kib(pid, "VmRSS");
+    let start_rss = rss();
+
+    // 100 TCP connections that never start TLS (64 are served at once, the rest wait in the backlog), and
+    // 50 socket connections that send half a header.
+    let mut tcp: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", admin_port)).ok())
+        .collect();
+    let mut local: Vec<std::os::unix::net::UnixStream> = (0..50)
+        .map(|_| {
+            let mut s = std::os::unix::net::UnixStream::connect(svc.socket()).unwrap();
+            s.write_all(b"GET /v1/groups HTTP/1.1\r\nHost: loc")
+                .unwrap();
+            s
+        })
+        .collect();
+    // The administrator still gets in over the socket while it is flooded (its flood holds 50 of 64).
+    assert_eq!(svc.api("GET", "/v1/groups", None).0, 200);
+    let waited = Instant::now();
+    for s in &mut tcp {
+        s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    }
+    let mut cut = 0;
+    for s in &mut tcp {
+        let mut b = [0u8; 16];
+        if matches!(s.read(&mut b), Ok(0) | Err(_)) {
+            cut += 1;
+        }
+    }
+    for s in &mut local {
+        s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+        let mut b = Vec::new();
+        let _ = s.read_to_end(&mut b);
+        assert!(
+            b.is_empty() || text(&b).starts_with("HTTP/1.1 408"),
+            "{}",
+            text(&b)
+        );
+    }
+    let elapsed = waited.elapsed();
+    assert_eq!(cut, tcp.len(), "stalled TLS connections left open");
+    assert!(
+        elapsed < Duration::from_secs(28),
+        "stalled connections held {elapsed:?}"
+    );
+    let peak = rss();
+    assert!(
+        peak < start_rss + 30_000,
+        "RSS {start_rss} → {peak} KiB under the flood"
+    );
+
+    // An 9 MiB body is refused without a 5xx, and nothing changed.
+    let big = json!({"groups": [], "tls": [], "padding": "x".repeat(9 << 20)});
+    let (code, body) = svc.api("PUT", "/v1/config", Some(&big));
+    assert_eq!(code, 400, "{}", &body[..body.len().min(200)]);
+    // Paths that escape or mean nothing to the service.
+    let files = tempfile::tempdir().unwrap();
+    let f = write_file(files.path(), "f", b"x");
+    let prefix = format!("http://127.0.0.1:{}/atk/", free_port());
+    assert_eq!(
+        svc.api("POST", "/v1/groups", Some(&json!({"prefix": prefix})))
+            .0,
+        201
+    );
+    let urls = format!("/v1/groups/{}/urls", enc(&prefix));
+    for (body, code) in [
+        (
+            json!({"suffix": "rel", "file": "relative/f"}),
+            "relative_path",
+        ),
+        (json!({"suffix": "../up", "file": f}), "invalid_suffix"),
+        (json!({"suffix": "d", "file": files.path()}), "not_a_file"),
+        (
+            json!({"suffix": "gone", "file": files.path().join("nope")}),
+            "file_unreadable",
+        ),
+        (
+            json!({"suffix": "s", "file": f, "sddl": "D:(X;;GA;;;WD)"}),
+            "invalid_sddl",
+        ),
+        (
+            json!({"suffix": "x", "file": f, "extra": 1}),
+            "invalid_request",
+        ),
+    ] {
+        let (status, answer) = svc.api("POST", &urls, Some(&body));
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer.contains(code), "{body}: {answer}");
+    }
+    let (status, answer) = svc.api("GET", "/v1/groups/%2E%2E%2Fetc/urls", None);
+    assert_eq!(status, 400, "{answer}");
+    let (status, _) = svc.api("GET", "/v1/nothing/here", None);
+    assert_eq!(status, 404);
+    assert_eq!(
+        svc.bcs_json(&["url", "list", &prefix]),
+        json!([]),
+        "nothing was published"
+    );
+}
