@@ -381,9 +381,12 @@ fn refused(refusal: Refusal) -> Response<Body> {
     }
 }
 
-/// Where the service keeps its state: `/var/lib/bcs` as root, else `$XDG_STATE_HOME/bcs` (by default
-/// `~/.local/state/bcs`).
+/// Where the service keeps its state: `$BCS_STATE` when set, else `/var/lib/bcs` as root, else
+/// `$XDG_STATE_HOME/bcs` (by default `~/.local/state/bcs`).
 pub fn default_state_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("BCS_STATE").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
     if rustix::process::geteuid().is_root() {
         return Some(PathBuf::from("/var/lib/bcs"));
     }

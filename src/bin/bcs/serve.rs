@@ -20,7 +20,7 @@ use crate::{CliError, Signals};
 #[derive(Args)]
 pub(crate) struct ServeArgs {
     /// Where the configuration store, the management socket and the admin certificate live. Default:
-    /// /var/lib/bcs as root, else $XDG_STATE_HOME/bcs (~/.local/state/bcs).
+    /// $BCS_STATE, else /var/lib/bcs as root, else $XDG_STATE_HOME/bcs (~/.local/state/bcs).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
     /// The addresses URL groups listen on (repeatable; default: all). `localhost` is the loopback

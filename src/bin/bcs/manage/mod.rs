@@ -57,7 +57,7 @@ pub(crate) struct ApiArgs {
     #[arg(long)]
     pub(crate) json: bool,
     /// The service: its Unix socket, or https://HOST:PORT/ for a remote one. Default: bcs.sock in the
-    /// state directory (/var/lib/bcs for root, else $XDG_STATE_HOME/bcs or ~/.local/state/bcs).
+    /// state directory ($BCS_STATE, else /var/lib/bcs for root, else $XDG_STATE_HOME/bcs or ~/.local/state/bcs).
     #[arg(long, value_name = "SOCKET|URL")]
     server: Option<Server>,
     /// Authenticate with Basic as NAME; the password is BCS_PASSWORD, else asked on the terminal.
