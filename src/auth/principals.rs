@@ -200,25 +200,7 @@ impl Principals {
     ) -> Result<bool, AuthError> {
         let mut wanted = Vec::new();
         for g in groups {
-            let existing = self
-                .groups
-                .keys()
-                .find(|k| k.eq_ignore_ascii_case(g))
-                .cloned();
-            let g = match existing {
-                Some(existing) => existing,
-                None => {
-                    let sid = match well_known_group(g) {
-                        Some(sid) => sid,
-                        None => {
-                            let rid = self.next_rid();
-                            self.machine_sid().with_rid(rid).ok_or(AuthError::Sid)?
-                        }
-                    };
-                    self.groups.insert(g.clone(), Group { sid });
-                    g.clone()
-                }
-            };
+            let (g, _) = self.ensure_group(g)?;
             if !wanted.contains(&g) {
                 wanted.push(g);
             }
@@ -263,6 +245,42 @@ impl Principals {
             }
         }
         Ok(false)
+    }
+
+    /// The group named `name` (ignoring case), created if missing: a name of a well-known group (an SDDL
+    /// alias of a fixed SID such as `BA`, or `Administrators`) gets that SID, any other a new one under
+    /// the machine SID. Returns its name as stored and whether it is new.
+    pub fn ensure_group(&mut self, name: &str) -> Result<(String, bool), AuthError> {
+        if let Some(existing) = self.groups.keys().find(|k| k.eq_ignore_ascii_case(name)) {
+            return Ok((existing.clone(), false));
+        }
+        let sid = match well_known_group(name) {
+            Some(sid) => sid,
+            None => {
+                let rid = self.next_rid();
+                self.machine_sid().with_rid(rid).ok_or(AuthError::Sid)?
+            }
+        };
+        self.groups.insert(name.to_owned(), Group { sid });
+        Ok((name.to_owned(), true))
+    }
+
+    /// Removes a group (names ignore case) and every user's membership of it; returns whether there was
+    /// one.
+    pub fn remove_group(&mut self, name: &str) -> bool {
+        let Some(key) = self
+            .groups
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .cloned()
+        else {
+            return false;
+        };
+        self.groups.remove(&key);
+        for user in self.users.values_mut() {
+            user.groups.retain(|g| !g.eq_ignore_ascii_case(&key));
+        }
+        true
     }
 
     /// Removes a user (names ignore case); returns whether there was one. Its groups stay.
@@ -598,6 +616,50 @@ mod tests {
         assert_eq!(after.groups, ["deploy", "ops", "qa"]);
         assert_eq!(p.group_sids(after).len(), 3);
         assert_eq!(p.groups.len(), 3);
+    }
+
+    #[test]
+    fn well_known_groups_groups_and_merging() {
+        let mut p = Principals::default();
+        assert_eq!(
+            p.ensure_group("Administrators").unwrap(),
+            ("Administrators".into(), true)
+        );
+        assert_eq!(
+            p.ensure_group("administrators").unwrap(),
+            ("Administrators".into(), false)
+        );
+        p.upsert_user(
+            "root",
+            None,
+            &["BA".into(), "Deploy".into()],
+            &["CN=ops".into()],
+        )
+        .unwrap();
+        let sids: Vec<String> = p.groups().map(|(_, g)| g.sid.to_string()).collect();
+        assert_eq!(
+            sids.iter().filter(|s| *s == "S-1-5-32-544").count(),
+            2,
+            "{sids:?}"
+        );
+        let (_, root) = p.user("root").unwrap();
+        assert!(root.password.is_none() && root.nt_hash.is_none());
+        assert!(p.remove_group("deploy"));
+        assert_eq!(p.user("root").unwrap().1.groups, ["BA"]);
+        assert!(!p.remove_group("deploy"));
+
+        // An export (no secrets) applied back keeps the hashes of the same user.
+        p.upsert_user("alice", Some(&Password::from("pw".to_owned())), &[], &[])
+            .unwrap();
+        let exported = p.without_secrets();
+        assert!(exported.user("alice").unwrap().1.password.is_none());
+        let merged = p.merged_with(exported.clone(), false);
+        assert_eq!(merged, p);
+        let mut fewer = exported;
+        assert!(fewer.remove_user("root"));
+        let pruned = p.merged_with(fewer, true);
+        assert!(pruned.user("root").is_none());
+        assert!(pruned.user("alice").unwrap().1.password.is_some());
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
         users::put,
         users::remove,
         users::list_groups,
+        users::put_group,
+        users::remove_group,
         config::export,
         config::apply,
     ),
@@ -223,6 +225,10 @@ pub fn router(managed: Arc<Managed>) -> Router {
         .route("/v1/users", get(users::list))
         .route("/v1/users/{name}", put(users::put).delete(users::remove))
         .route("/v1/principal-groups", get(users::list_groups))
+        .route(
+            "/v1/principal-groups/{name}",
+            put(users::put_group).delete(users::remove_group),
+        )
         .route("/v1/config", get(config::export).put(config::apply))
         .route(
             "/v1/openapi.json",

@@ -392,54 +392,66 @@ impl Managed {
         groups: &[String],
         certificates: &[String],
     ) -> Result<(), MgmtError> {
-        if name.trim().is_empty() || name.chars().any(|c| c.is_control() || c == ':') {
-            return Err(MgmtError::Invalid {
-                code: "invalid_user",
-                message: format!(
-                    "{name:?}: a user name is not empty and has no ':' or control characters"
-                ),
-            });
+        check_name(name, "invalid_user")?;
+        for g in groups {
+            check_name(g, "invalid_group")?;
         }
-        if groups
-            .iter()
-            .any(|g| g.trim().is_empty() || g.chars().any(char::is_control))
-        {
-            return Err(MgmtError::Invalid {
-                code: "invalid_group",
-                message: "a group name is not empty and has no control characters".into(),
-            });
-        }
-        self.change(who, format!("set user {name}"), |server| {
-            let before = server.principals();
-            let mut principals = before.clone().unwrap_or_default();
-            principals.upsert_user(name, password, groups, certificates)?;
-            server.set_principals(principals.clone());
-            let mut undo = server.config();
-            undo.principals = before;
-            Ok((
-                (),
-                vec![Delta::PutPrincipals(Some(principals))],
-                Undo::Config(Box::new(undo)),
-            ))
+        self.change_principals(who, format!("set user {name}"), |p| {
+            p.upsert_user(name, password, groups, certificates)?;
+            Ok(())
         })
     }
 
     /// Removes a user.
     pub fn remove_user(&self, who: &str, name: &str) -> Result<(), MgmtError> {
-        self.change(who, format!("remove user {name}"), |server| {
-            let before = server.principals();
-            let mut principals = before.clone().unwrap_or_default();
-            if !principals.remove_user(name) {
-                return Err(MgmtError::NotFound {
+        self.change_principals(who, format!("remove user {name}"), |p| {
+            match p.remove_user(name) {
+                true => Ok(()),
+                false => Err(MgmtError::NotFound {
                     code: "user_not_found",
                     message: format!("no user {name}"),
-                });
+                }),
             }
+        })
+    }
+
+    /// Creates a principals group (an existing one is left as it is); returns whether it is new.
+    pub fn add_principal_group(&self, who: &str, name: &str) -> Result<bool, MgmtError> {
+        check_name(name, "invalid_group")?;
+        self.change_principals(who, format!("add group {name}"), |p| {
+            Ok(p.ensure_group(name)?.1)
+        })
+    }
+
+    /// Removes a principals group and every membership of it.
+    pub fn remove_principal_group(&self, who: &str, name: &str) -> Result<(), MgmtError> {
+        self.change_principals(who, format!("remove group {name}"), |p| {
+            match p.remove_group(name) {
+                true => Ok(()),
+                false => Err(MgmtError::NotFound {
+                    code: "principal_group_not_found",
+                    message: format!("no group {name}"),
+                }),
+            }
+        })
+    }
+
+    /// Changes the principals with `edit` and stores them.
+    fn change_principals<T>(
+        &self,
+        who: &str,
+        what: String,
+        edit: impl FnOnce(&mut Principals) -> Result<T, MgmtError>,
+    ) -> Result<T, MgmtError> {
+        self.change(who, what, |server| {
+            let before = server.principals();
+            let mut principals = before.clone().unwrap_or_default();
+            let value = edit(&mut principals)?;
             server.set_principals(principals.clone());
             let mut undo = server.config();
             undo.principals = before;
             Ok((
-                (),
+                value,
                 vec![Delta::PutPrincipals(Some(principals))],
                 Undo::Config(Box::new(undo)),
             ))
@@ -473,6 +485,17 @@ impl Managed {
             Ok((true, deltas, Undo::Config(Box::new(before))))
         })
     }
+}
+
+/// A user or group name: not empty, no `:` (Basic's separator) and no control characters.
+fn check_name(name: &str, code: &'static str) -> Result<(), MgmtError> {
+    if name.trim().is_empty() || name.chars().any(|c| c.is_control() || c == ':') {
+        return Err(MgmtError::Invalid {
+            code,
+            message: format!("{name:?}: a name is not empty and has no ':' or control characters"),
+        });
+    }
+    Ok(())
 }
 
 /// Applies what the stored configuration holds piece by piece, leaving out what fails.
@@ -703,4 +726,176 @@ fn diff(before: &ServerConfig, after: &ServerConfig) -> Vec<Delta> {
         deltas.push(Delta::PutPrincipals(after.principals.clone()));
     }
     deltas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    /// A store that keeps nothing and refuses every commit after the first `ok` ones.
+    struct Refusing {
+        ok: usize,
+    }
+
+    impl Store for Refusing {
+        fn load(&mut self) -> Result<Stored, StoreError> {
+            Ok(Stored::default())
+        }
+
+        fn commit(&mut self, _: &[Delta], _: &Audit) -> Result<(), StoreError> {
+            if self.ok == 0 {
+                return Err(StoreError::Corrupt {
+                    what: "test",
+                    reason: "the disk is full".into(),
+                });
+            }
+            self.ok -= 1;
+            Ok(())
+        }
+    }
+
+    fn managed(ok: usize) -> (Managed, tempfile::TempDir, UrlPrefix) {
+        let server = Server::builder()
+            .bind_addresses(["127.0.0.1".parse().unwrap()])
+            .build()
+            .unwrap();
+        let (m, warnings) = Managed::start(server, Box::new(Refusing { ok })).unwrap();
+        assert!(warnings.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.bin"), b"a").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let prefix: UrlPrefix = format!("http://127.0.0.1:{port}/t/").parse().unwrap();
+        (m, dir, prefix)
+    }
+
+    fn url(dir: &tempfile::TempDir, suffix: &str) -> UrlConfig {
+        UrlConfig {
+            suffix: suffix.into(),
+            file: dir.path().join("a.bin"),
+            sddl: Some("D:(A;;GR;;;WD)".into()),
+        }
+    }
+
+    /// SECURITY: a change the store cannot keep is undone, so what is served is what is stored.
+    #[test]
+    fn a_change_the_store_refuses_is_undone() {
+        // The group and one URL are stored; everything after is refused.
+        let (m, dir, prefix) = managed(2);
+        m.create_group("t", &prefix, &GroupChange::default())
+            .unwrap();
+        m.add_url("t", &prefix, &url(&dir, "kept.bin")).unwrap();
+        let before = m.server().config();
+
+        let err = m.add_url("t", &prefix, &url(&dir, "new.bin")).unwrap_err();
+        assert_eq!(err.code(), "store_failed");
+        assert_eq!(err.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            m.remove_url("t", &prefix, "kept.bin").unwrap_err().code(),
+            "store_failed"
+        );
+        m.set_authentication("t", &prefix, AuthScheme::Basic, true)
+            .unwrap_err();
+        m.set_property("t", &prefix, GroupProperty::ConnectionLimit, 3)
+            .unwrap_err();
+        let change = GroupChange {
+            index: Some(true),
+            default_sddl: Some(Some("D:(A;;GA;;;BA)".into())),
+            ..GroupChange::default()
+        };
+        m.change_group("t", &prefix, &change).unwrap_err();
+        m.put_user("t", "eve", Some(&Password::from("pw".to_owned())), &[], &[])
+            .unwrap_err();
+        m.delete_group("t", &prefix).unwrap_err();
+        let other: UrlPrefix = format!("http://127.0.0.1:{}/u/", prefix.port())
+            .parse()
+            .unwrap();
+        m.create_group("t", &other, &GroupChange::default())
+            .unwrap_err();
+        let wanted = Stored {
+            groups: vec![],
+            tls: vec![],
+            principals: None,
+        };
+        m.apply("t", wanted, true).unwrap_err();
+        assert_eq!(
+            m.server().config(),
+            before,
+            "a refused change was left in place"
+        );
+    }
+
+    /// A failed call changes nothing, on the server as in the store.
+    #[test]
+    fn a_failed_call_changes_nothing() {
+        let (m, dir, prefix) = managed(usize::MAX);
+        m.create_group("t", &prefix, &GroupChange::default())
+            .unwrap();
+        let before = m.server().config();
+        let bad = GroupChange {
+            index: Some(true),
+            auth: Some(vec![AuthScheme::Ntlm]),
+            default_sddl: Some(Some("D:(nonsense)".into())),
+            ..GroupChange::default()
+        };
+        assert_eq!(
+            m.change_group("t", &prefix, &bad).unwrap_err().code(),
+            "invalid_sddl"
+        );
+        let taken: UrlPrefix = "https://127.0.0.1:1/x/".parse().unwrap();
+        assert!(m.create_group("t", &taken, &bad).is_err());
+        assert_eq!(
+            m.remove_url("t", &prefix, "none").unwrap_err().code(),
+            "url_not_found"
+        );
+        let mut missing = url(&dir, "m");
+        missing.file = dir.path().join("missing");
+        assert_eq!(
+            m.add_url("t", &prefix, &missing).unwrap_err().code(),
+            "file_unreadable"
+        );
+        let mut relative = url(&dir, "r");
+        relative.file = "a.bin".into();
+        assert_eq!(
+            m.add_url("t", &prefix, &relative).unwrap_err().code(),
+            "relative_path"
+        );
+        assert_eq!(
+            m.remove_user("t", "nobody").unwrap_err().code(),
+            "user_not_found"
+        );
+        assert_eq!(
+            m.remove_certificate("t", 1, None).unwrap_err().code(),
+            "certificate_not_found"
+        );
+        assert_eq!(m.server().config(), before);
+    }
+
+    #[test]
+    fn diff_takes_the_store_from_one_config_to_the_other() {
+        let (m, dir, prefix) = managed(usize::MAX);
+        m.create_group("t", &prefix, &GroupChange::default())
+            .unwrap();
+        m.add_url("t", &prefix, &url(&dir, "a")).unwrap();
+        let before = m.server().config();
+        let mut after = before.clone();
+        after.groups[0].index = true;
+        after.groups[0].urls = vec![url(&dir, "A"), url(&dir, "b")];
+        let deltas = diff(&before, &after);
+        assert!(matches!(&deltas[0], Delta::PutGroup(g) if g.index));
+        // "A" replaces "a" (suffixes ignore case): one upsert of the same row, no delete.
+        assert!(!deltas.iter().any(|d| matches!(d, Delta::DeleteUrl(..))));
+        assert!(deltas.contains(&Delta::PutUrl(prefix.clone(), url(&dir, "A"))));
+        assert!(deltas.contains(&Delta::PutUrl(prefix.clone(), url(&dir, "b"))));
+        assert!(diff(&after, &after).is_empty());
+        let gone = ServerConfig {
+            groups: vec![],
+            ..after.clone()
+        };
+        assert_eq!(diff(&after, &gone), vec![Delta::DeleteGroup(prefix)]);
+    }
 }

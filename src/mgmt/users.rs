@@ -120,6 +120,44 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Creates a principals group (`BA` or `Administrators` get S-1-5-32-544); an existing one stays as it is.
+#[utoipa::path(put, path = "/v1/principal-groups/{name}", tag = "principals",
+    params(("name" = String, Path, description = "The group name")),
+    responses((status = 200, body = PrincipalGroup), (status = 400, body = ErrorBody)))]
+pub(crate) async fn put_group(
+    State(m): State<Arc<Managed>>,
+    Who(who): Who,
+    Param(name): Param<String>,
+) -> Result<Json<PrincipalGroup>, MgmtError> {
+    let n = name.clone();
+    blocking(&m, move |m| m.add_principal_group(&who, &n)).await?;
+    let principals = m.principals();
+    let group = principals
+        .groups()
+        .find(|(g, _)| g.eq_ignore_ascii_case(&name))
+        .map(|(g, group)| PrincipalGroup {
+            name: g.to_owned(),
+            sid: group.sid.to_string(),
+        });
+    group.map(Json).ok_or_else(|| MgmtError::NotFound {
+        code: "principal_group_not_found",
+        message: format!("no group {name}"),
+    })
+}
+
+/// Removes a principals group, and every user's membership of it.
+#[utoipa::path(delete, path = "/v1/principal-groups/{name}", tag = "principals",
+    params(("name" = String, Path, description = "The group name")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn remove_group(
+    State(m): State<Arc<Managed>>,
+    Who(who): Who,
+    Param(name): Param<String>,
+) -> Result<StatusCode, MgmtError> {
+    blocking(&m, move |m| m.remove_principal_group(&who, &name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Every principals group.
 #[utoipa::path(get, path = "/v1/principal-groups", tag = "principals",
     responses((status = 200, body = Vec<PrincipalGroup>)))]

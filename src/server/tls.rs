@@ -29,6 +29,9 @@ impl Server {
 
     /// Removes the port's certificate (the original's RemoveSslCertificate); returns whether there was one.
     pub fn remove_ssl_certificate(&self, port: u16) -> Result<bool, ServerError> {
+        if !self.state().tls.get(&port).is_some_and(|t| t.default.is_some()) {
+            return Ok(false);
+        }
         let mut had = false;
         self.change_tls(port, |tls| had = tls.default.take().is_some())?;
         Ok(had)
@@ -64,6 +67,14 @@ impl Server {
     /// Removes a host name's certificate; returns whether there was one.
     pub fn remove_sni_certificate(&self, port: u16, host: &str) -> Result<bool, ServerError> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if !self
+            .state()
+            .tls
+            .get(&port)
+            .is_some_and(|t| t.by_name.contains_key(&host))
+        {
+            return Ok(false);
+        }
         let mut had = false;
         self.change_tls(port, |tls| had = tls.by_name.remove(&host).is_some())?;
         Ok(had)

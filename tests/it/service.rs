@@ -1034,3 +1034,48 @@ fn stalls_floods_and_bad_input_on_the_management_listeners() {
         "nothing was published"
     );
 }
+
+/// SIGTERM drains as `bcs host` does: a download in flight finishes, byte for byte, then the service
+/// exits 0; new connections are refused meanwhile.
+#[test]
+fn sigterm_lets_a_download_in_flight_finish() {
+    if !have("curl") {
+        return;
+    }
+    let mut svc = Service::start(&[]);
+    let files = tempfile::tempdir().unwrap();
+    let body = pattern(160 * 1024, 5);
+    let file = write_file(files.path(), "slow.bin", &body);
+    let prefix = format!("http://127.0.0.1:{}/drain/", free_port());
+    ok(&svc.bcs(&["group", "create", &prefix, "--bandwidth-limit", "64KiB/s"]));
+    ok(&svc.bcs(&["url", "add", &prefix, "slow.bin", file.to_str().unwrap()]));
+    let got = files.path().join("got");
+    let (target, out) = (format!("{prefix}slow.bin"), got.clone());
+    let download = std::thread::spawn(move || {
+        run(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                out.to_str().unwrap(),
+                "-w",
+                "%{http_code}",
+                &target,
+            ],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    let (code, stderr) = svc.stop("-TERM");
+    assert_eq!(code, Some(0), "{stderr}");
+    let result = download.join().unwrap();
+    assert_eq!(text(&result.stdout), "200");
+    assert!(
+        std::fs::read(&got).unwrap() == body,
+        "the drained download is not the file"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "it exited before the download ended"
+    );
+}
