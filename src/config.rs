@@ -84,7 +84,8 @@ pub struct GroupConfig {
     /// Basic over plain HTTP.
     #[serde(default)]
     pub allow_basic_over_http: bool,
-    /// The SDDL for URLs added without one.
+    /// The SDDL that `UrlGroup::add_url` gives URLs added without one. The `urls` here are taken as
+    /// written: a URL without SDDL has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_sddl: Option<String>,
     /// Transfers at once.

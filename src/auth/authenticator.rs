@@ -80,6 +80,7 @@ impl Authenticator {
             let proved = caller.connection.lock().identity.clone();
             let identity = proved
                 .filter(|_| group.is_connection_bound())
+                .map(|proved| proved.refreshed(principals.as_deref()))
                 .unwrap_or(identity);
             return Ok(identity.into());
         };

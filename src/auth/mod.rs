@@ -324,6 +324,25 @@ impl Identity {
         }
     }
 
+    /// What a connection proved earlier, as the principals say now: a user that was removed is anonymous
+    /// again (NTLM users all come from the principals), and a user's groups are those it has now.
+    ///
+    /// SECURITY: NTLM and Kerberos authenticate a connection once; without this, a user removed or taken
+    /// out of a group kept its old rights for as long as it kept its connection alive.
+    pub(crate) fn refreshed(self, principals: Option<&Principals>) -> Identity {
+        let current = principals.and_then(|p| {
+            let (name, user) = p.user(&self.name)?;
+            Some((name, user, p.group_sids(user)))
+        });
+        match (current, self.scheme) {
+            (Some((name, user, groups)), Scheme::Ntlm | Scheme::Kerberos) => {
+                Identity::user(name, self.scheme, user.sid.clone(), groups)
+            }
+            (None, Scheme::Ntlm) => Identity::anonymous(),
+            _ => self,
+        }
+    }
+
     /// The name shown in logs.
     pub fn name(&self) -> &str {
         &self.name

@@ -186,8 +186,8 @@ impl Principals {
 
     /// Creates a user, or updates an existing one (names ignore case): a new password when one is given
     /// (a new user without one has none, and can authenticate only by certificate or Kerberos), `groups`
-    /// and `certificates` added to those it has (groups created as needed: a group named by an SDDL alias
-    /// of a fixed SID, such as `BA`, or `Administrators`, gets that SID). Returns whether the user is new.
+    /// and `certificates` added to those it has (groups created as needed: `BA` or `Administrators` get
+    /// S-1-5-32-544, `BU` or `Users` S-1-5-32-545). Returns whether the user is new.
     ///
     /// SECURITY: nothing is ever dropped here, so an update never silently changes what SDDL group rules
     /// grant; use [`Principals::remove_user`] to take a user away.
@@ -247,9 +247,8 @@ impl Principals {
         Ok(false)
     }
 
-    /// The group named `name` (ignoring case), created if missing: a name of a well-known group (an SDDL
-    /// alias of a fixed SID such as `BA`, or `Administrators`) gets that SID, any other a new one under
-    /// the machine SID. Returns its name as stored and whether it is new.
+    /// The group named `name` (ignoring case), created if missing: `BA` or `Administrators` get
+    /// S-1-5-32-544, `BU` or `Users` S-1-5-32-545, any other a new SID under the machine SID. Returns its name as stored and whether it is new.
     pub fn ensure_group(&mut self, name: &str) -> Result<(String, bool), AuthError> {
         if let Some(existing) = self.groups.keys().find(|k| k.eq_ignore_ascii_case(name)) {
             return Ok((existing.clone(), false));
@@ -384,15 +383,16 @@ impl Principals {
     }
 }
 
-/// The SID of a group created under a well-known name: an SDDL alias of a fixed SID (`BA`, `BU`, ...), or
-/// `Administrators` and `Users` (what `BA` and `BU` stand for).
+/// The SID of a group created under a well-known name: `BA` or `Administrators` (S-1-5-32-544), `BU` or
+/// `Users` (S-1-5-32-545). Only these: a group must never give its members a system identity such as
+/// `SY` (Local System) or `AN` (Anonymous) by its name alone.
 fn well_known_group(name: &str) -> Option<Sid> {
     let code = match name.to_ascii_lowercase().as_str() {
-        "administrators" => "BA".to_owned(),
-        "users" => "BU".to_owned(),
-        _ => name.to_owned(),
+        "administrators" | "ba" => "BA",
+        "users" | "bu" => "BU",
+        _ => return None,
     };
-    match crate::authz::sid::alias(&code, None) {
+    match crate::authz::sid::alias(code, None) {
         Some(crate::authz::sid::Alias::Fixed(sid)) => Some(sid),
         _ => None,
     }

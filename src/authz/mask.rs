@@ -10,6 +10,8 @@ pub struct AccessMask(pub u32);
 impl AccessMask {
     /// FILE_READ_DATA: what GET and HEAD ask for (a specific bit, so a deny of GW cannot block reads).
     pub const FILE_READ_DATA: AccessMask = AccessMask(0x0000_0001);
+    /// FILE_WRITE_DATA: what a management change asks of the admin SDDL.
+    pub const FILE_WRITE_DATA: AccessMask = AccessMask(0x0000_0002);
     /// READ_CONTROL.
     pub const READ_CONTROL: AccessMask = AccessMask(0x0002_0000);
     /// WRITE_DAC.

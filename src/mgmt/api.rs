@@ -83,10 +83,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     let managed = managed.clone();
     match tokio::task::spawn_blocking(move || call(&managed)).await {
         Ok(result) => result,
-        Err(e) => Err(MgmtError::Invalid {
-            code: "internal",
-            message: format!("the call did not finish: {e}"),
-        }),
+        Err(e) => Err(MgmtError::Internal(format!("the call did not finish: {e}"))),
     }
 }
 
@@ -134,7 +131,7 @@ pub(crate) struct ApiDoc;
 
 /// The answers every operation can give before its handler runs: the remote listener's 401 (with
 /// `WWW-Authenticate`), 403 and 429 (too many failed attempts, with `Retry-After`), 503 (password checks
-/// busy), and 408 (a request that took too long).
+/// busy).
 struct CommonResponses;
 
 impl utoipa::Modify for CommonResponses {
@@ -147,7 +144,6 @@ impl utoipa::Modify for CommonResponses {
                 "Not authenticated (remote listener): see WWW-Authenticate",
             ),
             ("403", "Not allowed to manage this service"),
-            ("408", "The request took too long"),
             ("429", "Too many failed attempts: see Retry-After"),
             ("503", "Too many password checks at once: retry"),
         ];

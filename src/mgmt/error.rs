@@ -33,6 +33,9 @@ pub enum MgmtError {
     /// The store could not record the change; the server was left as it was.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A call failed inside the service (a bug): nothing is known to have changed.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Every library error is a management error through `crate::Error`.
@@ -73,6 +76,7 @@ impl MgmtError {
             MgmtError::NotFound { code, .. } | MgmtError::Invalid { code, .. } => code,
             MgmtError::Library(e) => e.code(),
             MgmtError::Store(_) => "store_failed",
+            MgmtError::Internal(_) => "internal",
         }
     }
 
@@ -82,7 +86,9 @@ impl MgmtError {
         let code = match self {
             MgmtError::NotFound { .. } => return StatusCode::NOT_FOUND,
             MgmtError::Invalid { .. } => return StatusCode::BAD_REQUEST,
-            MgmtError::Store(_) => return StatusCode::INTERNAL_SERVER_ERROR,
+            MgmtError::Store(_) | MgmtError::Internal(_) => {
+                return StatusCode::INTERNAL_SERVER_ERROR
+            }
             MgmtError::Library(e) => e.code(),
         };
         match code {

@@ -147,6 +147,15 @@ impl TryFrom<GroupSettings> for GroupChange {
             ),
             None => None,
         };
+        // RFC 9111 §1.2.2: delta-seconds beyond 2^31 mean nothing more; larger is a mistake.
+        if s.cache_max_age_secs
+            .is_some_and(|age| age > i32::MAX as u64)
+        {
+            return Err(MgmtError::Invalid {
+                code: "invalid_limit",
+                message: format!("cache_max_age_secs is at most {}", i32::MAX),
+            });
+        }
         Ok(GroupChange {
             auth,
             allow_basic_over_http: s.allow_basic_over_http,

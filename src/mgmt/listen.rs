@@ -8,8 +8,8 @@
 //! the service's own user; anyone else gets 403 on every request. Remotely, callers authenticate with the
 //! URL groups' schemes and their guessing limits (Basic only over this TLS, client certificates, NTLM,
 //! Negotiate where built) and must pass the admin SDDL: read access for GET, write access for changes;
-//! anonymous is 401, authenticated but not allowed is 403. Both listeners bound what one client can hold:
-//! connections at once, the header wait, and each request's time.
+//! anonymous is 401, authenticated but not allowed is 403. Both listeners bound what clients can hold:
+//! connections at once (and, remotely, per client address), the header wait and the body's time.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,10 +38,14 @@ use crate::Server;
 
 /// Connections at once on each management listener.
 const MAX_CONNECTIONS: usize = 64;
+/// Connections at once from one client address on the remote listener, so that no one source (an
+/// anonymous one included) can hold every connection and lock administrators out.
+const MAX_PER_SOURCE: usize = 8;
 /// How long a client may take to send a request's header (and how long a kept-alive connection waits).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a request may take, its body included.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a client may take to send a request's body. The change it asks for runs only once the body
+/// is whole, and is never cut short: a timeout then would answer "failed" for a change that happens.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The TLS handshake deadline.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -184,6 +188,7 @@ pub async fn serve_remote(
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let sources = Arc::new(Sources::default());
     let acceptor = tokio_rustls::TlsAcceptor::from(access.tls.clone());
     loop {
         let Ok(permit) = (tokio::select! {
@@ -202,6 +207,10 @@ pub async fn serve_remote(
                 }
             },
             () = shutdown.cancelled() => return,
+        };
+        let Some(slot) = sources.take(peer.ip()) else {
+            tracing::debug!(target: "bits_compact::mgmt", %peer, "too many connections from this address");
+            continue;
         };
         let (router, access, acceptor, shutdown) = (
             router.clone(),
@@ -232,7 +241,7 @@ pub async fn serve_remote(
                 }
             });
             serve_connection(tls, svc, shutdown).await;
-            drop(permit);
+            drop((permit, slot));
         });
     }
 }
@@ -267,7 +276,7 @@ async fn admit(
     }
     let wanted = match *req.method() {
         Method::GET | Method::HEAD => AccessMask::FILE_READ_DATA,
-        _ => AccessMask(0x0000_0002), // FILE_WRITE_DATA
+        _ => AccessMask::FILE_WRITE_DATA,
     };
     let who = format!("{} ({:?}) from {peer}", identity.name(), identity.scheme());
     if !access.sddl.access_check(&identity.token(), wanted).allowed {
@@ -289,18 +298,85 @@ async fn admit(
     response
 }
 
-/// Hands a request to the router with who is calling, under the request deadline.
+/// Hands a request to the router with who is calling; its body must arrive within the body deadline.
 async fn call(router: Router, req: Request<hyper::body::Incoming>, who: String) -> Response<Body> {
-    let mut req = req.map(Body::new);
+    let mut req = req.map(|body| {
+        Body::new(Deadline {
+            inner: body,
+            expires: Box::pin(tokio::time::sleep(BODY_TIMEOUT)),
+        })
+    });
     req.extensions_mut().insert(Caller(who));
-    match tokio::time::timeout(REQUEST_TIMEOUT, router.oneshot(req)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(never)) => match never {},
-        Err(_) => error(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            "the request took too long",
-        ),
+    match router.oneshot(req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// A request body that fails once its deadline passes (a client trickling a body holds nothing longer).
+struct Deadline {
+    inner: hyper::body::Incoming,
+    expires: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Deadline {
+    type Data = bytes::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if std::future::Future::poll(self.expires.as_mut(), cx).is_ready() {
+            return std::task::Poll::Ready(Some(Err("the request body took too long".into())));
+        }
+        std::pin::Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Connections per client address; a slot is given back when its guard drops.
+#[derive(Default)]
+struct Sources(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+struct SourceSlot {
+    sources: Arc<Sources>,
+    ip: std::net::IpAddr,
+}
+
+impl Sources {
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<SourceSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= MAX_PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            sources: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut map = self.sources.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 

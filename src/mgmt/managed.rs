@@ -18,6 +18,8 @@ use crate::Server;
 pub struct Managed {
     server: Server,
     store: Mutex<Box<dyn Store>>,
+    /// Directories whose files are never published (the service's own state).
+    private: Vec<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Managed {
@@ -56,8 +58,8 @@ enum Undo {
     Config(Box<ServerConfig>),
     /// Remove a URL just added.
     RemoveUrl(UrlPrefix, String),
-    /// Publish again a URL just removed.
-    AddUrl(UrlPrefix, UrlConfig),
+    /// Publish again, exactly as it was, a URL just removed.
+    RestoreUrl(UrlGroup, crate::Url),
 }
 
 impl Managed {
@@ -84,8 +86,32 @@ impl Managed {
         let managed = Managed {
             server,
             store: Mutex::new(store),
+            private: Vec::new(),
         };
         Ok((managed, warnings))
+    }
+
+    /// Refuses to publish any file below `dir` (the service's state directory: its store holds password
+    /// hashes).
+    pub fn keep_private(mut self, dir: &std::path::Path) -> Managed {
+        self.private
+            .push(dir.canonicalize().unwrap_or_else(|_| dir.to_owned()));
+        self
+    }
+
+    /// SECURITY: a file below a private directory is refused, whatever path names it.
+    fn refuse_private(&self, file: &std::path::Path) -> Result<(), MgmtError> {
+        let real = file.canonicalize().unwrap_or_else(|_| file.to_owned());
+        if self.private.iter().any(|dir| real.starts_with(dir)) {
+            return Err(MgmtError::Invalid {
+                code: "private_path",
+                message: format!(
+                    "{}: the service's own files are never published",
+                    file.display()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The server.
@@ -129,15 +155,7 @@ impl Managed {
                 .url_group(&prefix)
                 .map_err(MgmtError::from)
                 .and_then(|g| g.remove_url(&suffix).map(drop).map_err(MgmtError::from)),
-            Undo::AddUrl(prefix, url) => self
-                .server
-                .url_group(&prefix)
-                .map_err(MgmtError::from)
-                .and_then(|g| {
-                    g.add_url(&url.suffix, &url.file, url.sddl.as_deref())
-                        .map(drop)
-                        .map_err(MgmtError::from)
-                }),
+            Undo::RestoreUrl(group, url) => group.restore_url(&url).map_err(MgmtError::from),
         };
         if let Err(e) = result {
             tracing::error!(target: "bits_compact::mgmt", error = %e, "a change the store refused could not be undone");
@@ -200,10 +218,11 @@ impl Managed {
     pub fn delete_group(&self, who: &str, prefix: &UrlPrefix) -> Result<(), MgmtError> {
         self.change(who, format!("delete URL group {prefix}"), |server| {
             let before = server.config();
+            let own = server.url_group(prefix)?.prefix().clone();
             server.delete_url_group(prefix)?;
             Ok((
                 (),
-                vec![Delta::DeleteGroup(prefix.clone())],
+                vec![Delta::DeleteGroup(own)],
                 Undo::Config(Box::new(before)),
             ))
         })
@@ -233,15 +252,14 @@ impl Managed {
             });
         }
         let what = format!("add URL {prefix}{} -> {}", url.suffix, url.file.display());
+        self.refuse_private(&url.file)?;
         self.change(who, what, |server| {
             let group = server.url_group(prefix)?;
             let added = url_config(&group.add_url(&url.suffix, &url.file, url.sddl.as_deref())?);
+            // The group's own prefix, not the caller's spelling of it (the segment ignores case).
+            let prefix = group.prefix().clone();
             let undo = Undo::RemoveUrl(prefix.clone(), added.suffix.clone());
-            Ok((
-                added.clone(),
-                vec![Delta::PutUrl(prefix.clone(), added)],
-                undo,
-            ))
+            Ok((added.clone(), vec![Delta::PutUrl(prefix, added)], undo))
         })
     }
 
@@ -251,13 +269,12 @@ impl Managed {
             let group = server.url_group(prefix)?;
             let url = group
                 .url(suffix)
-                .map(|u| url_config(&u))
                 .ok_or_else(|| url_not_found(prefix, suffix))?;
             if !group.remove_url(suffix)? {
                 return Err(url_not_found(prefix, suffix));
             }
-            let delta = Delta::DeleteUrl(prefix.clone(), url.suffix.clone());
-            Ok(((), vec![delta], Undo::AddUrl(prefix.clone(), url)))
+            let delta = Delta::DeleteUrl(group.prefix().clone(), url.suffix().to_owned());
+            Ok(((), vec![delta], Undo::RestoreUrl(group, url)))
         })
     }
 
@@ -329,11 +346,12 @@ impl Managed {
         source: &CertificateSource,
     ) -> Result<TlsBinding, MgmtError> {
         let on = sni.map_or(String::new(), |n| format!(" for {n}"));
+        // Loaded before the writer lock: reading files takes time no other change should wait for.
+        let cert = ServerCertificate::from_source(source)?;
         self.change(
             who,
             format!("set certificate on port {port}{on}"),
             |server| {
-                let cert = ServerCertificate::from_source(source)?;
                 let before = server.config();
                 match sni {
                     Some(name) => server.set_sni_certificate(port, name, cert)?,
@@ -498,52 +516,42 @@ fn check_name(name: &str, code: &'static str) -> Result<(), MgmtError> {
     Ok(())
 }
 
-/// Applies what the stored configuration holds piece by piece, leaving out what fails.
+/// Applies what the stored configuration holds piece by piece, through `apply` (so each part is taken
+/// exactly as stored, all or nothing): the principals, then each group with the URLs whose files can still
+/// be opened, then each TLS binding; what fails is left out with a warning.
 fn start_in_parts(server: &Server, stored: &Stored, warnings: &mut Vec<String>) {
-    if let Some(p) = &stored.principals {
-        server.set_principals(p.clone());
+    let mut config = server.config();
+    config.principals = stored.principals.clone();
+    if let Err(e) = server.apply(&config) {
+        warnings.push(format!("the principals are not set: {e}"));
+        config.principals = server.principals();
     }
     for group in &stored.groups {
-        let made = server
-            .create_url_group(&group.prefix)
-            .map_err(MgmtError::from)
-            .and_then(|g| change_settings(&g, &settings_of(group)).map(|()| g));
-        let g = match made {
-            Ok(g) => g,
-            Err(e) => {
-                warnings.push(format!("URL group {} is not served: {e}", group.prefix));
-                continue;
-            }
-        };
-        for url in &group.urls {
-            if let Err(e) = g.add_url(&url.suffix, &url.file, url.sddl.as_deref()) {
+        let mut candidate = group.clone();
+        candidate.urls.retain(|url| {
+            let servable = std::fs::metadata(&url.file).is_ok_and(|m| m.is_file());
+            if !servable {
                 warnings.push(format!(
-                    "URL {}{} is not served: {e}",
-                    group.prefix, url.suffix
+                    "URL {}{} is not served: {} is not a readable file",
+                    group.prefix,
+                    url.suffix,
+                    url.file.display()
                 ));
             }
+            servable
+        });
+        config.groups.push(candidate);
+        if let Err(e) = server.apply(&config) {
+            warnings.push(format!("URL group {} is not served: {e}", group.prefix));
+            config.groups.pop();
         }
     }
     for binding in &stored.tls {
-        let mut config = server.config();
-        config.tls.retain(|t| t.port != binding.port);
         config.tls.push(binding.clone());
         if let Err(e) = server.apply(&config) {
             warnings.push(format!("TLS on port {} is not set: {e}", binding.port));
+            config.tls.pop();
         }
-    }
-}
-
-/// A group's settings as a change that sets them all.
-fn settings_of(g: &GroupConfig) -> GroupChange {
-    GroupChange {
-        auth: Some(g.auth.clone()),
-        allow_basic_over_http: Some(g.allow_basic_over_http),
-        default_sddl: Some(g.default_sddl.clone()),
-        connection_limit: Some(g.connection_limit),
-        bandwidth_limit: Some(g.bandwidth_limit),
-        cache_max_age_secs: Some(g.cache_max_age_secs),
-        index: Some(g.index),
     }
 }
 
@@ -607,6 +615,17 @@ fn certificate_not_found(port: u16, sni: Option<&str>) -> MgmtError {
 /// carry none) are kept from `current`: a user without hashes keeps its own; a PKCS#12 binding whose
 /// password is empty, or a PEM binding whose key is empty, keeps the stored one of the same certificate.
 fn merged(current: &ServerConfig, wanted: Stored, prune: bool) -> Result<ServerConfig, MgmtError> {
+    for (i, g) in wanted.groups.iter().enumerate() {
+        if wanted.groups[..i].iter().any(|o| o.prefix == g.prefix) {
+            return Err(MgmtError::Invalid {
+                code: "invalid_config",
+                message: format!(
+                    "the group {} is given twice (segments ignore case)",
+                    g.prefix
+                ),
+            });
+        }
+    }
     let mut target = current.clone();
     if prune {
         target
@@ -701,7 +720,7 @@ fn diff(before: &ServerConfig, after: &ServerConfig) -> Vec<Delta> {
             if !group
                 .urls
                 .iter()
-                .any(|u| u.suffix.eq_ignore_ascii_case(&url.suffix))
+                .any(|u| u.suffix.to_lowercase() == url.suffix.to_lowercase())
             {
                 deltas.push(Delta::DeleteUrl(group.prefix.clone(), url.suffix.clone()));
             }
@@ -784,12 +803,20 @@ mod tests {
     /// SECURITY: a change the store cannot keep is undone, so what is served is what is stored.
     #[test]
     fn a_change_the_store_refuses_is_undone() {
-        // The group and one URL are stored; everything after is refused.
-        let (m, dir, prefix) = managed(2);
+        // The group, one URL without SDDL and then a default SDDL are stored; everything after is refused.
+        let (m, dir, prefix) = managed(3);
         m.create_group("t", &prefix, &GroupChange::default())
             .unwrap();
-        m.add_url("t", &prefix, &url(&dir, "kept.bin")).unwrap();
+        let mut open = url(&dir, "kept.bin");
+        open.sddl = None;
+        m.add_url("t", &prefix, &open).unwrap();
+        let default = GroupChange {
+            default_sddl: Some(Some("D:(A;;GR;;;WD)".into())),
+            ..GroupChange::default()
+        };
+        m.change_group("t", &prefix, &default).unwrap();
         let before = m.server().config();
+        assert_eq!(before.groups[0].urls[0].sddl, None);
 
         let err = m.add_url("t", &prefix, &url(&dir, "new.bin")).unwrap_err();
         assert_eq!(err.code(), "store_failed");

@@ -253,7 +253,7 @@ fn prepare(scratch: &UrlGroup, g: &GroupConfig) -> Result<Prepared, ServerError>
     let mut urls = Vec::with_capacity(g.urls.len());
     let mut suffixes = HashSet::new();
     for u in &g.urls {
-        let entry = scratch.prepare_url(&u.suffix, &u.file, u.sddl.as_deref())?;
+        let entry = scratch.prepare_url(&u.suffix, &u.file, u.sddl.as_deref(), false)?;
         if !suffixes.insert(entry.suffix.key()) {
             return Err(crate::url::UrlError::Exists {
                 prefix: g.prefix.to_string(),

@@ -1,7 +1,8 @@
 //! The SQLite store: one database file in WAL mode with `synchronous=FULL`, so a commit is on disk when
-//! `commit` returns; one transaction per management call. Rows are keyed by what the management API
-//! names (a group's prefix, a URL's suffix, a port) and hold the serde JSON of the configuration types, so
-//! adding a field to a configuration type needs no migration.
+//! `commit` returns; one transaction per management call. Rows are keyed by what the server compares
+//! (a group's [`UrlPrefix::key`](crate::UrlPrefix::key), its segment ignoring case; a URL's suffix,
+//! lowercased; a port) and hold the serde JSON of the configuration types, so adding a field to a
+//! configuration type needs no migration.
 //!
 //! The schema version is SQLite's `user_version`; `open` migrates older databases forward in one
 //! transaction and refuses newer ones.
@@ -132,7 +133,7 @@ impl Store for SqliteStore {
             let mut stmt =
                 tx.prepare("SELECT url FROM urls WHERE prefix = ?1 ORDER BY suffix_key")?;
             for group in &mut groups {
-                let rows = stmt.query_map([group.prefix.to_string()], |r| r.get::<_, String>(0))?;
+                let rows = stmt.query_map([group.prefix.key()], |r| r.get::<_, String>(0))?;
                 group.urls = rows
                     .map(|text| parse::<UrlConfig>("URL", &text?))
                     .collect::<Result<_, _>>()?;
@@ -185,26 +186,23 @@ fn write(tx: &Transaction<'_>, delta: &Delta) -> Result<(), StoreError> {
                 "INSERT INTO url_groups (prefix, position, settings)
                  VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM url_groups), ?2)
                  ON CONFLICT (prefix) DO UPDATE SET settings = excluded.settings",
-                params![group.prefix.to_string(), json(&settings)],
+                params![group.prefix.key(), json(&settings)],
             )?;
         }
         Delta::DeleteGroup(prefix) => {
-            tx.execute(
-                "DELETE FROM url_groups WHERE prefix = ?1",
-                [prefix.to_string()],
-            )?;
+            tx.execute("DELETE FROM url_groups WHERE prefix = ?1", [prefix.key()])?;
         }
         Delta::PutUrl(prefix, url) => {
             tx.execute(
                 "INSERT INTO urls (prefix, suffix_key, url) VALUES (?1, ?2, ?3)
                  ON CONFLICT (prefix, suffix_key) DO UPDATE SET url = excluded.url",
-                params![prefix.to_string(), url.suffix.to_lowercase(), json(url)],
+                params![prefix.key(), url.suffix.to_lowercase(), json(url)],
             )?;
         }
         Delta::DeleteUrl(prefix, suffix) => {
             tx.execute(
                 "DELETE FROM urls WHERE prefix = ?1 AND suffix_key = ?2",
-                params![prefix.to_string(), suffix.to_lowercase()],
+                params![prefix.key(), suffix.to_lowercase()],
             )?;
         }
         Delta::PutTls(binding) => {
@@ -319,6 +317,34 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM urls", [], |r| r.get(0))
             .unwrap();
         assert_eq!(orphans, 0, "a deleted group's URLs go with it");
+    }
+
+    #[test]
+    fn prefixes_that_differ_only_in_the_segments_case_are_one_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path().join("config.db")).unwrap();
+        let upper: UrlPrefix = "http://+:80/App/".parse().unwrap();
+        let lower: UrlPrefix = "http://+:80/app/".parse().unwrap();
+        store
+            .commit(&[Delta::PutGroup(group("http://+:80/App/"))], &audit())
+            .unwrap();
+        store
+            .commit(&[Delta::PutUrl(lower.clone(), url("a"))], &audit())
+            .unwrap();
+        store
+            .commit(&[Delta::DeleteUrl(upper.clone(), "A".into())], &audit())
+            .unwrap();
+        store
+            .commit(&[Delta::PutUrl(upper, url("b"))], &audit())
+            .unwrap();
+        let stored = store.load().unwrap();
+        assert_eq!(stored.groups.len(), 1);
+        assert_eq!(stored.groups[0].prefix.to_string(), "http://+:80/App/");
+        assert_eq!(stored.groups[0].urls, vec![url("b")]);
+        store
+            .commit(&[Delta::DeleteGroup(lower)], &audit())
+            .unwrap();
+        assert_eq!(store.load().unwrap(), Stored::default());
     }
 
     #[test]

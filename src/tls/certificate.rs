@@ -60,7 +60,8 @@ impl ServerCertificate {
     pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, TlsError> {
         let (cert, key) = (cert.as_ref(), key.as_ref());
         let chain = read_chain(cert)?;
-        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
+        let key_text = Zeroizing::new(read_file(key)?);
+        let key_der = PrivateKeyDer::from_pem_slice(&key_text).map_err(|e| pem_error(key, e))?;
         let source = CertificateSource::PemFiles {
             cert: cert.to_owned(),
             key: key.to_owned(),
@@ -107,10 +108,7 @@ impl ServerCertificate {
     /// Loads a PKCS#12 (`.pfx`) file: its first private key and that key's chain.
     pub fn from_pkcs12_file(path: impl AsRef<Path>, password: &str) -> Result<Self, TlsError> {
         let path = path.as_ref();
-        let data = std::fs::read(path).map_err(|source| TlsError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let data = Zeroizing::new(read_file(path)?);
         let store = p12_keystore::KeyStore::from_pkcs12(&data, password, Default::default())
             .map_err(|e| TlsError::Pkcs12 {
                 path: path.to_owned(),
@@ -229,10 +227,56 @@ fn generate_self_signed(
     Ok((cert.der().clone(), Zeroizing::new(key.serialize_der())))
 }
 
+/// The most a certificate, key, CA, CRL or PKCS#12 file may hold: far more than any real one.
+const MAX_FILE: u64 = 4 << 20;
+
+/// A certificate, key, CA, CRL or PKCS#12 file's bytes.
+///
+/// SECURITY: these paths come from configuration, which the management API takes remotely: the file is
+/// opened without blocking (a FIFO cannot stall the caller), must be a regular file (not a device such as
+/// `/dev/zero`), and is read up to [`MAX_FILE`] bytes, so no path can exhaust memory or hang a change.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(err)?;
+    let meta = file.metadata().map_err(err)?;
+    if !meta.is_file() {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_FILE} bytes"),
+        )));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut data)
+        .map_err(err)?;
+    if data.len() as u64 > MAX_FILE {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_FILE} bytes"),
+        )));
+    }
+    Ok(data)
+}
+
 /// Every certificate in a PEM file; an empty file is an error naming it.
 pub(crate) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let chain = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_error(path, e))?
+    let data = read_file(path)?;
+    let chain = CertificateDer::pem_slice_iter(&data)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(path, e))?;
     if chain.is_empty() {

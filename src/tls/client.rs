@@ -102,8 +102,8 @@ impl ClientCertificates {
         }
         let mut lists = Vec::new();
         for path in crls {
-            let found = CertificateRevocationListDer::pem_file_iter(path)
-                .map_err(|e| pem_error(path, e))?
+            let data = super::certificate::read_file(path)?;
+            let found = CertificateRevocationListDer::pem_slice_iter(&data)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| pem_error(path, e))?;
             if found.is_empty() {

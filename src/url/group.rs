@@ -290,7 +290,7 @@ impl UrlGroup {
     ) -> Result<Url, UrlError> {
         self.change(
             || {
-                let entry = self.prepare_url(suffix, file.as_ref(), sddl)?;
+                let entry = self.prepare_url(suffix, file.as_ref(), sddl, true)?;
                 self.insert(entry)
             },
             |url, prefix| {
@@ -303,11 +303,16 @@ impl UrlGroup {
     }
 
     /// Checks a URL and opens its file without publishing it.
+    ///
+    /// With `use_default`, a URL without SDDL gets the group's default (what `add_url` does); without it,
+    /// none is none (what a configuration says is taken as written: SECURITY: filling in today's default
+    /// for a URL published before it was set would change who may read it).
     pub(crate) fn prepare_url(
         &self,
         suffix: &str,
         file: &Path,
         sddl: Option<&str>,
+        use_default: bool,
     ) -> Result<Arc<UrlEntry>, UrlError> {
         let suffix = UrlSuffix::new(suffix).map_err(|source| UrlError::Suffix {
             suffix: suffix.to_owned(),
@@ -321,6 +326,9 @@ impl UrlGroup {
                 source,
             })?
             .or_else(|| {
+                if !use_default {
+                    return None;
+                }
                 let default = self
                     .inner
                     .default_sddl
@@ -361,6 +369,21 @@ impl UrlGroup {
         }
         urls.insert(key, entry.clone());
         Ok(Url { entry })
+    }
+
+    /// Publishes again, exactly as it was, a URL this group removed (its SDDL, its opened file): what
+    /// undoing a removal needs, where `add_url` would apply today's default SDDL.
+    pub(crate) fn restore_url(&self, url: &Url) -> Result<(), UrlError> {
+        self.change(
+            || self.insert(url.entry.clone()),
+            |url, prefix| {
+                Some(Change::UrlAdded {
+                    prefix,
+                    suffix: url.suffix().to_owned(),
+                })
+            },
+        )
+        .map(drop)
     }
 
     /// Unpublishes the URL with this suffix (the original's RemoveUrl); returns whether it existed.

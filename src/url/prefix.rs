@@ -106,6 +106,15 @@ impl UrlPrefix {
     }
 
     /// The segment lowercased, as routing compares it.
+    /// The prefix as a key: equal for prefixes that are equal (the segment compares ignoring case), so
+    /// what a store keys groups by.
+    pub fn key(&self) -> String {
+        format!(
+            "{}://{}:{}/{}/",
+            self.scheme, self.host, self.port, self.segment_key
+        )
+    }
+
     pub(crate) fn segment_key(&self) -> &str {
         &self.segment_key
     }

@@ -2,7 +2,7 @@
 //! directory, managed through the local socket (and optionally a remote TLS port) with the `bcs group`,
 //! `url`, `auth`, `limit`, `cert`, `user`, `export` and `apply` commands.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -41,6 +41,9 @@ pub(crate) struct ServeArgs {
     /// CA certificates (PEM) whose client certificates administrators may authenticate with.
     #[arg(long, value_name = "FILE")]
     admin_client_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM) for administrators' client certificates (repeatable).
+    #[arg(long, value_name = "FILE", requires = "admin_client_ca")]
+    admin_client_crl: Vec<PathBuf>,
     /// Who may manage remotely, in SDDL: read access for GET, write access for changes. `BA` is the
     /// principals group `BA` (or `Administrators`).
     #[arg(long, value_name = "SDDL", default_value = "D:(A;;GA;;;BA)")]
@@ -73,7 +76,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     for w in &warnings {
         note!("bcs: warning: {w}");
     }
-    let managed = Arc::new(managed);
+    let managed = Arc::new(managed.keep_private(&state));
     let router = mgmt::router(managed.clone());
     let stop = CancellationToken::new();
 
@@ -85,10 +88,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         tokio::spawn(async move { mgmt::serve_local(listener, &socket, router, stop).await })
     };
     if let Some(url) = &args.admin_url {
-        let (listener, access) = admin_listener(&args, url, &bind, &server, &state).await?;
-        let addr = listener.local_addr().map_err(CliError::Runtime)?;
-        say!("bcs: management API for administrators at https://{addr}/v1/");
-        tokio::spawn(mgmt::serve_remote(listener, access, router, stop.clone()));
+        let (listeners, access) = admin_listeners(&args, url, &bind, &server, &state).await?;
+        for listener in listeners {
+            let addr = listener.local_addr().map_err(CliError::Runtime)?;
+            say!("bcs: management API for administrators at https://{addr}/v1/");
+            let (access, router) = (access.clone(), router.clone());
+            tokio::spawn(mgmt::serve_remote(listener, access, router, stop.clone()));
+        }
     }
     let groups = managed.groups();
     let urls: usize = groups.iter().map(|g| g.urls.len()).sum();
@@ -108,33 +114,47 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The remote management listener: bound, with its certificate and rule.
-async fn admin_listener(
+/// The remote management listeners (one per address: the `--admin-url`'s, else each bind address, else
+/// all), with their certificate and rule.
+async fn admin_listeners(
     args: &ServeArgs,
     url: &AdminUrl,
     bind: &[IpAddr],
     server: &Server,
     state: &std::path::Path,
-) -> Result<(tokio::net::TcpListener, Arc<AdminAccess>), CliError> {
-    let addr = match url.host {
-        Some(ip) => SocketAddr::new(ip, url.port),
-        None => match bind {
-            [one] => SocketAddr::new(*one, url.port),
-            [] => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), url.port),
-            _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), url.port),
-        },
+) -> Result<(Vec<tokio::net::TcpListener>, Arc<AdminAccess>), CliError> {
+    let addrs: Vec<SocketAddr> = match (url.host, bind) {
+        (Some(ip), _) => vec![SocketAddr::new(ip, url.port)],
+        // [::] takes IPv4 too where the system allows (Linux does by default).
+        (None, []) => vec![SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), url.port)],
+        (None, bind) => bind
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, url.port))
+            .collect(),
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| CliError::Serve(format!("cannot listen on {addr} for --admin-url: {e}")))?;
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            CliError::Serve(format!("cannot listen on {addr} for --admin-url: {e}"))
+        })?;
+        listeners.push(listener);
+    }
     let certificate = match (&args.admin_cert, &args.admin_key) {
         (Some(cert), Some(key)) => ServerCertificate::from_pem_files(cert, key)?,
         _ => {
-            let names = vec![
+            // The names a client may reach it by: the machine's, loopback, and each address it listens on.
+            let mut names = vec![
+                gethostname::gethostname().to_string_lossy().into_owned(),
                 "localhost".to_owned(),
                 "127.0.0.1".to_owned(),
                 "::1".to_owned(),
             ];
+            for addr in &addrs {
+                let ip = addr.ip().to_string();
+                if !addr.ip().is_unspecified() && !names.contains(&ip) {
+                    names.push(ip);
+                }
+            }
             let (cert, kept) = crate::cert::self_signed_in(Some(state.to_owned()), &names, false)?;
             if let Some(file) = kept.cert_file() {
                 note!(
@@ -147,15 +167,17 @@ async fn admin_listener(
         }
     };
     let clients = match &args.admin_client_ca {
-        Some(ca) => {
-            ClientCertificates::from_pem_files(ClientCertMode::Optional, ca, &[] as &[PathBuf])?
-        }
+        Some(ca) => ClientCertificates::from_pem_files(
+            ClientCertMode::Optional,
+            ca,
+            &args.admin_client_crl,
+        )?,
         None => ClientCertificates::off(),
     };
     let sddl = SecurityDescriptor::parse(&args.admin_sddl, None)
         .map_err(|e| CliError::Library(e.into()))?;
     let access = AdminAccess::new(server, certificate, clients, sddl)?;
-    Ok((listener, Arc::new(access)))
+    Ok((listeners, Arc::new(access)))
 }
 
 /// Where the remote management API listens: `https://+:PORT/` (`+` or `*`: the bind addresses) or
@@ -189,20 +211,38 @@ impl std::str::FromStr for AdminUrl {
     }
 }
 
-/// Creates the state directory mode 0700 (SECURITY: it holds the store, with password hashes, and the
-/// socket), or checks an existing one is a directory.
+/// Creates the state directory mode 0700, or checks an existing one: a directory, owned by this user,
+/// that no one else may write to.
+///
+/// SECURITY: it holds the store (password hashes, and what is published) and the socket; were another
+/// user able to write there, they could swap either and publish any file this service can read.
 fn make_private_dir(dir: &std::path::Path) -> Result<(), CliError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let refuse =
+        |why: String| CliError::Serve(format!("the state directory {}: {why}", dir.display()));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| {
-            CliError::Serve(format!(
-                "cannot create the state directory {}: {e}",
-                dir.display()
-            ))
-        })
+        .map_err(|e| refuse(format!("cannot be created: {e}")))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| refuse(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(refuse("is not a directory".into()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "is owned by uid {}, not this user (uid {me})",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "is writable by others (mode {:o}); chmod 700 it",
+            meta.mode() & 0o777
+        )));
+    }
+    Ok(())
 }
 
 fn store_error(e: bits_compact::store::StoreError) -> CliError {
