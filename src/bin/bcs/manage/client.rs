@@ -25,8 +25,9 @@ use zeroize::Zeroizing;
 
 use super::{ApiArgs, ManageError};
 
-/// Connecting, the TLS handshake, the request and the whole answer, together.
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// Connecting, the TLS handshake, the request and the whole answer, together. Longer than the service's
+/// 60 s body deadline, so that a large `bcs apply` that the service takes is not reported as unreachable.
+const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The largest answer read; a whole configuration with many URLs stays far below it.
 const MAX_ANSWER: usize = 16 << 20;

@@ -138,7 +138,7 @@ pub(crate) enum ManageError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("bcs serve at {server} did not answer within {secs} s")]
+    #[error("bcs serve at {server} did not answer within {secs} s (a change may still be made: check before retrying)")]
     Timeout { server: String, secs: u64 },
     #[error("unexpected answer from {server}: {reason}")]
     BadAnswer { server: String, reason: String },
