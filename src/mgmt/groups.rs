@@ -64,7 +64,8 @@ pub struct Url {
     pub sddl: Option<String>,
 }
 
-/// A new group: its prefix and, optionally, its settings.
+/// A new group: its prefix and, optionally, its settings. (The settings are spelled out, not a flattened
+/// [`GroupSettings`]: serde's `flatten` would accept unknown fields.)
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {

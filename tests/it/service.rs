@@ -106,6 +106,68 @@ impl Drop for Service {
     }
 }
 
+/// A `bcs serve` with the remote admin listener on a free loopback port, its certificate from a test CA
+/// (whose file clients trust, and whose client certificates `--admin-client-ca` accepts when asked for).
+struct Admin {
+    svc: Service,
+    pki: tempfile::TempDir,
+    ca: Ca,
+    ca_file: PathBuf,
+    port: u16,
+}
+
+impl Admin {
+    fn start(client_certificates: bool, extra: &[&str]) -> Admin {
+        let pki = tempfile::tempdir().unwrap();
+        let ca = Ca::new("bcs test admin CA");
+        let ca_file = ca.write(pki.path(), "ca.pem");
+        let server = ca.server(pki.path(), "admin", &["127.0.0.1", "localhost"]);
+        let port = free_port();
+        let url = format!("https://127.0.0.1:{port}/");
+        let mut args = vec![
+            "--admin-url",
+            &url,
+            "--admin-cert",
+            server.cert.to_str().unwrap(),
+            "--admin-key",
+            server.key.to_str().unwrap(),
+        ];
+        if client_certificates {
+            args.extend(["--admin-client-ca", ca_file.to_str().unwrap()]);
+        }
+        args.extend_from_slice(extra);
+        let svc = Service::start(&args);
+        Admin {
+            svc,
+            pki,
+            ca,
+            ca_file,
+            port,
+        }
+    }
+
+    /// `https://127.0.0.1:PORT` (no slash).
+    fn base(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// A client certificate from the test CA.
+    fn client(&self, file: &str, cn: &str) -> crate::pki::Leaf {
+        self.ca.client(self.pki.path(), file, cn, None)
+    }
+}
+
+/// The status curl gets for `url` (with extra arguments; the body goes to /dev/null unless they say `-o`).
+fn status(url: &str, extra: &[&str]) -> String {
+    let mut args = vec!["-s", "-w", "%{http_code}"];
+    if !extra.contains(&"-o") {
+        args.extend(["-o", "/dev/null"]);
+    }
+    args.extend_from_slice(extra);
+    args.push(url);
+    text(&run("curl", &args).stdout)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -231,47 +293,25 @@ fn the_original_walkthrough_with_bcs_and_curl() {
 
     let target = format!("{prefix}setup.bin");
     let got = files.path().join("got");
-    let status = run(
-        "curl",
-        &[
-            "-s",
-            "--ntlm",
-            "-u",
-            "alice:walk-through-pw",
-            "-o",
-            got.to_str().unwrap(),
-            "-w",
-            "%{http_code}",
-            &target,
-        ],
-    );
-    assert_eq!(text(&status.stdout), "200");
+    let download = [
+        "--ntlm",
+        "-u",
+        "alice:walk-through-pw",
+        "-o",
+        got.to_str().unwrap(),
+    ];
+    assert_eq!(status(&target, &download), "200");
     assert!(
         std::fs::read(&got).unwrap() == body,
         "the download differs from the file"
     );
-    let anonymous = run(
-        "curl",
-        &["-s", "-o", "/dev/null", "-w", "%{http_code}", &target],
-    );
-    assert_eq!(text(&anonymous.stdout), "401");
+    assert_eq!(status(&target, &[]), "401");
 
     ok(&svc.bcs(&["url", "remove", &prefix, "setup.bin"]));
-    let gone = run(
-        "curl",
-        &[
-            "-s",
-            "--ntlm",
-            "-u",
-            "alice:walk-through-pw",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &target,
-        ],
+    assert_eq!(
+        status(&target, &["--ntlm", "-u", "alice:walk-through-pw"]),
+        "404"
     );
-    assert_eq!(text(&gone.stdout), "404");
     let check = svc.bcs(&["url", "check", &prefix, "setup.bin", "--json"]);
     assert_eq!(check.status.code(), Some(3), "not found");
     assert_eq!(
@@ -280,11 +320,7 @@ fn the_original_walkthrough_with_bcs_and_curl() {
     );
 
     ok(&svc.bcs(&["group", "delete", &prefix]));
-    let deleted = run(
-        "curl",
-        &["-s", "-o", "/dev/null", "-w", "%{http_code}", &target],
-    );
-    assert_eq!(text(&deleted.stdout), "400");
+    assert_eq!(status(&target, &[]), "400");
     let missing = svc.bcs(&["group", "show", &prefix, "--json"]);
     assert_eq!(missing.status.code(), Some(3));
     let err: Value = serde_json::from_slice(&missing.stdout).unwrap();
@@ -334,18 +370,11 @@ fn a_restart_keeps_and_serves_everything() {
     assert_eq!(code, Some(0));
     svc.restart();
     assert_eq!(svc.bcs_json(&["export"]), before);
-    let got = run(
-        "curl",
-        &[
-            "-s",
-            "-w",
-            "%{http_code}",
-            "-o",
-            "/dev/null",
-            &format!("{prefix}dir/a.bin"),
-        ],
+    assert_eq!(
+        status(&format!("{prefix}dir/a.bin"), &[]),
+        "200",
+        "served again after the restart"
     );
-    assert_eq!(text(&got.stdout), "200", "served again after the restart");
     assert_eq!(
         svc.bcs_json(&["limit", "show", &prefix])["BandwidthLimit"],
         4096
@@ -508,24 +537,11 @@ fn the_remote_admin_listener_lets_in_administrators_only() {
     if !have("curl") {
         return;
     }
-    let pki = tempfile::tempdir().unwrap();
-    let ca = Ca::new("bcs test admin CA");
-    let ca_file = ca.write(pki.path(), "ca.pem");
-    let server = ca.server(pki.path(), "admin", &["127.0.0.1", "localhost"]);
-    let ops = ca.client(pki.path(), "ops", "ops-console", None);
-    let stranger = ca.client(pki.path(), "stranger", "stranger", None);
-    let admin_port = free_port();
-    let admin_url = format!("https://127.0.0.1:{admin_port}/");
-    let svc = Service::start(&[
-        "--admin-url",
-        &admin_url,
-        "--admin-cert",
-        server.cert.to_str().unwrap(),
-        "--admin-key",
-        server.key.to_str().unwrap(),
-        "--admin-client-ca",
-        ca_file.to_str().unwrap(),
-    ]);
+    let admin = Admin::start(true, &[]);
+    let (svc, ca_file) = (&admin.svc, &admin.ca_file);
+    let admin_url = format!("{}/", admin.base());
+    let ops = admin.client("ops", "ops-console");
+    let stranger = admin.client("stranger", "stranger");
     for (name, password, groups, certs) in [
         ("admin", Some("admin-pw-1"), vec!["BA"], vec![]),
         ("bob", Some("bob-pw-1"), vec![], vec![]),
@@ -820,25 +836,9 @@ fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
     if !have("schemathesis") {
         return;
     }
-    let pki = tempfile::tempdir().unwrap();
-    let ca = Ca::new("bcs schemathesis CA");
-    let ca_file = ca.write(pki.path(), "ca.pem");
-    let server = ca.server(pki.path(), "admin", &["127.0.0.1"]);
-    let client = ca.client(pki.path(), "fuzzer", "fuzzer", None);
-    let admin_port = free_port();
-    let base = format!("https://127.0.0.1:{admin_port}");
-    let _svc = Service::start(&[
-        "--admin-url",
-        &format!("{base}/"),
-        "--admin-cert",
-        server.cert.to_str().unwrap(),
-        "--admin-key",
-        server.key.to_str().unwrap(),
-        "--admin-client-ca",
-        ca_file.to_str().unwrap(),
-        "--admin-sddl",
-        "D:(A;;GA;;;AU)",
-    ]);
+    let admin = Admin::start(true, &["--admin-sddl", "D:(A;;GA;;;AU)"]);
+    let (ca_file, base) = (&admin.ca_file, admin.base());
+    let client = admin.client("fuzzer", "fuzzer");
     let schema = format!("{base}/v1/openapi.json");
     let out = std::process::Command::new("schemathesis")
         .args([
@@ -850,7 +850,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
             "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
             "--no-color",
         ])
-        .current_dir(pki.path())
+        .current_dir(admin.pki.path())
         .env("SCHEMATHESIS_HOOKS", "")
         .output()
         .unwrap();
@@ -935,18 +935,8 @@ fn readiness_reaches_systemd_once_the_socket_answers() {
 /// refused; the service answers its administrator throughout and its memory stays bounded.
 #[test]
 fn stalls_floods_and_bad_input_on_the_management_listeners() {
-    let pki = tempfile::tempdir().unwrap();
-    let ca = Ca::new("bcs attack CA");
-    let server = ca.server(pki.path(), "admin", &["127.0.0.1"]);
-    let admin_port = free_port();
-    let svc = Service::start(&[
-        "--admin-url",
-        &format!("https://127.0.0.1:{admin_port}/"),
-        "--admin-cert",
-        server.cert.to_str().unwrap(),
-        "--admin-key",
-        server.key.to_str().unwrap(),
-    ]);
+    let admin = Admin::start(false, &[]);
+    let (svc, admin_port) = (&admin.svc, admin.port);
     let pid = svc.running.as_ref().unwrap().child.id();
     let rss = || crate::hardening::memory_kib(pid, "VmRSS");
     let start_rss = rss();
@@ -1064,25 +1054,12 @@ fn sigterm_lets_a_download_in_flight_finish() {
     ok(&svc.bcs(&["url", "add", &prefix, "slow.bin", file.to_str().unwrap()]));
     let got = files.path().join("got");
     let (target, out) = (format!("{prefix}slow.bin"), got.clone());
-    let download = std::thread::spawn(move || {
-        run(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                out.to_str().unwrap(),
-                "-w",
-                "%{http_code}",
-                &target,
-            ],
-        )
-    });
+    let download = std::thread::spawn(move || status(&target, &["-o", out.to_str().unwrap()]));
     std::thread::sleep(Duration::from_millis(700));
     let started = Instant::now();
     let (code, stderr) = svc.stop("-TERM");
     assert_eq!(code, Some(0), "{stderr}");
-    let result = download.join().unwrap();
-    assert_eq!(text(&result.stdout), "200");
+    assert_eq!(download.join().unwrap(), "200");
     assert!(
         std::fs::read(&got).unwrap() == body,
         "the drained download is not the file"
@@ -1127,29 +1104,19 @@ fn review_findings_stay_fixed() {
         .0,
         200
     );
-    let anonymous = |svc: &Service| {
-        let _ = svc;
-        let out = run(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &format!("{prefix}secret.txt"),
-            ],
-        );
-        text(&out.stdout)
-    };
-    assert_eq!(anonymous(&svc), "401");
+    let secret_url = format!("{prefix}secret.txt");
+    assert_eq!(status(&secret_url, &[]), "401");
     // The same group through another case: the store follows the server.
     let lower = prefix.to_lowercase();
     ok(&svc.bcs(&["url", "remove", &lower, "GONE.txt"]));
     std::fs::remove_file(&gone).unwrap();
     svc.stop("-TERM");
     svc.restart();
-    assert_eq!(anonymous(&svc), "401", "a restart opened a URL to anyone");
+    assert_eq!(
+        status(&secret_url, &[]),
+        "401",
+        "a restart opened a URL to anyone"
+    );
     let urls = svc.bcs_json(&["url", "list", &prefix]);
     assert_eq!(
         urls,
@@ -1216,19 +1183,8 @@ fn a_removed_administrator_loses_an_ntlm_connection_at_once() {
     if !crate::support::have_module("requests_ntlm") {
         return;
     }
-    let pki = tempfile::tempdir().unwrap();
-    let ca = Ca::new("bcs ntlm admin CA");
-    let ca_file = ca.write(pki.path(), "ca.pem");
-    let server = ca.server(pki.path(), "admin", &["127.0.0.1"]);
-    let admin_port = free_port();
-    let svc = Service::start(&[
-        "--admin-url",
-        &format!("https://127.0.0.1:{admin_port}/"),
-        "--admin-cert",
-        server.cert.to_str().unwrap(),
-        "--admin-key",
-        server.key.to_str().unwrap(),
-    ]);
+    let admin = Admin::start(false, &[]);
+    let (svc, ca_file, admin_port) = (&admin.svc, &admin.ca_file, admin.port);
     let user = json!({"password": "ntlm-admin-pw", "groups": ["Administrators"]});
     assert_eq!(svc.api("PUT", "/v1/users/ntadmin", Some(&user)).0, 200);
     let script = format!(
@@ -1260,18 +1216,8 @@ print(first, r.stdout, second)
 /// One client address holds at most 8 connections to the remote listener; another address is served.
 #[test]
 fn one_address_cannot_hold_every_admin_connection() {
-    let pki = tempfile::tempdir().unwrap();
-    let ca = Ca::new("bcs per-source CA");
-    let server = ca.server(pki.path(), "admin", &["127.0.0.1"]);
-    let admin_port = free_port();
-    let _svc = Service::start(&[
-        "--admin-url",
-        &format!("https://127.0.0.1:{admin_port}/"),
-        "--admin-cert",
-        server.cert.to_str().unwrap(),
-        "--admin-key",
-        server.key.to_str().unwrap(),
-    ]);
+    let admin = Admin::start(false, &[]);
+    let admin_port = admin.port;
     let held: Vec<TcpStream> = (0..8)
         .map(|_| TcpStream::connect(("127.0.0.1", admin_port)).unwrap())
         .collect();
