@@ -74,8 +74,21 @@ pub(crate) async fn serve(
             auth: Default::default(),
             budget: ReadBudget::new(false, ctx.read_budget.clone()),
         };
-        return serve_http(io, false, info, activity, ctx).await;
+        return serve_h1(io, info, activity, ctx).await;
     }
+    // Boxed: the handshake and HTTP/2 states are large, and a plain connection's task would otherwise be
+    // sized for them (every idle keep-alive connection holds its task).
+    Box::pin(serve_tls(io, peer, local, activity, ctx)).await;
+}
+
+/// The TLS handshake under its deadline, then HTTP/2 if ALPN chose it, else HTTP/1.1.
+async fn serve_tls(
+    io: Tracked,
+    peer: SocketAddr,
+    local: SocketAddr,
+    activity: Activity,
+    ctx: Arc<ConnContext>,
+) {
     let Some(configs) = ctx.site.tls.load().get(&local.port()).cloned() else {
         tracing::debug!("no TLS configuration for the port");
         return;
@@ -113,10 +126,14 @@ pub(crate) async fn serve(
         auth: Default::default(),
         budget: ReadBudget::new(h2, ctx.read_budget.clone()),
     };
-    serve_http(stream, h2, info, activity, ctx).await;
+    if h2 {
+        Box::pin(serve_h2(stream, info, activity, ctx)).await;
+    } else {
+        serve_h1(stream, info, activity, ctx).await;
+    }
 }
 
-async fn serve_http<I>(io: I, h2: bool, info: ConnInfo, activity: Activity, ctx: Arc<ConnContext>)
+async fn serve_h2<I>(io: I, info: ConnInfo, activity: Activity, ctx: Arc<ConnContext>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -125,7 +142,7 @@ where
     let info = Arc::new(info);
     let site = ctx.site.clone();
     let svc = service_fn(move |req| service::handle(req, site.clone(), info.clone()));
-    if h2 {
+    {
         let streams = WatchedExecutor {
             rate: config.min_send_rate,
             window: config.min_send_window,
@@ -139,7 +156,19 @@ where
             .max_send_buf_size(H2_CHUNK)
             .serve_connection(io, svc);
         drive(conn, &activity, &ctx).await;
-    } else {
+    }
+}
+
+async fn serve_h1<I>(io: I, info: ConnInfo, activity: Activity, ctx: Arc<ConnContext>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &ctx.site.settings;
+    let io = TokioIo::new(io);
+    let info = Arc::new(info);
+    let site = ctx.site.clone();
+    let svc = service_fn(move |req| service::handle(req, site.clone(), info.clone()));
+    {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_timeout)
