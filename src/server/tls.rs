@@ -29,7 +29,12 @@ impl Server {
 
     /// Removes the port's certificate (the original's RemoveSslCertificate); returns whether there was one.
     pub fn remove_ssl_certificate(&self, port: u16) -> Result<bool, ServerError> {
-        if !self.state().tls.get(&port).is_some_and(|t| t.default.is_some()) {
+        if self
+            .state()
+            .tls
+            .get(&port)
+            .is_none_or(|t| t.default.is_none())
+        {
             return Ok(false);
         }
         let mut had = false;
