@@ -333,41 +333,45 @@ impl JobManager {
 
     /// SetJobState: Cancel, Complete, Resume or Suspend (WMI numbers in [`Action`]).
     pub async fn set_state(&self, id: JobId, action: Action) -> Result<Job, JobError> {
-        let (previous, next, runner) = {
+        // The change is made under one lock, so that no other action, runner or scheduler tick sees a
+        // half-made one; only waiting for a stopped runner happens outside it.
+        let (previous, job, runner) = {
             let mut jobs = self.inner.lock();
             let entry = jobs.get_mut(id)?;
             let previous = entry.job.state;
             let next = previous
                 .apply(action, entry.job.files.len())
                 .map_err(|source| JobError::Transition { id, source })?;
-            let runner = match (action, next.is_active()) {
-                (Action::Resume, _) | (_, true) => None,
-                _ => entry.runner.take(),
+            if action == Action::Complete {
+                // Rare and short (a rename and a directory sync per file); under the lock so that no
+                // AddFile slips in between the renames and ACKNOWLEDGED.
+                finish_files(&entry.job)?;
+            }
+            let runner = match next.is_active() || action == Action::Resume {
+                true => None,
+                false => entry.runner.take(),
             };
             if let Some(r) = &runner {
                 r.cancel.cancel();
             }
-            (previous, next, runner)
-        };
-        if let Some(runner) = runner {
-            let _ = runner.task.await;
-        }
-        if action == Action::Complete {
-            self.finish_files(id)?;
-        }
-        let job = {
-            let mut jobs = self.inner.lock();
-            let entry = jobs.get_mut(id)?;
             entry.job.state = next;
             entry.job.modified = SystemTime::now();
-            if action == Action::Resume && previous != next {
+            let requeue = action == Action::Resume && previous != next;
+            if requeue {
                 entry.job.error = None;
                 entry.retry_at = None;
                 entry.stalled_since = None;
+            }
+            let job = entry.job.clone();
+            if requeue {
                 jobs.requeue(id);
             }
-            jobs.map[&id].job.clone()
+            (previous, job, runner)
         };
+        // Once the runner has stopped, nothing writes the temporaries any more.
+        if let Some(runner) = runner {
+            let _ = runner.task.await;
+        }
         if action == Action::Cancel {
             for file in &job.files {
                 if let Err(e) = transfer::discard(file) {
@@ -375,22 +379,13 @@ impl JobManager {
                 }
             }
         }
-        match next.is_final() {
+        match job.state.is_final() {
             true => self.inner.delete(id).await?,
             false => self.inner.save(job.clone()).await?,
         }
-        self.inner.emit_state(id, previous, next);
+        self.inner.emit_state(id, previous, job.state);
         self.inner.wake.notify_one();
         Ok(job)
-    }
-
-    /// Puts every file of a TRANSFERRED job under its final name.
-    fn finish_files(&self, id: JobId) -> Result<(), JobError> {
-        let job = self.job(id)?;
-        for file in &job.files {
-            transfer::complete(file).map_err(|(path, source)| JobError::Local { path, source })?;
-        }
-        Ok(())
     }
 
     /// Changes a job's priority; a queued job keeps its place within the new priority.
@@ -459,6 +454,14 @@ impl JobManager {
             drop(writer);
         }
     }
+}
+
+/// Puts every file of a TRANSFERRED job under its final name.
+fn finish_files(job: &Job) -> Result<(), JobError> {
+    for file in &job.files {
+        transfer::complete(file).map_err(|(path, source)| JobError::Local { path, source })?;
+    }
+    Ok(())
 }
 
 /// Checks a file before it joins a job.
@@ -1002,6 +1005,46 @@ mod tests {
         assert_eq!(order, ["blocker", "fg", "high", "n1", "n2", "low"]);
         // Never more than one at once.
         assert!(m.jobs().iter().filter(|j| j.state.is_active()).count() <= 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_running_job_comes_back_queued_after_shutdown_and_suspend_stops_it() {
+        let store = Arc::new(MemoryStore::new());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let slow = |calls: &Arc<AtomicUsize>| Scripted {
+            calls: calls.clone(),
+            fail: 0,
+            retry_after: None,
+            delay: Duration::from_secs(3600),
+        };
+        let m = JobManager::builder()
+            .store(store.clone())
+            .fetch(slow(&calls))
+            .start()
+            .await
+            .unwrap();
+        let job = m.create_job(one_file("a")).await.unwrap();
+        wait_for(&m, job.id, JobState::Connecting, Duration::from_secs(1)).await;
+        m.shutdown().await;
+        assert_eq!(store.load_all().unwrap()[0].state, JobState::Connecting);
+        let m = JobManager::builder()
+            .store(store.clone())
+            .fetch(slow(&calls))
+            .start()
+            .await
+            .unwrap();
+        assert!(
+            m.job(job.id).unwrap().state.is_active()
+                || m.job(job.id).unwrap().state == JobState::Queued
+        );
+        wait_for(&m, job.id, JobState::Connecting, Duration::from_secs(1)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Suspend stops the runner: nothing completes it later.
+        let suspended = m.set_state(job.id, Action::Suspend).await.unwrap();
+        assert_eq!(suspended.state, JobState::Suspended);
+        tokio::time::sleep(Duration::from_secs(7200)).await;
+        assert_eq!(m.job(job.id).unwrap().state, JobState::Suspended);
+        assert_eq!(store.load_all().unwrap()[0].state, JobState::Suspended);
     }
 
     #[tokio::test(start_paused = true)]

@@ -29,6 +29,21 @@ pub trait JobStore: Send + Sync + 'static {
     fn delete(&self, id: JobId) -> Result<(), JobError>;
 }
 
+/// A shared store (one store for several managers in turn, or kept by the caller to look into).
+impl<T: JobStore + ?Sized> JobStore for std::sync::Arc<T> {
+    fn load_all(&self) -> Result<Vec<Job>, JobError> {
+        (**self).load_all()
+    }
+
+    fn save(&self, job: &Job) -> Result<(), JobError> {
+        (**self).save(job)
+    }
+
+    fn delete(&self, id: JobId) -> Result<(), JobError> {
+        (**self).delete(id)
+    }
+}
+
 /// Jobs in memory only: lost when the process ends.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
