@@ -3,6 +3,7 @@
 
 use crate::auth::{AuthError, HashError, PrincipalsError, UnknownScheme};
 use crate::authz::{SddlError, SidError};
+use crate::jobs::{JobError, TransitionError};
 use crate::limits::LimitError;
 use crate::server::ServerError;
 use crate::tls::{TlsError, UnknownMode};
@@ -51,6 +52,9 @@ pub enum Error {
     /// A server operation failed.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// A download job operation failed.
+    #[error(transparent)]
+    Job(#[from] JobError),
 }
 
 impl Error {
@@ -71,6 +75,7 @@ impl Error {
             Error::Sddl(_) => "invalid_sddl",
             Error::Sid(_) => "invalid_sid",
             Error::Server(e) => server_code(e),
+            Error::Job(e) => job_code(e),
         }
     }
 }
@@ -124,6 +129,23 @@ fn server_code(e: &ServerError) -> &'static str {
     }
 }
 
+fn job_code(e: &JobError) -> &'static str {
+    match e {
+        JobError::NotFound(_) => "job_not_found",
+        JobError::Transition {
+            source: TransitionError::NoFiles,
+            ..
+        } => "job_has_no_files",
+        JobError::Transition { .. } => "invalid_job_state",
+        JobError::InvalidFile { .. } => "invalid_job_file",
+        JobError::InvalidSetting(_) => "invalid_job_setting",
+        JobError::Local { .. } => "job_local_file",
+        JobError::Store { .. } => "job_store_failed",
+        JobError::Corrupt { .. } => "job_store_corrupt",
+        JobError::Stopped => "job_manager_stopped",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +169,14 @@ mod tests {
             .into();
         assert_eq!(hash.code(), "invalid_password_hash");
         assert!(hash.to_string().contains("never plain text"));
+        let id = crate::JobId::random();
+        let job: Error = JobError::NotFound(id).into();
+        assert_eq!(job.code(), "job_not_found");
+        let final_: Error = JobError::Transition {
+            id,
+            source: TransitionError::Final(crate::JobState::Cancelled),
+        }
+        .into();
+        assert_eq!(final_.code(), "invalid_job_state");
     }
 }

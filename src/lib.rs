@@ -29,6 +29,7 @@
 //! | [`authz`] | SDDL security descriptors, SIDs, the Windows access check |
 //! | [`files`] | validators, preconditions, ranges, multipart, the streamed body |
 //! | [`limits`] | per-group ConnectionLimit (transfer permits) and BandwidthLimit (shared token bucket) |
+//! | [`jobs`] | the BITS-style download client: [`JobManager`], [`Job`], [`JobState`], resumable validated transfers, a [`JobStore`] |
 
 pub mod auth;
 pub mod authz;
@@ -36,6 +37,7 @@ pub mod config;
 mod error;
 mod events;
 pub mod files;
+pub mod jobs;
 pub mod limits;
 #[cfg(feature = "service")]
 pub mod mgmt;
@@ -51,6 +53,7 @@ pub mod url;
 pub use auth::{AuthError, AuthScheme, Identity, Password, Principals};
 pub use config::{Change, ServerConfig};
 pub use error::Error;
+pub use jobs::{Job, JobError, JobId, JobManager, JobState, JobStore};
 pub use limits::{ByteRate, ConnectionLimit, LimitError};
 pub use server::{IntoPrefix, Server, ServerBuilder, ServerError};
 pub use tls::{

@@ -15,6 +15,7 @@ mod examples;
 mod exposure;
 #[cfg(feature = "cli")]
 mod hardening;
+mod jobs;
 #[cfg(feature = "negotiate")]
 mod kdc;
 #[cfg(all(feature = "negotiate", feature = "cli"))]

@@ -1,0 +1,781 @@
+//! One file's transfer over plain HTTP/1.1 (hyper's client connection over a tokio `TcpStream`).
+//!
+//! The temporary file sits beside the destination as `.NAME.bcs-part`; it is renamed into place only when
+//! the job is completed ([`complete`]) and removed when it is cancelled ([`discard`]). A transfer:
+//!
+//! 1. asks for the size and validators (`HEAD`; `GET` with `Range: bytes=0-0` where HEAD is refused);
+//! 2. if they differ from those seen first, the file restarts from zero (SPEC §5) — bytes on disk are only
+//!    ever kept for the same remote file, so the result is never a mix of two versions;
+//! 3. asks for the rest with `Range: bytes=N-` and `If-Range` (the strong ETag, else Last-Modified):
+//!    206 appends; 200 (no range support, or a changed file) restarts cleanly from zero with that body;
+//! 4. streams the body to disk frame by frame (memory stays bounded by hyper's frame size), syncs it, and
+//!    asks for the validators once more: a file rewritten in place during the transfer restarts.
+//!
+//! Failures are classified per SPEC §5 into transient ones (connection refused or lost, timeouts, 5xx, 503
+//! with its Retry-After, 408, 429) and fatal ones (other 4xx, a protocol violation, local disk errors), each
+//! with an [`ErrorContext`]. Pure parts (Content-Range, If-Range, status classification, redirects, the
+//! reading of an answer to a ranged GET) are functions with unit tests.
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::job::{ErrorContext, JobFailure, JobFile, Validators};
+
+/// Redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
+/// Restarts of one file in one transfer (the remote file keeps changing) before it is a transient error.
+const MAX_RESTARTS: usize = 3;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for the next piece of a body.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest Retry-After honoured; a server cannot park a job for longer.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+const USER_AGENT: &str = concat!("bcs/", env!("CARGO_PKG_VERSION"));
+
+/// Why a transfer stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// Whether retrying later may help (TRANSIENT_ERROR) or not (ERROR).
+    pub(crate) transient: bool,
+    /// A delay the server asked for (Retry-After).
+    pub(crate) retry_after: Option<Duration>,
+    /// What GetError will say.
+    pub(crate) error: JobFailure,
+}
+
+impl Failure {
+    fn new(transient: bool, context: ErrorContext, code: &str, message: impl Into<String>) -> Self {
+        Failure {
+            transient,
+            retry_after: None,
+            error: JobFailure {
+                context,
+                code: code.to_owned(),
+                message: message.into(),
+                file: None,
+                http_status: None,
+            },
+        }
+    }
+
+    fn local(e: &io::Error, what: &str, path: &Path) -> Self {
+        Failure::new(
+            false,
+            ErrorContext::LocalFile,
+            "local_io",
+            format!("cannot {what} {}: {e}", path.display()),
+        )
+    }
+
+    fn lost(message: impl Into<String>) -> Self {
+        Failure::new(true, ErrorContext::Transport, "connection_lost", message)
+    }
+}
+
+/// A boxed transfer future.
+pub(crate) type Fetching<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
+
+/// Called after every change to the file's record (validators, size, bytes on disk, completion).
+pub(crate) type Report<'a> = &'a mut (dyn FnMut(&JobFile) + Send);
+
+/// What fetches one file: HTTP here; the manager's tests put a scripted one in its place.
+pub(crate) trait Fetch: Send + Sync + 'static {
+    /// Brings the file's temporary up to date with the remote file, updating `file` as it goes.
+    fn fetch<'a>(&'a self, file: &'a mut JobFile, report: Report<'a>) -> Fetching<'a>;
+}
+
+/// The plain HTTP/1.1 client.
+#[derive(Debug, Default)]
+pub(crate) struct Http;
+
+impl Fetch for Http {
+    fn fetch<'a>(&'a self, file: &'a mut JobFile, report: Report<'a>) -> Fetching<'a> {
+        Box::pin(fetch_file(file, report))
+    }
+}
+
+/// The temporary beside `local`: `.NAME.bcs-part`.
+pub fn part_path(local: &Path) -> Option<PathBuf> {
+    let name = local.file_name()?.to_str()?;
+    Some(local.with_file_name(format!(".{name}.bcs-part")))
+}
+
+/// Puts a transferred file under its final name (rename, then a sync of the directory). A file already in
+/// place (a crash after the rename, before the job was saved) counts as done.
+pub(crate) fn complete(file: &JobFile) -> Result<(), (PathBuf, io::Error)> {
+    let local = &file.local_file;
+    let part = part_path(local).ok_or_else(|| {
+        (
+            local.clone(),
+            io::Error::new(io::ErrorKind::InvalidInput, "no file name"),
+        )
+    })?;
+    if let Err(e) = std::fs::rename(&part, local) {
+        let in_place = std::fs::symlink_metadata(local)
+            .is_ok_and(|m| m.is_file() && Some(m.len()) == file.bytes_total);
+        if !(e.kind() == io::ErrorKind::NotFound && in_place) {
+            return Err((local.clone(), e));
+        }
+    }
+    let dir = local.parent().unwrap_or(Path::new("."));
+    super::store::sync_dir(dir).map_err(|e| (dir.to_owned(), e))
+}
+
+/// Removes a file's temporary, if there is one.
+pub(crate) fn discard(file: &JobFile) -> io::Result<()> {
+    let Some(part) = part_path(&file.local_file) else {
+        return Ok(());
+    };
+    match std::fs::remove_file(part) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn bad_local(local: &Path) -> Failure {
+    Failure::new(
+        false,
+        ErrorContext::LocalFile,
+        "invalid_local_file",
+        format!("{} names no file", local.display()),
+    )
+}
+
+/// Opens (or creates, 0600) the temporary for reading and writing.
+///
+/// SECURITY: the temporary is in the destination's directory, which others may be able to write to; a
+/// symbolic link planted under its name would make us write through it, so the last component is opened
+/// with `O_NOFOLLOW` (a link fails the open: ERROR, local file). Its bytes are only trusted when the job
+/// itself recorded validators for them (see `fetch_file`).
+fn open_part(part: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(part)
+}
+
+async fn fetch_file(file: &mut JobFile, report: Report<'_>) -> Result<(), Failure> {
+    let part = part_path(&file.local_file).ok_or_else(|| bad_local(&file.local_file))?;
+    let mut disk = open_part(&part).map_err(|e| Failure::local(&e, "open", &part))?;
+    let len = disk
+        .metadata()
+        .map_err(|e| Failure::local(&e, "read", &part))?
+        .len();
+    // Bytes whose validators were never recorded belong to no known version of the file.
+    let mut have = if file.validators.is_some() { len } else { 0 };
+    let url = parse_url(&file.remote_url)?;
+    for _ in 0..MAX_RESTARTS {
+        let (remote, url) = probe(&url).await?;
+        if file.validators.as_ref() != Some(&remote) {
+            have = 0;
+            file.validators = Some(remote.clone());
+        }
+        if have > remote.size {
+            have = 0;
+        }
+        file.bytes_total = Some(remote.size);
+        file.bytes_transferred = have;
+        file.completed = false;
+        report(file);
+        if have < remote.size {
+            let got = get_rest(&url, &remote, have, &mut disk, &part, file, report).await?;
+            if !got {
+                have = 0;
+                continue;
+            }
+        }
+        disk.set_len(remote.size)
+            .and_then(|()| disk.sync_all())
+            .map_err(|e| Failure::local(&e, "sync", &part))?;
+        // A file rewritten in place while we read it shows new validators now: never keep a mix.
+        let (after, _) = probe(&url).await?;
+        if file.validators.as_ref() == Some(&after) {
+            file.completed = true;
+            report(file);
+            return Ok(());
+        }
+        have = 0;
+        file.validators = None;
+    }
+    Err(Failure::new(
+        true,
+        ErrorContext::RemoteFile,
+        "remote_changing",
+        "the remote file kept changing during the transfer",
+    ))
+}
+
+/// Asks for the bytes from `have` on and writes them; `Ok(false)` when the file must restart from zero.
+async fn get_rest(
+    url: &Uri,
+    seen: &Validators,
+    have: u64,
+    disk: &mut File,
+    part: &Path,
+    file: &mut JobFile,
+    report: Report<'_>,
+) -> Result<bool, Failure> {
+    let mut headers = Vec::new();
+    if have > 0 {
+        headers.push((header::RANGE, format!("bytes={have}-")));
+        if let Some(v) = if_range(seen) {
+            headers.push((header::IF_RANGE, v.to_owned()));
+        }
+    }
+    let (response, _) = request(Method::GET, url, &headers).await?;
+    let (start, validators) = match read_answer(have, seen, response.status(), response.headers())?
+    {
+        Answer::Again => return Ok(false),
+        Answer::Append => (have, seen.clone()),
+        Answer::Whole(v) => (0, v),
+    };
+    file.validators = Some(validators.clone());
+    file.bytes_total = Some(validators.size);
+    disk.set_len(start)
+        .and_then(|()| disk.seek(SeekFrom::Start(start)).map(drop))
+        .map_err(|e| Failure::local(&e, "write", part))?;
+    file.bytes_transferred = start;
+    report(file);
+    receive(
+        response.into_body(),
+        disk,
+        part,
+        validators.size,
+        file,
+        report,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Streams a body to disk from the file's current position up to `end`.
+async fn receive(
+    mut body: Incoming,
+    disk: &mut File,
+    part: &Path,
+    end: u64,
+    file: &mut JobFile,
+    report: Report<'_>,
+) -> Result<(), Failure> {
+    while file.bytes_transferred < end {
+        let frame = match timeout(IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => return Err(timed_out("the next bytes of the body")),
+            Ok(None) => return Err(Failure::lost("the body ended early")),
+            Ok(Some(Err(e))) => return Err(Failure::lost(format!("while receiving: {e}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = data.len() as u64;
+        // SECURITY: a server that sends more than it announced must not fill the disk.
+        if file.bytes_transferred.saturating_add(len) > end {
+            return Err(Failure::new(
+                false,
+                ErrorContext::ServerResponse,
+                "body_too_long",
+                "the server sent more bytes than it announced",
+            ));
+        }
+        // A synchronous write: it lands in the page cache at once, and a transfer dropped (Suspend,
+        // Cancel) never leaves a write in flight behind it.
+        disk.write_all(&data)
+            .map_err(|e| Failure::local(&e, "write", part))?;
+        file.bytes_transferred += len;
+        report(file);
+    }
+    Ok(())
+}
+
+/// What an answer to a GET for the bytes from `have` on means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    /// 206 for exactly the bytes asked for: append.
+    Append,
+    /// 200: the whole file (no range support, or If-Range failed because it changed), from zero.
+    Whole(Validators),
+    /// The answer fits nothing we asked for (a 416, a 206 for other bytes): restart from zero.
+    Again,
+}
+
+fn read_answer(
+    have: u64,
+    seen: &Validators,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Result<Answer, Failure> {
+    match status {
+        StatusCode::PARTIAL_CONTENT => {
+            let fits = header_str(headers, header::CONTENT_RANGE)
+                .and_then(parse_content_range)
+                .is_some_and(|(first, last, total)| {
+                    first == have && Some(last) == seen.size.checked_sub(1) && total == seen.size
+                });
+            Ok(if fits { Answer::Append } else { Answer::Again })
+        }
+        StatusCode::OK => Ok(Answer::Whole(validators(headers, None)?)),
+        StatusCode::RANGE_NOT_SATISFIABLE => Ok(Answer::Again),
+        other => Err(classify(other, headers)),
+    }
+}
+
+/// The size and validators of the remote file, and the URL it was found at after redirects.
+async fn probe(url: &Uri) -> Result<(Validators, Uri), Failure> {
+    let (response, url) = request(Method::HEAD, url, &[]).await?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok((validators(response.headers(), None)?, url));
+    }
+    if status != StatusCode::METHOD_NOT_ALLOWED && status != StatusCode::NOT_IMPLEMENTED {
+        return Err(classify(status, response.headers()));
+    }
+    let range = [(header::RANGE, "bytes=0-0".to_owned())];
+    let (response, url) = request(Method::GET, &url, &range).await?;
+    let headers = response.headers();
+    let total = match response.status() {
+        StatusCode::PARTIAL_CONTENT => header_str(headers, header::CONTENT_RANGE)
+            .and_then(parse_content_range)
+            .map(|(_, _, total)| total),
+        s if s.is_success() => None,
+        s => return Err(classify(s, headers)),
+    };
+    Ok((validators(headers, total)?, url))
+}
+
+/// The validators of an answer; the size is `size` or the Content-Length.
+fn validators(headers: &HeaderMap, size: Option<u64>) -> Result<Validators, Failure> {
+    let size = size
+        .or_else(|| header_str(headers, header::CONTENT_LENGTH)?.parse().ok())
+        .ok_or_else(|| {
+            Failure::new(
+                false,
+                ErrorContext::ServerResponse,
+                "missing_size",
+                "the server did not tell the file's size (no Content-Length)",
+            )
+        })?;
+    Ok(Validators {
+        size,
+        etag: header_str(headers, header::ETAG).map(str::to_owned),
+        last_modified: header_str(headers, header::LAST_MODIFIED).map(str::to_owned),
+    })
+}
+
+/// The If-Range value for a resumed GET: the ETag if strong (RFC 9110 §13.1.5 allows no weak one), else
+/// Last-Modified; `None` when neither can validate (then a range is not asked for blindly: the caller
+/// still sends it, and a changed file is caught by the size and the final check).
+pub(crate) fn if_range(v: &Validators) -> Option<&str> {
+    match &v.etag {
+        Some(tag) if !tag.starts_with("W/") => Some(tag),
+        _ => v.last_modified.as_deref(),
+    }
+}
+
+/// `bytes FIRST-LAST/TOTAL` → (first, last, total); `None` for anything else (`*/total` included).
+pub(crate) fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let digits = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (first, last, total) = (digits(first)?, digits(last)?, digits(total)?);
+    (first <= last && last < total).then_some((first, last, total))
+}
+
+/// A failure for an HTTP status that is not an answer we can use (SPEC §5).
+pub(crate) fn classify(status: StatusCode, headers: &HeaderMap) -> Failure {
+    let code = format!("http_{}", status.as_u16());
+    let reason = status.canonical_reason().unwrap_or("unknown status");
+    let message = format!("the server answered {} {reason}", status.as_u16());
+    let transient = status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS;
+    let context = match status {
+        s if s.is_client_error() && !transient => ErrorContext::RemoteFile,
+        _ => ErrorContext::ServerResponse,
+    };
+    let mut failure = Failure::new(transient, context, &code, message);
+    failure.error.http_status = Some(status.as_u16());
+    if transient {
+        failure.retry_after = header_str(headers, header::RETRY_AFTER)
+            .and_then(|v| retry_after(v, SystemTime::now()));
+    }
+    failure
+}
+
+/// A Retry-After value (delay-seconds or an HTTP-date, RFC 9110 §10.2.3) as a delay from `now`, at most a
+/// day.
+pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
+}
+
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name)?.to_str().ok()
+}
+
+/// An absolute `http://` URL.
+pub(crate) fn parse_url(text: &str) -> Result<Uri, Failure> {
+    let bad = |why: &str| {
+        Failure::new(
+            false,
+            ErrorContext::RemoteFile,
+            "invalid_url",
+            format!("{text:?}: {why}"),
+        )
+    };
+    let uri: Uri = text.parse().map_err(|_| bad("not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(Failure::new(
+                false,
+                ErrorContext::RemoteFile,
+                "unsupported_scheme",
+                format!("{text:?}: https is not supported yet"),
+            ))
+        }
+        _ => return Err(bad("only http:// URLs are supported")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    Ok(uri)
+}
+
+/// Where a redirect's Location leads from `base` (RFC 9110 §10.2.2: a URI reference).
+pub(crate) fn resolve_location(base: &Uri, location: &str) -> Option<String> {
+    if location.contains("://") {
+        return Some(location.to_owned());
+    }
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?.as_str();
+    if let Some(rest) = location.strip_prefix("//") {
+        return Some(format!("{scheme}://{rest}"));
+    }
+    if location.starts_with('/') {
+        return Some(format!("{scheme}://{authority}{location}"));
+    }
+    let dir = base.path().rsplit_once('/').map_or("", |(dir, _)| dir);
+    Some(format!("{scheme}://{authority}{dir}/{location}"))
+}
+
+/// Sends a request, following redirects; returns the answer and the URL that gave it.
+async fn request(
+    method: Method,
+    url: &Uri,
+    extra: &[(HeaderName, String)],
+) -> Result<(Response<Incoming>, Uri), Failure> {
+    let mut url = url.clone();
+    for _ in 0..=MAX_REDIRECTS {
+        let response = send(&method, &url, extra).await?;
+        if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED {
+            return Ok((response, url));
+        }
+        let next = header_str(response.headers(), header::LOCATION)
+            .and_then(|l| resolve_location(&url, l))
+            .ok_or_else(|| classify(response.status(), response.headers()))?;
+        url = parse_url(&next)?;
+    }
+    Err(Failure::new(
+        false,
+        ErrorContext::RemoteFile,
+        "too_many_redirects",
+        format!("more than {MAX_REDIRECTS} redirects"),
+    ))
+}
+
+/// One request on a new connection.
+async fn send(
+    method: &Method,
+    url: &Uri,
+    extra: &[(HeaderName, String)],
+) -> Result<Response<Incoming>, Failure> {
+    let host = url.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_u16().unwrap_or(80);
+    let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await {
+        Err(_) => return Err(timed_out("connecting")),
+        Ok(Err(e)) => return Err(connect_failed(&e, host, port)),
+        Ok(Ok(stream)) => stream,
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Failure::lost(format!("handshake: {e}")))?;
+    // The connection's driver ends by itself once the answer's body is read or dropped.
+    tokio::spawn(connection);
+    let request = build_request(method, url, extra)?;
+    match timeout(HEADER_TIMEOUT, sender.send_request(request)).await {
+        Err(_) => Err(timed_out("the answer's header")),
+        Ok(Err(e)) => Err(Failure::lost(format!("before an answer: {e}"))),
+        Ok(Ok(response)) => Ok(response),
+    }
+}
+
+fn build_request(
+    method: &Method,
+    url: &Uri,
+    extra: &[(HeaderName, String)],
+) -> Result<Request<Empty<Bytes>>, Failure> {
+    let target = url.path_and_query().map_or("/", |p| p.as_str());
+    let authority = url.authority().map_or("", |a| a.as_str());
+    let mut builder = Request::builder()
+        .method(method.clone())
+        .uri(target)
+        .header(header::HOST, authority)
+        .header(header::USER_AGENT, USER_AGENT)
+        // SPEC §3: BITS asks for identity; a compressed body would break ranges and sizes.
+        .header(header::ACCEPT_ENCODING, "identity");
+    for (name, value) in extra {
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            Failure::new(
+                false,
+                ErrorContext::RemoteFile,
+                "invalid_header",
+                "a validator is not a header value",
+            )
+        })?;
+        builder = builder.header(name, value);
+    }
+    builder.body(Empty::new()).map_err(|e| {
+        Failure::new(
+            false,
+            ErrorContext::RemoteFile,
+            "invalid_url",
+            e.to_string(),
+        )
+    })
+}
+
+fn timed_out(what: &str) -> Failure {
+    Failure::new(
+        true,
+        ErrorContext::Transport,
+        "timeout",
+        format!("timed out waiting for {what}"),
+    )
+}
+
+fn connect_failed(e: &io::Error, host: &str, port: u16) -> Failure {
+    let code = match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection_refused",
+        io::ErrorKind::TimedOut => "timeout",
+        _ => "connect_failed",
+    };
+    Failure::new(
+        true,
+        ErrorContext::Transport,
+        code,
+        format!("cannot connect to {host}:{port}: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(size: u64, etag: Option<&str>, lm: Option<&str>) -> Validators {
+        Validators {
+            size,
+            etag: etag.map(str::to_owned),
+            last_modified: lm.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn if_range_prefers_a_strong_etag() {
+        let lm = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(if_range(&v(1, Some("\"a\""), Some(lm))), Some("\"a\""));
+        assert_eq!(if_range(&v(1, Some("W/\"a\""), Some(lm))), Some(lm));
+        assert_eq!(if_range(&v(1, None, Some(lm))), Some(lm));
+        assert_eq!(if_range(&v(1, Some("W/\"a\""), None)), None);
+        assert_eq!(if_range(&v(1, None, None)), None);
+    }
+
+    #[test]
+    fn content_range_parses_only_the_exact_form() {
+        assert_eq!(parse_content_range("bytes 0-0/10"), Some((0, 0, 10)));
+        assert_eq!(parse_content_range("bytes 5-9/10"), Some((5, 9, 10)));
+        for bad in [
+            "bytes */10",
+            "bytes 5-4/10",
+            "bytes 5-10/10",
+            "bytes -1-3/10",
+            "bytes +1-3/10",
+            "bytes 1-3/",
+            "bytes 1-3/*",
+            "items 1-3/10",
+            "bytes 1-99999999999999999999/100000000000000000000",
+            "",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn statuses_are_classified_per_the_spec() {
+        let none = HeaderMap::new();
+        for (status, transient, context) in [
+            (404, false, ErrorContext::RemoteFile),
+            (403, false, ErrorContext::RemoteFile),
+            (401, false, ErrorContext::RemoteFile),
+            (410, false, ErrorContext::RemoteFile),
+            (400, false, ErrorContext::RemoteFile),
+            (408, true, ErrorContext::ServerResponse),
+            (429, true, ErrorContext::ServerResponse),
+            (500, true, ErrorContext::ServerResponse),
+            (502, true, ErrorContext::ServerResponse),
+            (503, true, ErrorContext::ServerResponse),
+            (204, false, ErrorContext::ServerResponse),
+        ] {
+            let f = classify(StatusCode::from_u16(status).unwrap(), &none);
+            assert_eq!(
+                (f.transient, f.error.context),
+                (transient, context),
+                "{status}"
+            );
+            assert_eq!(f.error.code, format!("http_{status}"));
+            assert_eq!(f.error.http_status, Some(status));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("120"));
+        let busy = classify(StatusCode::SERVICE_UNAVAILABLE, &headers);
+        assert_eq!(busy.retry_after, Some(Duration::from_secs(120)));
+        // A 404 never carries a retry delay.
+        assert_eq!(classify(StatusCode::NOT_FOUND, &headers).retry_after, None);
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date_and_is_bounded() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(retry_after("5", now), Some(Duration::from_secs(5)));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:27 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("99999999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn answers_to_a_ranged_get() {
+        let seen = v(10, Some("\"a\""), None);
+        let with = |pairs: &[(HeaderName, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, val) in pairs {
+                h.insert(k.clone(), HeaderValue::from_static(val));
+            }
+            h
+        };
+        let partial = |range| with(&[(header::CONTENT_RANGE, range)]);
+        let read = |status, headers: &HeaderMap| read_answer(4, &seen, status, headers);
+        let p = StatusCode::PARTIAL_CONTENT;
+        assert_eq!(read(p, &partial("bytes 4-9/10")), Ok(Answer::Append));
+        // Other bytes, another total, or no Content-Range: restart rather than mix.
+        assert_eq!(read(p, &partial("bytes 0-9/10")), Ok(Answer::Again));
+        assert_eq!(read(p, &partial("bytes 4-8/10")), Ok(Answer::Again));
+        assert_eq!(read(p, &partial("bytes 4-10/11")), Ok(Answer::Again));
+        assert_eq!(read(p, &HeaderMap::new()), Ok(Answer::Again));
+        let whole = with(&[(header::CONTENT_LENGTH, "12"), (header::ETAG, "\"b\"")]);
+        assert_eq!(
+            read(StatusCode::OK, &whole),
+            Ok(Answer::Whole(v(12, Some("\"b\""), None)))
+        );
+        assert_eq!(
+            read(StatusCode::OK, &HeaderMap::new())
+                .unwrap_err()
+                .error
+                .code,
+            "missing_size"
+        );
+        assert_eq!(
+            read(StatusCode::RANGE_NOT_SATISFIABLE, &HeaderMap::new()),
+            Ok(Answer::Again)
+        );
+        assert_eq!(
+            read(StatusCode::NOT_FOUND, &HeaderMap::new())
+                .unwrap_err()
+                .error
+                .context,
+            ErrorContext::RemoteFile
+        );
+    }
+
+    #[test]
+    fn redirects_resolve_against_the_base() {
+        let base: Uri = "http://h:81/a/b?x".parse().unwrap();
+        let r = |l| resolve_location(&base, l).unwrap();
+        assert_eq!(r("http://o/z"), "http://o/z");
+        assert_eq!(r("//o:9/z"), "http://o:9/z");
+        assert_eq!(r("/z"), "http://h:81/z");
+        assert_eq!(r("c"), "http://h:81/a/c");
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http() {
+        assert!(parse_url("http://127.0.0.1:1/a").is_ok());
+        assert_eq!(
+            parse_url("https://h/a").unwrap_err().error.code,
+            "unsupported_scheme"
+        );
+        for bad in ["ftp://h/a", "/a", "h/a", "http:///a", "file:///etc/passwd"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_temporary_sits_beside_the_destination() {
+        assert_eq!(
+            part_path(Path::new("/d/setup.exe")),
+            Some(PathBuf::from("/d/.setup.exe.bcs-part"))
+        );
+        assert_eq!(part_path(Path::new("/")), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_link_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("victim");
+        std::fs::write(&target, b"keep").unwrap();
+        let part = dir.path().join(".f.bcs-part");
+        std::os::unix::fs::symlink(&target, &part).unwrap();
+        assert!(open_part(&part).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    }
+}
