@@ -77,7 +77,7 @@ impl Authenticator {
         };
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             // A connection that proved itself with NTLM or Kerberos stays authenticated (MS-NTHT §2.2.1).
-            let proved = caller.connection.lock().identity.clone();
+            let proved = caller.connection.proved();
             let identity = proved
                 .filter(|_| group.is_connection_bound())
                 .map(|proved| proved.refreshed(principals.as_deref()))

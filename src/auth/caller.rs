@@ -8,9 +8,10 @@ use super::basic::HeaderError;
 use super::{ntlm, Identity, Limited};
 use crate::tls::ClientIdentity;
 
-/// What a connection has proved about itself, and the handshakes in progress on it.
+/// What a connection has proved about itself, and the handshakes in progress on it: made on the first
+/// handshake, so that a connection that never does one (most, and every idle one) holds one word for it.
 #[derive(Debug, Default)]
-pub(crate) struct ConnectionAuth(Mutex<ConnState>);
+pub(crate) struct ConnectionAuth(std::sync::OnceLock<Box<Mutex<ConnState>>>);
 
 #[derive(Debug, Default)]
 pub(super) struct ConnState {
@@ -27,7 +28,17 @@ pub(super) struct ConnState {
 
 impl ConnectionAuth {
     pub(super) fn lock(&self) -> MutexGuard<'_, ConnState> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0
+            .get_or_init(Box::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Who a handshake on this connection proved the caller to be, if one did.
+    pub(super) fn proved(&self) -> Option<super::Identity> {
+        let state = self.0.get()?;
+        let state = state.lock().unwrap_or_else(|e| e.into_inner());
+        state.identity.clone()
     }
 }
 

@@ -167,7 +167,9 @@ where
     let io = TokioIo::new(io);
     let info = Arc::new(info);
     let site = ctx.site.clone();
-    let svc = service_fn(move |req| service::handle(req, site.clone(), info.clone()));
+    // Boxed per request: hyper keeps room for one response future for the whole life of a connection,
+    // so an unboxed one (about 2 KiB) would be held by every idle keep-alive connection.
+    let svc = service_fn(move |req| Box::pin(service::handle(req, site.clone(), info.clone())));
     {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -189,9 +191,8 @@ where
     tokio::pin!(conn);
     let outcome = tokio::select! {
         res = conn.as_mut() => res.map_err(|e| e.to_string()),
-        () = activity.idle_for(config.idle_timeout) => Err("idle timeout".into()),
-        () = activity.too_slow(config.min_send_rate, config.min_send_window) => {
-            Err("client below the minimum send rate".into())
+        verdict = activity.watch(config.idle_timeout, config.min_send_rate, config.min_send_window) => {
+            Err(verdict.into())
         }
         () = ctx.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
@@ -250,36 +251,53 @@ impl Activity {
         self.shared.blocked_seen.store(true, Ordering::Relaxed);
     }
 
-    /// Completes when, over the last window, writes waited on the client and the client accepted fewer
-    /// than `rate` bytes per second. Looked at four times per window, over the last four looks, so a
-    /// client is cut between one window and a quarter more after it slowed down (not two windows).
-    /// Never completes for a rate of 0.
-    async fn too_slow(&self, rate: u64, window: Duration) {
-        if rate == 0 || window.is_zero() {
-            return std::future::pending().await;
-        }
+    /// Completes when no byte has moved for `idle`, or when, over the last window, writes waited on the
+    /// client and the client accepted fewer than `rate` bytes per second (a rate of 0 never is). The rate
+    /// is looked at four times per window, over the last four looks, so a client is cut between one window
+    /// and a quarter more after it slowed down (not two windows). One timer for both, since every idle
+    /// keep-alive connection holds this future.
+    async fn watch(&self, idle: Duration, rate: u64, window: Duration) -> &'static str {
         const LOOKS: usize = 4;
+        let checking = rate != 0 && !window.is_zero();
         let step = window / LOOKS as u32;
         let floor = rate as f64 * window.as_secs_f64();
         // Bytes written at each of the last LOOKS looks, and whether writes waited in each step.
         let mut written = [self.shared.written.load(Ordering::Relaxed); LOOKS];
         let mut waited = [false; LOOKS];
-        for look in 0usize.. {
-            tokio::time::sleep(step).await;
-            let now = self.shared.written.load(Ordering::Relaxed);
-            let blocked_now = self.shared.blocked.load(Ordering::Relaxed);
-            let slot = look % LOOKS;
-            waited[slot] = self
-                .shared
-                .blocked_seen
-                .swap(blocked_now, Ordering::Relaxed)
-                || blocked_now;
-            // `written[slot]` is the count one window ago.
-            let moved = now - written[slot];
-            written[slot] = now;
-            if look + 1 >= LOOKS && waited.iter().any(|w| *w) && (moved as f64) < floor {
-                return;
+        let mut look = 0usize;
+        let mut next_look = Instant::now() + step;
+        loop {
+            let last = Duration::from_millis(self.shared.last_ms.load(Ordering::Relaxed));
+            let idle_deadline = self.start + last + idle;
+            let now = Instant::now();
+            if now >= idle_deadline {
+                return "idle timeout";
             }
+            if checking && now >= next_look {
+                let moved_now = self.shared.written.load(Ordering::Relaxed);
+                let blocked_now = self.shared.blocked.load(Ordering::Relaxed);
+                let slot = look % LOOKS;
+                waited[slot] = self
+                    .shared
+                    .blocked_seen
+                    .swap(blocked_now, Ordering::Relaxed)
+                    || blocked_now;
+                // `written[slot]` is the count one window ago.
+                let moved = moved_now - written[slot];
+                written[slot] = moved_now;
+                if look + 1 >= LOOKS && waited.iter().any(|w| *w) && (moved as f64) < floor {
+                    return "client below the minimum send rate";
+                }
+                look += 1;
+                next_look += step;
+                continue;
+            }
+            let wake = if checking {
+                idle_deadline.min(next_look)
+            } else {
+                idle_deadline
+            };
+            tokio::time::sleep_until(wake).await;
         }
     }
 

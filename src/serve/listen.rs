@@ -131,7 +131,8 @@ async fn accept_loop(
         };
         // Without it, a response written as headers then body stalls about 40 ms on delayed ACKs.
         let _ = stream.set_nodelay(true);
-        let span = tracing::info_span!("conn", %peer);
+        // A debug span: at the default log level it is disabled and costs an idle connection nothing.
+        let span = tracing::debug_span!("conn", %peer);
         let task = connection::serve(stream, peer, tls, ctx.conn.clone(), permit);
         ctx.tracker
             .spawn(tracing::Instrument::instrument(task, span));
