@@ -4,8 +4,11 @@
 #   benches/compare_nginx.sh            # 3 interleaved rounds, 10 s of wrk each
 #   ROUNDS=1 DURATION=3 benches/compare_nginx.sh
 #
-# Small file: wrk, 1 thread, 50 keep-alive connections, 1 KiB file -> requests/s.
-# Large file: curl, one stream, 1 GiB file, three times per round -> MB/s.
+# Small file: wrk, 1 thread, 50 keep-alive connections, 1 KiB file -> requests/s; then each server's peak
+# RSS (VmHWM, summed over nginx's processes).
+# Large file: curl, one stream, 1 GiB file, three times per round -> MB/s; and three streams at once.
+# Idle connections: 10,000 kept-alive connections after one request each -> the servers' RSS with them
+# open (benches/idle_connections.py; IDLE=0 skips it).
 # nginx runs with 2 workers and sendfile, once with tcp_nopush on and once off ("on" favours small
 # files, "off" single streams). Access logs are off on both sides. Prints medians and bcs/nginx ratios.
 # HTTPS: the same two measurements against bcs and nginx serving one self-signed P-256 certificate.
@@ -14,6 +17,7 @@ set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
+IDLE=${IDLE:-10000}
 cd "$(dirname "$0")/.."
 for tool in nginx wrk curl; do
     command -v "$tool" >/dev/null || { echo "compare_nginx: $tool is not installed" >&2; exit 1; }
@@ -52,7 +56,7 @@ $( [ "$(id -u)" = 0 ] && echo "user root;" )
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log warn;
 daemon off;
-events { worker_connections 4096; }
+events { worker_connections 16384; }
 http {
     access_log off;
     sendfile on;
@@ -76,8 +80,10 @@ http {
 EOF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" &
 pids+=($!)
+nginx_pid=$!
 BCS_LOG=warn target/release/bcs host --bind 127.0.0.1 --url "http://+:$port_bcs/b/" "$work/files" >/dev/null &
 pids+=($!)
+bcs_pid=$!
 BCS_LOG=warn target/release/bcs host --bind 127.0.0.1 --url "https://+:$port_bcs_tls/b/" \
     --cert "$work/cert.pem" --key "$work/key.pem" "$work/files" >/dev/null &
 pids+=($!)
@@ -104,25 +110,36 @@ done
 # Warm the page cache for the big file once, through each server.
 for s in "${servers[@]}"; do curl -s -o /dev/null "${url[$s]}/big.bin"; done
 
-declare -A rps mbs tls_rps tls_mbs
+declare -A rps mbs mbs3 tls_rps tls_mbs tls_mbs3
+# Three downloads of the big file at once -> their summed MB/s.
+three() {
+    for _ in 1 2 3; do curl -s "$@" -o /dev/null -w '%{size_download} %{time_total}\n' & done | {
+        awk '{bytes += $1; if ($2 > secs) secs = $2} END {printf "%.0f", bytes / secs / 1e6}'
+    }
+    wait
+}
 for round in $(seq "$ROUNDS"); do
     for s in bcs nginx; do
         # HTTPS: keep-alive connections (wrk), and one TLS stream of the big file (curl, HTTP/1.1 both).
         r=$(wrk -t1 -c50 -d"${DURATION}s" "${tls_url[$s]}/small.bin" | awk '/^Requests\/sec:/ {print $2}')
         b=$(curl -sk --http1.1 -o /dev/null -w '%{size_download} %{time_total}\n' "${tls_url[$s]}/big.bin" |
             awk '{printf "%.0f", $1 / $2 / 1e6}')
+        b3=$(three -k --http1.1 "${tls_url[$s]}/big.bin")
         tls_rps[$s]+="$r "
         tls_mbs[$s]+="$b "
-        echo "round $round  $s https: ${r} req/s (1 KiB), $b MB/s (1 GiB)"
+        tls_mbs3[$s]+="$b3 "
+        echo "round $round  $s https: ${r} req/s (1 KiB), $b MB/s (1 GiB), $b3 MB/s (3 streams)"
     done
     for s in "${servers[@]}"; do
         r=$(wrk -t1 -c50 -d"${DURATION}s" "${url[$s]}/small.bin" | awk '/^Requests\/sec:/ {print $2}')
         # Three back-to-back single-stream downloads: one 1 GiB download lasts well under a second here.
         b=$(for _ in 1 2 3; do curl -s -o /dev/null -w '%{size_download} %{time_total}\n' "${url[$s]}/big.bin"; done |
             awk '{bytes += $1; secs += $2} END {printf "%.0f", bytes / secs}')
+        b3=$(three "${url[$s]}/big.bin")
         rps[$s]+="$r "
         mbs[$s]+="$(awk -v b="$b" 'BEGIN {printf "%.0f", b / 1e6}') "
-        echo "round $round  $s: ${r} req/s (1 KiB), $(awk -v b="$b" 'BEGIN {printf "%.0f", b / 1e6}') MB/s (1 GiB)"
+        mbs3[$s]+="$b3 "
+        echo "round $round  $s: ${r} req/s (1 KiB), $(awk -v b="$b" 'BEGIN {printf "%.0f", b / 1e6}') MB/s (1 GiB), $b3 MB/s (3 streams)"
     done
 done
 
@@ -149,3 +166,20 @@ for s in bcs nginx; do
         "$m" "$(awk -v a="$m" -v b="$base_mbs" 'BEGIN {print a / b}')"
 done
 echo "(https: the same certificate, P-256; nginx with tcp_nopush on and a shared session cache)"
+echo
+# VmHWM (peak RSS) of a server's processes, in KiB: nginx's master and workers summed.
+procs() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
+hwm() { for p in $(procs "$1"); do awk '/^VmHWM:/ {print $2}' "/proc/$p/status"; done | awk '{s += $1} END {print s}'; }
+b3=$(echo "${mbs3[bcs]}" | median); n3=$(echo "${mbs3[nginx_nopush_off]}" | median)
+t3=$(echo "${tls_mbs3[bcs]}" | median); u3=$(echo "${tls_mbs3[nginx]}" | median)
+hb=$(hwm "$bcs_pid"); hn=$(hwm "$nginx_pid")
+printf '%-44s %10s %10s %8s\n' measure bcs nginx ratio
+printf '%-44s %10.0f %10.0f %8.2f\n' "HTTP 1 GiB, three streams (MB/s)" "$b3" "$n3" "$(awk -v a="$b3" -v b="$n3" 'BEGIN {print a / b}')"
+printf '%-44s %10.0f %10.0f %8.2f\n' "HTTPS 1 GiB, three streams (MB/s)" "$t3" "$u3" "$(awk -v a="$t3" -v b="$u3" 'BEGIN {print a / b}')"
+printf '%-44s %10.0f %10.0f %8.2f\n' "peak RSS after the loads (KiB)" "$hb" "$hn" "$(awk -v a="$hb" -v b="$hn" 'BEGIN {print a / b}')"
+if [ "$IDLE" -gt 0 ]; then
+    ib=$(python3 benches/idle_connections.py --port "$port_bcs" --path /b/small.bin --pids "$bcs_pid" --count "$IDLE" | awk '{print $3}')
+    in=$(python3 benches/idle_connections.py --port "$port_nopush_on" --path /b/small.bin \
+        --pids "$(procs "$nginx_pid" | tr ' ' ',')" --count "$IDLE" | awk '{print $3}')
+    printf '%-44s %10.0f %10.0f %8.2f\n' "RSS with $IDLE idle keep-alive conns (KiB)" "$ib" "$in" "$(awk -v a="$ib" -v b="$in" 'BEGIN {print a / b}')"
+fi
