@@ -907,3 +907,24 @@ fn bcs_colours_a_terminal_unless_no_color_and_draws_a_qr_code() {
         "{plain:?}"
     );
 }
+
+/// `--workers N` gives the runtime N worker threads (counted in /proc), and the server still serves.
+#[test]
+fn workers_sets_the_number_of_worker_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "w.bin", b"workers");
+    for n in ["1", "3"] {
+        let (bcs, port) = spawn_host("http", "w", &["--workers", n], &[&file]);
+        let pid = bcs.child.id();
+        let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "tokio-rt-worker")
+            .count();
+        assert_eq!(workers.to_string(), n);
+        let got = curl(&[&format!("http://127.0.0.1:{port}/w/w.bin")]);
+        assert_eq!(got.body, b"workers");
+        let (code, _) = bcs.stop("-TERM");
+        assert_eq!(code, Some(0));
+    }
+}

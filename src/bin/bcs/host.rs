@@ -112,6 +112,10 @@ pub(crate) struct HostArgs {
     /// The most downloads one client address (an IPv6 /64) runs at once; one more gets 503.
     #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     max_downloads_per_client: u32,
+    /// Worker threads that serve connections (default: one per CPU core). One is enough for a few
+    /// clients; more than the cores rarely helps.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) workers: Option<u16>,
 }
 
 /// A `--bind` value, parsed once: the addresses it stands for.

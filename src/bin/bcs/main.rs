@@ -213,10 +213,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
             std::env::set_var("KRB5_KTNAME", keytab);
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Runtime)?;
+    let workers = match &cli.command {
+        Command::Host(args) => args.workers,
+        Command::Serve(args) => args.workers,
+        _ => None,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = workers {
+        runtime.worker_threads(usize::from(n));
+    }
+    let runtime = runtime.build().map_err(CliError::Runtime)?;
     match cli.command {
         Command::Host(args) => runtime.block_on(host::run(*args)),
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
