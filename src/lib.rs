@@ -33,6 +33,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod client;
 pub mod config;
 mod error;
 mod events;
