@@ -30,9 +30,11 @@
 //! | [`files`] | validators, preconditions, ranges, multipart, the streamed body |
 //! | [`limits`] | per-group ConnectionLimit (transfer permits) and BandwidthLimit (shared token bucket) |
 //! | [`jobs`] | the BITS-style download client: [`JobManager`], [`Job`], [`JobState`], resumable validated transfers, a [`JobStore`] |
+//! | [`client`] | the job client's side of HTTP: TLS trust (CA file, pins, client certificates), proxies, Basic and NTLM credentials |
 
 pub mod auth;
 pub mod authz;
+pub mod client;
 pub mod config;
 mod error;
 mod events;

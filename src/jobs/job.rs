@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::state::{JobState, Priority};
+use crate::client::ClientSettings;
 
 /// The default MinimumRetryDelay: 600 s.
 pub const DEFAULT_MINIMUM_RETRY_DELAY: Duration = Duration::from_secs(600);
@@ -218,6 +219,9 @@ pub struct Job {
     /// The last failure (GetError), cleared when the job runs again.
     #[serde(default)]
     pub error: Option<JobFailure>,
+    /// TLS trust, proxy usage and credentials (stored without the password).
+    #[serde(default)]
+    pub client: ClientSettings,
 }
 
 impl Job {
@@ -240,6 +244,7 @@ impl Job {
             completed: None,
             files: Vec::new(),
             error: None,
+            client: ClientSettings::default(),
         }
     }
 

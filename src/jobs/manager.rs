@@ -28,6 +28,7 @@ use super::state::{Action, Event, JobState, Priority};
 use super::store::{JobStore, MemoryStore};
 use super::transfer::{self, Failure, Fetch, Http};
 use super::JobError;
+use crate::client::ClientSettings;
 
 /// What subscribers hear about jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,7 @@ pub struct NewJob {
     suspended: bool,
     minimum_retry_delay: Option<Duration>,
     no_progress_timeout: Option<Duration>,
+    client: ClientSettings,
 }
 
 impl NewJob {
@@ -80,6 +82,7 @@ impl NewJob {
             suspended: false,
             minimum_retry_delay: None,
             no_progress_timeout: None,
+            client: ClientSettings::default(),
         }
     }
 
@@ -101,7 +104,7 @@ impl NewJob {
         self
     }
 
-    /// Adds a file: a remote `http://` URL and an absolute local path.
+    /// Adds a file: a remote `http://` or `https://` URL and an absolute local path.
     pub fn file(mut self, remote_url: impl Into<String>, local_file: impl Into<PathBuf>) -> Self {
         self.files.push((remote_url.into(), local_file.into()));
         self
@@ -122,6 +125,13 @@ impl NewJob {
     /// NoProgressTimeout. Default is 14 days.
     pub fn no_progress_timeout(mut self, timeout: Duration) -> Self {
         self.no_progress_timeout = Some(timeout);
+        self
+    }
+
+    /// TLS trust, proxy usage and credentials. Default is the system's roots, the environment's proxies
+    /// and no credentials.
+    pub fn client(mut self, settings: ClientSettings) -> Self {
+        self.client = settings;
         self
     }
 }
@@ -281,6 +291,7 @@ impl JobManager {
         job.owner = new.owner;
         job.priority = new.priority;
         job.minimum_retry_delay = delay;
+        job.client = new.client;
         if let Some(t) = new.no_progress_timeout {
             job.no_progress_timeout = t;
         }
@@ -403,6 +414,28 @@ impl JobManager {
         };
         self.inner.save(job.clone()).await?;
         self.inner.wake.notify_one();
+        Ok(job)
+    }
+
+    /// SetCredentials / RemoveCredentials, proxy settings and TLS trust: used from the job's next
+    /// transfer on (a running one keeps its connection). The password stays in memory only.
+    pub async fn set_client_settings(
+        &self,
+        id: JobId,
+        settings: ClientSettings,
+    ) -> Result<Job, JobError> {
+        let job = {
+            let mut jobs = self.inner.lock();
+            let entry = jobs.get_mut(id)?;
+            if entry.job.state.is_final() {
+                let source = super::TransitionError::Final(entry.job.state);
+                return Err(JobError::Transition { id, source });
+            }
+            entry.job.client = settings;
+            entry.job.modified = SystemTime::now();
+            entry.job.clone()
+        };
+        self.inner.save(job.clone()).await?;
         Ok(job)
     }
 
@@ -767,16 +800,16 @@ async fn run(inner: Arc<Inner>, id: JobId, cancel: CancellationToken) {
                 .iter()
                 .enumerate()
                 .find(|(_, f)| !f.completed)
-                .map(|(i, f)| (i, f.clone()))
+                .map(|(i, f)| (i, f.clone(), entry.job.client.clone()))
         };
-        let Some((index, mut file)) = next else {
+        let Some((index, mut file, settings)) = next else {
             inner.finished(id, None, &cancel);
             return;
         };
         let mut report = |f: &JobFile| inner.progress(id, index, f, &cancel);
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = inner.fetch.fetch(&mut file, &mut report) => r,
+            r = inner.fetch.fetch(&settings, &mut file, &mut report) => r,
         };
         if let Err(failure) = result {
             inner.finished(id, Some((index, failure)), &cancel);
@@ -832,6 +865,7 @@ mod tests {
     impl Fetch for Scripted {
         fn fetch<'a>(
             &'a self,
+            _settings: &'a ClientSettings,
             file: &'a mut JobFile,
             report: transfer::Report<'a>,
         ) -> transfer::Fetching<'a> {

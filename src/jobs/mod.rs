@@ -11,7 +11,7 @@
 //! | `manager` | [`JobManager`]: scheduling, retries, timeouts, events, persistence |
 //!
 //! Files become visible under their final names only on Complete; until then they are `.NAME.bcs-part`
-//! beside the destination. Not yet here: TLS, credentials and proxies (later: `src/client/`).
+//! beside the destination. TLS, proxies and credentials come from [`crate::client`], per job.
 
 mod job;
 mod manager;

@@ -1,4 +1,5 @@
-//! One file's transfer over plain HTTP/1.1 (hyper's client connection over a tokio `TcpStream`).
+//! One file's transfer over HTTP/1.1, http or https, through the job's [`crate::client`] settings (TLS
+//! trust, proxy, credentials): the HEAD and GETs of a file share one kept-alive connection.
 //!
 //! The temporary file sits beside the destination as `.NAME.bcs-part`; it is renamed into place only when
 //! the job is completed ([`complete`]) and removed when it is cancelled ([`discard`]). A transfer:
@@ -24,14 +25,13 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Method, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+use crate::client::{Client, ClientError, ClientSettings};
 
 use super::job::{ErrorContext, JobFailure, JobFile, Validators};
 
@@ -39,13 +39,10 @@ use super::job::{ErrorContext, JobFailure, JobFile, Validators};
 const MAX_REDIRECTS: usize = 10;
 /// Restarts of one file in one transfer (the remote file keeps changing) before it is a transient error.
 const MAX_RESTARTS: usize = 3;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for the next piece of a body.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest Retry-After honoured; a server cannot park a job for longer.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
-const USER_AGENT: &str = concat!("bcs/", env!("CARGO_PKG_VERSION"));
 
 /// Why a transfer stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +82,16 @@ impl Failure {
     fn lost(message: impl Into<String>) -> Self {
         Failure::new(true, ErrorContext::Transport, "connection_lost", message)
     }
+
+    /// A client failure: transient network trouble, or a fatal TLS, proxy or credentials problem.
+    fn client(e: &ClientError) -> Self {
+        Failure::new(
+            e.is_transient(),
+            ErrorContext::Transport,
+            e.code(),
+            e.describe(),
+        )
+    }
 }
 
 /// A boxed transfer future.
@@ -96,16 +103,29 @@ pub(crate) type Report<'a> = &'a mut (dyn FnMut(&JobFile) + Send);
 /// What fetches one file: HTTP here; the manager's tests put a scripted one in its place.
 pub(crate) trait Fetch: Send + Sync + 'static {
     /// Brings the file's temporary up to date with the remote file, updating `file` as it goes.
-    fn fetch<'a>(&'a self, file: &'a mut JobFile, report: Report<'a>) -> Fetching<'a>;
+    fn fetch<'a>(
+        &'a self,
+        settings: &'a ClientSettings,
+        file: &'a mut JobFile,
+        report: Report<'a>,
+    ) -> Fetching<'a>;
 }
 
-/// The plain HTTP/1.1 client.
+/// The HTTP/1.1 client.
 #[derive(Debug, Default)]
 pub(crate) struct Http;
 
 impl Fetch for Http {
-    fn fetch<'a>(&'a self, file: &'a mut JobFile, report: Report<'a>) -> Fetching<'a> {
-        Box::pin(fetch_file(file, report))
+    fn fetch<'a>(
+        &'a self,
+        settings: &'a ClientSettings,
+        file: &'a mut JobFile,
+        report: Report<'a>,
+    ) -> Fetching<'a> {
+        Box::pin(async move {
+            let mut client = Client::new(settings).map_err(|e| Failure::client(&e))?;
+            fetch_file(&mut client, file, report).await
+        })
     }
 }
 
@@ -173,7 +193,11 @@ fn open_part(part: &Path) -> io::Result<File> {
         .open(part)
 }
 
-async fn fetch_file(file: &mut JobFile, report: Report<'_>) -> Result<(), Failure> {
+async fn fetch_file(
+    client: &mut Client,
+    file: &mut JobFile,
+    report: Report<'_>,
+) -> Result<(), Failure> {
     let part = part_path(&file.local_file).ok_or_else(|| bad_local(&file.local_file))?;
     let mut disk = open_part(&part).map_err(|e| Failure::local(&e, "open", &part))?;
     let len = disk
@@ -184,7 +208,7 @@ async fn fetch_file(file: &mut JobFile, report: Report<'_>) -> Result<(), Failur
     let mut have = if file.validators.is_some() { len } else { 0 };
     let url = parse_url(&file.remote_url)?;
     for _ in 0..MAX_RESTARTS {
-        let (remote, url) = probe(&url).await?;
+        let (remote, url) = probe(client, &url).await?;
         if file.validators.as_ref() != Some(&remote) {
             have = 0;
             file.validators = Some(remote.clone());
@@ -197,7 +221,7 @@ async fn fetch_file(file: &mut JobFile, report: Report<'_>) -> Result<(), Failur
         file.completed = false;
         report(file);
         if have < remote.size {
-            let got = get_rest(&url, &remote, have, &mut disk, &part, file, report).await?;
+            let got = get_rest(client, &url, &remote, have, &mut disk, &part, file, report).await?;
             if !got {
                 have = 0;
                 continue;
@@ -207,7 +231,7 @@ async fn fetch_file(file: &mut JobFile, report: Report<'_>) -> Result<(), Failur
             .and_then(|()| disk.sync_all())
             .map_err(|e| Failure::local(&e, "sync", &part))?;
         // A file rewritten in place while we read it shows new validators now: never keep a mix.
-        let (after, _) = probe(&url).await?;
+        let (after, _) = probe(client, &url).await?;
         if file.validators.as_ref() == Some(&after) {
             file.completed = true;
             report(file);
@@ -225,7 +249,9 @@ async fn fetch_file(file: &mut JobFile, report: Report<'_>) -> Result<(), Failur
 }
 
 /// Asks for the bytes from `have` on and writes them; `Ok(false)` when the file must restart from zero.
+#[allow(clippy::too_many_arguments)]
 async fn get_rest(
+    client: &mut Client,
     url: &Uri,
     seen: &Validators,
     have: u64,
@@ -241,7 +267,7 @@ async fn get_rest(
             headers.push((header::IF_RANGE, v.to_owned()));
         }
     }
-    let (response, _) = request(Method::GET, url, &headers).await?;
+    let (response, _) = request(client, Method::GET, url, &headers).await?;
     let (start, validators) = match read_answer(have, seen, response.status(), response.headers())?
     {
         Answer::Again => return Ok(false),
@@ -339,8 +365,8 @@ fn read_answer(
 }
 
 /// The size and validators of the remote file, and the URL it was found at after redirects.
-async fn probe(url: &Uri) -> Result<(Validators, Uri), Failure> {
-    let (response, url) = request(Method::HEAD, url, &[]).await?;
+async fn probe(client: &mut Client, url: &Uri) -> Result<(Validators, Uri), Failure> {
+    let (response, url) = request(client, Method::HEAD, url, &[]).await?;
     let status = response.status();
     if status.is_success() {
         return Ok((validators(response.headers(), None)?, url));
@@ -349,7 +375,7 @@ async fn probe(url: &Uri) -> Result<(Validators, Uri), Failure> {
         return Err(classify(status, response.headers()));
     }
     let range = [(header::RANGE, "bytes=0-0".to_owned())];
-    let (response, url) = request(Method::GET, &url, &range).await?;
+    let (response, url) = request(client, Method::GET, &url, &range).await?;
     let headers = response.headers();
     let total = match response.status() {
         StatusCode::PARTIAL_CONTENT => header_str(headers, header::CONTENT_RANGE)
@@ -444,7 +470,7 @@ fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name)?.to_str().ok()
 }
 
-/// An absolute `http://` URL.
+/// An absolute `http://` or `https://` URL.
 pub(crate) fn parse_url(text: &str) -> Result<Uri, Failure> {
     let bad = |why: &str| {
         Failure::new(
@@ -456,16 +482,8 @@ pub(crate) fn parse_url(text: &str) -> Result<Uri, Failure> {
     };
     let uri: Uri = text.parse().map_err(|_| bad("not a URL"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(Failure::new(
-                false,
-                ErrorContext::RemoteFile,
-                "unsupported_scheme",
-                format!("{text:?}: https is not supported yet"),
-            ))
-        }
-        _ => return Err(bad("only http:// URLs are supported")),
+        Some("http" | "https") => {}
+        _ => return Err(bad("only http:// and https:// URLs are supported")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("no host"));
@@ -492,20 +510,34 @@ pub(crate) fn resolve_location(base: &Uri, location: &str) -> Option<String> {
 
 /// Sends a request, following redirects; returns the answer and the URL that gave it.
 async fn request(
+    client: &mut Client,
     method: Method,
     url: &Uri,
     extra: &[(HeaderName, String)],
 ) -> Result<(Response<Incoming>, Uri), Failure> {
     let mut url = url.clone();
     for _ in 0..=MAX_REDIRECTS {
-        let response = send(&method, &url, extra).await?;
+        let response = client
+            .send(&method, &url, extra)
+            .await
+            .map_err(|e| Failure::client(&e))?;
         if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED {
             return Ok((response, url));
         }
         let next = header_str(response.headers(), header::LOCATION)
             .and_then(|l| resolve_location(&url, l))
             .ok_or_else(|| classify(response.status(), response.headers()))?;
-        url = parse_url(&next)?;
+        let next = parse_url(&next)?;
+        // SECURITY: a redirect from https to http would send the rest (and any credentials) in the clear.
+        if url.scheme_str() == Some("https") && next.scheme_str() != Some("https") {
+            return Err(Failure::new(
+                false,
+                ErrorContext::RemoteFile,
+                "insecure_redirect",
+                format!("refused a redirect from {url} to {next}"),
+            ));
+        }
+        url = next;
     }
     Err(Failure::new(
         false,
@@ -513,68 +545,6 @@ async fn request(
         "too_many_redirects",
         format!("more than {MAX_REDIRECTS} redirects"),
     ))
-}
-
-/// One request on a new connection.
-async fn send(
-    method: &Method,
-    url: &Uri,
-    extra: &[(HeaderName, String)],
-) -> Result<Response<Incoming>, Failure> {
-    let host = url.host().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = url.port_u16().unwrap_or(80);
-    let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await {
-        Err(_) => return Err(timed_out("connecting")),
-        Ok(Err(e)) => return Err(connect_failed(&e, host, port)),
-        Ok(Ok(stream)) => stream,
-    };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| Failure::lost(format!("handshake: {e}")))?;
-    // The connection's driver ends by itself once the answer's body is read or dropped.
-    tokio::spawn(connection);
-    let request = build_request(method, url, extra)?;
-    match timeout(HEADER_TIMEOUT, sender.send_request(request)).await {
-        Err(_) => Err(timed_out("the answer's header")),
-        Ok(Err(e)) => Err(Failure::lost(format!("before an answer: {e}"))),
-        Ok(Ok(response)) => Ok(response),
-    }
-}
-
-fn build_request(
-    method: &Method,
-    url: &Uri,
-    extra: &[(HeaderName, String)],
-) -> Result<Request<Empty<Bytes>>, Failure> {
-    let target = url.path_and_query().map_or("/", |p| p.as_str());
-    let authority = url.authority().map_or("", |a| a.as_str());
-    let mut builder = Request::builder()
-        .method(method.clone())
-        .uri(target)
-        .header(header::HOST, authority)
-        .header(header::USER_AGENT, USER_AGENT)
-        // SPEC §3: BITS asks for identity; a compressed body would break ranges and sizes.
-        .header(header::ACCEPT_ENCODING, "identity");
-    for (name, value) in extra {
-        let value = HeaderValue::from_str(value).map_err(|_| {
-            Failure::new(
-                false,
-                ErrorContext::RemoteFile,
-                "invalid_header",
-                "a validator is not a header value",
-            )
-        })?;
-        builder = builder.header(name, value);
-    }
-    builder.body(Empty::new()).map_err(|e| {
-        Failure::new(
-            false,
-            ErrorContext::RemoteFile,
-            "invalid_url",
-            e.to_string(),
-        )
-    })
 }
 
 fn timed_out(what: &str) -> Failure {
@@ -586,23 +556,10 @@ fn timed_out(what: &str) -> Failure {
     )
 }
 
-fn connect_failed(e: &io::Error, host: &str, port: u16) -> Failure {
-    let code = match e.kind() {
-        io::ErrorKind::ConnectionRefused => "connection_refused",
-        io::ErrorKind::TimedOut => "timeout",
-        _ => "connect_failed",
-    };
-    Failure::new(
-        true,
-        ErrorContext::Transport,
-        code,
-        format!("cannot connect to {host}:{port}: {e}"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderValue;
 
     fn v(size: u64, etag: Option<&str>, lm: Option<&str>) -> Validators {
         Validators {
@@ -749,10 +706,7 @@ mod tests {
     #[test]
     fn urls_must_be_absolute_http() {
         assert!(parse_url("http://127.0.0.1:1/a").is_ok());
-        assert_eq!(
-            parse_url("https://h/a").unwrap_err().error.code,
-            "unsupported_scheme"
-        );
+        assert!(parse_url("https://h/a").is_ok());
         for bad in ["ftp://h/a", "/a", "h/a", "http:///a", "file:///etc/passwd"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }

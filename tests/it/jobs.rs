@@ -116,14 +116,15 @@ fn relay_one(
     std::thread::scope(|scope| {
         scope.spawn(move || {
             let mut buf = [0u8; 8192];
-            let mut head = Vec::new();
-            let mut recorded = false;
+            let mut pending = Vec::new();
+            // The job client keeps its connection alive and sends bodiless requests: every blank line
+            // ends one request's head.
             while let Ok(n @ 1..) = c_in.read(&mut buf) {
-                head.extend_from_slice(&buf[..n.min(8192 - head.len().min(8192))]);
-                if !recorded && head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    recorded = true;
-                    let text = String::from_utf8_lossy(&head).into_owned();
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let text = String::from_utf8_lossy(&pending[..end + 4]).into_owned();
                     requests.lock().unwrap().push(text);
+                    pending.drain(..end + 4);
                 }
                 if s_out.write_all(&buf[..n]).is_err() {
                     break;

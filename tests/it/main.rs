@@ -8,6 +8,7 @@ mod auth;
 mod authz;
 #[cfg(feature = "cli")]
 mod cli;
+mod client;
 mod clients;
 mod config;
 #[cfg(feature = "cli")]

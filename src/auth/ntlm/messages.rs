@@ -138,6 +138,36 @@ impl Negotiate {
     }
 }
 
+/// A CHALLENGE_MESSAGE, as a client reads it (MS-NLMP §2.2.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge<'a> {
+    /// NegotiateFlags the server granted.
+    pub flags: u32,
+    /// ServerChallenge.
+    pub server_challenge: [u8; 8],
+    /// TargetInfo: the AV pairs, raw (checked to parse).
+    pub target_info: &'a [u8],
+}
+
+impl<'a> Challenge<'a> {
+    /// Parses a CHALLENGE_MESSAGE; its TargetInfo must be well-formed AV pairs (NTLMv2 needs them).
+    pub fn parse(b: &'a [u8]) -> Result<Self, MessageError> {
+        header(b, 2)?;
+        if b.len() < 48 {
+            return Err(MessageError::Truncated);
+        }
+        let mut server_challenge = [0u8; 8];
+        server_challenge.copy_from_slice(&b[24..32]);
+        let target_info = field(b, 40)?;
+        av_pairs(target_info)?;
+        Ok(Challenge {
+            flags: u32_at(b, 20)?,
+            server_challenge,
+            target_info,
+        })
+    }
+}
+
 /// An AUTHENTICATE_MESSAGE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticate<'a> {
@@ -302,6 +332,13 @@ mod tests {
         assert!(pairs
             .iter()
             .any(|(id, v)| *id == av::TIMESTAMP && v.len() == 8));
+        let parsed = Challenge::parse(&c).unwrap();
+        assert_eq!(parsed.flags, 0xa2898205);
+        assert_eq!(parsed.server_challenge, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(parsed.target_info, field(&c, 40).unwrap());
+        for end in 0..c.len() {
+            assert!(Challenge::parse(&c[..end]).is_err(), "{end}");
+        }
     }
 
     #[test]

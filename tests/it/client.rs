@@ -1,0 +1,441 @@
+//! Download jobs through the client stack against our own server on 127.0.0.1: https with a test CA and
+//! with a pin (a wrong pin is an ERROR before any byte), a group requiring client certificates, Basic over
+//! TLS, NTLM with a principals file, and tinyproxy in between (absolute-form for http, CONNECT for https).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bits_compact::client::{ClientSettings, Credentials, ProxySetting, SpkiPin, TlsSettings};
+use bits_compact::jobs::{part_path, Action, JobId, JobManager, JobState, NewJob};
+use bits_compact::{
+    AuthScheme, ClientCertMode, ClientCertificates, Password, Principals, ServerCertificate,
+};
+
+use crate::pki::Ca;
+use crate::support::{free_port, have, pattern, write_file, TestServer};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// An https server (certificate from a test CA) and a plain http one, both with an anonymous group `S`,
+/// a Basic group `B` (https) and an NTLM group `N` (http), alice/alice-RIGHT in the principals.
+struct Site {
+    https: TestServer,
+    http: TestServer,
+    dir: tempfile::TempDir,
+    ca: Ca,
+    pin: String,
+    data: Vec<u8>,
+}
+
+fn principals() -> Principals {
+    let mut p = Principals::default();
+    p.set_user("alice", &Password::from("alice-RIGHT"), &[])
+        .unwrap();
+    p
+}
+
+fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Ca::new("Client CA");
+    ca.write(d, "ca.pem");
+    let leaf = ca.server(d, "server", &["127.0.0.1", "localhost"]);
+    let data = pattern(512 * 1024, 13);
+    let file = write_file(d, "data.bin", &data);
+    let https = TestServer::start();
+    https.server.set_principals(principals());
+    let cert = ServerCertificate::from_pem_files(&leaf.cert, &leaf.key).unwrap();
+    let pin = cert.info().spki_pin.clone();
+    https.server.set_ssl_certificate(https.port, cert).unwrap();
+    let s = https
+        .server
+        .create_url_group(&format!("https://+:{}/S/", https.port))
+        .unwrap();
+    s.add_url("data.bin", file.clone(), None).unwrap();
+    let b = https
+        .server
+        .create_url_group(&format!("https://+:{}/B/", https.port))
+        .unwrap();
+    b.set_authentication(AuthScheme::Basic, true).unwrap();
+    b.add_url("data.bin", file.clone(), Some("D:(A;;GR;;;AU)"))
+        .unwrap();
+    let http = TestServer::start();
+    http.server.set_principals(principals());
+    let s = http.server.create_url_group(&http.prefix("S")).unwrap();
+    s.add_url("data.bin", file.clone(), None).unwrap();
+    let n = http.server.create_url_group(&http.prefix("N")).unwrap();
+    n.set_authentication(AuthScheme::Ntlm, true).unwrap();
+    n.add_url("data.bin", file.clone(), Some("D:(A;;GR;;;AU)"))
+        .unwrap();
+    Site {
+        https,
+        http,
+        dir,
+        ca,
+        pin,
+        data,
+    }
+}
+
+impl Site {
+    fn https_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.https.port)
+    }
+
+    fn ca_trust(&self) -> TlsSettings {
+        TlsSettings {
+            ca_file: Some(self.dir.path().join("ca.pem")),
+            ..TlsSettings::default()
+        }
+    }
+
+    fn dest(&self, name: &str) -> PathBuf {
+        self.dir.path().join("out").join(name)
+    }
+}
+
+fn direct(tls: TlsSettings) -> ClientSettings {
+    ClientSettings {
+        tls,
+        proxy: ProxySetting::NoProxy,
+        credentials: None,
+    }
+}
+
+async fn start(m: &JobManager, url: &str, dest: &Path, settings: ClientSettings) -> JobId {
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let new = NewJob::new("client")
+        .file(url, dest)
+        .minimum_retry_delay(Duration::from_secs(5))
+        .client(settings);
+    m.create_job(new).await.unwrap().id
+}
+
+/// Waits for one of `states`; returns the one reached.
+async fn wait_for(m: &JobManager, id: JobId, states: &[JobState]) -> JobState {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let job = m.job(id).unwrap();
+        if states.contains(&job.state) {
+            return job.state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job is {} ({:?}), expected {states:?}",
+            job.state,
+            job.error
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Downloads `url` to a new file and checks it is byte-identical.
+async fn downloads(m: &JobManager, url: &str, dest: &Path, settings: ClientSettings, data: &[u8]) {
+    let id = start(m, url, dest, settings).await;
+    wait_for(m, id, &[JobState::Transferred]).await;
+    m.set_state(id, Action::Complete).await.unwrap();
+    assert!(std::fs::read(dest).unwrap() == data, "not byte-identical");
+}
+
+/// Expects ERROR with `code`, and no byte of the file on disk.
+async fn fails(m: &JobManager, url: &str, dest: &Path, settings: ClientSettings, code: &str) {
+    let id = start(m, url, dest, settings).await;
+    wait_for(m, id, &[JobState::Error]).await;
+    let error = m.error(id).unwrap().unwrap();
+    assert_eq!(error.code, code, "{error}");
+    let written = std::fs::metadata(part_path(dest).unwrap()).map_or(0, |m| m.len());
+    assert_eq!(written, 0, "bytes written despite {error}");
+    assert!(!dest.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_ca_with_a_pin_and_not_with_a_wrong_pin() {
+    let s = site();
+    let m = JobManager::builder().start().await.unwrap();
+    let url = s.https_url("/S/data.bin");
+    downloads(&m, &url, &s.dest("ca.bin"), direct(s.ca_trust()), &s.data).await;
+    let pinned = TlsSettings {
+        pins: vec![s.pin.parse().unwrap()],
+        ..TlsSettings::default()
+    };
+    downloads(&m, &url, &s.dest("pin.bin"), direct(pinned), &s.data).await;
+    let both = TlsSettings {
+        pins: vec![s.pin.parse().unwrap()],
+        ..s.ca_trust()
+    };
+    downloads(&m, &url, &s.dest("both.bin"), direct(both), &s.data).await;
+
+    // SECURITY: a pin of another key refuses the server, and so does a CA that did not sign it.
+    let other = Ca::new("Other CA");
+    let other_leaf = other.server(s.dir.path(), "other", &["127.0.0.1"]);
+    let other_cert = ServerCertificate::from_pem_files(&other_leaf.cert, &other_leaf.key).unwrap();
+    let wrong: SpkiPin = other_cert.info().spki_pin.parse().unwrap();
+    let wrong_pin = TlsSettings {
+        pins: vec![wrong],
+        ..TlsSettings::default()
+    };
+    fails(
+        &m,
+        &url,
+        &s.dest("wrong-pin.bin"),
+        direct(wrong_pin),
+        "tls_handshake",
+    )
+    .await;
+    let other_ca = TlsSettings {
+        ca_file: Some(other.write(s.dir.path(), "other-ca.pem")),
+        ..TlsSettings::default()
+    };
+    fails(
+        &m,
+        &url,
+        &s.dest("wrong-ca.bin"),
+        direct(other_ca),
+        "tls_handshake",
+    )
+    .await;
+    // The system roots do not know the test CA.
+    fails(
+        &m,
+        &url,
+        &s.dest("system.bin"),
+        direct(TlsSettings::default()),
+        "tls_handshake",
+    )
+    .await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_requiring_client_certificates() {
+    let s = site();
+    let d = s.dir.path();
+    let required =
+        ClientCertificates::from_pem_files(ClientCertMode::Required, d.join("ca.pem"), &[])
+            .unwrap();
+    s.https
+        .server
+        .set_client_certificates(s.https.port, required)
+        .unwrap();
+    let alice = s.ca.client(d, "alice", "Alice", None);
+    let m = JobManager::builder().start().await.unwrap();
+    let url = s.https_url("/S/data.bin");
+    let with_cert = TlsSettings {
+        client_certificate: Some((alice.cert.clone(), alice.key.clone())),
+        ..s.ca_trust()
+    };
+    downloads(&m, &url, &s.dest("cert.bin"), direct(with_cert), &s.data).await;
+    let id = start(&m, &url, &s.dest("nocert.bin"), direct(s.ca_trust())).await;
+    let state = wait_for(&m, id, &[JobState::Error, JobState::TransientError]).await;
+    let error = m.error(id).unwrap().unwrap();
+    assert_eq!(
+        (state, error.code.as_str()),
+        (JobState::Error, "tls_handshake"),
+        "{error}"
+    );
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_over_tls_right_and_wrong_passwords() {
+    let s = site();
+    let m = JobManager::builder().start().await.unwrap();
+    let url = s.https_url("/B/data.bin");
+    let with = |password: &str| ClientSettings {
+        credentials: Some(Credentials::basic("alice", Password::from(password))),
+        ..direct(s.ca_trust())
+    };
+    downloads(&m, &url, &s.dest("right.bin"), with("alice-RIGHT"), &s.data).await;
+    fails(&m, &url, &s.dest("wrong.bin"), with("WRONG"), "http_401").await;
+    fails(
+        &m,
+        &url,
+        &s.dest("none.bin"),
+        direct(s.ca_trust()),
+        "http_401",
+    )
+    .await;
+    // SECURITY: never in the clear unless allowed.
+    let http = s.http.url("/S/data.bin");
+    fails(
+        &m,
+        &http,
+        &s.dest("clear.bin"),
+        with("alice-RIGHT"),
+        "basic_over_http",
+    )
+    .await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ntlm_right_and_wrong_passwords() {
+    let s = site();
+    let m = JobManager::builder().start().await.unwrap();
+    let url = s.http.url("/N/data.bin");
+    let with = |user: &str, password: &str| ClientSettings {
+        credentials: Some(Credentials::ntlm(user, Password::from(password))),
+        ..direct(TlsSettings::default())
+    };
+    downloads(
+        &m,
+        &url,
+        &s.dest("right.bin"),
+        with("alice", "alice-RIGHT"),
+        &s.data,
+    )
+    .await;
+    downloads(
+        &m,
+        &url,
+        &s.dest("domain.bin"),
+        with("CORP\\alice", "alice-RIGHT"),
+        &s.data,
+    )
+    .await;
+    fails(
+        &m,
+        &url,
+        &s.dest("wrong.bin"),
+        with("alice", "WRONG"),
+        "http_401",
+    )
+    .await;
+    fails(
+        &m,
+        &url,
+        &s.dest("none.bin"),
+        direct(TlsSettings::default()),
+        "http_401",
+    )
+    .await;
+    m.shutdown().await;
+}
+
+/// tinyproxy on a free port with a temporary configuration, logging to a file.
+struct Tinyproxy {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tinyproxy {
+    fn start() -> Option<Tinyproxy> {
+        if !have("tinyproxy") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // tinyproxy started as root drops to nobody, who must be able to write its log.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let port = free_port();
+        let log = dir.path().join("tinyproxy.log");
+        let conf = write_file(
+            dir.path(),
+            "tinyproxy.conf",
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 20\nLogLevel Info\n\
+                 LogFile \"{}\"\nAllow 127.0.0.1\n",
+                log.display()
+            )
+            .as_bytes(),
+        );
+        let child = Command::new("tinyproxy")
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tinyproxy did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Tinyproxy {
+            child,
+            port,
+            log,
+            _dir: dir,
+        })
+    }
+
+    fn setting(&self) -> ProxySetting {
+        ProxySetting::Override {
+            proxy: format!("http://127.0.0.1:{}", self.port),
+            bypass: Vec::new(),
+        }
+    }
+
+    /// Whether the proxy opened a connection to `port`.
+    fn reached(&self, port: u16) -> bool {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(&format!("opening connection to 127.0.0.1:{port}"))
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_tinyproxy_for_http_and_https() {
+    let Some(proxy) = Tinyproxy::start() else {
+        return;
+    };
+    let s = site();
+    let m = JobManager::builder().start().await.unwrap();
+    let http = ClientSettings {
+        proxy: proxy.setting(),
+        ..direct(TlsSettings::default())
+    };
+    downloads(
+        &m,
+        &s.http.url("/S/data.bin"),
+        &s.dest("http.bin"),
+        http,
+        &s.data,
+    )
+    .await;
+    assert!(
+        proxy.reached(s.http.port),
+        "http did not go through the proxy"
+    );
+    let https = ClientSettings {
+        proxy: proxy.setting(),
+        ..direct(s.ca_trust())
+    };
+    downloads(
+        &m,
+        &s.https_url("/S/data.bin"),
+        &s.dest("https.bin"),
+        https,
+        &s.data,
+    )
+    .await;
+    assert!(
+        proxy.reached(s.https.port),
+        "https did not go through the proxy"
+    );
+    // A bypassed host is reached directly.
+    let bypass = ClientSettings {
+        proxy: ProxySetting::Override {
+            proxy: format!("http://127.0.0.1:{}", proxy.port),
+            bypass: vec![format!("127.0.0.1:{}", s.http.port)],
+        },
+        ..direct(TlsSettings::default())
+    };
+    let url = s.http.url("/S/data.bin");
+    downloads(&m, &url, &s.dest("direct.bin"), bypass, &s.data).await;
+    m.shutdown().await;
+}
