@@ -8,11 +8,13 @@
 //! | `job` | [`Job`], [`JobFile`], [`JobId`], [`JobFailure`] (GetError): serde data |
 //! | `store` | [`JobStore`], [`DirStore`] (one JSON file per job, atomic writes), [`MemoryStore`] |
 //! | `transfer` | one file over HTTP/1.1: size and validators, ranged GETs with If-Range, restarts, classification |
+//! | `digest` | the check of a transferred file against the server's `Repr-Digest` (RFC 9530) |
 //! | `manager` | [`JobManager`]: scheduling, retries, timeouts, events, persistence |
 //!
 //! Files become visible under their final names only on Complete; until then they are `.NAME.bcs-part`
 //! beside the destination. Not yet here: TLS, credentials and proxies (later: `src/client/`).
 
+mod digest;
 mod job;
 mod manager;
 mod state;

@@ -9,7 +9,8 @@
 //! 3. asks for the rest with `Range: bytes=N-` and `If-Range` (the strong ETag, else Last-Modified):
 //!    206 appends; 200 (no range support, or a changed file) restarts cleanly from zero with that body;
 //! 4. streams the body to disk frame by frame (memory stays bounded by hyper's frame size), syncs it, and
-//!    asks for the validators once more: a file rewritten in place during the transfer restarts.
+//!    asks for the validators once more: a file rewritten in place during the transfer restarts;
+//! 5. if that last answer carries a `Repr-Digest`, checks the temporary against it (`digest`).
 //!
 //! Failures are classified per SPEC §5 into transient ones (connection refused or lost, timeouts, 5xx, 503
 //! with its Retry-After, 408, 429) and fatal ones (other 4xx, a protocol violation, local disk errors), each
@@ -184,7 +185,7 @@ async fn fetch_file(file: &mut JobFile, report: Report<'_>) -> Result<(), Failur
     let mut have = if file.validators.is_some() { len } else { 0 };
     let url = parse_url(&file.remote_url)?;
     for _ in 0..MAX_RESTARTS {
-        let (remote, url) = probe(&url).await?;
+        let (remote, url, _) = probe(&url).await?;
         if file.validators.as_ref() != Some(&remote) {
             have = 0;
             file.validators = Some(remote.clone());
@@ -207,8 +208,11 @@ async fn fetch_file(file: &mut JobFile, report: Report<'_>) -> Result<(), Failur
             .and_then(|()| disk.sync_all())
             .map_err(|e| Failure::local(&e, "sync", &part))?;
         // A file rewritten in place while we read it shows new validators now: never keep a mix.
-        let (after, _) = probe(&url).await?;
+        let (after, _, digest) = probe(&url).await?;
         if file.validators.as_ref() == Some(&after) {
+            if let Some(sum) = digest {
+                super::digest::check(&disk, &part, sum, file, report).await?;
+            }
             file.completed = true;
             report(file);
             return Ok(());
@@ -338,12 +342,14 @@ fn read_answer(
     }
 }
 
-/// The size and validators of the remote file, and the URL it was found at after redirects.
-async fn probe(url: &Uri) -> Result<(Validators, Uri), Failure> {
+/// The size and validators of the remote file, the URL it was found at after redirects, and its
+/// Repr-Digest (SHA-256) if the server sent one.
+async fn probe(url: &Uri) -> Result<(Validators, Uri, Option<[u8; 32]>), Failure> {
     let (response, url) = request(Method::HEAD, url, &[]).await?;
     let status = response.status();
+    let digest = super::digest::expected(response.headers());
     if status.is_success() {
-        return Ok((validators(response.headers(), None)?, url));
+        return Ok((validators(response.headers(), None)?, url, digest));
     }
     if status != StatusCode::METHOD_NOT_ALLOWED && status != StatusCode::NOT_IMPLEMENTED {
         return Err(classify(status, response.headers()));
@@ -358,7 +364,8 @@ async fn probe(url: &Uri) -> Result<(Validators, Uri), Failure> {
         s if s.is_success() => None,
         s => return Err(classify(s, headers)),
     };
-    Ok((validators(headers, total)?, url))
+    let digest = super::digest::expected(headers);
+    Ok((validators(headers, total)?, url, digest))
 }
 
 /// The validators of an answer; the size is `size` or the Content-Length.
