@@ -11,6 +11,8 @@ mod cli;
 mod clients;
 mod config;
 #[cfg(feature = "cli")]
+mod download;
+#[cfg(feature = "cli")]
 mod examples;
 mod exposure;
 #[cfg(feature = "cli")]

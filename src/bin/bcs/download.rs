@@ -104,6 +104,10 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
         signal(SignalKind::interrupt()).map_err(DownloadError::Signals)?,
         signal(SignalKind::terminate()).map_err(DownloadError::Signals)?,
     );
+    // A file size limit (RLIMIT_FSIZE) must fail the write (EFBIG: ERROR, local file) like a full disk,
+    // not kill the process with SIGXFSZ's default action; a handler of our own replaces that action.
+    let xfsz = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
+    let _xfsz = signal(xfsz).map_err(DownloadError::Signals)?;
     let base = bits_compact::mgmt::default_state_dir().ok_or(DownloadError::NoStateDir)?;
     let dir = base.join("downloads").join(key(&files));
     let store = DirStore::open(&dir)?;
