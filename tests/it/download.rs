@@ -323,3 +323,36 @@ fn a_body_that_does_not_match_its_digest_is_an_error() {
     );
     assert!(!out.path().join("c.bin").exists());
 }
+
+#[test]
+fn ctrl_c_suspends_with_status_130_and_the_same_command_resumes() {
+    const SIZE: usize = 2 << 20;
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let content = pattern(SIZE, 8);
+    let file = write_file(src.path(), "int.bin", &content);
+    let (host, port) = spawn_host("http", "d", &["--rate", "256KiB/s"], &[&file]);
+    let url = format!("http://127.0.0.1:{port}/d/int.bin");
+    let dir = out.path().to_str().unwrap();
+    let args = ["download", "-d", dir, &url];
+    let state_env = state.path().to_str().unwrap();
+    let first = Running::spawn_with_env(Path::new(BCS), &args, &[("BCS_STATE", state_env)]);
+    let part = out.path().join(".int.bin.bcs-part");
+    let size = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+    wait_until("bytes on disk", || (size(&part) >= 256 << 10).then_some(()));
+    let (code, stderr) = first.stop("-INT");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // Suspended: nothing more is written once it has exited.
+    let kept = size(&part);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(size(&part), kept);
+    let again = download(state.path(), &args[1..]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(std::fs::read(out.path().join("int.bin")).unwrap(), content);
+    no_jobs_left(state.path());
+    let (_, log) = host.stop("-TERM");
+    let gets = gets(&log, "/d/int.bin");
+    assert_eq!(gets.last(), Some(&(206, SIZE as u64 - kept)), "{gets:?}");
+}
