@@ -153,6 +153,13 @@ impl JobManagerBuilder {
         self
     }
 
+    /// The most bytes per second each running job receives (a job transfers one file at a time, so this
+    /// is each job's bandwidth; jobs running together may use that much each). Default is unlimited.
+    pub fn job_bandwidth(mut self, rate: crate::ByteRate) -> Self {
+        self.fetch = Arc::new(Http { rate: rate.get() });
+        self
+    }
+
     #[cfg(test)]
     pub(crate) fn fetch(mut self, fetch: impl Fetch) -> Self {
         self.fetch = Arc::new(fetch);
@@ -253,7 +260,7 @@ impl JobManager {
     pub fn builder() -> JobManagerBuilder {
         JobManagerBuilder {
             store: Arc::new(MemoryStore::new()),
-            fetch: Arc::new(Http),
+            fetch: Arc::new(Http::default()),
             max_transfers: 2,
             save_interval: Duration::from_secs(1),
         }

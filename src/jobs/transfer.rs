@@ -35,6 +35,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::job::{ErrorContext, JobFailure, JobFile, Validators};
+use super::pace::Pace;
 
 /// Redirects followed for one request.
 const MAX_REDIRECTS: usize = 10;
@@ -102,11 +103,14 @@ pub(crate) trait Fetch: Send + Sync + 'static {
 
 /// The plain HTTP/1.1 client.
 #[derive(Debug, Default)]
-pub(crate) struct Http;
+pub(crate) struct Http {
+    /// The most bytes per second one transfer receives; `None`: unlimited.
+    pub(crate) rate: Option<u64>,
+}
 
 impl Fetch for Http {
     fn fetch<'a>(&'a self, file: &'a mut JobFile, report: Report<'a>) -> Fetching<'a> {
-        Box::pin(fetch_file(file, report))
+        Box::pin(fetch_file(file, report, Pace::new(self.rate)))
     }
 }
 
@@ -174,7 +178,7 @@ fn open_part(part: &Path) -> io::Result<File> {
         .open(part)
 }
 
-async fn fetch_file(file: &mut JobFile, report: Report<'_>) -> Result<(), Failure> {
+async fn fetch_file(file: &mut JobFile, report: Report<'_>, mut pace: Pace) -> Result<(), Failure> {
     let part = part_path(&file.local_file).ok_or_else(|| bad_local(&file.local_file))?;
     let mut disk = open_part(&part).map_err(|e| Failure::local(&e, "open", &part))?;
     let len = disk
@@ -198,7 +202,8 @@ async fn fetch_file(file: &mut JobFile, report: Report<'_>) -> Result<(), Failur
         file.completed = false;
         report(file);
         if have < remote.size {
-            let got = get_rest(&url, &remote, have, &mut disk, &part, file, report).await?;
+            let to = (&mut disk, part.as_path(), &mut pace);
+            let got = get_rest(&url, &remote, have, to, file, report).await?;
             if !got {
                 have = 0;
                 continue;
@@ -233,8 +238,7 @@ async fn get_rest(
     url: &Uri,
     seen: &Validators,
     have: u64,
-    disk: &mut File,
-    part: &Path,
+    (disk, part, pace): (&mut File, &Path, &mut Pace),
     file: &mut JobFile,
     report: Report<'_>,
 ) -> Result<bool, Failure> {
@@ -259,23 +263,15 @@ async fn get_rest(
         .map_err(|e| Failure::local(&e, "write", part))?;
     file.bytes_transferred = start;
     report(file);
-    receive(
-        response.into_body(),
-        disk,
-        part,
-        validators.size,
-        file,
-        report,
-    )
-    .await?;
+    let body = response.into_body();
+    receive(body, (disk, part, pace), validators.size, file, report).await?;
     Ok(true)
 }
 
 /// Streams a body to disk from the file's current position up to `end`.
 async fn receive(
     mut body: Incoming,
-    disk: &mut File,
-    part: &Path,
+    (disk, part, pace): (&mut File, &Path, &mut Pace),
     end: u64,
     file: &mut JobFile,
     report: Report<'_>,
@@ -306,6 +302,7 @@ async fn receive(
             .map_err(|e| Failure::local(&e, "write", part))?;
         file.bytes_transferred += len;
         report(file);
+        pace.after(len).await;
     }
     Ok(())
 }

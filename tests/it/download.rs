@@ -356,3 +356,22 @@ fn ctrl_c_suspends_with_status_130_and_the_same_command_resumes() {
     let gets = gets(&log, "/d/int.bin");
     assert_eq!(gets.last(), Some(&(206, SIZE as u64 - kept)), "{gets:?}");
 }
+
+#[test]
+fn rate_holds_the_download_to_its_bandwidth() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let content = pattern(1 << 20, 9);
+    let file = write_file(src.path(), "r.bin", &content);
+    let (_host, port) = spawn_host("http", "d", &[], &[&file]);
+    let url = format!("http://127.0.0.1:{port}/d/r.bin");
+    let dest = out.path().to_str().unwrap();
+    let start = Instant::now();
+    let done = download(state.path(), &["--rate", "512KiB/s", "-d", dest, &url]);
+    let took = start.elapsed();
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    assert_eq!(std::fs::read(out.path().join("r.bin")).unwrap(), content);
+    // 1 MiB at 512 KiB/s: 2 s, less the first piece, which is not waited for.
+    assert!(took >= Duration::from_millis(1800), "{took:?}");
+}

@@ -7,8 +7,8 @@
 //! two runs of the same command from sharing it. On success the job is completed (the files appear
 //! under their names) and its directory removed; on a failure it stays, so that a rerun resumes it.
 //!
-//! Not here yet: `--rate` (the job manager has no per-job bandwidth limit), and `--user`, `--ca`,
-//! `--pin`, `--client-cert`, `--proxy`, which wait for the client stack (`src/client/`).
+//! Not here yet: `--user`, `--ca`, `--pin`, `--client-cert`, `--proxy`, which wait for the client stack
+//! (`src/client/`).
 
 use std::fs::{File, OpenOptions};
 use std::io::IsTerminal;
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bits_compact::jobs::{
     Action, DirStore, Job, JobEvent, JobFailure, JobId, JobManager, JobState, NewJob, Priority,
 };
+use bits_compact::ByteRate;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -57,6 +58,10 @@ pub(crate) struct DownloadArgs {
     /// Print progress and the outcome as JSON lines on stdout instead of a progress bar.
     #[arg(long)]
     json: bool,
+    /// This download's bandwidth, e.g. 4MiB/s, 500KB/s (units as for `bcs host --rate`: bytes, never bits;
+    /// K, M, G powers of 1000, KiB, MiB, GiB powers of 1024). Default: unlimited.
+    #[arg(long, value_name = "RATE")]
+    rate: Option<ByteRate>,
 }
 
 /// Why a download did not finish.
@@ -114,6 +119,7 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     let _lock = lock(&dir)?;
     let manager = JobManager::builder()
         .store(store)
+        .job_bandwidth(args.rate.unwrap_or(ByteRate::UNLIMITED))
         .max_transfers(1)
         .start()
         .await?;
