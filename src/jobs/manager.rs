@@ -253,6 +253,8 @@ struct Runner {
 enum Write {
     Save(Box<Job>, Option<oneshot::Sender<Result<(), JobError>>>),
     Delete(JobId, Option<oneshot::Sender<Result<(), JobError>>>),
+    /// Acknowledged once every write queued before it is done.
+    Barrier(oneshot::Sender<()>),
 }
 
 impl JobManager {
@@ -453,6 +455,12 @@ impl JobManager {
             if let Ok(job) = self.job(id) {
                 let _ = self.inner.save(job).await;
             }
+        }
+        // Writes queued in the background (a job's last state, say) are durable before this returns: the
+        // caller may stop the runtime next, and with it the writer.
+        let (ack, done) = oneshot::channel();
+        if self.inner.writes.send(Write::Barrier(ack)).is_ok() {
+            let _ = done.await;
         }
         let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((scheduler, writer)) = tasks {
@@ -798,6 +806,10 @@ async fn write_in_order(store: Arc<dyn JobStore>, mut queue: mpsc::UnboundedRece
     while let Some(write) = queue.recv().await {
         let store = store.clone();
         let (result, ack) = match write {
+            Write::Barrier(ack) => {
+                let _ = ack.send(());
+                continue;
+            }
             Write::Save(job, ack) => {
                 let r = tokio::task::spawn_blocking(move || store.save(&job)).await;
                 (r, ack)

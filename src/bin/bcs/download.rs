@@ -373,9 +373,9 @@ impl Show {
 
     fn progress(&mut self, job: &Job) {
         if let Show::Bar(bar) = self {
-            if let Some(total) = job.bytes_total() {
-                bar.set_length(total);
-            }
+            // Until every file's size is known, the sizes known so far.
+            let known = job.files.iter().filter_map(|f| f.bytes_total).sum();
+            bar.set_length(job.bytes_total().unwrap_or(known));
             bar.set_position(job.bytes_transferred());
         }
     }
@@ -410,14 +410,15 @@ impl Show {
     fn finish(&mut self, job: &Job) {
         self.progress(job);
         self.line(job);
+        // Cleared: the "Saved" lines (stdout) and any error (stderr) then start on a line of their own.
         if let Show::Bar(bar) = self {
-            bar.finish();
+            bar.finish_and_clear();
         }
     }
 
     fn abandon(&mut self) {
         if let Show::Bar(bar) = self {
-            bar.abandon();
+            bar.finish_and_clear();
         }
     }
 }
