@@ -134,6 +134,10 @@ fn download_from_bcs_host_is_identical_and_leaves_no_job() {
     assert_eq!(last["event"], "saved", "{stdout}");
     assert_eq!(last["bytes"], content.len());
     assert!(stdout.contains(r#""state":"TRANSFERRED""#), "{stdout}");
+    assert!(
+        stdout.contains(r#"{"error":null,"event":"end","state":"ACKNOWLEDGED"}"#),
+        "{stdout}"
+    );
     no_jobs_left(state.path());
 }
 
@@ -223,14 +227,26 @@ fn a_missing_file_fails_naming_the_remote_file() {
     let file = write_file(src.path(), "here.bin", b"x");
     let (_host, port) = spawn_host("http", "d", &[], &[&file]);
     let url = format!("http://127.0.0.1:{port}/d/gone.bin");
-    let failed = download(state.path(), &["-d", out.path().to_str().unwrap(), &url]);
+    let args = ["--json", "-d", out.path().to_str().unwrap(), &url];
+    let failed = download(state.path(), &args);
     let stderr = text(&failed.stderr);
     assert_eq!(failed.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("download failed: RemoteFile http_404"),
         "{stderr}"
     );
+    let stdout = text(&failed.stdout);
+    let end: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(end["state"], "ERROR", "{stdout}");
+    assert_eq!(end["error"]["context"], "REMOTE_FILE", "{stdout}");
+    assert_eq!(end["error"]["code"], "http_404", "{stdout}");
     assert!(!out.path().join("gone.bin").exists());
+    // The job is kept, and the same command tries it again (failing the same way).
+    let again = download(state.path(), &args);
+    assert_eq!(again.status.code(), Some(1));
+    // -o naming a directory is a usage error.
+    let usage = download(state.path(), &["-o", out.path().to_str().unwrap(), &url]);
+    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage.stderr));
 }
 
 #[test]

@@ -140,6 +140,14 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     };
     manager.shutdown().await;
     done?;
+    if args.json {
+        if let Ok(job) = manager.job(id) {
+            say!(
+                "{}",
+                json!({"event": "end", "state": job.state, "error": job.error})
+            );
+        }
+    }
     outcome?;
     let job = manager.job(id)?;
     report_done(&job, args.json);
@@ -159,6 +167,12 @@ fn destinations(args: &DownloadArgs) -> Result<Vec<(String, PathBuf)>, DownloadE
             return Err(DownloadError::Usage(
                 "-o names one file: give one URL, or use -d DIR".into(),
             ));
+        }
+        if output.is_dir() {
+            return Err(DownloadError::Usage(format!(
+                "-o {}: a directory (use -d DIR)",
+                output.display()
+            )));
         }
         return Ok(vec![(args.urls[0].clone(), absolute(output)?)]);
     }
