@@ -357,6 +357,14 @@ fn ctrl_c_suspends_with_status_130_and_the_same_command_resumes() {
     let part = out.path().join(".int.bin.bcs-part");
     let size = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
     wait_until("bytes on disk", || (size(&part) >= 256 << 10).then_some(()));
+    // The same command while it runs is refused: two runs never share the job.
+    let twice = download(state.path(), &args[1..]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(
+        text(&twice.stderr).contains("already running"),
+        "{}",
+        text(&twice.stderr)
+    );
     let (code, stderr) = first.stop("-INT");
     assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
