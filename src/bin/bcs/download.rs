@@ -32,7 +32,8 @@ use crate::CliError;
 
 /// The exit statuses, for `--help`.
 pub(crate) const EXIT_CODES: &str = "\
-Exit status: 0 downloaded; 1 failed (the job's error is printed, and the job kept: the same command \
+Transient failures (connection refused or lost, 5xx, 503) are retried every 5 s; after 60 s without \
+progress the download fails. Exit status: 0 downloaded; 1 failed (the job's error is printed, and the job kept: the same command \
 resumes it), or any other error; 2 usage; 130 interrupted (Ctrl-C or SIGTERM: the job is suspended and \
 kept; the same command resumes it).";
 
@@ -367,19 +368,11 @@ impl Show {
     fn state(&mut self, job: &Job) {
         match self {
             Show::Json { .. } => say!("{}", json!({"event": "state", "state": job.state})),
-            Show::Bar(bar) if job.state == JobState::TransientError => bar.suspend(|| {
-                note!(
-                    "bcs: {}; retrying in {} s",
-                    error_of(job),
-                    RETRY_DELAY.as_secs()
-                )
-            }),
+            Show::Bar(bar) if job.state == JobState::TransientError => {
+                bar.suspend(|| note!("bcs: {}; {}", error_of(job), retrying()))
+            }
             Show::Plain { .. } if job.state == JobState::TransientError => {
-                note!(
-                    "bcs: {}; retrying in {} s",
-                    error_of(job),
-                    RETRY_DELAY.as_secs()
-                )
+                note!("bcs: {}; {}", error_of(job), retrying())
             }
             _ => {}
         }
@@ -435,6 +428,15 @@ impl Show {
             bar.finish_and_clear();
         }
     }
+}
+
+/// What follows a transient failure.
+fn retrying() -> String {
+    format!(
+        "trying again every {} s, for up to {} s without progress",
+        RETRY_DELAY.as_secs(),
+        GIVE_UP_AFTER.as_secs()
+    )
 }
 
 fn error_of(job: &Job) -> String {
