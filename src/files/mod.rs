@@ -7,6 +7,7 @@
 
 mod body;
 mod conditional;
+mod digest;
 mod nofollow;
 // Public only for the fuzz targets (fuzz/): not part of the API.
 #[doc(hidden)]
@@ -69,13 +70,27 @@ pub(crate) async fn respond(
     source: &Arc<FileSource>,
 ) -> Result<Response<ResponseBody>, FileError> {
     let seen = source.stat()?;
-    if *method == Method::HEAD {
-        return plan(headers, &seen).map(|plan| head(source, &seen, plan));
+    let (version, mut response) = if *method == Method::HEAD {
+        let response = head(source, &seen, plan(headers, &seen)?);
+        (seen, response)
+    } else {
+        let (version, content) = source.content(seen).await?;
+        let plan = plan(headers, &version)?;
+        let response = get(source, &version, content, plan);
+        (version, response)
+    };
+    // RFC 9530 §2: Repr-Digest describes the whole representation, so a 206 carries the same one.
+    let status = response.status();
+    if status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT {
+        if let Some(value) = source.repr_digest(&version) {
+            response.headers_mut().insert(REPR_DIGEST, value);
+        }
     }
-    let (version, content) = source.content(seen).await?;
-    let plan = plan(headers, &version)?;
-    Ok(get(source, &version, content, plan))
+    Ok(response)
 }
+
+/// `Repr-Digest` (RFC 9530 §2).
+const REPR_DIGEST: header::HeaderName = header::HeaderName::from_static("repr-digest");
 
 /// What to send, decided from the request headers and the version only.
 enum Plan {

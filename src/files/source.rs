@@ -15,7 +15,7 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +23,7 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::HeaderValue;
 
+use super::digest::{self, Hashing};
 use super::nofollow;
 
 /// Why a file cannot be published; the caller adds the path.
@@ -112,6 +113,7 @@ pub(crate) struct FileCache {
     revalidate: Duration,
     max_file: u64,
     left: AtomicU64,
+    hashing: Hashing,
 }
 
 impl FileCache {
@@ -120,6 +122,7 @@ impl FileCache {
             revalidate,
             max_file,
             left: AtomicU64::new(total),
+            hashing: Hashing::default(),
         })
     }
 
@@ -161,6 +164,17 @@ pub(crate) struct FileSource {
     born: Instant,
     /// When `current` was last confirmed by a `stat`, in microseconds since `born`.
     checked_us: AtomicU64,
+    /// The Repr-Digest of one version, once computed.
+    digest: ArcSwapOption<Digest>,
+    /// Whether a hash of this file is under way (one at a time per file).
+    hashing: AtomicBool,
+}
+
+/// A version's `Repr-Digest` value.
+#[derive(Debug)]
+struct Digest {
+    key: FileKey,
+    value: HeaderValue,
 }
 
 impl FileSource {
@@ -184,6 +198,8 @@ impl FileSource {
             current: ArcSwapOption::empty(),
             born: Instant::now(),
             checked_us: AtomicU64::new(0),
+            digest: ArcSwapOption::empty(),
+            hashing: AtomicBool::new(false),
         })
     }
 
@@ -230,6 +246,49 @@ impl FileSource {
         };
         self.checked_us.store(now_us.max(1), Ordering::Release);
         Ok(version)
+    }
+
+    /// The `Repr-Digest` of exactly version `v`, if it has been computed; otherwise starts computing it in
+    /// the background (see `digest`) and answers `None`: a response never waits for a hash.
+    pub(crate) fn repr_digest(self: &Arc<Self>, v: &Version) -> Option<HeaderValue> {
+        if let Some(d) = self.digest.load().as_deref() {
+            if d.key == v.key {
+                return Some(d.value.clone());
+            }
+        }
+        self.start_hash(v.key);
+        None
+    }
+
+    /// Starts hashing the current version in the background (when a file is published), so that its
+    /// first responses already carry a digest more often than not.
+    pub(crate) fn hash_soon(self: &Arc<Self>) {
+        if let Ok(v) = self.stat() {
+            let _ = self.repr_digest(&v);
+        }
+    }
+
+    /// Hashes version `key` in the background unless a hash of this file is already under way.
+    fn start_hash(self: &Arc<Self>, key: FileKey) {
+        if self.hashing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        let hash = move || {
+            match digest::sha256_of(&this.path, |md| FileKey::of(md) == key) {
+                Ok(Some(sum)) => {
+                    if let Some(value) = digest::header_value(&sum) {
+                        this.digest.store(Some(Arc::new(Digest { key, value })));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(path = ?this.path, error = %e, "cannot hash the file"),
+            }
+            this.hashing.store(false, Ordering::Release);
+        };
+        if self.cache.hashing.spawn(hash).is_none() {
+            self.hashing.store(false, Ordering::Release);
+        }
     }
 
     fn now_us(&self) -> u64 {

@@ -163,6 +163,13 @@ impl JobManagerBuilder {
         self
     }
 
+    /// The most bytes per second each running job receives (a job transfers one file at a time, so this
+    /// is each job's bandwidth; jobs running together may use that much each). Default is unlimited.
+    pub fn job_bandwidth(mut self, rate: crate::ByteRate) -> Self {
+        self.fetch = Arc::new(Http { rate: rate.get() });
+        self
+    }
+
     #[cfg(test)]
     pub(crate) fn fetch(mut self, fetch: impl Fetch) -> Self {
         self.fetch = Arc::new(fetch);
@@ -256,6 +263,8 @@ struct Runner {
 enum Write {
     Save(Box<Job>, Option<oneshot::Sender<Result<(), JobError>>>),
     Delete(JobId, Option<oneshot::Sender<Result<(), JobError>>>),
+    /// Acknowledged once every write queued before it is done.
+    Barrier(oneshot::Sender<()>),
 }
 
 impl JobManager {
@@ -263,7 +272,7 @@ impl JobManager {
     pub fn builder() -> JobManagerBuilder {
         JobManagerBuilder {
             store: Arc::new(MemoryStore::new()),
-            fetch: Arc::new(Http),
+            fetch: Arc::new(Http::default()),
             max_transfers: 2,
             save_interval: Duration::from_secs(1),
         }
@@ -479,6 +488,12 @@ impl JobManager {
             if let Ok(job) = self.job(id) {
                 let _ = self.inner.save(job).await;
             }
+        }
+        // Writes queued in the background (a job's last state, say) are durable before this returns: the
+        // caller may stop the runtime next, and with it the writer.
+        let (ack, done) = oneshot::channel();
+        if self.inner.writes.send(Write::Barrier(ack)).is_ok() {
+            let _ = done.await;
         }
         let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((scheduler, writer)) = tasks {
@@ -824,6 +839,10 @@ async fn write_in_order(store: Arc<dyn JobStore>, mut queue: mpsc::UnboundedRece
     while let Some(write) = queue.recv().await {
         let store = store.clone();
         let (result, ack) = match write {
+            Write::Barrier(ack) => {
+                let _ = ack.send(());
+                continue;
+            }
             Write::Save(job, ack) => {
                 let r = tokio::task::spawn_blocking(move || store.save(&job)).await;
                 (r, ack)

@@ -8,13 +8,17 @@
 //! | `job` | [`Job`], [`JobFile`], [`JobId`], [`JobFailure`] (GetError): serde data |
 //! | `store` | [`JobStore`], [`DirStore`] (one JSON file per job, atomic writes), [`MemoryStore`] |
 //! | `transfer` | one file over HTTP/1.1: size and validators, ranged GETs with If-Range, restarts, classification |
+//! | `pace` | a job's own bandwidth limit, held in the transfer loop |
+//! | `digest` | the check of a transferred file against the server's `Repr-Digest` (RFC 9530) |
 //! | `manager` | [`JobManager`]: scheduling, retries, timeouts, events, persistence |
 //!
 //! Files become visible under their final names only on Complete; until then they are `.NAME.bcs-part`
 //! beside the destination. TLS, proxies and credentials come from [`crate::client`], per job.
 
+mod digest;
 mod job;
 mod manager;
+mod pace;
 mod state;
 mod store;
 mod transfer;

@@ -10,7 +10,8 @@
 //! 3. asks for the rest with `Range: bytes=N-` and `If-Range` (the strong ETag, else Last-Modified):
 //!    206 appends; 200 (no range support, or a changed file) restarts cleanly from zero with that body;
 //! 4. streams the body to disk frame by frame (memory stays bounded by hyper's frame size), syncs it, and
-//!    asks for the validators once more: a file rewritten in place during the transfer restarts.
+//!    asks for the validators once more: a file rewritten in place during the transfer restarts;
+//! 5. if that last answer carries a `Repr-Digest`, checks the temporary against it (`digest`).
 //!
 //! Failures are classified per SPEC §5 into transient ones (connection refused or lost, timeouts, 5xx, 503
 //! with its Retry-After, 408, 429) and fatal ones (other 4xx, a protocol violation, local disk errors), each
@@ -34,6 +35,7 @@ use tokio::time::timeout;
 use crate::client::{Client, ClientError, ClientSettings};
 
 use super::job::{ErrorContext, JobFailure, JobFile, Validators};
+use super::pace::Pace;
 
 /// Redirects followed for one request.
 const MAX_REDIRECTS: usize = 10;
@@ -113,7 +115,10 @@ pub(crate) trait Fetch: Send + Sync + 'static {
 
 /// The HTTP/1.1 client.
 #[derive(Debug, Default)]
-pub(crate) struct Http;
+pub(crate) struct Http {
+    /// The most bytes per second one transfer receives; `None`: unlimited.
+    pub(crate) rate: Option<u64>,
+}
 
 impl Fetch for Http {
     fn fetch<'a>(
@@ -124,7 +129,7 @@ impl Fetch for Http {
     ) -> Fetching<'a> {
         Box::pin(async move {
             let mut client = Client::new(settings).map_err(|e| Failure::client(&e))?;
-            fetch_file(&mut client, file, report).await
+            fetch_file(&mut client, file, report, Pace::new(self.rate)).await
         })
     }
 }
@@ -197,6 +202,7 @@ async fn fetch_file(
     client: &mut Client,
     file: &mut JobFile,
     report: Report<'_>,
+    mut pace: Pace,
 ) -> Result<(), Failure> {
     let part = part_path(&file.local_file).ok_or_else(|| bad_local(&file.local_file))?;
     let mut disk = open_part(&part).map_err(|e| Failure::local(&e, "open", &part))?;
@@ -208,7 +214,7 @@ async fn fetch_file(
     let mut have = if file.validators.is_some() { len } else { 0 };
     let url = parse_url(&file.remote_url)?;
     for _ in 0..MAX_RESTARTS {
-        let (remote, url) = probe(client, &url).await?;
+        let (remote, url, _) = probe(client, &url).await?;
         if file.validators.as_ref() != Some(&remote) {
             have = 0;
             file.validators = Some(remote.clone());
@@ -221,7 +227,8 @@ async fn fetch_file(
         file.completed = false;
         report(file);
         if have < remote.size {
-            let got = get_rest(client, &url, &remote, have, &mut disk, &part, file, report).await?;
+            let to = (&mut disk, part.as_path(), &mut pace);
+            let got = get_rest(client, &url, &remote, have, to, file, report).await?;
             if !got {
                 have = 0;
                 continue;
@@ -231,8 +238,11 @@ async fn fetch_file(
             .and_then(|()| disk.sync_all())
             .map_err(|e| Failure::local(&e, "sync", &part))?;
         // A file rewritten in place while we read it shows new validators now: never keep a mix.
-        let (after, _) = probe(client, &url).await?;
+        let (after, _, digest) = probe(client, &url).await?;
         if file.validators.as_ref() == Some(&after) {
+            if let Some(sum) = digest {
+                super::digest::check(&disk, &part, sum, file, report).await?;
+            }
             file.completed = true;
             report(file);
             return Ok(());
@@ -255,8 +265,7 @@ async fn get_rest(
     url: &Uri,
     seen: &Validators,
     have: u64,
-    disk: &mut File,
-    part: &Path,
+    (disk, part, pace): (&mut File, &Path, &mut Pace),
     file: &mut JobFile,
     report: Report<'_>,
 ) -> Result<bool, Failure> {
@@ -281,23 +290,15 @@ async fn get_rest(
         .map_err(|e| Failure::local(&e, "write", part))?;
     file.bytes_transferred = start;
     report(file);
-    receive(
-        response.into_body(),
-        disk,
-        part,
-        validators.size,
-        file,
-        report,
-    )
-    .await?;
+    let body = response.into_body();
+    receive(body, (disk, part, pace), validators.size, file, report).await?;
     Ok(true)
 }
 
 /// Streams a body to disk from the file's current position up to `end`.
 async fn receive(
     mut body: Incoming,
-    disk: &mut File,
-    part: &Path,
+    (disk, part, pace): (&mut File, &Path, &mut Pace),
     end: u64,
     file: &mut JobFile,
     report: Report<'_>,
@@ -328,6 +329,7 @@ async fn receive(
             .map_err(|e| Failure::local(&e, "write", part))?;
         file.bytes_transferred += len;
         report(file);
+        pace.after(len).await;
     }
     Ok(())
 }
@@ -364,12 +366,17 @@ fn read_answer(
     }
 }
 
-/// The size and validators of the remote file, and the URL it was found at after redirects.
-async fn probe(client: &mut Client, url: &Uri) -> Result<(Validators, Uri), Failure> {
+/// The size and validators of the remote file, the URL it was found at after redirects, and its
+/// Repr-Digest (SHA-256) if the server sent one.
+async fn probe(
+    client: &mut Client,
+    url: &Uri,
+) -> Result<(Validators, Uri, Option<[u8; 32]>), Failure> {
     let (response, url) = request(client, Method::HEAD, url, &[]).await?;
     let status = response.status();
+    let digest = super::digest::expected(response.headers());
     if status.is_success() {
-        return Ok((validators(response.headers(), None)?, url));
+        return Ok((validators(response.headers(), None)?, url, digest));
     }
     if status != StatusCode::METHOD_NOT_ALLOWED && status != StatusCode::NOT_IMPLEMENTED {
         return Err(classify(status, response.headers()));
@@ -384,7 +391,8 @@ async fn probe(client: &mut Client, url: &Uri) -> Result<(Validators, Uri), Fail
         s if s.is_success() => None,
         s => return Err(classify(s, headers)),
     };
-    Ok((validators(headers, total)?, url))
+    let digest = super::digest::expected(headers);
+    Ok((validators(headers, total)?, url, digest))
 }
 
 /// The validators of an answer; the size is `size` or the Content-Length.

@@ -349,11 +349,13 @@ impl UrlGroup {
                     Unpublishable::NotAFile => UrlError::NotAFile { path },
                 }
             })?;
+        let source = Arc::new(source);
+        source.hash_soon();
         Ok(Arc::new(UrlEntry {
             prefix: self.inner.prefix.clone(),
             suffix,
             sddl,
-            source: Arc::new(source),
+            source,
             counters: Counters::default(),
         }))
     }

@@ -147,17 +147,17 @@ fn relay_one(
 
 /// Which server a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     Ours,
     Nginx,
     Python,
 }
 
 /// A server over a directory, on a fixed port so that it can be killed and started again.
-struct Origin {
+pub(crate) struct Origin {
     kind: Kind,
     dir: PathBuf,
-    port: u16,
+    pub(crate) port: u16,
     work: tempfile::TempDir,
     running: Option<Running>,
 }
@@ -169,7 +169,7 @@ enum Running {
 
 impl Origin {
     /// `None` (with the reason printed) when the server is not installed outside CI.
-    fn start(kind: Kind, dir: &Path) -> Option<Origin> {
+    pub(crate) fn start(kind: Kind, dir: &Path) -> Option<Origin> {
         let tool = match kind {
             Kind::Ours => None,
             Kind::Nginx => Some("/usr/sbin/nginx"),
@@ -286,7 +286,7 @@ impl Origin {
     }
 
     /// The path part of a file's URL.
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         match self.kind {
             Kind::Python => name.to_owned(),
             _ => format!("f/{name}"),

@@ -12,6 +12,8 @@ mod client;
 mod clients;
 mod config;
 #[cfg(feature = "cli")]
+mod download;
+#[cfg(feature = "cli")]
 mod examples;
 mod exposure;
 #[cfg(feature = "cli")]

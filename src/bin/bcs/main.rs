@@ -19,6 +19,7 @@ macro_rules! note {
 
 mod cert;
 mod check;
+mod download;
 mod host;
 mod manage;
 mod print;
@@ -53,6 +54,10 @@ enum Command {
     /// Run as a service: serve what the stored configuration holds, and take changes from the management
     /// commands (local socket) or API (optional remote port), keeping each one.
     Serve(Box<ServeArgs>),
+    /// Download files (http:// URLs) as one job, in the foreground with a progress bar; run the same
+    /// command again after an interruption to resume from the bytes already on disk.
+    #[command(after_help = download::EXIT_CODES)]
+    Download(Box<download::DownloadArgs>),
     /// Manage users: in a principals file (--users), or on the service.
     #[command(subcommand)]
     User(UserCommand),
@@ -113,6 +118,8 @@ enum CliError {
     Log { value: String, reason: String },
     #[error(transparent)]
     Manage(#[from] manage::ManageError),
+    #[error(transparent)]
+    Download(#[from] download::DownloadError),
 }
 
 impl CliError {
@@ -121,6 +128,7 @@ impl CliError {
     fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Manage(e) => ExitCode::from(e.exit_code()),
+            CliError::Download(e) => e.exit_code(),
             _ => ExitCode::FAILURE,
         }
     }
@@ -141,7 +149,8 @@ library_errors!(
     bits_compact::ServerError,
     bits_compact::TlsError,
     bits_compact::UrlError,
-    bits_compact::AuthError
+    bits_compact::AuthError,
+    bits_compact::JobError
 );
 
 fn main() -> ExitCode {
@@ -227,6 +236,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Host(args) => runtime.block_on(host::run(*args)),
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
+        Command::Download(args) => runtime.block_on(download::run(*args)),
         Command::User(UserCommand::Add(args)) => user::add(&args, &runtime),
         Command::User(UserCommand::Remove(args)) => runtime.block_on(manage::user::remove(&args)),
         Command::User(UserCommand::List(api)) => runtime.block_on(manage::user::list(&api)),

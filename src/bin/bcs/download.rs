@@ -1,0 +1,476 @@
+//! `bcs download URL... [-o FILE | -d DIR]`: one FOREGROUND job, run in the foreground with a progress
+//! bar, kept in the user's state directory so that running the same command again after it was killed or
+//! interrupted resumes it from the bytes on disk.
+//!
+//! The job lives in a `DirStore` of its own, `STATE/downloads/KEY/`, where KEY is a hash of the URLs and
+//! destinations: the same command finds the same job, another command another. A lock file there keeps
+//! two runs of the same command from sharing it. On success the job is completed (the files appear
+//! under their names) and its directory removed; on a failure it stays, so that a rerun resumes it.
+//!
+//! Not here yet: `--user`, `--ca`, `--pin`, `--client-cert`, `--proxy`, which wait for the client stack
+//! (`src/client/`).
+
+use std::fs::{File, OpenOptions};
+use std::io::IsTerminal;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bits_compact::jobs::{
+    Action, DirStore, Job, JobEvent, JobFailure, JobId, JobManager, JobState, NewJob, Priority,
+};
+use bits_compact::ByteRate;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::print::human_bytes;
+use crate::CliError;
+
+/// The exit statuses, for `--help`.
+pub(crate) const EXIT_CODES: &str = "\
+Transient failures (connection refused or lost, 5xx, 503) are retried every 5 s; after 60 s without \
+progress the download fails. Exit status: 0 downloaded; 1 failed (the job's error is printed, and the job kept: the same command \
+resumes it), or any other error; 2 usage; 130 interrupted (Ctrl-C or SIGTERM: the job is suspended and \
+kept; the same command resumes it).";
+
+/// How long after a transient failure (connection lost, 5xx, 503) the job tries again.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How long the job may keep failing transiently without progress before it gives up.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
+/// How often plain and JSON progress lines are written.
+const LINE_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Args)]
+pub(crate) struct DownloadArgs {
+    /// The files to fetch (http:// URLs), in order.
+    #[arg(required = true, value_name = "URL")]
+    urls: Vec<String>,
+    /// Where to put the file (one URL only).
+    #[arg(short, long, value_name = "FILE", conflicts_with = "dir")]
+    output: Option<PathBuf>,
+    /// The directory to put the files in, each under the last segment of its URL. Default: the current
+    /// directory.
+    #[arg(short = 'd', long = "dir", value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Print progress and the outcome as JSON lines on stdout instead of a progress bar.
+    #[arg(long)]
+    json: bool,
+    /// This download's bandwidth, e.g. 4MiB/s, 500KB/s (units as for `bcs host --rate`: bytes, never bits;
+    /// K, M, G powers of 1000, KiB, MiB, GiB powers of 1024). Default: unlimited.
+    #[arg(long, value_name = "RATE")]
+    rate: Option<ByteRate>,
+}
+
+/// Why a download did not finish.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DownloadError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("download failed: {failure}{}", file.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
+    Failed {
+        failure: JobFailure,
+        file: Option<String>,
+    },
+    #[error("interrupted: the download is suspended; run the same command again to resume it")]
+    Interrupted,
+    #[error("the same download is already running (lock {0:?})")]
+    Busy(PathBuf),
+    #[error("cannot keep the download's state in {path:?}")]
+    State {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no state directory: neither XDG_STATE_HOME nor HOME is set")]
+    NoStateDir,
+    #[error("cannot catch Ctrl-C")]
+    Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Job(#[from] bits_compact::JobError),
+}
+
+impl DownloadError {
+    pub(crate) fn exit_code(&self) -> ExitCode {
+        match self {
+            DownloadError::Usage(_) => ExitCode::from(2),
+            DownloadError::Interrupted => ExitCode::from(130),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
+    let files = destinations(&args)?;
+    // Installed first: from now on Ctrl-C suspends the job rather than killing the process.
+    let mut signals = (
+        signal(SignalKind::interrupt()).map_err(DownloadError::Signals)?,
+        signal(SignalKind::terminate()).map_err(DownloadError::Signals)?,
+    );
+    // A file size limit (RLIMIT_FSIZE) must fail the write (EFBIG: ERROR, local file) like a full disk,
+    // not kill the process with SIGXFSZ's default action; a handler of our own replaces that action.
+    let xfsz = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
+    let _xfsz = signal(xfsz).map_err(DownloadError::Signals)?;
+    let base = bits_compact::mgmt::default_state_dir().ok_or(DownloadError::NoStateDir)?;
+    let dir = base.join("downloads").join(key(&files));
+    let store = DirStore::open(&dir)?;
+    let _lock = lock(&dir)?;
+    let manager = JobManager::builder()
+        .store(store)
+        .job_bandwidth(args.rate.unwrap_or(ByteRate::UNLIMITED))
+        .max_transfers(1)
+        .start()
+        .await?;
+    let mut events = manager.subscribe();
+    let id = find_or_create(&manager, &files).await?;
+    let outcome = follow(
+        &manager,
+        id,
+        &mut events,
+        Show::new(args.json),
+        &mut signals,
+    )
+    .await;
+    let done = match outcome {
+        Ok(()) => manager.set_state(id, Action::Complete).await.map(drop),
+        Err(DownloadError::Interrupted) => manager.set_state(id, Action::Suspend).await.map(drop),
+        Err(_) => Ok(()),
+    };
+    manager.shutdown().await;
+    done?;
+    if args.json {
+        if let Ok(job) = manager.job(id) {
+            say!(
+                "{}",
+                json!({"event": "end", "state": job.state, "error": job.error})
+            );
+        }
+    }
+    outcome?;
+    let job = manager.job(id)?;
+    report_done(&job, args.json);
+    // The job is ACKNOWLEDGED and gone from the store: the directory only holds the lock now.
+    let _ = std::fs::remove_file(dir.join("lock"));
+    let _ = std::fs::remove_dir(&dir);
+    Ok(())
+}
+
+/// (URL, absolute destination) pairs.
+fn destinations(args: &DownloadArgs) -> Result<Vec<(String, PathBuf)>, DownloadError> {
+    let absolute = |p: &Path| {
+        std::path::absolute(p).map_err(|e| DownloadError::Usage(format!("{}: {e}", p.display())))
+    };
+    if let Some(output) = &args.output {
+        if args.urls.len() != 1 {
+            return Err(DownloadError::Usage(
+                "-o names one file: give one URL, or use -d DIR".into(),
+            ));
+        }
+        if output.is_dir() {
+            return Err(DownloadError::Usage(format!(
+                "-o {}: a directory (use -d DIR)",
+                output.display()
+            )));
+        }
+        return Ok(vec![(args.urls[0].clone(), absolute(output)?)]);
+    }
+    let dir = absolute(args.dir.as_deref().unwrap_or(Path::new(".")))?;
+    args.urls
+        .iter()
+        .map(|url| {
+            let name = file_name(url).ok_or_else(|| {
+                DownloadError::Usage(format!("{url:?} names no file: give -o FILE"))
+            })?;
+            Ok((url.clone(), dir.join(name)))
+        })
+        .collect()
+}
+
+/// The last segment of the URL's path, percent-decoded; `None` for one that names no plain file.
+fn file_name(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let segment = uri.path().rsplit('/').next()?;
+    let mut bytes = Vec::with_capacity(segment.len());
+    let mut rest = segment.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    let name = String::from_utf8(bytes).ok()?;
+    // SECURITY: the name comes from the URL; it must stay a single name inside the chosen directory.
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']);
+    plain.then_some(name)
+}
+
+/// The job's directory name: a SHA-256 of the URLs and destinations, in hex (first 128 bits).
+fn key(files: &[(String, PathBuf)]) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for (url, local) in files {
+        context.update(url.as_bytes());
+        context.update(b"\0");
+        context.update(local.as_os_str().as_encoded_bytes());
+        context.update(b"\0");
+    }
+    context.finish().as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Holds the lock file of the job's directory: the same download cannot run twice at once.
+fn lock(dir: &Path) -> Result<File, DownloadError> {
+    use rustix::fs::{flock, FlockOperation};
+    let path = dir.join("lock");
+    let state = |source| DownloadError::State {
+        path: path.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(state)?;
+    flock(&file, FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| DownloadError::Busy(path.clone()))?;
+    Ok(file)
+}
+
+/// The stored job of this command, resumed; or a new one.
+async fn find_or_create(
+    manager: &JobManager,
+    files: &[(String, PathBuf)],
+) -> Result<JobId, CliError> {
+    if let Some(job) = manager.jobs().into_iter().find(|j| !j.state.is_final()) {
+        match job.state {
+            JobState::Suspended | JobState::Error | JobState::TransientError => {
+                manager.set_state(job.id, Action::Resume).await?;
+            }
+            _ => {}
+        }
+        return Ok(job.id);
+    }
+    let mut new = NewJob::new("bcs download")
+        .priority(Priority::Foreground)
+        .minimum_retry_delay(RETRY_DELAY)
+        .no_progress_timeout(GIVE_UP_AFTER);
+    for (url, local) in files {
+        new = new.file(url.clone(), local.clone());
+    }
+    Ok(manager.create_job(new).await?.id)
+}
+
+/// Shows the job's progress until it is TRANSFERRED (`Ok`), fails (ERROR), or a signal interrupts.
+async fn follow(
+    manager: &JobManager,
+    id: JobId,
+    events: &mut tokio::sync::broadcast::Receiver<JobEvent>,
+    mut show: Show,
+    (interrupt, terminate): &mut (Signal, Signal),
+) -> Result<(), DownloadError> {
+    let mut tick = tokio::time::interval(LINE_EVERY);
+    let mut last = None;
+    loop {
+        let job = manager.job(id)?;
+        if last != Some(job.state) {
+            show.state(&job);
+            last = Some(job.state);
+        }
+        match job.state {
+            JobState::Transferred => {
+                show.finish(&job);
+                return Ok(());
+            }
+            JobState::Error | JobState::Cancelled | JobState::Acknowledged => {
+                show.abandon();
+                return Err(failed(&job));
+            }
+            _ => show.progress(&job),
+        }
+        tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            _ = tick.tick() => show.line(&job),
+            e = events.recv() => if let Err(RecvError::Closed) = e { return Err(bits_compact::JobError::Stopped.into()) },
+        }
+    }
+    show.abandon();
+    Err(DownloadError::Interrupted)
+}
+
+/// GetError of a job that stopped, with the file it happened to.
+fn failed(job: &Job) -> DownloadError {
+    let failure = job.error.clone().unwrap_or_else(|| JobFailure {
+        context: bits_compact::jobs::ErrorContext::LocalFile,
+        code: "stopped".into(),
+        message: format!("the job is {}", job.state),
+        file: None,
+        http_status: None,
+    });
+    let file = failure
+        .file
+        .and_then(|i| job.files.get(i))
+        .map(|f| format!("{} → {}", f.remote_url, f.local_file.display()));
+    DownloadError::Failed { failure, file }
+}
+
+fn report_done(job: &Job, json: bool) {
+    for f in &job.files {
+        if json {
+            say!(
+                "{}",
+                json!({"event": "saved", "url": f.remote_url, "file": f.local_file, "bytes": f.bytes_total})
+            );
+        } else {
+            let size = human_bytes(f.bytes_total.unwrap_or(0));
+            say!("Saved {} ({size})", f.local_file.display());
+        }
+    }
+}
+
+/// How progress is shown: a bar on a terminal, plain lines on stderr otherwise, JSON lines with --json.
+enum Show {
+    Bar(ProgressBar),
+    Plain { at: Instant, shown: u64 },
+    Json { shown: Option<u64> },
+}
+
+impl Show {
+    fn new(json: bool) -> Show {
+        if json {
+            return Show::Json { shown: None };
+        }
+        if !std::io::stderr().is_terminal() {
+            return Show::Plain {
+                at: Instant::now(),
+                shown: u64::MAX,
+            };
+        }
+        let bar = ProgressBar::new(0);
+        let style = ProgressStyle::with_template(
+            "{wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        Show::Bar(bar)
+    }
+
+    fn state(&mut self, job: &Job) {
+        match self {
+            Show::Json { .. } => say!("{}", json!({"event": "state", "state": job.state})),
+            Show::Bar(bar) if job.state == JobState::TransientError => {
+                bar.suspend(|| note!("bcs: {}; {}", error_of(job), retrying()))
+            }
+            Show::Plain { .. } if job.state == JobState::TransientError => {
+                note!("bcs: {}; {}", error_of(job), retrying())
+            }
+            _ => {}
+        }
+    }
+
+    fn progress(&mut self, job: &Job) {
+        if let Show::Bar(bar) = self {
+            // Until every file's size is known, the sizes known so far.
+            let known = job.files.iter().filter_map(|f| f.bytes_total).sum();
+            bar.set_length(job.bytes_total().unwrap_or(known));
+            bar.set_position(job.bytes_transferred());
+        }
+    }
+
+    /// A plain or JSON progress line, when something moved since the last.
+    fn line(&mut self, job: &Job) {
+        let now = job.bytes_transferred();
+        match self {
+            Show::Json { shown } if *shown != Some(now) => {
+                *shown = Some(now);
+                say!(
+                    "{}",
+                    json!({"event": "progress", "bytes_transferred": now, "bytes_total": job.bytes_total(),
+                    "files_transferred": job.files_transferred(), "files_total": job.files_total()})
+                );
+            }
+            Show::Plain { at, shown } if *shown != now => {
+                let rate = now.saturating_sub(if *shown == u64::MAX { now } else { *shown }) as f64
+                    / at.elapsed().as_secs_f64().max(0.001);
+                let total = job.bytes_total().map_or("?".into(), human_bytes);
+                note!(
+                    "bcs: {} of {total} at {}/s",
+                    human_bytes(now),
+                    human_bytes(rate as u64)
+                );
+                (*at, *shown) = (Instant::now(), now);
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, job: &Job) {
+        self.progress(job);
+        self.line(job);
+        // Cleared: the "Saved" lines (stdout) and any error (stderr) then start on a line of their own.
+        if let Show::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn abandon(&mut self) {
+        if let Show::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// What follows a transient failure.
+fn retrying() -> String {
+    format!(
+        "trying again every {} s, for up to {} s without progress",
+        RETRY_DELAY.as_secs(),
+        GIVE_UP_AFTER.as_secs()
+    )
+}
+
+fn error_of(job: &Job) -> String {
+    job.error
+        .as_ref()
+        .map_or_else(|| "failed".into(), ToString::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_last_segment_and_stay_names() {
+        assert_eq!(file_name("http://h/a/b.iso").as_deref(), Some("b.iso"));
+        assert_eq!(file_name("http://h/a/b%20c?x=1").as_deref(), Some("b c"));
+        for bad in [
+            "http://h/",
+            "http://h/a/..",
+            "http://h/%2e%2e",
+            "http://h/a%2fb",
+            "http://h/%zz",
+            "http://h/%00",
+        ] {
+            assert_eq!(file_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_same_command_has_the_same_key() {
+        let a = vec![("http://h/a".to_owned(), PathBuf::from("/d/a"))];
+        let b = vec![("http://h/a".to_owned(), PathBuf::from("/d/b"))];
+        assert_eq!(key(&a), key(&a.clone()));
+        assert_ne!(key(&a), key(&b));
+        assert_eq!(key(&a).len(), 32);
+    }
+}
