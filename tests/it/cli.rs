@@ -908,13 +908,26 @@ fn bcs_colours_a_terminal_unless_no_color_and_draws_a_qr_code() {
     );
 }
 
-/// `--workers N` gives the runtime N worker threads (counted in /proc), and the server still serves.
+/// `--workers N` gives the runtime N worker threads (counted in /proc), and the service still answers.
+/// `bcs serve` with nothing stored is used: it has no blocking-pool thread yet (those share the workers'
+/// name), where `bcs host` starts hashing its files on one at once.
 #[test]
 fn workers_sets_the_number_of_worker_threads() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = write_file(dir.path(), "w.bin", b"workers");
     for n in ["1", "3"] {
-        let (bcs, port) = spawn_host("http", "w", &["--workers", n], &[&file]);
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let state = state.to_str().unwrap();
+        let args = [
+            "serve",
+            "--state",
+            state,
+            "--bind",
+            "127.0.0.1",
+            "--workers",
+            n,
+        ];
+        let bcs = Running::spawn(Path::new(BCS), &args);
+        bcs.lines_until("bcs: serving");
         let pid = bcs.child.id();
         let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()
@@ -922,8 +935,12 @@ fn workers_sets_the_number_of_worker_threads() {
             .filter(|name| name.trim() == "tokio-rt-worker")
             .count();
         assert_eq!(workers.to_string(), n);
-        let got = curl(&[&format!("http://127.0.0.1:{port}/w/w.bin")]);
-        assert_eq!(got.body, b"workers");
+        let socket = format!("{state}/bcs.sock");
+        let out = run(
+            "curl",
+            &["-s", "--unix-socket", &socket, "http://localhost/v1/groups"],
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "[]");
         let (code, _) = bcs.stop("-TERM");
         assert_eq!(code, Some(0));
     }
