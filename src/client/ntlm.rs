@@ -7,10 +7,8 @@
 //! asks when the server sends a timestamp), refuse a CHALLENGE whose target information is malformed or
 //! missing, and always send a MIC so that a relay cannot strip flags from the NEGOTIATE or CHALLENGE.
 
-use hmac::{Hmac, KeyInit, Mac};
-use md5::Md5;
-
 use crate::auth::ntlm::messages::{self, av, Challenge, MessageError};
+use crate::auth::ntlm::{filetime_now, hmac};
 use crate::auth::{NtHash, Password};
 
 /// What we ask for: Unicode, NTLM with extended session security, target info, version, 128-bit keys and
@@ -31,8 +29,6 @@ const AUTHENTICATE_HEADER: usize = 88;
 const MIC_AT: usize = 72;
 /// Version: 10.0 build 20348, NTLM revision 15.
 const VERSION: [u8; 8] = [10, 0, 0x7c, 0x4f, 0, 0, 0, 15];
-
-type HmacMd5 = Hmac<Md5>;
 
 /// One NTLM exchange from the client's side; holds the NT hash (zeroized on drop) and the NEGOTIATE it sent.
 #[derive(Debug)]
@@ -244,23 +240,6 @@ fn authenticate_message(
         m.extend_from_slice(part);
     }
     m
-}
-
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
-    let mut mac = HmacMd5::new_from_slice(key).expect("HMAC takes a key of any length");
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
-}
-
-/// Now as a Windows FILETIME: 100 ns intervals since 1601-01-01.
-fn filetime_now() -> u64 {
-    const EPOCH_DIFF: u64 = 11_644_473_600;
-    let since_unix = std::time::SystemTime::now()
-        .duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    (since_unix.as_secs() + EPOCH_DIFF) * 10_000_000 + u64::from(since_unix.subsec_nanos() / 100)
 }
 
 #[cfg(test)]

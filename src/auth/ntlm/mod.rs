@@ -281,7 +281,8 @@ fn exported_session_key(msg: &Authenticate<'_>, key_exchange_key: [u8; 16]) -> [
     }
 }
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+/// HMAC-MD5 over the parts (MS-NLMP's HMAC_MD5), for the acceptor and our initiator alike.
+pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
     let mut mac = HmacMd5::new_from_slice(key).expect("HMAC takes a key of any length");
     for p in parts {
         mac.update(p);
@@ -290,7 +291,7 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
 }
 
 /// Now as a Windows FILETIME: 100 ns intervals since 1601-01-01.
-fn filetime_now() -> u64 {
+pub(crate) fn filetime_now() -> u64 {
     const EPOCH_DIFF: u64 = 11_644_473_600;
     let since_unix = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
