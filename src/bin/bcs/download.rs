@@ -46,7 +46,8 @@ const LINE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Args)]
 pub(crate) struct DownloadArgs {
-    /// The files to fetch (http:// URLs), in order.
+    /// The files to fetch (http:// or https:// URLs; https servers are checked against the system CAs), in
+    /// order.
     #[arg(required = true, value_name = "URL")]
     urls: Vec<String>,
     /// Where to put the file (one URL only).

@@ -54,7 +54,7 @@ enum Command {
     /// Run as a service: serve what the stored configuration holds, and take changes from the management
     /// commands (local socket) or API (optional remote port), keeping each one.
     Serve(Box<ServeArgs>),
-    /// Download files (http:// URLs) as one job, in the foreground with a progress bar; run the same
+    /// Download files (http or https URLs) as one job, in the foreground with a progress bar; run the same
     /// command again after an interruption to resume from the bytes already on disk.
     #[command(after_help = download::EXIT_CODES)]
     Download(Box<download::DownloadArgs>),
