@@ -71,6 +71,8 @@ pub(crate) struct Client {
     proxies: Proxies,
     tls: Option<Arc<rustls::ClientConfig>>,
     conn: Option<Conn>,
+    /// The only origin credentials are sent to (the job file's URL): see [`Client::trust_origin`].
+    trusted: Option<String>,
 }
 
 impl Client {
@@ -82,7 +84,17 @@ impl Client {
             proxies,
             tls: None,
             conn: None,
+            trusted: None,
         })
+    }
+
+    /// Sends credentials to `url`'s origin (scheme, host, port) only.
+    ///
+    /// SECURITY: a redirect may lead anywhere; Basic sent there gives the password away, and an NTLM
+    /// answer to another server's challenge can be cracked offline or relayed. As curl does without
+    /// `--location-trusted`, credentials stay with the origin the job names.
+    pub(crate) fn trust_origin(&mut self, url: &Uri) {
+        self.trusted = Some(origin(url));
     }
 
     /// Sends a bodiless request and returns the answer (after NTLM's round trips when asked for them).
@@ -92,11 +104,16 @@ impl Client {
         url: &Uri,
         extra: &[(HeaderName, String)],
     ) -> Result<Response<Incoming>, ClientError> {
-        let basic = self.basic_header(url)?;
+        let trusted = self.trusted.as_deref() == Some(origin(url).as_str());
+        let basic = if trusted {
+            self.basic_header(url)?
+        } else {
+            None
+        };
         let mut headers = extra.to_vec();
         headers.extend(basic.map(|v| (header::AUTHORIZATION, v)));
         let response = self.send_once(method, url, &headers).await?;
-        match &self.settings.credentials {
+        match self.settings.credentials.as_ref().filter(|_| trusted) {
             Some(c) if c.scheme == CredentialScheme::Ntlm && offers(&response, "NTLM") => {
                 let initiator =
                     Initiator::new(&c.user, c.password().ok_or(ClientError::NoPassword)?);
@@ -408,9 +425,31 @@ async fn drain(response: Response<Incoming>) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// `scheme://host:port`, lowercase, with the scheme's default port made explicit.
+fn origin(url: &Uri) -> String {
+    let scheme = url.scheme_str().unwrap_or("http").to_ascii_lowercase();
+    let default = if scheme == "https" { 443 } else { 80 };
+    let host = url.host().unwrap_or_default().to_ascii_lowercase();
+    format!("{scheme}://{host}:{}", url.port_u16().unwrap_or(default))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SECURITY: credentials go to the job's own origin only; a redirect elsewhere gets none.
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let o = |u: &str| origin(&u.parse().unwrap());
+        assert_eq!(o("https://Files.Corp/x"), o("https://files.corp:443/y"));
+        assert_eq!(o("http://h/x"), "http://h:80");
+        assert_ne!(o("https://files.corp/x"), o("https://evil.example/x"));
+        assert_ne!(o("https://files.corp/x"), o("http://files.corp/x"));
+        assert_ne!(o("https://files.corp/x"), o("https://files.corp:8443/x"));
+        let mut client = Client::new(&ClientSettings::default()).unwrap();
+        client.trust_origin(&"https://files.corp/x".parse().unwrap());
+        assert_eq!(client.trusted.as_deref(), Some("https://files.corp:443"));
+    }
 
     #[test]
     fn tunnel_answers() {

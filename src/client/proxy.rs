@@ -95,8 +95,22 @@ impl Endpoint {
     /// `http://host:port`, `host:port` or `host` (port 80, curl's default is 1080 but HTTP proxies live on
     /// 80/3128/8080: a port is best given). Only HTTP proxies: an `https://` or `socks` proxy is refused.
     pub(crate) fn parse(text: &str) -> Result<Endpoint, ClientError> {
+        // SECURITY: `user:password@` in a proxy URL is common in corporate environments; errors (printed,
+        // and kept with the job) never repeat it.
+        let shown = match text.rsplit_once('@') {
+            Some((before, host)) => {
+                let scheme = before.split_once("://").map_or("", |(s, _)| s);
+                let scheme = if scheme.is_empty() {
+                    String::new()
+                } else {
+                    format!("{scheme}://")
+                };
+                format!("{scheme}***@{host}")
+            }
+            None => text.to_owned(),
+        };
         let bad = |reason: &str| ClientError::Proxy {
-            input: text.chars().take(200).collect(),
+            input: shown.chars().take(200).collect(),
             reason: reason.to_owned(),
         };
         let with_scheme = if text.contains("://") {
@@ -195,6 +209,14 @@ fn in_cidr(host: &str, net: &str, bits: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_passwords_never_appear_in_errors() {
+        let err = Endpoint::parse("http://user:Pr0xyPW@127.0.0.1:3128").unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("Pr0xyPW"), "{text}");
+        assert!(text.contains("***@127.0.0.1:3128"), "{text}");
+    }
 
     #[test]
     fn no_proxy_rules() {

@@ -49,6 +49,10 @@ struct FileKey {
     len: u64,
     mtime: i64,
     mtime_nsec: i64,
+    /// The change time: no process can set it back, so a file rewritten in place whose mtime was
+    /// restored (`touch -d`) is still a new version (and never keeps the old version's digest).
+    ctime: i64,
+    ctime_nsec: i64,
 }
 
 impl FileKey {
@@ -59,6 +63,8 @@ impl FileKey {
             len: md.size(),
             mtime: md.mtime(),
             mtime_nsec: md.mtime_nsec(),
+            ctime: md.ctime(),
+            ctime_nsec: md.ctime_nsec(),
         }
     }
 }

@@ -206,13 +206,30 @@ async fn fetch_file(
 ) -> Result<(), Failure> {
     let part = part_path(&file.local_file).ok_or_else(|| bad_local(&file.local_file))?;
     let mut disk = open_part(&part).map_err(|e| Failure::local(&e, "open", &part))?;
+    // SECURITY: two transfers writing one temporary (two jobs, or two spellings of one destination) would
+    // truncate each other's bytes and publish a mix: the temporary is held exclusively while it is written.
+    if rustix::fs::flock(&disk, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Err(Failure::new(
+            false,
+            ErrorContext::LocalFile,
+            "local_file_in_use",
+            format!("{} is being written by another transfer", part.display()),
+        ));
+    }
     let len = disk
         .metadata()
         .map_err(|e| Failure::local(&e, "read", &part))?
         .len();
     // Bytes whose validators were never recorded belong to no known version of the file.
-    let mut have = if file.validators.is_some() { len } else { 0 };
+    // Bytes whose validators can tell a changed file (a strong ETag, or Last-Modified) are resumed; with
+    // the size alone, a file changed to the same size would be resumed into a mix: start over.
+    let resumable = file
+        .validators
+        .as_ref()
+        .is_some_and(|v| if_range(v).is_some());
+    let mut have = if resumable { len } else { 0 };
     let url = parse_url(&file.remote_url)?;
+    client.trust_origin(&url);
     for _ in 0..MAX_RESTARTS {
         let (remote, url, _) = probe(client, &url).await?;
         if file.validators.as_ref() != Some(&remote) {
@@ -234,7 +251,9 @@ async fn fetch_file(
                 continue;
             }
         }
-        disk.set_len(remote.size)
+        // The size of the version received (a 200 may have brought another than HEAD announced).
+        let size = file.validators.as_ref().map_or(remote.size, |v| v.size);
+        disk.set_len(size)
             .and_then(|()| disk.sync_all())
             .map_err(|e| Failure::local(&e, "sync", &part))?;
         // A file rewritten in place while we read it shows new validators now: never keep a mix.
@@ -496,6 +515,17 @@ pub(crate) fn parse_url(text: &str) -> Result<Uri, Failure> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("no host"));
     }
+    // SECURITY: a user name and password in the URL would travel in the clear (in Host, to a proxy) and
+    // be stored with the job; credentials are set apart, as secrets.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(Failure::new(
+            false,
+            ErrorContext::RemoteFile,
+            "invalid_url",
+            "a URL with a user name or password in it is refused: give credentials apart"
+                .to_owned(),
+        ));
+    }
     Ok(uri)
 }
 
@@ -718,6 +748,9 @@ mod tests {
         for bad in ["ftp://h/a", "/a", "h/a", "http:///a", "file:///etc/passwd"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
+        // SECURITY: a password in the URL is refused, and the refusal does not repeat it.
+        let refused = parse_url("http://alice:S3cretPW@h/a").unwrap_err();
+        assert!(!format!("{refused:?}").contains("S3cretPW"), "{refused:?}");
     }
 
     #[test]

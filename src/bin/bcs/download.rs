@@ -161,8 +161,18 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
 
 /// (URL, absolute destination) pairs.
 fn destinations(args: &DownloadArgs) -> Result<Vec<(String, PathBuf)>, DownloadError> {
-    let absolute = |p: &Path| {
-        std::path::absolute(p).map_err(|e| DownloadError::Usage(format!("{}: {e}", p.display())))
+    // The destination with its directory resolved (`x/../out` is `out`, a link to a directory is where
+    // it leads): two spellings of one file must be one job, with one lock, never two writing one file.
+    let absolute = |p: &Path| -> Result<PathBuf, DownloadError> {
+        let whole = std::path::absolute(p)
+            .map_err(|e| DownloadError::Usage(format!("{}: {e}", p.display())))?;
+        let (Some(dir), Some(name)) = (whole.parent(), whole.file_name()) else {
+            return Ok(whole);
+        };
+        Ok(match dir.canonicalize() {
+            Ok(dir) => dir.join(name),
+            Err(_) => whole,
+        })
     };
     if let Some(output) = &args.output {
         if args.urls.len() != 1 {
