@@ -439,3 +439,77 @@ async fn through_tinyproxy_for_http_and_https() {
     downloads(&m, &url, &s.dest("direct.bin"), bypass, &s.data).await;
     m.shutdown().await;
 }
+
+/// A raw HTTP server that answers every request with `answer` (then closes) and keeps each request head;
+/// it stops after 30 s or 20 connections.
+fn recorder(answer: String) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = heads.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut served = 0;
+        while Instant::now() < deadline && served < 20 {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            served += 1;
+            let _ = s.set_nonblocking(false);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&b[..n]),
+                }
+            }
+            kept.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).into_owned());
+            let _ = s.write_all(answer.as_bytes());
+        }
+    });
+    (port, heads)
+}
+
+/// SECURITY: credentials go to the job's own origin only: a redirect to another server gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_not_sent_where_a_redirect_leads() {
+    let (other, other_heads) =
+        recorder("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into());
+    let (origin, origin_heads) = recorder(format!(
+        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{other}/x.bin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let m = JobManager::builder().start().await.unwrap();
+    let settings = ClientSettings {
+        credentials: Some(
+            Credentials::basic("alice", Password::from("alice-RIGHT")).allow_basic_over_http(true),
+        ),
+        ..direct(TlsSettings::default())
+    };
+    let url = format!("http://127.0.0.1:{origin}/x.bin");
+    let dest = dir.path().join("x.bin");
+    fails(&m, &url, &dest, settings, "http_404").await;
+    m.shutdown().await;
+    let sent = |heads: &std::sync::Mutex<Vec<String>>| {
+        let heads = heads.lock().unwrap();
+        assert!(!heads.is_empty(), "no request arrived");
+        heads
+            .iter()
+            .any(|h| h.to_ascii_lowercase().contains("\nauthorization:"))
+    };
+    assert!(
+        sent(&origin_heads),
+        "the job's own origin got no credentials"
+    );
+    assert!(
+        !sent(&other_heads),
+        "credentials followed the redirect to another origin"
+    );
+}
