@@ -411,3 +411,120 @@ fn rate_holds_the_download_to_its_bandwidth() {
     // 1 MiB at 512 KiB/s: 2 s, less the first piece, which is not waited for.
     assert!(took >= Duration::from_millis(1800), "{took:?}");
 }
+
+/// `bcs download` with the client options: `--pin` (as `bcs host` prints it) for a self-signed https
+/// host, `--user` with Basic over TLS (password from BCS_PASSWORD; a wrong one fails with 401), and
+/// `--user --ntlm` against an NTLM group; a wrong pin fails before any byte is written.
+#[test]
+fn download_with_a_pin_basic_and_ntlm_credentials() {
+    if !have("curl") {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let content = pattern(400_000, 9);
+    let file = write_file(src.path(), "c.bin", &content);
+    let users = src.path().join("users.toml");
+    let mut add = Command::new(BCS);
+    add.args(["user", "add", "carol", "--users", users.to_str().unwrap()]);
+    let added = crate::support::with_stdin(&mut add, "carols-password");
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let users = users.to_str().unwrap();
+
+    let port = crate::support::free_port();
+    let prefix = format!("https://+:{port}/p/");
+    let args = [
+        "host",
+        "--bind",
+        "127.0.0.1",
+        "--url",
+        &prefix,
+        "--auth",
+        "basic",
+    ];
+    let https = Running::spawn(
+        Path::new(BCS),
+        &[&args[..], &["--users", users, file.to_str().unwrap()]].concat(),
+    );
+    let printed = https.lines_until("Press Ctrl-C");
+    let pin = printed
+        .iter()
+        .find(|l| l.contains("--pinnedpubkey"))
+        .and_then(|l| l.split('\'').nth(1))
+        .expect("bcs host prints a pin")
+        .to_owned();
+    let url = format!("https://127.0.0.1:{port}/p/c.bin");
+    let with = |password: &str, extra: &[&str], dest: &str| {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["120", BCS, "download", "-o", dest, "--pin", &pin])
+            .args(extra)
+            .arg(&url)
+            .env("BCS_STATE", state.path())
+            .env("HOME", state.path())
+            .env("BCS_PASSWORD", password)
+            .env_remove("BCS_LOG");
+        cmd.output().unwrap()
+    };
+    let good = out.path().join("good.bin");
+    let done = with(
+        "carols-password",
+        &["--user", "carol"],
+        good.to_str().unwrap(),
+    );
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    assert!(
+        std::fs::read(&good).unwrap() == content,
+        "not byte-identical"
+    );
+    let wrong = out.path().join("wrong.bin");
+    let failed = with("not-it", &["--user", "carol"], wrong.to_str().unwrap());
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(
+        text(&failed.stderr).contains("http_401"),
+        "{}",
+        text(&failed.stderr)
+    );
+    assert!(!wrong.exists());
+    let bad_pin = out.path().join("badpin.bin");
+    let mut cmd = Command::new("timeout");
+    cmd.args(["120", BCS, "download", "-o", bad_pin.to_str().unwrap()])
+        .args([
+            "--pin",
+            "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            &url,
+        ])
+        .env("BCS_STATE", state.path())
+        .env("HOME", state.path())
+        .env_remove("BCS_LOG");
+    let refused = cmd.output().unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert!(!bad_pin.exists());
+    drop(https);
+
+    let (_ntlm, port) = spawn_host("http", "n", &["--auth", "ntlm", "--users", users], &[&file]);
+    let url = format!("http://127.0.0.1:{port}/n/c.bin");
+    let dest = out.path().join("ntlm.bin");
+    let mut cmd = Command::new("timeout");
+    cmd.args([
+        "120",
+        BCS,
+        "download",
+        "-o",
+        dest.to_str().unwrap(),
+        "--user",
+        "carol",
+        "--ntlm",
+        &url,
+    ])
+    .env("BCS_STATE", state.path())
+    .env("HOME", state.path())
+    .env("BCS_PASSWORD", "carols-password")
+    .env_remove("BCS_LOG");
+    let done = cmd.output().unwrap();
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    assert!(
+        std::fs::read(&dest).unwrap() == content,
+        "not byte-identical over NTLM"
+    );
+}

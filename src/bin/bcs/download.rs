@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use bits_compact::client::{ClientSettings, Credentials, ProxySetting, TlsSettings};
 use bits_compact::jobs::{
     Action, DirStore, Job, JobEvent, JobFailure, JobId, JobManager, JobState, NewJob, Priority,
 };
-use bits_compact::ByteRate;
+use bits_compact::{ByteRate, Password};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -64,6 +65,64 @@ pub(crate) struct DownloadArgs {
     /// K, M, G powers of 1000, KiB, MiB, GiB powers of 1024). Default: unlimited.
     #[arg(long, value_name = "RATE")]
     rate: Option<ByteRate>,
+    /// Authenticate as this user: Basic (over https only), or NTLM with --ntlm. The password comes from
+    /// BCS_PASSWORD, else a prompt; it is never stored, so a resumed download asks again.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Use NTLM for --user rather than Basic.
+    #[arg(long, requires = "user")]
+    ntlm: bool,
+    /// Trust the CA certificates in this PEM file instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Accept a server whose key has this pin (sha256//BASE64, as `bcs host` prints it), whatever its
+    /// chain (repeatable; with --ca, the chain must verify too).
+    #[arg(long, value_name = "PIN")]
+    pin: Vec<bits_compact::client::SpkiPin>,
+    /// A client certificate (PEM chain) for servers that ask for one.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// A proxy (http://host:port) for every URL, or `none` for direct connections. Default: the
+    /// environment's http_proxy, https_proxy and no_proxy.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+}
+
+impl DownloadArgs {
+    /// The job's client settings: TLS trust, proxy, credentials (the password read now).
+    fn client(&self) -> Result<ClientSettings, CliError> {
+        let tls = TlsSettings {
+            ca_file: self.ca.clone(),
+            pins: self.pin.clone(),
+            client_certificate: self.client_cert.clone().zip(self.client_key.clone()),
+        };
+        let proxy = match self.proxy.as_deref() {
+            None => ProxySetting::Preconfig,
+            Some("none") => ProxySetting::NoProxy,
+            Some(proxy) => ProxySetting::Override {
+                proxy: proxy.to_owned(),
+                bypass: Vec::new(),
+            },
+        };
+        let credentials = match &self.user {
+            None => None,
+            Some(user) => {
+                let password = read_password(user)?;
+                Some(match self.ntlm {
+                    true => Credentials::ntlm(user.clone(), password),
+                    false => Credentials::basic(user.clone(), password),
+                })
+            }
+        };
+        Ok(ClientSettings {
+            tls,
+            proxy,
+            credentials,
+        })
+    }
 }
 
 /// Why a download did not finish.
@@ -90,6 +149,8 @@ pub(crate) enum DownloadError {
     NoStateDir,
     #[error("cannot catch Ctrl-C")]
     Signals(#[source] std::io::Error),
+    #[error("--user needs its password: set BCS_PASSWORD (there is no terminal to ask on: {0})")]
+    NoPassword(std::io::Error),
     #[error(transparent)]
     Job(#[from] bits_compact::JobError),
 }
@@ -126,7 +187,7 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
         .start()
         .await?;
     let mut events = manager.subscribe();
-    let id = find_or_create(&manager, &files).await?;
+    let id = find_or_create(&manager, &files, args.client()?).await?;
     let outcome = follow(
         &manager,
         id,
@@ -257,12 +318,26 @@ fn lock(dir: &Path) -> Result<File, DownloadError> {
     Ok(file)
 }
 
+/// SECURITY: the password from BCS_PASSWORD or a prompt, never an argument (arguments are visible to
+/// every user in /proc).
+fn read_password(user: &str) -> Result<Password, DownloadError> {
+    match std::env::var("BCS_PASSWORD") {
+        Ok(password) if !password.is_empty() => Ok(Password::from(password)),
+        _ => rpassword::prompt_password(format!("Password for {user}: "))
+            .map(Password::from)
+            .map_err(DownloadError::NoPassword),
+    }
+}
+
 /// The stored job of this command, resumed; or a new one.
 async fn find_or_create(
     manager: &JobManager,
     files: &[(String, PathBuf)],
+    client: ClientSettings,
 ) -> Result<JobId, CliError> {
     if let Some(job) = manager.jobs().into_iter().find(|j| !j.state.is_final()) {
+        // This run's settings (a password is never stored: it comes from this run).
+        manager.set_client_settings(job.id, client).await?;
         match job.state {
             JobState::Suspended | JobState::Error | JobState::TransientError => {
                 manager.set_state(job.id, Action::Resume).await?;
@@ -274,7 +349,8 @@ async fn find_or_create(
     let mut new = NewJob::new("bcs download")
         .priority(Priority::Foreground)
         .minimum_retry_delay(RETRY_DELAY)
-        .no_progress_timeout(GIVE_UP_AFTER);
+        .no_progress_timeout(GIVE_UP_AFTER)
+        .client(client);
     for (url, local) in files {
         new = new.file(url.clone(), local.clone());
     }
