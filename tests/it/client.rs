@@ -513,3 +513,45 @@ async fn credentials_are_not_sent_where_a_redirect_leads() {
         "credentials followed the redirect to another origin"
     );
 }
+
+/// SPEC §5 against `bcs host --max-downloads 1`: while another client holds the only slot, the job gets
+/// 503 (TRANSIENT_ERROR, `http_503`), then retries after its MinimumRetryDelay and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_is_a_transient_error_then_a_retry() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(200_000, 21);
+    let file = write_file(dir.path(), "busy.bin", &data);
+    let (host, port) = crate::cli::spawn_host(
+        "http",
+        "q",
+        &["--max-downloads", "1", "--rate", "64KiB/s"],
+        &[&file],
+    );
+    let url = format!("http://127.0.0.1:{port}/q/busy.bin");
+    // Another client takes the only slot for about three seconds.
+    let holder = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            crate::support::run(
+                "curl",
+                &["-s", "-o", "/dev/null", "-w", "%{http_code}", &url],
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = JobManager::builder().start().await.unwrap();
+    let dest = dir.path().join("out/busy.bin");
+    let id = start(&m, &url, &dest, direct(TlsSettings::default())).await;
+    wait_for(&m, id, &[JobState::TransientError]).await;
+    assert_eq!(m.error(id).unwrap().unwrap().code, "http_503");
+    wait_for(&m, id, &[JobState::Transferred]).await;
+    m.set_state(id, Action::Complete).await.unwrap();
+    assert!(std::fs::read(&dest).unwrap() == data, "not byte-identical");
+    let held = holder.join().unwrap();
+    assert_eq!(String::from_utf8_lossy(&held.stdout), "200");
+    m.shutdown().await;
+    drop(host);
+}
