@@ -1,4 +1,4 @@
-//! Routing a request to a URL group with HTTP.sys rules (SPEC §1).
+//! Routing a request to a URL group with HTTP.sys rules (as HTTP.sys does).
 //!
 //! Host categories are tried in order: strong wildcard `+`, explicit host name (against the request's host),
 //! IP-bound (against the local address the connection arrived on), weak wildcard `*`. The first category

@@ -1,5 +1,5 @@
 //! Authentication: who a request comes from, as an `Identity` whose token of SIDs the SDDL access check
-//! reads (SPEC §4).
+//! reads (as Windows does).
 //!
 //! Every token holds Everyone (`WD`) and Network (`NU`, all callers come over the network), and either
 //! Authenticated Users (`AU`) with the identity's own SIDs, or Anonymous (`AN`).

@@ -1,4 +1,4 @@
-//! Authorization: security descriptors from SDDL, and the access check with Windows semantics (SPEC §4).
+//! Authorization: security descriptors from SDDL, and the access check with Windows semantics (as Windows does).
 //!
 //! SECURITY: the threat is a request reading a file its URL's SDDL does not grant. The access check follows
 //! the Windows rules exactly and fails closed: generic rights are mapped through the file mapping, ACEs

@@ -2,7 +2,7 @@
 //! connection (hyper's `client::conn::http1`), over TCP or TLS, direct or through a proxy. A new one is
 //! opened when the origin changes (a redirect), when the server closed the last one, or after an error.
 //!
-//! NTLM authenticates the connection (SPEC §4): on a 401 offering NTLM, the request is sent again with the
+//! NTLM authenticates the connection (as Windows does): on a 401 offering NTLM, the request is sent again with the
 //! NEGOTIATE, then with the AUTHENTICATE, all three on this connection; later requests on it need nothing.
 
 use std::sync::Arc;
@@ -355,7 +355,7 @@ fn build_request(
         .uri(target)
         .header(header::HOST, authority)
         .header(header::USER_AGENT, USER_AGENT)
-        // SPEC §3: BITS asks for identity; a compressed body would break ranges and sizes.
+        // BITS asks for identity; a compressed body would break ranges and sizes.
         .header(header::ACCEPT_ENCODING, "identity");
     for (name, value) in extra {
         let mut value = HeaderValue::from_str(value).map_err(|e| ClientError::Request(e.into()))?;

@@ -116,7 +116,7 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether trying again later may help (SPEC §5: TRANSIENT_ERROR) rather than not (ERROR).
+    /// Whether trying again later may help (BITS's TRANSIENT_ERROR) rather than not (ERROR).
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Connect { .. } | ClientError::Timeout(_) => true,

@@ -110,7 +110,7 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// The rustls configuration: HTTP/1.1 only (NTLM needs a kept-alive connection, SPEC §4).
+    /// The rustls configuration: HTTP/1.1 only (NTLM needs a kept-alive connection, MS-NTHT).
     pub(crate) fn client_config(&self) -> Result<Arc<ClientConfig>, ClientError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())

@@ -1,4 +1,4 @@
-//! Serving a registered file: validators, preconditions, ranges and the streamed body (SPEC §3).
+//! Serving a registered file: validators, preconditions, ranges and the streamed body (RFC 9110).
 //!
 //! What BITS needs and this module guarantees: HEAD carries Content-Length, Last-Modified and
 //! `Accept-Ranges: bytes`; a single range is a 206 with an exact Content-Range; several ranges are a

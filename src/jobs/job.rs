@@ -1,4 +1,4 @@
-//! A job's data (SPEC §5 properties), as the manager keeps it, the store writes it and callers read it.
+//! A job's data (the properties of BITS's BitsClientJob), as the manager keeps it, the store writes it and callers read it.
 //!
 //! Plain serde data without behaviour beyond sums: the state machine is in `state`, the transfer in
 //! `transfer`. Times are wall-clock [`SystemTime`]s (they are shown to people and survive restarts);

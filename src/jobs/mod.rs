@@ -1,4 +1,4 @@
-//! BITS-style background download jobs (SPEC §5): a [`JobManager`] runs [`Job`]s — each a list of remote
+//! BITS-style background download jobs (BITS's job model): a [`JobManager`] runs [`Job`]s — each a list of remote
 //! URLs to local files — by priority, a bounded number at once, resuming with validated ranged GETs,
 //! retrying transient failures, and keeping every job in a [`JobStore`] so that jobs survive restarts.
 //!

@@ -1,6 +1,5 @@
 //! The job state machine (sans-IO): BITS job states, priorities and SetJobState actions with the numbers
-//! of the interface (SPEC §5), and the one function that says where an action or a transfer event takes a
-//! job. Everything that changes a job's state goes through [`JobState::apply`] or [`JobState::on`]; an
+//! of BITS's interface, and the one function that says where an action or a transfer event takes a job. Everything that changes a job's state goes through [`JobState::apply`] or [`JobState::on`]; an
 //! invalid change is a [`TransitionError`], never a silent no-op.
 //!
 //! Invariants: ACKNOWLEDGED and CANCELLED are final (nothing leaves them); only a TRANSFERRED job can be

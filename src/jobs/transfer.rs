@@ -5,7 +5,7 @@
 //! the job is completed ([`complete`]) and removed when it is cancelled ([`discard`]). A transfer:
 //!
 //! 1. asks for the size and validators (`HEAD`; `GET` with `Range: bytes=0-0` where HEAD is refused);
-//! 2. if they differ from those seen first, the file restarts from zero (SPEC §5) — bytes on disk are only
+//! 2. if they differ from those seen first, the file restarts from zero (BITS's job model) — bytes on disk are only
 //!    ever kept for the same remote file, so the result is never a mix of two versions;
 //! 3. asks for the rest with `Range: bytes=N-` and `If-Range` (the strong ETag, else Last-Modified):
 //!    206 appends; 200 (no range support, or a changed file) restarts cleanly from zero with that body;
@@ -13,7 +13,7 @@
 //!    asks for the validators once more: a file rewritten in place during the transfer restarts;
 //! 5. if that last answer carries a `Repr-Digest`, checks the temporary against it (`digest`).
 //!
-//! Failures are classified per SPEC §5 into transient ones (connection refused or lost, timeouts, 5xx, 503
+//! Failures are classified as BITS classifies them into transient ones (connection refused or lost, timeouts, 5xx, 503
 //! with its Retry-After, 408, 429) and fatal ones (other 4xx, a protocol violation, local disk errors), each
 //! with an [`ErrorContext`]. Pure parts (Content-Range, If-Range, status classification, redirects, the
 //! reading of an answer to a ranged GET) are functions with unit tests.
@@ -458,7 +458,7 @@ pub(crate) fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
     (first <= last && last < total).then_some((first, last, total))
 }
 
-/// A failure for an HTTP status that is not an answer we can use (SPEC §5).
+/// A failure for an HTTP status that is not an answer we can use (BITS's job model).
 pub(crate) fn classify(status: StatusCode, headers: &HeaderMap) -> Failure {
     let code = format!("http_{}", status.as_u16());
     let reason = status.canonical_reason().unwrap_or("unknown status");

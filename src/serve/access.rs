@@ -18,7 +18,7 @@ use crate::url::{UrlEntry, UrlGroup};
 
 /// Who the caller is, if the URL lets them read it.
 ///
-/// The IIS model (SPEC: the SDDL decides for every caller, anonymous included): the URL's SDDL, else for a
+/// The IIS model (the SDDL decides for every caller, anonymous included): the URL's SDDL, else for a
 /// group with schemes `D:(A;;GA;;;AU)`, else nothing (everyone may read). Only a caller that is denied while
 /// anonymous is challenged (401), or refused with 403 where no scheme can challenge it; an authenticated
 /// caller that is denied gets 403.

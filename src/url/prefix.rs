@@ -1,4 +1,4 @@
-//! `UrlPrefix`: the HTTP.sys prefix grammar of a URL group, parsed once (SPEC §1).
+//! `UrlPrefix`: the HTTP.sys prefix grammar of a URL group, parsed once (as HTTP.sys does).
 //!
 //! `scheme://host:port/Segment/` where scheme is `http` or `https` (lowercase), host is `+` (strong
 //! wildcard), `*` (weak wildcard), an IPv4 literal, a bracketed IPv6 literal or a host name (case-insensitive),
@@ -38,7 +38,7 @@ impl fmt::Display for Scheme {
     }
 }
 
-/// The host part of a prefix, which decides the routing category (SPEC §1).
+/// The host part of a prefix, which decides the routing category (as HTTP.sys does).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Host {

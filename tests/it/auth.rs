@@ -151,7 +151,7 @@ fn sddl_decisions_for_basic_identities() {
         ("admins", None, 401),
         ("empty", alice, 403),
         ("null", alice, 200),
-        // The SDDL decides for anonymous callers too: a NULL DACL grants everyone (SPEC §4, IIS's model).
+        // The SDDL decides for anonymous callers too: a NULL DACL grants everyone (IIS's model).
         ("null", None, 200),
         ("none", bob, 200),
     ];
