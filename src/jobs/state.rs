@@ -1,6 +1,7 @@
 //! The job state machine (sans-IO): BITS job states, priorities and SetJobState actions with the numbers
-//! of BITS's interface, and the one function that says where an action or a transfer event takes a job. Everything that changes a job's state goes through [`JobState::apply`] or [`JobState::on`]; an
-//! invalid change is a [`TransitionError`], never a silent no-op.
+//! of BITS's interface, and the one function that says where an action or a transfer event takes a job.
+//! Everything that changes a job's state goes through [`JobState::apply`] or [`JobState::on`]; an invalid
+//! change is a [`TransitionError`], never a silent no-op.
 //!
 //! Invariants: ACKNOWLEDGED and CANCELLED are final (nothing leaves them); only a TRANSFERRED job can be
 //! completed; a job without files cannot be resumed.
