@@ -105,6 +105,23 @@ pub struct GroupConfig {
     pub urls: Vec<UrlConfig>,
 }
 
+impl GroupConfig {
+    /// The group's settings alone, with no URLs (what a store keeps per group), without copying the URLs.
+    pub fn settings_only(&self) -> GroupConfig {
+        GroupConfig {
+            prefix: self.prefix.clone(),
+            auth: self.auth.clone(),
+            allow_basic_over_http: self.allow_basic_over_http,
+            default_sddl: self.default_sddl.clone(),
+            connection_limit: self.connection_limit,
+            bandwidth_limit: self.bandwidth_limit,
+            cache_max_age_secs: self.cache_max_age_secs,
+            index: self.index,
+            urls: Vec::new(),
+        }
+    }
+}
+
 /// One published file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

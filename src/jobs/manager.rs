@@ -410,18 +410,7 @@ impl JobManager {
 
     /// Changes a job's priority; a queued job keeps its place within the new priority.
     pub async fn set_priority(&self, id: JobId, priority: Priority) -> Result<Job, JobError> {
-        let job = {
-            let mut jobs = self.inner.lock();
-            let entry = jobs.get_mut(id)?;
-            if entry.job.state.is_final() {
-                let source = super::TransitionError::Final(entry.job.state);
-                return Err(JobError::Transition { id, source });
-            }
-            entry.job.priority = priority;
-            entry.job.modified = SystemTime::now();
-            entry.job.clone()
-        };
-        self.inner.save(job.clone()).await?;
+        let job = self.edit(id, |job| job.priority = priority).await?;
         self.inner.wake.notify_one();
         Ok(job)
     }
@@ -433,6 +422,11 @@ impl JobManager {
         id: JobId,
         settings: ClientSettings,
     ) -> Result<Job, JobError> {
+        self.edit(id, |job| job.client = settings).await
+    }
+
+    /// Changes a setting of a job that is not final, and stores it.
+    async fn edit(&self, id: JobId, change: impl FnOnce(&mut Job)) -> Result<Job, JobError> {
         let job = {
             let mut jobs = self.inner.lock();
             let entry = jobs.get_mut(id)?;
@@ -440,7 +434,7 @@ impl JobManager {
                 let source = super::TransitionError::Final(entry.job.state);
                 return Err(JobError::Transition { id, source });
             }
-            entry.job.client = settings;
+            change(&mut entry.job);
             entry.job.modified = SystemTime::now();
             entry.job.clone()
         };

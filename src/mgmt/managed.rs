@@ -703,15 +703,7 @@ fn diff(before: &ServerConfig, after: &ServerConfig) -> Vec<Delta> {
     }
     for group in &after.groups {
         let old = before.groups.iter().find(|g| g.prefix == group.prefix);
-        let settings_differ = old.is_none_or(|o| {
-            GroupConfig {
-                urls: Vec::new(),
-                ..o.clone()
-            } != GroupConfig {
-                urls: Vec::new(),
-                ..group.clone()
-            }
-        });
+        let settings_differ = old.is_none_or(|o| o.settings_only() != group.settings_only());
         if settings_differ {
             deltas.push(Delta::PutGroup(group.clone()));
         }

@@ -178,10 +178,7 @@ impl Store for SqliteStore {
 fn write(tx: &Transaction<'_>, delta: &Delta) -> Result<(), StoreError> {
     match delta {
         Delta::PutGroup(group) => {
-            let settings = GroupConfig {
-                urls: Vec::new(),
-                ..group.clone()
-            };
+            let settings = group.settings_only();
             tx.execute(
                 "INSERT INTO url_groups (prefix, position, settings)
                  VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM url_groups), ?2)
