@@ -4,6 +4,9 @@
 //!
 //! NTLM authenticates the connection (as Windows does): on a 401 offering NTLM, the request is sent again with the
 //! NEGOTIATE, then with the AUTHENTICATE, all three on this connection; later requests on it need nothing.
+//! Negotiate (Kerberos, RFC 4559) goes the same way: on a 401 offering Negotiate, the request is sent
+//! again with our token on this connection, as often as the server answers 401 with a token of its own
+//! (bounded), and the server's token on the final answer is checked (mutual authentication).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::credentials::{CredentialScheme, Credentials};
+use super::negotiate;
 use super::ntlm::Initiator;
 use super::proxy::{Endpoint, Proxies};
 use super::{ClientError, ClientSettings};
@@ -79,6 +83,8 @@ impl Client {
     /// Resolves the settings (the environment for PRECONFIG; TLS files are read at the first https URL).
     pub(crate) fn new(settings: &ClientSettings) -> Result<Client, ClientError> {
         let proxies = Proxies::resolve(&settings.proxy, |name| std::env::var(name).ok())?;
+        // Never a silent fallback to no credentials: a build without GSS-API says so at once.
+        settings.check()?;
         Ok(Client {
             settings: settings.clone(),
             proxies,
@@ -91,8 +97,13 @@ impl Client {
     /// Sends credentials to `url`'s origin (scheme, host, port) only.
     ///
     /// SECURITY: a redirect may lead anywhere; Basic sent there gives the password away, and an NTLM
-    /// answer to another server's challenge can be cracked offline or relayed. As curl does without
-    /// `--location-trusted`, credentials stay with the origin the job names.
+    /// answer to another server's challenge can be cracked offline or relayed. A Negotiate token is a
+    /// Kerberos ticket for `HTTP@host`: sent to another port or scheme of the same host (a redirect to
+    /// another origin), another service there could replay it while it is fresh, and a redirect to
+    /// another host would make us ask the KDC for a ticket to wherever the redirect names. As curl does
+    /// without `--location-trusted`, credentials of every scheme stay with the origin the job names
+    /// (tested by `negotiate_is_not_sent_where_a_redirect_leads` and
+    /// `credentials_are_not_sent_where_a_redirect_leads` in tests/it).
     pub(crate) fn trust_origin(&mut self, url: &Uri) {
         self.trusted = Some(origin(url));
     }
@@ -118,6 +129,11 @@ impl Client {
                 let initiator =
                     Initiator::new(&c.user, c.password().ok_or(ClientError::NoPassword)?);
                 self.ntlm(method, url, extra, response, &initiator).await
+            }
+            Some(c)
+                if c.scheme == CredentialScheme::Negotiate && offers(&response, "Negotiate") =>
+            {
+                self.negotiate(method, url, extra, response).await
             }
             _ => Ok(response),
         }
@@ -156,7 +172,10 @@ impl Client {
         let challenged = self
             .send_once(method, url, &with(initiator.negotiate()))
             .await?;
-        let Some(challenge) = challenge_token(&challenged) else {
+        let challenge = (challenged.status() == StatusCode::UNAUTHORIZED)
+            .then(|| server_token(&challenged, "NTLM"))
+            .flatten();
+        let Some(challenge) = challenge else {
             // No challenge: the server refused NTLM; its answer (a 401) is the transfer's answer.
             return Ok(challenged);
         };
@@ -165,6 +184,56 @@ impl Client {
             .authenticate(&challenge)
             .map_err(ClientError::Ntlm)?;
         self.send_once(method, url, &with(&authenticate)).await
+    }
+
+    /// Negotiate's legs on the connection that got the 401: our token, then the server's answers, until it
+    /// stops answering 401 with a token. The final answer's token, when there is one, must complete the
+    /// context (mutual authentication); a 401 without one is the transfer's answer (refused).
+    async fn negotiate(
+        &mut self,
+        method: &Method,
+        url: &Uri,
+        extra: &[(HeaderName, String)],
+        first: Response<Incoming>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        drain(first).await?;
+        let mut initiator = negotiate::Initiator::new(&Origin::of(url).host)?;
+        let no_token = || ClientError::Negotiate("GSS-API gave no token to send".to_owned());
+        let mut token = initiator.step(None).await?.ok_or_else(no_token)?;
+        for _ in 0..negotiate::MAX_LEGS {
+            let mut h = extra.to_vec();
+            let value = base64::engine::general_purpose::STANDARD.encode(&token);
+            h.push((header::AUTHORIZATION, format!("Negotiate {value}")));
+            let response = self.send_once(method, url, &h).await?;
+            let answer = server_token(&response, "Negotiate");
+            if response.status() == StatusCode::UNAUTHORIZED {
+                match answer {
+                    Some(t) if !initiator.is_complete() => {
+                        drain(response).await?;
+                        token = initiator.step(Some(t)).await?.ok_or_else(no_token)?;
+                        continue;
+                    }
+                    // Refused: the 401 is the transfer's answer (ERROR after the challenge).
+                    _ => return Ok(response),
+                }
+            }
+            // SECURITY: a server that cannot prove it holds the service key does not get to answer.
+            if let Some(t) = answer {
+                if !initiator.is_complete() {
+                    initiator.step(Some(t)).await?;
+                }
+                if !initiator.is_complete() {
+                    return Err(ClientError::Negotiate(
+                        "the server's mutual authentication is incomplete".to_owned(),
+                    ));
+                }
+            }
+            return Ok(response);
+        }
+        Err(ClientError::Negotiate(format!(
+            "the server asked for more than {} legs",
+            negotiate::MAX_LEGS
+        )))
     }
 
     /// One request on the kept connection (opened first if need be).
@@ -391,19 +460,16 @@ fn offers(response: &Response<Incoming>, scheme: &str) -> bool {
             })
 }
 
-/// The NTLM CHALLENGE of a 401, if it carries one.
-fn challenge_token(response: &Response<Incoming>) -> Option<Vec<u8>> {
-    if response.status() != StatusCode::UNAUTHORIZED {
-        return None;
-    }
+/// The token of `scheme` in the answer's WWW-Authenticate (`SCHEME BASE64`), if it carries one.
+fn server_token(response: &Response<Incoming>, scheme: &str) -> Option<Vec<u8>> {
     response
         .headers()
         .get_all(header::WWW_AUTHENTICATE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("NTLM").then_some(token.trim())
+            let (name, token) = v.split_once(' ')?;
+            name.eq_ignore_ascii_case(scheme).then_some(token.trim())
         })
         .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
 }

@@ -1,4 +1,5 @@
-//! A job's credentials (SetCredentials): a scheme, a user name and a password.
+//! A job's credentials (SetCredentials): a scheme, a user name and a password; or Negotiate, which
+//! takes none (Kerberos tickets come from the caller's credential cache, `KRB5CCNAME`).
 //!
 //! SECURITY: the threat is a password at rest or in a log. The password is a [`Password`] (zeroized on
 //! drop, redacted in `Debug`) and is never serialized: a job store keeps the scheme and the user name only,
@@ -19,6 +20,9 @@ pub enum CredentialScheme {
     Basic,
     /// NTLMv2 with a MIC, once per connection when the server asks.
     Ntlm,
+    /// Negotiate (RFC 4559): Kerberos through SPNEGO from the default credential cache, once per
+    /// connection when the server asks. Needs the `negotiate` feature.
+    Negotiate,
 }
 
 /// A user name and password for one scheme.
@@ -47,6 +51,18 @@ impl Credentials {
         Credentials::new(CredentialScheme::Ntlm, user, password)
     }
 
+    /// Negotiate (Kerberos) with the caller's default credential cache (`KRB5CCNAME`), like
+    /// `curl --negotiate -u :`: no user name, no password. A build without the `negotiate` feature refuses
+    /// these credentials (`JobError::InvalidSetting`, or ERROR `negotiate_unavailable` for a stored job).
+    pub fn negotiate() -> Credentials {
+        Credentials {
+            scheme: CredentialScheme::Negotiate,
+            user: String::new(),
+            password: None,
+            allow_basic_over_http: false,
+        }
+    }
+
     fn new(scheme: CredentialScheme, user: impl Into<String>, password: Password) -> Credentials {
         Credentials {
             scheme,
@@ -62,7 +78,8 @@ impl Credentials {
         self
     }
 
-    /// Whether the password is here (false for credentials read back from a job store).
+    /// Whether the password is here (false for credentials read back from a job store, and for
+    /// Negotiate, which needs none).
     pub fn has_password(&self) -> bool {
         self.password.is_some()
     }

@@ -1,6 +1,6 @@
 //! The HTTP client side, for download jobs: one kept-alive HTTP/1.1 connection per transfer, over TCP or
 //! TLS, directly or through an HTTP proxy (CONNECT for https, absolute-form for http), with Basic or NTLM
-//! credentials.
+//! credentials, or Negotiate (Kerberos) ones with the `negotiate` feature.
 //!
 //! | module | owns |
 //! |---|---|
@@ -8,12 +8,12 @@
 //! | `proxy` | [`ProxySetting`]: PRECONFIG (environment), OVERRIDE, NO_PROXY; no_proxy matching (sans-IO) |
 //! | `credentials` | [`Credentials`], [`CredentialScheme`]: secrets kept in memory only |
 //! | `ntlm` | [`NtlmInitiator`]: NEGOTIATE, then AUTHENTICATE (NTLMv2, MIC) for a CHALLENGE (sans-IO) |
+//! | `negotiate` | the Negotiate initiator: SPNEGO/Kerberos through GSS-API (`negotiate` feature) |
 //! | `connection` | the connection a transfer reuses: connect, tunnel, handshake, authenticate, send |
-//!
-//! Negotiate (Kerberos) is not offered yet.
 
 mod connection;
 mod credentials;
+mod negotiate;
 mod ntlm;
 mod proxy;
 mod tls;
@@ -40,6 +40,18 @@ pub struct ClientSettings {
     /// Credentials. Default is none (a 401 is then an ERROR).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Credentials>,
+}
+
+impl ClientSettings {
+    /// Whether this build can use these settings: Negotiate credentials need the `negotiate` feature
+    /// ([`ClientError::NegotiateUnavailable`] otherwise; never a silent fallback to no credentials).
+    pub fn check(&self) -> Result<(), ClientError> {
+        let scheme = self.credentials.as_ref().map(|c| c.scheme);
+        if scheme == Some(CredentialScheme::Negotiate) && !negotiate::AVAILABLE {
+            return Err(ClientError::NegotiateUnavailable);
+        }
+        Ok(())
+    }
 }
 
 /// Why the client could not get an answer.
@@ -107,6 +119,13 @@ pub enum ClientError {
     /// Credentials without their password (read back from a job store).
     #[error("the job's credentials have no password: set them again")]
     NoPassword,
+    /// Negotiate (Kerberos) failed on our side: no ticket, no KDC, or a server whose mutual
+    /// authentication did not verify.
+    #[error("Negotiate failed: {0}")]
+    Negotiate(String),
+    /// Negotiate credentials in a build without GSS-API.
+    #[error("Negotiate (Kerberos) credentials need GSS-API: this bcs was built without the negotiate feature")]
+    NegotiateUnavailable,
     /// The server's NTLM challenge is malformed.
     #[error("the server's NTLM challenge is unusable")]
     Ntlm(#[source] crate::auth::ntlm::messages::MessageError),
@@ -145,6 +164,8 @@ impl ClientError {
             ClientError::BasicOverHttp => "basic_over_http",
             ClientError::NoPassword => "credentials_missing",
             ClientError::Ntlm(_) => "ntlm_challenge",
+            ClientError::Negotiate(_) => "negotiate_failed",
+            ClientError::NegotiateUnavailable => "negotiate_unavailable",
             ClientError::Request(_) => "invalid_request",
         }
     }

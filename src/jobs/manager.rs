@@ -294,6 +294,9 @@ impl JobManager {
                 "MinimumRetryDelay {delay:?} is under {MINIMUM_RETRY_DELAY_FLOOR:?}"
             )));
         }
+        new.client
+            .check()
+            .map_err(|e| JobError::InvalidSetting(e.to_string()))?;
         let start = !new.suspended && !new.files.is_empty();
         let mut job = Job::new(new.display_name, JobState::Suspended);
         job.description = new.description;
@@ -422,6 +425,9 @@ impl JobManager {
         id: JobId,
         settings: ClientSettings,
     ) -> Result<Job, JobError> {
+        settings
+            .check()
+            .map_err(|e| JobError::InvalidSetting(e.to_string()))?;
         self.edit(id, |job| job.client = settings).await
     }
 

@@ -440,41 +440,9 @@ async fn through_tinyproxy_for_http_and_https() {
     m.shutdown().await;
 }
 
-/// A raw HTTP server that answers every request with `answer` (then closes) and keeps each request head;
-/// it stops after 30 s or 20 connections.
+/// A raw HTTP server that answers every request with `answer` (then closes) and keeps each request head.
 fn recorder(answer: String) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = heads.clone();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut served = 0;
-        while Instant::now() < deadline && served < 20 {
-            let Ok((mut s, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            };
-            served += 1;
-            let _ = s.set_nonblocking(false);
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut head = Vec::new();
-            let mut b = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut b) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&b[..n]),
-                }
-            }
-            kept.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&head).into_owned());
-            let _ = s.write_all(answer.as_bytes());
-        }
-    });
-    (port, heads)
+    crate::support::scripted_server(vec![answer])
 }
 
 /// SECURITY: credentials go to the job's own origin only: a redirect to another server gets none.

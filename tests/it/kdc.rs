@@ -9,6 +9,15 @@ use crate::support::free_port;
 
 pub const REALM: &str = "BCS.TEST";
 
+/// Held by every test that sets the process's KRB5_* variables (the in-process server's and client's
+/// GSS-API read them): one such test at a time.
+pub static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`ENV`] (a panicking holder leaves it usable).
+pub fn env_lock() -> std::sync::MutexGuard<'static, ()> {
+    ENV.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub struct Kdc {
     pub dir: tempfile::TempDir,
     kdc: Child,

@@ -31,8 +31,9 @@ fn kerberos_with_curl_requests_gssapi_and_bcs() {
     if !Kdc::available() || !have("curl") {
         return;
     }
+    let _env = crate::kdc::env_lock();
     let kdc = Kdc::start();
-    // The in-process server's GSS-API reads these; no other test uses Kerberos.
+    // The in-process server's GSS-API reads these; other tests that set them wait for the lock.
     std::env::set_var("KRB5_CONFIG", kdc.krb5_conf());
     std::env::set_var("KRB5_KTNAME", kdc.keytab());
     std::env::set_var("KRB5RCACHEDIR", kdc.dir.path());

@@ -24,6 +24,8 @@ mod kdc;
 #[cfg(all(feature = "negotiate", feature = "cli"))]
 mod kerberos;
 mod limits;
+#[cfg(all(feature = "negotiate", feature = "cli"))]
+mod negotiate;
 #[cfg(feature = "cli")]
 mod newcomer;
 mod ntlm;

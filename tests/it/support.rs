@@ -276,3 +276,44 @@ pub fn status_with_header(url: &str, header: &str, extra: &[&str]) -> String {
     let out = run("curl", &args);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Request heads kept by [`scripted_server`].
+pub type Heads = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A raw HTTP server on 127.0.0.1 that answers its n-th connection's request with `answers[n]` (the last
+/// one for every later connection), then closes, and keeps each request head; it stops after 30 s or 20
+/// connections.
+pub fn scripted_server(answers: Vec<String>) -> (u16, Heads) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let heads = Heads::default();
+    let kept = heads.clone();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut served = 0;
+        while std::time::Instant::now() < deadline && served < 20 {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let answer = &answers[served.min(answers.len() - 1)];
+            served += 1;
+            let _ = s.set_nonblocking(false);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&b[..n]),
+                }
+            }
+            kept.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).into_owned());
+            let _ = s.write_all(answer.as_bytes());
+        }
+    });
+    (port, heads)
+}

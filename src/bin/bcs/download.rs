@@ -6,9 +6,6 @@
 //! destinations: the same command finds the same job, another command another. A lock file there keeps
 //! two runs of the same command from sharing it. On success the job is completed (the files appear
 //! under their names) and its directory removed; on a failure it stays, so that a rerun resumes it.
-//!
-//! Not here yet: `--user`, `--ca`, `--pin`, `--client-cert`, `--proxy`, which wait for the client stack
-//! (`src/client/`).
 
 use std::fs::{File, OpenOptions};
 use std::io::IsTerminal;
@@ -72,6 +69,11 @@ pub(crate) struct DownloadArgs {
     /// Use NTLM for --user rather than Basic.
     #[arg(long, requires = "user")]
     ntlm: bool,
+    /// Authenticate with Kerberos (Negotiate, SPNEGO) from the default credential cache (KRB5CCNAME; get
+    /// a ticket with kinit), like `curl --negotiate -u :`, to the URL's own server only. Needs a bcs built
+    /// with the negotiate feature.
+    #[arg(long, conflicts_with = "user")]
+    negotiate: bool,
     /// Trust the CA certificates in this PEM file instead of the system's.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
@@ -108,6 +110,7 @@ impl DownloadArgs {
             },
         };
         let credentials = match &self.user {
+            None if self.negotiate => Some(Credentials::negotiate()),
             None => None,
             Some(user) => {
                 let password = read_password(user)?;
@@ -117,11 +120,13 @@ impl DownloadArgs {
                 })
             }
         };
-        Ok(ClientSettings {
+        let settings = ClientSettings {
             tls,
             proxy,
             credentials,
-        })
+        };
+        settings.check().map_err(DownloadError::from)?;
+        Ok(settings)
     }
 }
 
@@ -153,6 +158,8 @@ pub(crate) enum DownloadError {
     NoPassword(std::io::Error),
     #[error(transparent)]
     Job(#[from] bits_compact::JobError),
+    #[error(transparent)]
+    Client(#[from] bits_compact::client::ClientError),
 }
 
 impl DownloadError {
@@ -167,6 +174,8 @@ impl DownloadError {
 
 pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     let files = destinations(&args)?;
+    // The settings (and the password prompt) before any state is touched.
+    let client = args.client()?;
     // Installed first: from now on Ctrl-C suspends the job rather than killing the process.
     let mut signals = (
         signal(SignalKind::interrupt()).map_err(DownloadError::Signals)?,
@@ -187,7 +196,7 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
         .start()
         .await?;
     let mut events = manager.subscribe();
-    let id = find_or_create(&manager, &files, args.client()?).await?;
+    let id = find_or_create(&manager, &files, client).await?;
     let outcome = follow(
         &manager,
         id,
