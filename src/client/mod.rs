@@ -199,3 +199,42 @@ fn tls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls:
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Negotiate credentials are usable per job where GSS-API is built in, and a clear error where it is
+    /// not: never a job that silently runs without credentials.
+    #[tokio::test]
+    async fn negotiate_credentials_need_the_feature() {
+        use crate::jobs::{JobManager, NewJob};
+        let settings = ClientSettings {
+            credentials: Some(Credentials::negotiate()),
+            ..ClientSettings::default()
+        };
+        let m = JobManager::builder().start().await.unwrap();
+        let new = NewJob::new("n").suspended(true).client(settings.clone());
+        let created = m.create_job(new).await;
+        if cfg!(feature = "negotiate") {
+            settings.check().unwrap();
+            assert!(Client::new(&settings).is_ok());
+            assert!(created.is_ok());
+        } else {
+            let err = settings.check().unwrap_err();
+            assert!(matches!(err, ClientError::NegotiateUnavailable));
+            assert_eq!(err.code(), "negotiate_unavailable");
+            assert!(!err.is_transient());
+            assert!(err
+                .to_string()
+                .contains("built without the negotiate feature"));
+            assert!(matches!(
+                Client::new(&settings),
+                Err(ClientError::NegotiateUnavailable)
+            ));
+            let err = created.unwrap_err().to_string();
+            assert!(err.contains("built without the negotiate feature"), "{err}");
+        }
+        m.shutdown().await;
+    }
+}

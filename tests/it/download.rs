@@ -528,3 +528,28 @@ fn download_with_a_pin_basic_and_ntlm_credentials() {
         "not byte-identical over NTLM"
     );
 }
+
+/// Without GSS-API built in, `--negotiate` is refused with the reason, before anything is fetched or kept.
+#[cfg(not(feature = "negotiate"))]
+#[test]
+fn negotiate_without_the_feature_says_so() {
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("x.bin");
+    let refused = download(
+        state.path(),
+        &[
+            "--negotiate",
+            "-o",
+            dest.to_str().unwrap(),
+            "http://127.0.0.1:9/x.bin",
+        ],
+    );
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("built without the negotiate feature"),
+        "{stderr}"
+    );
+    assert!(!state.path().join("downloads").exists());
+}
