@@ -142,6 +142,7 @@ fn job_code(e: &JobError) -> &'static str {
         JobError::Local { .. } => "job_local_file",
         JobError::Store { .. } => "job_store_failed",
         JobError::Corrupt { .. } => "job_store_corrupt",
+        JobError::NotPrivate { .. } => "job_store_not_private",
         JobError::Stopped => "job_manager_stopped",
     }
 }

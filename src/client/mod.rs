@@ -126,8 +126,9 @@ pub enum ClientError {
     /// Negotiate credentials in a build without GSS-API.
     #[error("Negotiate (Kerberos) credentials need GSS-API: this bcs was built without the negotiate feature")]
     NegotiateUnavailable,
-    /// The server's NTLM challenge is malformed.
-    #[error("the server's NTLM challenge is unusable")]
+    /// The server's NTLM challenge is malformed, or the answer would not fit NTLM's fields (a user
+    /// name over 32767 characters).
+    #[error("cannot answer the server's NTLM challenge")]
     Ntlm(#[source] crate::auth::ntlm::messages::MessageError),
     /// A request that cannot be built (a header value with control characters).
     #[error("cannot build the request")]

@@ -126,7 +126,7 @@ impl Initiator {
             &self.domain,
             &self.user,
             &encrypted,
-        );
+        )?;
         let mic = hmac(&exported, &[&self.negotiate, challenge, &message]);
         message[MIC_AT..MIC_AT + 16].copy_from_slice(&mic);
         Ok(message)
@@ -211,6 +211,10 @@ fn ntlmv2_response(
 }
 
 /// An AUTHENTICATE_MESSAGE with a zeroed MIC (filled in by the caller once computed over it).
+///
+/// SECURITY: every field's length is a 16-bit number (MS-NLMP §2.2.1.3); a longer field (a huge user
+/// name, or a server's oversized target information in the NT response) is an error, never a length
+/// cut to 16 bits that would send a message whose fields overlap or point into each other.
 fn authenticate_message(
     flags: u32,
     lm: &[u8],
@@ -218,7 +222,7 @@ fn authenticate_message(
     domain: &str,
     user: &str,
     session_key: &[u8],
-) -> Vec<u8> {
+) -> Result<Vec<u8>, MessageError> {
     let (domain, user) = (messages::utf16le(domain), messages::utf16le(user));
     let payload: [&[u8]; 6] = [lm, nt, &domain, &user, &[], session_key];
     let mut m =
@@ -227,7 +231,7 @@ fn authenticate_message(
     m.extend_from_slice(&3u32.to_le_bytes());
     let mut offset = AUTHENTICATE_HEADER as u32;
     for part in payload {
-        let len = part.len() as u16;
+        let len = u16::try_from(part.len()).map_err(|_| MessageError::TooLong)?;
         m.extend_from_slice(&len.to_le_bytes());
         m.extend_from_slice(&len.to_le_bytes());
         m.extend_from_slice(&offset.to_le_bytes());
@@ -239,7 +243,7 @@ fn authenticate_message(
     for part in payload {
         m.extend_from_slice(part);
     }
-    m
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -348,6 +352,68 @@ mod tests {
         bad[40..42].copy_from_slice(&4u16.to_le_bytes()); // target info cut short: no EOL
         assert!(initiator.authenticate(&bad).is_err());
         assert!(initiator.authenticate(initiator.negotiate()).is_err());
+    }
+
+    /// A CHALLENGE with `info` as its target information.
+    fn challenge_with_info(info: &[u8]) -> Vec<u8> {
+        let mut m = messages::SIGNATURE.to_vec();
+        m.extend_from_slice(&2u32.to_le_bytes());
+        m.extend_from_slice(&[0, 0, 0, 0]);
+        m.extend_from_slice(&56u32.to_le_bytes());
+        m.extend_from_slice(&FLAGS.to_le_bytes());
+        m.extend_from_slice(&[7; 8]);
+        m.extend_from_slice(&[0; 8]);
+        let len = u16::try_from(info.len()).unwrap().to_le_bytes();
+        m.extend_from_slice(&len);
+        m.extend_from_slice(&len);
+        m.extend_from_slice(&56u32.to_le_bytes());
+        m.extend_from_slice(&VERSION);
+        m.extend_from_slice(info);
+        m
+    }
+
+    /// SECURITY: names or target information longer than NTLM's 16-bit lengths are errors, not lengths
+    /// cut to 16 bits (before: `as u16`, a message whose fields pointed into each other).
+    #[test]
+    fn fields_longer_than_16_bit_lengths_are_errors() {
+        let mut acceptor = Acceptor::default();
+        let probe = Initiator::new("alice", &Password::from("x"));
+        let challenge = acceptor
+            .challenge(probe.negotiate(), "CORP", "FILES")
+            .unwrap();
+        let long = "a".repeat(32_768); // 65536 bytes in UTF-16
+        for user in [
+            long.clone(),
+            format!("CORP\\{long}"),
+            format!("{long}\\alice"),
+            format!("alice@{long}"),
+        ] {
+            let initiator = Initiator::new(&user, &Password::from("x"));
+            assert!(
+                matches!(
+                    initiator.authenticate(&challenge),
+                    Err(MessageError::TooLong)
+                ),
+                "{}",
+                user.len()
+            );
+        }
+        // The longest name that fits is still sent whole.
+        let fits = Initiator::new(&"a".repeat(32_767), &Password::from("x"));
+        let auth = fits.authenticate(&challenge).unwrap();
+        assert_eq!(
+            messages::Authenticate::parse(&auth).unwrap().user.len(),
+            32_767
+        );
+        // A server's target information that makes the NT response too long for its field.
+        let mut info = pair(av::NB_DOMAIN_NAME, &vec![b'a'; 65_500]);
+        info.extend(pair(av::EOL, &[]));
+        let big = challenge_with_info(&info);
+        assert!(Challenge::parse(&big).is_ok());
+        assert!(matches!(
+            probe.authenticate(&big),
+            Err(MessageError::TooLong)
+        ));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use job::{
 };
 pub use manager::{JobEvent, JobManager, JobManagerBuilder, NewJob};
 pub use state::{Action, Event, JobState, Priority, TransitionError, UnknownValue};
-pub use store::{DirStore, JobStore, MemoryStore};
+pub use store::{make_private_dir, DirStore, JobStore, MemoryStore, PrivateDirError};
 pub use transfer::part_path;
 
 /// Why a job operation failed.
@@ -87,6 +87,14 @@ pub enum JobError {
         /// The file.
         path: PathBuf,
         /// Why.
+        reason: String,
+    },
+    /// The job store's directory is not this user's alone (another owner, or writable by others).
+    #[error("the job store {path:?} {reason}")]
+    NotPrivate {
+        /// The directory.
+        path: PathBuf,
+        /// Why, and what to do.
         reason: String,
     },
     /// The manager was shut down.

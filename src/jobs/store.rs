@@ -89,20 +89,25 @@ const SUFFIX: &str = ".json";
 const TEMP_SUFFIX: &str = ".json.tmp";
 
 impl DirStore {
-    /// Opens the directory, creating it (mode 0700) if missing.
+    /// Opens the directory, creating it (mode 0700) if missing; an existing one must be this user's
+    /// alone ([`make_private_dir`]).
     ///
-    /// SECURITY: job files name local paths and remote URLs (later, credentials too): the directory is
-    /// created readable by its owner only, and each file is written 0600.
+    /// SECURITY: job files name local paths and remote URLs, and the manager writes wherever a stored
+    /// job says: were another user able to write there, they could plant a job that overwrites any file
+    /// this user can write. The directory is created readable by its owner only, each file is written
+    /// 0600, and an existing directory owned by another user or writable by group or others is refused.
     pub fn open(dir: impl Into<PathBuf>) -> Result<DirStore, JobError> {
         let dir = dir.into();
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|source| JobError::Store {
+        make_private_dir(&dir).map_err(|e| match e {
+            PrivateDirError::Io(source) => JobError::Store {
                 path: dir.clone(),
                 source,
-            })?;
+            },
+            other => JobError::NotPrivate {
+                path: dir.clone(),
+                reason: other.to_string(),
+            },
+        })?;
         Ok(DirStore { dir })
     }
 
@@ -182,6 +187,56 @@ impl JobStore for DirStore {
     }
 }
 
+/// Why a directory is not private to this user.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrivateDirError {
+    /// It could not be created or examined.
+    #[error("cannot be created or examined: {0}")]
+    Io(#[source] io::Error),
+    /// Something else than a directory (a symbolic link included) is there.
+    #[error("is not a directory")]
+    NotADirectory,
+    /// Another user owns it.
+    #[error("is owned by uid {owner}, not this user (uid {me})")]
+    Owner {
+        /// Its owner.
+        owner: u32,
+        /// This process's effective uid.
+        me: u32,
+    },
+    /// Its group or others may write to it.
+    #[error("is writable by others (mode {0:o}); chmod 700 it")]
+    Writable(u32),
+}
+
+/// Creates `dir` (and its parents) mode 0700, or checks an existing one: a directory, not a link, owned
+/// by this process's user, that neither its group nor others may write to. Shared by [`DirStore`] and
+/// `bcs serve`'s state directory.
+pub fn make_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
+    use std::os::unix::fs::MetadataExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(PrivateDirError::Io)?;
+    let meta = fs::symlink_metadata(dir).map_err(PrivateDirError::Io)?;
+    if !meta.is_dir() {
+        return Err(PrivateDirError::NotADirectory);
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(PrivateDirError::Owner {
+            owner: meta.uid(),
+            me,
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(PrivateDirError::Writable(meta.mode() & 0o777));
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to a fresh file at `path` (mode 0600, replacing a leftover) and syncs it.
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = OpenOptions::new()
@@ -226,6 +281,48 @@ mod tests {
         assert_eq!(store.load_all().unwrap(), vec![b]);
         let mode = fs::metadata(store.dir()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
+    }
+
+    /// SECURITY: an existing directory that others may write to, or that another user owns, is refused
+    /// (before: opened and trusted).
+    #[test]
+    fn a_directory_others_can_write_or_own_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = dir.path().join("jobs");
+        fs::create_dir(&jobs).unwrap();
+        for mode in [0o777, 0o770, 0o720, 0o702] {
+            fs::set_permissions(&jobs, fs::Permissions::from_mode(mode)).unwrap();
+            let err = DirStore::open(&jobs).unwrap_err();
+            assert!(
+                matches!(err, JobError::NotPrivate { .. }),
+                "{mode:o}: {err}"
+            );
+            assert!(err.to_string().contains("writable by others"), "{err}");
+        }
+        // Readable by others is no threat to what is written there: allowed, as bcs serve allows it.
+        fs::set_permissions(&jobs, fs::Permissions::from_mode(0o755)).unwrap();
+        DirStore::open(&jobs).unwrap();
+        // A link to a directory is not the directory.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&jobs, &link).unwrap();
+        assert!(matches!(
+            DirStore::open(&link).unwrap_err(),
+            JobError::NotPrivate { .. }
+        ));
+        // Another owner: a 0700 directory given to nobody (as root), else `/` (root's).
+        let (other, owner) = if rustix::process::geteuid().as_raw() == 0 {
+            let other = dir.path().join("other");
+            fs::create_dir(&other).unwrap();
+            std::os::unix::fs::chown(&other, Some(65534), None).unwrap();
+            (other, 65534)
+        } else {
+            (PathBuf::from("/"), 0)
+        };
+        let err = DirStore::open(&other).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("owned by uid {owner}")),
+            "{err}"
+        );
     }
 
     #[test]

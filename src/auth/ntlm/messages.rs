@@ -74,6 +74,10 @@ pub enum MessageError {
     /// The AV pairs are malformed.
     #[error("the NTLMv2 target information is malformed")]
     AvPairs,
+    /// A field to send is longer than NTLM's 16-bit length fields can say (a user or domain name of more
+    /// than 32767 UTF-16 units, or a response with too much target information).
+    #[error("an NTLM field is longer than 65535 bytes")]
+    TooLong,
 }
 
 fn u16_at(b: &[u8], at: usize) -> Result<u16, MessageError> {

@@ -220,32 +220,8 @@ impl std::str::FromStr for AdminUrl {
 /// SECURITY: it holds the store (password hashes, and what is published) and the socket; were another
 /// user able to write there, they could swap either and publish any file this service can read.
 fn make_private_dir(dir: &std::path::Path) -> Result<(), CliError> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let refuse =
-        |why: String| CliError::Serve(format!("the state directory {}: {why}", dir.display()));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| refuse(format!("cannot be created: {e}")))?;
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| refuse(e.to_string()))?;
-    if !meta.is_dir() {
-        return Err(refuse("is not a directory".into()));
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(refuse(format!(
-            "is owned by uid {}, not this user (uid {me})",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(refuse(format!(
-            "is writable by others (mode {:o}); chmod 700 it",
-            meta.mode() & 0o777
-        )));
-    }
-    Ok(())
+    bits_compact::jobs::make_private_dir(dir)
+        .map_err(|e| CliError::Serve(format!("the state directory {}: {e}", dir.display())))
 }
 
 fn store_error(e: bits_compact::store::StoreError) -> CliError {
