@@ -553,3 +553,33 @@ fn negotiate_without_the_feature_says_so() {
     );
     assert!(!state.path().join("downloads").exists());
 }
+
+/// Two `bcs download` of one destination started at once: exactly one runs (the other says the same
+/// download is already running), in each of three rounds, and the file is whole.
+#[test]
+fn two_downloads_to_one_destination_at_once_run_one() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let content = pattern(256 << 10, 12);
+    let file = write_file(src.path(), "twice.bin", &content);
+    let (_host, port) = spawn_host("http", "d", &["--rate", "512KiB/s"], &[&file]);
+    let url = format!("http://127.0.0.1:{port}/d/twice.bin");
+    let dest = out.path().join("twice.bin");
+    let args = ["download", "-o", dest.to_str().unwrap(), &url];
+    let state_env = state.path().to_str().unwrap();
+    for round in 0..3 {
+        let runs: Vec<_> = (0..2)
+            .map(|_| Running::spawn_with_env(Path::new(BCS), &args, &[("BCS_STATE", state_env)]))
+            .collect();
+        let ends: Vec<_> = runs.into_iter().map(Running::exited).collect();
+        let ok = ends.iter().filter(|(code, _)| *code == Some(0)).count();
+        let busy = ends
+            .iter()
+            .filter(|(code, err)| *code == Some(1) && err.contains("already running"))
+            .count();
+        assert_eq!((ok, busy), (1, 1), "round {round}: {ends:?}");
+        assert!(std::fs::read(&dest).unwrap() == content, "round {round}");
+        no_jobs_left(state.path());
+    }
+}

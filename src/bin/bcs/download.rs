@@ -187,8 +187,8 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     let _xfsz = signal(xfsz).map_err(DownloadError::Signals)?;
     let base = bits_compact::mgmt::default_state_dir().ok_or(DownloadError::NoStateDir)?;
     let dir = base.join("downloads").join(key(&files));
+    let lock = lock(&dir)?;
     let store = DirStore::open(&dir)?;
-    let _lock = lock(&dir)?;
     let manager = JobManager::builder()
         .store(store)
         .job_bandwidth(args.rate.unwrap_or(ByteRate::UNLIMITED))
@@ -223,10 +223,16 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     outcome?;
     let job = manager.job(id)?;
     report_done(&job, args.json);
-    // The job is ACKNOWLEDGED and gone from the store: the directory only holds the lock now.
-    let _ = std::fs::remove_file(dir.join("lock"));
-    let _ = std::fs::remove_dir(&dir);
+    release(&dir, lock);
     Ok(())
+}
+
+/// Removes the job's directory, which only holds the lock now (the job is ACKNOWLEDGED and gone from
+/// the store), while still holding the lock; then lets it go.
+fn release(dir: &Path, lock: File) {
+    let _ = std::fs::remove_file(dir.join("lock"));
+    let _ = std::fs::remove_dir(dir);
+    drop(lock);
 }
 
 /// (URL, absolute destination) pairs.
@@ -307,24 +313,57 @@ fn key(files: &[(String, PathBuf)]) -> String {
         .collect()
 }
 
-/// Holds the lock file of the job's directory: the same download cannot run twice at once.
+/// Holds the lock file of the job's directory (created, mode 0700, if missing): the same download cannot
+/// run twice at once.
+///
+/// A run that succeeded removes the lock file (and the directory) while it holds the lock, so another
+/// run may have opened that file just before and be granted the lock on it once the first lets go:
+/// a lock on a file no longer in the directory, which a third run, creating a new lock file, would not
+/// see, and both would run. So the lock counts only when the path still names the very file locked
+/// (same device and inode); otherwise it is taken again on the file there now (a few times at most).
 fn lock(dir: &Path) -> Result<File, DownloadError> {
-    use rustix::fs::{flock, FlockOperation};
+    let path = dir.join("lock");
+    for _ in 0..LOCK_TRIES {
+        let file = open_lock(dir)?;
+        if hold(&file, &path)? {
+            return Ok(file);
+        }
+    }
+    Err(DownloadError::Busy(path))
+}
+
+/// How often [`lock`] takes the lock again after finding its file replaced.
+const LOCK_TRIES: usize = 5;
+
+/// Opens (creating) the lock file in `dir` (created mode 0700, or checked to be private, first).
+fn open_lock(dir: &Path) -> Result<File, DownloadError> {
     let path = dir.join("lock");
     let state = |source| DownloadError::State {
         path: path.clone(),
         source,
     };
-    let file = OpenOptions::new()
+    bits_compact::jobs::make_private_dir(dir)
+        .map_err(|e| state(std::io::Error::other(e.to_string())))?;
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .open(&path)
-        .map_err(state)?;
-    flock(&file, FlockOperation::NonBlockingLockExclusive)
-        .map_err(|_| DownloadError::Busy(path.clone()))?;
-    Ok(file)
+        .map_err(state)
+}
+
+/// Takes the lock on `file` without waiting (`Busy` if another run holds it); `Ok(false)` when `path`
+/// no longer names `file` (it was removed, or replaced), so that this lock guards nothing.
+fn hold(file: &File, path: &Path) -> Result<bool, DownloadError> {
+    use rustix::fs::{flock, fstat, stat, FlockOperation};
+    flock(file, FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| DownloadError::Busy(path.to_owned()))?;
+    let held = fstat(file).map_err(|e| DownloadError::State {
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    Ok(stat(path).is_ok_and(|now| (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)))
 }
 
 /// SECURITY: the password from BCS_PASSWORD or a prompt, never an argument (arguments are visible to
@@ -559,6 +598,32 @@ mod tests {
         ] {
             assert_eq!(file_name(bad), None, "{bad}");
         }
+    }
+
+    /// The race a removed lock file leaves: a run that opened the lock file just before the finishing run
+    /// removed it gets the lock on a file no longer there; it must not count it (before: it did, and a
+    /// third run locking a new file ran beside it).
+    #[test]
+    fn a_lock_on_a_removed_lock_file_does_not_count() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = state.path().join("job");
+        let path = dir.join("lock");
+        let first = lock(&dir).unwrap();
+        // The second run opens the lock file while the first still holds it...
+        let second = open_lock(&dir).unwrap();
+        // ...and the first, done, removes it and lets go.
+        release(&dir, first);
+        assert!(!dir.exists());
+        // The second run's lock is granted, on a file no longer there: not held.
+        assert!(!hold(&second, &path).unwrap());
+        // A third run locks the new file; the second, trying again, finds it busy.
+        let third = lock(&dir).unwrap();
+        drop(second);
+        assert!(matches!(lock(&dir), Err(DownloadError::Busy(_))));
+        drop(third);
+        // Once the third is gone, the lock is free again.
+        let again = lock(&dir).unwrap();
+        assert!(hold(&again, &path).unwrap());
     }
 
     #[test]
