@@ -583,3 +583,42 @@ fn two_downloads_to_one_destination_at_once_run_one() {
         no_jobs_left(state.path());
     }
 }
+
+/// SECURITY: a file name decoded from the URL (or any text from a server) never reaches the terminal
+/// with its control characters: ESC and BEL are printed as `\u{..}` escapes, in the "Saved" line and in
+/// errors alike.
+#[test]
+fn control_characters_in_names_are_escaped_when_printed() {
+    let head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"e1\"\r\nConnection: close\r\n\r\n";
+    let (port, _) = crate::support::scripted_server(vec![
+        head.to_owned(),
+        format!("{head}hello"),
+        head.to_owned(),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let hostile = "%1b%5d0%3bpwned%07%1b%5b2J.bin";
+    let raw_name = "\x1b]0;pwned\x07\x1b[2J.bin";
+    let dir = out.path().to_str().unwrap();
+    let url = format!("http://127.0.0.1:{port}/{hostile}");
+    let saved = download(state.path(), &["-d", dir, &url]);
+    let (stdout, stderr) = (text(&saved.stdout), text(&saved.stderr));
+    assert_eq!(saved.status.code(), Some(0), "{stderr:?}");
+    assert_eq!(std::fs::read(out.path().join(raw_name)).unwrap(), b"hello");
+    assert!(stdout.contains("Saved "), "{stdout:?}");
+    for printed in [&stdout, &stderr] {
+        assert!(!printed.contains(['\x1b', '\x07']), "{printed:?}");
+    }
+    assert!(stdout.contains("\\u{1b}]0;pwned\\u{7}"), "{stdout:?}");
+    // An error naming such a file.
+    let (missing, _) = crate::support::scripted_server(vec![
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+    ]);
+    let url = format!("http://127.0.0.1:{missing}/{hostile}");
+    let failed = download(state.path(), &["-d", dir, &url]);
+    let stderr = text(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr:?}");
+    assert!(stderr.contains("http_404"), "{stderr:?}");
+    assert!(!stderr.contains(['\x1b', '\x07']), "{stderr:?}");
+    assert!(stderr.contains("\\u{1b}"), "{stderr:?}");
+}

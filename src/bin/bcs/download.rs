@@ -25,7 +25,7 @@ use serde_json::json;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::print::human_bytes;
+use crate::print::{human_bytes, terminal_safe};
 use crate::CliError;
 
 /// The exit statuses, for `--help`.
@@ -468,7 +468,7 @@ fn report_done(job: &Job, json: bool) {
             );
         } else {
             let size = human_bytes(f.bytes_total.unwrap_or(0));
-            say!("Saved {} ({size})", f.local_file.display());
+            say!("Saved {} ({size})", terminal_safe(f.local_file.display()));
         }
     }
 }
@@ -577,7 +577,7 @@ fn retrying() -> String {
 fn error_of(job: &Job) -> String {
     job.error
         .as_ref()
-        .map_or_else(|| "failed".into(), ToString::to_string)
+        .map_or_else(|| "failed".into(), terminal_safe)
 }
 
 #[cfg(test)]

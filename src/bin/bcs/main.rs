@@ -302,5 +302,6 @@ fn chain(e: &dyn std::error::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    // Errors name files and URLs, which may come from a server: never raw control characters.
+    print::terminal_safe(text)
 }

@@ -10,6 +10,27 @@ use bits_compact::{ByteRate, ConnectionLimit, Host, ServerCertificate, Url, UrlG
 
 use crate::cert::Kept;
 
+/// `text` fit for a terminal: control characters (C0, DEL, C1) and bidirectional overrides are written
+/// as `\u{..}` escapes.
+///
+/// SECURITY: names and messages may come from a server or a URL (a percent-decoded file name, a
+/// redirect's target); printed raw, ESC and its kin would let them move the cursor, rewrite earlier
+/// lines, set the window title or worse on the user's terminal.
+pub(crate) fn terminal_safe(text: impl Display) -> String {
+    let text = text.to_string();
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return text;
+    }
+    text.chars()
+        .map(|c| match unsafe_char(c) {
+            true => format!("\\u{{{:x}}}", u32::from(c)),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 /// The host names to print for wildcard prefixes.
 pub(crate) struct PrintHosts {
     main: String,
