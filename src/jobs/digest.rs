@@ -1,6 +1,7 @@
 //! Checking a transferred file against the server's `Repr-Digest` (RFC 9530).
 //!
-//! When the answer that confirmed the version downloaded carries a `sha-256` member, the temporary is
+//! When the answer that confirmed the version downloaded (the last HEAD), or the GET that brought its
+//! last bytes (some servers send the field only there), carries a `sha-256` member, the temporary is
 //! hashed once it is complete and compared. A mismatch is fatal (ERROR, server response,
 //! `digest_mismatch`): the bytes are not what the server says it serves, and retrying the same bytes
 //! cannot help. The temporary is then emptied and the file's validators forgotten, so that a Resume

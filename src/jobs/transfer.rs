@@ -11,7 +11,8 @@
 //!    206 appends; 200 (no range support, or a changed file) restarts cleanly from zero with that body;
 //! 4. streams the body to disk frame by frame (memory stays bounded by hyper's frame size), syncs it, and
 //!    asks for the validators once more: a file rewritten in place during the transfer restarts;
-//! 5. if that last answer carries a `Repr-Digest`, checks the temporary against it (`digest`).
+//! 5. if that last answer, or the GET that brought the last bytes, carries a `Repr-Digest`, checks the
+//!    temporary against it (`digest`; both when both do).
 //!
 //! Failures are classified as BITS classifies them into transient ones (connection refused or lost, timeouts, 5xx, 503
 //! with its Retry-After, 408, 429) and fatal ones (other 4xx, a protocol violation, local disk errors), each
@@ -243,12 +244,16 @@ async fn fetch_file(
         file.bytes_transferred = have;
         file.completed = false;
         report(file);
+        // The Repr-Digest of the GET that brought the last bytes (some servers send it only there).
+        let mut get_digest = None;
         if have < remote.size {
             let to = (&mut disk, part.as_path(), &mut pace);
-            let got = get_rest(client, &url, &remote, have, to, file, report).await?;
-            if !got {
-                have = 0;
-                continue;
+            match get_rest(client, &url, &remote, have, to, file, report).await? {
+                Got::Again => {
+                    have = 0;
+                    continue;
+                }
+                Got::Done(digest) => get_digest = digest,
             }
         }
         // The size of the version received (a 200 may have brought another than HEAD announced).
@@ -259,7 +264,9 @@ async fn fetch_file(
         // A file rewritten in place while we read it shows new validators now: never keep a mix.
         let (after, _, digest) = probe(client, &url).await?;
         if file.validators.as_ref() == Some(&after) {
-            if let Some(sum) = digest {
+            // Every digest the server gave for this version must match (one is checked once).
+            let digests = [digest, get_digest.filter(|g| Some(*g) != digest)];
+            for sum in digests.into_iter().flatten() {
                 super::digest::check(&disk, &part, sum, file, report).await?;
             }
             file.completed = true;
@@ -277,7 +284,15 @@ async fn fetch_file(
     ))
 }
 
-/// Asks for the bytes from `have` on and writes them; `Ok(false)` when the file must restart from zero.
+/// What [`get_rest`] got.
+enum Got {
+    /// The answer fits nothing asked for: restart the file from zero.
+    Again,
+    /// The file's bytes are all on disk; the answer's Repr-Digest (SHA-256), if it had one.
+    Done(Option<[u8; 32]>),
+}
+
+/// Asks for the bytes from `have` on and writes them.
 #[allow(clippy::too_many_arguments)]
 async fn get_rest(
     client: &mut Client,
@@ -287,7 +302,7 @@ async fn get_rest(
     (disk, part, pace): (&mut File, &Path, &mut Pace),
     file: &mut JobFile,
     report: Report<'_>,
-) -> Result<bool, Failure> {
+) -> Result<Got, Failure> {
     let mut headers = Vec::new();
     if have > 0 {
         headers.push((header::RANGE, format!("bytes={have}-")));
@@ -298,7 +313,7 @@ async fn get_rest(
     let (response, _) = request(client, Method::GET, url, &headers).await?;
     let (start, validators) = match read_answer(have, seen, response.status(), response.headers())?
     {
-        Answer::Again => return Ok(false),
+        Answer::Again => return Ok(Got::Again),
         Answer::Append => (have, seen.clone()),
         Answer::Whole(v) => (0, v),
     };
@@ -309,9 +324,11 @@ async fn get_rest(
         .map_err(|e| Failure::local(&e, "write", part))?;
     file.bytes_transferred = start;
     report(file);
+    // RFC 9530 §2: a 206's Repr-Digest is of the whole representation, as a 200's is.
+    let digest = super::digest::expected(response.headers());
     let body = response.into_body();
     receive(body, (disk, part, pace), validators.size, file, report).await?;
-    Ok(true)
+    Ok(Got::Done(digest))
 }
 
 /// Streams a body to disk from the file's current position up to `end`.

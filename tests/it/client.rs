@@ -523,3 +523,51 @@ async fn a_full_server_is_a_transient_error_then_a_retry() {
     m.shutdown().await;
     drop(host);
 }
+
+/// A server that sends Repr-Digest only on its GET (not on HEAD): the digest is still checked, and a
+/// mismatch is still refused (before: the GET's digest was never read, and the wrong bytes were kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_sent_only_with_the_get_is_checked() {
+    use base64::Engine as _;
+    let body = b"digest-only-on-get";
+    let sum = ring::digest::digest(&ring::digest::SHA256, body);
+    let right = base64::engine::general_purpose::STANDARD.encode(sum.as_ref());
+    let wrong = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let server = |digest: &str| {
+        let get = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"v1\"\r\nRepr-Digest: sha-256=:{digest}:\r\nConnection: close\r\n\r\n{}",
+            body.len(),
+            String::from_utf8_lossy(body)
+        );
+        crate::support::scripted_server(vec![head.clone(), get, head.clone()])
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = JobManager::builder().start().await.unwrap();
+    let (good, good_heads) = server(&right);
+    let url = format!("http://127.0.0.1:{good}/f.bin");
+    let dest = dir.path().join("good/f.bin");
+    downloads(&m, &url, &dest, direct(TlsSettings::default()), body).await;
+    let methods: Vec<String> = good_heads
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| h.split(' ').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(methods, ["HEAD", "GET", "HEAD"]);
+    let (bad, _) = server(&wrong);
+    let url = format!("http://127.0.0.1:{bad}/f.bin");
+    let dest = dir.path().join("bad/f.bin");
+    fails(
+        &m,
+        &url,
+        &dest,
+        direct(TlsSettings::default()),
+        "digest_mismatch",
+    )
+    .await;
+    m.shutdown().await;
+}
