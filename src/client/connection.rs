@@ -474,11 +474,13 @@ fn server_token(response: &Response<Incoming>, scheme: &str) -> Option<Vec<u8>> 
         .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
 }
 
-/// Reads a small body to its end so that the connection can carry the next request.
+/// Reads a small body to its end so that the connection can carry the next request; the whole body
+/// within [`HEADER_TIMEOUT`] (a server dripping it a byte at a time holds nothing for longer).
 async fn drain(response: Response<Incoming>) -> Result<(), ClientError> {
     let mut body = response.into_body();
     let mut read = 0usize;
-    while let Some(frame) = timeout(HEADER_TIMEOUT, body.frame())
+    let deadline = tokio::time::Instant::now() + HEADER_TIMEOUT;
+    while let Some(frame) = tokio::time::timeout_at(deadline, body.frame())
         .await
         .map_err(|_| ClientError::Timeout("an answer's body"))?
     {

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::job::{Job, JobFailure, JobFile, JobId, MINIMUM_RETRY_DELAY_FLOOR};
 use super::state::{Action, Event, JobState, Priority};
 use super::store::{JobStore, MemoryStore};
-use super::transfer::{self, Failure, Fetch, Http};
+use super::transfer::{self, Failure, Fetch, Http, LowSpeedLimit};
 use super::JobError;
 use crate::client::ClientSettings;
 
@@ -139,7 +139,9 @@ impl NewJob {
 /// Settings of a [`JobManager`].
 pub struct JobManagerBuilder {
     store: Arc<dyn JobStore>,
-    fetch: Arc<dyn Fetch>,
+    http: Http,
+    /// In place of `http` (the manager's tests).
+    fetch: Option<Arc<dyn Fetch>>,
     max_transfers: usize,
     save_interval: Duration,
 }
@@ -166,13 +168,24 @@ impl JobManagerBuilder {
     /// The most bytes per second each running job receives (a job transfers one file at a time, so this
     /// is each job's bandwidth; jobs running together may use that much each). Default is unlimited.
     pub fn job_bandwidth(mut self, rate: crate::ByteRate) -> Self {
-        self.fetch = Arc::new(Http { rate: rate.get() });
+        self.http.rate = rate.get();
+        self
+    }
+
+    /// When a transfer whose body arrives too slowly (or not at all after its headers) stops with
+    /// TRANSIENT_ERROR `stalled`, to be retried. Default is fewer than 1 KiB in a minute; a job bandwidth
+    /// lowers it to half what that bandwidth lets through.
+    pub fn low_speed_limit(mut self, limit: LowSpeedLimit) -> Self {
+        self.http.low_speed = LowSpeedLimit {
+            min_bytes: limit.min_bytes.max(1),
+            window: limit.window,
+        };
         self
     }
 
     #[cfg(test)]
     pub(crate) fn fetch(mut self, fetch: impl Fetch) -> Self {
-        self.fetch = Arc::new(fetch);
+        self.fetch = Some(Arc::new(fetch));
         self
     }
 
@@ -186,7 +199,7 @@ impl JobManagerBuilder {
         let (writes, queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             jobs: Mutex::new(Jobs::default()),
-            fetch: self.fetch,
+            fetch: self.fetch.unwrap_or_else(|| Arc::new(self.http)),
             events: broadcast::channel(1024).0,
             wake: Notify::new(),
             writes,
@@ -272,7 +285,8 @@ impl JobManager {
     pub fn builder() -> JobManagerBuilder {
         JobManagerBuilder {
             store: Arc::new(MemoryStore::new()),
-            fetch: Arc::new(Http::default()),
+            http: Http::default(),
+            fetch: None,
             max_transfers: 2,
             save_interval: Duration::from_secs(1),
         }

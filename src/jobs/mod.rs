@@ -32,7 +32,7 @@ pub use job::{
 pub use manager::{JobEvent, JobManager, JobManagerBuilder, NewJob};
 pub use state::{Action, Event, JobState, Priority, TransitionError, UnknownValue};
 pub use store::{make_private_dir, DirStore, JobStore, MemoryStore, PrivateDirError};
-pub use transfer::part_path;
+pub use transfer::{part_path, LowSpeedLimit};
 
 /// Why a job operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -31,7 +31,7 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::time::timeout;
+use tokio::time::{timeout_at, Instant};
 
 use crate::client::{Client, ClientError, ClientSettings};
 
@@ -42,8 +42,6 @@ use super::pace::Pace;
 const MAX_REDIRECTS: usize = 10;
 /// Restarts of one file in one transfer (the remote file keeps changing) before it is a transient error.
 const MAX_RESTARTS: usize = 3;
-/// Longest wait for the next piece of a body.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest Retry-After honoured; a server cannot park a job for longer.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -114,11 +112,48 @@ pub(crate) trait Fetch: Send + Sync + 'static {
     ) -> Fetching<'a>;
 }
 
+/// How slow a body may arrive before the transfer counts as stalled (as curl's `--speed-limit` and
+/// `--speed-time`): fewer than `min_bytes` in any `window` of it (measured in consecutive windows from
+/// its first byte asked for) is TRANSIENT_ERROR, transport, `stalled`, and the job retries later.
+///
+/// SECURITY: a server that sends its headers and then nothing, or a few bytes a minute, would otherwise
+/// hold the transfer (and one of the manager's transfer slots) forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowSpeedLimit {
+    /// The fewest bytes each window must bring (at least 1).
+    pub min_bytes: u64,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Default for LowSpeedLimit {
+    /// At least 1 KiB a minute: a body with no byte for 60 s, or dripping slower, is stalled.
+    fn default() -> Self {
+        LowSpeedLimit {
+            min_bytes: 1024,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl LowSpeedLimit {
+    /// What a window must bring under a job bandwidth of `rate` bytes per second: never more than half
+    /// of what the rate lets through in a window (so the job's own pace never looks like a stall).
+    fn floor(&self, rate: Option<u64>) -> u64 {
+        let paced = rate.filter(|r| *r > 0).map_or(u64::MAX, |r| {
+            (u128::from(r) * self.window.as_millis() / 2000).min(u128::from(u64::MAX)) as u64
+        });
+        self.min_bytes.min(paced).max(1)
+    }
+}
+
 /// The HTTP/1.1 client.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Http {
     /// The most bytes per second one transfer receives; `None`: unlimited.
     pub(crate) rate: Option<u64>,
+    /// When a body is too slow.
+    pub(crate) low_speed: LowSpeedLimit,
 }
 
 impl Fetch for Http {
@@ -130,7 +165,14 @@ impl Fetch for Http {
     ) -> Fetching<'a> {
         Box::pin(async move {
             let mut client = Client::new(settings).map_err(|e| Failure::client(&e))?;
-            fetch_file(&mut client, file, report, Pace::new(self.rate)).await
+            let limits = Limits {
+                pace: Pace::new(self.rate),
+                low_speed: LowSpeedLimit {
+                    min_bytes: self.low_speed.floor(self.rate),
+                    window: self.low_speed.window,
+                },
+            };
+            fetch_file(&mut client, file, report, limits).await
         })
     }
 }
@@ -199,11 +241,17 @@ fn open_part(part: &Path) -> io::Result<File> {
         .open(part)
 }
 
+/// A transfer's pace (its bandwidth) and its low-speed limit.
+struct Limits {
+    pace: Pace,
+    low_speed: LowSpeedLimit,
+}
+
 async fn fetch_file(
     client: &mut Client,
     file: &mut JobFile,
     report: Report<'_>,
-    mut pace: Pace,
+    mut limits: Limits,
 ) -> Result<(), Failure> {
     let part = part_path(&file.local_file).ok_or_else(|| bad_local(&file.local_file))?;
     let mut disk = open_part(&part).map_err(|e| Failure::local(&e, "open", &part))?;
@@ -247,7 +295,7 @@ async fn fetch_file(
         // The Repr-Digest of the GET that brought the last bytes (some servers send it only there).
         let mut get_digest = None;
         if have < remote.size {
-            let to = (&mut disk, part.as_path(), &mut pace);
+            let to = (&mut disk, part.as_path(), &mut limits);
             match get_rest(client, &url, &remote, have, to, file, report).await? {
                 Got::Again => {
                     have = 0;
@@ -299,7 +347,7 @@ async fn get_rest(
     url: &Uri,
     seen: &Validators,
     have: u64,
-    (disk, part, pace): (&mut File, &Path, &mut Pace),
+    (disk, part, limits): (&mut File, &Path, &mut Limits),
     file: &mut JobFile,
     report: Report<'_>,
 ) -> Result<Got, Failure> {
@@ -327,24 +375,38 @@ async fn get_rest(
     // RFC 9530 §2: a 206's Repr-Digest is of the whole representation, as a 200's is.
     let digest = super::digest::expected(response.headers());
     let body = response.into_body();
-    receive(body, (disk, part, pace), validators.size, file, report).await?;
+    receive(body, (disk, part, limits), validators.size, file, report).await?;
     Ok(Got::Done(digest))
 }
 
-/// Streams a body to disk from the file's current position up to `end`.
+/// Streams a body to disk from the file's current position up to `end`, held to the low-speed limit:
+/// each window from the first byte asked for must bring its bytes.
 async fn receive(
     mut body: Incoming,
-    (disk, part, pace): (&mut File, &Path, &mut Pace),
+    (disk, part, limits): (&mut File, &Path, &mut Limits),
     end: u64,
     file: &mut JobFile,
     report: Report<'_>,
 ) -> Result<(), Failure> {
+    let LowSpeedLimit { min_bytes, window } = limits.low_speed;
+    let mut window_end = Instant::now() + window;
+    let mut in_window = 0u64;
     while file.bytes_transferred < end {
-        let frame = match timeout(IDLE_TIMEOUT, body.frame()).await {
-            Err(_) => return Err(timed_out("the next bytes of the body")),
-            Ok(None) => return Err(Failure::lost("the body ended early")),
-            Ok(Some(Err(e))) => return Err(Failure::lost(format!("while receiving: {e}"))),
-            Ok(Some(Ok(frame))) => frame,
+        let next = match timeout_at(window_end, body.frame()).await {
+            Err(_) => None,
+            Ok(next) => Some(next),
+        };
+        if Instant::now() >= window_end {
+            if in_window < min_bytes {
+                return Err(stalled(in_window, limits.low_speed));
+            }
+            (window_end, in_window) = (Instant::now() + window, 0);
+        }
+        let frame = match next {
+            None => continue,
+            Some(None) => return Err(Failure::lost("the body ended early")),
+            Some(Some(Err(e))) => return Err(Failure::lost(format!("while receiving: {e}"))),
+            Some(Some(Ok(frame))) => frame,
         };
         let Ok(data) = frame.into_data() else {
             continue;
@@ -364,8 +426,9 @@ async fn receive(
         disk.write_all(&data)
             .map_err(|e| Failure::local(&e, "write", part))?;
         file.bytes_transferred += len;
+        in_window += len;
         report(file);
-        pace.after(len).await;
+        limits.pace.after(len).await;
     }
     Ok(())
 }
@@ -602,13 +665,19 @@ async fn request(
     ))
 }
 
-fn timed_out(what: &str) -> Failure {
-    Failure::new(
-        true,
-        ErrorContext::Transport,
-        "timeout",
-        format!("timed out waiting for {what}"),
-    )
+fn stalled(got: u64, limit: LowSpeedLimit) -> Failure {
+    let message = match got {
+        0 => format!(
+            "the server sent no byte of the body for {} s",
+            limit.window.as_secs_f64()
+        ),
+        _ => format!(
+            "the body stalled: {got} bytes in {} s, under the {} bytes required",
+            limit.window.as_secs_f64(),
+            limit.min_bytes
+        ),
+    };
+    Failure::new(true, ErrorContext::Transport, "stalled", message)
 }
 
 #[cfg(test)]
@@ -622,6 +691,21 @@ mod tests {
             etag: etag.map(str::to_owned),
             last_modified: lm.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn the_low_speed_floor_leaves_room_for_the_jobs_own_pace() {
+        let limit = LowSpeedLimit::default();
+        assert_eq!(limit.floor(None), 1024);
+        assert_eq!(limit.floor(Some(0)), 1024);
+        // 10 B/s lets 600 bytes through a minute: a window needs only half of them.
+        assert_eq!(limit.floor(Some(10)), 300);
+        assert_eq!(limit.floor(Some(1 << 20)), 1024);
+        let tiny = LowSpeedLimit {
+            min_bytes: 1024,
+            window: Duration::from_millis(100),
+        };
+        assert_eq!(tiny.floor(Some(1)), 1);
     }
 
     #[test]

@@ -571,3 +571,95 @@ async fn a_digest_sent_only_with_the_get_is_checked() {
     .await;
     m.shutdown().await;
 }
+
+/// A server that answers HEAD with `size` bytes, and GET with its headers and 10 bytes, then either
+/// nothing more (`drip` None) or one byte every `drip`; each GET is held at most 20 s. It stops
+/// after 30 s or 20 connections.
+fn stalling_server(size: usize, drip: Option<Duration>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        for stream in listener.incoming().take(20) {
+            if started.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let answer =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nETag: \"s\"\r\n\r\n");
+                // HEADs on the kept connection until a GET.
+                loop {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut b) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => head.push(b[0]),
+                        }
+                    }
+                    let _ = s.write_all(answer.as_bytes());
+                    if !head.starts_with(b"HEAD") {
+                        break;
+                    }
+                }
+                let _ = s.write_all(&[b'x'; 10]);
+                let held = Instant::now();
+                while held.elapsed() < Duration::from_secs(20) {
+                    match drip {
+                        Some(every) => {
+                            std::thread::sleep(every);
+                            if s.write_all(b"x").is_err() {
+                                return;
+                            }
+                        }
+                        None => std::thread::sleep(Duration::from_millis(100)),
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A server that sends its headers then stalls, or drips a few bytes a second, no longer holds a
+/// transfer: under the low-speed limit (here 1 KiB in 1 s) the job is TRANSIENT_ERROR `stalled`, in the
+/// transport context, within a few windows (before: a stall took 60 s, and a drip held it for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_or_dripping_body_is_a_transient_error() {
+    let limit = bits_compact::jobs::LowSpeedLimit {
+        min_bytes: 1024,
+        window: Duration::from_secs(1),
+    };
+    let m = JobManager::builder()
+        .low_speed_limit(limit)
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, drip) in [("stall", None), ("drip", Some(Duration::from_millis(200)))] {
+        let port = stalling_server(1 << 20, drip);
+        let url = format!("http://127.0.0.1:{port}/{name}.bin");
+        let started = Instant::now();
+        let id = start(
+            &m,
+            &url,
+            &dir.path().join(name),
+            direct(TlsSettings::default()),
+        )
+        .await;
+        wait_for(&m, id, &[JobState::TransientError]).await;
+        let took = started.elapsed();
+        let error = m.error(id).unwrap().unwrap();
+        assert_eq!(
+            (error.code.as_str(), error.context),
+            ("stalled", bits_compact::jobs::ErrorContext::Transport),
+            "{name}: {error}"
+        );
+        assert!(took < Duration::from_secs(10), "{name}: {took:?}");
+        m.set_state(id, Action::Cancel).await.unwrap();
+    }
+    m.shutdown().await;
+}
