@@ -392,10 +392,8 @@ async fn receive(
     let mut window_end = Instant::now() + window;
     let mut in_window = 0u64;
     while file.bytes_transferred < end {
-        let next = match timeout_at(window_end, body.frame()).await {
-            Err(_) => None,
-            Ok(next) => Some(next),
-        };
+        // `None`: the window ended first.
+        let next = timeout_at(window_end, body.frame()).await.ok();
         if Instant::now() >= window_end {
             if in_window < min_bytes {
                 return Err(stalled(in_window, limits.low_speed));
