@@ -244,5 +244,41 @@ async fn negotiate_jobs_and_bcs_download_against_bcs_host_and_a_real_kdc() {
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("negotiate_failed"), "{stderr}");
     assert!(!out.exists());
-    drop(host);
+    // The first job's requests, in the host's access log: one 401, then HEAD, GET and HEAD as alice,
+    // all on the one connection the Negotiate exchange authenticated (one peer address and port).
+    let (_, log) = host.stop("-TERM");
+    let field = |line: &str, name: &str| -> String {
+        let rest = line.split(&format!(" {name}=")).nth(1).unwrap_or_default();
+        let value = rest.split(' ').next().unwrap_or_default();
+        value.trim_matches('"').to_owned()
+    };
+    let first: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("bits_compact::access") && l.contains("url=/K/k.bin "))
+        .take(4)
+        .map(|l| {
+            (
+                field(l, "method"),
+                field(l, "status"),
+                field(l, "identity"),
+                field(l, "peer"),
+            )
+        })
+        .collect();
+    let shape: Vec<_> = first
+        .iter()
+        .map(|(m, s, i, _)| (m.as_str(), s.as_str(), i.as_str()))
+        .collect();
+    let alice = format!("alice@{}", crate::kdc::REALM);
+    assert_eq!(
+        shape,
+        [
+            ("HEAD", "401", "-"),
+            ("HEAD", "200", alice.as_str()),
+            ("GET", "200", alice.as_str()),
+            ("HEAD", "200", alice.as_str()),
+        ],
+        "{log}"
+    );
+    assert!(first.iter().all(|f| f.3 == first[0].3), "{first:?}");
 }
