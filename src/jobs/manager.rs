@@ -425,6 +425,40 @@ impl JobManager {
         self.edit(id, |job| job.client = settings).await
     }
 
+    /// Sets MinimumRetryDelay (at least 5 s) and NoProgressTimeout, each when given.
+    pub async fn set_retry_timing(
+        &self,
+        id: JobId,
+        minimum_retry_delay: Option<Duration>,
+        no_progress_timeout: Option<Duration>,
+    ) -> Result<Job, JobError> {
+        if let Some(delay) = minimum_retry_delay.filter(|d| *d < MINIMUM_RETRY_DELAY_FLOOR) {
+            return Err(JobError::InvalidSetting(format!(
+                "MinimumRetryDelay {delay:?} is under {MINIMUM_RETRY_DELAY_FLOOR:?}"
+            )));
+        }
+        self.edit(id, |job| {
+            if let Some(d) = minimum_retry_delay {
+                job.minimum_retry_delay = d;
+            }
+            if let Some(t) = no_progress_timeout {
+                job.no_progress_timeout = t;
+            }
+        })
+        .await
+    }
+
+    /// Forgets a job in a final state (ACKNOWLEDGED, CANCELLED), which is otherwise kept in memory for the
+    /// process's life. Returns the job as it was, or `None` (and keeps it) when it is not final.
+    pub fn forget(&self, id: JobId) -> Result<Option<Job>, JobError> {
+        let mut jobs = self.inner.lock();
+        let entry = jobs.get_mut(id)?;
+        if !entry.job.state.is_final() {
+            return Ok(None);
+        }
+        Ok(jobs.map.remove(&id).map(|e| e.job))
+    }
+
     /// Changes a setting of a job that is not final, and stores it.
     async fn edit(&self, id: JobId, change: impl FnOnce(&mut Job)) -> Result<Job, JobError> {
         let job = {
