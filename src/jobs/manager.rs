@@ -142,6 +142,8 @@ pub struct JobManagerBuilder {
     fetch: Arc<dyn Fetch>,
     max_transfers: usize,
     save_interval: Duration,
+    rate: Option<u64>,
+    no_symlinks: bool,
 }
 
 impl JobManagerBuilder {
@@ -166,7 +168,23 @@ impl JobManagerBuilder {
     /// The most bytes per second each running job receives (a job transfers one file at a time, so this
     /// is each job's bandwidth; jobs running together may use that much each). Default is unlimited.
     pub fn job_bandwidth(mut self, rate: crate::ByteRate) -> Self {
-        self.fetch = Arc::new(Http { rate: rate.get() });
+        self.rate = rate.get();
+        self.fetch = Arc::new(Http {
+            rate: self.rate,
+            no_symlinks: self.no_symlinks,
+        });
+        self
+    }
+
+    /// Opens, renames and removes every job's files without following a symbolic link in any component
+    /// of their paths (for callers whose paths are canonical and were checked to be free of links, as
+    /// `bcs serve`'s download root). Default is off: only the temporary's own name is never followed.
+    pub fn no_symlinks(mut self, on: bool) -> Self {
+        self.no_symlinks = on;
+        self.fetch = Arc::new(Http {
+            rate: self.rate,
+            no_symlinks: on,
+        });
         self
     }
 
@@ -193,6 +211,7 @@ impl JobManagerBuilder {
             max_transfers: self.max_transfers,
             save_interval: self.save_interval,
             stop: CancellationToken::new(),
+            no_symlinks: self.no_symlinks,
         });
         let writer = tokio::spawn(write_in_order(self.store, queue));
         let reloaded = inner.reload(loaded);
@@ -235,6 +254,8 @@ struct Inner {
     max_transfers: usize,
     save_interval: Duration,
     stop: CancellationToken,
+    /// See [`JobManagerBuilder::no_symlinks`].
+    no_symlinks: bool,
 }
 
 #[derive(Default)]
@@ -275,6 +296,8 @@ impl JobManager {
             fetch: Arc::new(Http::default()),
             max_transfers: 2,
             save_interval: Duration::from_secs(1),
+            rate: None,
+            no_symlinks: false,
         }
     }
 
@@ -365,7 +388,7 @@ impl JobManager {
             if action == Action::Complete {
                 // Rare and short (a rename and a directory sync per file); under the lock so that no
                 // AddFile slips in between the renames and ACKNOWLEDGED.
-                finish_files(&entry.job)?;
+                finish_files(&entry.job, self.inner.no_symlinks)?;
             }
             let runner = match next.is_active() || action == Action::Resume {
                 true => None,
@@ -394,7 +417,7 @@ impl JobManager {
         }
         if action == Action::Cancel {
             for file in &job.files {
-                if let Err(e) = transfer::discard(file) {
+                if let Err(e) = transfer::discard(file, self.inner.no_symlinks) {
                     tracing::warn!(job = %id, file = ?file.local_file, error = %e, "cannot remove a temporary");
                 }
             }
@@ -533,9 +556,10 @@ impl JobManager {
 }
 
 /// Puts every file of a TRANSFERRED job under its final name.
-fn finish_files(job: &Job) -> Result<(), JobError> {
+fn finish_files(job: &Job, no_symlinks: bool) -> Result<(), JobError> {
     for file in &job.files {
-        transfer::complete(file).map_err(|(path, source)| JobError::Local { path, source })?;
+        transfer::complete(file, no_symlinks)
+            .map_err(|(path, source)| JobError::Local { path, source })?;
     }
     Ok(())
 }

@@ -746,7 +746,7 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 /// the events loses the oldest and gets the job's current state instead.
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
-    responses((status = 200, description = "text/event-stream: events `job` (a JobView), `state` {id, previous, state, state_number}, `progress` {id, bytes_transferred, bytes_total, files_transferred, files: [{bytes_transferred, bytes_total, completed}]} (at most every 200 ms)", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "A stream of events (`text/event-stream`)", content_type = "text/event-stream", body = JobStreamEvent),
         (status = 404, body = ErrorBody)))]
 pub(crate) async fn events(
     State(m): State<Arc<Managed>>,
@@ -850,6 +850,17 @@ fn progress(job: &Job) -> serde_json::Value {
         "files_transferred": job.files_transferred(),
         "files": files,
     })
+}
+
+/// One server-sent event of `/v1/jobs/{id}/events`, as its fields.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobStreamEvent {
+    /// `job` (data: the whole job, a JobView), `state` (data: {id, previous, state, state_number}) or
+    /// `progress` (data: {id, bytes_transferred, bytes_total, files_transferred, files: [{bytes_transferred,
+    /// bytes_total, completed}]}, at most every 200 ms).
+    pub event: String,
+    /// One line of JSON.
+    pub data: String,
 }
 
 /// One server-sent event (the data is one line of JSON).

@@ -24,8 +24,8 @@ pub use config::ConfigDocument;
 pub use error::{ErrorBody, MgmtError};
 pub use groups::{Group, GroupSettings, NewGroup, Url};
 pub use jobs::{
-    ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobView, NameOrNumber, NewFile,
-    ProxyView, ServiceJobs, SetCredentials, SetState,
+    ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobStreamEvent, JobView,
+    NameOrNumber, NewFile, ProxyView, ServiceJobs, SetCredentials, SetState,
 };
 pub use listen::{bind_local, default_state_dir, serve_local, serve_remote, AdminAccess};
 pub use managed::{GroupChange, Managed};

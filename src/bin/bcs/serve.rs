@@ -136,6 +136,8 @@ async fn start_jobs(args: &ServeArgs, state: &std::path::Path) -> Result<Service
     let manager = JobManager::builder()
         .store(store)
         .max_transfers(usize::from(args.max_job_transfers))
+        // The download root is canonical and job paths are checked link-free: no link is ever followed.
+        .no_symlinks(true)
         .start()
         .await
         .map_err(|e| CliError::Serve(format!("cannot start the jobs: {}", crate::chain(&e))))?;
