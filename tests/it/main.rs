@@ -33,6 +33,8 @@ mod readme;
 mod runtime;
 mod samba;
 #[cfg(feature = "cli")]
+mod servejobs;
+#[cfg(feature = "cli")]
 mod service;
 mod support;
 mod tls;
