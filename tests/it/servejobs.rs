@@ -509,3 +509,127 @@ fn paths_cannot_leave_the_download_root() {
         "nothing was written outside"
     );
 }
+
+/// Credentials given to a job are never returned, are not in the database in the clear, survive a restart
+/// (sealed with the state directory's key), and a key file others may read stops the service with a
+/// clear error. The event stream ends when the job reaches a final state.
+#[test]
+fn credentials_are_sealed_at_rest_and_the_event_stream_ends_with_the_job() {
+    if !have("curl") {
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let file = payload(files.path(), "e.bin", 600_000);
+    let (_host, port) = spawn_host("http", "e", &["--rate", "300KiB/s"], &[&file]);
+    let mut svc = Service::start(&[]);
+    let secret = "Sealed-Pa55word-9";
+    let body = json!({
+        "display_name": "with credentials",
+        "files": [{"remote_url": format!("http://127.0.0.1:{port}/e/e.bin"), "local_file": "e.bin"}],
+        "credentials": {"scheme": "ntlm", "user": "CORP\\alice", "password": secret},
+        "proxy": {"usage": "no_proxy"},
+        "suspended": true,
+    });
+    let (code, answer) = svc.api("POST", "/v1/jobs", Some(&body));
+    assert_eq!(code, 201, "{answer}");
+    assert!(!answer.contains(secret), "{answer}");
+    let job: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        job["credentials"],
+        json!({"scheme": "ntlm", "user": "CORP\\alice", "password": true})
+    );
+    assert_eq!(job["state"], "SUSPENDED");
+    let id = id_of(&job);
+    let key = svc.state().join("jobs.key");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    for name in ["config.db", "config.db-wal"] {
+        let bytes = std::fs::read(svc.state().join(name)).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the password is in {name} in the clear"
+        );
+    }
+    svc.stop("-KILL");
+    svc.restart();
+    let (_, answer) = svc.api("GET", &format!("/v1/jobs/{id}"), None);
+    let job: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        job["credentials"]["password"], true,
+        "the password came back: {answer}"
+    );
+    assert_eq!(job["state"], "SUSPENDED", "{answer}");
+    let (code, answer) = svc.api("DELETE", &format!("/v1/jobs/{id}/credentials"), None);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["credentials"],
+        Value::Null
+    );
+
+    // The event stream, read while the job runs: its state first, progress, then TRANSFERRED; after
+    // Complete it ends by itself.
+    let socket = svc.socket();
+    let url = format!("http://localhost/v1/jobs/{id}/events");
+    let reader = std::process::Command::new("curl")
+        .args(["-sN", "--max-time", "60", "--unix-socket", &socket, &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    ok(&svc.bcs(&["job", "resume", &id]));
+    poll(&svc, &id, Duration::from_secs(30), |j| {
+        j["state_number"] == 6
+    });
+    ok(&svc.bcs(&["job", "complete", &id]));
+    let started = Instant::now();
+    let out = reader.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the stream did not end with the job"
+    );
+    let stream = text(&out.stdout);
+    assert!(stream.starts_with("event: job\ndata: {"), "{stream}");
+    assert!(stream.contains("event: progress\ndata: {"), "{stream}");
+    for state in ["TRANSFERRING", "TRANSFERRED", "ACKNOWLEDGED"] {
+        assert!(
+            stream.contains(&format!("\"state\":\"{state}\"")),
+            "{state}: {stream}"
+        );
+    }
+    assert!(
+        stream.trim_end().ends_with("\"state_number\":7}"),
+        "{stream}"
+    );
+    let (code, _) = svc.api("DELETE", &format!("/v1/jobs/{id}"), None);
+    assert_eq!(code, 204);
+
+    // A key others may read is refused, not used.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    svc.stop("-TERM");
+    let state = svc.state();
+    // Bounded: a service that started anyway is killed after 20 s, and the test fails.
+    let mut child = std::process::Command::new(crate::cli::BCS)
+        .args([
+            "serve",
+            "--state",
+            state.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("jobs.key") && err.contains("by others"),
+        "{err}"
+    );
+}
