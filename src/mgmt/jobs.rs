@@ -690,10 +690,20 @@ pub(crate) async fn set_credentials(
     Param(id): Param<String>,
     Body(body): Body<SetCredentials>,
 ) -> Result<Json<JobView>, MgmtError> {
-    let (job_id, job) = visible(&m, &who, &id)?;
+    replace_credentials(&m, &who, &id, Some(body)).await
+}
+
+/// Sets (or with `None` removes) a job's credentials, keeping its other client settings.
+async fn replace_credentials(
+    m: &Managed,
+    who: &Principal,
+    id: &str,
+    credentials: Option<SetCredentials>,
+) -> Result<Json<JobView>, MgmtError> {
+    let (job_id, job) = visible(m, who, id)?;
     let mut settings = job.client.clone();
-    settings.credentials = Some(credentials(body)?);
-    let job = jobs_of(&m)?
+    settings.credentials = credentials.map(self::credentials).transpose()?;
+    let job = jobs_of(m)?
         .manager
         .set_client_settings(job_id, settings)
         .await?;
@@ -710,14 +720,7 @@ pub(crate) async fn remove_credentials(
     who: Principal,
     Param(id): Param<String>,
 ) -> Result<Json<JobView>, MgmtError> {
-    let (job_id, job) = visible(&m, &who, &id)?;
-    let mut settings = job.client.clone();
-    settings.credentials = None;
-    let job = jobs_of(&m)?
-        .manager
-        .set_client_settings(job_id, settings)
-        .await?;
-    Ok(Json(view(&job)))
+    replace_credentials(&m, &who, &id, None).await
 }
 
 /// The job's last error (GetError).

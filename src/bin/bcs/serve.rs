@@ -1,6 +1,7 @@
 //! `bcs serve`: the file server as a long-running service whose configuration persists in its state
 //! directory, managed through the local socket (and optionally a remote TLS port) with the `bcs group`,
-//! `url`, `auth`, `limit`, `cert`, `user`, `export` and `apply` commands.
+//! `url`, `auth`, `limit`, `cert`, `user`, `export` and `apply` commands; it also runs download jobs (`bcs job`)
+//! that persist in the same database and write under `--download-root`.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;

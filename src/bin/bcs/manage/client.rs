@@ -262,17 +262,22 @@ impl Client {
     }
 
     async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Answer, ManageError> {
+        let stream = self.connect().await?;
+        self.send(stream, request).await
+    }
+
+    /// A new connection to the service: its socket, or TCP and the TLS handshake.
+    async fn connect(&self) -> Result<Box<dyn Io>, ManageError> {
         let cannot = |e: Box<dyn std::error::Error + Send + Sync>| ManageError::Unreachable {
             server: self.server.to_string(),
             source: e,
         };
-        match &self.transport {
-            Transport::Socket(path) => {
-                let stream = UnixStream::connect(path)
+        Ok(match &self.transport {
+            Transport::Socket(path) => Box::new(
+                UnixStream::connect(path)
                     .await
-                    .map_err(|e| cannot(e.into()))?;
-                self.send(stream, request).await
-            }
+                    .map_err(|e| cannot(e.into()))?,
+            ),
             Transport::Tls {
                 connector,
                 host,
@@ -282,13 +287,14 @@ impl Client {
                     .await
                     .map_err(|e| cannot(e.into()))?;
                 let name = ServerName::try_from(host.clone()).map_err(|e| cannot(e.into()))?;
-                let stream = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| cannot(e.into()))?;
-                self.send(stream, request).await
+                Box::new(
+                    connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| cannot(e.into()))?,
+                )
             }
-        }
+        })
     }
 
     async fn send<S>(&self, stream: S, request: Request<Full<Bytes>>) -> Result<Answer, ManageError>
@@ -407,29 +413,7 @@ impl Client {
             server: self.server.to_string(),
             source: e,
         };
-        let io: Box<dyn Io> = match &self.transport {
-            Transport::Socket(path) => Box::new(
-                UnixStream::connect(path)
-                    .await
-                    .map_err(|e| cannot(e.into()))?,
-            ),
-            Transport::Tls {
-                connector,
-                host,
-                port,
-            } => {
-                let tcp = TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map_err(|e| cannot(e.into()))?;
-                let name = ServerName::try_from(host.clone()).map_err(|e| cannot(e.into()))?;
-                Box::new(
-                    connector
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| cannot(e.into()))?,
-                )
-            }
-        };
+        let io = self.connect().await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| cannot(e.into()))?;

@@ -85,20 +85,42 @@ pub(crate) struct CreateArgs {
     /// Keep the job SUSPENDED until `bcs job resume`.
     #[arg(long)]
     suspended: bool,
-    /// Its priority.
-    #[arg(long, value_enum)]
-    priority: Option<PriorityArg>,
     /// A description.
     #[arg(long, value_name = "TEXT")]
     description: Option<String>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// What `create` and `set` may set.
+#[derive(Args)]
+struct SettingsArgs {
+    /// Its priority.
+    #[arg(long, value_enum)]
+    priority: Option<PriorityArg>,
     /// Seconds to wait after a transient error before retrying (at least 5; default 600).
     #[arg(long, value_name = "SECS")]
     retry_delay: Option<u64>,
     /// Seconds without progress after which a failing job is an ERROR (default 14 days).
     #[arg(long, value_name = "SECS")]
     no_progress_timeout: Option<u64>,
-    #[command(flatten)]
-    api: ApiArgs,
+}
+
+impl SettingsArgs {
+    /// Adds the settings given to a request body.
+    fn add_to(&self, body: &mut Value) {
+        if let Some(p) = self.priority {
+            body["priority"] = json!(p.name());
+        }
+        if let Some(s) = self.retry_delay {
+            body["minimum_retry_delay_secs"] = json!(s);
+        }
+        if let Some(s) = self.no_progress_timeout {
+            body["no_progress_timeout_secs"] = json!(s);
+        }
+    }
 }
 
 #[derive(Args)]
@@ -125,15 +147,8 @@ pub(crate) struct IdArgs {
 pub(crate) struct SetArgs {
     /// The job's id.
     id: String,
-    /// Its priority.
-    #[arg(long, value_enum)]
-    priority: Option<PriorityArg>,
-    /// Seconds to wait after a transient error before retrying (at least 5).
-    #[arg(long, value_name = "SECS")]
-    retry_delay: Option<u64>,
-    /// Seconds without progress after which a failing job is an ERROR.
-    #[arg(long, value_name = "SECS")]
-    no_progress_timeout: Option<u64>,
+    #[command(flatten)]
+    settings: SettingsArgs,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -205,18 +220,10 @@ async fn create(args: &CreateArgs) -> Result<(), CliError> {
         "files": [{"remote_url": args.url, "local_file": args.dest}],
         "suspended": args.suspended,
     });
-    if let Some(p) = args.priority {
-        body["priority"] = json!(p.name());
-    }
     if let Some(d) = &args.description {
         body["description"] = json!(d);
     }
-    if let Some(s) = args.retry_delay {
-        body["minimum_retry_delay_secs"] = json!(s);
-    }
-    if let Some(s) = args.no_progress_timeout {
-        body["no_progress_timeout_secs"] = json!(s);
-    }
+    args.settings.add_to(&mut body);
     let job = call(&args.api, Method::POST, "/v1/jobs", Some(&body)).await?;
     show(&args.api, &job, |job| {
         say!("{}", field(job, "id"));
@@ -246,15 +253,7 @@ async fn action(args: &IdArgs, name: &str) -> Result<(), CliError> {
 
 async fn set(args: &SetArgs) -> Result<(), CliError> {
     let mut body = json!({});
-    if let Some(p) = args.priority {
-        body["priority"] = json!(p.name());
-    }
-    if let Some(s) = args.retry_delay {
-        body["minimum_retry_delay_secs"] = json!(s);
-    }
-    if let Some(s) = args.no_progress_timeout {
-        body["no_progress_timeout_secs"] = json!(s);
-    }
+    args.settings.add_to(&mut body);
     if body.as_object().is_some_and(|o| o.is_empty()) {
         return Err(ManageError::Invalid(
             "nothing to set: give --priority, --retry-delay or --no-progress-timeout".into(),
