@@ -757,7 +757,26 @@ pub(crate) async fn events(
     Param(id): Param<String>,
 ) -> Result<Response, MgmtError> {
     let (job_id, _) = visible(&m, &who, &id)?;
-    let manager = jobs_of(&m)?.manager.clone();
+    let rx = event_stream(jobs_of(&m)?.manager.clone(), job_id);
+    let body = axum::body::Body::new(EventBody(rx));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The events of one job, as SSE chunks on a bounded channel: a task follows the manager's events until
+/// the job is final, is gone, or the receiver is dropped.
+///
+/// SECURITY: the threat is a reader that never reads, holding memory. The task holds at most
+/// `EVENTS_BUFFERED` chunks for it; while it waits, the manager's broadcast drops the oldest events for
+/// this subscriber alone (transfers never wait), and once it can send again the reader gets the job as it
+/// is now in place of what it missed.
+fn event_stream(manager: JobManager, job_id: JobId) -> tokio::sync::mpsc::Receiver<bytes::Bytes> {
     // Subscribed before the first snapshot, so that nothing between them is missed.
     let mut events = manager.subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(EVENTS_BUFFERED);
@@ -822,15 +841,7 @@ pub(crate) async fn events(
             }
         }
     });
-    let body = axum::body::Body::new(EventBody(rx));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response())
+    rx
 }
 
 /// The `progress` event's data: the job's and each file's bytes.
@@ -885,5 +896,72 @@ impl http_body::Body for EventBody {
         self.0
             .poll_recv(cx)
             .map(|chunk| chunk.map(|c| Ok(http_body::Frame::data(c))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that stops reading holds at most `EVENTS_BUFFERED` chunks, however many events the
+    /// manager sends meanwhile; when it reads again it gets the job as it is now, and the stream ends
+    /// with the job.
+    #[tokio::test]
+    async fn a_slow_reader_holds_a_bounded_buffer_and_catches_up_with_a_snapshot() {
+        let manager = JobManager::builder().start().await.unwrap();
+        let job = manager
+            .create_job(NewJob::new("watched").suspended(true))
+            .await
+            .unwrap();
+        let mut rx = event_stream(manager.clone(), job.id);
+        // Each AddFile is a state event of this job: more than the buffer holds.
+        for i in 0..(EVENTS_BUFFERED * 2) {
+            manager
+                .add_file(job.id, "http://127.0.0.1:9/f", format!("/nonexistent/{i}"))
+                .await
+                .unwrap();
+        }
+        // Then far more events than the broadcast keeps, while nobody reads.
+        for i in 0..1500 {
+            manager
+                .create_job(NewJob::new(format!("other {i}")).suspended(true))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(rx.len(), EVENTS_BUFFERED, "the buffer is full, not larger");
+        let mut chunks = Vec::new();
+        while let Ok(Some(chunk)) =
+            tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
+        {
+            chunks.push(String::from_utf8(chunk.to_vec()).unwrap());
+        }
+        assert!(chunks[0].starts_with("event: job\n"), "{}", chunks[0]);
+        let snapshots = chunks
+            .iter()
+            .filter(|c| c.starts_with("event: job\n"))
+            .count();
+        assert_eq!(
+            snapshots, 2,
+            "the first, and one for what was missed: {chunks:?}"
+        );
+        let last = chunks.last().unwrap();
+        assert!(
+            last.contains(&format!("\"files_total\":{}", EVENTS_BUFFERED * 2)),
+            "{last}"
+        );
+        assert!(chunks.len() <= EVENTS_BUFFERED + 2, "{}", chunks.len());
+        // The stream ends once the job is final.
+        manager.set_state(job.id, Action::Cancel).await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut tail = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                tail.push(chunk);
+            }
+            tail
+        })
+        .await
+        .expect("the stream ends with the job");
+        assert!(String::from_utf8_lossy(end.last().unwrap()).contains("CANCELLED"));
     }
 }
