@@ -10,6 +10,10 @@
 //! existing component below the root (directories, the file, its `.bcs-part` temporary) may be a symbolic
 //! link; the root itself is canonical, so the stored path has no link in it anywhere. Credentials are
 //! accepted here and never returned (a job shows its scheme, user and whether a password is set).
+//!
+//! Not defended here, by design (BITS lets any user own download jobs): a caller who may create jobs can
+//! make the service fetch any URL it can reach and fill the download root's file system. A service that
+//! must not do that for remote callers who are not administrators gives them no account.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
