@@ -87,6 +87,12 @@ impl Credentials {
     pub(crate) fn password(&self) -> Option<&Password> {
         self.password.as_ref()
     }
+
+    /// Gives credentials read back from a store their password again (the service's job store keeps it
+    /// encrypted beside them).
+    pub(crate) fn set_password(&mut self, password: Password) {
+        self.password = Some(password);
+    }
 }
 
 /// Equal when scheme, user and flags are, and both have a password or both lack one; passwords themselves

@@ -8,7 +8,7 @@
 mod body;
 mod conditional;
 mod digest;
-mod nofollow;
+pub(crate) mod nofollow;
 // Public only for the fuzz targets (fuzz/): not part of the API.
 #[doc(hidden)]
 pub mod range;

@@ -48,7 +48,29 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY);
 #[cfg(target_os = "linux")]
 static OPENAT2: AtomicBool = AtomicBool::new(true);
 
+/// Opens (creating it with mode 0600 if missing) the regular file at `path` for reading and writing,
+/// following no symbolic link in any component: a download job's temporary in a service whose download
+/// root is canonical (see `crate::mgmt`'s jobs).
+pub(crate) fn open_rw_create(path: &Path) -> io::Result<File> {
+    resolve_mode(
+        path,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOCTTY,
+        Mode::from_raw_mode(0o600),
+    )
+    .map(File::from)
+}
+
+/// Opens the directory at `path` (readable, so that it can be synced), following no symbolic link.
+pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    resolve(path, OFlags::RDONLY | OFlags::DIRECTORY)
+}
+
 fn resolve(path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    resolve_mode(path, flags, Mode::empty())
+}
+
+/// `mode` is used when `flags` create the file.
+fn resolve_mode(path: &Path, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
     #[cfg(target_os = "linux")]
     if OPENAT2.load(Ordering::Relaxed) {
         use rustix::fs::ResolveFlags;
@@ -56,7 +78,7 @@ fn resolve(path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
             CWD,
             path,
             flags | OFlags::CLOEXEC,
-            Mode::empty(),
+            mode,
             ResolveFlags::NO_SYMLINKS,
         ) {
             // ENOSYS: a kernel before 5.6. EPERM: container seccomp profiles that predate openat2 refuse
@@ -65,7 +87,7 @@ fn resolve(path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
             result => return result.map_err(to_io),
         }
     }
-    walk(path, flags).map_err(to_io)
+    walk(path, flags, mode).map_err(to_io)
 }
 
 /// The directory to open the next component in: the last one opened, else the working directory.
@@ -74,7 +96,7 @@ fn at(dir: &Option<OwnedFd>) -> BorrowedFd<'_> {
 }
 
 /// The fallback: one `openat` per component, none of them following a link.
-fn walk(path: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+fn walk(path: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
     let mut dir: Option<OwnedFd> = None;
     let mut pending = None;
     for component in path.components() {
@@ -108,7 +130,7 @@ fn walk(path: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
         at(&dir),
         name,
         flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
+        mode,
     )
 }
 
@@ -175,8 +197,8 @@ mod tests {
         assert_gone(open(&link));
         // Without openat2 the O_PATH descriptor may be of the link itself: never a regular file.
         assert!(metadata(&link).map_or(true, |md| !md.is_file()));
-        assert_gone(walk(&link, OFlags::RDONLY).map_err(to_io));
-        let md = File::from(walk(&link, STAT_FLAGS).unwrap())
+        assert_gone(walk(&link, OFlags::RDONLY, Mode::empty()).map_err(to_io));
+        let md = File::from(walk(&link, STAT_FLAGS, Mode::empty()).unwrap())
             .metadata()
             .unwrap();
         assert!(md.file_type().is_symlink());
@@ -188,8 +210,8 @@ mod tests {
         let through = root.join("pub/linked-dir/f");
         assert_gone(open(&through));
         assert_gone(metadata(&through));
-        assert_gone(walk(&through, OFlags::RDONLY).map_err(to_io));
-        assert_gone(walk(&through, STAT_FLAGS).map_err(to_io));
+        assert_gone(walk(&through, OFlags::RDONLY, Mode::empty()).map_err(to_io));
+        assert_gone(walk(&through, STAT_FLAGS, Mode::empty()).map_err(to_io));
     }
 
     #[test]
@@ -197,13 +219,23 @@ mod tests {
         let (_dir, root) = tree();
         let f = root.join("pub/sub/f");
         assert_eq!(
-            read(walk(&f, OFlags::RDONLY).map(File::from).map_err(to_io)).unwrap(),
+            read(
+                walk(&f, OFlags::RDONLY, Mode::empty())
+                    .map(File::from)
+                    .map_err(to_io)
+            )
+            .unwrap(),
             b"public"
         );
         assert_eq!(
-            walk(&root.join("pub/../pub/sub/f"), OFlags::RDONLY).err(),
+            walk(
+                &root.join("pub/../pub/sub/f"),
+                OFlags::RDONLY,
+                Mode::empty()
+            )
+            .err(),
             Some(Errno::INVAL)
         );
-        assert_gone(walk(&root.join("pub/missing"), OFlags::RDONLY).map_err(to_io));
+        assert_gone(walk(&root.join("pub/missing"), OFlags::RDONLY, Mode::empty()).map_err(to_io));
     }
 }

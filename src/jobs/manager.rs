@@ -183,6 +183,14 @@ impl JobManagerBuilder {
         self
     }
 
+    /// Opens, renames and removes every job's files without following a symbolic link in any component
+    /// of their paths (for callers whose paths are canonical and were checked to be free of links, as
+    /// `bcs serve`'s download root). Default is off: only the temporary's own name is never followed.
+    pub fn no_symlinks(mut self, on: bool) -> Self {
+        self.http.no_symlinks = on;
+        self
+    }
+
     #[cfg(test)]
     pub(crate) fn fetch(mut self, fetch: impl Fetch) -> Self {
         self.fetch = Some(Arc::new(fetch));
@@ -206,6 +214,7 @@ impl JobManagerBuilder {
             max_transfers: self.max_transfers,
             save_interval: self.save_interval,
             stop: CancellationToken::new(),
+            no_symlinks: self.http.no_symlinks,
         });
         let writer = tokio::spawn(write_in_order(self.store, queue));
         let reloaded = inner.reload(loaded);
@@ -248,6 +257,8 @@ struct Inner {
     max_transfers: usize,
     save_interval: Duration,
     stop: CancellationToken,
+    /// See [`JobManagerBuilder::no_symlinks`].
+    no_symlinks: bool,
 }
 
 #[derive(Default)]
@@ -382,7 +393,7 @@ impl JobManager {
             if action == Action::Complete {
                 // Rare and short (a rename and a directory sync per file); under the lock so that no
                 // AddFile slips in between the renames and ACKNOWLEDGED.
-                finish_files(&entry.job)?;
+                finish_files(&entry.job, self.inner.no_symlinks)?;
             }
             let runner = match next.is_active() || action == Action::Resume {
                 true => None,
@@ -411,7 +422,7 @@ impl JobManager {
         }
         if action == Action::Cancel {
             for file in &job.files {
-                if let Err(e) = transfer::discard(file) {
+                if let Err(e) = transfer::discard(file, self.inner.no_symlinks) {
                     tracing::warn!(job = %id, file = ?file.local_file, error = %e, "cannot remove a temporary");
                 }
             }
@@ -443,6 +454,40 @@ impl JobManager {
             .check()
             .map_err(|e| JobError::InvalidSetting(e.to_string()))?;
         self.edit(id, |job| job.client = settings).await
+    }
+
+    /// Sets MinimumRetryDelay (at least 5 s) and NoProgressTimeout, each when given.
+    pub async fn set_retry_timing(
+        &self,
+        id: JobId,
+        minimum_retry_delay: Option<Duration>,
+        no_progress_timeout: Option<Duration>,
+    ) -> Result<Job, JobError> {
+        if let Some(delay) = minimum_retry_delay.filter(|d| *d < MINIMUM_RETRY_DELAY_FLOOR) {
+            return Err(JobError::InvalidSetting(format!(
+                "MinimumRetryDelay {delay:?} is under {MINIMUM_RETRY_DELAY_FLOOR:?}"
+            )));
+        }
+        self.edit(id, |job| {
+            if let Some(d) = minimum_retry_delay {
+                job.minimum_retry_delay = d;
+            }
+            if let Some(t) = no_progress_timeout {
+                job.no_progress_timeout = t;
+            }
+        })
+        .await
+    }
+
+    /// Forgets a job in a final state (ACKNOWLEDGED, CANCELLED), which is otherwise kept in memory for the
+    /// process's life. Returns the job as it was, or `None` (and keeps it) when it is not final.
+    pub fn forget(&self, id: JobId) -> Result<Option<Job>, JobError> {
+        let mut jobs = self.inner.lock();
+        let entry = jobs.get_mut(id)?;
+        if !entry.job.state.is_final() {
+            return Ok(None);
+        }
+        Ok(jobs.map.remove(&id).map(|e| e.job))
     }
 
     /// Changes a setting of a job that is not final, and stores it.
@@ -519,9 +564,10 @@ impl JobManager {
 }
 
 /// Puts every file of a TRANSFERRED job under its final name.
-fn finish_files(job: &Job) -> Result<(), JobError> {
+fn finish_files(job: &Job, no_symlinks: bool) -> Result<(), JobError> {
     for file in &job.files {
-        transfer::complete(file).map_err(|(path, source)| JobError::Local { path, source })?;
+        transfer::complete(file, no_symlinks)
+            .map_err(|(path, source)| JobError::Local { path, source })?;
     }
     Ok(())
 }

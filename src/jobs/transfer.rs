@@ -154,6 +154,8 @@ pub(crate) struct Http {
     pub(crate) rate: Option<u64>,
     /// When a body is too slow.
     pub(crate) low_speed: LowSpeedLimit,
+    /// Follow no symbolic link in any component of a temporary's path (see [`open_part`]).
+    pub(crate) no_symlinks: bool,
 }
 
 impl Fetch for Http {
@@ -172,7 +174,7 @@ impl Fetch for Http {
                     window: self.low_speed.window,
                 },
             };
-            fetch_file(&mut client, file, report, limits).await
+            fetch_file(&mut client, file, report, limits, self.no_symlinks).await
         })
     }
 }
@@ -185,7 +187,7 @@ pub fn part_path(local: &Path) -> Option<PathBuf> {
 
 /// Puts a transferred file under its final name (rename, then a sync of the directory). A file already in
 /// place (a crash after the rename, before the job was saved) counts as done.
-pub(crate) fn complete(file: &JobFile) -> Result<(), (PathBuf, io::Error)> {
+pub(crate) fn complete(file: &JobFile, no_symlinks: bool) -> Result<(), (PathBuf, io::Error)> {
     let local = &file.local_file;
     let part = part_path(local).ok_or_else(|| {
         (
@@ -193,6 +195,9 @@ pub(crate) fn complete(file: &JobFile) -> Result<(), (PathBuf, io::Error)> {
             io::Error::new(io::ErrorKind::InvalidInput, "no file name"),
         )
     })?;
+    if no_symlinks {
+        return complete_in_dir(file, &part);
+    }
     if let Err(e) = std::fs::rename(&part, local) {
         let in_place = std::fs::symlink_metadata(local)
             .is_ok_and(|m| m.is_file() && Some(m.len()) == file.bytes_total);
@@ -204,11 +209,56 @@ pub(crate) fn complete(file: &JobFile) -> Result<(), (PathBuf, io::Error)> {
     super::store::sync_dir(dir).map_err(|e| (dir.to_owned(), e))
 }
 
-/// Removes a file's temporary, if there is one.
-pub(crate) fn discard(file: &JobFile) -> io::Result<()> {
+/// `complete` through a handle on the destination's directory opened without following any symbolic link
+/// (see [`open_part`]): the rename cannot be redirected by a directory swapped for a link.
+fn complete_in_dir(file: &JobFile, part: &Path) -> Result<(), (PathBuf, io::Error)> {
+    let local = &file.local_file;
+    let (dir, name, part_name) = split(local, part).map_err(|e| (local.clone(), e))?;
+    let fd = crate::files::nofollow::open_dir(dir).map_err(|e| (dir.to_owned(), e))?;
+    if let Err(e) = rustix::fs::renameat(&fd, part_name, &fd, name) {
+        let in_place = rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| {
+                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+                    && u64::try_from(st.st_size).ok() == file.bytes_total
+            });
+        if !(e == rustix::io::Errno::NOENT && in_place) {
+            return Err((local.clone(), e.into()));
+        }
+    }
+    rustix::fs::fsync(&fd).map_err(|e| (dir.to_owned(), e.into()))
+}
+
+/// The destination's directory, its name and its temporary's name.
+fn split<'a>(
+    local: &'a Path,
+    part: &'a Path,
+) -> io::Result<(&'a Path, &'a std::ffi::OsStr, &'a std::ffi::OsStr)> {
+    let invalid = || io::Error::new(io::ErrorKind::InvalidInput, "no file name");
+    let dir = local.parent().ok_or_else(invalid)?;
+    Ok((
+        dir,
+        local.file_name().ok_or_else(invalid)?,
+        part.file_name().ok_or_else(invalid)?,
+    ))
+}
+
+/// Removes a file's temporary, if there is one (with `no_symlinks`, through its directory opened without
+/// following links).
+pub(crate) fn discard(file: &JobFile, no_symlinks: bool) -> io::Result<()> {
     let Some(part) = part_path(&file.local_file) else {
         return Ok(());
     };
+    if no_symlinks {
+        let (dir, _, part_name) = split(&file.local_file, &part)?;
+        let fd = match crate::files::nofollow::open_dir(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            other => other?,
+        };
+        return match rustix::fs::unlinkat(&fd, part_name, rustix::fs::AtFlags::empty()) {
+            Err(rustix::io::Errno::NOENT) | Ok(()) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+    }
     match std::fs::remove_file(part) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -229,8 +279,13 @@ fn bad_local(local: &Path) -> Failure {
 /// SECURITY: the temporary is in the destination's directory, which others may be able to write to; a
 /// symbolic link planted under its name would make us write through it, so the last component is opened
 /// with `O_NOFOLLOW` (a link fails the open: ERROR, local file). Its bytes are only trusted when the job
-/// itself recorded validators for them (see `fetch_file`).
-fn open_part(part: &Path) -> io::Result<File> {
+/// itself recorded validators for them (see `fetch_file`). With `no_symlinks` (a service whose download
+/// root is canonical and whose job paths were checked to be link-free), no component at all may be a
+/// link, so a directory swapped for a link after the job was created cannot redirect the write either.
+fn open_part(part: &Path, no_symlinks: bool) -> io::Result<File> {
+    if no_symlinks {
+        return crate::files::nofollow::open_rw_create(part);
+    }
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -252,9 +307,10 @@ async fn fetch_file(
     file: &mut JobFile,
     report: Report<'_>,
     mut limits: Limits,
+    no_symlinks: bool,
 ) -> Result<(), Failure> {
     let part = part_path(&file.local_file).ok_or_else(|| bad_local(&file.local_file))?;
-    let mut disk = open_part(&part).map_err(|e| Failure::local(&e, "open", &part))?;
+    let mut disk = open_part(&part, no_symlinks).map_err(|e| Failure::local(&e, "open", &part))?;
     // SECURITY: two transfers writing one temporary (two jobs, or two spellings of one destination) would
     // truncate each other's bytes and publish a mix: the temporary is held exclusively while it is written.
     if rustix::fs::flock(&disk, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
@@ -869,7 +925,17 @@ mod tests {
         std::fs::write(&target, b"keep").unwrap();
         let part = dir.path().join(".f.bcs-part");
         std::os::unix::fs::symlink(&target, &part).unwrap();
-        assert!(open_part(&part).is_err());
+        assert!(open_part(&part, false).is_err());
+        assert!(open_part(&part, true).is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        // With no_symlinks, a linked directory on the way is refused too.
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(&real, &linked).unwrap();
+        assert!(open_part(&linked.join(".g.bcs-part"), false).is_ok());
+        assert!(open_part(&linked.join(".h.bcs-part"), true).is_err());
+        assert!(!real.join(".h.bcs-part").exists());
+        assert!(open_part(&real.join(".h.bcs-part"), true).is_ok());
     }
 }

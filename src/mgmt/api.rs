@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 
 use super::error::{ErrorBody, MgmtError};
-use super::{certs, config, groups, settings, users, Managed};
+use super::{certs, config, groups, jobs, settings, users, Managed};
 use crate::url::UrlPrefix;
 
 /// The largest request body: a whole configuration for `PUT /v1/config` fits with room to spare.
@@ -23,6 +23,45 @@ pub(crate) const MAX_BODY: usize = 8 << 20;
 /// Who is calling, as the listener identified them; every change is logged and stored with it.
 #[derive(Debug, Clone)]
 pub struct Caller(pub String);
+
+/// Whom a request acts for, as the listener established it: the identity that owns the jobs it creates,
+/// and whether it is an administrator (who may use the whole API and every job) or not (who may only use
+/// `/v1/jobs`, and only for its own jobs).
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The identity's name (a local caller's user name; a remote caller's authenticated name).
+    pub name: String,
+    /// Whether it passed the admin rule.
+    pub admin: bool,
+}
+
+impl Principal {
+    /// Whether this caller may see and manage a job owned by `owner`.
+    pub(crate) fn may_manage(&self, owner: &str) -> bool {
+        self.admin || (!self.name.is_empty() && self.name.eq_ignore_ascii_case(owner))
+    }
+}
+
+/// A request without a principal (no listener sends one) is no one: not an administrator, owning nothing.
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = MgmtError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, MgmtError> {
+        Ok(parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .unwrap_or(Principal {
+                name: String::new(),
+                admin: false,
+            }))
+    }
+}
+
+/// Whether a request path is one a caller who is not an administrator may use: `/v1/jobs` and below.
+pub(crate) fn is_jobs_path(path: &str) -> bool {
+    path == "/v1/jobs" || path.starts_with("/v1/jobs/")
+}
 
 /// Handlers' view of the caller (a request without one, which no listener sends, is "unknown").
 pub(crate) struct Who(pub(crate) String);
@@ -92,7 +131,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 #[openapi(
     info(
         title = "bits_compact management API",
-        description = "Manage the URL groups, URLs, authentication, limits, certificates and principals of a running `bcs serve`: the original BITS Compact Server's WMI provider, over HTTP and JSON. Errors are `{code, message}` with stable codes.",
+        description = "Manage the URL groups, URLs, authentication, limits, certificates and principals of a running `bcs serve`, and the download jobs it runs: the original BITS Compact Server's WMI provider, over HTTP and JSON. Errors are `{code, message}` with stable codes.",
         version = "1"
     ),
     paths(
@@ -123,6 +162,17 @@ pub(crate) async fn blocking<T: Send + 'static>(
         users::remove_group,
         config::export,
         config::apply,
+        jobs::list,
+        jobs::create,
+        jobs::show,
+        jobs::change,
+        jobs::delete,
+        jobs::add_file,
+        jobs::set_state,
+        jobs::set_credentials,
+        jobs::remove_credentials,
+        jobs::error,
+        jobs::events,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonResponses)
@@ -226,6 +276,19 @@ pub fn router(managed: Arc<Managed>) -> Router {
             put(users::put_group).delete(users::remove_group),
         )
         .route("/v1/config", get(config::export).put(config::apply))
+        .route("/v1/jobs", get(jobs::list).post(jobs::create))
+        .route(
+            "/v1/jobs/{id}",
+            get(jobs::show).patch(jobs::change).delete(jobs::delete),
+        )
+        .route("/v1/jobs/{id}/files", axum::routing::post(jobs::add_file))
+        .route("/v1/jobs/{id}/state", put(jobs::set_state))
+        .route(
+            "/v1/jobs/{id}/credentials",
+            put(jobs::set_credentials).delete(jobs::remove_credentials),
+        )
+        .route("/v1/jobs/{id}/error", get(jobs::error))
+        .route("/v1/jobs/{id}/events", get(jobs::events))
         .route(
             "/v1/openapi.json",
             get(move || std::future::ready(axum::Json(openapi.clone()))),
@@ -237,5 +300,26 @@ pub fn router(managed: Arc<Managed>) -> Router {
             }
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(admins_only_outside_jobs))
         .with_state(managed)
+}
+
+/// SECURITY: the threat is a caller who is not an administrator (let in by the remote listener for its own
+/// jobs) reaching the rest of the API. The listener already refuses them outside `/v1/jobs`; this refuses
+/// them again here, on the path the router itself matches, so no route added later is open to them by
+/// accident.
+async fn admins_only_outside_jobs(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let refused = req
+        .extensions()
+        .get::<Principal>()
+        .is_some_and(|p| !p.admin)
+        && !is_jobs_path(req.uri().path());
+    if refused {
+        return MgmtError::Forbidden.into_response();
+    }
+    next.run(req).await
 }

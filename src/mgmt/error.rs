@@ -33,6 +33,9 @@ pub enum MgmtError {
     /// The store could not record the change; the server was left as it was.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The caller may not use this part of the API (not an administrator).
+    #[error("this identity may not manage the service")]
+    Forbidden,
     /// A call failed inside the service (a bug): nothing is known to have changed.
     #[error("{0}")]
     Internal(String),
@@ -57,7 +60,8 @@ library_errors!(
     crate::PrefixError,
     crate::LimitError,
     crate::auth::UnknownScheme,
-    crate::auth::PrincipalsError
+    crate::auth::PrincipalsError,
+    crate::jobs::JobError
 );
 
 /// The body of every error response.
@@ -76,6 +80,7 @@ impl MgmtError {
             MgmtError::NotFound { code, .. } | MgmtError::Invalid { code, .. } => code,
             MgmtError::Library(e) => e.code(),
             MgmtError::Store(_) => "store_failed",
+            MgmtError::Forbidden => "forbidden",
             MgmtError::Internal(_) => "internal",
         }
     }
@@ -85,7 +90,12 @@ impl MgmtError {
     pub fn status(&self) -> StatusCode {
         let code = match self {
             MgmtError::NotFound { .. } => return StatusCode::NOT_FOUND,
+            MgmtError::Invalid {
+                code: "job_not_final",
+                ..
+            } => return StatusCode::CONFLICT,
             MgmtError::Invalid { .. } => return StatusCode::BAD_REQUEST,
+            MgmtError::Forbidden => return StatusCode::FORBIDDEN,
             MgmtError::Store(_) | MgmtError::Internal(_) => {
                 return StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -94,7 +104,11 @@ impl MgmtError {
         match code {
             code if code.ends_with("_not_found") => StatusCode::NOT_FOUND,
             "group_exists" | "url_exists" | "scheme_conflict" | "address_conflict"
-            | "bind_failed" | "not_https" | "group_deleted" => StatusCode::CONFLICT,
+            | "bind_failed" | "not_https" | "group_deleted" | "invalid_job_state" | "job_final"
+            | "job_local_file" => StatusCode::CONFLICT,
+            "job_store_failed" | "job_store_corrupt" | "job_manager_stopped" => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -8,7 +8,9 @@
 //! the service's own user; anyone else gets 403 on every request. Remotely, callers authenticate with the
 //! URL groups' schemes and their guessing limits (Basic only over this TLS, client certificates, NTLM,
 //! Negotiate where built) and must pass the admin SDDL: read access for GET, write access for changes;
-//! anonymous is 401, authenticated but not allowed is 403. Both listeners bound what clients can hold:
+//! anonymous is 401, authenticated but not allowed is 403 — except under `/v1/jobs`, where any
+//! authenticated caller may manage the jobs it owns (the router and the job handlers enforce "its own";
+//! the router refuses such a caller everywhere else again). Both listeners bound what clients can hold:
 //! connections at once (and, remotely, per client address), the header wait and the body's time.
 
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::api::Caller;
+use super::api::{is_jobs_path, Caller, Principal};
 use super::error::ErrorBody;
 use crate::auth::{AuthScheme, Caller as AuthCaller, ConnectionAuth, GroupAuth, Refusal};
 use crate::authz::{AccessMask, SecurityDescriptor};
@@ -130,9 +132,14 @@ pub async fn serve_local(
                 Some(u) => format!("uid {u} (local)"),
                 None => "unknown uid (local)".to_owned(),
             };
+            let principal = Principal {
+                name: uid.map(user_name).unwrap_or_default(),
+                admin: allowed,
+            };
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let router = router.clone();
                 let who = who.clone();
+                let principal = principal.clone();
                 async move {
                     if !allowed {
                         tracing::warn!(target: "bits_compact::mgmt", %who, "refused: not root or the service's user");
@@ -142,7 +149,7 @@ pub async fn serve_local(
                             "only root and the service's own user may manage it",
                         ));
                     }
-                    Ok(call(router, req, who).await)
+                    Ok(call(router, req, who, principal).await)
                 }
             });
             serve_connection(stream, svc, shutdown).await;
@@ -279,7 +286,10 @@ async fn admit(
         _ => AccessMask::FILE_WRITE_DATA,
     };
     let who = format!("{} ({:?}) from {peer}", identity.name(), identity.scheme());
-    if !access.sddl.access_check(&identity.token(), wanted).allowed {
+    let admin = access.sddl.access_check(&identity.token(), wanted).allowed;
+    // Anyone authenticated may manage their own download jobs (as BITS lets users own theirs); everything
+    // else needs the admin rule.
+    if !admin && !is_jobs_path(req.uri().path()) {
         tracing::warn!(target: "bits_compact::mgmt", %who, method = %req.method(), path = %req.uri().path(), "refused by the admin SDDL");
         return error(
             StatusCode::FORBIDDEN,
@@ -287,7 +297,11 @@ async fn admit(
             "this identity may not manage the service",
         );
     }
-    let mut response = call(router, req, who).await;
+    let principal = Principal {
+        name: identity.name().to_owned(),
+        admin,
+    };
+    let mut response = call(router, req, who, principal).await;
     if let Some(reply) = granted.reply {
         if let Ok(value) = HeaderValue::from_str(&reply) {
             response
@@ -299,7 +313,12 @@ async fn admit(
 }
 
 /// Hands a request to the router with who is calling; its body must arrive within the body deadline.
-async fn call(router: Router, req: Request<hyper::body::Incoming>, who: String) -> Response<Body> {
+async fn call(
+    router: Router,
+    req: Request<hyper::body::Incoming>,
+    who: String,
+    principal: Principal,
+) -> Response<Body> {
     let mut req = req.map(|body| {
         Body::new(Deadline {
             inner: body,
@@ -307,6 +326,7 @@ async fn call(router: Router, req: Request<hyper::body::Incoming>, who: String) 
         })
     });
     req.extensions_mut().insert(Caller(who));
+    req.extensions_mut().insert(principal);
     match router.oneshot(req).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -455,6 +475,21 @@ fn refused(refusal: Refusal) -> Response<Body> {
             "too many password checks at once; retry",
         ),
     }
+}
+
+/// The user name of `uid` from the password database (`/etc/passwd`), else `uid N`.
+fn user_name(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id: u32 = fields.nth(1)?.parse().ok()?;
+            (id == uid && !name.is_empty()).then(|| name.to_owned())
+        })
+        .next()
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// Where the service keeps its state: `$BCS_STATE` when set, else `/var/lib/bcs` as root, else

@@ -20,6 +20,8 @@ pub struct Managed {
     store: Mutex<Box<dyn Store>>,
     /// Directories whose files are never published (the service's own state).
     private: Vec<std::path::PathBuf>,
+    /// The download jobs the service runs, if any.
+    jobs: Option<super::ServiceJobs>,
 }
 
 impl std::fmt::Debug for Managed {
@@ -87,6 +89,7 @@ impl Managed {
             server,
             store: Mutex::new(store),
             private: Vec::new(),
+            jobs: None,
         };
         Ok((managed, warnings))
     }
@@ -97,6 +100,17 @@ impl Managed {
         self.private
             .push(dir.canonicalize().unwrap_or_else(|_| dir.to_owned()));
         self
+    }
+
+    /// Runs download jobs too (`/v1/jobs`).
+    pub fn with_jobs(mut self, jobs: super::ServiceJobs) -> Managed {
+        self.jobs = Some(jobs);
+        self
+    }
+
+    /// The download jobs, if the service runs them.
+    pub fn jobs(&self) -> Option<&super::ServiceJobs> {
+        self.jobs.as_ref()
     }
 
     /// SECURITY: a file below a private directory is refused, whatever path names it.

@@ -7,10 +7,12 @@
 //! with the audit record, and returns only once they are durable. The trait is what a replicated store for
 //! fleets of servers would implement too: `load` at start, `commit` per change, each commit all or nothing.
 
+mod jobs;
 mod sqlite;
 
 use std::path::PathBuf;
 
+pub use jobs::{JobKey, SqliteJobStore};
 pub use sqlite::SqliteStore;
 
 use crate::auth::Principals;
@@ -92,6 +94,15 @@ pub enum StoreError {
     /// A read or a write failed (disk full, I/O error, a locked database).
     #[error("the store failed")]
     Database(#[from] rusqlite::Error),
+    /// The key that seals the jobs' credentials cannot be used (unreadable, the wrong size, or readable
+    /// by others).
+    #[error("cannot use the job key {path:?}: {reason}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A stored row could not be read back (written by hand, or damaged).
     #[error("a stored {what} is unreadable: {reason}")]
     Corrupt {

@@ -16,7 +16,7 @@ use super::{Audit, Delta, Store, StoreError, Stored};
 use crate::config::{GroupConfig, TlsBinding, UrlConfig};
 
 /// The schema this program writes.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 /// Each migration takes the schema from its index to the next version.
 const MIGRATIONS: &[&str] = &[
@@ -40,6 +40,13 @@ const MIGRATIONS: &[&str] = &[
          who TEXT NOT NULL,
          what TEXT NOT NULL
      );",
+    // 1 → 2: the service's download jobs (`super::jobs`): the job's JSON (without secrets) and its
+    // credentials' password sealed with the state directory's job key.
+    "CREATE TABLE jobs (
+         id TEXT PRIMARY KEY NOT NULL,
+         job TEXT NOT NULL,
+         secret BLOB
+     );",
 ];
 
 /// The configuration in one SQLite database.
@@ -55,48 +62,8 @@ impl SqliteStore {
     /// SECURITY: the database holds password hashes and may hold TLS keys: it is created readable by its
     /// owner only.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref();
-        let open_err = |source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        };
-        if !path.exists() {
-            create_private(path).map_err(|e| {
-                open_err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                    Some(e.to_string()),
-                ))
-            })?;
-        }
-        let db = Connection::open(path).map_err(open_err)?;
-        db.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        db.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        db.pragma_update(None, "foreign_keys", true)
-            .map_err(open_err)?;
-        db.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_err)?;
-        let mut store = SqliteStore { db };
-        store.migrate()?;
-        Ok(store)
-    }
-
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let tx = self.db.transaction()?;
-        let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if found > VERSION {
-            return Err(StoreError::TooNew {
-                found,
-                known: VERSION,
-            });
-        }
-        for step in MIGRATIONS.iter().skip(usize::try_from(found).unwrap_or(0)) {
-            tx.execute_batch(step)?;
-        }
-        tx.pragma_update(None, "user_version", VERSION)?;
-        tx.commit()?;
-        Ok(())
+        let db = connect(path.as_ref())?;
+        Ok(SqliteStore { db })
     }
 
     /// The audit trail, oldest first: (when, who, what).
@@ -107,6 +74,52 @@ impl SqliteStore {
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Opens (creating it 0600 if needed) the database at `path` in WAL mode with `synchronous=FULL`, and
+/// migrates it to this program's schema; the configuration store and the job store each hold one.
+pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.exists() {
+        create_private(path).map_err(|e| {
+            open_err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(e.to_string()),
+            ))
+        })?;
+    }
+    let db = Connection::open(path).map_err(open_err)?;
+    db.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    db.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    db.pragma_update(None, "foreign_keys", true)
+        .map_err(open_err)?;
+    db.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(open_err)?;
+    let mut db = db;
+    migrate(&mut db)?;
+    Ok(db)
+}
+
+fn migrate(db: &mut Connection) -> Result<(), StoreError> {
+    let tx = db.transaction()?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > VERSION {
+        return Err(StoreError::TooNew {
+            found,
+            known: VERSION,
+        });
+    }
+    for step in MIGRATIONS.iter().skip(usize::try_from(found).unwrap_or(0)) {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Creates an empty file only its owner may read and write.

@@ -909,8 +909,9 @@ fn bcs_colours_a_terminal_unless_no_color_and_draws_a_qr_code() {
 }
 
 /// `--workers N` gives the runtime N worker threads (counted in /proc), and the service still answers.
-/// `bcs serve` with nothing stored is used: it has no blocking-pool thread yet (those share the workers'
-/// name), where `bcs host` starts hashing its files on one at once.
+/// `bcs serve` with nothing stored is used: its only blocking-pool thread (those share the workers' name)
+/// is the one that loaded its (empty) job store, and it ends after tokio's 10 s keep-alive, where `bcs
+/// host` keeps hashing its files on them.
 #[test]
 fn workers_sets_the_number_of_worker_threads() {
     for n in ["1", "3"] {
@@ -929,12 +930,19 @@ fn workers_sets_the_number_of_worker_threads() {
         let bcs = Running::spawn(Path::new(BCS), &args);
         bcs.lines_until("bcs: serving");
         let pid = bcs.child.id();
-        let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .filter(|name| name.trim() == "tokio-rt-worker")
-            .count();
-        assert_eq!(workers.to_string(), n);
+        let count = || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.trim() == "tokio-rt-worker")
+                .count()
+                .to_string()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while count() != n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(count(), n);
         let socket = format!("{state}/bcs.sock");
         let out = run(
             "curl",

@@ -35,6 +35,8 @@ mod readme;
 mod runtime;
 mod samba;
 #[cfg(feature = "cli")]
+mod servejobs;
+#[cfg(feature = "cli")]
 mod service;
 mod support;
 mod tls;

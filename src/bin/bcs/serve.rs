@@ -1,14 +1,16 @@
 //! `bcs serve`: the file server as a long-running service whose configuration persists in its state
 //! directory, managed through the local socket (and optionally a remote TLS port) with the `bcs group`,
-//! `url`, `auth`, `limit`, `cert`, `user`, `export` and `apply` commands.
+//! `url`, `auth`, `limit`, `cert`, `user`, `export` and `apply` commands; it also runs download jobs (`bcs job`)
+//! that persist in the same database and write under `--download-root`.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bits_compact::authz::SecurityDescriptor;
-use bits_compact::mgmt::{self, AdminAccess, Managed};
-use bits_compact::store::SqliteStore;
+use bits_compact::jobs::JobManager;
+use bits_compact::mgmt::{self, AdminAccess, Managed, ServiceJobs};
+use bits_compact::store::{JobKey, SqliteJobStore, SqliteStore};
 use bits_compact::tls::ClientCertMode;
 use bits_compact::{ClientCertificates, Server, ServerCertificate};
 use clap::Args;
@@ -51,6 +53,13 @@ pub(crate) struct ServeArgs {
     /// The most downloads one client address (an IPv6 /64) runs at once; one more gets 503.
     #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     max_downloads_per_client: u32,
+    /// Where download jobs may write their files (created mode 0700). Default: downloads/ in the state
+    /// directory.
+    #[arg(long, value_name = "DIR")]
+    download_root: Option<PathBuf>,
+    /// Download jobs that transfer at once.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    max_job_transfers: u16,
     /// Worker threads that serve connections (default: one per CPU core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) workers: Option<u16>,
@@ -79,7 +88,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     for w in &warnings {
         note!("bcs: warning: {w}");
     }
-    let managed = Arc::new(managed.keep_private(&state));
+    let jobs = start_jobs(&args, &state).await?;
+    let manager = jobs.manager().clone();
+    let managed = Arc::new(managed.keep_private(&state).with_jobs(jobs));
     let router = mgmt::router(managed.clone());
     let stop = CancellationToken::new();
 
@@ -113,8 +124,30 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     stop.cancel();
     let _ = local.await;
+    manager.shutdown().await;
     served?;
     Ok(())
+}
+
+/// The download jobs: a manager whose jobs live in the service's database (credentials sealed with the
+/// key in the state directory), writing under the download root.
+async fn start_jobs(args: &ServeArgs, state: &std::path::Path) -> Result<ServiceJobs, CliError> {
+    let key = JobKey::load_or_create(&mgmt::job_key_path(state)).map_err(store_error)?;
+    let store = SqliteJobStore::open(mgmt::database_path(state), key).map_err(store_error)?;
+    let manager = JobManager::builder()
+        .store(store)
+        .max_transfers(usize::from(args.max_job_transfers))
+        // The download root is canonical and job paths are checked link-free: no link is ever followed.
+        .no_symlinks(true)
+        .start()
+        .await
+        .map_err(|e| CliError::Serve(format!("cannot start the jobs: {}", crate::chain(&e))))?;
+    let root = args
+        .download_root
+        .clone()
+        .unwrap_or_else(|| mgmt::default_download_root(state));
+    ServiceJobs::new(manager, &root)
+        .map_err(|e| CliError::Serve(format!("the download root {}: {e}", root.display())))
 }
 
 /// The remote management listeners (one per address: the `--admin-url`'s, else each bind address, else

@@ -262,17 +262,22 @@ impl Client {
     }
 
     async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Answer, ManageError> {
+        let stream = self.connect().await?;
+        self.send(stream, request).await
+    }
+
+    /// A new connection to the service: its socket, or TCP and the TLS handshake.
+    async fn connect(&self) -> Result<Box<dyn Io>, ManageError> {
         let cannot = |e: Box<dyn std::error::Error + Send + Sync>| ManageError::Unreachable {
             server: self.server.to_string(),
             source: e,
         };
-        match &self.transport {
-            Transport::Socket(path) => {
-                let stream = UnixStream::connect(path)
+        Ok(match &self.transport {
+            Transport::Socket(path) => Box::new(
+                UnixStream::connect(path)
                     .await
-                    .map_err(|e| cannot(e.into()))?;
-                self.send(stream, request).await
-            }
+                    .map_err(|e| cannot(e.into()))?,
+            ),
             Transport::Tls {
                 connector,
                 host,
@@ -282,13 +287,14 @@ impl Client {
                     .await
                     .map_err(|e| cannot(e.into()))?;
                 let name = ServerName::try_from(host.clone()).map_err(|e| cannot(e.into()))?;
-                let stream = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| cannot(e.into()))?;
-                self.send(stream, request).await
+                Box::new(
+                    connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| cannot(e.into()))?,
+                )
             }
-        }
+        })
     }
 
     async fn send<S>(&self, stream: S, request: Request<Full<Bytes>>) -> Result<Answer, ManageError>
@@ -324,6 +330,103 @@ impl Client {
         Ok(Answer { status, body })
     }
 
+    /// A GET of a server-sent event stream: each event's name and data go to `on_event` until it returns
+    /// false or the stream ends. Only connecting and the answer's head are under the deadline; an error
+    /// status is returned as the error it stands for.
+    pub(crate) async fn events(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(&str, &str) -> bool,
+    ) -> Result<(), ManageError> {
+        let mut request = self.request(Method::GET, path, None)?;
+        request.headers_mut().insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        let timeout = || ManageError::Timeout {
+            server: self.server.to_string(),
+            secs: TIMEOUT.as_secs(),
+        };
+        let lost = |e: Box<dyn std::error::Error + Send + Sync>| ManageError::Unreachable {
+            server: self.server.to_string(),
+            source: e,
+        };
+        let (response, driver) = tokio::time::timeout(TIMEOUT, self.open(request))
+            .await
+            .map_err(|_| timeout())??;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let bytes = Limited::new(body, MAX_ANSWER)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            driver.abort();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(Answer { status, body }.into_error());
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        let (mut event, mut data) = (String::new(), String::new());
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| lost(e.into()))?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&chunk);
+            if pending.len() > MAX_ANSWER {
+                return Err(self.bad_answer("an event too long".into()));
+            }
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line[..end]).into_owned();
+                if line.is_empty() {
+                    if !data.is_empty() && !on_event(&event, &data) {
+                        driver.abort();
+                        return Ok(());
+                    }
+                    event.clear();
+                    data.clear();
+                } else if let Some(name) = line.strip_prefix("event: ") {
+                    event = name.to_owned();
+                } else if let Some(text) = line.strip_prefix("data: ") {
+                    data.push_str(text);
+                }
+            }
+        }
+        driver.abort();
+        Ok(())
+    }
+
+    /// Sends `request` on a new connection; the answer's head, and the task driving the connection.
+    async fn open(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<
+        (
+            http::Response<hyper::body::Incoming>,
+            tokio::task::JoinHandle<()>,
+        ),
+        ManageError,
+    > {
+        let cannot = |e: Box<dyn std::error::Error + Send + Sync>| ManageError::Unreachable {
+            server: self.server.to_string(),
+            source: e,
+        };
+        let io = self.connect().await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| cannot(e.into()))?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| cannot(e.into()))?;
+        Ok((response, driver))
+    }
+
     fn bad_answer(&self, reason: String) -> ManageError {
         ManageError::BadAnswer {
             server: self.server.to_string(),
@@ -331,6 +434,11 @@ impl Client {
         }
     }
 }
+
+/// A connection of either kind.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// `Authorization: Basic` for `user` (RFC 7617), the password from BCS_PASSWORD or the terminal.
 fn basic(user: &str, server: &Server) -> Result<HeaderValue, ManageError> {

@@ -26,12 +26,19 @@
 //! | `user remove N` / `user list`         | `DELETE /v1/users/{n}` / `GET /v1/users`             |
 //! | `export`                              | `GET /v1/config`                                     |
 //! | `apply FILE [--prune]`                | `PUT /v1/config?prune=false\|true`                   |
+//! | `job create N URL DEST [opts]`        | `POST /v1/jobs` `{"display_name","files",...}`       |
+//! | `job add-file ID URL DEST`            | `POST /v1/jobs/{id}/files` `{"remote_url","local_file"}` |
+//! | `job list` / `show ID` / `error ID`   | `GET /v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/error` |
+//! | `job resume\|suspend\|complete\|cancel ID` | `PUT /v1/jobs/{id}/state` `{"action"}`         |
+//! | `job set ID [opts]` / `delete ID`     | `PATCH` / `DELETE /v1/jobs/{id}`                     |
+//! | `job watch ID`                        | `GET /v1/jobs/{id}/events` (server-sent events)      |
 
 mod auth;
 mod cert;
 mod client;
 mod config;
 mod group;
+mod job;
 mod limit;
 mod url;
 pub(crate) mod user;
@@ -101,6 +108,9 @@ pub(crate) enum ManageCommand {
     /// Bind, show and remove the service's TLS certificates per port.
     #[command(subcommand, after_help = EXIT_CODES)]
     Cert(cert::CertCommand),
+    /// Create, watch, complete and cancel download jobs run by the service.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Job(job::JobCommand),
     /// Print the service's whole configuration, as TOML (or JSON with --json).
     #[command(after_help = EXIT_CODES)]
     Export(ApiArgs),
@@ -117,6 +127,7 @@ pub(crate) async fn run(command: ManageCommand) -> Result<(), CliError> {
         ManageCommand::Auth(command) => auth::run(command).await,
         ManageCommand::Limit(command) => limit::run(command).await,
         ManageCommand::Cert(command) => cert::run(command).await,
+        ManageCommand::Job(command) => job::run(command).await,
         ManageCommand::Export(api) => config::export(&api).await,
         ManageCommand::Apply(args) => config::apply(&args).await,
     }
@@ -170,6 +181,9 @@ pub(crate) enum ManageError {
     NoPassword(std::io::Error),
     #[error("--pkcs12 needs its password: set BCS_PKCS12_PASSWORD (there is no terminal to ask on: {0})")]
     NoPkcs12Password(std::io::Error),
+    /// `bcs job watch` saw the job end other than TRANSFERRED.
+    #[error("{0}")]
+    Ended(String),
     #[error("cannot print the configuration as TOML")]
     ToToml(#[source] toml::ser::Error),
 }

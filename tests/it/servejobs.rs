@@ -1,0 +1,635 @@
+//! Download jobs inside `bcs serve`, as their users run them: the real `bcs serve`, `bcs job` and
+//! `bcs host` processes over loopback sockets. The original's WinRM walkthrough scripted with `bcs job`,
+//! `kill -9` in mid-transfer, ownership on the remote listener, and paths that try to leave the download
+//! root.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::cli::spawn_host;
+use crate::service::{api_over, ok, text, Admin, Service};
+use crate::support::{have, run};
+
+/// A file of `len` bytes that differ (so that a misplaced range shows).
+fn payload(dir: &Path, name: &str, len: usize) -> PathBuf {
+    let path = dir.join(name);
+    let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `bcs job show ID --json` until `done` holds of it; at most `within`.
+fn poll(svc: &Service, id: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let job = svc.bcs_json(&["job", "show", id]);
+        if done(&job) {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not there after {within:?}: {job}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `bcs job create ... --json`: the new job.
+fn create(svc: &Service, args: &[&str]) -> Value {
+    let mut all = vec!["job", "create"];
+    all.extend_from_slice(args);
+    svc.bcs_json(&all)
+}
+
+fn id_of(job: &Value) -> String {
+    job["id"].as_str().unwrap().to_owned()
+}
+
+/// The original's WinRM walkthrough with `bcs job`: a job for a file `bcs host` serves on loopback,
+/// followed to TRANSFERRED (6), completed (ACKNOWLEDGED 7) and byte-identical; a second job cancelled in
+/// mid-transfer (CANCELLED 8) leaves no temporary. Exit codes and plain output as a script sees them.
+#[test]
+fn the_winrm_walkthrough_scripted_with_bcs_job() {
+    let files = tempfile::tempdir().unwrap();
+    let small = payload(files.path(), "setup.bin", 300_000);
+    let big = payload(files.path(), "big.bin", 4_000_000);
+    // The group's bandwidth keeps the second job in mid-transfer long enough to cancel it there.
+    let (host, port) = spawn_host("http", "dist", &["--rate", "200KiB/s"], &[&small, &big]);
+    let svc = Service::start(&[]);
+    let url = |name: &str| format!("http://127.0.0.1:{port}/dist/{name}");
+
+    // Plain output: the id alone on stdout, so that `ID=$(bcs job create ...)` works.
+    let out = svc.bcs(&[
+        "job",
+        "create",
+        "walkthrough",
+        &url("setup.bin"),
+        "in/setup.bin",
+    ]);
+    let id = ok(&out).trim().to_owned();
+    assert_eq!(id.len(), 36, "{id}");
+    let shown = svc.bcs_json(&["job", "show", &id]);
+    assert!(
+        ["QUEUED", "CONNECTING", "TRANSFERRING", "TRANSFERRED"]
+            .contains(&shown["state"].as_str().unwrap()),
+        "{shown}"
+    );
+    assert_eq!(shown["priority"], "NORMAL");
+    assert_eq!(shown["priority_number"], 2);
+    assert_eq!(shown["owner"], whoami());
+    assert!(shown["creation_time"].as_str().unwrap().ends_with('Z'));
+    // `watch` follows the event stream to TRANSFERRED and exits 0; without a terminal it prints lines.
+    let watched = svc.bcs(&["job", "watch", &id]);
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    assert!(
+        text(&watched.stderr).contains("state: TRANSFERRED"),
+        "{}",
+        text(&watched.stderr)
+    );
+    let job = poll(&svc, &id, Duration::from_secs(60), |j| {
+        j["state_number"] == 6
+    });
+    assert_eq!(job["state"], "TRANSFERRED");
+    assert_eq!(job["bytes_transferred"], 300_000);
+    assert_eq!(job["files_transferred"], 1);
+    assert!(job["transfer_completion_time"].is_string());
+    let dest = svc.state().join("downloads/in/setup.bin");
+    assert!(!dest.exists(), "the file appears only on Complete");
+    let done = svc.bcs_json(&["job", "complete", &id]);
+    assert_eq!(
+        (done["state"].as_str(), done["state_number"].as_u64()),
+        (Some("ACKNOWLEDGED"), Some(7))
+    );
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(&small).unwrap()
+    );
+    // Final jobs refuse changes (exit 2), and can then be deleted.
+    assert_eq!(svc.bcs(&["job", "resume", &id]).status.code(), Some(2));
+    ok(&svc.bcs(&["job", "delete", &id]));
+    assert_eq!(svc.bcs(&["job", "show", &id]).status.code(), Some(3));
+
+    // The second job: cancelled in mid-transfer.
+    let second = create(
+        &svc,
+        &["second", &url("big.bin"), "big.bin", "--priority", "high"],
+    );
+    let second = id_of(&second);
+    let part = svc.state().join("downloads/.big.bin.bcs-part");
+    poll(&svc, &second, Duration::from_secs(30), |j| {
+        j["state"] == "TRANSFERRING" && j["bytes_transferred"].as_u64() > Some(0)
+    });
+    assert!(part.exists());
+    let listed = svc.bcs(&["job", "list"]);
+    assert!(ok(&listed).contains(&second), "{}", text(&listed.stdout));
+    let cancelled = svc.bcs_json(&["job", "cancel", &second]);
+    assert_eq!(
+        (
+            cancelled["state"].as_str(),
+            cancelled["state_number"].as_u64()
+        ),
+        (Some("CANCELLED"), Some(8))
+    );
+    assert!(!part.exists(), "the temporary is gone");
+    assert!(!svc.state().join("downloads/big.bin").exists());
+
+    // A job whose file is missing: ERROR, and GetError says why.
+    let missing = create(&svc, &["missing", &url("nope.bin"), "nope.bin"]);
+    let missing = id_of(&missing);
+    poll(&svc, &missing, Duration::from_secs(30), |j| {
+        j["state"] == "ERROR"
+    });
+    let error = svc.bcs_json(&["job", "error", &missing]);
+    assert_eq!(
+        (error["code"].as_str(), error["context"].as_str()),
+        (Some("http_404"), Some("REMOTE_FILE")),
+        "{error}"
+    );
+    // `watch` of a job in ERROR exits 1.
+    assert_eq!(svc.bcs(&["job", "watch", &missing]).status.code(), Some(1));
+    // `set` changes what it is given.
+    let set = svc.bcs_json(&[
+        "job",
+        "set",
+        &missing,
+        "--priority",
+        "low",
+        "--retry-delay",
+        "30",
+        "--no-progress-timeout",
+        "90",
+    ]);
+    assert_eq!(
+        (
+            set["priority_number"].as_u64(),
+            set["minimum_retry_delay_secs"].as_u64(),
+            set["no_progress_timeout_secs"].as_u64()
+        ),
+        (Some(3), Some(30), Some(90))
+    );
+    assert_eq!(
+        svc.bcs(&["job", "set", &missing, "--retry-delay", "4"])
+            .status
+            .code(),
+        Some(2)
+    );
+    drop(host);
+}
+
+/// The user this test runs as, as the local socket names the owner of the jobs it creates.
+fn whoami() -> String {
+    text(&run("id", &["-un"]).stdout).trim().to_owned()
+}
+
+/// `kill -9` of `bcs serve` while three jobs of different priorities transfer from a slow `bcs host`
+/// group: after a restart (one transfer at a time) every job resumes from the bytes on disk, FOREGROUND
+/// first, and ends byte-identical; `bcs host`'s access log shows each file's rest fetched with one ranged
+/// GET of exactly the bytes missing from its temporary.
+#[test]
+fn kill_9_in_mid_transfer_resumes_foreground_first_from_the_bytes_on_disk() {
+    let files = tempfile::tempdir().unwrap();
+    const LEN: usize = 1_200_000;
+    let names = ["low.bin", "normal.bin", "fg.bin"];
+    let paths: Vec<PathBuf> = names
+        .iter()
+        .map(|n| payload(files.path(), n, LEN))
+        .collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let (host, port) = spawn_host("http", "slow", &["--rate", "300KiB/s"], &refs);
+    let mut svc = Service::start(&["--max-job-transfers", "3"]);
+    let mut ids = Vec::new();
+    for (name, priority) in names.iter().zip(["low", "normal", "foreground"]) {
+        let url = format!("http://127.0.0.1:{port}/slow/{name}");
+        let job = create(&svc, &[name, &url, name, "--priority", priority]);
+        ids.push(id_of(&job));
+    }
+    for id in &ids {
+        poll(&svc, id, Duration::from_secs(30), |j| {
+            j["state"] == "TRANSFERRING" && j["bytes_transferred"].as_u64() > Some(0)
+        });
+    }
+    svc.stop("-KILL");
+    let downloads = svc.state().join("downloads");
+    let on_disk: Vec<u64> = names
+        .iter()
+        .map(|n| {
+            std::fs::metadata(downloads.join(format!(".{n}.bcs-part")))
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert!(
+        on_disk.iter().all(|&n| n > 0 && n < LEN as u64),
+        "{on_disk:?}"
+    );
+
+    // One transfer at a time after the restart: the order shows the priorities.
+    svc.extra = vec!["--max-job-transfers".into(), "1".into()];
+    svc.restart();
+    for (i, id) in ids.iter().enumerate() {
+        let job = poll(&svc, id, Duration::from_secs(60), |j| {
+            j["state_number"] == 6
+        });
+        assert_eq!(job["bytes_transferred"], LEN as u64, "{}", names[i]);
+        ok(&svc.bcs(&["job", "complete", id]));
+        assert_eq!(
+            std::fs::read(downloads.join(names[i])).unwrap(),
+            std::fs::read(&paths[i]).unwrap(),
+            "{} is byte-identical",
+            names[i]
+        );
+    }
+    let (_, log) = host.stop("-TERM");
+    // After the restart each file was fetched once more: a 206 of exactly what its temporary lacked.
+    let mut resumed_order = Vec::new();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("method=GET") && l.contains("status=206"))
+    {
+        let name = names
+            .iter()
+            .find(|n| line.contains(&format!("url=/slow/{n} ")))
+            .unwrap();
+        let i = names.iter().position(|n| n == name).unwrap();
+        let bytes: u64 = field(line, "bytes").parse().unwrap();
+        assert_eq!(
+            bytes,
+            LEN as u64 - on_disk[i],
+            "{name} fetched again what it had: {line}"
+        );
+        resumed_order.push(*name);
+    }
+    assert_eq!(resumed_order, ["fg.bin", "normal.bin", "low.bin"], "{log}");
+    let full_gets = log
+        .lines()
+        .filter(|l| l.contains("method=GET") && l.contains("status=200"))
+        .count();
+    assert_eq!(full_gets, 3, "one whole GET each, before the kill: {log}");
+}
+
+/// `key=value` from an access log line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line.find(&format!(" {key}=")).unwrap() + key.len() + 2;
+    line[start..].split(' ').next().unwrap()
+}
+
+/// On the remote listener anyone authenticated may manage their own jobs, and nothing else: another's job
+/// is 404 (as if it did not exist), every other endpoint 403. Administrators see and manage every job.
+#[test]
+fn other_callers_jobs_are_invisible_and_the_rest_of_the_api_stays_for_administrators() {
+    if !have("curl") {
+        return;
+    }
+    let admin = Admin::start(false, &[]);
+    let svc = &admin.svc;
+    for (name, password, groups) in [
+        ("admin", "admin-pw-1", vec!["BA"]),
+        ("alice", "alice-pw-1", vec![]),
+        ("bob", "bob-pw-1", vec![]),
+    ] {
+        let body = json!({"password": password, "groups": groups});
+        let (code, answer) = svc.api("PUT", &format!("/v1/users/{name}"), Some(&body));
+        assert_eq!(code, 200, "{answer}");
+    }
+    let base = admin.base();
+    let ca = admin.ca_file.to_str().unwrap().to_owned();
+    let as_user = |user: &str, method: &str, path: &str, body: Option<&Value>| {
+        let creds = format!("{user}:{user}-pw-1");
+        api_over(&["--cacert", &ca, "-u", &creds], &base, method, path, body)
+    };
+    let job = json!({"display_name": "alice's", "files": [{"remote_url": "http://127.0.0.1:9/a", "local_file": "alice/a.bin"}], "suspended": true});
+    let (code, body) = as_user("alice", "POST", "/v1/jobs", Some(&job));
+    assert_eq!(code, 201, "{body}");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(created["owner"], "alice");
+    let id = id_of(&created);
+    let mine = format!("/v1/jobs/{id}");
+
+    // Bob: not in his list, and every operation on it is 404, exactly as for a job that does not exist.
+    let (code, body) = as_user("bob", "GET", "/v1/jobs", None);
+    assert_eq!((code, body.trim()), (200, "[]"));
+    let resume = json!({"action": 2});
+    let creds = json!({"scheme": "ntlm", "user": "x", "password": "y"});
+    let file = json!({"remote_url": "http://127.0.0.1:9/b", "local_file": "b.bin"});
+    let change = json!({"priority": "HIGH"});
+    for (method, path, body) in [
+        ("GET", mine.clone(), None),
+        ("GET", format!("{mine}/error"), None),
+        ("GET", format!("{mine}/events"), None),
+        ("PUT", format!("{mine}/state"), Some(&resume)),
+        ("PATCH", mine.clone(), Some(&change)),
+        ("POST", format!("{mine}/files"), Some(&file)),
+        ("PUT", format!("{mine}/credentials"), Some(&creds)),
+        ("DELETE", format!("{mine}/credentials"), None),
+        ("DELETE", mine.clone(), None),
+    ] {
+        let (code, answer) = as_user("bob", method, &path, body);
+        assert_eq!(code, 404, "{method} {path}: {answer}");
+        assert!(answer.contains("job_not_found"), "{answer}");
+        let missing = path.replace(&id, "00000000-0000-4000-8000-000000000000");
+        let (code_missing, answer_missing) = as_user("bob", method, &missing, body);
+        assert_eq!(
+            (
+                code_missing,
+                answer_missing.replace("00000000-0000-4000-8000-000000000000", &id)
+            ),
+            (code, answer),
+            "{method} {path}"
+        );
+    }
+    // Everything but /v1/jobs stays for administrators, whatever the path says (curl removes `..`
+    // itself; an encoded one reaches the router, which matches no job route with it).
+    for (method, path, expected) in [
+        ("GET", "/v1/groups", 403),
+        ("GET", "/v1/users", 403),
+        ("GET", "/v1/config", 403),
+        ("GET", "/v1/openapi.json", 403),
+        ("GET", "/v1/certificates", 403),
+        ("GET", "/v1/nonexistent", 403),
+        ("GET", "/v1/jobsx", 403),
+        ("GET", "/v1/jobs/../users", 403),
+        ("GET", "/v1/jobs/%2e%2e/users", 404),
+        ("GET", "/v1//jobs", 403),
+        ("PUT", "/v1/principal-groups/x", 403),
+    ] {
+        let (code, answer) = as_user("bob", method, path, None);
+        assert_eq!(code, expected, "{method} {path}: {answer}");
+        assert!(
+            !answer.contains("\"prefix\"") && !answer.contains("\"sid\""),
+            "{answer}"
+        );
+    }
+    let escalate = json!({"groups": ["BA"]});
+    assert_eq!(
+        as_user("bob", "PUT", "/v1/users/bob", Some(&escalate)).0,
+        403
+    );
+
+    // Alice manages her own job; the admin sees and manages it too.
+    let (code, body) = as_user("alice", "PATCH", &mine, Some(&change));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = as_user("admin", "GET", "/v1/jobs", None);
+    assert_eq!(code, 200);
+    assert!(body.contains(&id), "{body}");
+    let (code, body) = as_user(
+        "admin",
+        "PUT",
+        &format!("{mine}/state"),
+        Some(&json!({"action": "CANCEL"})),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"state_number\":8"), "{body}");
+    // Through `bcs job` remotely: Bob sees an empty list (exit 0), and 'not found' (exit 3) for her job.
+    let bcs_remote = |user: &str, args: &[&str]| {
+        let mut cmd = std::process::Command::new(crate::cli::BCS);
+        cmd.args(args)
+            .args(["--server", &format!("{base}/"), "--ca", &ca, "--user", user])
+            .env("BCS_PASSWORD", format!("{user}-pw-1"));
+        cmd.output().unwrap()
+    };
+    let listed = bcs_remote("bob", &["job", "list", "--json"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&listed.stdout).unwrap(),
+        json!([])
+    );
+    assert_eq!(
+        bcs_remote("bob", &["job", "show", &id]).status.code(),
+        Some(3)
+    );
+    assert_eq!(bcs_remote("bob", &["group", "list"]).status.code(), Some(4));
+    assert_eq!(
+        bcs_remote("alice", &["job", "show", &id]).status.code(),
+        Some(0)
+    );
+    // The local socket is the service's administrator.
+    assert!(svc.bcs(&["job", "list"]).status.success());
+    assert!(ok(&svc.bcs(&["job", "list"])).contains(&id));
+}
+
+/// Local files must stay inside the download root: `..`, absolute paths elsewhere, and symbolic links
+/// (a linked directory, a linked file, a linked temporary) are refused with `path_outside_download_root`;
+/// a directory swapped for a link after the job was created does not redirect its write.
+#[test]
+fn paths_cannot_leave_the_download_root() {
+    if !have("curl") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let outside = work.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let small = payload(work.path(), "f.bin", 100_000);
+    let (_host, port) = spawn_host("http", "p", &[], &[&small]);
+    let svc = Service::start(&["--download-root", root.to_str().unwrap()]);
+    let url = format!("http://127.0.0.1:{port}/p/f.bin");
+    let root = root.canonicalize().unwrap();
+    std::fs::create_dir(root.join("real")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("linkdir")).unwrap();
+    std::os::unix::fs::symlink(outside.join("target"), root.join("linkfile")).unwrap();
+    std::os::unix::fs::symlink(outside.join("target"), root.join(".part.bin.bcs-part")).unwrap();
+    let try_create = |local: &str| {
+        let body = json!({"display_name": "p", "files": [{"remote_url": url, "local_file": local}], "suspended": true});
+        svc.api("POST", "/v1/jobs", Some(&body))
+    };
+    let outside_abs = outside.join("x.bin");
+    let escape_abs = format!("{}/../outside/x.bin", root.display());
+    for local in [
+        "../outside/x.bin",
+        "real/../../outside/x.bin",
+        outside_abs.to_str().unwrap(),
+        escape_abs.as_str(),
+        "/etc/passwd",
+        "linkdir/x.bin",
+        "linkfile",
+        "part.bin",
+        "",
+        "real",
+    ] {
+        let (code, body) = try_create(local);
+        assert_eq!(code, 400, "{local:?}: {body}");
+        assert!(
+            body.contains("path_outside_download_root"),
+            "{local:?}: {body}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing was written outside"
+    );
+    // Inside: relative (parents created) or absolute.
+    let (code, body) = try_create("a/b/ok.bin");
+    assert_eq!(code, 201, "{body}");
+    let inside = root.join("real/abs.bin");
+    let (code, body) = try_create(inside.to_str().unwrap());
+    assert_eq!(code, 201, "{body}");
+    // Adding a file checks it the same way.
+    let id = id_of(&serde_json::from_str::<Value>(&body).unwrap());
+    let add = json!({"remote_url": url, "local_file": "linkdir/y.bin"});
+    let (code, body) = svc.api("POST", &format!("/v1/jobs/{id}/files"), Some(&add));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("path_outside_download_root"));
+
+    // A directory swapped for a link after the job was created: the job fails, nothing lands outside.
+    let (code, body) = try_create("swap/s.bin");
+    assert_eq!(code, 201, "{body}");
+    let swapped = id_of(&serde_json::from_str::<Value>(&body).unwrap());
+    std::fs::remove_dir(root.join("swap")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("swap")).unwrap();
+    ok(&svc.bcs(&["job", "resume", &swapped]));
+    let job = poll(&svc, &swapped, Duration::from_secs(30), |j| {
+        j["state"] == "ERROR"
+    });
+    assert_eq!(job["bytes_transferred"], 0);
+    let error = svc.bcs_json(&["job", "error", &swapped]);
+    assert_eq!(error["context"], "LOCAL_FILE", "{error}");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing was written outside"
+    );
+    // The swap after the transfer: Complete refuses to rename through the link.
+    let (code, body) = try_create("late/l.bin");
+    assert_eq!(code, 201, "{body}");
+    let late = id_of(&serde_json::from_str::<Value>(&body).unwrap());
+    ok(&svc.bcs(&["job", "resume", &late]));
+    poll(&svc, &late, Duration::from_secs(30), |j| {
+        j["state_number"] == 6
+    });
+    std::fs::rename(root.join("late"), root.join("late-real")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("late")).unwrap();
+    let out = svc.bcs(&["job", "complete", &late]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing was written outside"
+    );
+}
+
+/// Credentials given to a job are never returned, are not in the database in the clear, survive a restart
+/// (sealed with the state directory's key), and a key file others may read stops the service with a
+/// clear error. The event stream ends when the job reaches a final state.
+#[test]
+fn credentials_are_sealed_at_rest_and_the_event_stream_ends_with_the_job() {
+    if !have("curl") {
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let file = payload(files.path(), "e.bin", 600_000);
+    let (_host, port) = spawn_host("http", "e", &["--rate", "300KiB/s"], &[&file]);
+    let mut svc = Service::start(&[]);
+    let secret = "Sealed-Pa55word-9";
+    let body = json!({
+        "display_name": "with credentials",
+        "files": [{"remote_url": format!("http://127.0.0.1:{port}/e/e.bin"), "local_file": "e.bin"}],
+        "credentials": {"scheme": "ntlm", "user": "CORP\\alice", "password": secret},
+        "proxy": {"usage": "no_proxy"},
+        "suspended": true,
+    });
+    let (code, answer) = svc.api("POST", "/v1/jobs", Some(&body));
+    assert_eq!(code, 201, "{answer}");
+    assert!(!answer.contains(secret), "{answer}");
+    let job: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        job["credentials"],
+        json!({"scheme": "ntlm", "user": "CORP\\alice", "password": true})
+    );
+    assert_eq!(job["state"], "SUSPENDED");
+    let id = id_of(&job);
+    let key = svc.state().join("jobs.key");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    for name in ["config.db", "config.db-wal"] {
+        let bytes = std::fs::read(svc.state().join(name)).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the password is in {name} in the clear"
+        );
+    }
+    svc.stop("-KILL");
+    svc.restart();
+    let (_, answer) = svc.api("GET", &format!("/v1/jobs/{id}"), None);
+    let job: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        job["credentials"]["password"], true,
+        "the password came back: {answer}"
+    );
+    assert_eq!(job["state"], "SUSPENDED", "{answer}");
+    let (code, answer) = svc.api("DELETE", &format!("/v1/jobs/{id}/credentials"), None);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["credentials"],
+        Value::Null
+    );
+
+    // The event stream, read while the job runs: its state first, progress, then TRANSFERRED; after
+    // Complete it ends by itself.
+    let socket = svc.socket();
+    let url = format!("http://localhost/v1/jobs/{id}/events");
+    let reader = std::process::Command::new("curl")
+        .args(["-sN", "--max-time", "60", "--unix-socket", &socket, &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    ok(&svc.bcs(&["job", "resume", &id]));
+    poll(&svc, &id, Duration::from_secs(30), |j| {
+        j["state_number"] == 6
+    });
+    ok(&svc.bcs(&["job", "complete", &id]));
+    let started = Instant::now();
+    let out = reader.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the stream did not end with the job"
+    );
+    let stream = text(&out.stdout);
+    assert!(stream.starts_with("event: job\ndata: {"), "{stream}");
+    assert!(stream.contains("event: progress\ndata: {"), "{stream}");
+    for state in ["TRANSFERRING", "TRANSFERRED", "ACKNOWLEDGED"] {
+        assert!(
+            stream.contains(&format!("\"state\":\"{state}\"")),
+            "{state}: {stream}"
+        );
+    }
+    assert!(
+        stream.trim_end().ends_with("\"state_number\":7}"),
+        "{stream}"
+    );
+    let (code, _) = svc.api("DELETE", &format!("/v1/jobs/{id}"), None);
+    assert_eq!(code, 204);
+
+    // A key others may read is refused, not used.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    svc.stop("-TERM");
+    let state = svc.state();
+    // Bounded: a service that started anyway is killed after 20 s, and the test fails.
+    let mut child = std::process::Command::new(crate::cli::BCS)
+        .args([
+            "serve",
+            "--state",
+            state.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("jobs.key") && err.contains("by others"),
+        "{err}"
+    );
+}
