@@ -354,7 +354,7 @@ impl JobManager {
         remote_url: impl Into<String>,
         local_file: impl Into<PathBuf>,
     ) -> Result<Job, JobError> {
-        let (job, previous) = {
+        let (job, previous, written) = {
             let mut jobs = self.inner.lock();
             let entry = jobs.get_mut(id)?;
             let next = entry
@@ -371,9 +371,10 @@ impl JobManager {
             if next == JobState::Queued && previous != next {
                 jobs.requeue(id);
             }
-            (job, previous)
+            let written = self.inner.queue_save(job.clone());
+            (job, previous, written)
         };
-        self.inner.save(job.clone()).await?;
+        durable(written).await?;
         self.inner.emit_state(id, previous, job.state);
         self.inner.wake.notify_one();
         Ok(job)
@@ -383,7 +384,7 @@ impl JobManager {
     pub async fn set_state(&self, id: JobId, action: Action) -> Result<Job, JobError> {
         // The change is made under one lock, so that no other action, runner or scheduler tick sees a
         // half-made one; only waiting for a stopped runner happens outside it.
-        let (previous, job, runner) = {
+        let (previous, job, runner, written) = {
             let mut jobs = self.inner.lock();
             let entry = jobs.get_mut(id)?;
             let previous = entry.job.state;
@@ -414,7 +415,11 @@ impl JobManager {
             if requeue {
                 jobs.requeue(id);
             }
-            (previous, job, runner)
+            // A final state is deleted below, once the runner has stopped and the temporaries are gone;
+            // nothing writes this job after that (the runner is cancelled, and a final state takes no
+            // action or edit).
+            let written = (!next.is_final()).then(|| self.inner.queue_save(job.clone()));
+            (previous, job, runner, written)
         };
         // Once the runner has stopped, nothing writes the temporaries any more.
         if let Some(runner) = runner {
@@ -427,9 +432,9 @@ impl JobManager {
                 }
             }
         }
-        match job.state.is_final() {
-            true => self.inner.delete(id).await?,
-            false => self.inner.save(job.clone()).await?,
+        match written {
+            None => self.inner.delete(id).await?,
+            Some(written) => durable(written).await?,
         }
         self.inner.emit_state(id, previous, job.state);
         self.inner.wake.notify_one();
@@ -492,7 +497,7 @@ impl JobManager {
 
     /// Changes a setting of a job that is not final, and stores it.
     async fn edit(&self, id: JobId, change: impl FnOnce(&mut Job)) -> Result<Job, JobError> {
-        let job = {
+        let (job, written) = {
             let mut jobs = self.inner.lock();
             let entry = jobs.get_mut(id)?;
             if entry.job.state.is_final() {
@@ -501,9 +506,9 @@ impl JobManager {
             }
             change(&mut entry.job);
             entry.job.modified = SystemTime::now();
-            entry.job.clone()
+            (entry.job.clone(), self.inner.queue_save(entry.job.clone()))
         };
-        self.inner.save(job.clone()).await?;
+        durable(written).await?;
         Ok(job)
     }
 
@@ -544,8 +549,14 @@ impl JobManager {
         for (id, runner) in runners {
             runner.cancel.cancel();
             let _ = runner.task.await;
-            if let Ok(job) = self.job(id) {
-                let _ = self.inner.save(job).await;
+            let written = {
+                let mut jobs = self.inner.lock();
+                jobs.get_mut(id)
+                    .ok()
+                    .map(|e| self.inner.queue_save(e.job.clone()))
+            };
+            if let Some(written) = written {
+                let _ = durable(written).await;
             }
         }
         // Writes queued in the background (a job's last state, say) are durable before this returns: the
@@ -636,11 +647,19 @@ impl Inner {
 
     /// Writes the job and waits until it is durable.
     async fn save(&self, job: Job) -> Result<(), JobError> {
+        durable(self.queue_save(job)).await
+    }
+
+    /// Queues the job's write; [`durable`] waits for it. Callers that changed the job under the jobs lock
+    /// queue its write before they let the lock go: the writer writes in queue order, so a write queued
+    /// later (a runner's, another action's, the Delete of a final state) can never be overtaken by an older
+    /// state of the same job, which would bring a deleted job back or keep a stale state on disk.
+    fn queue_save(&self, job: Job) -> Option<oneshot::Receiver<Result<(), JobError>>> {
         let (ack, done) = oneshot::channel();
         self.writes
             .send(Write::Save(Box::new(job), Some(ack)))
-            .map_err(|_| JobError::Stopped)?;
-        done.await.map_err(|_| JobError::Stopped)?
+            .ok()
+            .map(|()| done)
     }
 
     /// Writes the job in the background (in order with every other write).
@@ -719,10 +738,12 @@ impl Inner {
             }
         }
         self.start_transfers(&mut jobs, &mut changes);
+        for (job, _) in &changes {
+            self.save_later(job.clone());
+        }
         drop(jobs);
         for (job, previous) in changes {
             self.emit_state(job.id, previous, job.state);
-            self.save_later(job);
         }
         next
     }
@@ -835,10 +856,12 @@ impl Inner {
             };
             entry.job.state = state;
             entry.job.modified = now;
-            (entry.job.clone(), previous)
+            // Queued under the lock: an action that follows this change (Complete on TRANSFERRED, whose
+            // Delete must come last) queues its write after this one.
+            self.save_later(entry.job.clone());
+            (state, previous)
         };
-        self.emit_state(id, change.1, change.0.state);
-        self.save_later(change.0);
+        self.emit_state(id, change.1, change.0);
         self.wake.notify_one();
     }
 }
@@ -892,6 +915,13 @@ async fn run(inner: Arc<Inner>, id: JobId, cancel: CancellationToken) {
         }
         inner.progress(id, index, &file, &cancel);
     }
+}
+
+/// Waits until a queued write is durable.
+async fn durable(done: Option<oneshot::Receiver<Result<(), JobError>>>) -> Result<(), JobError> {
+    done.ok_or(JobError::Stopped)?
+        .await
+        .map_err(|_| JobError::Stopped)?
 }
 
 /// The store's writer: one write at a time, in the order asked, each on a blocking thread.
@@ -1218,5 +1248,69 @@ mod tests {
             .add_file(dup.id, "http://h/y", "/nonexistent/d")
             .await
             .is_err());
+    }
+
+    /// A store shared with the test, to read what the manager left in it.
+    struct Shared(Arc<MemoryStore>);
+
+    impl JobStore for Shared {
+        fn load_all(&self) -> Result<Vec<Job>, JobError> {
+            self.0.load_all()
+        }
+        fn save(&self, job: &Job) -> Result<(), JobError> {
+            self.0.save(job)
+        }
+        fn delete(&self, id: JobId) -> Result<(), JobError> {
+            self.0.delete(id)
+        }
+    }
+
+    /// A caller that cancels a job the moment it sees TRANSFERRED (as `bcs download` completes it) must
+    /// find it gone from the store: the runner's write of TRANSFERRED is queued before the event goes out,
+    /// so the Delete comes after it. (Before, the runner queued it after the event, and now and then the
+    /// deleted job came back on disk.) Many rounds on worker threads, bounded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_action_on_a_state_just_reached_is_never_overwritten_on_disk() {
+        let store = Arc::new(MemoryStore::new());
+        let fetch = Scripted {
+            calls: Arc::new(AtomicUsize::new(0)),
+            fail: 0,
+            retry_after: None,
+            delay: Duration::ZERO,
+        };
+        let m = JobManager::builder()
+            .store(Shared(store.clone()))
+            .fetch(fetch)
+            .max_transfers(4)
+            .start()
+            .await
+            .unwrap();
+        let mut events = m.subscribe();
+        for round in 0..300 {
+            let id = m
+                .create_job(one_file(&format!("r{round}")))
+                .await
+                .unwrap()
+                .id;
+            loop {
+                let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+                    .await
+                    .expect("an event within 10 s")
+                    .expect("no lag");
+                if matches!(event, JobEvent::State { id: i, state: JobState::Transferred, .. } if i == id)
+                {
+                    break;
+                }
+            }
+            m.set_state(id, Action::Cancel).await.unwrap();
+        }
+        m.shutdown().await;
+        let left = store.load_all().unwrap();
+        assert!(
+            left.is_empty(),
+            "{} cancelled jobs came back: {:?}",
+            left.len(),
+            left.first().map(|j| j.state)
+        );
     }
 }
