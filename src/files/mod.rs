@@ -13,6 +13,7 @@ mod nofollow;
 #[doc(hidden)]
 pub mod range;
 mod source;
+mod zerocopy;
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
@@ -29,6 +30,7 @@ use body::Segment;
 use conditional::{Precondition, Validators};
 use range::{ByteRange, RangeRequest};
 pub(crate) use source::{Content, FileCache, FileSource, Unpublishable, Version};
+pub(crate) use zerocopy::ZeroCopy;
 
 /// Why a file could not be served; `serve::response` turns each into a status.
 #[derive(Debug, thiserror::Error)]

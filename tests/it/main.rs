@@ -36,3 +36,4 @@ mod samba;
 mod service;
 mod support;
 mod tls;
+mod zerocopy;
