@@ -3,6 +3,7 @@
 #
 #   benches/compare_nginx.sh            # 3 interleaved rounds, 10 s of wrk each
 #   ROUNDS=1 DURATION=3 benches/compare_nginx.sh
+#   BCS=/tmp/bcs-before benches/compare_nginx.sh   # a bcs binary built elsewhere (no build here)
 #
 # Small file: wrk, 1 thread, 50 keep-alive connections, 1 KiB file -> requests/s; then each server's peak
 # RSS (VmHWM, summed over nginx's processes).
@@ -23,7 +24,13 @@ for tool in nginx wrk curl; do
     command -v "$tool" >/dev/null || { echo "compare_nginx: $tool is not installed" >&2; exit 1; }
 done
 
-cargo build --release --quiet --bin bcs
+if [ -z "${BCS:-}" ]; then
+    cargo build --release --quiet --bin bcs
+    BCS="${CARGO_TARGET_DIR:-target}/release/bcs"
+fi
+# CPU time stolen by the hypervisor over the whole run (a shared machine's figures are only as good as this).
+cpu_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $9}' /proc/stat; }
+ticks_start=$(cpu_ticks)
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -81,10 +88,10 @@ EOF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" &
 pids+=($!)
 nginx_pid=$!
-BCS_LOG=warn target/release/bcs host --bind 127.0.0.1 --url "http://+:$port_bcs/b/" "$work/files" >/dev/null &
+BCS_LOG=warn "$BCS" host --bind 127.0.0.1 --url "http://+:$port_bcs/b/" "$work/files" >/dev/null &
 pids+=($!)
 bcs_pid=$!
-BCS_LOG=warn target/release/bcs host --bind 127.0.0.1 --url "https://+:$port_bcs_tls/b/" \
+BCS_LOG=warn "$BCS" host --bind 127.0.0.1 --url "https://+:$port_bcs_tls/b/" \
     --cert "$work/cert.pem" --key "$work/key.pem" "$work/files" >/dev/null &
 pids+=($!)
 
@@ -183,3 +190,6 @@ if [ "$IDLE" -gt 0 ]; then
         --pids "$(procs "$nginx_pid" | tr ' ' ',')" --count "$IDLE" | awk '{print $3}')
     printf '%-44s %10.0f %10.0f %8.2f\n' "RSS with $IDLE idle keep-alive conns (KiB)" "$ib" "$in" "$(awk -v a="$ib" -v b="$in" 'BEGIN {print a / b}')"
 fi
+read -r total0 steal0 <<<"$ticks_start"
+read -r total1 steal1 <<<"$(cpu_ticks)"
+echo "steal time over the run: $(awk -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) 'BEGIN {printf "%.1f", t ? 100 * s / t : 0}')% of CPU time"
