@@ -4,12 +4,12 @@
 //! bytes went by `sendfile` (a silent fall back to reading fails these tests).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bits_compact::ByteRate;
 
-use crate::support::{pattern, write_file, TestServer};
+use crate::support::{connect_from, pattern, write_file, TestServer};
 
 /// What the first response on a connection may read before `sendfile` is armed (one HTTP/1.1 chunk,
 /// `limits::memory::H1_CHUNK`): zero-copy starts once hyper has been seen writing vectored.
@@ -55,20 +55,8 @@ impl Response {
 
 impl Client {
     fn connect(port: u16, rcvbuf: Option<usize>, piece: usize) -> Self {
-        use socket2::{Domain, Socket, Type};
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        if let Some(n) = rcvbuf {
-            socket.set_recv_buffer_size(n).unwrap();
-        }
-        socket
-            .connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
-            .unwrap();
-        let stream: TcpStream = socket.into();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
         Client {
-            stream,
+            stream: connect_from(Ipv4Addr::LOCALHOST, port, rcvbuf),
             piece,
             buf: Vec::new(),
         }
