@@ -3,10 +3,12 @@
 #
 #   benches/compare_nginx.sh            # 3 interleaved rounds, 10 s of wrk each
 #   ROUNDS=1 DURATION=3 benches/compare_nginx.sh
+#   BCS=/tmp/bcs-before benches/compare_nginx.sh   # a bcs binary built elsewhere (no build here)
 #
 # Small file: wrk, 1 thread, 50 keep-alive connections, 1 KiB file -> requests/s; then each server's peak
 # RSS (VmHWM, summed over nginx's processes).
-# Large file: curl, one stream, 1 GiB file, three times per round -> MB/s; and three streams at once.
+# Large file: curl, one stream, 1 GiB file, three times per round -> MB/s, and the server's CPU time per GiB
+# sent (user + system, its processes summed: steadier than MB/s on a shared machine); and three streams at once.
 # Idle connections: 10,000 kept-alive connections after one request each -> the servers' RSS with them
 # open (benches/idle_connections.py; IDLE=0 skips it).
 # nginx runs with 2 workers and sendfile, once with tcp_nopush on and once off ("on" favours small
@@ -23,7 +25,13 @@ for tool in nginx wrk curl; do
     command -v "$tool" >/dev/null || { echo "compare_nginx: $tool is not installed" >&2; exit 1; }
 done
 
-cargo build --release --quiet --bin bcs
+if [ -z "${BCS:-}" ]; then
+    cargo build --release --quiet --bin bcs
+    BCS="${CARGO_TARGET_DIR:-target}/release/bcs"
+fi
+# CPU time stolen by the hypervisor over the whole run (a shared machine's figures are only as good as this).
+cpu_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $9}' /proc/stat; }
+ticks_start=$(cpu_ticks)
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -81,10 +89,10 @@ EOF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" &
 pids+=($!)
 nginx_pid=$!
-BCS_LOG=warn target/release/bcs host --bind 127.0.0.1 --url "http://+:$port_bcs/b/" "$work/files" >/dev/null &
+BCS_LOG=warn,rustls=error "$BCS" host --bind 127.0.0.1 --url "http://+:$port_bcs/b/" "$work/files" >/dev/null &
 pids+=($!)
 bcs_pid=$!
-BCS_LOG=warn target/release/bcs host --bind 127.0.0.1 --url "https://+:$port_bcs_tls/b/" \
+BCS_LOG=warn,rustls=error "$BCS" host --bind 127.0.0.1 --url "https://+:$port_bcs_tls/b/" \
     --cert "$work/cert.pem" --key "$work/key.pem" "$work/files" >/dev/null &
 pids+=($!)
 
@@ -110,7 +118,12 @@ done
 # Warm the page cache for the big file once, through each server.
 for s in "${servers[@]}"; do curl -s -o /dev/null "${url[$s]}/big.bin"; done
 
-declare -A rps mbs mbs3 tls_rps tls_mbs tls_mbs3
+declare -A rps mbs mbs3 tls_rps tls_mbs tls_mbs3 cpu_ms
+# A server's processes (nginx's master and workers), and their CPU time so far in clock ticks.
+procs() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
+cpu_ticks_of() { for p in $(procs "$1"); do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{s += $1} END {print s}'; }
+declare -A pid_of=([bcs]=$bcs_pid [nginx_nopush_on]=$nginx_pid [nginx_nopush_off]=$nginx_pid)
+hz=$(getconf CLK_TCK)
 # Three downloads of the big file at once -> their summed MB/s.
 three() {
     for _ in 1 2 3; do curl -s "$@" -o /dev/null -w '%{size_download} %{time_total}\n' & done | {
@@ -133,13 +146,17 @@ for round in $(seq "$ROUNDS"); do
     for s in "${servers[@]}"; do
         r=$(wrk -t1 -c50 -d"${DURATION}s" "${url[$s]}/small.bin" | awk '/^Requests\/sec:/ {print $2}')
         # Three back-to-back single-stream downloads: one 1 GiB download lasts well under a second here.
+        c0=$(cpu_ticks_of "${pid_of[$s]}")
         b=$(for _ in 1 2 3; do curl -s -o /dev/null -w '%{size_download} %{time_total}\n' "${url[$s]}/big.bin"; done |
             awk '{bytes += $1; secs += $2} END {printf "%.0f", bytes / secs}')
+        c1=$(cpu_ticks_of "${pid_of[$s]}")
+        c=$(awk -v t=$((c1 - c0)) -v hz="$hz" 'BEGIN {printf "%.0f", t * 1000 / hz / 3}')
         b3=$(three "${url[$s]}/big.bin")
+        cpu_ms[$s]+="$c "
         rps[$s]+="$r "
         mbs[$s]+="$(awk -v b="$b" 'BEGIN {printf "%.0f", b / 1e6}') "
         mbs3[$s]+="$b3 "
-        echo "round $round  $s: ${r} req/s (1 KiB), $(awk -v b="$b" 'BEGIN {printf "%.0f", b / 1e6}') MB/s (1 GiB), $b3 MB/s (3 streams)"
+        echo "round $round  $s: ${r} req/s (1 KiB), $(awk -v b="$b" 'BEGIN {printf "%.0f", b / 1e6}') MB/s (1 GiB), $b3 MB/s (3 streams), server CPU $c ms/GiB"
     done
 done
 
@@ -155,6 +172,7 @@ for s in "${servers[@]}"; do
         "$m" "$(awk -v a="$m" -v b="$base_mbs" 'BEGIN {print a / b}')"
 done
 echo "(medians of $ROUNDS interleaved rounds; ratios against nginx tcp_nopush on for req/s, off for MB/s: each peer's best)"
+printf 'server CPU per GiB sent (one stream, ms): %s\n' "$(for s in "${servers[@]}"; do printf '%s %s  ' "$s" "$(echo "${cpu_ms[$s]}" | median)"; done)"
 echo
 printf '%-18s %14s %12s %14s %12s\n' "https" "1KiB req/s" "÷ nginx" "1GiB MB/s" "÷ nginx"
 base_rps=$(echo "${tls_rps[nginx]}" | median)
@@ -168,7 +186,6 @@ done
 echo "(https: the same certificate, P-256; nginx with tcp_nopush on and a shared session cache)"
 echo
 # VmHWM (peak RSS) of a server's processes, in KiB: nginx's master and workers summed.
-procs() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
 hwm() { for p in $(procs "$1"); do awk '/^VmHWM:/ {print $2}' "/proc/$p/status"; done | awk '{s += $1} END {print s}'; }
 b3=$(echo "${mbs3[bcs]}" | median); n3=$(echo "${mbs3[nginx_nopush_off]}" | median)
 t3=$(echo "${tls_mbs3[bcs]}" | median); u3=$(echo "${tls_mbs3[nginx]}" | median)
@@ -183,3 +200,6 @@ if [ "$IDLE" -gt 0 ]; then
         --pids "$(procs "$nginx_pid" | tr ' ' ',')" --count "$IDLE" | awk '{print $3}')
     printf '%-44s %10.0f %10.0f %8.2f\n' "RSS with $IDLE idle keep-alive conns (KiB)" "$ib" "$in" "$(awk -v a="$ib" -v b="$in" 'BEGIN {print a / b}')"
 fi
+read -r total0 steal0 <<<"$ticks_start"
+read -r total1 steal1 <<<"$(cpu_ticks)"
+echo "steal time over the run: $(awk -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) 'BEGIN {printf "%.1f", t ? 100 * s / t : 0}')% of CPU time"

@@ -6,6 +6,10 @@
 //! (`limits::memory`: each chunk holds its budget until written out, so a client that stops reading pins
 //! at most its connection's budget). If the file turns out shorter than promised, the body fails and hyper
 //! cuts the connection: a client never gets a wrong Content-Length.
+//!
+//! On a plain HTTP/1.1 connection (`with_zero_copy`) file ranges are not read at all: the body hands hyper
+//! placeholders that the connection's IO sends from the file with `sendfile` (`files::zerocopy`), unless
+//! the group's bandwidth is limited, where the body keeps pacing what it reads.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -21,6 +25,7 @@ use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
+use super::zerocopy::{ZeroCopy, PLACEHOLDER};
 use crate::limits::{
     self, Bandwidth, Permits, ReadBudget, Reservation, SourceTicket, StreamProgress, TransferPermit,
 };
@@ -60,6 +65,8 @@ pub struct ResponseBody {
     /// The group's transfer slot and the source's, held only to be returned when the body is dropped.
     _permit: Option<(TransferPermit, SourceTicket)>,
     throttle: Option<Throttle>,
+    /// The connection's zero-copy state, on plain HTTP/1.1 connections serving a file.
+    zero_copy: Option<Arc<ZeroCopy>>,
 }
 
 /// Pacing through a group's shared bandwidth budget.
@@ -106,6 +113,7 @@ impl ResponseBody {
             on_finish: None,
             _permit: None,
             throttle: None,
+            zero_copy: None,
         }
     }
 
@@ -141,6 +149,42 @@ impl ResponseBody {
         self
     }
 
+    /// Sends this body's file ranges with `sendfile` through the connection's IO, where it can.
+    pub(crate) fn with_zero_copy(mut self, zero_copy: &Arc<ZeroCopy>) -> Self {
+        if self.file.is_some() {
+            self.zero_copy = Some(zero_copy.clone());
+        }
+        self
+    }
+
+    /// The connection's zero-copy state when the next file bytes go by `sendfile`: the connection is armed
+    /// and the group's bandwidth is not limited now (pacing cuts what it reads into timed pieces).
+    fn sendfile_now(&self) -> Option<&Arc<ZeroCopy>> {
+        let unpaced = self
+            .throttle
+            .as_ref()
+            .is_none_or(|t| t.bandwidth.piece().is_none());
+        self.zero_copy
+            .as_ref()
+            .filter(|zc| unpaced && zc.is_armed())
+    }
+
+    /// A placeholder for the next piece of the file segment at the front, when it goes by `sendfile`.
+    fn placeholder(&mut self) -> Option<Bytes> {
+        let zero_copy = self.sendfile_now()?.clone();
+        let file = self.file.as_ref()?;
+        let Some(Segment::File { start, end }) = self.segments.front_mut() else {
+            return None;
+        };
+        let len = usize::try_from((*end - *start).min(PLACEHOLDER as u64)).unwrap_or(PLACEHOLDER);
+        let piece = zero_copy.placeholder(file, *start, len);
+        *start += len as u64;
+        if *start == *end {
+            self.segments.pop_front();
+        }
+        Some(piece)
+    }
+
     /// Reports this body's progress to its HTTP/2 stream's watchdog.
     pub(crate) fn watched_by(mut self, progress: Arc<StreamProgress>) -> Self {
         progress.started(self.remaining > 0);
@@ -151,7 +195,7 @@ impl ResponseBody {
     /// Starts reading the next chunk of the file segment at the front, once the read budget allows; ready
     /// when a read is pending or there is nothing to read.
     fn poll_start_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.pending.is_some() {
+        if self.pending.is_some() || self.sendfile_now().is_some() {
             return Poll::Ready(());
         }
         let Some(Segment::File { start, end }) = self.segments.front() else {
@@ -257,6 +301,9 @@ impl ResponseBody {
                         return Poll::Ready(Some(Err(io::Error::other(
                             "file segment without a file",
                         ))));
+                    }
+                    if let Some(piece) = self.placeholder() {
+                        return Poll::Ready(Some(Ok(piece)));
                     }
                     ready!(self.poll_start_read(cx));
                 }

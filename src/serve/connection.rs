@@ -7,6 +7,10 @@
 //! MinSendRate) ends a connection whose client, while a response waits on it (the socket is full), accepted
 //! fewer bytes than that rate over a window. Our own bandwidth pacing never fills the socket, so it never
 //! counts against a client.
+//!
+//! Zero-copy: on plain connections the IO wrapper also carries the connection's `ZeroCopy` state, through
+//! which file bodies are sent with `sendfile` (`files::zerocopy`); those bytes count for the idle timeout
+//! and the minimum send rate like any other write.
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,6 +33,7 @@ use super::peer::ConnInfo;
 use super::service;
 use super::site::Site;
 use super::stream::WatchedExecutor;
+use crate::files::ZeroCopy;
 use crate::limits::{ReadBudget, H2_CHUNK};
 use crate::tls::ClientIdentity;
 
@@ -61,9 +66,14 @@ pub(crate) async fn serve(
         return;
     };
     let activity = Activity::new();
+    let zero_copy = match &ctx.site.zero_copy {
+        Some(sent) if !tls => Some(ZeroCopy::new(sent.clone())),
+        _ => None,
+    };
     let io = Tracked {
         inner: stream,
         activity: activity.clone(),
+        zero_copy: zero_copy.clone(),
     };
     if !tls {
         let info = ConnInfo {
@@ -73,6 +83,7 @@ pub(crate) async fn serve(
             secure: false,
             auth: Default::default(),
             budget: ReadBudget::new(false, ctx.read_budget.clone()),
+            zero_copy,
         };
         return serve_h1(io, info, activity, ctx).await;
     }
@@ -125,6 +136,7 @@ async fn serve_tls(
         secure: true,
         auth: Default::default(),
         budget: ReadBudget::new(h2, ctx.read_budget.clone()),
+        zero_copy: None,
     };
     if h2 {
         Box::pin(serve_h2(stream, info, activity, ctx)).await;
@@ -167,6 +179,8 @@ where
     let io = TokioIo::new(io);
     let info = Arc::new(info);
     let site = ctx.site.clone();
+    // Zero-copy needs hyper's queueing write strategy, which it takes when the IO writes vectored (ours
+    // does) and neither `writev(false)` nor `pipeline_flush(true)` is set: `files::zerocopy` checks it.
     // Boxed per request: hyper keeps room for one response future for the whole life of a connection,
     // so an unboxed one (about 2 KiB) would be held by every idle keep-alive connection.
     let svc = service_fn(move |req| Box::pin(service::handle(req, site.clone(), info.clone())));
@@ -314,10 +328,12 @@ impl Activity {
     }
 }
 
-/// The socket, noting each read or write that moved bytes.
+/// The socket, noting each read or write that moved bytes; on plain connections it sends file bodies'
+/// placeholders with `sendfile`.
 struct Tracked {
     inner: TcpStream,
     activity: Activity,
+    zero_copy: Option<Arc<ZeroCopy>>,
 }
 
 impl AsyncRead for Tracked {
@@ -351,8 +367,18 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.note_write(&res);
+        let this = &mut *self;
+        let res = match &this.zero_copy {
+            // Also here, so that a placeholder could never go out as zeros through a plain write.
+            Some(zc) => zc.poll_write(
+                Pin::new(&mut this.inner),
+                cx,
+                &[io::IoSlice::new(buf)],
+                false,
+            ),
+            None => Pin::new(&mut this.inner).poll_write(cx, buf),
+        };
+        this.note_write(&res);
         res
     }
 
@@ -361,8 +387,12 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.note_write(&res);
+        let this = &mut *self;
+        let res = match &this.zero_copy {
+            Some(zc) => zc.poll_write(Pin::new(&mut this.inner), cx, bufs, true),
+            None => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+        };
+        this.note_write(&res);
         res
     }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::auth::ConnectionAuth;
+use crate::files::ZeroCopy;
 use crate::limits::ReadBudget;
 use crate::tls::ClientIdentity;
 
@@ -22,4 +23,6 @@ pub(crate) struct ConnInfo {
     pub(crate) auth: ConnectionAuth,
     /// What this connection's response bodies may hold in memory.
     pub(crate) budget: Arc<ReadBudget>,
+    /// On plain HTTP/1.1 connections: what file bodies share with the IO to be sent with `sendfile`.
+    pub(crate) zero_copy: Option<Arc<ZeroCopy>>,
 }

@@ -174,6 +174,9 @@ async fn transfer<B>(
         .headers
         .insert(header::CACHE_CONTROL, group.cache_control());
     body = body.with_budget(&conn.budget);
+    if let Some(zero_copy) = &conn.zero_copy {
+        body = body.with_zero_copy(zero_copy);
+    }
     if let Some(progress) = stream::current() {
         body = body.watched_by(progress);
     }

@@ -1,6 +1,8 @@
 //! `Site`: what the serve loop needs of a server, handed to it explicitly by the server that owns it.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -20,6 +22,8 @@ pub(crate) struct Site {
     pub(crate) auth: Authenticator,
     /// Transfers per client source and in all.
     pub(crate) transfers: SourceTransfers,
+    /// Bytes sent with `sendfile` on plain HTTP/1.1 connections, or `None` where zero-copy is off.
+    pub(crate) zero_copy: Option<Arc<AtomicU64>>,
 }
 
 /// Connection deadlines and bounds, fixed when the server is built.

@@ -47,6 +47,7 @@ fn fixture() -> Fixture {
         tls: ArcSwap::from_pointee(HashMap::new()),
         auth: Authenticator::new(("BCS".into(), "BCS".into()), false),
         transfers: Default::default(),
+        zero_copy: None,
     };
     Fixture {
         site: Arc::new(site),
@@ -63,6 +64,7 @@ fn conn() -> Arc<ConnInfo> {
         secure: false,
         auth: Default::default(),
         budget: ReadBudget::new(false, ReadBudget::server(1 << 20)),
+        zero_copy: None,
     })
 }
 

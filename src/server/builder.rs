@@ -29,6 +29,7 @@ pub(crate) struct Config {
     pub(crate) revalidate: Duration,
     pub(crate) cache_file_max: u64,
     pub(crate) cache_total: u64,
+    pub(crate) zero_copy: bool,
 }
 
 /// Builds a [`Server`]; every setter documents its default.
@@ -140,6 +141,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether file bodies on plain HTTP/1.1 connections are sent with `sendfile(2)`, from the file to the
+    /// socket inside the kernel, instead of being read into memory and written out. Default is on. TLS,
+    /// HTTP/2 and groups with a bandwidth limit always read and write. [`Server::zero_copy_bytes`] counts
+    /// what went by `sendfile`.
+    pub fn zero_copy(mut self, enabled: bool) -> Self {
+        self.config.zero_copy = enabled;
+        self
+    }
+
     /// Takes every setting from `settings` (as [`Server::config`] reports them).
     pub fn settings(
         mut self,
@@ -220,6 +230,7 @@ impl ServerBuilder {
             tls: ArcSwap::from_pointee(HashMap::new()),
             auth: Authenticator::new(c.ntlm_names.clone(), c.refuse_unknown_principals),
             transfers: SourceTransfers::new(c.max_transfers_per_source),
+            zero_copy: c.zero_copy.then(Arc::default),
         };
         Ok(Server {
             shared: Arc::new(Shared {
@@ -266,6 +277,7 @@ impl Default for Config {
             revalidate: Duration::from_secs(1),
             cache_file_max: 256 * 1024,
             cache_total: 64 * 1024 * 1024,
+            zero_copy: true,
         }
     }
 }

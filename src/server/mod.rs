@@ -310,6 +310,16 @@ impl Server {
             .ok_or_else(|| ServerError::GroupNotFound(prefix.to_string()))
     }
 
+    /// Bytes of file bodies sent with `sendfile(2)` since the server was built (0 when
+    /// [`ServerBuilder::zero_copy`] is off): how an operator or a test sees that zero-copy is in use.
+    pub fn zero_copy_bytes(&self) -> u64 {
+        self.shared
+            .site
+            .zero_copy
+            .as_ref()
+            .map_or(0, |sent| sent.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// All groups, in creation order (the original's EnumerateUrlGroups).
     pub fn url_groups(&self) -> Vec<UrlGroup> {
         self.state().groups.clone()

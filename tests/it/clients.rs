@@ -55,6 +55,8 @@ fn curl_full_get_is_byte_identical_for_memory_and_disk_files() {
             Some(want.len().to_string().as_str())
         );
     }
+    // The big file went by sendfile (all but what one response reads before zero-copy is armed).
+    assert!(f.srv.server.zero_copy_bytes() >= (BIG - 256 * 1024) as u64);
 }
 
 #[test]
@@ -286,6 +288,7 @@ fn wget_continues_a_truncated_download() {
     assert_eq!(got.len(), BIG);
     assert_eq!(got[..1000], marker[..]);
     assert!(got[1000..] == f.big[1000..]);
+    assert!(f.srv.server.zero_copy_bytes() > 0, "not sent by sendfile");
 }
 
 #[test]
@@ -318,4 +321,5 @@ fn aria2c_segmented_download_is_byte_identical() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(std::fs::read(dir.path().join("big.bin")).unwrap() == f.big);
+    assert!(f.srv.server.zero_copy_bytes() > 0, "not sent by sendfile");
 }

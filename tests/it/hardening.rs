@@ -5,7 +5,7 @@
 //! and time, and every socket is on loopback (the whole 127.0.0.0/8 is local, which gives many sources).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -15,25 +15,7 @@ use bits_compact::{AuthScheme, Principals};
 
 use crate::cli::Running;
 use crate::pki::Ca;
-use crate::support::{curl, have, have_module, run, write_file, TestServer};
-
-/// A connection to 127.0.0.1:`port` from the loopback address `source`, with a small receive buffer if asked.
-fn connect_from(source: Ipv4Addr, port: u16, rcvbuf: Option<usize>) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    if let Some(n) = rcvbuf {
-        socket.set_recv_buffer_size(n).unwrap();
-    }
-    socket.bind(&SocketAddr::from((source, 0)).into()).unwrap();
-    socket
-        .connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
-        .unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    stream
-}
+use crate::support::{connect_from, curl, have, have_module, run, write_file, TestServer};
 
 /// The `i`th address of a /16 of loopback sources: `127.<net>.x.y`.
 fn source(net: u8, i: u32) -> Ipv4Addr {

@@ -40,3 +40,4 @@ mod servejobs;
 mod service;
 mod support;
 mod tls;
+mod zerocopy;

@@ -1,7 +1,7 @@
 //! Test support: an in-process server on 127.0.0.1, real external clients, raw sockets.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::mpsc;
@@ -316,4 +316,22 @@ pub fn scripted_server(answers: Vec<String>) -> (u16, Heads) {
         }
     });
     (port, heads)
+}
+
+/// A connection to 127.0.0.1:`port` from the loopback address `source`, with a small receive buffer if asked.
+pub fn connect_from(source: Ipv4Addr, port: u16, rcvbuf: Option<usize>) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    if let Some(n) = rcvbuf {
+        socket.set_recv_buffer_size(n).unwrap();
+    }
+    socket.bind(&SocketAddr::from((source, 0)).into()).unwrap();
+    socket
+        .connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
+        .unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream
 }
