@@ -75,7 +75,7 @@ fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 
 /// No job is left behind in the state directory once a download succeeded.
 fn no_jobs_left(state: &Path) {
-    let jobs = state.join("downloads");
+    let jobs = state.join("download-jobs");
     let left: Vec<_> = std::fs::read_dir(&jobs)
         .map(|d| d.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default();
@@ -551,7 +551,7 @@ fn negotiate_without_the_feature_says_so() {
         stderr.contains("built without the negotiate feature"),
         "{stderr}"
     );
-    assert!(!state.path().join("downloads").exists());
+    assert!(!state.path().join("download-jobs").exists());
 }
 
 /// Two `bcs download` of one destination started at once: exactly one runs (the other says the same

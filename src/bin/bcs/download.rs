@@ -2,7 +2,7 @@
 //! bar, kept in the user's state directory so that running the same command again after it was killed or
 //! interrupted resumes it from the bytes on disk.
 //!
-//! The job lives in a `DirStore` of its own, `STATE/downloads/KEY/`, where KEY is a hash of the URLs and
+//! The job lives in a `DirStore` of its own, `STATE/download-jobs/KEY/`, where KEY is a hash of the URLs and
 //! destinations: the same command finds the same job, another command another. A lock file there keeps
 //! two runs of the same command from sharing it. On success the job is completed (the files appear
 //! under their names) and its directory removed; on a failure it stays, so that a rerun resumes it.
@@ -186,7 +186,8 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     let xfsz = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
     let _xfsz = signal(xfsz).map_err(DownloadError::Signals)?;
     let base = bits_compact::mgmt::default_state_dir().ok_or(DownloadError::NoStateDir)?;
-    let dir = base.join("downloads").join(key(&files));
+    // Not `downloads/`: that is `bcs serve`'s default download root, where service jobs write files.
+    let dir = base.join("download-jobs").join(key(&files));
     let lock = lock(&dir)?;
     let store = DirStore::open(&dir)?;
     let manager = JobManager::builder()
