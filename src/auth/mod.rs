@@ -348,6 +348,11 @@ impl Identity {
         &self.name
     }
 
+    /// The user's own SID, when the identity has one (a principals user, a Windows or Kerberos account).
+    pub fn user_sid(&self) -> Option<&Sid> {
+        self.user.as_ref()
+    }
+
     /// How it was established.
     pub fn scheme(&self) -> Scheme {
         self.scheme

@@ -50,6 +50,11 @@ impl ClientSettings {
         if scheme == Some(CredentialScheme::Negotiate) && !negotiate::AVAILABLE {
             return Err(ClientError::NegotiateUnavailable);
         }
+        // A proxy that cannot be used (one with `user:pass@`, whose password would be kept and shown in
+        // the clear) is refused when the job is made, not at its first transfer.
+        if let ProxySetting::Override { proxy, .. } = &self.proxy {
+            proxy::Endpoint::parse(proxy)?;
+        }
         Ok(())
     }
 }

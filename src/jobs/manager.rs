@@ -14,7 +14,7 @@
 //! life so that callers can still read them.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -339,9 +339,34 @@ impl JobManager {
         if start {
             job.state = JobState::Queued;
         }
+        let claimed = |jobs: &Jobs| {
+            job.files
+                .iter()
+                .find(|f| claimed_elsewhere(jobs, None, &f.local_file))
+                .map(|f| JobError::InvalidFile {
+                    remote_url: f.remote_url.clone(),
+                    local_file: f.local_file.clone(),
+                    reason: "another unfinished job writes this local file".into(),
+                })
+        };
+        if let Some(e) = claimed(&self.inner.lock()) {
+            return Err(e);
+        }
         self.inner.save(job.clone()).await?;
         let state = job.state;
-        self.inner.lock().insert(job.clone());
+        let lost = {
+            // Checked again where it counts: another create may have claimed a file while this one saved.
+            let mut jobs = self.inner.lock();
+            let lost = claimed(&jobs);
+            if lost.is_none() {
+                jobs.insert(job.clone());
+            }
+            lost
+        };
+        if let Some(e) = lost {
+            let _ = self.inner.delete(job.id).await;
+            return Err(e);
+        }
         self.inner.emit_state(job.id, state, state);
         self.inner.wake.notify_one();
         Ok(job)
@@ -363,6 +388,14 @@ impl JobManager {
                 .on(Event::FilesAdded)
                 .map_err(|source| JobError::Transition { id, source })?;
             let file = checked_file(&entry.job, remote_url.into(), local_file.into())?;
+            if claimed_elsewhere(&jobs, Some(id), &file.local_file) {
+                return Err(JobError::InvalidFile {
+                    remote_url: file.remote_url,
+                    local_file: file.local_file,
+                    reason: "another unfinished job writes this local file".into(),
+                });
+            }
+            let entry = jobs.get_mut(id)?;
             entry.job.files.push(file);
             let previous = entry.job.state;
             entry.job.state = next;
@@ -551,8 +584,10 @@ impl JobManager {
             let _ = runner.task.await;
             let written = {
                 let mut jobs = self.inner.lock();
+                // A job an action made final meanwhile is (being) deleted: never written back.
                 jobs.get_mut(id)
                     .ok()
+                    .filter(|e| !e.job.state.is_final())
                     .map(|e| self.inner.queue_save(e.job.clone()))
             };
             if let Some(written) = written {
@@ -601,7 +636,32 @@ fn checked_file(job: &Job, remote_url: String, local: PathBuf) -> Result<JobFile
             "the job already has a file with this local path".into(),
         ));
     }
+    if job.files.len() >= MAX_FILES_PER_JOB {
+        return Err(refuse(format!(
+            "a job has at most {MAX_FILES_PER_JOB} files (BITS's MaxFilesPerJob)"
+        )));
+    }
+    // SECURITY: a destination named like a temporary would write (and on Complete rename over) another
+    // file's temporary: whoever can create jobs could swap the bytes another job verified.
+    if transfer::is_part_name(&local) {
+        return Err(refuse("the name is that of a job's temporary file".into()));
+    }
     Ok(JobFile::new(remote_url, local))
+}
+
+/// The most files one job holds (BITS's MaxFilesPerJob default): a job's JSON, its events and its saves
+/// grow with its files.
+pub(crate) const MAX_FILES_PER_JOB: usize = 200;
+
+/// SECURITY: two unfinished jobs writing one destination share its temporary: the second would truncate
+/// the first's verified bytes and Complete would publish them (an owner overwriting another's download).
+/// A file may go to a destination no unfinished job (other than `except`) writes.
+fn claimed_elsewhere(jobs: &Jobs, except: Option<JobId>, local: &Path) -> bool {
+    jobs.map.values().any(|e| {
+        Some(e.job.id) != except
+            && !e.job.state.is_final()
+            && e.job.files.iter().any(|f| f.local_file == local)
+    })
 }
 
 impl Jobs {
@@ -1312,5 +1372,50 @@ mod tests {
             left.len(),
             left.first().map(|j| j.state)
         );
+    }
+
+    /// SECURITY (see `claimed_elsewhere`): one destination, one unfinished job; no destination named like a
+    /// temporary; at most MAX_FILES_PER_JOB files.
+    #[tokio::test]
+    async fn destinations_are_not_shared_nor_temporaries_and_files_are_bounded() {
+        let (m, _) = manager(0, None).await;
+        let first = m
+            .create_job(one_file("same").suspended(true))
+            .await
+            .unwrap();
+        let again = m.create_job(one_file("same").suspended(true)).await;
+        assert!(
+            matches!(again, Err(JobError::InvalidFile { ref reason, .. }) if reason.contains("another unfinished job")),
+            "{again:?}"
+        );
+        let other = m
+            .create_job(one_file("other").suspended(true))
+            .await
+            .unwrap();
+        let add = m
+            .add_file(other.id, "http://127.0.0.1:9/g", "/nonexistent/same")
+            .await;
+        assert!(matches!(add, Err(JobError::InvalidFile { .. })), "{add:?}");
+        let part = m
+            .add_file(other.id, "http://127.0.0.1:9/g", "/nonexistent/.x.bcs-part")
+            .await;
+        assert!(
+            matches!(part, Err(JobError::InvalidFile { ref reason, .. }) if reason.contains("temporary")),
+            "{part:?}"
+        );
+        // Once the first job is final, its destination is free again.
+        m.set_state(first.id, Action::Cancel).await.unwrap();
+        m.add_file(other.id, "http://127.0.0.1:9/g", "/nonexistent/same")
+            .await
+            .unwrap();
+        let mut big = NewJob::new("big").suspended(true);
+        for i in 0..=MAX_FILES_PER_JOB {
+            big = big.file("http://127.0.0.1:9/f", format!("/nonexistent/big/{i}"));
+        }
+        assert!(matches!(
+            m.create_job(big).await,
+            Err(JobError::InvalidFile { .. })
+        ));
+        m.shutdown().await;
     }
 }

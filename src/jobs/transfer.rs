@@ -185,6 +185,13 @@ pub fn part_path(local: &Path) -> Option<PathBuf> {
     Some(local.with_file_name(format!(".{name}.bcs-part")))
 }
 
+/// Whether `local`'s name is that of a temporary (`.NAME.bcs-part`).
+pub(crate) fn is_part_name(local: &Path) -> bool {
+    local.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        n.len() > ".bcs-part".len() && n.starts_with('.') && n.ends_with(".bcs-part")
+    })
+}
+
 /// Puts a transferred file under its final name (rename, then a sync of the directory). A file already in
 /// place (a crash after the rename, before the job was saved) counts as done.
 pub(crate) fn complete(file: &JobFile, no_symlinks: bool) -> Result<(), (PathBuf, io::Error)> {

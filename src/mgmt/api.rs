@@ -38,7 +38,7 @@ pub struct Principal {
 impl Principal {
     /// Whether this caller may see and manage a job owned by `owner`.
     pub(crate) fn may_manage(&self, owner: &str) -> bool {
-        self.admin || (!self.name.is_empty() && self.name.eq_ignore_ascii_case(owner))
+        self.admin || (!self.name.is_empty() && self.name == owner)
     }
 }
 

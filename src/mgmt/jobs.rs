@@ -11,6 +11,12 @@
 //! link; the root itself is canonical, so the stored path has no link in it anywhere. Credentials are
 //! accepted here and never returned (a job shows its scheme, user and whether a password is set).
 //!
+//! Callers who are not administrators each get an area of their own below the root,
+//! `users/<hash of the owner>/`, where their relative and absolute paths resolve: one such caller cannot
+//! name (or learn of) another's files, nor overwrite a download another job verified. Across all jobs, no
+//! two unfinished ones may write one file, and no destination may be named like a temporary (the job
+//! manager refuses both). An administrator's paths may go anywhere in the root.
+//!
 //! Not defended here, by design (BITS lets any user own download jobs): a caller who may create jobs can
 //! make the service fetch any URL it can reach and fill the download root's file system. A service that
 //! must not do that for remote callers who are not administrators gives them no account.
@@ -34,6 +40,9 @@ use crate::auth::Password;
 use crate::client::{ClientSettings, Credentials, ProxySetting, SpkiPin};
 use crate::jobs::{Action, Job, JobEvent, JobFailure, JobId, JobManager, NewJob, Priority};
 
+/// The most jobs a caller who is not an administrator may have (BITS's MaxJobsPerUser default).
+pub(crate) const MAX_JOBS_PER_OWNER: usize = 60;
+
 /// The jobs of a service and where their files may go.
 #[derive(Debug)]
 pub struct ServiceJobs {
@@ -43,15 +52,35 @@ pub struct ServiceJobs {
 
 impl ServiceJobs {
     /// Jobs run by `manager`, whose files must be inside `root` (created mode 0700 if missing; made
-    /// canonical here).
-    pub fn new(manager: JobManager, root: &Path) -> std::io::Result<ServiceJobs> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root)?;
+    /// canonical here). `state` is the service's state directory.
+    ///
+    /// SECURITY: a root that holds the state directory would let a job's Complete rename a download over
+    /// `config.db` or `jobs.key` (a caller making itself administrator); a root others may write to would
+    /// let local users plant links or temporaries in it. Both are refused.
+    pub fn new(manager: JobManager, root: &Path, state: &Path) -> std::io::Result<ServiceJobs> {
+        crate::jobs::make_private_dir(root).map_err(std::io::Error::other)?;
         let root = root.canonicalize()?;
+        let state = state.canonicalize()?;
+        if state.starts_with(&root) {
+            return Err(std::io::Error::other(format!(
+                "it holds the state directory {}; give a directory of its own",
+                state.display()
+            )));
+        }
         Ok(ServiceJobs { manager, root })
+    }
+
+    /// Where `who`'s paths resolve: the root for administrators, else the caller's own area below it.
+    fn area(&self, who: &Principal) -> PathBuf {
+        if who.admin {
+            return self.root.clone();
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, who.name.as_bytes());
+        let hex: String = digest.as_ref()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.root.join("users").join(hex)
     }
 
     /// The manager.
@@ -64,14 +93,16 @@ impl ServiceJobs {
         &self.root
     }
 
-    /// Where `given` puts a file: a relative path under the root, an absolute one only inside it; parent
-    /// directories below the root are created (0700) as needed. See the module's SECURITY note.
-    pub fn local_path(&self, given: &str) -> Result<PathBuf, MgmtError> {
+    /// Where `given` puts a file of `who`'s: a relative path under the caller's area (the root, for
+    /// administrators), an absolute one only inside it; parent directories below the root are created
+    /// (0700) as needed. See the module's SECURITY note.
+    pub fn local_path(&self, who: &Principal, given: &str) -> Result<PathBuf, MgmtError> {
+        let area = self.area(who);
         let refuse = |why: &str| MgmtError::Invalid {
             code: "path_outside_download_root",
             message: format!(
-                "{given:?}: {why}; job files must be inside the download root {}",
-                self.root.display()
+                "{given:?}: {why}; job files must be inside {}",
+                area.display()
             ),
         };
         let path = Path::new(given);
@@ -81,10 +112,16 @@ impl ServiceJobs {
         if path.components().any(|c| c == Component::ParentDir) {
             return Err(refuse("`..` is not allowed"));
         }
-        let relative = match path.strip_prefix(&self.root) {
-            Ok(rest) => rest.to_owned(),
+        let relative = match path.strip_prefix(&area) {
+            Ok(rest) => area
+                .strip_prefix(&self.root)
+                .unwrap_or(Path::new(""))
+                .join(rest),
             Err(_) if path.is_absolute() => return Err(refuse("outside the download root")),
-            Err(_) => path.to_owned(),
+            Err(_) => area
+                .strip_prefix(&self.root)
+                .unwrap_or(Path::new(""))
+                .join(path),
         };
         let parts: Vec<&std::ffi::OsStr> = relative
             .components()
@@ -543,6 +580,23 @@ pub(crate) async fn create(
     Body(body): Body<CreateJob>,
 ) -> Result<(StatusCode, Json<JobView>), MgmtError> {
     let jobs = jobs_of(&m)?;
+    // SECURITY: a caller who is not an administrator must not grow the service's jobs (each one memory,
+    // store rows and event work) without bound: BITS's MaxJobsPerUser, whose default this is.
+    let owned = || {
+        jobs.manager
+            .jobs()
+            .iter()
+            .filter(|j| j.owner == who.name)
+            .count()
+    };
+    if !who.admin && owned() >= MAX_JOBS_PER_OWNER {
+        return Err(MgmtError::Invalid {
+            code: "too_many_jobs",
+            message: format!(
+                "a caller who is not an administrator has at most {MAX_JOBS_PER_OWNER} jobs; delete finished ones first"
+            ),
+        });
+    }
     let mut new = NewJob::new(body.display_name)
         .description(body.description)
         .owner(who.name.clone())
@@ -551,7 +605,7 @@ pub(crate) async fn create(
         new = new.priority(p.parse::<Priority>()?);
     }
     for f in &body.files {
-        new = new.file(f.remote_url.clone(), jobs.local_path(&f.local_file)?);
+        new = new.file(f.remote_url.clone(), jobs.local_path(&who, &f.local_file)?);
     }
     if let Some(s) = body.minimum_retry_delay_secs {
         new = new.minimum_retry_delay(Duration::from_secs(s));
@@ -657,7 +711,7 @@ pub(crate) async fn add_file(
 ) -> Result<Json<JobView>, MgmtError> {
     let (job_id, _) = visible(&m, &who, &id)?;
     let jobs = jobs_of(&m)?;
-    let local = jobs.local_path(&body.local_file)?;
+    let local = jobs.local_path(&who, &body.local_file)?;
     let job = jobs
         .manager
         .add_file(job_id, body.remote_url, local)
@@ -967,5 +1021,26 @@ mod tests {
         .await
         .expect("the stream ends with the job");
         assert!(String::from_utf8_lossy(end.last().unwrap()).contains("CANCELLED"));
+    }
+
+    /// SECURITY (see `ServiceJobs::new`): a root holding the state directory, or one others may write
+    /// to, is refused; the default, `downloads/` inside the state directory, is fine.
+    #[tokio::test]
+    async fn a_root_holding_the_state_or_open_to_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::tempdir().unwrap();
+        let state = top.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let manager = || async { JobManager::builder().start().await.unwrap() };
+        for root in [top.path().to_owned(), state.clone()] {
+            let refused = ServiceJobs::new(manager().await, &root, &state);
+            assert!(refused.is_err(), "{root:?} holds the state");
+        }
+        let open = top.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(ServiceJobs::new(manager().await, &open, &state).is_err());
+        let jobs = ServiceJobs::new(manager().await, &state.join("downloads"), &state).unwrap();
+        assert!(jobs.root().ends_with("state/downloads"));
     }
 }

@@ -298,7 +298,7 @@ async fn admit(
         );
     }
     let principal = Principal {
-        name: identity.name().to_owned(),
+        name: owner_name(&identity),
         admin,
     };
     let mut response = call(router, req, who, principal).await;
@@ -511,4 +511,45 @@ pub fn default_state_dir() -> Option<PathBuf> {
             .map(|h| PathBuf::from(h).join(".local/state"))
     })
     .map(|base| base.join("bcs"))
+}
+
+/// The name a remote caller's jobs are owned by: its name with its SID, else with how it authenticated.
+///
+/// SECURITY: ownership is compared exactly, and names alone collide across schemes and case (a client
+/// certificate whose CN is `bob@REALM`, a Kerberos principal `Bob@REALM`, the principals user `bob`), so
+/// the owner carries what tells identities apart: the SID, which names are mapped to, or else the scheme
+/// (tested by `owners_differ_by_scheme_and_sid` below).
+fn owner_name(identity: &crate::auth::Identity) -> String {
+    match identity.user_sid() {
+        Some(sid) => format!("{} ({sid})", identity.name()),
+        None => format!("{} ({:?})", identity.name(), identity.scheme()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Identity, Scheme};
+    use crate::mgmt::api::Principal;
+
+    #[test]
+    fn owners_differ_by_scheme_and_sid() {
+        let kerberos = owner_name(&Identity::derived("bob@REALM", Scheme::Kerberos));
+        let upper = owner_name(&Identity::derived("Bob@REALM", Scheme::Kerberos));
+        let anonymous = owner_name(&Identity::anonymous());
+        assert_ne!(kerberos, upper);
+        assert!(
+            kerberos.starts_with("bob@REALM (S-1-5-21-0-0-0-"),
+            "{kerberos}"
+        );
+        assert_eq!(anonymous, "anonymous (Anonymous)");
+        let bob = Principal {
+            name: kerberos.clone(),
+            admin: false,
+        };
+        assert!(bob.may_manage(&kerberos));
+        assert!(!bob.may_manage(&upper));
+        assert!(!bob.may_manage("bob@REALM (ClientCertificate)"));
+        assert!(!bob.may_manage("bob@REALM"));
+    }
 }

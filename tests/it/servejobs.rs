@@ -303,9 +303,45 @@ fn other_callers_jobs_are_invisible_and_the_rest_of_the_api_stays_for_administra
     let (code, body) = as_user("alice", "POST", "/v1/jobs", Some(&job));
     assert_eq!(code, 201, "{body}");
     let created: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(created["owner"], "alice");
+    // The owner carries the SID the name maps to: names alone collide across schemes and case.
+    let owner = created["owner"].as_str().unwrap().to_owned();
+    assert!(owner.starts_with("alice (S-1-"), "{owner}");
     let id = id_of(&created);
     let mine = format!("/v1/jobs/{id}");
+
+    // Alice's paths resolve in an area of her own below the root; Bob can neither name her file (outside
+    // his area) nor collide with it by using the same relative path (his lands in his area).
+    let alices = created["files"][0]["local_file"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let root = svc.state().join("downloads").canonicalize().unwrap();
+    let area = Path::new(&alices)
+        .strip_prefix(root.join("users"))
+        .expect("under users/");
+    assert_eq!(
+        area.components().count(),
+        3,
+        "users/<owner>/alice/a.bin: {alices}"
+    );
+    let steal = json!({"display_name": "bob's", "files": [{"remote_url": "http://127.0.0.1:9/x", "local_file": alices}], "suspended": true});
+    let (code, body) = as_user("bob", "POST", "/v1/jobs", Some(&steal));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("path_outside_download_root"), "{body}");
+    let same = json!({"display_name": "bob's", "files": [{"remote_url": "http://127.0.0.1:9/x", "local_file": "alice/a.bin"}], "suspended": true});
+    let (code, body) = as_user("bob", "POST", "/v1/jobs", Some(&same));
+    assert_eq!(code, 201, "{body}");
+    let bobs: Value = serde_json::from_str(&body).unwrap();
+    assert_ne!(bobs["files"][0]["local_file"].as_str().unwrap(), alices);
+    let (code, body) = as_user(
+        "bob",
+        "PUT",
+        &format!("/v1/jobs/{}/state", id_of(&bobs)),
+        Some(&json!({"action": 0})),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = as_user("bob", "DELETE", &format!("/v1/jobs/{}", id_of(&bobs)), None);
+    assert!(code == 200 || code == 204, "{code} {body}");
 
     // Bob: not in his list, and every operation on it is 404, exactly as for a job that does not exist.
     let (code, body) = as_user("bob", "GET", "/v1/jobs", None);

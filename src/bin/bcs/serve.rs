@@ -146,7 +146,7 @@ async fn start_jobs(args: &ServeArgs, state: &std::path::Path) -> Result<Service
         .download_root
         .clone()
         .unwrap_or_else(|| mgmt::default_download_root(state));
-    ServiceJobs::new(manager, &root)
+    ServiceJobs::new(manager, &root, state)
         .map_err(|e| CliError::Serve(format!("the download root {}: {e}", root.display())))
 }
 
