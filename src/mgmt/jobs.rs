@@ -70,17 +70,18 @@ impl ServiceJobs {
         Ok(ServiceJobs { manager, root })
     }
 
-    /// Where `who`'s paths resolve: the root for administrators, else the caller's own area below it.
-    fn area(&self, who: &Principal) -> PathBuf {
+    /// Where `who`'s paths resolve, relative to the root: the root itself for administrators, else the
+    /// caller's own area below it.
+    fn area(who: &Principal) -> PathBuf {
         if who.admin {
-            return self.root.clone();
+            return PathBuf::new();
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, who.name.as_bytes());
         let hex: String = digest.as_ref()[..12]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        self.root.join("users").join(hex)
+        Path::new("users").join(hex)
     }
 
     /// The manager.
@@ -97,7 +98,8 @@ impl ServiceJobs {
     /// administrators), an absolute one only inside it; parent directories below the root are created
     /// (0700) as needed. See the module's SECURITY note.
     pub fn local_path(&self, who: &Principal, given: &str) -> Result<PathBuf, MgmtError> {
-        let area = self.area(who);
+        let below = Self::area(who);
+        let area = self.root.join(&below);
         let refuse = |why: &str| MgmtError::Invalid {
             code: "path_outside_download_root",
             message: format!(
@@ -113,15 +115,9 @@ impl ServiceJobs {
             return Err(refuse("`..` is not allowed"));
         }
         let relative = match path.strip_prefix(&area) {
-            Ok(rest) => area
-                .strip_prefix(&self.root)
-                .unwrap_or(Path::new(""))
-                .join(rest),
+            Ok(rest) => below.join(rest),
             Err(_) if path.is_absolute() => return Err(refuse("outside the download root")),
-            Err(_) => area
-                .strip_prefix(&self.root)
-                .unwrap_or(Path::new(""))
-                .join(path),
+            Err(_) => below.join(path),
         };
         let parts: Vec<&std::ffi::OsStr> = relative
             .components()

@@ -353,11 +353,7 @@ impl Tinyproxy {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tinyproxy did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::support::wait_for_port(port, "tinyproxy");
         Some(Tinyproxy {
             child,
             port,

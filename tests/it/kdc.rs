@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::support::free_port;
 
@@ -99,11 +98,7 @@ impl Kdc {
             .spawn()
             .unwrap();
         // Wait until it answers on TCP.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the KDC did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::support::wait_for_port(port, "the KDC");
         Kdc { dir, kdc }
     }
 

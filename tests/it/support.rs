@@ -204,6 +204,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until something accepts connections on 127.0.0.1:`port` (a server the test started), at most 10 s.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The directory where cargo put this test's binaries and the examples.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
