@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthScheme, Principals};
-pub use crate::events::Change;
+pub use crate::change::Change;
 use crate::limits::{ByteRate, ConnectionLimit};
 use crate::tls::{CertificateSource, ClientCertMode};
 use crate::url::UrlPrefix;

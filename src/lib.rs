@@ -34,20 +34,17 @@
 
 pub mod auth;
 pub mod authz;
+mod change;
 pub mod client;
 pub mod config;
 mod error;
-mod events;
 pub mod files;
 pub mod jobs;
 pub mod limits;
-#[cfg(feature = "service")]
-pub mod mgmt;
 mod router;
-mod serve;
 mod server;
 #[cfg(feature = "service")]
-pub mod store;
+pub mod service;
 pub mod tls;
 pub mod url;
 

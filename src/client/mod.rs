@@ -11,22 +11,22 @@
 //! | `negotiate` | the Negotiate initiator: SPNEGO/Kerberos through GSS-API (`negotiate` feature) |
 //! | `connection` | the connection a transfer reuses: connect, tunnel, handshake, authenticate, send |
 
-mod connection;
 mod credentials;
-mod negotiate;
-mod ntlm;
+mod negotiate_initiator;
+mod ntlm_initiator;
 mod proxy;
-mod tls;
+mod transport;
+mod trust;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use connection::Client;
 pub use credentials::{CredentialScheme, Credentials};
-pub use ntlm::Initiator as NtlmInitiator;
+pub use ntlm_initiator::Initiator as NtlmInitiator;
 pub use proxy::ProxySetting;
-pub use tls::{SpkiPin, TlsSettings};
+pub(crate) use transport::Client;
+pub use trust::{SpkiPin, TlsSettings};
 
 /// How a job reaches its servers: TLS trust, proxy usage and credentials. Serialized without the password.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +47,7 @@ impl ClientSettings {
     /// ([`ClientError::NegotiateUnavailable`] otherwise; never a silent fallback to no credentials).
     pub fn check(&self) -> Result<(), ClientError> {
         let scheme = self.credentials.as_ref().map(|c| c.scheme);
-        if scheme == Some(CredentialScheme::Negotiate) && !negotiate::AVAILABLE {
+        if scheme == Some(CredentialScheme::Negotiate) && !negotiate_initiator::AVAILABLE {
             return Err(ClientError::NegotiateUnavailable);
         }
         // A proxy that cannot be used (one with `user:pass@`, whose password would be kept and shown in

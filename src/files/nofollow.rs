@@ -50,7 +50,7 @@ static OPENAT2: AtomicBool = AtomicBool::new(true);
 
 /// Opens (creating it with mode 0600 if missing) the regular file at `path` for reading and writing,
 /// following no symbolic link in any component: a download job's temporary in a service whose download
-/// root is canonical (see `crate::mgmt`'s jobs).
+/// root is canonical (see `crate::service`'s jobs).
 pub(crate) fn open_rw_create(path: &Path) -> io::Result<File> {
     resolve_mode(
         path,

@@ -15,13 +15,13 @@
 //! Files become visible under their final names only on Complete; until then they are `.NAME.bcs-part`
 //! beside the destination. TLS, proxies and credentials come from [`crate::client`], per job.
 
-mod digest;
 mod job;
+mod job_store;
 mod manager;
 mod pace;
 mod state;
-mod store;
 mod transfer;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -29,9 +29,9 @@ pub use job::{
     ErrorContext, Job, JobFailure, JobFile, JobId, JobIdError, Validators,
     DEFAULT_MINIMUM_RETRY_DELAY, DEFAULT_NO_PROGRESS_TIMEOUT, MINIMUM_RETRY_DELAY_FLOOR,
 };
+pub use job_store::{make_private_dir, DirStore, JobStore, MemoryStore, PrivateDirError};
 pub use manager::{JobEvent, JobManager, JobManagerBuilder, NewJob};
 pub use state::{Action, Event, JobState, Priority, TransitionError, UnknownValue};
-pub use store::{make_private_dir, DirStore, JobStore, MemoryStore, PrivateDirError};
 pub use transfer::{part_path, LowSpeedLimit};
 
 /// Why a job operation failed.

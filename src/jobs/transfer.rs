@@ -213,7 +213,7 @@ pub(crate) fn complete(file: &JobFile, no_symlinks: bool) -> Result<(), (PathBuf
         }
     }
     let dir = local.parent().unwrap_or(Path::new("."));
-    super::store::sync_dir(dir).map_err(|e| (dir.to_owned(), e))
+    super::job_store::sync_dir(dir).map_err(|e| (dir.to_owned(), e))
 }
 
 /// `complete` through a handle on the destination's directory opened without following any symbolic link
@@ -378,7 +378,7 @@ async fn fetch_file(
             // Every digest the server gave for this version must match (one is checked once).
             let digests = [digest, get_digest.filter(|g| Some(*g) != digest)];
             for sum in digests.into_iter().flatten() {
-                super::digest::check(&disk, &part, sum, file, report).await?;
+                super::verify::check(&disk, &part, sum, file, report).await?;
             }
             file.completed = true;
             report(file);
@@ -436,7 +436,7 @@ async fn get_rest(
     file.bytes_transferred = start;
     report(file);
     // RFC 9530 §2: a 206's Repr-Digest is of the whole representation, as a 200's is.
-    let digest = super::digest::expected(response.headers());
+    let digest = super::verify::expected(response.headers());
     let body = response.into_body();
     receive(body, (disk, part, limits), validators.size, file, report).await?;
     Ok(Got::Done(digest))
@@ -534,7 +534,7 @@ async fn probe(
 ) -> Result<(Validators, Uri, Option<[u8; 32]>), Failure> {
     let (response, url) = request(client, Method::HEAD, url, &[]).await?;
     let status = response.status();
-    let digest = super::digest::expected(response.headers());
+    let digest = super::verify::expected(response.headers());
     if status.is_success() {
         return Ok((validators(response.headers(), None)?, url, digest));
     }
@@ -551,7 +551,7 @@ async fn probe(
         s if s.is_success() => None,
         s => return Err(classify(s, headers)),
     };
-    let digest = super::digest::expected(headers);
+    let digest = super::verify::expected(headers);
     Ok((validators(headers, total)?, url, digest))
 }
 

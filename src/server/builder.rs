@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::http::{Settings, Site};
 use super::{Server, ServerError, Shared, State};
 use crate::auth::Authenticator;
 use crate::authz::Sid;
 use crate::files::FileCache;
 use crate::limits::{SourceTransfers, PER_SOURCE};
 use crate::router::RouteTable;
-use crate::serve::{Settings, Site};
 
 /// Settings fixed when the server is built.
 #[derive(Debug, Clone)]

@@ -12,11 +12,12 @@
 //! connections that arrived on that address (as HTTP.sys routes IP-bound prefixes). A group that does not
 //! fit is refused (`ServerError::AddressConflict`); a port's addresses never change while it is open.
 
+mod apply;
+mod bind;
 mod builder;
-mod config;
 mod error;
-mod listen;
-mod tls;
+mod http;
+mod tls_bindings;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,11 +29,11 @@ pub(crate) use builder::Config;
 pub use builder::ServerBuilder;
 pub use error::ServerError;
 
+use self::http::{Running, Site};
 use crate::auth::Principals;
-use crate::events::{Change, Events};
+use crate::change::{Change, Events};
 use crate::files::FileCache;
 use crate::router::RouteTable;
-use crate::serve::{Running, Site};
 use crate::tls::PortTls;
 use crate::url::{Host, PrefixError, Scheme, Url, UrlGroup, UrlPrefix};
 
@@ -99,7 +100,7 @@ fn port_serves(
         });
     }
     let admitted = match prefix.host() {
-        Host::Ip(ip) => listen::covers(addrs.iter().map(SocketAddr::ip), *ip),
+        Host::Ip(ip) => bind::covers(addrs.iter().map(SocketAddr::ip), *ip),
         _ => narrowed_to.is_none(),
     };
     if !admitted {
@@ -261,27 +262,27 @@ impl Server {
             // address, which must be among theirs.
             let addrs = local_addrs(adopted);
             if let Host::Ip(ip) = prefix.host() {
-                if !listen::covers(addrs.iter().map(SocketAddr::ip), *ip) {
+                if !bind::covers(addrs.iter().map(SocketAddr::ip), *ip) {
                     return Err(address_conflict(prefix, addrs));
                 }
             }
             return Ok((state.prebound.remove(&port).unwrap_or_default(), None));
         }
         let Host::Ip(ip) = prefix.host() else {
-            return Ok((listen::bind(bind, port)?, None));
+            return Ok((bind::bind(bind, port)?, None));
         };
         // SECURITY: an IP literal is how HTTP.sys users keep a prefix to one address (often 127.0.0.1, to
         // stay local). Listening on every address and relying on routing alone would still accept
         // connections from every network, and a `+` group added later on the port would be served to them;
         // so the port listens on that address only.
-        if !listen::covers(bind.iter().copied(), *ip) {
+        if !bind::covers(bind.iter().copied(), *ip) {
             let bind: Vec<String> = bind.iter().map(ToString::to_string).collect();
             return Err(ServerError::Config(vec![format!(
                 "{prefix} names {ip}, which is not among the bind addresses ({})",
                 bind.join(", ")
             )]));
         }
-        Ok((listen::bind(&[*ip], port)?, Some(*ip)))
+        Ok((bind::bind(&[*ip], port)?, Some(*ip)))
     }
 
     /// Deletes a URL group (the original's DeleteUrlGroup). Its URLs stop being served at once; a port left

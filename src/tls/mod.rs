@@ -6,7 +6,7 @@
 //! seen by the next handshake while connections in flight keep theirs. Only TLS 1.2 and 1.3 are offered.
 
 mod certificate;
-mod client;
+mod client_certs;
 mod source;
 
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 pub use certificate::{CertificateInfo, ServerCertificate};
-pub use client::{ClientCertMode, ClientCertificates, ClientIdentity, UnknownMode};
+pub use client_certs::{ClientCertMode, ClientCertificates, ClientIdentity, UnknownMode};
 pub use source::{CertificateSource, SecretText};
 
 /// Why a certificate, key or CA bundle could not be used. Every variant names the file.

@@ -15,7 +15,7 @@ use super::prefix::UrlPrefix;
 use super::suffix::{SegmentError, UrlSuffix};
 use crate::auth::{AuthError, AuthScheme, GroupAuth};
 use crate::authz::{SddlError, SecurityDescriptor, Sid};
-use crate::events::{Change, Events};
+use crate::change::{Change, Events};
 use crate::files::{FileCache, FileSource, Unpublishable};
 use crate::limits::{ByteRate, ConnectionLimit, GroupLimits, LimitError};
 

@@ -393,7 +393,7 @@ fn a_restart_keeps_and_serves_everything() {
 
 /// The audit trail, read with the library's store.
 fn audit_trail(state: &Path) -> String {
-    let store = bits_compact::store::SqliteStore::open(state.join("config.db")).unwrap();
+    let store = bits_compact::service::store::SqliteStore::open(state.join("config.db")).unwrap();
     store
         .audit_log()
         .unwrap()

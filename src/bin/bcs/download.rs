@@ -185,7 +185,7 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     // not kill the process with SIGXFSZ's default action; a handler of our own replaces that action.
     let xfsz = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
     let _xfsz = signal(xfsz).map_err(DownloadError::Signals)?;
-    let base = bits_compact::mgmt::default_state_dir().ok_or(DownloadError::NoStateDir)?;
+    let base = bits_compact::service::default_state_dir().ok_or(DownloadError::NoStateDir)?;
     // Not `downloads/`: that is `bcs serve`'s default download root, where service jobs write files.
     let dir = base.join("download-jobs").join(key(&files));
     let lock = lock(&dir)?;

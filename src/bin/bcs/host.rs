@@ -11,9 +11,9 @@ use bits_compact::{
 };
 use clap::Args;
 
-use crate::cert::Kept;
 use crate::check::Access;
 use crate::print::{Banner, PrintHosts, Skipped};
+use crate::selfsigned::Kept;
 use crate::{CliError, Signals};
 
 #[derive(Args)]
@@ -257,7 +257,8 @@ fn tls_settings(args: &HostArgs, prefix: &UrlPrefix) -> Result<Option<Tls>, CliE
             None,
         ),
         _ => {
-            let (cert, kept) = crate::cert::self_signed(&self_signed_names(prefix), args.new_cert)?;
+            let (cert, kept) =
+                crate::selfsigned::self_signed(&self_signed_names(prefix), args.new_cert)?;
             (cert, Some(kept))
         }
     };

@@ -17,12 +17,12 @@ macro_rules! note {
     };
 }
 
-mod cert;
 mod check;
 mod download;
 mod host;
 mod manage;
 mod print;
+mod selfsigned;
 mod serve;
 mod user;
 

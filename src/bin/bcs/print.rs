@@ -8,7 +8,7 @@ use std::path::Path;
 
 use bits_compact::{ByteRate, ConnectionLimit, Host, ServerCertificate, Url, UrlGroup};
 
-use crate::cert::Kept;
+use crate::selfsigned::Kept;
 
 /// `text` fit for a terminal: control characters (C0, DEL, C1) and bidirectional overrides are written
 /// as `\u{..}` escapes.

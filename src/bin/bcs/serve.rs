@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bits_compact::authz::SecurityDescriptor;
 use bits_compact::jobs::JobManager;
-use bits_compact::mgmt::{self, AdminAccess, Managed, ServiceJobs};
-use bits_compact::store::{JobKey, SqliteJobStore, SqliteStore};
+use bits_compact::service::store::{JobKey, SqliteJobStore, SqliteStore};
+use bits_compact::service::{self, AdminAccess, Managed, ServiceJobs};
 use bits_compact::tls::ClientCertMode;
 use bits_compact::{ClientCertificates, Server, ServerCertificate};
 use clap::Args;
@@ -67,7 +67,7 @@ pub(crate) struct ServeArgs {
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let signals = Signals::install().map_err(CliError::Runtime)?;
-    let state = match args.state.clone().or_else(mgmt::default_state_dir) {
+    let state = match args.state.clone().or_else(service::default_state_dir) {
         Some(dir) => dir,
         None => {
             return Err(CliError::Serve(
@@ -82,7 +82,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         builder = builder.bind_addresses(bind.clone());
     }
     let server = builder.build()?;
-    let store = SqliteStore::open(mgmt::database_path(&state)).map_err(store_error)?;
+    let store = SqliteStore::open(service::database_path(&state)).map_err(store_error)?;
     let (managed, warnings) = Managed::start(server.clone(), Box::new(store))
         .map_err(|e| CliError::Serve(e.message()))?;
     for w in &warnings {
@@ -91,15 +91,15 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let jobs = start_jobs(&args, &state).await?;
     let manager = jobs.manager().clone();
     let managed = Arc::new(managed.keep_private(&state).with_jobs(jobs));
-    let router = mgmt::router(managed.clone());
+    let router = service::router(managed.clone());
     let stop = CancellationToken::new();
 
-    let socket = mgmt::socket_path(&state);
+    let socket = service::socket_path(&state);
     let local = {
         let (router, stop, socket) = (router.clone(), stop.clone(), socket.clone());
-        let listener = mgmt::bind_local(&socket)
+        let listener = service::bind_local(&socket)
             .map_err(|e| CliError::Serve(format!("cannot listen on {}: {e}", socket.display())))?;
-        tokio::spawn(async move { mgmt::serve_local(listener, &socket, router, stop).await })
+        tokio::spawn(async move { service::serve_local(listener, &socket, router, stop).await })
     };
     if let Some(url) = &args.admin_url {
         let (listeners, access) = admin_listeners(&args, url, &bind, &server, &state).await?;
@@ -107,7 +107,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             let addr = listener.local_addr().map_err(CliError::Runtime)?;
             say!("bcs: management API for administrators at https://{addr}/v1/");
             let (access, router) = (access.clone(), router.clone());
-            tokio::spawn(mgmt::serve_remote(listener, access, router, stop.clone()));
+            tokio::spawn(service::serve_remote(
+                listener,
+                access,
+                router,
+                stop.clone(),
+            ));
         }
     }
     let groups = managed.groups();
@@ -132,8 +137,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
 /// The download jobs: a manager whose jobs live in the service's database (credentials sealed with the
 /// key in the state directory), writing under the download root.
 async fn start_jobs(args: &ServeArgs, state: &std::path::Path) -> Result<ServiceJobs, CliError> {
-    let key = JobKey::load_or_create(&mgmt::job_key_path(state)).map_err(store_error)?;
-    let store = SqliteJobStore::open(mgmt::database_path(state), key).map_err(store_error)?;
+    let key = JobKey::load_or_create(&service::job_key_path(state)).map_err(store_error)?;
+    let store = SqliteJobStore::open(service::database_path(state), key).map_err(store_error)?;
     let manager = JobManager::builder()
         .store(store)
         .max_transfers(usize::from(args.max_job_transfers))
@@ -145,7 +150,7 @@ async fn start_jobs(args: &ServeArgs, state: &std::path::Path) -> Result<Service
     let root = args
         .download_root
         .clone()
-        .unwrap_or_else(|| mgmt::default_download_root(state));
+        .unwrap_or_else(|| service::default_download_root(state));
     ServiceJobs::new(manager, &root, state)
         .map_err(|e| CliError::Serve(format!("the download root {}: {e}", root.display())))
 }
@@ -191,7 +196,8 @@ async fn admin_listeners(
                     names.push(ip);
                 }
             }
-            let (cert, kept) = crate::cert::self_signed_in(Some(state.to_owned()), &names, false)?;
+            let (cert, kept) =
+                crate::selfsigned::self_signed_in(Some(state.to_owned()), &names, false)?;
             if let Some(file) = kept.cert_file() {
                 note!(
                     "bcs: the admin port's self-signed certificate is {} (SHA-256 {}); give it to `bcs --ca`",
@@ -257,6 +263,6 @@ fn make_private_dir(dir: &std::path::Path) -> Result<(), CliError> {
         .map_err(|e| CliError::Serve(format!("the state directory {}: {e}", dir.display())))
 }
 
-fn store_error(e: bits_compact::store::StoreError) -> CliError {
+fn store_error(e: bits_compact::service::store::StoreError) -> CliError {
     CliError::Serve(crate::chain(&e))
 }

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use http::Method;
 use serde_json::{json, Value};
 
-use super::client::segment;
+use super::connect::segment;
 use super::{call, show, ApiArgs, PrefixArgs, EXIT_CODES};
 use crate::CliError;
 

@@ -7,7 +7,7 @@ use http::Method;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use super::client::segment;
+use super::connect::segment;
 use super::{call, field, service_path, show, ApiArgs, ManageError, EXIT_CODES};
 use crate::CliError;
 

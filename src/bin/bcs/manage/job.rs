@@ -9,7 +9,7 @@ use http::Method;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use super::client::{segment, Client};
+use super::connect::{segment, Client};
 use super::{call, field, show, ApiArgs, ManageError, EXIT_CODES};
 use crate::CliError;
 

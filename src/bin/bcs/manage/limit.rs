@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use http::Method;
 use serde_json::{json, Value};
 
-use super::client::segment;
+use super::connect::segment;
 use super::{call, show, ApiArgs, ManageError, PrefixArgs, EXIT_CODES};
 use crate::CliError;
 

@@ -33,10 +33,10 @@
 //! | `job set ID [opts]` / `delete ID`     | `PATCH` / `DELETE /v1/jobs/{id}`                     |
 //! | `job watch ID`                        | `GET /v1/jobs/{id}/events` (server-sent events)      |
 
+mod apply;
 mod auth;
 mod cert;
-mod client;
-mod config;
+mod connect;
 mod group;
 mod job;
 mod limit;
@@ -50,7 +50,7 @@ use http::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::CliError;
-use client::{Client, Server};
+use connect::{Client, Server};
 
 /// The exit statuses, for the management commands' `--help`.
 pub(crate) const EXIT_CODES: &str = "\
@@ -116,7 +116,7 @@ pub(crate) enum ManageCommand {
     Export(ApiArgs),
     /// Make the service's configuration match a TOML file (as `bcs export` writes it).
     #[command(after_help = EXIT_CODES)]
-    Apply(config::ApplyArgs),
+    Apply(apply::ApplyArgs),
 }
 
 /// Runs one management command.
@@ -128,8 +128,8 @@ pub(crate) async fn run(command: ManageCommand) -> Result<(), CliError> {
         ManageCommand::Limit(command) => limit::run(command).await,
         ManageCommand::Cert(command) => cert::run(command).await,
         ManageCommand::Job(command) => job::run(command).await,
-        ManageCommand::Export(api) => config::export(&api).await,
-        ManageCommand::Apply(args) => config::apply(&args).await,
+        ManageCommand::Export(api) => apply::export(&api).await,
+        ManageCommand::Apply(args) => apply::apply(&args).await,
     }
 }
 

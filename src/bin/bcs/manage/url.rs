@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::client::{segment, Client};
+use super::connect::{segment, Client};
 use super::{call, field, print_json, service_path, show, ApiArgs, PrefixArgs, EXIT_CODES};
 use crate::CliError;
 

@@ -4,7 +4,7 @@ use clap::Args;
 use http::Method;
 use serde_json::{json, Value};
 
-use super::client::segment;
+use super::connect::segment;
 use super::{call, names, show, ApiArgs};
 use crate::CliError;
 

@@ -13,8 +13,29 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 
+mod certs;
+mod document;
+mod group_settings;
+mod groups;
+mod queue;
+mod users;
+
+use document as config;
+use group_settings as settings;
+use queue as jobs;
+
+pub use certs::{Binding, Certificate, ClientCertificates, SetCertificate, Source};
+pub use document::{Applied, ConfigDocument};
+pub use group_settings::{AuthSettings, Enable, Properties, PropertyValue};
+pub use groups::{Group, GroupSettings, NewGroup, Url};
+pub use queue::{
+    ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobStreamEvent, JobView,
+    NameOrNumber, NewFile, ProxyView, ServiceJobs, SetCredentials, SetState,
+};
+pub use users::{PrincipalGroup, PutUser, User};
+
 use super::error::{ErrorBody, MgmtError};
-use super::{certs, config, groups, jobs, settings, users, Managed};
+use crate::service::Managed;
 use crate::url::UrlPrefix;
 
 /// The largest request body: a whole configuration for `PUT /v1/config` fits with room to spare.

@@ -10,7 +10,7 @@ use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 
 use super::peer::ConnInfo;
-use super::service::handle;
+use super::request::handle;
 use super::site::{Settings, Site};
 use crate::auth::{AuthScheme, Authenticator};
 use crate::files::{FileCache, ResponseBody};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::error::MgmtError;
 use crate::auth::{AuthScheme, Password, Principals};
 use crate::config::{GroupConfig, ServerConfig, TlsBinding, UrlConfig};
-use crate::store::{Audit, Delta, Store, Stored};
+use crate::service::store::{Audit, Delta, Store, Stored};
 use crate::tls::{CertificateSource, ServerCertificate};
 use crate::url::{GroupProperty, UrlGroup, UrlPrefix};
 use crate::Server;
@@ -83,7 +83,7 @@ impl Managed {
             start_in_parts(&server, &stored, &mut warnings);
         }
         for w in &warnings {
-            tracing::warn!(target: "bits_compact::mgmt", "{w}");
+            tracing::warn!(target: "bits_compact::service", "{w}");
         }
         let managed = Managed {
             server,
@@ -152,11 +152,11 @@ impl Managed {
             what,
         };
         if let Err(e) = store.commit(&deltas, &audit) {
-            tracing::error!(target: "bits_compact::mgmt", who, what = %audit.what, error = %e, "the store refused a change; undoing it");
+            tracing::error!(target: "bits_compact::service", who, what = %audit.what, error = %e, "the store refused a change; undoing it");
             self.undo(undo);
             return Err(e.into());
         }
-        tracing::info!(target: "bits_compact::mgmt", who, what = %audit.what, "changed");
+        tracing::info!(target: "bits_compact::service", who, what = %audit.what, "changed");
         Ok(value)
     }
 
@@ -172,7 +172,7 @@ impl Managed {
             Undo::RestoreUrl(group, url) => group.restore_url(&url).map_err(MgmtError::from),
         };
         if let Err(e) = result {
-            tracing::error!(target: "bits_compact::mgmt", error = %e, "a change the store refused could not be undone");
+            tracing::error!(target: "bits_compact::service", error = %e, "a change the store refused could not be undone");
         }
     }
 
@@ -756,7 +756,7 @@ fn diff(before: &ServerConfig, after: &ServerConfig) -> Vec<Delta> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
+    use crate::service::store::StoreError;
 
     /// A store that keeps nothing and refuses every commit after the first `ok` ones.
     struct Refusing {

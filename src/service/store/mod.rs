@@ -7,12 +7,12 @@
 //! with the audit record, and returns only once they are durable. The trait is what a replicated store for
 //! fleets of servers would implement too: `load` at start, `commit` per change, each commit all or nothing.
 
-mod jobs;
+mod job_rows;
 mod sqlite;
 
 use std::path::PathBuf;
 
-pub use jobs::{JobKey, SqliteJobStore};
+pub use job_rows::{JobKey, SqliteJobStore};
 pub use sqlite::SqliteStore;
 
 use crate::auth::Principals;

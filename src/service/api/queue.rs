@@ -33,12 +33,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::ToSchema;
 
-use super::api::{Body, Param, Principal};
-use super::error::{ErrorBody, MgmtError};
-use super::Managed;
+use super::{Body, Param, Principal};
 use crate::auth::Password;
 use crate::client::{ClientSettings, Credentials, ProxySetting, SpkiPin};
 use crate::jobs::{Action, Job, JobEvent, JobFailure, JobId, JobManager, NewJob, Priority};
+use crate::service::error::{ErrorBody, MgmtError};
+use crate::service::Managed;
 
 /// The most jobs a caller who is not an administrator may have (BITS's MaxJobsPerUser default).
 pub(crate) const MAX_JOBS_PER_OWNER: usize = 60;
@@ -626,7 +626,7 @@ pub(crate) async fn create(
             })?);
     }
     let job = jobs.manager.create_job(new.client(client)).await?;
-    tracing::info!(target: "bits_compact::mgmt", who = %who.name, job = %job.id, "created a job");
+    tracing::info!(target: "bits_compact::service", who = %who.name, job = %job.id, "created a job");
     Ok((StatusCode::CREATED, Json(view(&job))))
 }
 
@@ -729,7 +729,7 @@ pub(crate) async fn set_state(
     let (job_id, _) = visible(&m, &who, &id)?;
     let action = body.action.parse::<Action>()?;
     let job = jobs_of(&m)?.manager.set_state(job_id, action).await?;
-    tracing::info!(target: "bits_compact::mgmt", who = %who.name, job = %job_id, %action, "job state set");
+    tracing::info!(target: "bits_compact::service", who = %who.name, job = %job_id, %action, "job state set");
     Ok(Json(view(&job)))
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Server, ServerError};
-use crate::events::Change;
+use crate::change::Change;
 use crate::tls::{CertificateInfo, ClientCertificates, PortTls, ServerCertificate};
 
 impl Server {

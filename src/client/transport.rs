@@ -25,8 +25,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::credentials::{CredentialScheme, Credentials};
-use super::negotiate;
-use super::ntlm::Initiator;
+use super::negotiate_initiator as negotiate;
+use super::ntlm_initiator::Initiator;
 use super::proxy::{Endpoint, Proxies};
 use super::{ClientError, ClientSettings};
 

@@ -116,7 +116,7 @@ pub async fn serve_local(
             s = listener.accept() => match s {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    tracing::debug!(target: "bits_compact::mgmt", error = %e, "accept failed");
+                    tracing::debug!(target: "bits_compact::service", error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -142,7 +142,7 @@ pub async fn serve_local(
                 let principal = principal.clone();
                 async move {
                     if !allowed {
-                        tracing::warn!(target: "bits_compact::mgmt", %who, "refused: not root or the service's user");
+                        tracing::warn!(target: "bits_compact::service", %who, "refused: not root or the service's user");
                         return Ok::<_, std::convert::Infallible>(error(
                             StatusCode::FORBIDDEN,
                             "refused",
@@ -208,7 +208,7 @@ pub async fn serve_remote(
             s = listener.accept() => match s {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::debug!(target: "bits_compact::mgmt", error = %e, "accept failed");
+                    tracing::debug!(target: "bits_compact::service", error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -216,7 +216,7 @@ pub async fn serve_remote(
             () = shutdown.cancelled() => return,
         };
         let Some(slot) = sources.take(peer.ip()) else {
-            tracing::debug!(target: "bits_compact::mgmt", %peer, "too many connections from this address");
+            tracing::debug!(target: "bits_compact::service", %peer, "too many connections from this address");
             continue;
         };
         let (router, access, acceptor, shutdown) = (
@@ -290,7 +290,7 @@ async fn admit(
     // Anyone authenticated may manage their own download jobs (as BITS lets users own theirs); everything
     // else needs the admin rule.
     if !admin && !is_jobs_path(req.uri().path()) {
-        tracing::warn!(target: "bits_compact::mgmt", %who, method = %req.method(), path = %req.uri().path(), "refused by the admin SDDL");
+        tracing::warn!(target: "bits_compact::service", %who, method = %req.method(), path = %req.uri().path(), "refused by the admin SDDL");
         return error(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -530,7 +530,7 @@ fn owner_name(identity: &crate::auth::Identity) -> String {
 mod tests {
     use super::*;
     use crate::auth::{Identity, Scheme};
-    use crate::mgmt::api::Principal;
+    use crate::service::api::Principal;
 
     #[test]
     fn owners_differ_by_scheme_and_sid() {

@@ -9,11 +9,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::api::{blocking, prefix, Body, Param, Who};
-use super::error::{ErrorBody, MgmtError};
-use super::managed::GroupChange;
-use super::Managed;
+use super::{blocking, prefix, Body, Param, Who};
 use crate::config::{GroupConfig, UrlConfig};
+use crate::service::error::{ErrorBody, MgmtError};
+use crate::service::GroupChange;
+use crate::service::Managed;
 
 /// A URL group: its prefix, settings and URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -3,17 +3,17 @@
 //! HTTP/2 stream watchdog (`stream`). It knows the server only through the [`Site`] the server hands it:
 //! nothing here imports `server`.
 
+mod accept;
 mod access;
 mod connection;
 mod index;
-mod listen;
 mod peer;
+mod request;
 mod response;
-mod service;
 mod site;
 mod stream;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use listen::Running;
+pub(crate) use accept::Running;
 pub(crate) use site::{Settings, Site};

@@ -52,8 +52,8 @@ pub(crate) enum Server {
 impl Server {
     /// The service's socket in its default state directory (`bcs serve` without `--state`).
     pub(crate) fn local() -> Result<Self, ManageError> {
-        bits_compact::mgmt::default_state_dir()
-            .map(|d| Server::Socket(bits_compact::mgmt::socket_path(&d)))
+        bits_compact::service::default_state_dir()
+            .map(|d| Server::Socket(bits_compact::service::socket_path(&d)))
             .ok_or(ManageError::NoStateDir)
     }
 }

@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::api::{blocking, Body, Who};
-use super::error::{ErrorBody, MgmtError};
 use super::groups::Group;
-use super::Managed;
+use super::{blocking, Body, Who};
 use crate::auth::Principals;
 use crate::config::{GroupConfig, TlsBinding};
-use crate::store::Stored;
+use crate::service::error::{ErrorBody, MgmtError};
+use crate::service::store::Stored;
+use crate::service::Managed;
 
 /// The managed configuration: groups with their URLs, TLS bindings per port, principals.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -30,7 +30,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::peer::ConnInfo;
-use super::service;
+use super::request;
 use super::site::Site;
 use super::stream::WatchedExecutor;
 use crate::files::ZeroCopy;
@@ -153,7 +153,7 @@ where
     let io = TokioIo::new(io);
     let info = Arc::new(info);
     let site = ctx.site.clone();
-    let svc = service_fn(move |req| service::handle(req, site.clone(), info.clone()));
+    let svc = service_fn(move |req| request::handle(req, site.clone(), info.clone()));
     {
         let streams = WatchedExecutor {
             rate: config.min_send_rate,
@@ -183,7 +183,7 @@ where
     // does) and neither `writev(false)` nor `pipeline_flush(true)` is set: `files::zerocopy` checks it.
     // Boxed per request: hyper keeps room for one response future for the whole life of a connection,
     // so an unboxed one (about 2 KiB) would be held by every idle keep-alive connection.
-    let svc = service_fn(move |req| Box::pin(service::handle(req, site.clone(), info.clone())));
+    let svc = service_fn(move |req| Box::pin(request::handle(req, site.clone(), info.clone())));
     {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())

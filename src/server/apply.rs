@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{local_addrs, remove_group, Config, Server, ServerError, State};
+use crate::change::Change;
 use crate::config::{
     ClientCertConfig, GroupConfig, ServerConfig, ServerSettings, TlsBinding, UrlConfig,
 };
-use crate::events::Change;
 use crate::tls::{ClientCertificates, PortTls, ServerCertificate};
 use crate::url::{Prepared, Scheme, UrlGroup, UrlPrefix};
 

@@ -7,30 +7,22 @@
 //! stable codes of [`crate::Error::code`], made into responses in one place ([`MgmtError`]).
 
 mod api;
-mod certs;
-mod config;
 mod error;
-mod groups;
-mod jobs;
-mod listen;
+mod listeners;
 mod managed;
-mod settings;
-mod users;
+pub mod store;
 
 pub use api::{router, Caller, Principal};
-pub use certs::{Binding, Certificate, ClientCertificates, SetCertificate, Source};
-pub use config::Applied;
-pub use config::ConfigDocument;
-pub use error::{ErrorBody, MgmtError};
-pub use groups::{Group, GroupSettings, NewGroup, Url};
-pub use jobs::{
-    ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobStreamEvent, JobView,
-    NameOrNumber, NewFile, ProxyView, ServiceJobs, SetCredentials, SetState,
+pub use api::{
+    Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificates, ConfigDocument,
+    CreateJob, CredentialsView, Enable, FileView, Group, GroupSettings, JobErrorView,
+    JobStreamEvent, JobView, NameOrNumber, NewFile, NewGroup, PrincipalGroup, Properties,
+    PropertyValue, ProxyView, PutUser, ServiceJobs, SetCertificate, SetCredentials, SetState,
+    Source, Url, User,
 };
-pub use listen::{bind_local, default_state_dir, serve_local, serve_remote, AdminAccess};
+pub use error::{ErrorBody, MgmtError};
+pub use listeners::{bind_local, default_state_dir, serve_local, serve_remote, AdminAccess};
 pub use managed::{GroupChange, Managed};
-pub use settings::{AuthSettings, Enable, Properties, PropertyValue};
-pub use users::{PrincipalGroup, PutUser, User};
 
 /// The store's file in a state directory.
 pub fn database_path(state: &std::path::Path) -> std::path::PathBuf {

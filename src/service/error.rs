@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoreError;
+use crate::service::store::StoreError;
 
 /// Why a management call failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,11 +8,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::api::{blocking, prefix, Body, Param, Who};
-use super::error::{ErrorBody, MgmtError};
-use super::Managed;
+use super::{blocking, prefix, Body, Param, Who};
 use crate::auth::AuthScheme;
 use crate::config::GroupConfig;
+use crate::service::error::{ErrorBody, MgmtError};
+use crate::service::Managed;
 use crate::url::GroupProperty;
 
 /// Which schemes a group has enabled.
