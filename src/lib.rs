@@ -59,7 +59,7 @@ pub use tls::{
     CertificateSource, ClientCertMode, ClientCertificates, ClientIdentity, ServerCertificate,
     TlsError,
 };
-pub use url::{GroupProperty, Host, PrefixError, Scheme, Url, UrlError, UrlGroup, UrlPrefix};
+pub use url::{GroupProperty, Host, PrefixError, Url, UrlError, UrlGroup, UrlPrefix, UrlScheme};
 
 /// The README's examples are compiled as doctests so that they stay true.
 #[cfg(doctest)]

@@ -24,12 +24,13 @@ use serde::{Deserialize, Serialize};
 
 use super::ClientError;
 
-/// Where the system keeps its CA bundle (Debian, Ubuntu, Alpine; Fedora and RHEL; SUSE). `SSL_CERT_FILE`
-/// comes first when set.
-const SYSTEM_BUNDLES: [&str; 3] = [
+/// Where the system keeps its CA bundle (Debian, Ubuntu, Alpine; Fedora and RHEL; SUSE; Alpine's and the
+/// BSDs' `cert.pem`). `SSL_CERT_FILE` comes first when set.
+const SYSTEM_BUNDLES: [&str; 4] = [
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
 ];
 
 /// A pin of a server's public key: SHA-256 of its DER SubjectPublicKeyInfo, written `sha256//BASE64`.
@@ -110,8 +111,18 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
+    /// The system's CA bundle that is trusted when no CA file is given: `SSL_CERT_FILE` when set (as
+    /// OpenSSL reads it), else the first of the usual places that exists.
+    pub fn system_bundle() -> Option<PathBuf> {
+        let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+        from_env
+            .into_iter()
+            .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
+            .find(|p| p.is_file())
+    }
+
     /// The rustls configuration: HTTP/1.1 only (NTLM needs a kept-alive connection, MS-NTHT).
-    pub(crate) fn client_config(&self) -> Result<Arc<ClientConfig>, ClientError> {
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, ClientError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -175,15 +186,10 @@ fn roots_from(path: &Path) -> Result<RootCertStore, ClientError> {
 
 /// The system's roots: `SSL_CERT_FILE`, else the first bundle found (no crate needed for one file).
 fn system_roots() -> Result<RootCertStore, ClientError> {
-    let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-    let path = from_env
-        .into_iter()
-        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
-        .find(|p| p.is_file())
-        .ok_or_else(|| ClientError::CaFile {
-            path: PathBuf::from(SYSTEM_BUNDLES[0]),
-            reason: "no system CA bundle found".into(),
-        })?;
+    let path = TlsSettings::system_bundle().ok_or_else(|| ClientError::CaFile {
+        path: PathBuf::from(SYSTEM_BUNDLES[0]),
+        reason: "no system CA bundle found".into(),
+    })?;
     // A bundle may hold a certificate webpki cannot parse; skip it rather than distrust all the others.
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(&path).map_err(|e| ClientError::CaFile {

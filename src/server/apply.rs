@@ -18,7 +18,7 @@ use crate::config::{
     ClientCertConfig, GroupConfig, ServerConfig, ServerSettings, TlsBinding, UrlConfig,
 };
 use crate::tls::{ClientCertificates, PortTls, ServerCertificate};
-use crate::url::{Prepared, Scheme, UrlGroup, UrlPrefix};
+use crate::url::{Prepared, UrlGroup, UrlPrefix, UrlScheme};
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -130,7 +130,7 @@ impl Server {
                 .get(&binding.port)
                 .map(|p| p.scheme)
                 .or_else(|| ports.get(&binding.port).map(|p| p.scheme));
-            if https.is_some_and(|s| s != Scheme::Https) {
+            if https.is_some_and(|s| s != UrlScheme::Https) {
                 return Err(ServerError::NotHttps(binding.port));
             }
             let port_tls = port_tls(binding)?;
@@ -243,7 +243,7 @@ struct Plan {
 }
 
 struct PortPlan {
-    scheme: Scheme,
+    scheme: UrlScheme,
     sockets: Vec<TcpListener>,
     narrowed_to: Option<IpAddr>,
 }

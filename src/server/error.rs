@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::tls::TlsError;
-use crate::url::{PrefixError, Scheme, UrlError};
+use crate::url::{PrefixError, UrlError, UrlScheme};
 
 /// Why a server operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +27,9 @@ pub enum ServerError {
         /// The port.
         port: u16,
         /// The scheme already on it.
-        existing: Scheme,
+        existing: UrlScheme,
         /// The scheme asked for.
-        requested: Scheme,
+        requested: UrlScheme,
     },
     /// A certificate, key or CA file could not be used.
     #[error(transparent)]

@@ -35,7 +35,7 @@ use crate::change::{Change, Events};
 use crate::files::FileCache;
 use crate::router::RouteTable;
 use crate::tls::PortTls;
-use crate::url::{Host, PrefixError, Scheme, Url, UrlGroup, UrlPrefix};
+use crate::url::{Host, PrefixError, Url, UrlGroup, UrlPrefix, UrlScheme};
 
 /// The file server: URL groups, their listeners and the serve loop. Cheap to clone; all clones are the same
 /// server, so one task can serve while another adds and removes groups and URLs.
@@ -69,7 +69,7 @@ pub(crate) struct State {
 /// A port in use: its scheme, the addresses it listens on, and its sockets until the serve loop takes them.
 #[derive(Debug)]
 pub(crate) struct Port {
-    scheme: Scheme,
+    scheme: UrlScheme,
     addrs: Vec<SocketAddr>,
     /// The address an IP-literal group narrowed the port to when it opened it.
     narrowed_to: Option<IpAddr>,
@@ -79,7 +79,7 @@ pub(crate) struct Port {
 
 impl Port {
     pub(crate) fn is_tls(&self) -> bool {
-        self.scheme == Scheme::Https
+        self.scheme == UrlScheme::Https
     }
 }
 
@@ -87,7 +87,7 @@ impl Port {
 /// or not) can serve a group for `prefix`. Never widened: a port narrowed to one address takes only groups
 /// of that address, rather than silently starting to listen on others.
 fn port_serves(
-    scheme: Scheme,
+    scheme: UrlScheme,
     addrs: &[SocketAddr],
     narrowed_to: Option<IpAddr>,
     prefix: &UrlPrefix,
@@ -221,7 +221,7 @@ impl Server {
             }
             state.ports.insert(port, p);
         }
-        if prefix.scheme() == Scheme::Https
+        if prefix.scheme() == UrlScheme::Https
             && state.tls.get(&port).is_none_or(|t| t.default.is_none())
         {
             tracing::warn!(

@@ -7,6 +7,6 @@ mod suffix;
 pub(crate) use group::Prepared;
 pub(crate) use group::UrlEntry;
 pub use group::{GroupProperty, Url, UrlError, UrlGroup, UrlStats};
-pub use prefix::{Host, PrefixError, PrefixErrorKind, Scheme, UrlPrefix};
+pub use prefix::{Host, PrefixError, PrefixErrorKind, UrlPrefix, UrlScheme};
 pub(crate) use suffix::RequestPath;
 pub use suffix::{SegmentError, UrlSuffix};

@@ -15,24 +15,24 @@ use super::suffix::{check_segment, SegmentError};
 /// The scheme of a URL group; http and https never share a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Scheme {
+pub enum UrlScheme {
     /// Plain HTTP.
     Http,
     /// HTTP over TLS.
     Https,
 }
 
-impl Scheme {
+impl UrlScheme {
     /// The scheme as written in a URL.
     pub fn as_str(self) -> &'static str {
         match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
+            UrlScheme::Http => "http",
+            UrlScheme::Https => "https",
         }
     }
 }
 
-impl fmt::Display for Scheme {
+impl fmt::Display for UrlScheme {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -77,7 +77,7 @@ impl fmt::Display for Host {
 /// (case-insensitive).
 #[derive(Debug, Clone)]
 pub struct UrlPrefix {
-    scheme: Scheme,
+    scheme: UrlScheme,
     host: Host,
     port: u16,
     segment: String,
@@ -86,7 +86,7 @@ pub struct UrlPrefix {
 
 impl UrlPrefix {
     /// The scheme.
-    pub fn scheme(&self) -> Scheme {
+    pub fn scheme(&self) -> UrlScheme {
         self.scheme
     }
 
@@ -232,9 +232,9 @@ impl FromStr for UrlPrefix {
     fn from_str(input: &str) -> Result<Self, PrefixError> {
         let err = |offset, kind| PrefixError::new(input, offset, kind);
         let (scheme, rest) = if let Some(rest) = input.strip_prefix("http://") {
-            (Scheme::Http, rest)
+            (UrlScheme::Http, rest)
         } else if let Some(rest) = input.strip_prefix("https://") {
-            (Scheme::Https, rest)
+            (UrlScheme::Https, rest)
         } else {
             return Err(err(0, PrefixErrorKind::Scheme));
         };
@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn parts_and_display() {
         let p = ok("https://[fe80::1]:65535/Demo");
-        assert_eq!(p.scheme(), Scheme::Https);
+        assert_eq!(p.scheme(), UrlScheme::Https);
         assert_eq!(p.port(), 65535);
         assert_eq!(p.segment(), "Demo");
         assert_eq!(p.to_string(), "https://[fe80::1]:65535/Demo/");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bits_compact::{
     AuthScheme, ByteRate, ClientCertMode, ClientCertificates, ConnectionLimit, Host, Principals,
-    Scheme, Server, ServerCertificate, UrlPrefix,
+    Server, ServerCertificate, UrlPrefix, UrlScheme,
 };
 use clap::Args;
 
@@ -190,7 +190,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     let access = Access {
         sddl: args.sddl.as_deref(),
         schemes: &schemes,
-        https: prefix.scheme() == Scheme::Https,
+        https: prefix.scheme() == UrlScheme::Https,
         allow_basic_over_http: args.allow_basic_over_http,
         users: args.users.is_some(),
         client_certificates: args.client_cert != ClientCertMode::Off,
@@ -238,7 +238,7 @@ struct Tls {
 /// The certificate and client-certificate policy for an https prefix, loaded now so that a bad file is an
 /// error before anything listens.
 fn tls_settings(args: &HostArgs, prefix: &UrlPrefix) -> Result<Option<Tls>, CliError> {
-    if prefix.scheme() != Scheme::Https {
+    if prefix.scheme() != UrlScheme::Https {
         let given = [
             (args.cert.is_some(), "--cert"),
             (args.pfx.is_some(), "--pfx"),

@@ -21,6 +21,7 @@ mod check;
 mod download;
 mod host;
 mod manage;
+mod password_prompt;
 mod print;
 mod selfsigned;
 mod serve;

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use bits_compact::auth::Password;
 use bits_compact::Principals;
 use clap::Args;
-use zeroize::Zeroizing;
 
 use crate::manage::ApiArgs;
 use crate::CliError;
@@ -36,6 +35,11 @@ pub(crate) fn add(args: &UserAddArgs, runtime: &tokio::runtime::Runtime) -> Resu
             &args.api,
         ));
     };
+    add_to_file(args, users)
+}
+
+/// `bcs user add --users FILE`: the principals file from the terminal.
+fn add_to_file(args: &UserAddArgs, users: &std::path::Path) -> Result<(), CliError> {
     let mut principals = if users.exists() {
         Principals::load(users)?
     } else {
@@ -62,30 +66,5 @@ pub(crate) fn add(args: &UserAddArgs, runtime: &tokio::runtime::Runtime) -> Resu
 
 /// The new password for the principals file.
 fn read_new_password(name: &str) -> Result<Password, CliError> {
-    read_new_password_text(name).map(|text| Password::from(text.as_str()))
-}
-
-/// SECURITY: from a prompt (typed twice), or one line of stdin when it is not a terminal; never an argument.
-pub(crate) fn read_new_password_text(name: &str) -> Result<Zeroizing<String>, CliError> {
-    use std::io::IsTerminal;
-    let password = if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password(format!("Password for {name}: "))
-            .map_err(CliError::Password)?;
-        let again = rpassword::prompt_password("Again: ").map_err(CliError::Password)?;
-        if first != again {
-            return Err(CliError::BadPassword("the two passwords differ"));
-        }
-        first
-    } else {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(CliError::Password)?;
-        line.trim_end_matches(['\r', '\n']).to_owned()
-    };
-    let password = Zeroizing::new(password);
-    if password.is_empty() {
-        return Err(CliError::BadPassword("the password is empty"));
-    }
-    Ok(password)
+    crate::password_prompt::read_new_password_text(name).map(|text| Password::from(text.as_str()))
 }

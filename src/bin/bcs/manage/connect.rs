@@ -7,17 +7,17 @@
 //! travels over TLS (or the local socket, which only that machine's users reach).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bits_compact::client::TlsSettings;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
@@ -457,73 +457,25 @@ fn basic(user: &str, server: &Server) -> Result<HeaderValue, ManageError> {
     Ok(value)
 }
 
-/// TLS 1.2 and 1.3 with ring, checking the server against `--ca` (else the system's anchors), and a
-/// client certificate when one is given.
+/// TLS 1.2 and 1.3, checking the server against `--ca` (else the system's anchors), and a client
+/// certificate when one is given: the same trust the library's transfer client uses
+/// ([`TlsSettings`]).
 fn tls_config(args: &ApiArgs) -> Result<Arc<rustls::ClientConfig>, ManageError> {
     let env = || {
         std::env::var_os("BCS_CA")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
-    let ca = match args.ca.clone().or_else(env) {
-        Some(ca) => ca,
-        None => system_anchors().ok_or(ManageError::NoAnchors)?,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in read_certs(&ca)? {
-        roots.add(cert).map_err(|e| ManageError::Pem {
-            path: ca.clone(),
-            reason: format!("not a usable CA certificate: {e}"),
-        })?;
+    let ca_file = args.ca.clone().or_else(env);
+    if ca_file.is_none() && TlsSettings::system_bundle().is_none() {
+        return Err(ManageError::NoAnchors);
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(ManageError::Tls)?
-        .with_root_certificates(roots);
-    let mut config = match (&args.client_cert, &args.client_key) {
-        (Some(cert), Some(key)) => builder
-            .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
-            .map_err(ManageError::Tls)?,
-        _ => builder.with_no_client_auth(),
+    let trust = TlsSettings {
+        ca_file,
+        pins: Vec::new(),
+        client_certificate: args.client_cert.clone().zip(args.client_key.clone()),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// The system's CA bundle: SSL_CERT_FILE (as OpenSSL reads it), else the usual places.
-fn system_anchors() -> Option<PathBuf> {
-    let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-    let usual = [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/cert.pem",
-    ];
-    env.into_iter()
-        .chain(usual.into_iter().map(PathBuf::from))
-        .find(|p| p.is_file())
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ManageError> {
-    let pem = |reason: String| ManageError::Pem {
-        path: path.to_owned(),
-        reason,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem(e.to_string()))?;
-    match certs.is_empty() {
-        true => Err(pem("no certificate in it".into())),
-        false => Ok(certs),
-    }
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ManageError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| ManageError::Pem {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
+    trust.client_config().map_err(ManageError::Trust)
 }
 
 #[cfg(test)]

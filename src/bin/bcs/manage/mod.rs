@@ -167,10 +167,8 @@ pub(crate) enum ManageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot use {path:?}: {reason}")]
-    Pem { path: PathBuf, reason: String },
     #[error("cannot set up TLS")]
-    Tls(#[source] rustls::Error),
+    Trust(#[source] bits_compact::client::ClientError),
     #[error("no CA certificates to check the service against: give --ca FILE (or set BCS_CA)")]
     NoAnchors,
     #[error("{0} needs an https --server")]

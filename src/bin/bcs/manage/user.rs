@@ -19,7 +19,7 @@ pub(crate) struct NameArgs {
 /// Creates the user on the service, or gives it a new password; `groups` are added to its groups. The
 /// password is read as for the principals file (`crate::user`).
 pub(crate) async fn add(name: &str, groups: &[String], api: &ApiArgs) -> Result<(), CliError> {
-    let password = crate::user::read_new_password_text(name)?;
+    let password = crate::password_prompt::read_new_password_text(name)?;
     let mut body = json!({ "password": password.as_str() });
     if !groups.is_empty() {
         body["groups"] = json!(groups);
