@@ -99,7 +99,7 @@ pub(crate) fn right(code: &str) -> Option<u32> {
 }
 
 impl fmt::Display for AccessMask {
-    /// Canonical SDDL: codes when the mask is exactly a union of whole codes (greedy over [`RIGHTS`], never
+    /// Canonical SDDL: codes when the mask is exactly a union of whole codes (greedy over the table of rights, never
     /// using a code that sets a bit outside the mask), else `0x` hex.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut left = self.0;

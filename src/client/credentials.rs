@@ -90,6 +90,7 @@ impl Credentials {
 
     /// Gives credentials read back from a store their password again (the service's job store keeps it
     /// encrypted beside them).
+    #[cfg(feature = "service")]
     pub(crate) fn set_password(&mut self, password: Password) {
         self.password = Some(password);
     }

@@ -123,7 +123,7 @@ impl TlsSettings {
 
     /// The rustls configuration: HTTP/1.1 only (NTLM needs a kept-alive connection, MS-NTHT).
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, ClientError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(ClientError::Tls)?;

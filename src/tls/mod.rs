@@ -16,6 +16,7 @@ use std::sync::Arc;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+pub(crate) use certificate::provider;
 pub use certificate::{CertificateInfo, ServerCertificate};
 pub use client_certs::{ClientCertMode, ClientCertificates, ClientIdentity, UnknownMode};
 pub use source::{CertificateSource, SecretText};

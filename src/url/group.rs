@@ -375,6 +375,7 @@ impl UrlGroup {
 
     /// Publishes again, exactly as it was, a URL this group removed (its SDDL, its opened file): what
     /// undoing a removal needs, where `add_url` would apply today's default SDDL.
+    #[cfg(feature = "service")]
     pub(crate) fn restore_url(&self, url: &Url) -> Result<(), UrlError> {
         self.change(
             || self.insert(url.entry.clone()),

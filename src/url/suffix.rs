@@ -49,7 +49,7 @@ pub(crate) fn check_segment(segment: &str) -> Result<(), SegmentError> {
 
 /// A validated URL suffix such as `tools/setup.exe`: one or more segments joined by `/`.
 ///
-/// Lookups compare suffixes case-insensitively (HTTP.sys semantics), through [`UrlSuffix::key`].
+/// Lookups compare suffixes case-insensitively (HTTP.sys semantics), through a lowercased key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UrlSuffix {
     text: String,

@@ -480,6 +480,7 @@ async fn credentials_are_not_sent_where_a_redirect_leads() {
 
 /// BITS's retry model against `bcs host --max-downloads 1`: while another client holds the only slot, the job gets
 /// 503 (TRANSIENT_ERROR, `http_503`), then retries after its MinimumRetryDelay and completes.
+#[cfg(feature = "cli")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_server_is_a_transient_error_then_a_retry() {
     if !have("curl") {

@@ -213,6 +213,7 @@ pub fn wait_for_port(port: u16, what: &str) {
     }
 }
 
+#[cfg(feature = "cli")]
 /// The directory where cargo put this test's binaries and the examples.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -241,6 +242,7 @@ pub fn have_module_in(python: &str, module: &str) -> bool {
     found
 }
 
+#[cfg(feature = "cli")]
 /// Runs a command with one line on its standard input; returns its output.
 pub fn with_stdin(cmd: &mut Command, line: &str) -> Output {
     use std::process::Stdio;
