@@ -35,6 +35,36 @@ pub struct ServerConfig {
     pub principals: Option<Principals>,
 }
 
+impl ServerConfig {
+    /// The same configuration without its secrets, to show or to log: users keep their names, groups and
+    /// SIDs but lose their password and NT hashes; PKCS#12 passwords and PEM private keys become empty.
+    ///
+    /// SECURITY: [`Server::config`](crate::Server::config) returns the secrets, since a stored configuration
+    /// must be able to load again (a self-signed certificate's key as PEM, argon2 and NT hashes); anything
+    /// that leaves the process for someone to read should get this copy instead.
+    pub fn without_secrets(&self) -> ServerConfig {
+        ServerConfig {
+            settings: self.settings.clone(),
+            groups: self.groups.clone(),
+            tls: self.tls.iter().map(TlsBinding::without_secrets).collect(),
+            principals: self.principals.as_ref().map(Principals::without_secrets),
+        }
+    }
+}
+
+impl TlsBinding {
+    /// The same binding without its secrets (see [`CertificateSource::without_secrets`]).
+    pub fn without_secrets(&self) -> TlsBinding {
+        TlsBinding {
+            certificate: self.certificate.as_ref().map(CertificateSource::without_secrets),
+            sni: (self.sni.iter())
+                .map(|(name, source)| (name.clone(), source.without_secrets()))
+                .collect(),
+            ..self.clone()
+        }
+    }
+}
+
 /// The settings a server is built with ([`ServerBuilder`](crate::ServerBuilder)); `apply` refuses to
 /// change them, since listeners and caches are made from them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,3 +222,41 @@ serde_as_text!(
     AuthScheme,
     ClientCertMode
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Password;
+    use crate::tls::SecretText;
+
+    #[test]
+    fn without_secrets_keeps_everything_but_the_secrets() {
+        let server = crate::Server::builder().build().unwrap();
+        let mut config = server.config();
+        let pem = |key: &str| CertificateSource::Pem {
+            cert: "CERT".into(),
+            key: SecretText::new(key),
+        };
+        config.tls.push(TlsBinding {
+            port: 8443,
+            certificate: Some(pem("PRIVATE-KEY-A")),
+            sni: BTreeMap::from([("a.test".to_owned(), pem("PRIVATE-KEY-B"))]),
+            client_certificates: None,
+            http2: true,
+        });
+        let mut principals = Principals::default();
+        (principals.set_user("alice", &Password::from("hunter2-secret"), &[])).unwrap();
+        config.principals = Some(principals);
+
+        let shown = config.without_secrets();
+        let text = toml::to_string(&shown).unwrap();
+        assert!(!text.contains("PRIVATE-KEY"), "{text}");
+        assert!(!text.contains("argon2"), "{text}");
+        let (_, alice) = shown.principals.as_ref().unwrap().user("alice").unwrap();
+        assert!(alice.password.is_none() && alice.nt_hash.is_none());
+        assert_eq!(shown.tls[0].sni.len(), 1);
+        assert_eq!(shown.settings, config.settings);
+        // The original still has them: a stored configuration must load again.
+        assert!(toml::to_string(&config).unwrap().contains("PRIVATE-KEY-A"));
+    }
+}

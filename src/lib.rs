@@ -32,6 +32,8 @@
 //! | [`jobs`] | the BITS-style download client: [`JobManager`], [`Job`], [`JobState`], resumable validated transfers, a [`JobStore`] |
 //! | [`client`] | the job client's side of HTTP: TLS trust (CA file, pins, client certificates), proxies, Basic and NTLM credentials |
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod auth;
 pub mod authz;
 mod change;
@@ -44,6 +46,7 @@ pub mod limits;
 mod router;
 mod server;
 #[cfg(feature = "service")]
+#[cfg_attr(docsrs, doc(cfg(feature = "service")))]
 pub mod service;
 pub mod tls;
 pub mod url;

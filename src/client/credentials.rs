@@ -52,7 +52,7 @@ impl Credentials {
     }
 
     /// Negotiate (Kerberos) with the caller's default credential cache (`KRB5CCNAME`), like
-    /// `curl --negotiate -u :`: no user name, no password. A build without the `negotiate` feature refuses
+    /// `curl --negotiate -u :`: no user name, no password. **Needs the `negotiate` feature** to be used. A build without the `negotiate` feature refuses
     /// these credentials (`JobError::InvalidSetting`, or ERROR `negotiate_unavailable` for a stored job).
     pub fn negotiate() -> Credentials {
         Credentials {

@@ -56,6 +56,11 @@ impl Server {
 
     /// The whole configuration: settings, groups (in creation order, URLs sorted by suffix), TLS per
     /// port, principals.
+    ///
+    /// SECURITY: it carries the secrets a server holds, so that it can be stored and applied again: a
+    /// self-signed certificate's private key as PEM, PKCS#12 passwords, users' argon2 and NT hashes. Keep
+    /// what is written from it private, as the principals file; to show or log it, use
+    /// [`ServerConfig::without_secrets`].
     pub fn config(&self) -> ServerConfig {
         let state = self.state();
         let mut tls: Vec<TlsBinding> = state

@@ -140,6 +140,12 @@ impl IntoPrefix for &str {
     }
 }
 
+impl IntoPrefix for String {
+    fn into_prefix(self) -> Result<UrlPrefix, PrefixError> {
+        self.parse()
+    }
+}
+
 impl IntoPrefix for &String {
     fn into_prefix(self) -> Result<UrlPrefix, PrefixError> {
         self.parse()

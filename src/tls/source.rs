@@ -35,6 +35,24 @@ pub enum CertificateSource {
     },
 }
 
+impl CertificateSource {
+    /// The same source without its secrets: a PKCS#12 password and a PEM private key become empty text
+    /// (files named by path are left as they are: their contents are not in the value).
+    pub fn without_secrets(&self) -> CertificateSource {
+        match self {
+            CertificateSource::PemFiles { .. } => self.clone(),
+            CertificateSource::Pkcs12File { file, .. } => CertificateSource::Pkcs12File {
+                file: file.clone(),
+                password: SecretText::new(""),
+            },
+            CertificateSource::Pem { cert, .. } => CertificateSource::Pem {
+                cert: cert.clone(),
+                key: SecretText::new(""),
+            },
+        }
+    }
+}
+
 /// Text that is a secret (a password, a private key): zeroized on drop, redacted in `Debug`; serialised as
 /// itself, since a stored configuration must be able to load it again (SECURITY: so keep such stores
 /// private, as the principals file).
