@@ -56,7 +56,10 @@ impl TlsBinding {
     /// The same binding without its secrets (see [`CertificateSource::without_secrets`]).
     pub fn without_secrets(&self) -> TlsBinding {
         TlsBinding {
-            certificate: self.certificate.as_ref().map(CertificateSource::without_secrets),
+            certificate: self
+                .certificate
+                .as_ref()
+                .map(CertificateSource::without_secrets),
             sni: (self.sni.iter())
                 .map(|(name, source)| (name.clone(), source.without_secrets()))
                 .collect(),

@@ -345,6 +345,24 @@ impl Principals {
         copy
     }
 
+    /// A user's SID, by the same names as [`Principals::user`]: what an SDDL ACE names the user by.
+    ///
+    /// ```
+    /// # fn demo() -> Result<(), bits_compact::AuthError> {
+    /// use bits_compact::{Password, Principals};
+    ///
+    /// let mut principals = Principals::default();
+    /// principals.set_user("alice", &Password::from("correct horse"), &[])?;
+    /// let alice = principals.user_sid("ALICE").expect("names ignore case");
+    /// let sddl = format!("D:(A;;GR;;;{alice})");
+    /// assert!(sddl.starts_with("D:(A;;GR;;;S-1-5-21-"));
+    /// # Ok(()) }
+    /// # demo().unwrap();
+    /// ```
+    pub fn user_sid(&self, name: &str) -> Option<&Sid> {
+        self.user(name).map(|(_, user)| &user.sid)
+    }
+
     /// A user by name: `name`, `DOMAIN\name` or `name@domain` (case-insensitive).
     pub fn user(&self, name: &str) -> Option<(&str, &User)> {
         if let Some((n, u)) = self

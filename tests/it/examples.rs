@@ -241,3 +241,49 @@ fn the_limits_example_turns_one_download_too_many_away_and_paces_the_rest() {
     let (code, stderr) = running.stop("-TERM");
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// The Basic and SDDL example, made with `Principals::default` and `set_user` in code: curl with alice's
+/// password gets the file over the pinned self-signed certificate, bob (who proves his password) gets 403,
+/// a wrong password and no credentials get 401 with a Basic challenge.
+#[test]
+fn the_basic_example_admits_alice_alone_over_pinned_tls() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(70_000, 44);
+    let file = write_file(dir.path(), "plan.bin", &data);
+    let port = free_port();
+    let prefix = format!("https://127.0.0.1:{port}/team/");
+    let running = Running::spawn_with_env(
+        &example("basic_sddl"),
+        &[&prefix, file.to_str().unwrap()],
+        &[("BASIC_SDDL_PASSWORD", "team-RIGHT")],
+    );
+    let lines = running.lines_until("Ctrl-C");
+    let pin = lines[0]
+        .strip_prefix("curl --pinnedpubkey '")
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("the first line is curl's pin");
+    let url = format!("{prefix}plan.bin");
+    assert_eq!(lines[1], url);
+
+    let get = |user: Option<&str>| {
+        let mut args = vec!["--insecure", "--pinnedpubkey", pin];
+        if let Some(user) = user {
+            args.extend(["-u", user]);
+        }
+        args.push(&url);
+        curl(&args)
+    };
+    let alice = get(Some("alice:team-RIGHT"));
+    assert_eq!(alice.status, 200);
+    assert!(alice.body == data, "alice's body differs");
+    assert_eq!(get(Some("bob:team-RIGHT")).status, 403);
+    let wrong = get(Some("alice:WRONG"));
+    assert_eq!(wrong.status, 401);
+    let anonymous = get(None);
+    assert_eq!(anonymous.status, 401);
+    let challenge = anonymous.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.starts_with("Basic"), "{challenge}");
+}
