@@ -19,6 +19,29 @@ use crate::tls::{CertificateSource, ClientCertMode};
 use crate::url::UrlPrefix;
 
 /// Everything a server is configured with.
+///
+/// What [`Server::config`](crate::Server::config) returns is data: write it as TOML, read it back, and
+/// build a second server from it (or [`Server::apply`](crate::Server::apply) it to a running one).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use bits_compact::{Server, ServerConfig};
+///
+/// # let dir = tempfile::tempdir()?;
+/// # let file = dir.path().join("a.bin");
+/// # std::fs::write(&file, b"data")?;
+/// # let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+/// let first = Server::builder().build()?;
+/// let group = first.create_url_group(format!("http://127.0.0.1:{port}/Demo/"))?;
+/// group.add_url("a.bin", &file, Some("D:(A;;GR;;;WD)"))?;
+///
+/// let text = toml::to_string(&first.config())?;
+/// drop((group, first)); // frees the port for the second server
+/// let config: ServerConfig = toml::from_str(&text)?;
+/// let second = Server::from_config(&config)?;
+/// assert_eq!(second.config(), config);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
@@ -139,6 +162,22 @@ pub struct GroupConfig {
 }
 
 impl GroupConfig {
+    /// A group with the settings a new [`UrlGroup`](crate::UrlGroup) has (no authentication, no
+    /// limits, no default SDDL, no index) and no URLs.
+    pub fn new(prefix: UrlPrefix) -> GroupConfig {
+        GroupConfig {
+            prefix,
+            auth: Vec::new(),
+            allow_basic_over_http: false,
+            default_sddl: None,
+            connection_limit: ConnectionLimit::default(),
+            bandwidth_limit: ByteRate::default(),
+            cache_max_age_secs: None,
+            index: false,
+            urls: Vec::new(),
+        }
+    }
+
     /// The group's settings alone, with no URLs (what a store keeps per group), without copying the URLs.
     pub fn settings_only(&self) -> GroupConfig {
         GroupConfig {

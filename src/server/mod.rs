@@ -39,6 +39,27 @@ use crate::url::{Host, PrefixError, Url, UrlGroup, UrlPrefix, UrlScheme};
 
 /// The file server: URL groups, their listeners and the serve loop. Cheap to clone; all clones are the same
 /// server, so one task can serve while another adds and removes groups and URLs.
+///
+/// Build one, create a URL group (its port is bound there and then), publish a file, then `serve`:
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use bits_compact::Server;
+///
+/// let dir = tempfile::tempdir()?;
+/// let file = dir.path().join("setup.exe");
+/// std::fs::write(&file, b"MZ...")?;
+/// # let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+/// let server = Server::builder().build()?;
+/// let group = server.create_url_group(format!("http://127.0.0.1:{port}/Demo/"))?;
+/// let url = group.add_url("setup.exe", &file, None)?;
+/// assert_eq!(url.location("127.0.0.1"), format!("http://127.0.0.1:{port}/Demo/setup.exe"));
+///
+/// // `serve` answers until the future it is given completes (here at once), then drains.
+/// let runtime = tokio::runtime::Runtime::new()?;
+/// runtime.block_on(server.serve(async {}))?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Server {
     shared: Arc<Shared>,

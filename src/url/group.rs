@@ -79,6 +79,24 @@ pub enum UrlError {
 }
 
 /// One published file: a suffix under a group, the local file, and its access rule.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let file = dir.path().join("app.msi");
+/// # std::fs::write(&file, b"MSI")?;
+/// # let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+/// let server = bits_compact::Server::builder().build()?;
+/// let group = server.create_url_group(format!("http://+:{port}/Apps/"))?;
+/// // Read access for Authenticated Users only (SDDL names SIDs; AU is a well-known one).
+/// let url = group.add_url("tools/app.msi", &file, Some("D:(A;;GR;;;AU)"))?;
+/// assert_eq!(url.suffix(), "tools/app.msi");
+/// assert_eq!(url.sddl().map(|s| s.to_string()).as_deref(), Some("D:(A;;GR;;;AU)"));
+/// // A wildcard host (`+`) is shown as the host a client should use.
+/// assert_eq!(url.location("files.example"), format!("http://files.example:{port}/Apps/tools/app.msi"));
+/// assert_eq!(url.stats().requests, 0);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Url {
     entry: Arc<UrlEntry>,
@@ -185,6 +203,28 @@ pub(crate) struct Prepared {
 }
 
 /// A URL group: a prefix and the URLs published under it.
+///
+/// A group's settings apply to all its URLs and change while it serves: transfers in flight keep going
+/// under the new limits.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use bits_compact::{AuthScheme, ByteRate, ConnectionLimit, GroupProperty};
+///
+/// # let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+/// let server = bits_compact::Server::builder().build()?;
+/// let group = server.create_url_group(format!("http://127.0.0.1:{port}/Updates/"))?;
+/// // Two transfers at once (a third is answered 503 with Retry-After), sharing 2 MiB/s.
+/// group.set_connection_limit("2".parse::<ConnectionLimit>()?)?;
+/// group.set_bandwidth_limit("2MiB/s".parse::<ByteRate>()?)?;
+/// assert_eq!(group.property(GroupProperty::BandwidthLimit), 2 << 20);
+/// // Callers prove who they are with NTLM; URLs without their own SDDL get the group's default.
+/// group.set_authentication(AuthScheme::Ntlm, true)?;
+/// group.set_default_sddl(Some("D:(A;;GR;;;AU)"))?;
+/// assert_eq!(group.authentication_schemes(), [AuthScheme::Ntlm]);
+/// assert!(group.urls().is_empty());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct UrlGroup {
     inner: Arc<GroupInner>,

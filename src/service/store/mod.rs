@@ -61,6 +61,24 @@ pub struct Audit {
 }
 
 /// A configuration store.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use bits_compact::service::store::{Audit, Delta, SqliteStore, Store};
+/// use bits_compact::config::GroupConfig;
+///
+/// let dir = tempfile::tempdir()?;
+/// let mut store = SqliteStore::open(dir.path().join("config.db"))?;
+/// let group = GroupConfig::new("http://+:8080/Demo/".parse()?);
+/// let audit = Audit { who: "uid 0 (local)".into(), what: "create group".into() };
+/// store.commit(&[Delta::PutGroup(group.clone())], &audit)?;
+/// drop(store);
+///
+/// // Durable once `commit` returned: a new process reads it back.
+/// let stored = SqliteStore::open(dir.path().join("config.db"))?.load()?;
+/// assert_eq!(stored.groups, [group]);
+/// # Ok(()) }
+/// ```
 pub trait Store: Send {
     /// Everything stored (empty on first use).
     fn load(&mut self) -> Result<Stored, StoreError>;
