@@ -17,20 +17,28 @@
 //!
 //! # Layout
 //!
-//! | module | owns |
-//! |---|---|
-//! | `server` | [`Server`] and its builder: groups, listeners, the routing snapshot (the composition root); it hands `serve` a `Site` |
-//! | [`config`] | the whole configuration as serde data: [`Server::config`] out, [`Server::apply`] in |
-//! | `serve` | accept loop, connection deadlines, the request path, errors → responses (one place); imports no `server` |
-//! | [`url`] | [`UrlPrefix`] (HTTP.sys grammar), suffixes and request paths, [`UrlGroup`], [`Url`] |
-//! | `router` | host category, then whole-segment prefix → group |
-//! | [`tls`] | certificates per port and per SNI name, hot replacement, client certificates |
-//! | [`auth`] | who a request comes from: one `authenticate` call over Basic, NTLM, Negotiate, certificates; `Identity` and its token of SIDs |
-//! | [`authz`] | SDDL security descriptors, SIDs, the Windows access check |
-//! | [`files`] | validators, preconditions, ranges, multipart, the streamed body |
-//! | [`limits`] | per-group ConnectionLimit (transfer permits) and BandwidthLimit (shared token bucket) |
-//! | [`jobs`] | the BITS-style download client: [`JobManager`], [`Job`], [`JobState`], resumable validated transfers, a [`JobStore`] |
-//! | [`client`] | the job client's side of HTTP: TLS trust (CA file, pins, client certificates), proxies, Basic and NTLM credentials |
+//! Three products stand on shared foundations. Every module is listed here; those in `code` are private.
+//!
+//! | part | module | owns |
+//! |---|---|---|
+//! | foundations | [`auth`] | who a request comes from: Basic, NTLM, Negotiate, certificates, one `authenticate` call; [`Identity`] and its token of SIDs; [`Principals`]; guessing limits |
+//! | | [`authz`] | SDDL security descriptors, SIDs, access masks, the Windows access check |
+//! | | [`tls`] | server certificates per port and per SNI name, hot replacement, client certificates; the one crypto provider |
+//! | | [`config`] | the whole configuration as serde data ([`ServerConfig`]), and the [`Change`]s a server tells |
+//! | | `change` | the ordered record of changes a server hands its listeners (re-exported by [`config`]) |
+//! | | `error` | [`Error`], the crate's one error type, and its stable codes |
+//! | file server | `server` | [`Server`], [`ServerBuilder`], `apply` of a configuration, port binding, TLS bindings: the composition root |
+//! | | `server::http` | the serve loop: accept, connection deadlines, the request path, errors → responses in one place; it knows the server only through a `Site` |
+//! | | `router` | host category, then whole-segment prefix → group |
+//! | | [`url`] | [`UrlPrefix`] (HTTP.sys grammar), suffixes and request paths, [`UrlGroup`], [`Url`] |
+//! | | [`files`] | validators, preconditions, ranges, multipart, the streamed body, zero-copy |
+//! | | [`limits`] | per-group [`ConnectionLimit`] and bandwidth ([`ByteRate`]), per-source transfers, the read budget |
+//! | service | [`service`] | `bcs serve`'s management API (one file per resource), its listeners (Unix socket, admin TLS), [`service::Managed`] (every change stored), [`service::store`] (the [`service::store::Store`] trait and SQLite); feature `service` |
+//! | transfer client | [`jobs`] | BITS-style download jobs: [`JobManager`], [`Job`], [`JobState`], resumable validated transfers, a [`JobStore`] |
+//! | | [`client`] | the jobs' side of HTTP: TLS trust (CA file, pins, client certificates), proxies, Basic, NTLM and Negotiate initiators |
+//!
+//! `src/bin/bcs/` is the thin command line over these: `bcs host` (the file server), `bcs serve` and the
+//! management commands (the service), `bcs download` (the transfer client).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -55,14 +63,18 @@ pub mod url;
 pub use auth::{AuthError, AuthScheme, Identity, Password, Principals};
 pub use config::{Change, ServerConfig};
 pub use error::Error;
-pub use jobs::{Job, JobError, JobId, JobManager, JobState, JobStore};
+pub use jobs::{
+    Action, DirStore, Job, JobError, JobEvent, JobId, JobManager, JobState, JobStore, NewJob,
+};
 pub use limits::{ByteRate, ConnectionLimit, LimitError};
 pub use server::{IntoPrefix, Server, ServerBuilder, ServerError};
 pub use tls::{
-    CertificateSource, ClientCertMode, ClientCertificates, ClientIdentity, ServerCertificate,
-    TlsError,
+    CertificateInfo, CertificateSource, ClientCertMode, ClientCertificates, ClientIdentity,
+    ServerCertificate, TlsError,
 };
-pub use url::{GroupProperty, Host, PrefixError, Url, UrlError, UrlGroup, UrlPrefix, UrlScheme};
+pub use url::{
+    GroupProperty, Host, PrefixError, Url, UrlError, UrlGroup, UrlPrefix, UrlScheme, UrlStats,
+};
 
 /// The README's examples are compiled as doctests so that they stay true.
 #[cfg(doctest)]
