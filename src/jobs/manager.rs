@@ -27,7 +27,7 @@ use super::job::{Job, JobFailure, JobFile, JobId, MINIMUM_RETRY_DELAY_FLOOR};
 use super::job_store::{JobStore, MemoryStore};
 use super::state::{Action, Event, JobState, Priority};
 use super::transfer::{self, Failure, Fetch, Http, LowSpeedLimit};
-use super::JobError;
+use super::job_error::JobError;
 use crate::client::ClientSettings;
 
 /// What subscribers hear about jobs.
