@@ -24,10 +24,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::job::{Job, JobFailure, JobFile, JobId, MINIMUM_RETRY_DELAY_FLOOR};
+use super::job_error::JobError;
 use super::job_store::{JobStore, MemoryStore};
 use super::state::{Action, Event, JobState, Priority};
 use super::transfer::{self, Failure, Fetch, Http, LowSpeedLimit};
-use super::job_error::JobError;
 use crate::client::ClientSettings;
 
 /// What subscribers hear about jobs.

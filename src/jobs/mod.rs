@@ -7,9 +7,7 @@
 //! | `state` | [`JobState`], [`Priority`], [`Action`] with the interface's numbers; the transition function (sans-IO) |
 //! | `job` | [`Job`], [`JobFile`], [`JobId`], [`JobFailure`] (GetError): serde data |
 //! | `store` | [`JobStore`], [`DirStore`] (one JSON file per job, atomic writes), [`MemoryStore`] |
-//! | `transfer` | one file over HTTP/1.1: size and validators, ranged GETs with If-Range, restarts, classification |
-//! | `pace` | a job's own bandwidth limit, held in the transfer loop |
-//! | `digest` | the check of a transferred file against the server's `Repr-Digest` (RFC 9530) |
+//! | `transfer` | one file: HTTP/1.1 with ranged, validated GETs; the temporary file; the digest check; pace; failures |
 //! | `manager` | [`JobManager`]: scheduling, retries, timeouts, events, persistence |
 //!
 //! Files become visible under their final names only on Complete; until then they are `.NAME.bcs-part`
@@ -19,10 +17,8 @@ mod job;
 mod job_error;
 mod job_store;
 mod manager;
-mod pace;
 mod state;
 mod transfer;
-mod verify;
 
 pub use job::{
     ErrorContext, Job, JobFailure, JobFile, JobId, JobIdError, Validators,
