@@ -26,6 +26,7 @@ use super::registry::{Jobs, Registry, RunnerTask};
 use super::scheduler;
 use super::state::{Action, Event, JobState, Priority, TransitionError};
 use super::transfer::{self, Fetch, Http, LowSpeedLimit};
+use super::watch::JobWatch;
 use super::writer::{durable, Writer};
 use crate::client::ClientSettings;
 
@@ -122,6 +123,37 @@ impl JobManagerBuilder {
 }
 
 /// Runs download jobs; cheap to clone (all clones are the same manager).
+///
+/// A job's life, BITS's way: create it, add files, resume it, wait until it is TRANSFERRED, then complete
+/// it, which renames every file into place at once.
+///
+/// ```no_run
+/// use bits_compact::jobs::{Action, DirStore, JobManager, JobState, NewJob};
+///
+/// # async fn demo() -> Result<(), bits_compact::JobError> {
+/// let jobs = JobManager::builder()
+///     .store(DirStore::open("/var/tmp/my-jobs")?) // jobs survive restarts
+///     .max_transfers(4)
+///     .start()
+///     .await?;
+/// let job = jobs.create_job(NewJob::new("release").suspended(true)).await?;
+/// jobs.add_file(job.id, "http://server:8080/deploy/setup.exe", "/tmp/setup.exe")
+///     .await?;
+/// jobs.set_state(job.id, Action::Resume).await?;
+/// // TRANSIENT_ERROR is retried on its own; ERROR waits for the owner.
+/// let done = jobs
+///     .wait_for(job.id, |j| matches!(j.state, JobState::Transferred | JobState::Error))
+///     .await?;
+/// if done.state == JobState::Transferred {
+///     jobs.set_state(job.id, Action::Complete).await?; // /tmp/setup.exe appears, whole
+/// } else {
+///     eprintln!("{:?}", done.error);
+///     jobs.set_state(job.id, Action::Cancel).await?;
+/// }
+/// jobs.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct JobManager {
     registry: Arc<Registry>,
@@ -151,10 +183,53 @@ impl JobManager {
         }
     }
 
-    /// State changes and progress of every job, from now on. A slow subscriber loses the oldest events
-    /// (`RecvError::Lagged`), never slows the transfers.
+    /// State changes and progress of every job, from now on, on one broadcast channel that keeps the last
+    /// 1024 events for its slowest receiver. A receiver further behind never slows the transfers: it
+    /// loses the oldest events instead — its next `recv` returns `RecvError::Lagged(n)`, and the one after
+    /// goes on with the oldest event kept, so read the jobs you follow again then (a state change may be
+    /// among those lost). To follow one job, [`watch`](Self::watch) and [`wait_for`](Self::wait_for) do
+    /// that for you.
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.registry.events.subscribe()
+    }
+
+    /// One job's events from now on. Unlike a [`subscribe`](Self::subscribe) receiver, a [`JobWatch`] that
+    /// falls behind yields the job's current state instead of a gap, and it ends after the job's final
+    /// state. [`JobError::NotFound`] when there is no such job.
+    pub fn watch(&self, id: JobId) -> Result<JobWatch, JobError> {
+        JobWatch::new(self.registry.clone(), id)
+    }
+
+    /// Waits until `done` holds for the job — checked now and after each of its events — and returns the
+    /// job as it was then. Fails with [`JobError::NotFound`] when there is no such job (or it is
+    /// forgotten), [`JobError::Stopped`] when the manager shuts down first, and [`JobError::Transition`]
+    /// ([`TransitionError::Final`]) when the job reaches a final state for which `done` does not hold.
+    pub async fn wait_for(
+        &self,
+        id: JobId,
+        mut done: impl FnMut(&Job) -> bool,
+    ) -> Result<Job, JobError> {
+        let mut watch = self.watch(id)?;
+        loop {
+            let job = self.job(id)?;
+            if done(&job) {
+                return Ok(job);
+            }
+            if watch.next().await.is_some() {
+                continue;
+            }
+            if self.registry.stop.is_cancelled() {
+                return Err(JobError::Stopped);
+            }
+            let job = self.job(id)?;
+            return match done(&job) {
+                true => Ok(job),
+                false => Err(JobError::Transition {
+                    id,
+                    source: TransitionError::Final(job.state),
+                }),
+            };
+        }
     }
 
     /// CreateJob: a new job, QUEUED (or SUSPENDED if asked, or if it has no files yet).

@@ -16,9 +16,10 @@
 //! | `scheduler` | which QUEUED job runs next (priority, turns, `max_transfers`), retry delays, no-progress timeouts |
 //! | `runner` | one running job's files in order, its progress and its end |
 //! | `writer` | the store's writes, in the order queued under the lock |
+//! | `watch` | [`JobWatch`]: one job's events, its current state after a lag |
 //!
 //! Imports go one way: `manager` uses the parts below it and none uses `manager`; `scheduler` starts
-//! `runner`s; `scheduler` and `runner` work on `registry`, which queues to `writer`; `transfer`
+//! `runner`s; `scheduler`, `runner` and `watch` work on `registry`, which queues to `writer`; `transfer`
 //! knows only `job` (and `job_store`'s directory sync).
 //!
 //! Files become visible under their final names only on Complete; until then they are `.NAME.bcs-part`
@@ -37,6 +38,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod transfer;
+mod watch;
 mod writer;
 
 pub use events::JobEvent;
@@ -50,3 +52,4 @@ pub use manager::{JobManager, JobManagerBuilder};
 pub use new_job::NewJob;
 pub use state::{Action, Event, JobState, Priority, TransitionError, UnknownValue};
 pub use transfer::{part_path, LowSpeedLimit};
+pub use watch::JobWatch;

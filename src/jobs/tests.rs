@@ -411,3 +411,91 @@ async fn destinations_are_not_shared_nor_temporaries_and_files_are_bounded() {
     ));
     m.shutdown().await;
 }
+
+/// Watchers of one job that the broadcast left behind (far more events than it keeps, none read) are
+/// not ended by the lag: one read mid-way gets the job's current state, then what follows; one read only
+/// at the end still sees the final state. `wait_for` sees through the lag too.
+#[tokio::test(start_paused = true)]
+async fn a_lagging_watcher_still_sees_the_final_state() {
+    let m = JobManager::builder()
+        .max_transfers(8)
+        .fetch(Scripted {
+            calls: Arc::new(AtomicUsize::new(0)),
+            fail: 0,
+            retry_after: None,
+            delay: Duration::ZERO,
+        })
+        .start()
+        .await
+        .unwrap();
+    let job = m
+        .create_job(one_file("watched").suspended(true))
+        .await
+        .unwrap();
+    let mut midway = m.watch(job.id).unwrap();
+    let mut at_the_end = m.watch(job.id).unwrap();
+    let mut everyone = m.subscribe();
+    for i in 0..300 {
+        m.create_job(one_file(&format!("other{i}"))).await.unwrap();
+    }
+    for other in m.jobs().into_iter().filter(|j| j.id != job.id) {
+        wait_for(&m, other.id, JobState::Transferred, Duration::from_secs(10)).await;
+    }
+    assert!(matches!(
+        everyone.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))
+    ));
+
+    let caught_up = midway.next().await;
+    let suspended = JobEvent::State {
+        id: job.id,
+        previous: JobState::Suspended,
+        state: JobState::Suspended,
+    };
+    assert_eq!(caught_up, Some(suspended));
+    m.set_state(job.id, Action::Resume).await.unwrap();
+    let transferred = m
+        .wait_for(job.id, |j| j.state == JobState::Transferred)
+        .await
+        .unwrap();
+    assert_eq!(transferred.bytes_transferred(), 10);
+    m.set_state(job.id, Action::Cancel).await.unwrap();
+    let mut states = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), midway.next())
+        .await
+        .expect("the watch ends after the final state")
+    {
+        assert_eq!(event.id(), job.id);
+        if let JobEvent::State { state, .. } = event {
+            states.push(state);
+        }
+    }
+    use JobState::*;
+    assert_eq!(
+        states,
+        [Queued, Connecting, Transferring, Transferred, Cancelled]
+    );
+
+    let last = tokio::time::timeout(Duration::from_secs(10), at_the_end.next())
+        .await
+        .unwrap();
+    let cancelled = JobEvent::State {
+        id: job.id,
+        previous: Suspended,
+        state: Cancelled,
+    };
+    assert_eq!(last, Some(cancelled));
+    assert_eq!(at_the_end.next().await, None);
+    let too_late = m.wait_for(job.id, |j| j.state == Transferred).await;
+    assert!(
+        matches!(
+            too_late,
+            Err(JobError::Transition {
+                source: TransitionError::Final(Cancelled),
+                ..
+            })
+        ),
+        "{too_late:?}"
+    );
+    m.shutdown().await;
+}
