@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::job::{Job, JobId};
-use super::JobError;
+use super::job_error::JobError;
 
 /// A job store. Calls may block (file system); the manager calls them from a blocking thread, one at a
 /// time and in order.

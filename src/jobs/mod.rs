@@ -6,98 +6,50 @@
 //! |---|---|
 //! | `state` | [`JobState`], [`Priority`], [`Action`] with the interface's numbers; the transition function (sans-IO) |
 //! | `job` | [`Job`], [`JobFile`], [`JobId`], [`JobFailure`] (GetError): serde data |
-//! | `store` | [`JobStore`], [`DirStore`] (one JSON file per job, atomic writes), [`MemoryStore`] |
-//! | `transfer` | one file over HTTP/1.1: size and validators, ranged GETs with If-Range, restarts, classification |
-//! | `pace` | a job's own bandwidth limit, held in the transfer loop |
-//! | `digest` | the check of a transferred file against the server's `Repr-Digest` (RFC 9530) |
-//! | `manager` | [`JobManager`]: scheduling, retries, timeouts, events, persistence |
+//! | `job_error` | [`JobError`], the domain's one error enum |
+//! | `job_store` | [`JobStore`], [`DirStore`] (one JSON file per job, atomic writes), [`MemoryStore`] |
+//! | `transfer` | one file: HTTP/1.1 with ranged, validated GETs; the temporary file; the digest check; pace; failures |
+//! | `new_job` | [`NewJob`] and the checks on a job's settings and files |
+//! | `events` | [`JobEvent`] and the broadcast channel's size |
+//! | `manager` | [`JobManager`] and its builder: the public calls |
+//! | `registry` | the jobs behind the one lock, and what the manager's parts share |
+//! | `scheduler` | which QUEUED job runs next (priority, turns, `max_transfers`), retry delays, no-progress timeouts |
+//! | `runner` | one running job's files in order, its progress and its end |
+//! | `writer` | the store's writes, in the order queued under the lock |
+//! | `watch` | [`JobWatch`]: one job's events, its current state after a lag |
+//!
+//! Imports go one way: `manager` uses the parts below it and none uses `manager`; `scheduler` starts
+//! `runner`s; `scheduler`, `runner` and `watch` work on `registry`, which queues to `writer`; `transfer`
+//! knows only `job` (and `job_store`'s directory sync).
 //!
 //! Files become visible under their final names only on Complete; until then they are `.NAME.bcs-part`
 //! beside the destination. TLS, proxies and credentials come from [`crate::client`], per job.
 
+mod events;
 mod job;
+mod job_error;
 mod job_store;
 mod manager;
-mod pace;
+mod new_job;
+mod registry;
+mod runner;
+mod scheduler;
 mod state;
+#[cfg(test)]
+mod tests;
 mod transfer;
-mod verify;
+mod watch;
+mod writer;
 
-use std::path::PathBuf;
-
+pub use events::JobEvent;
 pub use job::{
     ErrorContext, Job, JobFailure, JobFile, JobId, JobIdError, Validators,
     DEFAULT_MINIMUM_RETRY_DELAY, DEFAULT_NO_PROGRESS_TIMEOUT, MINIMUM_RETRY_DELAY_FLOOR,
 };
+pub use job_error::JobError;
 pub use job_store::{make_private_dir, DirStore, JobStore, MemoryStore, PrivateDirError};
-pub use manager::{JobEvent, JobManager, JobManagerBuilder, NewJob};
+pub use manager::{JobManager, JobManagerBuilder};
+pub use new_job::NewJob;
 pub use state::{Action, Event, JobState, Priority, TransitionError, UnknownValue};
 pub use transfer::{part_path, LowSpeedLimit};
-
-/// Why a job operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum JobError {
-    /// No job has this id.
-    #[error("no job {0}")]
-    NotFound(JobId),
-    /// The job's state does not allow the change (BITS' BG_E_INVALID_STATE).
-    #[error("job {id} cannot do that now")]
-    Transition {
-        /// The job.
-        id: JobId,
-        /// Which rule refused it.
-        #[source]
-        source: TransitionError,
-    },
-    /// A file that cannot be added (a URL that is not absolute http, a relative or repeated local path).
-    #[error("cannot add {remote_url:?} → {local_file:?}: {reason}")]
-    InvalidFile {
-        /// The remote URL given.
-        remote_url: String,
-        /// The local path given.
-        local_file: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// A property value outside its range (a MinimumRetryDelay under 5 s).
-    #[error("invalid job setting: {0}")]
-    InvalidSetting(String),
-    /// A local file could not be put in place or removed.
-    #[error("cannot finish the local file {path:?}")]
-    Local {
-        /// The file.
-        path: PathBuf,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The job store could not be read or written.
-    #[error("the job store failed at {path:?}")]
-    Store {
-        /// The file or directory.
-        path: PathBuf,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A stored job could not be read back.
-    #[error("the stored job {path:?} is unreadable: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The job store's directory is not this user's alone (another owner, or writable by others).
-    #[error("the job store {path:?} {reason}")]
-    NotPrivate {
-        /// The directory.
-        path: PathBuf,
-        /// Why, and what to do.
-        reason: String,
-    },
-    /// The manager was shut down.
-    #[error("the job manager has stopped")]
-    Stopped,
-}
+pub use watch::JobWatch;

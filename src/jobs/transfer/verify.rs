@@ -16,8 +16,8 @@ use std::path::Path;
 use base64::Engine;
 use http::header::{HeaderMap, HeaderName};
 
-use super::job::{ErrorContext, JobFailure, JobFile};
-use super::transfer::{Failure, Report};
+use super::failure::{Failure, Report};
+use crate::jobs::job::{ErrorContext, JobFailure, JobFile};
 
 /// `Repr-Digest` (RFC 9530 §2).
 const REPR_DIGEST: HeaderName = HeaderName::from_static("repr-digest");

@@ -1,0 +1,30 @@
+//! One file's transfer, from the remote URL into its temporary beside the destination: what the job's
+//! runner calls for each unfinished file, through the [`Fetch`] seam (HTTP here; the manager's tests put a
+//! scripted fetcher in its place).
+//!
+//! | file | owns |
+//! |---|---|
+//! | `fetch` | HTTP/1.1: size and validators, ranged GETs with If-Range, restarts, redirects, the low-speed limit |
+//! | `part_file` | the temporary `.NAME.bcs-part`: open (never through a link), sync, rename on Complete, remove on Cancel |
+//! | `verify` | the check of a complete temporary against the server's `Repr-Digest` (RFC 9530) |
+//! | `pace` | a job's own bandwidth limit, held in the transfer loop |
+//! | `failure` | why a transfer stops: TRANSIENT_ERROR or ERROR, status classification, Retry-After; the progress callback |
+//!
+//! Imports go one way: `fetch` uses the four others; `part_file` and `verify` use only `failure`.
+
+mod failure;
+mod fetch;
+mod pace;
+mod part_file;
+mod verify;
+
+pub(crate) use failure::Failure;
+pub use fetch::LowSpeedLimit;
+pub(crate) use fetch::{parse_url, Fetch, Http};
+pub use part_file::part_path;
+pub(crate) use part_file::{complete, discard, is_part_name};
+
+#[cfg(test)]
+pub(crate) use failure::{classify, Report};
+#[cfg(test)]
+pub(crate) use fetch::Fetching;
