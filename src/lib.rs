@@ -64,7 +64,8 @@ pub use auth::{AuthError, AuthScheme, Identity, Password, Principals};
 pub use config::{Change, ServerConfig};
 pub use error::Error;
 pub use jobs::{
-    Action, DirStore, Job, JobError, JobEvent, JobId, JobManager, JobState, JobStore, NewJob,
+    Action, DirStore, Job, JobError, JobEvent, JobId, JobManager, JobState, JobStore, JobWatch,
+    NewJob,
 };
 pub use limits::{ByteRate, ConnectionLimit, LimitError};
 pub use server::{IntoPrefix, Server, ServerBuilder, ServerError};
