@@ -1,6 +1,7 @@
 //! Changes made to a server, told to a listener in the order they were made (the service's store records
 //! them).
 
+use crate::lock::Recover;
 use std::sync::Mutex;
 
 /// One change made to a server, in the order made; what [`Server::on_change`](crate::Server::on_change)
@@ -72,6 +73,6 @@ impl Events {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Listener>> {
-        self.listener.lock().unwrap_or_else(|e| e.into_inner())
+        self.listener.lock().recover()
     }
 }

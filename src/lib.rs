@@ -51,6 +51,7 @@ mod error;
 pub mod files;
 pub mod jobs;
 pub mod limits;
+mod lock;
 mod router;
 mod server;
 #[cfg(feature = "service")]

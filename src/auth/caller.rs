@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::basic::HeaderError;
 use super::{ntlm, Identity, Limited};
+use crate::lock::Recover;
 use crate::tls::ClientIdentity;
 
 /// What a connection has proved about itself, and the handshakes in progress on it: made on the first
@@ -28,16 +29,13 @@ pub(super) struct ConnState {
 
 impl ConnectionAuth {
     pub(super) fn lock(&self) -> MutexGuard<'_, ConnState> {
-        self.0
-            .get_or_init(Box::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.0.get_or_init(Box::default).lock().recover()
     }
 
     /// Who a handshake on this connection proved the caller to be, if one did.
     pub(super) fn proved(&self) -> Option<super::Identity> {
         let state = self.0.get()?;
-        let state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = state.lock().recover();
         state.identity.clone()
     }
 }

@@ -7,6 +7,7 @@
 //! `THREADS` × one check; at most [`QUEUE`] more wait, and beyond that a check is refused at once
 //! ([`TooManyChecks`], answered 503 with Retry-After) instead of queueing without bound.
 
+use crate::lock::Recover;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -68,7 +69,7 @@ fn start() -> Option<SyncSender<Job>> {
 fn work(rx: &Mutex<Receiver<Job>>) {
     loop {
         let job = {
-            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            let rx = rx.lock().recover();
             rx.recv()
         };
         match job {

@@ -16,6 +16,7 @@ use super::caller::{Caller, Granted, Refusal};
 use super::ntlm::{self, messages, NtlmError};
 use super::spnego::{self, Token};
 use super::{FailureLimiter, GroupAuth, Identity, Principals, Scheme};
+use crate::lock::Recover;
 
 /// One leg of a connection-bound handshake (NTLM, Negotiate), with what it needs.
 pub(super) struct Leg<'a> {
@@ -210,7 +211,7 @@ mod kerberos {
     /// tried again on the next request while it cannot be (a keytab put in place later is used).
     fn credential(leg: &Leg<'_>) -> Result<libgssapi::credential::Cred, libgssapi::error::Error> {
         use libgssapi::credential::{Cred, CredUsage};
-        let mut kept = leg.kerberos.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = leg.kerberos.lock().recover();
         if let Some(cred) = kept.as_ref() {
             return Ok(cred.clone());
         }

@@ -13,6 +13,7 @@
 //! - Both tables are bounded; when one is full the entry whose window started first is evicted. Limiting
 //!   never turns itself off.
 
+use crate::lock::Recover;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
@@ -163,7 +164,7 @@ impl FailureLimiter {
         let source = Source::from(ip);
         let account = account.map(account_key);
         let now = Instant::now();
-        let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.tables.lock().recover();
         let wait = [
             t.sources.refused(&source, now),
             account.as_ref().and_then(|a| t.accounts.refused(a, now)),
@@ -204,11 +205,7 @@ impl Attempt<'_> {
 
     /// The credentials were right (or the step was not a guess at all): the failure is taken back.
     pub(crate) fn succeeded(self) {
-        let mut t = self
-            .limiter
-            .tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut t = self.limiter.tables.lock().recover();
         t.sources.forgive(&self.source);
         if let Some(a) = &self.account {
             t.accounts.forgive(a);

@@ -31,9 +31,10 @@ use std::fs::File;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
+use crate::lock::Recover;
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, Interest};
 use tokio::net::TcpStream;
@@ -109,15 +110,12 @@ impl ZeroCopy {
     /// from the file when hyper writes it.
     pub(crate) fn placeholder(&self, file: &Arc<File>, offset: u64, len: usize) -> Bytes {
         let len = len.min(PLACEHOLDER);
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back(Pending {
-                file: file.clone(),
-                offset,
-                len,
-                sent: 0,
-            });
+        self.pending.lock().recover().push_back(Pending {
+            file: file.clone(),
+            offset,
+            len,
+            sent: 0,
+        });
         Bytes::from_static(&ZEROS[..len])
     }
 
@@ -155,7 +153,7 @@ impl ZeroCopy {
         at: usize,
         len: usize,
     ) -> Poll<io::Result<usize>> {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pending = self.pending.lock().recover();
         let Some(front) = pending.front_mut() else {
             return Poll::Ready(Err(refused("a placeholder without a registration")));
         };

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use super::job::{Job, JobId};
 use super::job_error::JobError;
+use crate::lock::Recover;
 
 /// A job store. Calls may block (file system); the manager calls them from a blocking thread, one at a
 /// time and in order.
@@ -75,7 +76,7 @@ impl JobStore for MemoryStore {
 
 impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<JobId, Job>> {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+        self.jobs.lock().recover()
     }
 }
 

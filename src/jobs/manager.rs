@@ -29,6 +29,7 @@ use super::transfer::{self, Fetch, Http, LowSpeedLimit};
 use super::watch::JobWatch;
 use super::writer::{durable, Writer};
 use crate::client::ClientSettings;
+use crate::lock::Recover;
 
 /// Settings of a [`JobManager`].
 pub struct JobManagerBuilder {
@@ -496,7 +497,7 @@ impl JobManager {
         // Writes queued in the background (a job's last state, say) are durable before this returns: the
         // caller may stop the runtime next, and with it the writer.
         self.registry.writer.barrier().await;
-        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let tasks = self.tasks.lock().recover().take();
         if let Some((scheduler, writer)) = tasks {
             let _ = scheduler.await;
             // The writer ends once every manager clone is gone; what was queued before is written.

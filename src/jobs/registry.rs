@@ -22,6 +22,7 @@ use super::job_error::JobError;
 use super::state::JobState;
 use super::transfer::Fetch;
 use super::writer::Writer;
+use crate::lock::Recover;
 
 /// What the parts of one manager share.
 pub(super) struct Registry {
@@ -104,7 +105,7 @@ impl Jobs {
 
 impl Registry {
     pub(super) fn lock(&self) -> MutexGuard<'_, Jobs> {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+        self.jobs.lock().recover()
     }
 
     /// A job as it is now.

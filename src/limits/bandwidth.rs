@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::ByteRate;
+use crate::lock::Recover;
 
 /// The shared budget of one group.
 #[derive(Debug)]
@@ -50,7 +51,7 @@ impl Bandwidth {
     }
 
     pub(crate) fn set_rate(&self, rate: ByteRate) {
-        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bucket = self.bucket.lock().recover();
         // Settle the bucket at the old rate, so the new one counts from now.
         refill(&mut bucket, self.rate.load(Ordering::Acquire));
         self.rate.store(rate.get().unwrap_or(0), Ordering::Release);
@@ -74,7 +75,7 @@ impl Bandwidth {
         if rate == 0 {
             return None;
         }
-        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bucket = self.bucket.lock().recover();
         refill(&mut bucket, rate);
         bucket.tokens -= n as f64;
         (bucket.tokens < 0.0)

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Source;
+use crate::lock::Recover;
 
 /// Transfers one source may run at once by default: far above what one machine's BITS jobs (one each) or
 /// download managers (up to 16) use, and the original's whole design envelope (25 groups of 3) from one
@@ -63,7 +64,7 @@ impl SourceTransfers {
     pub(crate) fn try_start(&self, ip: IpAddr) -> Option<SourceTicket> {
         let source = Source::from(ip);
         let server = self.server.clone().try_acquire_owned().ok()?;
-        let mut counts = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = self.per_source.lock().recover();
         let n = counts.entry(source).or_insert(0);
         if *n >= self.limit {
             return None;
@@ -79,7 +80,7 @@ impl SourceTransfers {
 
 impl Drop for SourceTicket {
     fn drop(&mut self) {
-        let mut counts = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = self.per_source.lock().recover();
         if let Some(n) = counts.get_mut(&self.source) {
             *n -= 1;
             if *n == 0 {

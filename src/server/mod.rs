@@ -33,6 +33,7 @@ use self::http::{Running, Site};
 use crate::auth::Principals;
 use crate::change::{Change, Events};
 use crate::files::FileCache;
+use crate::lock::Recover;
 use crate::router::RouteTable;
 use crate::tls::PortTls;
 use crate::url::{Host, PrefixError, Url, UrlGroup, UrlPrefix, UrlScheme};
@@ -447,6 +448,6 @@ impl Server {
 
 impl Shared {
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().recover()
     }
 }

@@ -18,6 +18,7 @@ use crate::authz::{SddlError, SecurityDescriptor, Sid};
 use crate::change::{Change, Events};
 use crate::files::{FileCache, FileSource, Unpublishable};
 use crate::limits::{ByteRate, ConnectionLimit, GroupLimits, LimitError};
+use crate::lock::Recover;
 
 /// Why a URL could not be added to a group.
 #[derive(Debug, thiserror::Error)]
@@ -369,11 +370,7 @@ impl UrlGroup {
                 if !use_default {
                     return None;
                 }
-                let default = self
-                    .inner
-                    .default_sddl
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner());
+                let default = self.inner.default_sddl.read().recover();
                 default.clone()
             });
         let content_type = mime_guess::from_path(suffix.as_str()).first_raw().map_or(
@@ -402,7 +399,7 @@ impl UrlGroup {
 
     fn insert(&self, entry: Arc<UrlEntry>) -> Result<Url, UrlError> {
         let key = entry.suffix.key();
-        let mut urls = self.inner.urls.write().unwrap_or_else(|e| e.into_inner());
+        let mut urls = self.inner.urls.write().recover();
         if urls.contains_key(&key) {
             return Err(UrlError::Exists {
                 prefix: self.inner.prefix.to_string(),
@@ -434,7 +431,7 @@ impl UrlGroup {
     pub fn remove_url(&self, suffix: &str) -> Result<bool, UrlError> {
         self.change(
             || {
-                let mut urls = self.inner.urls.write().unwrap_or_else(|e| e.into_inner());
+                let mut urls = self.inner.urls.write().recover();
                 Ok(urls.remove(&suffix.to_lowercase()))
             },
             |removed, prefix| {
@@ -460,7 +457,7 @@ impl UrlGroup {
 
     /// All URLs of the group, sorted by suffix.
     pub fn urls(&self) -> Vec<Url> {
-        let urls = self.inner.urls.read().unwrap_or_else(|e| e.into_inner());
+        let urls = self.inner.urls.read().recover();
         let mut list: Vec<Url> = urls
             .values()
             .map(|entry| Url {
@@ -625,7 +622,7 @@ impl UrlGroup {
 
     /// All entries, for the index.
     pub(crate) fn entries(&self) -> Vec<Arc<UrlEntry>> {
-        let urls = self.inner.urls.read().unwrap_or_else(|e| e.into_inner());
+        let urls = self.inner.urls.read().recover();
         let mut list: Vec<Arc<UrlEntry>> = urls.values().cloned().collect();
         list.sort_by(|a, b| a.suffix.as_str().cmp(b.suffix.as_str()));
         list
@@ -633,11 +630,7 @@ impl UrlGroup {
 
     /// The SDDL for URLs added without one.
     pub fn default_sddl(&self) -> Option<SecurityDescriptor> {
-        self.inner
-            .default_sddl
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.default_sddl.read().recover().clone()
     }
 
     pub(crate) fn parse_default_sddl(
@@ -650,11 +643,7 @@ impl UrlGroup {
     }
 
     fn put_default_sddl(&self, sddl: Option<SecurityDescriptor>) {
-        *self
-            .inner
-            .default_sddl
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = sddl;
+        *self.inner.default_sddl.write().recover() = sddl;
     }
 
     /// Replaces the group's settings and URLs at once, for `Server::apply`, which checked everything and
@@ -674,7 +663,7 @@ impl UrlGroup {
             .into_iter()
             .map(|entry| (entry.suffix.key(), entry))
             .collect();
-        *self.inner.urls.write().unwrap_or_else(|e| e.into_inner()) = urls;
+        *self.inner.urls.write().recover() = urls;
     }
 
     pub(crate) fn auth(&self) -> &GroupAuth {
@@ -687,7 +676,7 @@ impl UrlGroup {
 
     /// Looks up a suffix key (already decoded and lowercased).
     pub(crate) fn lookup(&self, key: &str) -> Option<Arc<UrlEntry>> {
-        let urls = self.inner.urls.read().unwrap_or_else(|e| e.into_inner());
+        let urls = self.inner.urls.read().recover();
         urls.get(key).cloned()
     }
 }
