@@ -31,8 +31,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::api::{is_jobs_path, Caller, Principal};
 use super::error::ErrorBody;
+use super::principal::{is_jobs_path, CallerName, Principal};
 use crate::auth::{AuthScheme, Caller as AuthCaller, ConnectionAuth, GroupAuth, Refusal};
 use crate::authz::{AccessMask, SecurityDescriptor};
 use crate::tls::{ClientCertificates, ClientIdentity, PortTls, ServerCertificate, TlsError};
@@ -325,7 +325,7 @@ async fn call(
             expires: Box::pin(tokio::time::sleep(BODY_TIMEOUT)),
         })
     });
-    req.extensions_mut().insert(Caller(who));
+    req.extensions_mut().insert(CallerName(who));
     req.extensions_mut().insert(principal);
     match router.oneshot(req).await {
         Ok(response) => response,
@@ -530,7 +530,6 @@ fn owner_name(identity: &crate::auth::Identity) -> String {
 mod tests {
     use super::*;
     use crate::auth::{Identity, Scheme};
-    use crate::service::api::Principal;
 
     #[test]
     fn owners_differ_by_scheme_and_sid() {

@@ -10,9 +10,10 @@ mod api;
 mod error;
 mod listeners;
 mod managed;
+mod principal;
 pub mod store;
 
-pub use api::{router, Caller, Principal};
+pub use api::router;
 pub use api::{
     Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificates, ConfigDocument,
     CreateJob, CredentialsView, Enable, FileView, Group, GroupSettings, JobErrorView,
@@ -23,6 +24,7 @@ pub use api::{
 pub use error::{ErrorBody, MgmtError};
 pub use listeners::{bind_local, default_state_dir, serve_local, serve_remote, AdminAccess};
 pub use managed::{GroupChange, Managed};
+pub use principal::{CallerName, Principal};
 
 /// The store's file in a state directory.
 pub fn database_path(state: &std::path::Path) -> std::path::PathBuf {

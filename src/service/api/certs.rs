@@ -11,10 +11,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{blocking, Body, Param, Who};
+use super::extract::{blocking, Body, Param, Who};
 use crate::config::TlsBinding;
 use crate::service::error::{ErrorBody, MgmtError};
-use crate::service::Managed;
+use crate::service::managed::Managed;
 use crate::tls::{CertificateInfo, CertificateSource, SecretText};
 
 /// One https port's TLS settings.

@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::extract::{blocking, Body, Who};
 use super::groups::Group;
-use super::{blocking, Body, Who};
 use crate::auth::Principals;
 use crate::config::{GroupConfig, TlsBinding};
 use crate::service::error::{ErrorBody, MgmtError};
+use crate::service::managed::Managed;
 use crate::service::store::Stored;
-use crate::service::Managed;
 
 /// The managed configuration: groups with their URLs, TLS bindings per port, principals.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

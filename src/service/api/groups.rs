@@ -9,11 +9,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{blocking, prefix, Body, Param, Who};
+use super::extract::{blocking, prefix, Body, Param, Who};
 use crate::config::{GroupConfig, UrlConfig};
 use crate::service::error::{ErrorBody, MgmtError};
+use crate::service::managed::Managed;
 use crate::service::GroupChange;
-use crate::service::Managed;
 
 /// A URL group: its prefix, settings and URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

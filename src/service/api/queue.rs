@@ -33,12 +33,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::ToSchema;
 
-use super::{Body, Param, Principal};
+use super::extract::{Body, Param};
 use crate::auth::Password;
 use crate::client::{ClientSettings, Credentials, ProxySetting, SpkiPin};
 use crate::jobs::{Action, Job, JobEvent, JobFailure, JobId, JobManager, NewJob, Priority};
 use crate::service::error::{ErrorBody, MgmtError};
-use crate::service::Managed;
+use crate::service::managed::Managed;
+use crate::service::principal::Principal;
 
 /// The most jobs a caller who is not an administrator may have (BITS's MaxJobsPerUser default).
 pub(crate) const MAX_JOBS_PER_OWNER: usize = 60;

@@ -9,10 +9,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{blocking, Body, Param, Who};
+use super::extract::{blocking, Body, Param, Who};
 use crate::auth::{Password, Principals};
 use crate::service::error::{ErrorBody, MgmtError};
-use crate::service::Managed;
+use crate::service::managed::Managed;
 
 /// A user, without secrets.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
