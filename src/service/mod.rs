@@ -15,11 +15,11 @@ pub mod store;
 
 pub use api::router;
 pub use api::{
-    Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificates, ConfigDocument,
-    CreateJob, CredentialsView, Enable, FileView, Group, GroupSettings, JobErrorView,
+    Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificatesView, ConfigDocument,
+    CreateJob, CredentialsView, Enable, FileView, GroupSettings, GroupView, JobErrorView,
     JobStreamEvent, JobView, NameOrNumber, NewFile, NewGroup, PrincipalGroup, Properties,
     PropertyValue, ProxyView, PutUser, ServiceJobs, SetCertificate, SetCredentials, SetState,
-    Source, Url, User,
+    Source, UrlView, UserView,
 };
 pub use error::{ErrorBody, MgmtError};
 pub use listeners::{bind_local, default_state_dir, serve_local, serve_remote, AdminAccess};

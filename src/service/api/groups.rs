@@ -18,7 +18,7 @@ use crate::service::GroupChange;
 /// A URL group: its prefix, settings and URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Group {
+pub struct GroupView {
     /// The prefix, in HTTP.sys syntax (`http://+:8080/app/`).
     pub prefix: String,
     /// The schemes enabled: `negotiate`, `ntlm`, `basic`, `client-cert`.
@@ -44,7 +44,7 @@ pub struct Group {
     pub index: bool,
     /// The published files.
     #[serde(default)]
-    pub urls: Vec<Url>,
+    pub urls: Vec<UrlView>,
 }
 
 fn unlimited() -> String {
@@ -54,7 +54,7 @@ fn unlimited() -> String {
 /// A published file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Url {
+pub struct UrlView {
     /// The suffix under the group's prefix (`tools/setup.exe`).
     pub suffix: String,
     /// The file on the server, an absolute path.
@@ -169,9 +169,9 @@ impl TryFrom<GroupSettings> for GroupChange {
     }
 }
 
-impl From<GroupConfig> for Group {
+impl From<GroupConfig> for GroupView {
     fn from(g: GroupConfig) -> Self {
-        Group {
+        GroupView {
             prefix: g.prefix.to_string(),
             auth: g.auth.iter().map(ToString::to_string).collect(),
             allow_basic_over_http: g.allow_basic_over_http,
@@ -180,15 +180,15 @@ impl From<GroupConfig> for Group {
             bandwidth_limit: g.bandwidth_limit.to_string(),
             cache_max_age_secs: g.cache_max_age_secs,
             index: g.index,
-            urls: g.urls.into_iter().map(Url::from).collect(),
+            urls: g.urls.into_iter().map(UrlView::from).collect(),
         }
     }
 }
 
-impl TryFrom<Group> for GroupConfig {
+impl TryFrom<GroupView> for GroupConfig {
     type Error = MgmtError;
 
-    fn try_from(g: Group) -> Result<Self, MgmtError> {
+    fn try_from(g: GroupView) -> Result<Self, MgmtError> {
         Ok(GroupConfig {
             prefix: prefix(&g.prefix)?,
             auth: g
@@ -207,9 +207,9 @@ impl TryFrom<Group> for GroupConfig {
     }
 }
 
-impl From<UrlConfig> for Url {
+impl From<UrlConfig> for UrlView {
     fn from(u: UrlConfig) -> Self {
-        Url {
+        UrlView {
             suffix: u.suffix,
             file: u.file.to_string_lossy().into_owned(),
             sddl: u.sddl,
@@ -217,8 +217,8 @@ impl From<UrlConfig> for Url {
     }
 }
 
-impl From<Url> for UrlConfig {
-    fn from(u: Url) -> Self {
+impl From<UrlView> for UrlConfig {
+    fn from(u: UrlView) -> Self {
         UrlConfig {
             suffix: u.suffix,
             file: u.file.into(),
@@ -229,19 +229,19 @@ impl From<Url> for UrlConfig {
 
 /// Every URL group, with its URLs.
 #[utoipa::path(get, path = "/v1/groups", tag = "groups",
-    responses((status = 200, body = Vec<Group>)))]
-pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<Group>> {
-    Json(m.groups().into_iter().map(Group::from).collect())
+    responses((status = 200, body = Vec<GroupView>)))]
+pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<GroupView>> {
+    Json(m.groups().into_iter().map(GroupView::from).collect())
 }
 
 /// Creates a URL group (CreateUrlGroup); its port is bound now, so a port in use fails here.
 #[utoipa::path(post, path = "/v1/groups", tag = "groups", request_body = NewGroup,
-    responses((status = 201, body = Group), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = GroupView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn create(
     State(m): State<Arc<Managed>>,
     Who(who): Who,
     Body(new): Body<NewGroup>,
-) -> Result<(StatusCode, Json<Group>), MgmtError> {
+) -> Result<(StatusCode, Json<GroupView>), MgmtError> {
     let p = prefix(&new.prefix)?;
     let change = GroupChange::try_from(GroupSettings::from(new))?;
     let group = blocking(&m, move |m| m.create_group(&who, &p, &change)).await?;
@@ -251,24 +251,24 @@ pub(crate) async fn create(
 /// One URL group (GetUrlGroup).
 #[utoipa::path(get, path = "/v1/groups/{prefix}", tag = "groups",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
-    responses((status = 200, body = Group), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = GroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     State(m): State<Arc<Managed>>,
     Param(p): Param<String>,
-) -> Result<Json<Group>, MgmtError> {
+) -> Result<Json<GroupView>, MgmtError> {
     Ok(Json(m.group(&prefix(&p)?)?.into()))
 }
 
 /// Changes a group's settings: all given, or none on error.
 #[utoipa::path(patch, path = "/v1/groups/{prefix}", tag = "groups", request_body = GroupSettings,
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
-    responses((status = 200, body = Group), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = GroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn change(
     State(m): State<Arc<Managed>>,
     Who(who): Who,
     Param(p): Param<String>,
     Body(settings): Body<GroupSettings>,
-) -> Result<Json<Group>, MgmtError> {
+) -> Result<Json<GroupView>, MgmtError> {
     let p = prefix(&p)?;
     let change = GroupChange::try_from(settings)?;
     let group = blocking(&m, move |m| m.change_group(&who, &p, &change)).await?;
@@ -292,25 +292,25 @@ pub(crate) async fn delete(
 /// A group's URLs.
 #[utoipa::path(get, path = "/v1/groups/{prefix}/urls", tag = "urls",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
-    responses((status = 200, body = Vec<Url>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Vec<UrlView>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_urls(
     State(m): State<Arc<Managed>>,
     Param(p): Param<String>,
-) -> Result<Json<Vec<Url>>, MgmtError> {
+) -> Result<Json<Vec<UrlView>>, MgmtError> {
     let group = m.group(&prefix(&p)?)?;
-    Ok(Json(group.urls.into_iter().map(Url::from).collect()))
+    Ok(Json(group.urls.into_iter().map(UrlView::from).collect()))
 }
 
 /// Publishes a file (AddUrl). The file must be a readable regular file, named by an absolute path.
-#[utoipa::path(post, path = "/v1/groups/{prefix}/urls", tag = "urls", request_body = Url,
+#[utoipa::path(post, path = "/v1/groups/{prefix}/urls", tag = "urls", request_body = UrlView,
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
-    responses((status = 201, body = Url), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = UrlView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn add_url(
     State(m): State<Arc<Managed>>,
     Who(who): Who,
     Param(p): Param<String>,
-    Body(url): Body<Url>,
-) -> Result<(StatusCode, Json<Url>), MgmtError> {
+    Body(url): Body<UrlView>,
+) -> Result<(StatusCode, Json<UrlView>), MgmtError> {
     let p = prefix(&p)?;
     let url = UrlConfig::from(url);
     let added = blocking(&m, move |m| m.add_url(&who, &p, &url)).await?;
@@ -321,11 +321,11 @@ pub(crate) async fn add_url(
 #[utoipa::path(get, path = "/v1/groups/{prefix}/urls/{suffix}", tag = "urls",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded"),
            ("suffix" = String, Path, description = "The URL's suffix, percent-encoded")),
-    responses((status = 200, body = Url), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = UrlView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn check_url(
     State(m): State<Arc<Managed>>,
     Param((p, suffix)): Param<(String, String)>,
-) -> Result<Json<Url>, MgmtError> {
+) -> Result<Json<UrlView>, MgmtError> {
     Ok(Json(m.url(&prefix(&p)?, &suffix)?.into()))
 }
 

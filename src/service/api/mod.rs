@@ -20,15 +20,15 @@ use document as config;
 use group_settings as settings;
 use queue as jobs;
 
-pub use certs::{Binding, Certificate, ClientCertificates, SetCertificate, Source};
+pub use certs::{Binding, Certificate, ClientCertificatesView, SetCertificate, Source};
 pub use document::{Applied, ConfigDocument};
 pub use group_settings::{AuthSettings, Enable, Properties, PropertyValue};
-pub use groups::{Group, GroupSettings, NewGroup, Url};
+pub use groups::{GroupSettings, GroupView, NewGroup, UrlView};
 pub use queue::{
     ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobStreamEvent, JobView,
     NameOrNumber, NewFile, ProxyView, ServiceJobs, SetCredentials, SetState,
 };
-pub use users::{PrincipalGroup, PutUser, User};
+pub use users::{PrincipalGroup, PutUser, UserView};
 
 use super::error::{ErrorBody, MgmtError};
 use super::managed::Managed;
