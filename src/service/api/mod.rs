@@ -18,7 +18,7 @@ mod users;
 
 use document as config;
 use group_settings as settings;
-use queue as jobs;
+use queue::handlers as jobs;
 
 pub use certs::{Binding, Certificate, ClientCertificatesView, SetCertificate, Source};
 pub use document::{Applied, ConfigDocument};
