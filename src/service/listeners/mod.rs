@@ -11,7 +11,8 @@
 //! anonymous is 401, authenticated but not allowed is 403 — except under `/v1/jobs`, where any
 //! authenticated caller may manage the jobs it owns (the router and the job handlers enforce "its own";
 //! the router refuses such a caller everywhere else again). Both listeners bound what clients can hold:
-//! connections at once (and, remotely, per client address), the header wait and the body's time.
+//! connections at once (and, remotely, per client source: an IPv4 address or an IPv6 /64), the header
+//! wait and the body's time.
 
 mod exchange;
 mod local;

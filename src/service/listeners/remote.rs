@@ -6,8 +6,8 @@
 //! locking administrators out. Anonymous is 401, authenticated but not allowed is 403 — except under
 //! `/v1/jobs`, where any authenticated caller may manage the jobs it owns (the router and the job
 //! handlers enforce "its own"; the router refuses such a caller everywhere else again). Connections are
-//! bounded in all and per client address, so that no one address, an anonymous one included, can hold
-//! them all.
+//! bounded in all and per client source (an IPv4 address or an IPv6 /64, as for the file server's
+//! transfers), so that no one source, an anonymous one included, can hold them all.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,13 +24,16 @@ use tokio_util::sync::CancellationToken;
 use super::exchange::{call, error, serve_connection, MAX_CONNECTIONS};
 use crate::auth::{AuthScheme, Caller as AuthCaller, ConnectionAuth, GroupAuth, Refusal};
 use crate::authz::{AccessMask, SecurityDescriptor};
+use crate::limits::PerSource;
 use crate::service::principal::{is_jobs_path, Principal};
 use crate::tls::{ClientCertificates, ClientIdentity, PortTls, ServerCertificate, TlsError};
 use crate::Server;
 
-/// Connections at once from one client address on the remote listener, so that no one source (an
-/// anonymous one included) can hold every connection and lock administrators out.
-const MAX_PER_SOURCE: usize = 8;
+/// Connections at once from one client source on the remote listener, so that no one source (an
+/// anonymous one included) can hold every connection and lock administrators out. A source is an IPv4
+/// address or an IPv6 /64, as for the file server's transfers and password guessing: by design, since one
+/// host commonly holds a whole /64 and could otherwise take 8 connections per address it picks.
+const MAX_PER_SOURCE: u32 = 8;
 /// The TLS handshake deadline.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -88,7 +91,7 @@ pub async fn serve_remote(
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let sources = Arc::new(Sources::default());
+    let sources = PerSource::new(MAX_PER_SOURCE);
     let acceptor = tokio_rustls::TlsAcceptor::from(access.tls.clone());
     loop {
         let Ok(permit) = (tokio::select! {
@@ -108,8 +111,8 @@ pub async fn serve_remote(
             },
             () = shutdown.cancelled() => return,
         };
-        let Some(slot) = sources.take(peer.ip()) else {
-            tracing::debug!(target: "bits_compact::service", %peer, "too many connections from this address");
+        let Some(slot) = sources.try_take(peer.ip()) else {
+            tracing::debug!(target: "bits_compact::service", %peer, "too many connections from this source");
             continue;
         };
         let (router, access, acceptor, shutdown) = (
@@ -203,42 +206,6 @@ async fn admit(
         }
     }
     response
-}
-
-/// Connections per client address; a slot is given back when its guard drops.
-#[derive(Default)]
-struct Sources(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
-
-struct SourceSlot {
-    sources: Arc<Sources>,
-    ip: std::net::IpAddr,
-}
-
-impl Sources {
-    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<SourceSlot> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ip).or_default();
-        if *n >= MAX_PER_SOURCE {
-            return None;
-        }
-        *n += 1;
-        Some(SourceSlot {
-            sources: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut map = self.sources.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// Authentication's answer, as a JSON response.
