@@ -208,46 +208,26 @@ async fn admit(
     response
 }
 
-/// Authentication's answer, as a JSON response.
+/// Authentication's answer, as a JSON response: the status and headers every listener gives it (the
+/// refusal's own), with our error body.
 fn refused(refusal: Refusal) -> Response<Body> {
-    match refusal {
-        Refusal::Challenge(challenges) => {
-            let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "authenticate as an administrator",
-            );
-            for c in challenges {
-                if let Ok(v) = HeaderValue::from_str(&c) {
-                    r.headers_mut().append(header::WWW_AUTHENTICATE, v);
-                }
-            }
-            r
-        }
-        Refusal::Malformed(e) => {
-            error(StatusCode::BAD_REQUEST, "bad_authorization", &e.to_string())
-        }
-        Refusal::BadToken(why) | Refusal::Forbidden(why) => {
-            error(StatusCode::FORBIDDEN, "forbidden", why)
-        }
-        Refusal::Limited(limited) => {
-            let secs = limited.retry_after.as_millis().div_ceil(1000);
-            let mut r = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_failures",
-                "too many failed attempts; wait and retry",
-            );
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            r
-        }
-        Refusal::Busy => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "too many password checks at once; retry",
+    let (code, message) = match &refusal {
+        Refusal::Challenge(_) => (
+            "unauthenticated",
+            "authenticate as an administrator".to_owned(),
         ),
-    }
+        Refusal::Malformed(e) => ("bad_authorization", e.to_string()),
+        Refusal::BadToken(why) => ("bad_authorization", (*why).to_owned()),
+        Refusal::Forbidden(why) => ("forbidden", (*why).to_owned()),
+        Refusal::Limited(_) => (
+            "too_many_failures",
+            "too many failed attempts; wait and retry".to_owned(),
+        ),
+        Refusal::Busy => ("busy", "too many password checks at once; retry".to_owned()),
+    };
+    let mut response = error(refusal.status(), code, &message);
+    refusal.add_headers(response.headers_mut());
+    response
 }
 
 /// The name a remote caller's jobs are owned by: its name with its SID, else with how it authenticated.
@@ -287,5 +267,18 @@ mod tests {
         assert!(!bob.may_manage(&upper));
         assert!(!bob.may_manage("bob@REALM (ClientCertificate)"));
         assert!(!bob.may_manage("bob@REALM"));
+    }
+
+    /// A refusal gets the file server's status and headers here too, with a JSON body.
+    #[test]
+    fn refusals_are_answered_as_the_file_server_answers_them() {
+        let bad = refused(Refusal::BadToken("malformed NTLM NEGOTIATE message"));
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        let busy = refused(Refusal::Busy);
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let challenge = refused(Refusal::Challenge(vec!["NTLM".into()]));
+        assert_eq!(challenge.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(challenge.headers()[header::WWW_AUTHENTICATE], "NTLM");
     }
 }
