@@ -16,20 +16,21 @@ mod error;
 mod listeners;
 mod managed;
 mod principal;
+mod settings;
 pub mod store;
 
 pub use api::router;
 pub use api::{
     Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificatesView, ConfigDocument,
-    CreateJob, CredentialsView, Enable, FileView, GroupSettings, GroupView, JobErrorView,
-    JobStreamEvent, JobView, NameOrNumber, NewFile, NewGroup, PrincipalGroup, Properties,
-    PropertyValue, ProxyView, PutUser, ServiceJobs, SetCertificate, SetCredentials, SetState,
-    Source, UrlView, UserView,
+    CreateJob, CredentialsView, Enable, FileView, GroupView, JobErrorView, JobStreamEvent, JobView,
+    NameOrNumber, NewFile, NewGroup, PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser,
+    ServiceJobs, SetCertificate, SetCredentials, SetState, Source, UrlView, UserView,
 };
 pub use error::{ErrorBody, MgmtError};
 pub use listeners::{bind_local, serve_local, serve_remote, AdminAccess};
-pub use managed::{GroupChange, Managed};
+pub use managed::Managed;
 pub use principal::{CallerName, Principal};
+pub use settings::GroupSettings;
 
 /// Where the service keeps its state: `$BCS_STATE` when set, else `/var/lib/bcs` as root, else
 /// `$XDG_STATE_HOME/bcs` (by default `~/.local/state/bcs`).

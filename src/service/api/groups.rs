@@ -13,7 +13,7 @@ use super::extract::{blocking, prefix, Body, Param, Who};
 use crate::config::{GroupConfig, UrlConfig};
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
-use crate::service::GroupChange;
+use crate::service::settings::GroupSettings;
 
 /// A URL group: its prefix, settings and URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -64,110 +64,64 @@ pub struct UrlView {
     pub sddl: Option<String>,
 }
 
-/// A new group: its prefix and, optionally, its settings. (The settings are spelled out, not a flattened
-/// [`GroupSettings`]: serde's `flatten` would accept unknown fields.)
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// A new group: its prefix and, optionally, its settings (the fields of [`GroupSettings`], beside the
+/// prefix).
+#[derive(Debug, Clone)]
 pub struct NewGroup {
     /// The prefix, in HTTP.sys syntax (`http://+:8080/app/`).
     pub prefix: String,
-    /// The schemes to enable.
-    #[serde(default)]
-    pub auth: Option<Vec<String>>,
-    /// Basic over plain HTTP.
-    #[serde(default)]
-    pub allow_basic_over_http: Option<bool>,
-    /// The SDDL for URLs added without one.
-    #[serde(default)]
-    pub default_sddl: Option<String>,
-    /// Transfers at once: a number, or `unlimited`.
-    #[serde(default)]
-    pub connection_limit: Option<String>,
-    /// Bytes per second for the group, or `unlimited`.
-    #[serde(default)]
-    pub bandwidth_limit: Option<String>,
-    /// `Cache-Control: max-age` seconds.
-    #[serde(default)]
-    pub cache_max_age_secs: Option<u64>,
-    /// An index of the URLs at the group's root.
-    #[serde(default)]
-    pub index: Option<bool>,
+    /// Its settings; those not given are the defaults.
+    pub settings: GroupSettings,
 }
 
-/// Settings to change; those not given stay.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GroupSettings {
-    /// The schemes enabled (all others off).
-    #[serde(default)]
-    pub auth: Option<Vec<String>>,
-    /// Basic over plain HTTP.
-    #[serde(default)]
-    pub allow_basic_over_http: Option<bool>,
-    /// The SDDL for URLs added without one; an empty string clears it.
-    #[serde(default)]
-    pub default_sddl: Option<String>,
-    /// Transfers at once: a number, or `unlimited`.
-    #[serde(default)]
-    pub connection_limit: Option<String>,
-    /// Bytes per second for the group, or `unlimited`.
-    #[serde(default)]
-    pub bandwidth_limit: Option<String>,
-    /// `Cache-Control: max-age` seconds.
-    #[serde(default)]
-    pub cache_max_age_secs: Option<u64>,
-    /// An index of the URLs at the group's root.
-    #[serde(default)]
-    pub index: Option<bool>,
-}
-
-impl From<NewGroup> for GroupSettings {
-    fn from(g: NewGroup) -> Self {
-        GroupSettings {
-            auth: g.auth,
-            allow_basic_over_http: g.allow_basic_over_http,
-            default_sddl: g.default_sddl,
-            connection_limit: g.connection_limit,
-            bandwidth_limit: g.bandwidth_limit,
-            cache_max_age_secs: g.cache_max_age_secs,
-            index: g.index,
+/// As [`GroupSettings`] does, a new group refuses fields it does not know (serde's `flatten` alone would
+/// ignore them).
+impl<'de> Deserialize<'de> for NewGroup {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            prefix: String,
+            #[serde(flatten)]
+            settings: GroupSettings,
+            #[serde(flatten)]
+            unknown: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
         }
-    }
-}
-
-impl TryFrom<GroupSettings> for GroupChange {
-    type Error = MgmtError;
-
-    fn try_from(s: GroupSettings) -> Result<Self, MgmtError> {
-        let auth = match s.auth {
-            Some(names) => Some(
-                names
-                    .iter()
-                    .map(|n| n.parse())
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            None => None,
-        };
-        // RFC 9111 §1.2.2: delta-seconds beyond 2^31 mean nothing more; larger is a mistake.
-        if s.cache_max_age_secs
-            .is_some_and(|age| age > i32::MAX as u64)
-        {
-            return Err(MgmtError::Invalid {
-                code: "invalid_limit",
-                message: format!("cache_max_age_secs is at most {}", i32::MAX),
-            });
+        let wire = Wire::deserialize(d)?;
+        if let Some(field) = wire.unknown.keys().next() {
+            return Err(serde::de::Error::custom(format!(
+                "unknown field `{field}`, expected `prefix` or a group setting"
+            )));
         }
-        Ok(GroupChange {
-            auth,
-            allow_basic_over_http: s.allow_basic_over_http,
-            default_sddl: s.default_sddl.map(|t| Some(t).filter(|t| !t.is_empty())),
-            connection_limit: s.connection_limit.map(|t| t.parse()).transpose()?,
-            bandwidth_limit: s.bandwidth_limit.map(|t| t.parse()).transpose()?,
-            cache_max_age_secs: s.cache_max_age_secs.map(Some),
-            index: s.index,
+        Ok(NewGroup {
+            prefix: wire.prefix,
+            settings: wire.settings,
         })
     }
 }
+
+/// The schema of [`GroupSettings`] with the prefix added, required.
+impl utoipa::PartialSchema for NewGroup {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{Object, Schema, Type};
+        use utoipa::openapi::RefOr;
+        // The settings' derived schema is an object; were it not, it is left as it is.
+        let RefOr::T(Schema::Object(mut object)) = GroupSettings::schema() else {
+            return GroupSettings::schema();
+        };
+        let prefix = Object::builder()
+            .schema_type(Type::String)
+            .description(Some(
+                "The prefix, in HTTP.sys syntax (`http://+:8080/app/`).",
+            ))
+            .build();
+        object.properties.insert("prefix".to_owned(), prefix.into());
+        object.required.insert(0, "prefix".to_owned());
+        object.description = Some("A new group: its prefix and, optionally, its settings.".into());
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl ToSchema for NewGroup {}
 
 impl From<GroupConfig> for GroupView {
     fn from(g: GroupConfig) -> Self {
@@ -243,8 +197,7 @@ pub(crate) async fn create(
     Body(new): Body<NewGroup>,
 ) -> Result<(StatusCode, Json<GroupView>), MgmtError> {
     let p = prefix(&new.prefix)?;
-    let change = GroupChange::try_from(GroupSettings::from(new))?;
-    let group = blocking(&m, move |m| m.create_group(&who, &p, &change)).await?;
+    let group = blocking(&m, move |m| m.create_group(&who, &p, &new.settings)).await?;
     Ok((StatusCode::CREATED, Json(group.into())))
 }
 
@@ -270,8 +223,7 @@ pub(crate) async fn change(
     Body(settings): Body<GroupSettings>,
 ) -> Result<Json<GroupView>, MgmtError> {
     let p = prefix(&p)?;
-    let change = GroupChange::try_from(settings)?;
-    let group = blocking(&m, move |m| m.change_group(&who, &p, &change)).await?;
+    let group = blocking(&m, move |m| m.change_group(&who, &p, &settings)).await?;
     Ok(Json(group.into()))
 }
 
@@ -342,4 +294,31 @@ pub(crate) async fn remove_url(
     let p = prefix(&p)?;
     blocking(&m, move |m| m.remove_url(&who, &p, &suffix)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new group's JSON is its prefix beside the settings' fields, and a field neither knows is refused,
+    /// as a change refuses one.
+    #[test]
+    fn a_new_group_is_its_prefix_beside_its_settings_and_nothing_else() {
+        let text =
+            r#"{"prefix": "http://+:80/a/", "auth": ["ntlm"], "index": true, "default_sddl": ""}"#;
+        let new: NewGroup = serde_json::from_str(text).unwrap();
+        assert_eq!(new.prefix, "http://+:80/a/");
+        let expected = GroupSettings {
+            auth: Some(vec!["ntlm".into()]),
+            index: Some(true),
+            default_sddl: Some(String::new()),
+            ..GroupSettings::default()
+        };
+        assert_eq!(new.settings, expected);
+        let unknown = r#"{"prefix": "http://+:80/a/", "urls": []}"#;
+        let err = serde_json::from_str::<NewGroup>(unknown).unwrap_err();
+        assert!(err.to_string().contains("unknown field `urls`"), "{err}");
+        assert!(serde_json::from_str::<NewGroup>(r#"{"index": true}"#).is_err());
+        assert!(serde_json::from_str::<GroupSettings>(r#"{"prefix": "http://+:80/a/"}"#).is_err());
+    }
 }

@@ -17,13 +17,12 @@ mod queue;
 mod users;
 
 use document as config;
-use group_settings as settings;
 use queue::handlers as jobs;
 
 pub use certs::{Binding, Certificate, ClientCertificatesView, SetCertificate, Source};
 pub use document::{Applied, ConfigDocument};
 pub use group_settings::{AuthSettings, Enable, Properties, PropertyValue};
-pub use groups::{GroupSettings, GroupView, NewGroup, UrlView};
+pub use groups::{GroupView, NewGroup, UrlView};
 pub use queue::{
     ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobStreamEvent, JobView,
     NameOrNumber, NewFile, ProxyView, ServiceJobs, SetCredentials, SetState,
@@ -55,10 +54,10 @@ pub(crate) const MAX_BODY: usize = 8 << 20;
         groups::add_url,
         groups::check_url,
         groups::remove_url,
-        settings::show_auth,
-        settings::set_auth,
-        settings::show_properties,
-        settings::set_property,
+        group_settings::show_auth,
+        group_settings::set_auth,
+        group_settings::show_properties,
+        group_settings::set_property,
         certs::list,
         certs::show,
         certs::set,
@@ -160,15 +159,18 @@ pub fn router(managed: Arc<Managed>) -> Router {
             "/v1/groups/{prefix}/urls/{suffix}",
             get(groups::check_url).delete(groups::remove_url),
         )
-        .route("/v1/groups/{prefix}/auth", get(settings::show_auth))
-        .route("/v1/groups/{prefix}/auth/{scheme}", put(settings::set_auth))
+        .route("/v1/groups/{prefix}/auth", get(group_settings::show_auth))
+        .route(
+            "/v1/groups/{prefix}/auth/{scheme}",
+            put(group_settings::set_auth),
+        )
         .route(
             "/v1/groups/{prefix}/properties",
-            get(settings::show_properties),
+            get(group_settings::show_properties),
         )
         .route(
             "/v1/groups/{prefix}/properties/{name}",
-            put(settings::set_property),
+            put(group_settings::set_property),
         )
         .route("/v1/certificates", get(certs::list))
         .route(
