@@ -6,6 +6,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use super::error::MgmtError;
+use super::sandbox::ServiceJobs;
 use super::settings::GroupSettings;
 use crate::auth::{AuthScheme, Password, Principals};
 use crate::config::{GroupConfig, ServerConfig, TlsBinding, UrlConfig};
@@ -21,7 +22,7 @@ pub struct Managed {
     /// Directories whose files are never published (the service's own state).
     private: Vec<std::path::PathBuf>,
     /// The download jobs the service runs, if any.
-    jobs: Option<super::ServiceJobs>,
+    jobs: Option<ServiceJobs>,
 }
 
 impl std::fmt::Debug for Managed {
@@ -83,13 +84,13 @@ impl Managed {
     }
 
     /// Runs download jobs too (`/v1/jobs`).
-    pub fn with_jobs(mut self, jobs: super::ServiceJobs) -> Managed {
+    pub fn with_jobs(mut self, jobs: ServiceJobs) -> Managed {
         self.jobs = Some(jobs);
         self
     }
 
     /// The download jobs, if the service runs them.
-    pub fn jobs(&self) -> Option<&super::ServiceJobs> {
+    pub fn jobs(&self) -> Option<&ServiceJobs> {
         self.jobs.as_ref()
     }
 

@@ -16,6 +16,7 @@ mod error;
 mod listeners;
 mod managed;
 mod principal;
+mod sandbox;
 mod settings;
 pub mod store;
 
@@ -24,12 +25,13 @@ pub use api::{
     Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificatesView, ConfigDocument,
     CreateJob, CredentialsView, Enable, FileView, GroupView, JobErrorView, JobStreamEvent, JobView,
     NameOrNumber, NewFile, NewGroup, PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser,
-    ServiceJobs, SetCertificate, SetCredentials, SetState, Source, UrlView, UserView,
+    SetCertificate, SetCredentials, SetState, Source, UrlView, UserView,
 };
 pub use error::{ErrorBody, MgmtError};
 pub use listeners::{bind_local, serve_local, serve_remote, AdminAccess};
 pub use managed::Managed;
 pub use principal::{CallerName, Principal};
+pub use sandbox::ServiceJobs;
 pub use settings::GroupSettings;
 
 /// Where the service keeps its state: `$BCS_STATE` when set, else `/var/lib/bcs` as root, else

@@ -25,7 +25,7 @@ pub use group_settings::{AuthSettings, Enable, Properties, PropertyValue};
 pub use groups::{GroupView, NewGroup, UrlView};
 pub use queue::{
     ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobStreamEvent, JobView,
-    NameOrNumber, NewFile, ProxyView, ServiceJobs, SetCredentials, SetState,
+    NameOrNumber, NewFile, ProxyView, SetCredentials, SetState,
 };
 pub use users::{PrincipalGroup, PutUser, UserView};
 

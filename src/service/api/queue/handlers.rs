@@ -14,7 +14,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 
-use super::sandbox::ServiceJobs;
 use super::sse;
 use super::wire::{
     credentials, error_view, proxy, view, ChangeJob, CreateJob, JobErrorView, JobStreamEvent,
@@ -26,6 +25,7 @@ use crate::service::api::extract::{Body, Param};
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
 use crate::service::principal::Principal;
+use crate::service::sandbox::ServiceJobs;
 
 /// The most jobs a caller who is not an administrator may have (BITS's MaxJobsPerUser default).
 const MAX_JOBS_PER_OWNER: usize = 60;

@@ -1,4 +1,5 @@
-//! The download root as a sandbox: where a job's files may go, and the service's jobs beside it.
+//! [`ServiceJobs`]: the download jobs `bcs serve` runs (`/v1/jobs`) and their download root, a sandbox:
+//! where a caller's files may go.
 //!
 //! SECURITY: the threat is a job writing where the service must not. Every local file must resolve inside
 //! the download root. `..` components are refused, absolute paths outside the root are refused, and no
