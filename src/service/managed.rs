@@ -2,6 +2,10 @@
 //! server (the same calls the library offers, each all-or-nothing), then committed to the store with who
 //! made it; when the commit fails the server change is undone, so a failed call changes nothing and an
 //! acknowledged one survives a crash.
+//!
+//! It is long (some 700 lines before its tests) because it is one method per management call, each a few
+//! lines around the one `change` that stores it, plus `apply`'s merge and diff of whole configurations:
+//! split, the calls would no longer sit beside the invariant they share.
 
 use std::sync::{Mutex, MutexGuard};
 
