@@ -16,8 +16,9 @@ use base64::Engine as _;
 use http::header::{self, HeaderMap};
 
 use super::basic::{self, Credentials};
-use super::caller::{Caller, Granted, Refusal};
+use super::caller::{Caller, Granted};
 use super::handshake::{Leg, Wrap};
+use super::refusal::Refusal;
 use super::{
     AuthScheme, FailureLimiter, GroupAuth, Identity, Password, PasswordChecks, PasswordHash,
     Principals, Scheme, TooManyChecks,

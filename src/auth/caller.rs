@@ -1,11 +1,10 @@
-//! Who is asking and what a connection has proved, and the outcome of authenticating: the types the
-//! authenticator and the handshakes share.
+//! Who is asking and what a connection has proved, and a caller let in: the types the authenticator and
+//! the handshakes share (a caller refused is `refusal`'s).
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 
-use super::basic::HeaderError;
-use super::{ntlm, Identity, Limited};
+use super::{ntlm, Identity};
 use crate::lock::Recover;
 use crate::tls::ClientIdentity;
 
@@ -65,34 +64,5 @@ impl From<Identity> for Granted {
             identity,
             reply: None,
         }
-    }
-}
-
-/// Why a caller is not let in (yet).
-#[derive(Debug)]
-pub(crate) enum Refusal {
-    /// 401 with these WWW-Authenticate values (a challenge, or the next leg of a handshake).
-    Challenge(Vec<String>),
-    /// A malformed Authorization header.
-    Malformed(HeaderError),
-    /// A malformed token inside it.
-    BadToken(&'static str),
-    /// 403 with this reason.
-    Forbidden(&'static str),
-    /// Too many failures from this source or at this account.
-    Limited(Limited),
-    /// Too many password checks waiting at once.
-    Busy,
-}
-
-impl From<HeaderError> for Refusal {
-    fn from(e: HeaderError) -> Self {
-        Refusal::Malformed(e)
-    }
-}
-
-impl From<Limited> for Refusal {
-    fn from(l: Limited) -> Self {
-        Refusal::Limited(l)
     }
 }

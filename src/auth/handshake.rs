@@ -12,8 +12,9 @@
 
 use base64::Engine as _;
 
-use super::caller::{Caller, Granted, Refusal};
+use super::caller::{Caller, Granted};
 use super::ntlm::{self, messages, NtlmError};
+use super::refusal::Refusal;
 use super::spnego::{self, Token};
 use super::{FailureLimiter, GroupAuth, Identity, Principals, Scheme};
 use crate::lock::Recover;

@@ -16,6 +16,7 @@ mod limiter;
 pub mod ntlm;
 mod password;
 mod principals;
+mod refusal;
 #[doc(hidden)]
 pub mod spnego;
 
@@ -23,11 +24,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 pub(crate) use authenticator::Authenticator;
-pub(crate) use caller::{Caller, ConnectionAuth, Granted, Refusal};
+pub(crate) use caller::{Caller, ConnectionAuth, Granted};
 pub(crate) use checks::{PasswordChecks, TooManyChecks};
-pub(crate) use limiter::{FailureLimiter, Limited, Source};
+pub(crate) use limiter::{FailureLimiter, Source};
 pub use password::{HashError, NtHash, Password, PasswordHash};
 pub use principals::{Group, Principals, PrincipalsError, User};
+pub(crate) use refusal::Refusal;
 
 use crate::authz::Sid;
 use crate::tls::ClientIdentity;

@@ -1,4 +1,5 @@
-//! Transfers per client source and for the whole server.
+//! What one client source may hold at once ([`PerSource`]: transfers here, connections to the remote
+//! management listener), and transfers for the whole server.
 //!
 //! SECURITY: the threat is one client taking what all clients share. Each transfer (a GET being answered)
 //! holds an open file and part of the server's read budget for as long as its client keeps it open, and a
@@ -26,12 +27,62 @@ pub(crate) const PER_SOURCE: u32 = 128;
 /// Transfers the server runs at once: each may hold a file descriptor.
 pub(crate) const SERVER_TRANSFERS: usize = 4096;
 
+/// What each source holds at once (transfers, connections), at most `limit` each.
+#[derive(Debug)]
+pub(crate) struct PerSource {
+    limit: u32,
+    counts: Arc<Mutex<HashMap<Source, u32>>>,
+}
+
+impl PerSource {
+    /// At most `limit` at once per source (at least 1).
+    pub(crate) fn new(limit: u32) -> Self {
+        PerSource {
+            limit: limit.max(1),
+            counts: Arc::default(),
+        }
+    }
+
+    /// One more for the source of `ip`, or `None` when it holds its limit already.
+    pub(crate) fn try_take(&self, ip: IpAddr) -> Option<SourceSlot> {
+        let source = Source::from(ip);
+        let mut counts = self.counts.lock().recover();
+        let n = counts.entry(source).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            source,
+            counts: self.counts.clone(),
+        })
+    }
+}
+
+/// One of what a source holds; dropping it gives the slot back (a source at zero is forgotten).
+#[derive(Debug)]
+pub(crate) struct SourceSlot {
+    source: Source,
+    counts: Arc<Mutex<HashMap<Source, u32>>>,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().recover();
+        if let Some(n) = counts.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.source);
+            }
+        }
+    }
+}
+
 /// The server's count of transfers, per source and in all.
 #[derive(Debug)]
 pub(crate) struct SourceTransfers {
     server: Arc<Semaphore>,
-    limit: u32,
-    per_source: Arc<Mutex<HashMap<Source, u32>>>,
+    per_source: PerSource,
 }
 
 impl SourceTransfers {
@@ -39,9 +90,18 @@ impl SourceTransfers {
     pub(crate) fn new(per_source: u32) -> Self {
         SourceTransfers {
             server: Arc::new(Semaphore::new(SERVER_TRANSFERS)),
-            limit: per_source.max(1),
-            per_source: Arc::default(),
+            per_source: PerSource::new(per_source),
         }
+    }
+
+    /// A ticket for one more transfer from `ip`, or `None` when the source or the server is at its limit.
+    pub(crate) fn try_start(&self, ip: IpAddr) -> Option<SourceTicket> {
+        let server = self.server.clone().try_acquire_owned().ok()?;
+        let slot = self.per_source.try_take(ip)?;
+        Some(SourceTicket {
+            _server: server,
+            _slot: slot,
+        })
     }
 }
 
@@ -55,39 +115,7 @@ impl Default for SourceTransfers {
 #[derive(Debug)]
 pub(crate) struct SourceTicket {
     _server: OwnedSemaphorePermit,
-    source: Source,
-    per_source: Arc<Mutex<HashMap<Source, u32>>>,
-}
-
-impl SourceTransfers {
-    /// A ticket for one more transfer from `ip`, or `None` when the source or the server is at its limit.
-    pub(crate) fn try_start(&self, ip: IpAddr) -> Option<SourceTicket> {
-        let source = Source::from(ip);
-        let server = self.server.clone().try_acquire_owned().ok()?;
-        let mut counts = self.per_source.lock().recover();
-        let n = counts.entry(source).or_insert(0);
-        if *n >= self.limit {
-            return None;
-        }
-        *n += 1;
-        Some(SourceTicket {
-            _server: server,
-            source,
-            per_source: self.per_source.clone(),
-        })
-    }
-}
-
-impl Drop for SourceTicket {
-    fn drop(&mut self) {
-        let mut counts = self.per_source.lock().recover();
-        if let Some(n) = counts.get_mut(&self.source) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.source);
-            }
-        }
-    }
+    _slot: SourceSlot,
 }
 
 #[cfg(test)]
@@ -105,7 +133,7 @@ mod tests {
         drop(held);
         assert!(t.try_start(a).is_some());
         assert!(
-            t.per_source.lock().unwrap().len() <= 1,
+            t.per_source.counts.lock().unwrap().len() <= 1,
             "counts are forgotten at zero"
         );
     }

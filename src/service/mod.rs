@@ -5,41 +5,72 @@
 //! [`Managed`] server (the library's own calls) → the store records it with who made it → JSON out
 //! ([`router`], whose OpenAPI document is at `/v1/openapi.json`). Errors are `{code, message}` with the
 //! stable codes of [`crate::Error::code`], made into responses in one place ([`MgmtError`]).
+//!
+//! The service keeps its state in one directory ([`default_state_dir`]); the paths of what it holds there
+//! are the functions below.
+
+use std::path::{Path, PathBuf};
 
 mod api;
 mod error;
 mod listeners;
 mod managed;
+mod principal;
+mod sandbox;
+mod settings;
 pub mod store;
 
-pub use api::{router, Caller, Principal};
+pub use api::router;
 pub use api::{
-    Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificates, ConfigDocument,
-    CreateJob, CredentialsView, Enable, FileView, Group, GroupSettings, JobErrorView,
-    JobStreamEvent, JobView, NameOrNumber, NewFile, NewGroup, PrincipalGroup, Properties,
-    PropertyValue, ProxyView, PutUser, ServiceJobs, SetCertificate, SetCredentials, SetState,
-    Source, Url, User,
+    Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificatesView, ConfigDocument,
+    CreateJob, CredentialsView, Enable, FileView, GroupView, JobErrorView, JobStreamEvent, JobView,
+    NameOrNumber, NewFile, NewGroup, PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser,
+    SetCertificate, SetCredentials, SetState, Source, UrlView, UserView,
 };
 pub use error::{ErrorBody, MgmtError};
-pub use listeners::{bind_local, default_state_dir, serve_local, serve_remote, AdminAccess};
-pub use managed::{GroupChange, Managed};
+pub use listeners::{bind_local, serve_local, serve_remote, AdminAccess};
+pub use managed::Managed;
+pub use principal::{CallerName, Principal};
+pub use sandbox::ServiceJobs;
+pub use settings::GroupSettings;
+
+/// Where the service keeps its state: `$BCS_STATE` when set, else `/var/lib/bcs` as root, else
+/// `$XDG_STATE_HOME/bcs` (by default `~/.local/state/bcs`).
+pub fn default_state_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("BCS_STATE").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    if rustix::process::geteuid().is_root() {
+        return Some(PathBuf::from("/var/lib/bcs"));
+    }
+    let xdg = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    xdg.or_else(|| {
+        std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .map(|h| PathBuf::from(h).join(".local/state"))
+    })
+    .map(|base| base.join("bcs"))
+}
 
 /// The store's file in a state directory.
-pub fn database_path(state: &std::path::Path) -> std::path::PathBuf {
+pub fn database_path(state: &Path) -> PathBuf {
     state.join("config.db")
 }
 
 /// The key that seals job credentials, in a state directory.
-pub fn job_key_path(state: &std::path::Path) -> std::path::PathBuf {
+pub fn job_key_path(state: &Path) -> PathBuf {
     state.join("jobs.key")
 }
 
 /// The default download root in a state directory.
-pub fn default_download_root(state: &std::path::Path) -> std::path::PathBuf {
+pub fn default_download_root(state: &Path) -> PathBuf {
     state.join("downloads")
 }
 
 /// The management socket in a state directory.
-pub fn socket_path(state: &std::path::Path) -> std::path::PathBuf {
+pub fn socket_path(state: &Path) -> PathBuf {
     state.join("bcs.sock")
 }

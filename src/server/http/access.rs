@@ -62,7 +62,7 @@ pub(crate) async fn authenticate<B>(
     site.auth
         .authenticate(req.headers(), group.auth(), &realm, caller)
         .await
-        .map_err(refused)
+        .map_err(Reject::Refused)
 }
 
 /// The rule a URL is read under: its SDDL, else for a group with schemes authenticated users, else none.
@@ -90,7 +90,7 @@ pub(crate) fn denied(group: &UrlGroup, conn: &ConnInfo, identity: &Identity) -> 
     let auth = group.auth();
     let challenges = auth.challenges(conn.secure, &group.prefix().to_string());
     if !challenges.is_empty() {
-        Reject::Unauthorized(challenges)
+        Reject::Refused(Refusal::Challenge(challenges))
     } else if auth.is_enabled(AuthScheme::ClientCertificate) {
         Reject::Forbidden("a client certificate is required")
     } else if auth.any_enabled() {
@@ -109,18 +109,6 @@ static AUTHENTICATED_USERS: std::sync::LazyLock<SecurityDescriptor> =
             ..Default::default()
         })
     });
-
-/// Authentication's answer, as a response.
-fn refused(refusal: Refusal) -> Reject {
-    match refusal {
-        Refusal::Challenge(challenges) => Reject::Unauthorized(challenges),
-        Refusal::Malformed(e) => Reject::BadAuthorization(e),
-        Refusal::BadToken(why) => Reject::BadRequest(why),
-        Refusal::Forbidden(why) => Reject::Forbidden(why),
-        Refusal::Limited(limited) => limited.into(),
-        Refusal::Busy => Reject::ChecksBusy,
-    }
-}
 
 /// The access rule against the caller's token; GET and HEAD ask for FILE_READ_DATA. A denial is logged
 /// with the identity, the URL and the deciding ACE.

@@ -3,6 +3,7 @@
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
+use crate::auth::Refusal;
 use crate::files::{FileError, ResponseBody};
 use crate::url::SegmentError;
 
@@ -31,18 +32,10 @@ pub(crate) enum Reject {
     /// in a group with no authentication scheme to offer).
     #[error("access denied")]
     Denied,
-    /// Authentication is needed: 401 with one WWW-Authenticate per challenge.
-    #[error("authentication required")]
-    Unauthorized(Vec<String>),
-    /// A malformed Authorization header.
+    /// Authentication refused the caller, or must challenge it: its status and headers are the
+    /// refusal's own, as on every listener.
     #[error(transparent)]
-    BadAuthorization(#[from] crate::auth::basic::HeaderError),
-    /// Too many failed attempts from this source or at this account: retry after this many seconds.
-    #[error("too many failed authentication attempts")]
-    TooManyFailures(u64),
-    /// Too many password checks waiting at once, server-wide: come back in a second.
-    #[error("too many password checks at once")]
-    ChecksBusy,
+    Refused(#[from] Refusal),
     /// The group is at its ConnectionLimit: come back later (BITS treats 503 as transient).
     #[error("the URL group is at its connection limit")]
     Busy,
@@ -51,29 +44,15 @@ pub(crate) enum Reject {
     File(#[from] FileError),
 }
 
-impl From<crate::auth::Limited> for Reject {
-    fn from(l: crate::auth::Limited) -> Self {
-        // Whole seconds, rounded up, so that a client that waits as told is let in.
-        let ms = l.retry_after.as_millis();
-        Reject::TooManyFailures(u64::try_from(ms.div_ceil(1000)).unwrap_or(u64::MAX))
-    }
-}
-
 impl Reject {
     pub(crate) fn into_response(self) -> Response<ResponseBody> {
         let status = match &self {
-            Reject::BadRequest(_)
-            | Reject::BadPath(_)
-            | Reject::NoGroup
-            | Reject::BadAuthorization(_) => StatusCode::BAD_REQUEST,
-            Reject::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Reject::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
+            Reject::BadRequest(_) | Reject::BadPath(_) | Reject::NoGroup => StatusCode::BAD_REQUEST,
+            Reject::Refused(refusal) => refusal.status(),
             Reject::NotFound | Reject::File(FileError::Gone(_)) => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::Forbidden(_) | Reject::Denied => StatusCode::FORBIDDEN,
-            Reject::Busy | Reject::ChecksBusy | Reject::File(FileError::Changing(_)) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Reject::Busy | Reject::File(FileError::Changing(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Reject::File(FileError::Unsatisfiable { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
             Reject::File(FileError::PreconditionFailed) => StatusCode::PRECONDITION_FAILED,
             Reject::File(FileError::Io(e)) => {
@@ -86,6 +65,10 @@ impl Reject {
             Reject::Forbidden(why) | Reject::BadRequest(why) => {
                 format!("{} {reason}: {why}\n", status.as_u16())
             }
+            Reject::Refused(refusal) => match refusal.reason() {
+                Some(why) => format!("{} {reason}: {why}\n", status.as_u16()),
+                None => format!("{} {reason}\n", status.as_u16()),
+            },
             // Say why, as HTTP.sys does not: a client that named the wrong host or group learns to fix it.
             Reject::NoGroup => format!(
                 "{} {reason}: no URL group here serves this host name and path\n",
@@ -110,17 +93,8 @@ impl Reject {
             Reject::Busy => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            Reject::TooManyFailures(seconds) => {
-                h.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-            }
-            Reject::Unauthorized(challenges) => {
-                for challenge in challenges {
-                    if let Ok(value) = HeaderValue::try_from(challenge) {
-                        h.append(header::WWW_AUTHENTICATE, value);
-                    }
-                }
-            }
-            Reject::ChecksBusy | Reject::File(FileError::Changing(_)) => {
+            Reject::Refused(refusal) => refusal.add_headers(h),
+            Reject::File(FileError::Changing(_)) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Reject::File(FileError::Unsatisfiable { len }) => {

@@ -11,10 +11,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{blocking, Body, Param, Who};
+use super::extract::{blocking, Body, Param, Who};
 use crate::config::TlsBinding;
 use crate::service::error::{ErrorBody, MgmtError};
-use crate::service::Managed;
+use crate::service::managed::Managed;
 use crate::tls::{CertificateInfo, CertificateSource, SecretText};
 
 /// One https port's TLS settings.
@@ -27,7 +27,7 @@ pub struct Binding {
     /// Certificates by SNI host name.
     pub sni: BTreeMap<String, Certificate>,
     /// Client certificates, when the port asks for them.
-    pub client_certificates: Option<ClientCertificates>,
+    pub client_certificates: Option<ClientCertificatesView>,
     /// HTTP/2 is offered through ALPN.
     pub http2: bool,
 }
@@ -70,7 +70,7 @@ pub struct Source {
 
 /// Client-certificate settings.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ClientCertificates {
+pub struct ClientCertificatesView {
     /// `optional` or `required`.
     pub mode: String,
     /// The CA file.
@@ -173,15 +173,18 @@ fn binding(m: &Managed, b: &TlsBinding) -> Binding {
                 Some((name.clone(), certificate(info, source)))
             })
             .collect(),
-        client_certificates: b.client_certificates.as_ref().map(|c| ClientCertificates {
-            mode: c.mode.to_string(),
-            ca: c.ca.to_string_lossy().into_owned(),
-            crls: c
-                .crls
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect(),
-        }),
+        client_certificates: b
+            .client_certificates
+            .as_ref()
+            .map(|c| ClientCertificatesView {
+                mode: c.mode.to_string(),
+                ca: c.ca.to_string_lossy().into_owned(),
+                crls: c
+                    .crls
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect(),
+            }),
         http2: b.http2,
     }
 }

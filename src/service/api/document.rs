@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::groups::Group;
-use super::{blocking, Body, Who};
+use super::extract::{blocking, Body, Who};
+use super::groups::GroupView;
 use crate::auth::Principals;
 use crate::config::{GroupConfig, TlsBinding};
 use crate::service::error::{ErrorBody, MgmtError};
+use crate::service::managed::Managed;
 use crate::service::store::Stored;
-use crate::service::Managed;
 
 /// The managed configuration: groups with their URLs, TLS bindings per port, principals.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -24,7 +24,7 @@ use crate::service::Managed;
 pub struct ConfigDocument {
     /// The URL groups, in creation order.
     #[serde(default)]
-    pub groups: Vec<Group>,
+    pub groups: Vec<GroupView>,
     /// TLS per https port: `{port, certificate, sni, client_certificates, http2}`, sources as
     /// `{kind: "pem_files", cert, key}` or `{kind: "pkcs12_file", file, password}`.
     #[serde(default)]
@@ -85,7 +85,7 @@ impl ConfigDocument {
     /// The document of what is stored, without secrets.
     pub fn of(stored: Stored) -> ConfigDocument {
         ConfigDocument {
-            groups: stored.groups.into_iter().map(Group::from).collect(),
+            groups: stored.groups.into_iter().map(GroupView::from).collect(),
             tls: stored
                 .tls
                 .iter()

@@ -8,11 +8,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{blocking, prefix, Body, Param, Who};
+use super::extract::{blocking, prefix, Body, Param, Who};
 use crate::auth::AuthScheme;
 use crate::config::GroupConfig;
 use crate::service::error::{ErrorBody, MgmtError};
-use crate::service::Managed;
+use crate::service::managed::Managed;
 use crate::url::GroupProperty;
 
 /// Which schemes a group has enabled.

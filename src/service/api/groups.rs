@@ -9,16 +9,16 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{blocking, prefix, Body, Param, Who};
+use super::extract::{blocking, prefix, Body, Param, Who};
 use crate::config::{GroupConfig, UrlConfig};
 use crate::service::error::{ErrorBody, MgmtError};
-use crate::service::GroupChange;
-use crate::service::Managed;
+use crate::service::managed::Managed;
+use crate::service::settings::GroupSettings;
 
 /// A URL group: its prefix, settings and URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Group {
+pub struct GroupView {
     /// The prefix, in HTTP.sys syntax (`http://+:8080/app/`).
     pub prefix: String,
     /// The schemes enabled: `negotiate`, `ntlm`, `basic`, `client-cert`.
@@ -44,7 +44,7 @@ pub struct Group {
     pub index: bool,
     /// The published files.
     #[serde(default)]
-    pub urls: Vec<Url>,
+    pub urls: Vec<UrlView>,
 }
 
 fn unlimited() -> String {
@@ -54,7 +54,7 @@ fn unlimited() -> String {
 /// A published file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Url {
+pub struct UrlView {
     /// The suffix under the group's prefix (`tools/setup.exe`).
     pub suffix: String,
     /// The file on the server, an absolute path.
@@ -64,114 +64,68 @@ pub struct Url {
     pub sddl: Option<String>,
 }
 
-/// A new group: its prefix and, optionally, its settings. (The settings are spelled out, not a flattened
-/// [`GroupSettings`]: serde's `flatten` would accept unknown fields.)
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// A new group: its prefix and, optionally, its settings (the fields of [`GroupSettings`], beside the
+/// prefix).
+#[derive(Debug, Clone)]
 pub struct NewGroup {
     /// The prefix, in HTTP.sys syntax (`http://+:8080/app/`).
     pub prefix: String,
-    /// The schemes to enable.
-    #[serde(default)]
-    pub auth: Option<Vec<String>>,
-    /// Basic over plain HTTP.
-    #[serde(default)]
-    pub allow_basic_over_http: Option<bool>,
-    /// The SDDL for URLs added without one.
-    #[serde(default)]
-    pub default_sddl: Option<String>,
-    /// Transfers at once: a number, or `unlimited`.
-    #[serde(default)]
-    pub connection_limit: Option<String>,
-    /// Bytes per second for the group, or `unlimited`.
-    #[serde(default)]
-    pub bandwidth_limit: Option<String>,
-    /// `Cache-Control: max-age` seconds.
-    #[serde(default)]
-    pub cache_max_age_secs: Option<u64>,
-    /// An index of the URLs at the group's root.
-    #[serde(default)]
-    pub index: Option<bool>,
+    /// Its settings; those not given are the defaults.
+    pub settings: GroupSettings,
 }
 
-/// Settings to change; those not given stay.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GroupSettings {
-    /// The schemes enabled (all others off).
-    #[serde(default)]
-    pub auth: Option<Vec<String>>,
-    /// Basic over plain HTTP.
-    #[serde(default)]
-    pub allow_basic_over_http: Option<bool>,
-    /// The SDDL for URLs added without one; an empty string clears it.
-    #[serde(default)]
-    pub default_sddl: Option<String>,
-    /// Transfers at once: a number, or `unlimited`.
-    #[serde(default)]
-    pub connection_limit: Option<String>,
-    /// Bytes per second for the group, or `unlimited`.
-    #[serde(default)]
-    pub bandwidth_limit: Option<String>,
-    /// `Cache-Control: max-age` seconds.
-    #[serde(default)]
-    pub cache_max_age_secs: Option<u64>,
-    /// An index of the URLs at the group's root.
-    #[serde(default)]
-    pub index: Option<bool>,
-}
-
-impl From<NewGroup> for GroupSettings {
-    fn from(g: NewGroup) -> Self {
-        GroupSettings {
-            auth: g.auth,
-            allow_basic_over_http: g.allow_basic_over_http,
-            default_sddl: g.default_sddl,
-            connection_limit: g.connection_limit,
-            bandwidth_limit: g.bandwidth_limit,
-            cache_max_age_secs: g.cache_max_age_secs,
-            index: g.index,
+/// As [`GroupSettings`] does, a new group refuses fields it does not know (serde's `flatten` alone would
+/// ignore them).
+impl<'de> Deserialize<'de> for NewGroup {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            prefix: String,
+            #[serde(flatten)]
+            settings: GroupSettings,
+            #[serde(flatten)]
+            unknown: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
         }
-    }
-}
-
-impl TryFrom<GroupSettings> for GroupChange {
-    type Error = MgmtError;
-
-    fn try_from(s: GroupSettings) -> Result<Self, MgmtError> {
-        let auth = match s.auth {
-            Some(names) => Some(
-                names
-                    .iter()
-                    .map(|n| n.parse())
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            None => None,
-        };
-        // RFC 9111 §1.2.2: delta-seconds beyond 2^31 mean nothing more; larger is a mistake.
-        if s.cache_max_age_secs
-            .is_some_and(|age| age > i32::MAX as u64)
-        {
-            return Err(MgmtError::Invalid {
-                code: "invalid_limit",
-                message: format!("cache_max_age_secs is at most {}", i32::MAX),
-            });
+        let wire = Wire::deserialize(d)?;
+        if let Some(field) = wire.unknown.keys().next() {
+            return Err(serde::de::Error::custom(format!(
+                "unknown field `{field}`, expected `prefix` or a group setting"
+            )));
         }
-        Ok(GroupChange {
-            auth,
-            allow_basic_over_http: s.allow_basic_over_http,
-            default_sddl: s.default_sddl.map(|t| Some(t).filter(|t| !t.is_empty())),
-            connection_limit: s.connection_limit.map(|t| t.parse()).transpose()?,
-            bandwidth_limit: s.bandwidth_limit.map(|t| t.parse()).transpose()?,
-            cache_max_age_secs: s.cache_max_age_secs.map(Some),
-            index: s.index,
+        Ok(NewGroup {
+            prefix: wire.prefix,
+            settings: wire.settings,
         })
     }
 }
 
-impl From<GroupConfig> for Group {
+/// The schema of [`GroupSettings`] with the prefix added, required.
+impl utoipa::PartialSchema for NewGroup {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{Object, Schema, Type};
+        use utoipa::openapi::RefOr;
+        // The settings' derived schema is an object; were it not, it is left as it is.
+        let RefOr::T(Schema::Object(mut object)) = GroupSettings::schema() else {
+            return GroupSettings::schema();
+        };
+        let prefix = Object::builder()
+            .schema_type(Type::String)
+            .description(Some(
+                "The prefix, in HTTP.sys syntax (`http://+:8080/app/`).",
+            ))
+            .build();
+        object.properties.insert("prefix".to_owned(), prefix.into());
+        object.required.insert(0, "prefix".to_owned());
+        object.description = Some("A new group: its prefix and, optionally, its settings.".into());
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl ToSchema for NewGroup {}
+
+impl From<GroupConfig> for GroupView {
     fn from(g: GroupConfig) -> Self {
-        Group {
+        GroupView {
             prefix: g.prefix.to_string(),
             auth: g.auth.iter().map(ToString::to_string).collect(),
             allow_basic_over_http: g.allow_basic_over_http,
@@ -180,15 +134,15 @@ impl From<GroupConfig> for Group {
             bandwidth_limit: g.bandwidth_limit.to_string(),
             cache_max_age_secs: g.cache_max_age_secs,
             index: g.index,
-            urls: g.urls.into_iter().map(Url::from).collect(),
+            urls: g.urls.into_iter().map(UrlView::from).collect(),
         }
     }
 }
 
-impl TryFrom<Group> for GroupConfig {
+impl TryFrom<GroupView> for GroupConfig {
     type Error = MgmtError;
 
-    fn try_from(g: Group) -> Result<Self, MgmtError> {
+    fn try_from(g: GroupView) -> Result<Self, MgmtError> {
         Ok(GroupConfig {
             prefix: prefix(&g.prefix)?,
             auth: g
@@ -207,9 +161,9 @@ impl TryFrom<Group> for GroupConfig {
     }
 }
 
-impl From<UrlConfig> for Url {
+impl From<UrlConfig> for UrlView {
     fn from(u: UrlConfig) -> Self {
-        Url {
+        UrlView {
             suffix: u.suffix,
             file: u.file.to_string_lossy().into_owned(),
             sddl: u.sddl,
@@ -217,8 +171,8 @@ impl From<UrlConfig> for Url {
     }
 }
 
-impl From<Url> for UrlConfig {
-    fn from(u: Url) -> Self {
+impl From<UrlView> for UrlConfig {
+    fn from(u: UrlView) -> Self {
         UrlConfig {
             suffix: u.suffix,
             file: u.file.into(),
@@ -229,49 +183,47 @@ impl From<Url> for UrlConfig {
 
 /// Every URL group, with its URLs.
 #[utoipa::path(get, path = "/v1/groups", tag = "groups",
-    responses((status = 200, body = Vec<Group>)))]
-pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<Group>> {
-    Json(m.groups().into_iter().map(Group::from).collect())
+    responses((status = 200, body = Vec<GroupView>)))]
+pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<GroupView>> {
+    Json(m.groups().into_iter().map(GroupView::from).collect())
 }
 
 /// Creates a URL group (CreateUrlGroup); its port is bound now, so a port in use fails here.
 #[utoipa::path(post, path = "/v1/groups", tag = "groups", request_body = NewGroup,
-    responses((status = 201, body = Group), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = GroupView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn create(
     State(m): State<Arc<Managed>>,
     Who(who): Who,
     Body(new): Body<NewGroup>,
-) -> Result<(StatusCode, Json<Group>), MgmtError> {
+) -> Result<(StatusCode, Json<GroupView>), MgmtError> {
     let p = prefix(&new.prefix)?;
-    let change = GroupChange::try_from(GroupSettings::from(new))?;
-    let group = blocking(&m, move |m| m.create_group(&who, &p, &change)).await?;
+    let group = blocking(&m, move |m| m.create_group(&who, &p, &new.settings)).await?;
     Ok((StatusCode::CREATED, Json(group.into())))
 }
 
 /// One URL group (GetUrlGroup).
 #[utoipa::path(get, path = "/v1/groups/{prefix}", tag = "groups",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
-    responses((status = 200, body = Group), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = GroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     State(m): State<Arc<Managed>>,
     Param(p): Param<String>,
-) -> Result<Json<Group>, MgmtError> {
+) -> Result<Json<GroupView>, MgmtError> {
     Ok(Json(m.group(&prefix(&p)?)?.into()))
 }
 
 /// Changes a group's settings: all given, or none on error.
 #[utoipa::path(patch, path = "/v1/groups/{prefix}", tag = "groups", request_body = GroupSettings,
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
-    responses((status = 200, body = Group), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = GroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn change(
     State(m): State<Arc<Managed>>,
     Who(who): Who,
     Param(p): Param<String>,
     Body(settings): Body<GroupSettings>,
-) -> Result<Json<Group>, MgmtError> {
+) -> Result<Json<GroupView>, MgmtError> {
     let p = prefix(&p)?;
-    let change = GroupChange::try_from(settings)?;
-    let group = blocking(&m, move |m| m.change_group(&who, &p, &change)).await?;
+    let group = blocking(&m, move |m| m.change_group(&who, &p, &settings)).await?;
     Ok(Json(group.into()))
 }
 
@@ -292,25 +244,25 @@ pub(crate) async fn delete(
 /// A group's URLs.
 #[utoipa::path(get, path = "/v1/groups/{prefix}/urls", tag = "urls",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
-    responses((status = 200, body = Vec<Url>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Vec<UrlView>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_urls(
     State(m): State<Arc<Managed>>,
     Param(p): Param<String>,
-) -> Result<Json<Vec<Url>>, MgmtError> {
+) -> Result<Json<Vec<UrlView>>, MgmtError> {
     let group = m.group(&prefix(&p)?)?;
-    Ok(Json(group.urls.into_iter().map(Url::from).collect()))
+    Ok(Json(group.urls.into_iter().map(UrlView::from).collect()))
 }
 
 /// Publishes a file (AddUrl). The file must be a readable regular file, named by an absolute path.
-#[utoipa::path(post, path = "/v1/groups/{prefix}/urls", tag = "urls", request_body = Url,
+#[utoipa::path(post, path = "/v1/groups/{prefix}/urls", tag = "urls", request_body = UrlView,
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
-    responses((status = 201, body = Url), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = UrlView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn add_url(
     State(m): State<Arc<Managed>>,
     Who(who): Who,
     Param(p): Param<String>,
-    Body(url): Body<Url>,
-) -> Result<(StatusCode, Json<Url>), MgmtError> {
+    Body(url): Body<UrlView>,
+) -> Result<(StatusCode, Json<UrlView>), MgmtError> {
     let p = prefix(&p)?;
     let url = UrlConfig::from(url);
     let added = blocking(&m, move |m| m.add_url(&who, &p, &url)).await?;
@@ -321,11 +273,11 @@ pub(crate) async fn add_url(
 #[utoipa::path(get, path = "/v1/groups/{prefix}/urls/{suffix}", tag = "urls",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded"),
            ("suffix" = String, Path, description = "The URL's suffix, percent-encoded")),
-    responses((status = 200, body = Url), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = UrlView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn check_url(
     State(m): State<Arc<Managed>>,
     Param((p, suffix)): Param<(String, String)>,
-) -> Result<Json<Url>, MgmtError> {
+) -> Result<Json<UrlView>, MgmtError> {
     Ok(Json(m.url(&prefix(&p)?, &suffix)?.into()))
 }
 
@@ -342,4 +294,31 @@ pub(crate) async fn remove_url(
     let p = prefix(&p)?;
     blocking(&m, move |m| m.remove_url(&who, &p, &suffix)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new group's JSON is its prefix beside the settings' fields, and a field neither knows is refused,
+    /// as a change refuses one.
+    #[test]
+    fn a_new_group_is_its_prefix_beside_its_settings_and_nothing_else() {
+        let text =
+            r#"{"prefix": "http://+:80/a/", "auth": ["ntlm"], "index": true, "default_sddl": ""}"#;
+        let new: NewGroup = serde_json::from_str(text).unwrap();
+        assert_eq!(new.prefix, "http://+:80/a/");
+        let expected = GroupSettings {
+            auth: Some(vec!["ntlm".into()]),
+            index: Some(true),
+            default_sddl: Some(String::new()),
+            ..GroupSettings::default()
+        };
+        assert_eq!(new.settings, expected);
+        let unknown = r#"{"prefix": "http://+:80/a/", "urls": []}"#;
+        let err = serde_json::from_str::<NewGroup>(unknown).unwrap_err();
+        assert!(err.to_string().contains("unknown field `urls`"), "{err}");
+        assert!(serde_json::from_str::<NewGroup>(r#"{"index": true}"#).is_err());
+        assert!(serde_json::from_str::<GroupSettings>(r#"{"prefix": "http://+:80/a/"}"#).is_err());
+    }
 }

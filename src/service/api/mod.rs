@@ -1,151 +1,40 @@
-//! The management API's router: `/v1/...` routes, one file per resource beside this one, the OpenAPI
-//! document generated from their wire types at `/v1/openapi.json`, and what every handler shares (who is
-//! calling, JSON bodies and path parameters whose rejections are our JSON errors, changes run off the
-//! async threads).
+//! The management API's router: `/v1/...` routes, one file per resource beside this one, and the OpenAPI
+//! document generated from their wire types at `/v1/openapi.json`. What every handler shares (extractors,
+//! the blocking pool) is in `extract`, which the resource files import; nothing here is imported by them.
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
 use axum::routing::{get, put};
 use axum::Router;
-use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 
 mod certs;
 mod document;
+mod extract;
 mod group_settings;
 mod groups;
 mod queue;
 mod users;
 
 use document as config;
-use group_settings as settings;
-use queue as jobs;
+use queue::handlers as jobs;
 
-pub use certs::{Binding, Certificate, ClientCertificates, SetCertificate, Source};
+pub use certs::{Binding, Certificate, ClientCertificatesView, SetCertificate, Source};
 pub use document::{Applied, ConfigDocument};
 pub use group_settings::{AuthSettings, Enable, Properties, PropertyValue};
-pub use groups::{Group, GroupSettings, NewGroup, Url};
+pub use groups::{GroupView, NewGroup, UrlView};
 pub use queue::{
     ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobStreamEvent, JobView,
-    NameOrNumber, NewFile, ProxyView, ServiceJobs, SetCredentials, SetState,
+    NameOrNumber, NewFile, ProxyView, SetCredentials, SetState,
 };
-pub use users::{PrincipalGroup, PutUser, User};
+pub use users::{PrincipalGroup, PutUser, UserView};
 
 use super::error::{ErrorBody, MgmtError};
-use crate::service::Managed;
-use crate::url::UrlPrefix;
+use super::managed::Managed;
+use super::principal::{is_jobs_path, Principal};
 
 /// The largest request body: a whole configuration for `PUT /v1/config` fits with room to spare.
 pub(crate) const MAX_BODY: usize = 8 << 20;
-
-/// Who is calling, as the listener identified them; every change is logged and stored with it.
-#[derive(Debug, Clone)]
-pub struct Caller(pub String);
-
-/// Whom a request acts for, as the listener established it: the identity that owns the jobs it creates,
-/// and whether it is an administrator (who may use the whole API and every job) or not (who may only use
-/// `/v1/jobs`, and only for its own jobs).
-#[derive(Debug, Clone)]
-pub struct Principal {
-    /// The identity's name (a local caller's user name; a remote caller's authenticated name).
-    pub name: String,
-    /// Whether it passed the admin rule.
-    pub admin: bool,
-}
-
-impl Principal {
-    /// Whether this caller may see and manage a job owned by `owner`.
-    pub(crate) fn may_manage(&self, owner: &str) -> bool {
-        self.admin || (!self.name.is_empty() && self.name == owner)
-    }
-}
-
-/// A request without a principal (no listener sends one) is no one: not an administrator, owning nothing.
-impl<S: Send + Sync> FromRequestParts<S> for Principal {
-    type Rejection = MgmtError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, MgmtError> {
-        Ok(parts
-            .extensions
-            .get::<Principal>()
-            .cloned()
-            .unwrap_or(Principal {
-                name: String::new(),
-                admin: false,
-            }))
-    }
-}
-
-/// Whether a request path is one a caller who is not an administrator may use: `/v1/jobs` and below.
-pub(crate) fn is_jobs_path(path: &str) -> bool {
-    path == "/v1/jobs" || path.starts_with("/v1/jobs/")
-}
-
-/// Handlers' view of the caller (a request without one, which no listener sends, is "unknown").
-pub(crate) struct Who(pub(crate) String);
-
-impl<S: Send + Sync> FromRequestParts<S> for Who {
-    type Rejection = MgmtError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, MgmtError> {
-        let who = parts.extensions.get::<Caller>().map(|c| c.0.clone());
-        Ok(Who(who.unwrap_or_else(|| "unknown".into())))
-    }
-}
-
-/// A JSON body; one that does not parse is a 400 with our error body.
-pub(crate) struct Body<T>(pub(crate) T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
-    type Rejection = MgmtError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, MgmtError> {
-        axum::Json::<T>::from_request(req, state)
-            .await
-            .map(|axum::Json(v)| Body(v))
-            .map_err(|e: JsonRejection| MgmtError::Invalid {
-                code: "invalid_request",
-                message: e.body_text(),
-            })
-    }
-}
-
-/// Path parameters; ones that do not parse are a 400 with our error body.
-pub(crate) struct Param<T>(pub(crate) T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Param<T> {
-    type Rejection = MgmtError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, MgmtError> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(v)| Param(v))
-            .map_err(|e: PathRejection| MgmtError::Invalid {
-                code: "invalid_request",
-                message: e.body_text(),
-            })
-    }
-}
-
-/// A URL group's prefix from a path parameter.
-pub(crate) fn prefix(text: &str) -> Result<UrlPrefix, MgmtError> {
-    Ok(text.parse::<UrlPrefix>()?)
-}
-
-/// Runs a management call on the blocking pool: changes wait on the store's fsync and on the writer lock.
-pub(crate) async fn blocking<T: Send + 'static>(
-    managed: &Arc<Managed>,
-    call: impl FnOnce(&Managed) -> Result<T, MgmtError> + Send + 'static,
-) -> Result<T, MgmtError> {
-    let managed = managed.clone();
-    match tokio::task::spawn_blocking(move || call(&managed)).await {
-        Ok(result) => result,
-        Err(e) => Err(MgmtError::Internal(format!("the call did not finish: {e}"))),
-    }
-}
 
 /// The management API's OpenAPI document.
 #[derive(OpenApi)]
@@ -165,10 +54,10 @@ pub(crate) async fn blocking<T: Send + 'static>(
         groups::add_url,
         groups::check_url,
         groups::remove_url,
-        settings::show_auth,
-        settings::set_auth,
-        settings::show_properties,
-        settings::set_property,
+        group_settings::show_auth,
+        group_settings::set_auth,
+        group_settings::show_properties,
+        group_settings::set_property,
         certs::list,
         certs::show,
         certs::set,
@@ -270,15 +159,18 @@ pub fn router(managed: Arc<Managed>) -> Router {
             "/v1/groups/{prefix}/urls/{suffix}",
             get(groups::check_url).delete(groups::remove_url),
         )
-        .route("/v1/groups/{prefix}/auth", get(settings::show_auth))
-        .route("/v1/groups/{prefix}/auth/{scheme}", put(settings::set_auth))
+        .route("/v1/groups/{prefix}/auth", get(group_settings::show_auth))
+        .route(
+            "/v1/groups/{prefix}/auth/{scheme}",
+            put(group_settings::set_auth),
+        )
         .route(
             "/v1/groups/{prefix}/properties",
-            get(settings::show_properties),
+            get(group_settings::show_properties),
         )
         .route(
             "/v1/groups/{prefix}/properties/{name}",
-            put(settings::set_property),
+            put(group_settings::set_property),
         )
         .route("/v1/certificates", get(certs::list))
         .route(

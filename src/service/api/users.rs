@@ -9,14 +9,14 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{blocking, Body, Param, Who};
+use super::extract::{blocking, Body, Param, Who};
 use crate::auth::{Password, Principals};
 use crate::service::error::{ErrorBody, MgmtError};
-use crate::service::Managed;
+use crate::service::managed::Managed;
 
 /// A user, without secrets.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct User {
+pub struct UserView {
     /// The name (compared ignoring case).
     pub name: String,
     /// Its SID.
@@ -53,9 +53,9 @@ pub struct PutUser {
     pub certificates: Option<Vec<String>>,
 }
 
-fn users_of(p: &Principals) -> Vec<User> {
+fn users_of(p: &Principals) -> Vec<UserView> {
     p.users()
-        .map(|(name, u)| User {
+        .map(|(name, u)| UserView {
             name: name.to_owned(),
             sid: u.sid.to_string(),
             groups: u.groups.clone(),
@@ -67,21 +67,21 @@ fn users_of(p: &Principals) -> Vec<User> {
 
 /// Every user.
 #[utoipa::path(get, path = "/v1/users", tag = "principals",
-    responses((status = 200, body = Vec<User>)))]
-pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<User>> {
+    responses((status = 200, body = Vec<UserView>)))]
+pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<UserView>> {
     Json(users_of(&m.principals()))
 }
 
 /// Creates or updates a user.
 #[utoipa::path(put, path = "/v1/users/{name}", tag = "principals", request_body = PutUser,
     params(("name" = String, Path, description = "The user name")),
-    responses((status = 200, body = User), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = UserView), (status = 400, body = ErrorBody)))]
 pub(crate) async fn put(
     State(m): State<Arc<Managed>>,
     Who(who): Who,
     Param(name): Param<String>,
     Body(body): Body<PutUser>,
-) -> Result<Json<User>, MgmtError> {
+) -> Result<Json<UserView>, MgmtError> {
     if body.password.as_deref() == Some("") {
         return Err(MgmtError::Invalid {
             code: "invalid_password",

@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 use super::StoreError;
 use crate::auth::Password;
 use crate::jobs::{Job, JobError, JobId, JobStore};
+use crate::lock::Recover;
 
 const KEY_LEN: usize = 32;
 
@@ -154,7 +155,7 @@ impl SqliteJobStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|e| e.into_inner())
+        self.db.lock().recover()
     }
 
     fn failed(&self, e: rusqlite::Error) -> JobError {

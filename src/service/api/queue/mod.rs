@@ -1,0 +1,17 @@
+//! `/v1/jobs`: download jobs run by the service (the original's BitsClientJob through WMI), and a
+//! server-sent event stream of a job's progress and state changes. The files: `wire` (what the API shows
+//! and takes), `handlers` (one per operation, and who may see which job), `sse` (the event stream). Where
+//! a job's files may go is the service's download root, a sandbox (`service::sandbox`).
+//!
+//! Not defended here, by design (BITS lets any user own download jobs): a caller who may create jobs can
+//! make the service fetch any URL it can reach and fill the download root's file system. A service that
+//! must not do that for remote callers who are not administrators gives them no account.
+
+pub(super) mod handlers;
+mod sse;
+mod wire;
+
+pub use wire::{
+    ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobStreamEvent, JobView,
+    NameOrNumber, NewFile, ProxyView, SetCredentials, SetState,
+};

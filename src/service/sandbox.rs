@@ -1,0 +1,168 @@
+//! [`ServiceJobs`]: the download jobs `bcs serve` runs (`/v1/jobs`) and their download root, a sandbox:
+//! where a caller's files may go.
+//!
+//! SECURITY: the threat is a job writing where the service must not. Every local file must resolve inside
+//! the download root. `..` components are refused, absolute paths outside the root are refused, and no
+//! existing component below the root (directories, the file, its `.bcs-part` temporary) may be a symbolic
+//! link; the root itself is canonical, so the stored path has no link in it anywhere.
+//!
+//! Callers who are not administrators each get an area of their own below the root,
+//! `users/<hash of the owner>/`, where their relative and absolute paths resolve: one such caller cannot
+//! name (or learn of) another's files, nor overwrite a download another job verified. Across all jobs, no
+//! two unfinished ones may write one file, and no destination may be named like a temporary (the job
+//! manager refuses both). An administrator's paths may go anywhere in the root.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::jobs::JobManager;
+use crate::service::error::MgmtError;
+use crate::service::principal::Principal;
+
+/// The jobs of a service and where their files may go.
+#[derive(Debug)]
+pub struct ServiceJobs {
+    manager: JobManager,
+    root: PathBuf,
+}
+
+impl ServiceJobs {
+    /// Jobs run by `manager`, whose files must be inside `root` (created mode 0700 if missing; made
+    /// canonical here). `state` is the service's state directory.
+    ///
+    /// SECURITY: a root that holds the state directory would let a job's Complete rename a download over
+    /// `config.db` or `jobs.key` (a caller making itself administrator); a root others may write to would
+    /// let local users plant links or temporaries in it. Both are refused.
+    pub fn new(manager: JobManager, root: &Path, state: &Path) -> std::io::Result<ServiceJobs> {
+        crate::jobs::make_private_dir(root).map_err(std::io::Error::other)?;
+        let root = root.canonicalize()?;
+        let state = state.canonicalize()?;
+        if state.starts_with(&root) {
+            return Err(std::io::Error::other(format!(
+                "it holds the state directory {}; give a directory of its own",
+                state.display()
+            )));
+        }
+        Ok(ServiceJobs { manager, root })
+    }
+
+    /// Where `who`'s paths resolve, relative to the root: the root itself for administrators, else the
+    /// caller's own area below it.
+    fn area(who: &Principal) -> PathBuf {
+        if who.admin {
+            return PathBuf::new();
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, who.name.as_bytes());
+        let hex: String = digest.as_ref()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Path::new("users").join(hex)
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &JobManager {
+        &self.manager
+    }
+
+    /// The download root (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where `given` puts a file of `who`'s: a relative path under the caller's area (the root, for
+    /// administrators), an absolute one only inside it; parent directories below the root are created
+    /// (0700) as needed. See the module's SECURITY note.
+    pub fn local_path(&self, who: &Principal, given: &str) -> Result<PathBuf, MgmtError> {
+        let below = Self::area(who);
+        let area = self.root.join(&below);
+        let refuse = |why: &str| MgmtError::Invalid {
+            code: "path_outside_download_root",
+            message: format!(
+                "{given:?}: {why}; job files must be inside {}",
+                area.display()
+            ),
+        };
+        let path = Path::new(given);
+        if given.is_empty() || given.contains('\0') {
+            return Err(refuse("not a file path"));
+        }
+        if path.components().any(|c| c == Component::ParentDir) {
+            return Err(refuse("`..` is not allowed"));
+        }
+        let relative = match path.strip_prefix(&area) {
+            Ok(rest) => below.join(rest),
+            Err(_) if path.is_absolute() => return Err(refuse("outside the download root")),
+            Err(_) => below.join(path),
+        };
+        let parts: Vec<&std::ffi::OsStr> = relative
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(name),
+                _ => None,
+            })
+            .collect();
+        let Some((name, dirs)) = parts.split_last() else {
+            return Err(refuse("names no file"));
+        };
+        let mut at = self.root.clone();
+        for dir in dirs {
+            at.push(dir);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(refuse("a directory on the path is a symbolic link"))
+                }
+                Ok(m) if !m.is_dir() => {
+                    return Err(refuse("a component of the path is not a directory"))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    use std::os::unix::fs::DirBuilderExt;
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(&at)
+                        .map_err(|e| refuse(&format!("cannot create its directory: {e}")))?;
+                }
+                Err(e) => return Err(refuse(&e.to_string())),
+            }
+        }
+        at.push(name);
+        let part = crate::jobs::part_path(&at).ok_or_else(|| refuse("names no file"))?;
+        for p in [&at, &part] {
+            if let Ok(m) = std::fs::symlink_metadata(p) {
+                if m.file_type().is_symlink() {
+                    return Err(refuse("the file is a symbolic link"));
+                }
+                if !m.is_file() {
+                    return Err(refuse("something other than a file is there"));
+                }
+            }
+        }
+        Ok(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SECURITY (see `ServiceJobs::new`): a root holding the state directory, or one others may write
+    /// to, is refused; the default, `downloads/` inside the state directory, is fine.
+    #[tokio::test]
+    async fn a_root_holding_the_state_or_open_to_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::tempdir().unwrap();
+        let state = top.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let manager = || async { JobManager::builder().start().await.unwrap() };
+        for root in [top.path().to_owned(), state.clone()] {
+            let refused = ServiceJobs::new(manager().await, &root, &state);
+            assert!(refused.is_err(), "{root:?} holds the state");
+        }
+        let open = top.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(ServiceJobs::new(manager().await, &open, &state).is_err());
+        let jobs = ServiceJobs::new(manager().await, &state.join("downloads"), &state).unwrap();
+        assert!(jobs.root().ends_with("state/downloads"));
+    }
+}
