@@ -23,7 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let server = Server::builder().build()?;
-    let group = server.create_url_group(&prefix.to_string())?;
+    let group = server.create_url_group(prefix.to_string())?;
     for file in &files {
         let path = Path::new(file);
         let name = path

@@ -13,7 +13,7 @@ fn setup() -> (TestServer, tempfile::TempDir) {
     write_file(dir.path(), "sub/secret.txt", SECRET);
     let public = write_file(dir.path(), "sub/public.txt", b"public");
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     group.add_url("sub/public.txt", public, None).unwrap();
     (srv, dir)
 }

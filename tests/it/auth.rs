@@ -60,7 +60,7 @@ fn site() -> Site {
     srv.server.set_ssl_certificate(srv.port, cert).unwrap();
     let group = srv
         .server
-        .create_url_group(&format!("https://+:{}/A/", srv.port))
+        .create_url_group(format!("https://+:{}/A/", srv.port))
         .unwrap();
     group.set_authentication(AuthScheme::Basic, true).unwrap();
     let file = write_file(d, "f.txt", b"secret data");
@@ -175,7 +175,7 @@ fn basic_over_plain_http_is_refused_unless_allowed() {
     let users = Principals::load(s.dir.path().join("users.toml")).unwrap();
     let http = TestServer::start();
     http.server.set_principals(users);
-    let group = http.server.create_url_group(&http.prefix("H")).unwrap();
+    let group = http.server.create_url_group(http.prefix("H")).unwrap();
     group.set_authentication(AuthScheme::Basic, true).unwrap();
     group
         .add_url(

@@ -11,7 +11,7 @@ fn sddl_decides_for_anonymous_callers() {
     let dir = tempfile::tempdir().unwrap();
     let file = write_file(dir.path(), "f.txt", b"guarded");
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     let cases = [
         ("none", None, 200),
         ("null", Some("D:NO_ACCESS_CONTROL"), 200),
@@ -52,7 +52,7 @@ fn invalid_sddl_is_refused_when_the_url_is_added() {
     let dir = tempfile::tempdir().unwrap();
     let file = write_file(dir.path(), "f.txt", b"x");
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     let e = group
         .add_url("f", &file, Some("D:(A;;GQ;;;WD)"))
         .unwrap_err();
@@ -84,7 +84,7 @@ fn a_group_default_sddl_applies_to_urls_added_without_one() {
     let dir = tempfile::tempdir().unwrap();
     let file = write_file(dir.path(), "f.txt", b"x");
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     group.add_url("before", &file, None).unwrap();
     group.set_default_sddl(Some("D:")).unwrap();
     group.add_url("defaulted", &file, None).unwrap();

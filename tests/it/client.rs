@@ -50,21 +50,21 @@ fn site() -> Site {
     https.server.set_ssl_certificate(https.port, cert).unwrap();
     let s = https
         .server
-        .create_url_group(&format!("https://+:{}/S/", https.port))
+        .create_url_group(format!("https://+:{}/S/", https.port))
         .unwrap();
     s.add_url("data.bin", file.clone(), None).unwrap();
     let b = https
         .server
-        .create_url_group(&format!("https://+:{}/B/", https.port))
+        .create_url_group(format!("https://+:{}/B/", https.port))
         .unwrap();
     b.set_authentication(AuthScheme::Basic, true).unwrap();
     b.add_url("data.bin", file.clone(), Some("D:(A;;GR;;;AU)"))
         .unwrap();
     let http = TestServer::start();
     http.server.set_principals(principals());
-    let s = http.server.create_url_group(&http.prefix("S")).unwrap();
+    let s = http.server.create_url_group(http.prefix("S")).unwrap();
     s.add_url("data.bin", file.clone(), None).unwrap();
-    let n = http.server.create_url_group(&http.prefix("N")).unwrap();
+    let n = http.server.create_url_group(http.prefix("N")).unwrap();
     n.set_authentication(AuthScheme::Ntlm, true).unwrap();
     n.add_url("data.bin", file.clone(), Some("D:(A;;GR;;;AU)"))
         .unwrap();

@@ -17,7 +17,7 @@ fn fixture() -> Fixture {
     let big = pattern(BIG, 1);
     let small = pattern(SMALL, 2);
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("Files")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("Files")).unwrap();
     group
         .add_url("big.bin", write_file(dir.path(), "big.bin", &big), None)
         .unwrap();

@@ -76,7 +76,7 @@ fn config_round_trips_through_toml_onto_a_fresh_server_that_answers_alike() {
     assert_eq!(deploy, "deploy");
     server.set_principals(users);
 
-    let public = server.create_url_group(&first.prefix("Pub")).unwrap();
+    let public = server.create_url_group(first.prefix("Pub")).unwrap();
     public.add_url("a.bin", &a, None).unwrap();
     public
         .add_url("docs/b.txt", &b, Some("D:(A;;GR;;;WD)"))
@@ -86,7 +86,7 @@ fn config_round_trips_through_toml_onto_a_fresh_server_that_answers_alike() {
     public
         .set_bandwidth_limit("64MiB/s".parse().unwrap())
         .unwrap();
-    let auth = server.create_url_group(&first.prefix("Auth")).unwrap();
+    let auth = server.create_url_group(first.prefix("Auth")).unwrap();
     auth.set_authentication(AuthScheme::Basic, true).unwrap();
     auth.set_authentication(AuthScheme::Ntlm, true).unwrap();
     auth.allow_basic_over_http(true).unwrap();
@@ -94,7 +94,7 @@ fn config_round_trips_through_toml_onto_a_fresh_server_that_answers_alike() {
         .unwrap();
     auth.add_url("a.bin", &a, None).unwrap();
     let secure = server
-        .create_url_group(&format!("https://+:{https}/Sec/"))
+        .create_url_group(format!("https://+:{https}/Sec/"))
         .unwrap();
     secure.add_url("b.txt", &b, None).unwrap();
     let cert = ServerCertificate::from_pem_files(&leaf.cert, &leaf.key).unwrap();
@@ -140,7 +140,7 @@ fn a_configuration_with_one_bad_part_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let a = write_file(dir.path(), "a.txt", b"alpha");
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     group.add_url("a.txt", &a, None).unwrap();
     let before = srv.server.config();
 

@@ -44,7 +44,7 @@ fn a_published_file_swapped_for_a_symbolic_link_is_not_followed() {
     write_file(&dir.path().join("outside"), "secret", SECRET);
     let srv = TestServer::start_with(|b| b.revalidate_interval(Duration::ZERO));
     srv.server
-        .create_url(&srv.prefix("G"), "f", &published, None)
+        .create_url(srv.prefix("G"), "f", &published, None)
         .unwrap();
     assert_eq!(get(srv.port, "/G/f").body, b"public");
 
@@ -62,7 +62,7 @@ fn a_parent_directory_swapped_for_a_symbolic_link_is_not_followed() {
     write_file(&dir.path().join("other"), "f", SECRET);
     let srv = TestServer::start_with(|b| b.revalidate_interval(Duration::ZERO));
     srv.server
-        .create_url(&srv.prefix("G"), "f", &published, None)
+        .create_url(srv.prefix("G"), "f", &published, None)
         .unwrap();
     assert_eq!(get(srv.port, "/G/f").body, b"public");
 
@@ -81,10 +81,10 @@ fn a_published_file_replaced_by_a_regular_file_is_served_anew() {
     let large = write_file(dir.path(), "large", &big);
     let srv = TestServer::start_with(|b| b.revalidate_interval(Duration::ZERO));
     srv.server
-        .create_url(&srv.prefix("G"), "f", &published, None)
+        .create_url(srv.prefix("G"), "f", &published, None)
         .unwrap();
     srv.server
-        .create_url(&srv.prefix("G"), "large", &large, None)
+        .create_url(srv.prefix("G"), "large", &large, None)
         .unwrap();
     assert_eq!(get(srv.port, "/G/f").body, b"first version");
     assert_eq!(get(srv.port, "/G/large").body, big);
@@ -137,7 +137,7 @@ fn an_ip_literal_prefix_listens_on_that_address_only() {
     let server = Server::builder().build().unwrap(); // all addresses by default
     let port = free_port();
     let group = server
-        .create_url_group(&format!("http://127.0.0.1:{port}/x/"))
+        .create_url_group(format!("http://127.0.0.1:{port}/x/"))
         .unwrap();
     group.add_url("a.txt", &a, None).unwrap();
     assert_eq!(
@@ -182,7 +182,7 @@ fn groups_needing_other_addresses_than_their_port_listens_on_are_refused() {
     }
     // Another group of the same address is fine; nothing was widened.
     server
-        .create_url_group(&format!("http://127.0.0.1:{port}/z/"))
+        .create_url_group(format!("http://127.0.0.1:{port}/z/"))
         .unwrap();
     assert_eq!(server.local_addrs(port), listening);
     assert_eq!(server.url_groups().len(), 2);
@@ -193,7 +193,7 @@ fn groups_needing_other_addresses_than_their_port_listens_on_are_refused() {
         .build()
         .unwrap();
     let e = narrow
-        .create_url_group(&format!("http://[::1]:{port}/x/"))
+        .create_url_group(format!("http://[::1]:{port}/x/"))
         .unwrap_err();
     assert!(matches!(e, ServerError::Config(_)), "{e}");
     assert!(narrow.local_addrs(port).is_empty());
@@ -203,10 +203,10 @@ fn groups_needing_other_addresses_than_their_port_listens_on_are_refused() {
     let srv = TestServer::start();
     let e = srv
         .server
-        .create_url_group(&format!("http://[::1]:{}/x/", srv.port))
+        .create_url_group(format!("http://[::1]:{}/x/", srv.port))
         .unwrap_err();
     assert!(matches!(e, ServerError::AddressConflict { .. }), "{e}");
-    srv.server.create_url_group(&srv.prefix("x")).unwrap();
+    srv.server.create_url_group(srv.prefix("x")).unwrap();
     assert_eq!(
         srv.server.local_addrs(srv.port),
         vec![SocketAddr::from((Ipv4Addr::LOCALHOST, srv.port))]
@@ -222,10 +222,10 @@ fn an_ip_literal_group_on_a_port_open_to_all_addresses_answers_on_its_address_on
     let server = Server::builder().bind_addresses(loopback).build().unwrap();
     let port = free_port();
     server
-        .create_url_group(&format!("http://+:{port}/open/"))
+        .create_url_group(format!("http://+:{port}/open/"))
         .unwrap();
     let group = server
-        .create_url_group(&format!("http://127.0.0.1:{port}/local/"))
+        .create_url_group(format!("http://127.0.0.1:{port}/local/"))
         .unwrap();
     group.add_url("a.txt", &a, None).unwrap();
     let _serving = TestServer::serving(server.clone(), port);

@@ -61,7 +61,7 @@ fn basic_site() -> (TestServer, tempfile::TempDir) {
         .set_user("bob", &Password::from("bob-RIGHT"), &[])
         .unwrap();
     srv.server.set_principals(users);
-    let group = srv.server.create_url_group(&srv.prefix("B")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("B")).unwrap();
     group.set_authentication(AuthScheme::Basic, true).unwrap();
     group.allow_basic_over_http(true).unwrap();
     group
@@ -91,7 +91,7 @@ fn overlapping_ranges_adding_up_to_more_than_the_file_get_the_file_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = crate::support::pattern(1 << 20, 3);
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("R")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("R")).unwrap();
     group
         .add_url("f", write_file(dir.path(), "f", &data), None)
         .unwrap();

@@ -48,7 +48,7 @@ fn kerberos_with_curl_requests_gssapi_and_bcs() {
     let alice_sid = principals.user("alice").unwrap().1.sid.to_string();
     let srv = TestServer::start();
     srv.server.set_principals(principals);
-    let group = srv.server.create_url_group(&srv.prefix("K")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("K")).unwrap();
     group
         .set_authentication(AuthScheme::Negotiate, true)
         .unwrap();
@@ -143,7 +143,7 @@ fn kerberos_with_curl_requests_gssapi_and_bcs() {
         .set_user("alice", &Password::from("unused"), &[])
         .unwrap();
     strict.server.set_principals(known);
-    let g = strict.server.create_url_group(&strict.prefix("S")).unwrap();
+    let g = strict.server.create_url_group(strict.prefix("S")).unwrap();
     g.set_authentication(AuthScheme::Negotiate, true).unwrap();
     g.add_url("f.txt", &file, None).unwrap();
     let strict_url = format!("http://localhost:{}/S/f.txt", strict.port);

@@ -63,7 +63,7 @@ fn connection_limit_turns_the_fourth_download_away_with_503() {
     let data = pattern(3 << 20, 11);
     let path = write_file(dir.path(), "big.bin", &data);
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     group.add_url("big.bin", &path, None).unwrap();
     group
         .set_connection_limit(ConnectionLimit::new(3).unwrap())
@@ -113,7 +113,7 @@ fn lowering_the_bandwidth_limit_slows_a_transfer_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let path = sparse_file(dir.path(), 1 << 30);
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     group.add_url("sparse.bin", &path, None).unwrap();
     group
         .set_bandwidth_limit("4MiB/s".parse().unwrap())
@@ -151,7 +151,7 @@ fn a_client_that_stops_reading_is_cut_at_the_minimum_send_rate() {
             .idle_timeout(Duration::from_secs(120))
     });
     srv.server
-        .create_url(&srv.prefix("G"), "sparse.bin", &path, None)
+        .create_url(srv.prefix("G"), "sparse.bin", &path, None)
         .unwrap();
     let mut stream = start_download(srv.port, "/G/sparse.bin");
     std::thread::sleep(Duration::from_secs(4));
@@ -181,7 +181,7 @@ fn a_paced_group_does_not_trip_the_minimum_send_rate() {
     let data = pattern(3000, 12);
     let path = write_file(dir.path(), "a.bin", &data);
     let srv = TestServer::start_with(|b| b.min_send_rate(5000, Duration::from_millis(500)));
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     group.add_url("a.bin", &path, None).unwrap();
     group
         .set_bandwidth_limit(ByteRate::per_second(1024).unwrap())
@@ -212,7 +212,7 @@ fn twenty_five_groups_of_three_downloads_complete() {
         let path = write_file(dir.path(), &format!("src/f{g}.bin"), &data);
         let group = srv
             .server
-            .create_url_group(&srv.prefix(&format!("g{g}")))
+            .create_url_group(srv.prefix(&format!("g{g}")))
             .unwrap();
         group.add_url("f.bin", &path, None).unwrap();
         group
@@ -246,7 +246,7 @@ fn twenty_five_groups_of_three_downloads_complete() {
 #[test]
 fn the_original_property_api() {
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     assert_eq!(group.property(GroupProperty::ConnectionLimit), u32::MAX);
     assert_eq!(group.property(GroupProperty::BandwidthLimit), u32::MAX);
     group

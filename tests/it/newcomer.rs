@@ -33,7 +33,7 @@ fn the_index_lists_exactly_what_each_caller_may_read() {
         text[at..].split('"').nth(1).unwrap().to_owned()
     };
     srv.server.set_principals(users);
-    let group = srv.server.create_url_group(&srv.prefix("Ix")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("Ix")).unwrap();
     group.set_authentication(AuthScheme::Basic, true).unwrap();
     group.allow_basic_over_http(true).unwrap();
     group.set_index(true).unwrap();
@@ -145,7 +145,7 @@ fn a_host_that_matches_no_group_is_told_so() {
     let srv = TestServer::start();
     let group = srv
         .server
-        .create_url_group(&format!("http://files.test:{}/G/", srv.port))
+        .create_url_group(format!("http://files.test:{}/G/", srv.port))
         .unwrap();
     group
         .add_url("f", write_file(dir.path(), "f", b"x"), None)

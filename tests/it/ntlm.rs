@@ -25,7 +25,7 @@ fn site() -> Site {
     let bob_sid = principals.user("bob").unwrap().1.sid.to_string();
     let srv = TestServer::start();
     srv.server.set_principals(principals);
-    let group = srv.server.create_url_group(&srv.prefix("N")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("N")).unwrap();
     group.set_authentication(AuthScheme::Ntlm, true).unwrap();
     let d = dir.path();
     group
@@ -222,7 +222,7 @@ fn tls_ports_with_ntlm_groups_speak_http1_only() {
     srv.server.set_ssl_certificate(srv.port, cert).unwrap();
     let group = srv
         .server
-        .create_url_group(&format!("https://+:{}/T/", srv.port))
+        .create_url_group(format!("https://+:{}/T/", srv.port))
         .unwrap();
     group
         .add_url("f", write_file(dir.path(), "f", b"x"), None)
@@ -249,7 +249,7 @@ fn ntlm_under_negotiate_bare_and_wrapped_in_spnego() {
         .unwrap();
     let srv = TestServer::start();
     srv.server.set_principals(principals);
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     // Negotiate only: clients without a ticket fall back to NTLM inside it.
     group
         .set_authentication(AuthScheme::Negotiate, true)
@@ -303,7 +303,7 @@ fn malformed_and_truncated_spnego_tokens_are_400_or_401() {
     }
     let dir = tempfile::tempdir().unwrap();
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     group
         .set_authentication(AuthScheme::Negotiate, true)
         .unwrap();

@@ -26,7 +26,7 @@ fn groups_and_urls_change_while_serving() {
     let dir = tempfile::tempdir().unwrap();
     let a = write_file(dir.path(), "a.txt", b"alpha");
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("One")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("One")).unwrap();
     assert_eq!(get(srv.port, "/One/a.txt").unwrap().status, 404);
     group.add_url("a.txt", &a, None).unwrap();
     assert_eq!(get(srv.port, "/One/a.txt").unwrap().body, b"alpha");
@@ -72,9 +72,9 @@ fn registration_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let a = write_file(dir.path(), "a.txt", b"alpha");
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
 
-    let e = srv.server.create_url_group(&srv.prefix("g")).unwrap_err();
+    let e = srv.server.create_url_group(srv.prefix("g")).unwrap_err();
     assert!(matches!(e, ServerError::GroupExists(_)), "{e}");
     let e = srv.server.create_url_group("http://+:80/a/b/").unwrap_err();
     assert_eq!(
@@ -83,7 +83,7 @@ fn registration_errors_are_clear() {
     );
     let e = srv
         .server
-        .create_url_group(&format!("https://+:{}/S/", srv.port))
+        .create_url_group(format!("https://+:{}/S/", srv.port))
         .unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -135,7 +135,7 @@ fn port_in_use_is_an_error_at_group_creation() {
         .build()
         .unwrap();
     let e = server
-        .create_url_group(&format!("http://+:{port}/x/"))
+        .create_url_group(format!("http://+:{port}/x/"))
         .unwrap_err();
     assert!(matches!(e, ServerError::Bind { .. }), "{e}");
     assert_eq!(e.to_string(), format!("cannot listen on 127.0.0.1:{port}"));
@@ -148,7 +148,7 @@ fn a_changed_file_is_seen_within_the_revalidation_interval() {
     let small = write_file(dir.path(), "small.txt", b"version one");
     let srv = TestServer::start_with(|b| b.revalidate_interval(Duration::from_millis(300)));
     srv.server
-        .create_url(&srv.prefix("G"), "small.txt", &small, None)
+        .create_url(srv.prefix("G"), "small.txt", &small, None)
         .unwrap();
     assert_eq!(get(srv.port, "/G/small.txt").unwrap().body, b"version one");
     std::fs::write(&small, b"version two!").unwrap();
@@ -172,7 +172,7 @@ fn a_changed_or_vanished_file_is_served_as_it_is_now() {
     let big_v1 = pattern(1 << 20, 3);
     let big = write_file(dir.path(), "big.bin", &big_v1);
     let srv = TestServer::start_with(|b| b.revalidate_interval(Duration::ZERO));
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     group.add_url("small.txt", &small, None).unwrap();
     group.add_url("big.bin", &big, None).unwrap();
     assert_eq!(get(srv.port, "/G/small.txt").unwrap().body, b"version one");
@@ -202,7 +202,7 @@ fn a_changed_or_vanished_file_is_served_as_it_is_now() {
 #[test]
 fn header_timeout_closes_a_silent_or_slow_client() {
     let srv = TestServer::start_with(|b| b.header_timeout(Duration::from_millis(500)));
-    srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    srv.server.create_url_group(srv.prefix("G")).unwrap();
     for partial in [&b""[..], b"GET /G/x HTTP/1.1\r\nHost: x\r\n"] {
         let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, srv.port)).unwrap();
         stream
@@ -228,7 +228,7 @@ fn idle_timeout_drops_a_client_that_stops_reading() {
     std::fs::File::create(&path).unwrap().set_len(len).unwrap();
     let srv = TestServer::start_with(|b| b.idle_timeout(Duration::from_millis(500)));
     srv.server
-        .create_url(&srv.prefix("G"), "sparse.bin", &path, None)
+        .create_url(srv.prefix("G"), "sparse.bin", &path, None)
         .unwrap();
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, srv.port)).unwrap();
     stream
@@ -258,7 +258,7 @@ fn connection_cap_holds_further_clients_in_the_backlog() {
     let a = write_file(dir.path(), "a.txt", b"alpha");
     let srv = TestServer::start_with(|b| b.max_connections(1));
     srv.server
-        .create_url(&srv.prefix("G"), "a.txt", &a, None)
+        .create_url(srv.prefix("G"), "a.txt", &a, None)
         .unwrap();
     let req = b"GET /G/a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut first = TcpStream::connect((Ipv4Addr::LOCALHOST, srv.port)).unwrap();
@@ -294,7 +294,7 @@ fn shutdown_drains_a_download_in_flight_and_refuses_new_connections() {
     let data = pattern(3 << 20, 5);
     let path = write_file(dir.path(), "big.bin", &data);
     let srv = TestServer::start();
-    let group = srv.server.create_url_group(&srv.prefix("G")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("G")).unwrap();
     group.add_url("big.bin", &path, None).unwrap();
     // Server-side pacing keeps the response in flight (loopback buffers would swallow it at once).
     group
@@ -332,7 +332,7 @@ fn keep_alive_serves_many_requests_on_one_connection() {
     let a = write_file(dir.path(), "a.txt", b"alpha");
     let srv = TestServer::start();
     srv.server
-        .create_url(&srv.prefix("G"), "a.txt", &a, None)
+        .create_url(srv.prefix("G"), "a.txt", &a, None)
         .unwrap();
     let url = srv.url("/G/a.txt");
     let out = crate::support::run("curl", &["-s", "-v", &url, &url, &url]);

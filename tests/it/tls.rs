@@ -32,7 +32,7 @@ fn https() -> Https {
     srv.server.set_ssl_certificate(srv.port, cert).unwrap();
     let group = srv
         .server
-        .create_url_group(&format!("https://+:{}/S/", srv.port))
+        .create_url_group(format!("https://+:{}/S/", srv.port))
         .unwrap();
     group.add_url("data.bin", file, None).unwrap();
     Https { srv, dir, ca, data }

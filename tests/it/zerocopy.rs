@@ -151,7 +151,7 @@ fn multipart(data: &[u8], ranges: &[(u64, u64)], boundary: &str, part_type: &str
 /// A server whose files all come from disk (no memory cache), with `files` published under `/z/`.
 fn disk_server(dir: &std::path::Path, files: &[(&str, &[u8])]) -> TestServer {
     let srv = TestServer::start_with(|b| b.memory_cache_file_limit(0));
-    let group = srv.server.create_url_group(&srv.prefix("z")).unwrap();
+    let group = srv.server.create_url_group(srv.prefix("z")).unwrap();
     for (name, data) in files {
         let path = write_file(dir, name, data);
         group.add_url(name, &path, None).unwrap();
@@ -343,7 +343,7 @@ fn bandwidth_limited_groups_and_servers_without_zero_copy_read_and_write() {
     let data = pattern(2 << 20, 10);
     let srv = disk_server(dir.path(), &[("p.bin", &data)]);
     srv.server
-        .url_group(&srv.prefix("z"))
+        .url_group(srv.prefix("z"))
         .unwrap()
         .set_bandwidth_limit(ByteRate::per_second(16 << 20).unwrap())
         .unwrap();
@@ -361,7 +361,7 @@ fn bandwidth_limited_groups_and_servers_without_zero_copy_read_and_write() {
     let srv = TestServer::start_with(|b| b.memory_cache_file_limit(0).zero_copy(false));
     let path = write_file(dir.path(), "q.bin", &data);
     srv.server
-        .create_url(&srv.prefix("z"), "q.bin", &path, None)
+        .create_url(srv.prefix("z"), "q.bin", &path, None)
         .unwrap();
     let mut client = Client::connect(srv.port, None, 64 * 1024);
     for _ in 0..2 {
