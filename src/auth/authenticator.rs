@@ -15,13 +15,13 @@ use arc_swap::ArcSwapOption;
 use base64::Engine as _;
 use http::header::{self, HeaderMap};
 
-use super::basic::{self, Credentials};
+use super::basic::{self, AuthorizationHeader};
 use super::caller::{Caller, Granted};
 use super::handshake::{Leg, Wrap};
 use super::refusal::Refusal;
 use super::{
-    AuthScheme, FailureLimiter, GroupAuth, Identity, Password, PasswordChecks, PasswordHash,
-    Principals, Scheme, TooManyChecks,
+    AuthScheme, FailureLimiter, GroupAuth, Identity, Mechanism, Password, PasswordChecks,
+    PasswordHash, Principals, TooManyChecks,
 };
 
 /// What the server authenticates callers with: its principals, its limits on guessing, and its settings.
@@ -98,17 +98,19 @@ impl Authenticator {
             kerberos: &self.kerberos,
         };
         match basic::parse(value.as_bytes())? {
-            Credentials::Other { scheme, token }
+            AuthorizationHeader::Other { scheme, token }
                 if scheme == "ntlm" && group.is_enabled(AuthScheme::Ntlm) =>
             {
                 leg.ntlm(&decode(&token)?, Wrap::Ntlm)
             }
-            Credentials::Other { scheme, token }
+            AuthorizationHeader::Other { scheme, token }
                 if scheme == "negotiate" && group.is_enabled(AuthScheme::Negotiate) =>
             {
                 leg.negotiate(&decode(&token)?).await
             }
-            Credentials::Basic { user, password } if group.is_enabled(AuthScheme::Basic) => {
+            AuthorizationHeader::Basic { user, password }
+                if group.is_enabled(AuthScheme::Basic) =>
+            {
                 if !caller.secure && !group.basic_over_http() {
                     return Err(Refusal::Forbidden("Basic authentication needs HTTPS"));
                 }
@@ -155,7 +157,7 @@ impl Authenticator {
             let groups = p.group_sids(found);
             Some(Identity::user(
                 name,
-                Scheme::Basic,
+                Mechanism::Basic,
                 found.sid.clone(),
                 groups,
             ))

@@ -14,7 +14,7 @@ pub const MAX_AUTHORIZATION: usize = 16 * 1024;
 /// A parsed Authorization header.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Credentials {
+pub enum AuthorizationHeader {
     /// `Basic`: a user name and password.
     Basic {
         /// The user as sent (may be `DOMAIN\user` or `user@domain`).
@@ -53,7 +53,7 @@ pub enum HeaderError {
 }
 
 /// Parses an Authorization header value.
-pub fn parse(value: &[u8]) -> Result<Credentials, HeaderError> {
+pub fn parse(value: &[u8]) -> Result<AuthorizationHeader, HeaderError> {
     if value.len() > MAX_AUTHORIZATION {
         return Err(HeaderError::TooLong);
     }
@@ -72,7 +72,7 @@ pub fn parse(value: &[u8]) -> Result<Credentials, HeaderError> {
     }
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Ok(Credentials::Other {
+        return Ok(AuthorizationHeader::Other {
             scheme: scheme.to_ascii_lowercase(),
             token: token.to_owned(),
         });
@@ -87,7 +87,7 @@ pub fn parse(value: &[u8]) -> Result<Credentials, HeaderError> {
     if user.is_empty() || user.chars().any(char::is_control) {
         return Err(HeaderError::Form);
     }
-    Ok(Credentials::Basic {
+    Ok(AuthorizationHeader::Basic {
         user: user.to_owned(),
         password: Password::from(password),
     })
@@ -99,8 +99,10 @@ mod tests {
 
     fn basic(v: &str) -> Result<(String, String), HeaderError> {
         match parse(v.as_bytes())? {
-            Credentials::Basic { user, password } => Ok((user, password.expose().to_owned())),
-            Credentials::Other { scheme, .. } => panic!("{scheme}"),
+            AuthorizationHeader::Basic { user, password } => {
+                Ok((user, password.expose().to_owned()))
+            }
+            AuthorizationHeader::Other { scheme, .. } => panic!("{scheme}"),
         }
     }
 
@@ -129,7 +131,7 @@ mod tests {
             Err(HeaderError::TooLong)
         ));
         assert!(
-            matches!(parse(b"NTLM TlRMTVNT"), Ok(Credentials::Other { scheme, .. }) if scheme == "ntlm")
+            matches!(parse(b"NTLM TlRMTVNT"), Ok(AuthorizationHeader::Other { scheme, .. }) if scheme == "ntlm")
         );
     }
 }

@@ -16,7 +16,7 @@ use super::caller::{Caller, Granted};
 use super::ntlm::{self, messages, NtlmError};
 use super::refusal::Refusal;
 use super::spnego::{self, Token};
-use super::{FailureLimiter, GroupAuth, Identity, Principals, Scheme};
+use super::{FailureLimiter, GroupAuth, Identity, Mechanism, Principals};
 use crate::lock::Recover;
 
 /// One leg of a connection-bound handshake (NTLM, Negotiate), with what it needs.
@@ -105,7 +105,7 @@ impl Leg<'_> {
                     let server_mic = spnego_mic(wrap, &done.session, mech_list, client_mic)?;
                     let groups = p.group_sids(done.user);
                     let identity =
-                        Identity::user(done.name, Scheme::Ntlm, done.user.sid.clone(), groups);
+                        Identity::user(done.name, Mechanism::Ntlm, done.user.sid.clone(), groups);
                     Ok((identity, server_mic))
                 });
                 match verified {
@@ -206,7 +206,7 @@ mod kerberos {
     use libgssapi::context::{SecurityContext, ServerCtx};
 
     use super::*;
-    use crate::auth::{Identity, Principals, Scheme};
+    use crate::auth::{Identity, Mechanism, Principals};
 
     /// The acceptor credential from the default keytab (KRB5_KTNAME): acquired on first use and kept;
     /// tried again on the next request while it cannot be (a keytab put in place later is used).
@@ -291,7 +291,7 @@ mod kerberos {
             let groups = principals.map(|p| p.group_sids(user)).unwrap_or_default();
             return Some(Identity::user(
                 name,
-                Scheme::Kerberos,
+                Mechanism::Kerberos,
                 user.sid.clone(),
                 groups,
             ));
@@ -299,6 +299,6 @@ mod kerberos {
         if refuse_unknown {
             return None;
         }
-        Some(Identity::derived(principal, Scheme::Kerberos))
+        Some(Identity::derived(principal, Mechanism::Kerberos))
     }
 }

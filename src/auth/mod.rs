@@ -236,10 +236,11 @@ impl GroupAuth {
     }
 }
 
-/// How an identity was established.
+/// The mechanism that established an identity (a certificate, a password, a handshake, or none); what a
+/// group offers callers is an [`AuthScheme`], and Negotiate, for one, establishes Kerberos or NTLM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Scheme {
+pub enum Mechanism {
     /// No credentials.
     Anonymous,
     /// A TLS client certificate the port's CAs verified.
@@ -256,7 +257,7 @@ pub enum Scheme {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     name: String,
-    scheme: Scheme,
+    scheme: Mechanism,
     user: Option<Sid>,
     groups: Vec<Sid>,
 }
@@ -266,7 +267,7 @@ impl Identity {
     pub fn anonymous() -> Self {
         Identity {
             name: "anonymous".to_owned(),
-            scheme: Scheme::Anonymous,
+            scheme: Mechanism::Anonymous,
             user: None,
             groups: Vec::new(),
         }
@@ -287,11 +288,11 @@ impl Identity {
         .collect();
         if let Some((name, user)) = principals.and_then(|p| p.user_by_certificate(&names)) {
             let groups = principals.map(|p| p.group_sids(user)).unwrap_or_default();
-            return Identity::user(name, Scheme::ClientCertificate, user.sid.clone(), groups);
+            return Identity::user(name, Mechanism::ClientCertificate, user.sid.clone(), groups);
         }
         Identity {
             name: cert.name().to_owned(),
-            scheme: Scheme::ClientCertificate,
+            scheme: Mechanism::ClientCertificate,
             user: None,
             groups: Vec::new(),
         }
@@ -305,7 +306,7 @@ impl Identity {
     /// sub-authorities. The `21-0-0-0` domain is no machine's or domain's, so a derived SID never equals a
     /// real account's. SECURITY: two principals sharing a SID would pass each other's SDDL rules; with 128
     /// bits of a cryptographic hash, a collision cannot be found or stumbled upon.
-    pub fn derived(principal: &str, scheme: Scheme) -> Self {
+    pub fn derived(principal: &str, scheme: Mechanism) -> Self {
         let digest = ring::digest::digest(&ring::digest::SHA256, principal.as_bytes());
         let word = |i: usize| {
             let b = &digest.as_ref()[i * 4..i * 4 + 4];
@@ -317,7 +318,7 @@ impl Identity {
     }
 
     /// A user of the principals file.
-    pub fn user(name: &str, scheme: Scheme, sid: Sid, groups: Vec<Sid>) -> Self {
+    pub fn user(name: &str, scheme: Mechanism, sid: Sid, groups: Vec<Sid>) -> Self {
         Identity {
             name: name.to_owned(),
             scheme,
@@ -337,10 +338,10 @@ impl Identity {
             Some((name, user, p.group_sids(user)))
         });
         match (current, self.scheme) {
-            (Some((name, user, groups)), Scheme::Ntlm | Scheme::Kerberos) => {
+            (Some((name, user, groups)), Mechanism::Ntlm | Mechanism::Kerberos) => {
                 Identity::user(name, self.scheme, user.sid.clone(), groups)
             }
-            (None, Scheme::Ntlm) => Identity::anonymous(),
+            (None, Mechanism::Ntlm) => Identity::anonymous(),
             _ => self,
         }
     }
@@ -356,13 +357,13 @@ impl Identity {
     }
 
     /// How it was established.
-    pub fn scheme(&self) -> Scheme {
+    pub fn mechanism(&self) -> Mechanism {
         self.scheme
     }
 
     /// Whether the caller proved who they are.
     pub fn is_authenticated(&self) -> bool {
-        self.scheme != Scheme::Anonymous
+        self.scheme != Mechanism::Anonymous
     }
 
     /// The SIDs the access check matches ACEs against.
@@ -403,7 +404,7 @@ mod tests {
 
     #[test]
     fn derived_sids_are_stable_distinct_and_apart_from_real_accounts() {
-        let sid = |name: &str| Identity::derived(name, Scheme::Kerberos).token()[0].clone();
+        let sid = |name: &str| Identity::derived(name, Mechanism::Kerberos).token()[0].clone();
         assert_eq!(sid("alice@EXAMPLE.COM"), sid("alice@EXAMPLE.COM"));
         // Known answer: `printf alice@EXAMPLE.COM | sha256sum` is 5ed9ea00 7ebae07e 178b7455 56d508af ...
         assert_eq!(

@@ -13,7 +13,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
 
-use super::source::{CertificateSource, SecretText};
+use super::certificate_source::{CertificateSource, SecretText};
 use super::TlsError;
 
 /// A server certificate chain with its private key.

@@ -6,8 +6,8 @@
 //! seen by the next handshake while connections in flight keep theirs. Only TLS 1.2 and 1.3 are offered.
 
 mod certificate;
+mod certificate_source;
 mod client_certs;
-mod source;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,8 +18,8 @@ use rustls::sign::CertifiedKey;
 
 pub(crate) use certificate::provider;
 pub use certificate::{CertificateInfo, ServerCertificate};
+pub use certificate_source::{CertificateSource, SecretText};
 pub use client_certs::{ClientCertMode, ClientCertificates, ClientIdentity, UnknownMode};
-pub use source::{CertificateSource, SecretText};
 
 /// Why a certificate, key or CA bundle could not be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]

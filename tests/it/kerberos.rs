@@ -67,7 +67,7 @@ fn kerberos_with_curl_requests_gssapi_and_bcs() {
     // naming bob's derived SID admits bob and nobody else.
     let bob_sid = bits_compact::auth::Identity::derived(
         &format!("bob@{}", crate::kdc::REALM),
-        bits_compact::auth::Scheme::Kerberos,
+        bits_compact::auth::Mechanism::Kerberos,
     )
     .token()[0]
         .to_string();

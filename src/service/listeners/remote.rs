@@ -181,7 +181,11 @@ async fn admit(
         Method::GET | Method::HEAD => AccessMask::FILE_READ_DATA,
         _ => AccessMask::FILE_WRITE_DATA,
     };
-    let who = format!("{} ({:?}) from {peer}", identity.name(), identity.scheme());
+    let who = format!(
+        "{} ({:?}) from {peer}",
+        identity.name(),
+        identity.mechanism()
+    );
     let admin = access.sddl.access_check(&identity.token(), wanted).allowed;
     // Anyone authenticated may manage their own download jobs (as BITS lets users own theirs); everything
     // else needs the admin rule.
@@ -239,19 +243,19 @@ fn refused(refusal: Refusal) -> Response<Body> {
 fn owner_name(identity: &crate::auth::Identity) -> String {
     match identity.user_sid() {
         Some(sid) => format!("{} ({sid})", identity.name()),
-        None => format!("{} ({:?})", identity.name(), identity.scheme()),
+        None => format!("{} ({:?})", identity.name(), identity.mechanism()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Identity, Scheme};
+    use crate::auth::{Identity, Mechanism};
 
     #[test]
     fn owners_differ_by_scheme_and_sid() {
-        let kerberos = owner_name(&Identity::derived("bob@REALM", Scheme::Kerberos));
-        let upper = owner_name(&Identity::derived("Bob@REALM", Scheme::Kerberos));
+        let kerberos = owner_name(&Identity::derived("bob@REALM", Mechanism::Kerberos));
+        let upper = owner_name(&Identity::derived("Bob@REALM", Mechanism::Kerberos));
         let anonymous = owner_name(&Identity::anonymous());
         assert_ne!(kerberos, upper);
         assert!(
