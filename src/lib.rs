@@ -51,7 +51,7 @@ pub mod url;
 // The names most programs need; the rest are in their modules.
 pub use auth::{AuthError, AuthScheme, Identity, Password, Principals};
 pub use config::{Change, ServerConfig};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use jobs::{Job, JobError, JobId, JobManager, JobState, JobStore};
 pub use limits::{ByteRate, ConnectionLimit, LimitError};
 pub use server::{IntoPrefix, Server, ServerBuilder, ServerError};
