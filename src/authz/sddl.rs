@@ -160,7 +160,7 @@ impl SddlError {
     }
 
     /// What was expected.
-    pub fn kind(&self) -> &SddlErrorKind {
+    pub fn reason(&self) -> &SddlErrorKind {
         &self.kind
     }
 }

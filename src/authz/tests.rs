@@ -154,7 +154,7 @@ fn invalid_descriptors_name_offset_and_expectation() {
     for (input, offset, kind) in INVALID {
         match parse(input) {
             Ok(sd) => wrong.push(format!("{input}: parsed as {sd}")),
-            Err(e) if (e.offset(), e.kind()) != (*offset, kind) => {
+            Err(e) if (e.offset(), e.reason()) != (*offset, kind) => {
                 wrong.push(format!("{input}: {e:?}"))
             }
             Err(e) => assert_eq!(e.input(), *input),
@@ -167,7 +167,7 @@ fn invalid_descriptors_name_offset_and_expectation() {
 #[test]
 fn domain_aliases_need_a_domain() {
     let e = "D:(A;;FR;;;DA)".parse::<SecurityDescriptor>().unwrap_err();
-    assert_eq!(e.kind(), &SddlErrorKind::NeedsDomain);
+    assert_eq!(e.reason(), &SddlErrorKind::NeedsDomain);
     assert_eq!(
         e.to_string(),
         "invalid SDDL \"D:(A;;FR;;;DA)\" at byte 11: this SID alias is relative to a domain, and no domain SID is configured"

@@ -1,11 +1,15 @@
 //! `MgmtError`: what a management call can fail with, and the one place it becomes an HTTP response:
-//! `{"code", "message"}` with the library's stable codes.
+//! `{"code", "message"}` with the library's stable codes, the status following from the error's
+//! [`ErrorKind`](crate::ErrorKind). The store's errors are classified here too, beside the one variant
+//! that carries them.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::error::classify;
 use crate::service::store::StoreError;
+use crate::ErrorKind as K;
 
 /// Why a management call failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +26,14 @@ pub enum MgmtError {
     /// The call itself is malformed (a body that is not the expected JSON, a bad path parameter).
     #[error("{message}")]
     Invalid {
+        /// The stable code.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// The call conflicts with the state of what it names (a job deleted before it is final).
+    #[error("{message}")]
+    Conflict {
         /// The stable code.
         code: &'static str,
         /// For people.
@@ -73,44 +85,31 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-impl MgmtError {
-    /// The stable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            MgmtError::NotFound { code, .. } | MgmtError::Invalid { code, .. } => code,
-            MgmtError::Library(e) => e.code(),
-            MgmtError::Store(_) => "store_failed",
-            MgmtError::Forbidden => "forbidden",
-            MgmtError::Internal(_) => "internal",
-        }
+classify! {
+    MgmtError {
+        MgmtError::NotFound { code, .. } => (K::NotFound, *code),
+        MgmtError::Invalid { code, .. } => (K::Invalid, *code),
+        MgmtError::Conflict { code, .. } => (K::Conflict, *code),
+        MgmtError::Library(e) => (e.kind(), e.code()),
+        MgmtError::Store(e) => (e.kind(), e.code()),
+        MgmtError::Forbidden => (K::Forbidden, "forbidden"),
+        MgmtError::Internal(_) => (K::Internal, "internal"),
     }
+    // One code for every store failure: the call changed nothing, and the cause is in the message.
+    StoreError {
+        StoreError::Open { .. }
+        | StoreError::TooNew { .. }
+        | StoreError::Database(_)
+        | StoreError::Key { .. }
+        | StoreError::Corrupt { .. } => (K::Io, "store_failed"),
+    }
+}
 
-    /// The HTTP status: 404 for what does not exist, 409 for what conflicts with what exists, 500 when
-    /// the store failed, 400 for everything else the caller sent.
+impl MgmtError {
+    /// The HTTP status: the error's kind's (404 for what does not exist, 409 for what conflicts with what
+    /// exists, 500 when the store failed, 400 for everything else the caller sent, ...).
     pub fn status(&self) -> StatusCode {
-        let code = match self {
-            MgmtError::NotFound { .. } => return StatusCode::NOT_FOUND,
-            MgmtError::Invalid {
-                code: "job_not_final",
-                ..
-            } => return StatusCode::CONFLICT,
-            MgmtError::Invalid { .. } => return StatusCode::BAD_REQUEST,
-            MgmtError::Forbidden => return StatusCode::FORBIDDEN,
-            MgmtError::Store(_) | MgmtError::Internal(_) => {
-                return StatusCode::INTERNAL_SERVER_ERROR
-            }
-            MgmtError::Library(e) => e.code(),
-        };
-        match code {
-            code if code.ends_with("_not_found") => StatusCode::NOT_FOUND,
-            "group_exists" | "url_exists" | "scheme_conflict" | "address_conflict"
-            | "bind_failed" | "not_https" | "group_deleted" | "invalid_job_state" | "job_final"
-            | "job_local_file" => StatusCode::CONFLICT,
-            "job_store_failed" | "job_store_corrupt" | "job_manager_stopped" => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            _ => StatusCode::BAD_REQUEST,
-        }
+        self.kind().http_status()
     }
 
     /// The error and its causes on one line.
@@ -137,5 +136,115 @@ impl IntoResponse for MgmtError {
             message: self.message(),
         };
         (status, axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorKind, JobError, ServerError};
+
+    fn message() -> String {
+        "x".into()
+    }
+
+    /// Every variant, and every store failure: kind, code, and the status of the response.
+    #[test]
+    fn every_variant_answers_its_kind_code_and_status() {
+        let store = |e: StoreError| MgmtError::Store(e);
+        for (e, kind, code, status) in [
+            (
+                MgmtError::NotFound {
+                    code: "url_not_found",
+                    message: message(),
+                },
+                ErrorKind::NotFound,
+                "url_not_found",
+                404,
+            ),
+            (
+                MgmtError::Invalid {
+                    code: "invalid_request",
+                    message: message(),
+                },
+                ErrorKind::Invalid,
+                "invalid_request",
+                400,
+            ),
+            (
+                MgmtError::Conflict {
+                    code: "job_not_final",
+                    message: message(),
+                },
+                ErrorKind::Conflict,
+                "job_not_final",
+                409,
+            ),
+            (
+                ServerError::GroupExists("g".into()).into(),
+                ErrorKind::Conflict,
+                "group_exists",
+                409,
+            ),
+            (
+                JobError::Stopped.into(),
+                ErrorKind::Internal,
+                "job_manager_stopped",
+                500,
+            ),
+            (
+                store(StoreError::Open {
+                    path: "/x".into(),
+                    source: rusqlite::Error::InvalidQuery,
+                }),
+                ErrorKind::Io,
+                "store_failed",
+                500,
+            ),
+            (
+                store(StoreError::TooNew { found: 9, known: 1 }),
+                ErrorKind::Io,
+                "store_failed",
+                500,
+            ),
+            (
+                store(StoreError::Database(rusqlite::Error::InvalidQuery)),
+                ErrorKind::Io,
+                "store_failed",
+                500,
+            ),
+            (
+                store(StoreError::Key {
+                    path: "/x".into(),
+                    reason: message(),
+                }),
+                ErrorKind::Io,
+                "store_failed",
+                500,
+            ),
+            (
+                store(StoreError::Corrupt {
+                    what: "job",
+                    reason: message(),
+                }),
+                ErrorKind::Io,
+                "store_failed",
+                500,
+            ),
+            (MgmtError::Forbidden, ErrorKind::Forbidden, "forbidden", 403),
+            (
+                MgmtError::Internal(message()),
+                ErrorKind::Internal,
+                "internal",
+                500,
+            ),
+        ] {
+            assert_eq!((e.kind(), e.code()), (kind, code), "{e:?}");
+            if let MgmtError::Store(inner) = &e {
+                assert_eq!((inner.kind(), inner.code()), (kind, code), "{inner:?}");
+            }
+            assert_eq!(e.status().as_u16(), status, "{e:?}");
+            assert_eq!(e.into_response().status().as_u16(), status);
+        }
     }
 }

@@ -221,7 +221,7 @@ impl PrefixError {
     }
 
     /// What was wrong.
-    pub fn kind(&self) -> &PrefixErrorKind {
+    pub fn reason(&self) -> &PrefixErrorKind {
         &self.kind
     }
 }

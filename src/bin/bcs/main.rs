@@ -124,8 +124,11 @@ enum CliError {
 }
 
 impl CliError {
-    /// 1 for every error but the management commands', which say what went wrong through the status
-    /// (see `manage`).
+    /// The management commands say what went wrong through the status, from the error's kind (see
+    /// `manage`); `bcs download` has its own (see `download`). Everything else is 1, library errors
+    /// included whatever their kind: they come from commands that run the library in-process (`host`,
+    /// `serve`, `user add --users`), whose bad arguments clap refuses first (2) and whose every later
+    /// failure, a missing file or a port in use, is 1.
     fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Manage(e) => ExitCode::from(e.exit_code()),

@@ -45,6 +45,7 @@ pub(crate) mod user;
 
 use std::path::PathBuf;
 
+use bits_compact::ErrorKind;
 use clap::{Args, Subcommand};
 use http::{Method, StatusCode};
 use serde_json::Value;
@@ -187,25 +188,23 @@ pub(crate) enum ManageError {
 }
 
 impl ManageError {
-    /// The process's exit status for this error (see the module's documentation).
+    /// The process's exit status for this error (see the module's documentation): the kind's, for the
+    /// service's answers and for what the kinds name (unreachable, invalid); 1 for the rest.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             ManageError::Api { status, .. } => status_exit_code(*status),
-            ManageError::Unreachable { .. } | ManageError::Timeout { .. } => 5,
-            ManageError::Invalid(_) | ManageError::Toml { .. } => 2,
+            ManageError::Unreachable { .. } | ManageError::Timeout { .. } => {
+                ErrorKind::Unreachable.exit_code()
+            }
+            ManageError::Invalid(_) | ManageError::Toml { .. } => ErrorKind::Invalid.exit_code(),
             _ => 1,
         }
     }
 }
 
-/// The exit status for an error status from the service.
+/// The exit status for an error status from the service: the exit status of the kind it stands for.
 fn status_exit_code(status: StatusCode) -> u8 {
-    match status.as_u16() {
-        400 | 409 | 413 | 422 => 2,
-        404 => 3,
-        401 | 403 => 4,
-        _ => 1,
-    }
+    ErrorKind::from_http_status(status).map_or(1, ErrorKind::exit_code)
 }
 
 /// One call through a client made from `api`: the success's JSON, or the error (whose body `--json` also

@@ -194,7 +194,7 @@ pub(crate) async fn delete(
     let (job_id, job) = visible(&m, &who, &id)?;
     match jobs_of(&m)?.manager().forget(job_id)? {
         Some(_) => Ok(StatusCode::NO_CONTENT),
-        None => Err(MgmtError::Invalid {
+        None => Err(MgmtError::Conflict {
             code: "job_not_final",
             message: format!("job {id} is {}; complete or cancel it first", job.state),
         }),
