@@ -26,7 +26,8 @@
 //! | | [`tls`] | server certificates per port and per SNI name, hot replacement, client certificates; the one crypto provider |
 //! | | [`config`] | the whole configuration as serde data ([`ServerConfig`]), and the [`Change`]s a server tells |
 //! | | `change` | the ordered record of changes a server hands its listeners (re-exported by [`config`]) |
-//! | | `error` | [`Error`], the crate's one error type, and its stable codes |
+//! | | `error` | [`Error`] and [`ErrorKind`]: every error's kind, from which its HTTP status, exit code and stable `code` derive |
+//! | | `lock` | locks that outlive a panic: the one place a poisoned lock's data is taken anyway |
 //! | file server | `server` | [`Server`], [`ServerBuilder`], `apply` of a configuration, port binding, TLS bindings: the composition root |
 //! | | `server::http` | the serve loop: accept, connection deadlines, the request path, errors → responses in one place; it knows the server only through a `Site` |
 //! | | `router` | host category, then whole-segment prefix → group |
