@@ -1,6 +1,6 @@
 //! The table of every domain error's kind and stable code, one row per variant: the one place where a
 //! failure is classified. The management API's status and the management commands' exit status follow
-//! from the kind (see [`ErrorKind`](crate::ErrorKind)); the code is what clients key on, so codes are
+//! from the kind (see [`ErrorKind`](crate::error::ErrorKind)); the code is what clients key on, so codes are
 //! never renamed, only added. No row has a wildcard: a new variant does not compile until it is
 //! classified here.
 //!
@@ -30,7 +30,7 @@ macro_rules! classify {
         #[allow(unused_variables)]
         impl $ty {
             /// What kind of failure this is; the API's HTTP status and `bcs`'s exit status follow from it.
-            pub fn kind(&self) -> $crate::ErrorKind {
+            pub fn kind(&self) -> $crate::error::ErrorKind {
                 match self {
                     $($pat => $kind,)+
                 }
