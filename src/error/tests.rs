@@ -353,13 +353,13 @@ fn an_api_status_stands_for_a_kind() {
 
 #[test]
 fn every_domain_error_converts_and_has_a_code() {
-    let prefix: Error = "ftp://x".parse::<crate::UrlPrefix>().unwrap_err().into();
+    let prefix: Error = "ftp://x".parse::<crate::url::UrlPrefix>().unwrap_err().into();
     assert_eq!(prefix.code(), "invalid_prefix");
     let sddl: Error = crate::authz::SecurityDescriptor::parse("D:(X;;GA;;;WD)", None)
         .unwrap_err()
         .into();
     assert_eq!(sddl.code(), "invalid_sddl");
-    let scheme: Error = "kerberos5".parse::<crate::AuthScheme>().unwrap_err().into();
+    let scheme: Error = "kerberos5".parse::<crate::auth::AuthScheme>().unwrap_err().into();
     assert_eq!(scheme.code(), "invalid_scheme");
     let missing: Error = ServerError::GroupNotFound("http://+:1/a/".into()).into();
     assert_eq!(missing.code(), "group_not_found");
@@ -370,12 +370,12 @@ fn every_domain_error_converts_and_has_a_code() {
         .into();
     assert_eq!(hash.code(), "invalid_password_hash");
     assert!(hash.to_string().contains("never plain text"));
-    let id = crate::JobId::random();
+    let id = crate::jobs::JobId::random();
     let job: Error = JobError::NotFound(id).into();
     assert_eq!(job.code(), "job_not_found");
     let final_: Error = JobError::Transition {
         id,
-        source: TransitionError::Final(crate::JobState::Cancelled),
+        source: TransitionError::Final(crate::jobs::JobState::Cancelled),
     }
     .into();
     assert_eq!(final_.code(), "invalid_job_state");
