@@ -627,16 +627,21 @@ fn bcs_tls_errors_name_the_file() {
     );
     assert!(e.contains("CA file") && e.contains("two.key"), "{e}");
     let plain = format!("http://+:{port}/t/");
-    let e = bcs_fails(&[
-        "host",
-        "--url",
-        &plain,
-        "--cert",
-        one_cert,
-        "--key",
-        two_key,
-        file.to_str().unwrap(),
-    ]);
+    // A usage error: exit 2.
+    let e = bcs_fails_with(
+        2,
+        &[
+            "host",
+            "--url",
+            &plain,
+            "--cert",
+            one_cert,
+            "--key",
+            two_key,
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(e.contains("--cert needs an https --url"), "{e}");
 }
 
@@ -952,4 +957,42 @@ fn workers_sets_the_number_of_worker_threads() {
         let (code, _) = bcs.stop("-TERM");
         assert_eq!(code, Some(0));
     }
+}
+
+/// A bad argument exits 2 whichever command takes it, as README says, also when the library is the one
+/// to refuse it (an SDDL), and an unclosed ACE is reported where the `)` is missing (issue 23.11).
+#[test]
+fn bad_arguments_exit_2_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_file(dir.path(), "a.txt", b"alpha");
+    let state = dir.path().join("state");
+    let unclosed = "at byte 13: the ACE is not closed: expected `)`";
+    let e = bcs_fails_with(
+        2,
+        &[
+            "host",
+            "--bind",
+            "127.0.0.1",
+            "--sddl",
+            "D:(A;;GR;;;AU",
+            a.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(e.contains(unclosed), "{e}");
+    let e = bcs_fails_with(
+        2,
+        &[
+            "serve",
+            "--state",
+            state.to_str().unwrap(),
+            "--admin-url",
+            "https://127.0.0.1:1/",
+            "--admin-sddl",
+            "D:(A;;GR;;;AU",
+        ],
+        &[],
+    );
+    assert!(e.contains(unclosed), "{e}");
+    assert!(!state.exists(), "a refused argument started something");
 }

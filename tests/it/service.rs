@@ -21,6 +21,8 @@ pub(crate) struct Service {
     running: Option<Running>,
     dir: tempfile::TempDir,
     pub(crate) extra: Vec<String>,
+    /// The line `bcs serve` printed when ready (`bcs: serving ...`).
+    pub(crate) banner: String,
 }
 
 impl Service {
@@ -30,6 +32,7 @@ impl Service {
             running: None,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            banner: String::new(),
         };
         service.restart();
         service
@@ -55,8 +58,14 @@ impl Service {
         ];
         args.extend(self.extra.iter().map(String::as_str));
         let running = Running::spawn(Path::new(BCS), &args);
-        running.lines_until("bcs: serving");
+        let lines = running.lines_until("bcs: serving");
+        self.banner = lines.last().cloned().unwrap_or_default();
         self.running = Some(running);
+    }
+
+    /// The running service's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.running.as_ref().unwrap().child.id()
     }
 
     /// Stops it with a signal; its exit code and stderr.
@@ -1245,4 +1254,39 @@ fn one_address_cannot_hold_every_admin_connection() {
         "the ninth connection was not closed at once"
     );
     drop(held);
+}
+
+/// A second `bcs serve` on a state directory in use stops at once, its first line saying which process
+/// has the directory, with no warning about ports before it; the first goes on (issue 23.8).
+#[test]
+fn a_second_service_on_one_state_directory_says_who_has_it() {
+    let svc = Service::start(&[]);
+    let port = free_port();
+    ok(&svc.bcs(&["group", "create", &format!("http://127.0.0.1:{port}/busy/")]));
+    let state = svc.state();
+    let second = Running::spawn(
+        Path::new(BCS),
+        &[
+            "serve",
+            "--state",
+            state.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+        ],
+    );
+    let printed = second.try_lines_until("bcs: serving");
+    let (code, stderr) = second.exited();
+    assert!(printed.is_err(), "a second service started: {stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("is in use by another bcs serve")
+            && first.contains(&format!("(pid {})", svc.pid())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_eq!(
+        svc.bcs_json(&["group", "list"]).as_array().unwrap().len(),
+        1
+    );
 }

@@ -401,7 +401,7 @@ fn human_rate(bytes: u64) -> String {
 
 /// `text` as one shell word: as it is when it holds only characters no POSIX shell treats specially, else
 /// in single quotes (XCU §2.2.2), a quote inside written `'\''`.
-fn shell_word(text: &str) -> String {
+pub(crate) fn shell_word(text: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c);
     if !text.is_empty() && text.chars().all(plain) {
         text.to_owned()
