@@ -17,6 +17,21 @@ macro_rules! note {
     };
 }
 
+/// `say!` for a line that holds what a server sent (names, descriptions, file names, errors): control
+/// characters and bidirectional overrides escaped (see `print::terminal_safe`).
+macro_rules! say_safe {
+    ($($arg:tt)*) => {
+        say!("{}", $crate::print::terminal_safe(format_args!($($arg)*)))
+    };
+}
+
+/// `note!` for a line that holds what a server sent, escaped as `say_safe!` escapes it.
+macro_rules! note_safe {
+    ($($arg:tt)*) => {
+        note!("{}", $crate::print::terminal_safe(format_args!($($arg)*)))
+    };
+}
+
 mod check;
 mod download;
 mod host;
