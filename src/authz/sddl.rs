@@ -116,9 +116,12 @@ pub enum SddlErrorKind {
     /// An unknown ACL flag.
     #[error("expected ACL flags (P, AI, AR, NO_ACCESS_CONTROL) or an ACE in parentheses")]
     AclFlags,
-    /// Unclosed or malformed ACE.
+    /// A malformed ACE.
     #[error("expected an ACE: (type;flags;rights;;;sid)")]
     Ace,
+    /// An ACE whose `)` is missing: reported where the text ends.
+    #[error("the ACE is not closed: expected `)`")]
+    Unclosed,
     /// An ACE type we do not have.
     #[error("unknown ACE type")]
     AceType,
@@ -288,7 +291,10 @@ impl Parser<'_> {
             let inner = rest
                 .strip_prefix('(')
                 .ok_or((offset, SddlErrorKind::AclFlags))?;
-            let close = inner.find(')').ok_or((offset, SddlErrorKind::Ace))?;
+            // A missing `)` is missed where the text ends, not where the ACE opened.
+            let close = inner
+                .find(')')
+                .ok_or((at + body.len(), SddlErrorKind::Unclosed))?;
             acl.aces.push(self.ace(&inner[..close], offset + 1, dacl)?);
             rest = &inner[close + 1..];
         }

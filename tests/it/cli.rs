@@ -627,16 +627,21 @@ fn bcs_tls_errors_name_the_file() {
     );
     assert!(e.contains("CA file") && e.contains("two.key"), "{e}");
     let plain = format!("http://+:{port}/t/");
-    let e = bcs_fails(&[
-        "host",
-        "--url",
-        &plain,
-        "--cert",
-        one_cert,
-        "--key",
-        two_key,
-        file.to_str().unwrap(),
-    ]);
+    // A usage error: exit 2.
+    let e = bcs_fails_with(
+        2,
+        &[
+            "host",
+            "--url",
+            &plain,
+            "--cert",
+            one_cert,
+            "--key",
+            two_key,
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(e.contains("--cert needs an https --url"), "{e}");
 }
 
@@ -952,4 +957,171 @@ fn workers_sets_the_number_of_worker_threads() {
         let (code, _) = bcs.stop("-TERM");
         assert_eq!(code, Some(0));
     }
+}
+
+/// A stand-in for `bcs serve` on a Unix socket that answers each GET path with a fixed JSON body (404
+/// for others): a malicious or mismatched service, which the real one would not be.
+fn fake_service(answers: Vec<(&'static str, serde_json::Value)>) -> (tempfile::TempDir, String) {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("bcs.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let path = head.split(' ').nth(1).unwrap_or_default();
+            let (status, body) = match answers.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => ("200 OK", body.to_string()),
+                None => (
+                    "404 Not Found",
+                    r#"{"code":"not_found","message":"no"}"#.to_owned(),
+                ),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let socket = socket.to_str().unwrap().to_owned();
+    (dir, socket)
+}
+
+/// A job as the service shows it, with `name` as its display name, description and file name.
+fn hostile_job(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": "0c6d3d4e-0000-4000-8000-000000000001", "display_name": name, "description": name,
+        "owner": name, "state": "ERROR", "state_number": 4, "priority": "NORMAL", "priority_number": 2,
+        "creation_time": "2025-01-01T00:00:00Z", "modification_time": "2025-01-01T00:00:00Z",
+        "transfer_completion_time": null, "bytes_total": null, "bytes_transferred": 0,
+        "files_total": 1, "files_transferred": 0, "error_count": 0, "has_error": true,
+        "minimum_retry_delay_secs": 600, "no_progress_timeout_secs": 1209600,
+        "proxy": {"usage": "preconfig", "proxy": null, "bypass": []}, "credentials": null,
+        "files": [{"remote_url": format!("http://h/{name}"), "local_file": format!("/d/{name}"),
+            "bytes_total": null, "bytes_transferred": 0, "completed": false}],
+    })
+}
+
+/// Whether `text` holds a character no terminal should get raw from a server (but line feeds).
+fn raw_escape(text: &str) -> bool {
+    text.chars().any(|c| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
+/// What the service sends is escaped before it reaches the terminal: job names, descriptions, file
+/// names, errors, in text and in JSON (which stays the same JSON) (issue 22.3).
+#[test]
+fn what_the_service_sends_reaches_the_terminal_escaped() {
+    // A screen clear, a window title, a clipboard write (OSC 52), a carriage return, C1 CSI, RLO.
+    let name =
+        "x\u{1b}[2J\u{1b}]0;owned\u{7}\u{1b}]52;c;cm0gLXJmIH4=\u{7}\r\u{9b}31m\u{202e}exe.txt";
+    let id = "0c6d3d4e-0000-4000-8000-000000000001";
+    let error = serde_json::json!({"has_error": true, "context": "REMOTE_FILE", "code": "http_404",
+        "message": name, "file": 0, "remote_url": name, "http_status": 404});
+    let (_dir, socket) = fake_service(vec![
+        ("/v1/jobs", serde_json::json!([hostile_job(name)])),
+        (
+            "/v1/jobs/0c6d3d4e-0000-4000-8000-000000000001",
+            hostile_job(name),
+        ),
+        ("/v1/jobs/0c6d3d4e-0000-4000-8000-000000000001/error", error),
+        (
+            "/v1/groups/x/urls",
+            serde_json::json!([{"suffix": name, "file": name}]),
+        ),
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    for args in [
+        &["job", "list"][..],
+        &["job", "show", id],
+        &["job", "error", id],
+        &["job", "list", "--json"],
+        &["job", "show", id, "--json"],
+        &["url", "list", "x"],
+    ] {
+        let out = bcs(home.path())
+            .args(args)
+            .args(["--server", &socket])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            !raw_escape(&stdout) && !raw_escape(&stderr),
+            "{args:?}: {stdout:?} {stderr:?}"
+        );
+        if args.contains(&"--json") {
+            let parsed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            assert!(parsed.to_string().contains("\\u001b[2J"), "{parsed}");
+        } else {
+            assert!(stdout.contains("\\u{1b}[2J"), "{args:?}: {stdout}");
+        }
+    }
+}
+
+/// The CLI reads the service's answers as the library's types: an answer whose field was renamed is an
+/// error, not a line of blanks (issue 23.12).
+#[test]
+fn a_renamed_field_is_an_error_not_a_blank() {
+    let (_dir, socket) = fake_service(vec![(
+        "/v1/groups",
+        serde_json::json!([{"url_prefix": "http://+:80/a/", "urls": []}]),
+    )]);
+    let home = tempfile::tempdir().unwrap();
+    let out = bcs(home.path())
+        .args(["group", "list", "--server", &socket])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is not what this bcs"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+/// A bad argument exits 2 whichever command takes it, as README says, also when the library is the one
+/// to refuse it (an SDDL), and an unclosed ACE is reported where the `)` is missing (issue 23.11).
+#[test]
+fn bad_arguments_exit_2_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_file(dir.path(), "a.txt", b"alpha");
+    let state = dir.path().join("state");
+    let unclosed = "at byte 13: the ACE is not closed: expected `)`";
+    let e = bcs_fails_with(
+        2,
+        &[
+            "host",
+            "--bind",
+            "127.0.0.1",
+            "--sddl",
+            "D:(A;;GR;;;AU",
+            a.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(e.contains(unclosed), "{e}");
+    let e = bcs_fails_with(
+        2,
+        &[
+            "serve",
+            "--state",
+            state.to_str().unwrap(),
+            "--admin-url",
+            "https://127.0.0.1:1/",
+            "--admin-sddl",
+            "D:(A;;GR;;;AU",
+        ],
+        &[],
+    );
+    assert!(e.contains(unclosed), "{e}");
+    assert!(!state.exists(), "a refused argument started something");
 }

@@ -58,6 +58,19 @@ const MANAGEMENT: &[&str] = &[
     "group", "url", "auth", "limit", "cert", "user", "export", "apply",
 ];
 
+/// Before its first `bcs` command, the README says how to get `bcs` on the PATH (issue 23.11).
+#[test]
+fn the_readme_says_how_to_get_bcs_before_using_it() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let first = readme.find("$ bcs ").unwrap();
+    let before = &readme[..first];
+    assert!(
+        before.contains("cargo install --path .") && before.contains("target/release/bcs"),
+        "{before}"
+    );
+}
+
 #[test]
 fn every_bcs_command_in_the_readme_runs_as_written() {
     let readme =

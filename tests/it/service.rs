@@ -21,6 +21,8 @@ pub(crate) struct Service {
     running: Option<Running>,
     dir: tempfile::TempDir,
     pub(crate) extra: Vec<String>,
+    /// The line `bcs serve` printed when ready (`bcs: serving ...`).
+    pub(crate) banner: String,
 }
 
 impl Service {
@@ -30,6 +32,7 @@ impl Service {
             running: None,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            banner: String::new(),
         };
         service.restart();
         service
@@ -55,8 +58,14 @@ impl Service {
         ];
         args.extend(self.extra.iter().map(String::as_str));
         let running = Running::spawn(Path::new(BCS), &args);
-        running.lines_until("bcs: serving");
+        let lines = running.lines_until("bcs: serving");
+        self.banner = lines.last().cloned().unwrap_or_default();
         self.running = Some(running);
+    }
+
+    /// The running service's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.running.as_ref().unwrap().child.id()
     }
 
     /// Stops it with a signal; its exit code and stderr.
@@ -249,10 +258,14 @@ fn the_original_walkthrough_with_bcs_and_curl() {
         svc.bcs_json(&["auth", "set", &prefix, "1", "on"])["ntlm"],
         true
     );
+    // Limits print as every other command prints them: the group's fields, text.
     let limits = svc.bcs_json(&["limit", "set", &prefix, "ConnectionLimit", "10"]);
-    assert_eq!(limits["ConnectionLimit"], 10);
+    assert_eq!(limits["connection_limit"], "10");
     let limits = svc.bcs_json(&["limit", "set", &prefix, "BandwidthLimit", "8MiB/s"]);
-    assert_eq!(limits["BandwidthLimit"], 8 << 20);
+    assert_eq!(
+        limits,
+        json!({"connection_limit": "10", "bandwidth_limit": "8MiB/s"})
+    );
     let mut add_user = std::process::Command::new(BCS);
     add_user.args(["user", "add", "alice", "--server", &svc.socket()]);
     let out = crate::support::with_stdin(&mut add_user, "walk-through-pw");
@@ -376,8 +389,8 @@ fn a_restart_keeps_and_serves_everything() {
         "served again after the restart"
     );
     assert_eq!(
-        svc.bcs_json(&["limit", "show", &prefix])["BandwidthLimit"],
-        4096
+        svc.bcs_json(&["limit", "show", &prefix])["bandwidth_limit"],
+        "4KiB/s"
     );
     let users = svc.bcs_json(&["user", "list"]);
     assert_eq!(users[0]["groups"], json!(["Deploy"]));
@@ -1245,4 +1258,311 @@ fn one_address_cannot_hold_every_admin_connection() {
         "the ninth connection was not closed at once"
     );
     drop(held);
+}
+
+/// `bcs ARGS` with HOME in `home` and `env` added (no `--server`): as a user types it in another shell.
+fn bcs_in(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    crate::cli::bcs(home)
+        .args(args)
+        .env_remove("BCS_STATE")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// A service started with `--state DIR` is managed with `--state DIR` or `BCS_STATE=DIR`, as its banner
+/// says; without either, the error says what was tried and how to name the service (issue 23.1).
+#[test]
+fn management_commands_find_a_service_by_its_state_directory() {
+    let svc = Service::start(&[]);
+    let state = std::fs::canonicalize(svc.state()).unwrap();
+    let state = state.to_str().unwrap();
+    assert!(
+        svc.banner
+            .contains(&format!("manage with `bcs group list --state {state}`")),
+        "{}",
+        svc.banner
+    );
+    let home = tempfile::tempdir().unwrap();
+    let listed = bcs_in(home.path(), &["group", "list", "--state", state], &[]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert!(
+        text(&listed.stderr).contains("no URL groups"),
+        "{}",
+        text(&listed.stderr)
+    );
+    let by_env = bcs_in(home.path(), &["group", "list"], &[("BCS_STATE", state)]);
+    assert!(by_env.status.success(), "{}", text(&by_env.stderr));
+
+    let missed = bcs_in(home.path(), &["group", "list"], &[]);
+    assert_eq!(missed.status.code(), Some(5));
+    let e = text(&missed.stderr);
+    assert!(
+        e.contains("cannot reach bcs serve at") && e.contains("default state directory"),
+        "{e}"
+    );
+    assert!(
+        e.contains("--state DIR") && e.contains("--server https://"),
+        "{e}"
+    );
+    let elsewhere = home.path().join("elsewhere");
+    let elsewhere = elsewhere.to_str().unwrap();
+    let missed = bcs_in(home.path(), &["group", "list", "--state", elsewhere], &[]);
+    assert_eq!(missed.status.code(), Some(5));
+    assert!(
+        text(&missed.stderr).contains(&format!("the socket in --state {elsewhere}")),
+        "{}",
+        text(&missed.stderr)
+    );
+}
+
+/// A second `bcs serve` on a state directory in use stops at once, its first line saying which process
+/// has the directory, with no warning about ports before it; the first goes on (issue 23.8).
+#[test]
+fn a_second_service_on_one_state_directory_says_who_has_it() {
+    let svc = Service::start(&[]);
+    let port = free_port();
+    ok(&svc.bcs(&["group", "create", &format!("http://127.0.0.1:{port}/busy/")]));
+    let state = svc.state();
+    let second = Running::spawn(
+        Path::new(BCS),
+        &[
+            "serve",
+            "--state",
+            state.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+        ],
+    );
+    let printed = second.try_lines_until("bcs: serving");
+    let (code, stderr) = second.exited();
+    assert!(printed.is_err(), "a second service started: {stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("is in use by another bcs serve")
+            && first.contains(&format!("(pid {})", svc.pid())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_eq!(
+        svc.bcs_json(&["group", "list"]).as_array().unwrap().len(),
+        1
+    );
+}
+
+/// `bcs apply` prints what it adds, changes and removes (a URL the file's group lacks is removed even
+/// without --prune, and says so); `--dry-run` prints the same and changes nothing; the help says what a
+/// file replaces (issue 23.2).
+#[test]
+fn apply_says_what_it_changes_and_dry_run_changes_nothing() {
+    let svc = Service::start(&[]);
+    let files = tempfile::tempdir().unwrap();
+    let a = write_file(files.path(), "a.bin", b"a");
+    let b = write_file(files.path(), "b.bin", b"b");
+    let port = free_port();
+    let prefix = format!("http://127.0.0.1:{port}/app/");
+    ok(&svc.bcs(&["group", "create", &prefix, "--connection-limit", "10"]));
+    for (suffix, file) in [("a.bin", &a), ("b.bin", &b)] {
+        ok(&svc.bcs(&["url", "add", &prefix, suffix, file.to_str().unwrap()]));
+    }
+    let file = files.path().join("wanted.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[groups]]\nprefix = \"{prefix}\"\nconnection_limit = 5\n\n[[groups.urls]]\nsuffix = \"a.bin\"\nfile = \"{}\"\n\n[[groups]]\nprefix = \"http://127.0.0.1:{port}/new/\"\n",
+            a.display()
+        ),
+    )
+    .unwrap();
+    let expected = [
+        format!("changed group {prefix}: connection_limit 10 → 5"),
+        format!("removed URL {prefix}b.bin: not in the file's group (downloads under way finish; new requests, resumes too, get 404)"),
+        format!("added group http://127.0.0.1:{port}/new/: 0 URLs"),
+    ];
+    let before = svc.bcs_json(&["export"]);
+    let dry = svc.bcs(&["apply", file.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(
+        ok(&dry).lines().collect::<Vec<_>>(),
+        expected,
+        "{}",
+        text(&dry.stderr)
+    );
+    assert!(
+        text(&dry.stderr).contains("3 change(s) not made"),
+        "{}",
+        text(&dry.stderr)
+    );
+    assert_eq!(
+        svc.bcs_json(&["export"]),
+        before,
+        "--dry-run changed something"
+    );
+    let dry = svc.bcs_json(&["apply", file.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(dry["changes"][1]["action"], "removed");
+    assert_eq!(dry["changed"], false);
+
+    let applied = svc.bcs(&["apply", file.to_str().unwrap()]);
+    assert_eq!(ok(&applied).lines().collect::<Vec<_>>(), expected);
+    assert_eq!(
+        svc.bcs(&["url", "check", &prefix, "b.bin"]).status.code(),
+        Some(3)
+    );
+    let again = svc.bcs(&["apply", file.to_str().unwrap()]);
+    assert_eq!(ok(&again), "", "nothing left to change");
+
+    let help = ok(&run(BCS, &["apply", "--help"]));
+    assert!(
+        help.contains("exactly its URLs") && help.contains("with or without --prune"),
+        "{help}"
+    );
+}
+
+/// Hand-written TOML: numbers are numbers, errors point at the file's own line and column on one line,
+/// and a limit is one type (a string) in every JSON output (issue 23.3).
+#[test]
+fn hand_written_toml_is_read_as_people_write_it() {
+    let svc = Service::start(&[]);
+    let files = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let prefix = format!("http://127.0.0.1:{port}/hand/");
+    let file = files.path().join("hand.toml");
+    let apply = |body: &str| {
+        std::fs::write(&file, body).unwrap();
+        svc.bcs(&["apply", file.to_str().unwrap()])
+    };
+    let good = format!(
+        "[[groups]]\nprefix = \"{prefix}\"\nconnection_limit = 5\nbandwidth_limit = 2097152\n"
+    );
+    ok(&apply(&good));
+    let group = svc.bcs_json(&["group", "show", &prefix]);
+    assert_eq!(
+        (&group["connection_limit"], &group["bandwidth_limit"]),
+        (&json!("5"), &json!("2MiB/s"))
+    );
+    let limits = svc.bcs_json(&["limit", "show", &prefix]);
+    assert_eq!(limits["connection_limit"], group["connection_limit"]);
+    assert_eq!(limits["bandwidth_limit"], group["bandwidth_limit"]);
+
+    let name = file.display().to_string();
+    for (body, place) in [
+        (
+            format!("[[groups]]\nprefix = \"{prefix}\"\nindex = [\n"),
+            ":3:10: ",
+        ),
+        (
+            format!("[[groups]]\nprefix = \"{prefix}\"\nconnection_limit = \"lots\"\n"),
+            ":3:20: ",
+        ),
+        (
+            format!("[[groups]]\nprefix = \"{prefix}\"\nauth = [\"ntlm\", \"kerberos\"]\n"),
+            ":3:8: ",
+        ),
+    ] {
+        let refused = apply(&body);
+        assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+        let e = text(&refused.stderr);
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.starts_with(&format!("bcs: error: {name}{place}")), "{e}");
+        assert!(!e.contains("\\u{a}") && !e.contains("JSON"), "{e}");
+    }
+}
+
+/// The smaller edges: a relative file that is not there, `job watch` of a failed job, empty lists, the
+/// admin certificate's hint (issue 23.11).
+#[test]
+fn the_smaller_edges_say_what_happened() {
+    let port = free_port();
+    let svc = Service::start(&["--admin-url", &format!("https://127.0.0.1:{port}/")]);
+    for (args, says) in [
+        (&["group", "list"][..], "no URL groups"),
+        (&["job", "list"], "no jobs"),
+        (&["user", "list"], "no users"),
+        (&["cert", "show"], "no certificates"),
+    ] {
+        let out = svc.bcs(args);
+        assert_eq!(ok(&out), "", "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let group_port = free_port();
+    let prefix = format!("http://127.0.0.1:{group_port}/g/");
+    ok(&svc.bcs(&["group", "create", &prefix]));
+    let url_list = svc.bcs(&["url", "list", &prefix]);
+    assert!(
+        text(&url_list.stderr).contains("no URLs in"),
+        "{}",
+        text(&url_list.stderr)
+    );
+
+    let cwd = tempfile::tempdir().unwrap();
+    let socket = svc.socket();
+    let missing = std::process::Command::new(BCS)
+        .args([
+            "url",
+            "add",
+            &prefix,
+            "m.exe",
+            "./missing.exe",
+            "--server",
+            &socket,
+        ])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let e = text(&missing.stderr);
+    assert!(e.contains("./missing.exe: does not exist here"), "{e}");
+
+    let job = svc.bcs_json(&[
+        "job",
+        "create",
+        "gone",
+        &format!("{prefix}nope.bin"),
+        "nope.bin",
+    ]);
+    let watched = svc.bcs(&["job", "watch", job["id"].as_str().unwrap()]);
+    assert_eq!(watched.status.code(), Some(1));
+    let e = text(&watched.stderr);
+    assert!(e.contains("is ERROR: REMOTE_FILE http_404"), "{e}");
+
+    let (_, stderr) = svc_stop(svc);
+    assert!(
+        stderr.contains(
+            "management commands trust it with --ca, as in `bcs group list --server https://"
+        ),
+        "{stderr}"
+    );
+}
+
+fn svc_stop(mut svc: Service) -> (Option<i32>, String) {
+    svc.stop("-TERM")
+}
+
+/// `bcs job watch` on a terminal starts with what it knows: no full bar reading `0 B/0 B` for a file
+/// whose size is unknown (issue 23.11).
+#[test]
+fn job_watch_on_a_terminal_starts_without_a_full_bar() {
+    if !have("script") {
+        return;
+    }
+    let svc = Service::start(&[]);
+    let job = svc.bcs_json(&[
+        "job",
+        "create",
+        "later",
+        "http://127.0.0.1:9/later.bin",
+        "later.bin",
+        "--suspended",
+    ]);
+    let id = job["id"].as_str().unwrap();
+    let command = format!("timeout 3 {BCS} job watch {id} --server {}", svc.socket());
+    let out = run("script", &["-qec", &command, "/dev/null"]);
+    let screen = text(&out.stdout);
+    assert!(screen.contains("state: SUSPENDED"), "{screen}");
+    assert!(screen.contains("later.bin"), "{screen}");
+    assert!(!screen.contains("0 B/0 B"), "{screen}");
 }

@@ -17,6 +17,21 @@ macro_rules! note {
     };
 }
 
+/// `say!` for a line that holds what a server sent (names, descriptions, file names, errors): control
+/// characters and bidirectional overrides escaped (see `print::terminal_safe`).
+macro_rules! say_safe {
+    ($($arg:tt)*) => {
+        say!("{}", $crate::print::terminal_safe(format_args!($($arg)*)))
+    };
+}
+
+/// `note!` for a line that holds what a server sent, escaped as `say_safe!` escapes it.
+macro_rules! note_safe {
+    ($($arg:tt)*) => {
+        note!("{}", $crate::print::terminal_safe(format_args!($($arg)*)))
+    };
+}
+
 mod check;
 mod download;
 mod host;
@@ -25,6 +40,7 @@ mod password_prompt;
 mod print;
 mod selfsigned;
 mod serve;
+mod state_lock;
 mod user;
 
 use std::path::PathBuf;
@@ -121,21 +137,53 @@ enum CliError {
     Manage(#[from] manage::ManageError),
     #[error(transparent)]
     Download(#[from] download::DownloadError),
+    #[error(transparent)]
+    StateLock(#[from] state_lock::StateLockError),
 }
 
 impl CliError {
     /// The management commands say what went wrong through the status, from the error's kind (see
-    /// `manage`); `bcs download` has its own (see `download`). Everything else is 1, library errors
-    /// included whatever their kind: they come from commands that run the library in-process (`host`,
-    /// `serve`, `user add --users`), whose bad arguments clap refuses first (2) and whose every later
-    /// failure, a missing file or a port in use, is 1.
+    /// `manage`); `bcs download` has its own (see `download`). Everything else is 2 for a bad argument,
+    /// as clap's own refusals are (text given on the command line that the library cannot parse: an
+    /// SDDL, a prefix, a suffix, a limit, a scheme; an option that needs another), and 1 for the rest,
+    /// library errors included: a missing or unreadable file, a port in use.
     fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Manage(e) => ExitCode::from(e.exit_code()),
             CliError::Download(e) => e.exit_code(),
+            CliError::NeedsHttps(_) => ExitCode::from(2),
+            CliError::Library(e) if is_bad_argument(e) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
         }
     }
+}
+
+/// Whether a library error comes from parsing text that only the command line gives (its kind alone
+/// cannot say: a file that cannot be read is `Invalid` too, and is 1).
+fn is_bad_argument(e: &bits_compact::Error) -> bool {
+    use bits_compact::authz::SddlError;
+    use bits_compact::url::{PrefixError, SegmentError};
+    use bits_compact::{Error, LimitError};
+    // The library's error is transparent: its source is the source of what it wraps.
+    if matches!(
+        e,
+        Error::Sddl(_) | Error::Prefix(_) | Error::Segment(_) | Error::Limit(_) | Error::Scheme(_)
+    ) {
+        return true;
+    }
+    let mut next = std::error::Error::source(e);
+    while let Some(e) = next {
+        if e.is::<SddlError>()
+            || e.is::<PrefixError>()
+            || e.is::<SegmentError>()
+            || e.is::<LimitError>()
+            || e.is::<bits_compact::auth::UnknownScheme>()
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Every library error is a `CliError` through `bits_compact::Error` (which converts from each of them).
@@ -308,4 +356,17 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     // Errors name files and URLs, which may come from a server: never raw control characters.
     print::terminal_safe(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks of every command (unique names, valid defaults), which it otherwise makes only
+    /// when a command is first parsed.
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -14,18 +14,38 @@ use crate::selfsigned::Kept;
 /// as `\u{..}` escapes.
 ///
 /// SECURITY: names and messages may come from a server or a URL (a percent-decoded file name, a
-/// redirect's target); printed raw, ESC and its kin would let them move the cursor, rewrite earlier
-/// lines, set the window title or worse on the user's terminal.
+/// redirect's target, a job's name on the service); printed raw, ESC and its kin would let them move the
+/// cursor, rewrite earlier lines, set the window title or write the clipboard (OSC 52) on the user's
+/// terminal.
 pub(crate) fn terminal_safe(text: impl Display) -> String {
-    let text = text.to_string();
-    let unsafe_char =
-        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    if !text.chars().any(unsafe_char) {
+    escape(text.to_string(), |c| format!("\\u{{{:x}}}", u32::from(c)))
+}
+
+/// JSON text fit for a terminal, and still the same JSON: what `terminal_safe` escapes becomes a JSON
+/// `\uXXXX` escape. serde_json escapes only C0 controls, so DEL, C1 and the bidirectional overrides would
+/// otherwise be printed raw; outside strings JSON text is ASCII, so each one found is inside a string
+/// (but for the line feeds of pretty printing, which serde_json never leaves raw in a string).
+pub(crate) fn json_safe(text: String) -> String {
+    escape(text, |c| match c {
+        '\n' => c.to_string(),
+        c => format!("\\u{:04x}", u32::from(c)),
+    })
+}
+
+/// Whether a character must not reach a terminal raw: a control character (C0, DEL, C1) or a
+/// bidirectional embedding, override or isolate (Unicode's Bidi_Control, less the marks).
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with each unsafe character written as `written` says; `text` itself when it has none.
+fn escape(text: String, written: impl Fn(char) -> String) -> String {
+    if !text.chars().any(is_unsafe) {
         return text;
     }
     text.chars()
-        .map(|c| match unsafe_char(c) {
-            true => format!("\\u{{{:x}}}", u32::from(c)),
+        .map(|c| match is_unsafe(c) {
+            true => written(c),
             false => c.to_string(),
         })
         .collect()
@@ -401,7 +421,7 @@ fn human_rate(bytes: u64) -> String {
 
 /// `text` as one shell word: as it is when it holds only characters no POSIX shell treats specially, else
 /// in single quotes (XCU §2.2.2), a quote inside written `'\''`.
-fn shell_word(text: &str) -> String {
+pub(crate) fn shell_word(text: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c);
     if !text.is_empty() && text.chars().all(plain) {
         text.to_owned()
@@ -452,6 +472,20 @@ mod tests {
             limits(ConnectionLimit::UNLIMITED, ByteRate::UNLIMITED),
             None
         );
+    }
+
+    #[test]
+    fn escapes_keep_terminals_and_json_intact() {
+        let hostile = "a\u{1b}]52;c;x\u{7}b\u{9b}c\u{202e}d\u{7f}é";
+        assert_eq!(
+            terminal_safe(hostile),
+            "a\\u{1b}]52;c;x\\u{7}b\\u{9b}c\\u{202e}d\\u{7f}é"
+        );
+        let json = serde_json::to_string_pretty(&serde_json::json!({ "name": hostile })).unwrap();
+        let safe = json_safe(json);
+        assert!(!safe.chars().any(|c| is_unsafe(c) && c != '\n'), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["name"], hostile);
     }
 
     #[test]

@@ -17,6 +17,8 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::host::BindAddress;
+use crate::print::shell_word;
+use crate::state_lock::StateLock;
 use crate::{CliError, Signals};
 
 #[derive(Args)]
@@ -66,6 +68,9 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
+    // Arguments first: a bad rule is a usage error before anything is created or started.
+    let admin_sddl = SecurityDescriptor::parse(&args.admin_sddl, None)
+        .map_err(|e| CliError::Library(e.into()))?;
     let signals = Signals::install().map_err(CliError::Runtime)?;
     let state = match args.state.clone().or_else(service::default_state_dir) {
         Some(dir) => dir,
@@ -76,6 +81,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         }
     };
     make_private_dir(&state)?;
+    // Before anything else: a second service on this directory stops here, saying whose it is.
+    let _lock = StateLock::take(&state)?;
     let bind: Vec<IpAddr> = args.bind.iter().flat_map(|b| b.0.clone()).collect();
     let mut builder = Server::builder().max_transfers_per_source(args.max_downloads_per_client);
     if !bind.is_empty() {
@@ -102,7 +109,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         tokio::spawn(async move { service::serve_local(listener, &socket, router, stop).await })
     };
     if let Some(url) = &args.admin_url {
-        let (listeners, access) = admin_listeners(&args, url, &bind, &server, &state).await?;
+        let (listeners, access) =
+            admin_listeners(&args, url, &bind, &server, &state, admin_sddl).await?;
         for listener in listeners {
             let addr = listener.local_addr().map_err(CliError::Runtime)?;
             say!("bcs: management API for administrators at https://{addr}/v1/");
@@ -118,9 +126,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let groups = managed.groups();
     let urls: usize = groups.iter().map(|g| g.urls.len()).sum();
     say!(
-        "bcs: serving {} URL group(s), {urls} URL(s); state in {}; manage with `bcs group ...` (socket {})",
+        "bcs: serving {} URL group(s), {urls} URL(s); state in {}; manage with `{}` (socket {})",
         groups.len(),
         state.display(),
+        manage_command(&args, &state),
         socket.display()
     );
     // systemd (Type=notify): ready once every listener is up. Without NOTIFY_SOCKET this does nothing.
@@ -132,6 +141,21 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     manager.shutdown().await;
     served?;
     Ok(())
+}
+
+/// The management command that reaches this service from another shell: `bcs group list`, with
+/// `--state DIR` (absolute) unless the state directory is the default one.
+fn manage_command(args: &ServeArgs, state: &std::path::Path) -> String {
+    let given =
+        args.state.is_some() || std::env::var_os("BCS_STATE").is_some_and(|v| !v.is_empty());
+    if !given {
+        return "bcs group list".to_owned();
+    }
+    let state = std::fs::canonicalize(state).unwrap_or_else(|_| state.to_owned());
+    format!(
+        "bcs group list --state {}",
+        shell_word(&state.display().to_string())
+    )
 }
 
 /// The download jobs: a manager whose jobs live in the service's database (credentials sealed with the
@@ -163,6 +187,7 @@ async fn admin_listeners(
     bind: &[IpAddr],
     server: &Server,
     state: &std::path::Path,
+    sddl: SecurityDescriptor,
 ) -> Result<(Vec<tokio::net::TcpListener>, Arc<AdminAccess>), CliError> {
     let addrs: Vec<SocketAddr> = match (url.host, bind) {
         (Some(ip), _) => vec![SocketAddr::new(ip, url.port)],
@@ -199,9 +224,10 @@ async fn admin_listeners(
             let (cert, kept) =
                 crate::selfsigned::self_signed_in(Some(state.to_owned()), &names, false)?;
             if let Some(file) = kept.cert_file() {
+                let file = shell_word(&file.display().to_string());
+                let server = format!("https://{}:{}/", names[0], url.port);
                 note!(
-                    "bcs: the admin port's self-signed certificate is {} (SHA-256 {}); give it to `bcs --ca`",
-                    file.display(),
+                    "bcs: the admin port's self-signed certificate is {file} (SHA-256 {}); management commands trust it with --ca, as in `bcs group list --server {server} --ca {file}`",
                     cert.info().sha256_fingerprint
                 );
             }
@@ -216,8 +242,6 @@ async fn admin_listeners(
         )?,
         None => ClientCertificates::off(),
     };
-    let sddl = SecurityDescriptor::parse(&args.admin_sddl, None)
-        .map_err(|e| CliError::Library(e.into()))?;
     let access = AdminAccess::new(server, certificate, clients, sddl)?;
     Ok((listeners, Arc::new(access)))
 }

@@ -14,7 +14,7 @@ pub(crate) struct UserAddArgs {
     /// The user name.
     name: String,
     /// The principals file; created (mode 0600) when missing. Without it, the user is set on the service.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "server", "user", "client_cert"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "server", "state", "user", "client_cert"])]
     users: Option<PathBuf>,
     /// A group the user belongs to (repeatable); created when missing. Added to the user's groups, never
     /// replacing them.

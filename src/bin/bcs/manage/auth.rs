@@ -1,8 +1,9 @@
 //! `bcs auth`: a group's authentication schemes, one at a time as the original's WMI methods set them.
 
+use bits_compact::service::AuthSettings;
 use clap::{Args, Subcommand, ValueEnum};
 use http::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::connect::segment;
 use super::{call, show, ApiArgs, PrefixArgs, EXIT_CODES};
@@ -25,7 +26,8 @@ pub(crate) struct SetArgs {
     /// negotiate, ntlm, basic or client-cert, or the original's WMI number (0, 1); the service checks it.
     scheme: String,
     /// on or off.
-    state: State,
+    #[arg(value_name = "STATE")]
+    switch: State,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -36,9 +38,6 @@ enum State {
     Off,
 }
 
-/// The schemes as the service names them, in the order they are printed.
-const SCHEMES: [&str; 4] = ["negotiate", "ntlm", "basic", "client_certificate"];
-
 pub(crate) async fn run(command: AuthCommand) -> Result<(), CliError> {
     match command {
         AuthCommand::Set(args) => {
@@ -47,47 +46,44 @@ pub(crate) async fn run(command: AuthCommand) -> Result<(), CliError> {
                 segment(&args.prefix),
                 segment(&args.scheme)
             );
-            let body = json!({ "enabled": matches!(args.state, State::On) });
+            let body = enable_body(matches!(args.switch, State::On));
             let schemes = call(&args.api, Method::PUT, &path, Some(&body)).await?;
-            show(&args.api, &schemes, |schemes| {
-                note!("bcs: {}: {}", args.prefix, on_list(schemes))
-            });
+            show(&args.api, &schemes, |schemes: AuthSettings| {
+                note_safe!("bcs: {}: {}", args.prefix, on_list(&schemes))
+            })?;
             Ok(())
         }
         AuthCommand::Show(args) => {
             let path = format!("/v1/groups/{}/auth", segment(&args.prefix));
             let schemes = call(&args.api, Method::GET, &path, None).await?;
-            show(&args.api, &schemes, |schemes| {
-                for (name, on) in states(schemes) {
+            show(&args.api, &schemes, |schemes: AuthSettings| {
+                for (name, on) in states(&schemes) {
                     say!("{name:<18} {}", if on { "on" } else { "off" });
                 }
-            });
+            })?;
             Ok(())
         }
     }
 }
 
-/// Each scheme the answer names and whether it is on: the known ones first, in their order.
-fn states(schemes: &Value) -> Vec<(String, bool)> {
-    let Some(map) = schemes.as_object() else {
-        return Vec::new();
-    };
-    let known = SCHEMES
-        .iter()
-        .filter_map(|name| Some((*name, map.get(*name)?)));
-    let others = map
-        .iter()
-        .filter(|(name, _)| !SCHEMES.contains(&name.as_str()))
-        .map(|(name, on)| (name.as_str(), on));
-    known
-        .chain(others)
-        .map(|(name, on)| (name.to_owned(), on.as_bool().unwrap_or(false)))
-        .collect()
+/// `PUT /v1/groups/{p}/auth/{scheme}`'s body (an `Enable`).
+fn enable_body(on: bool) -> serde_json::Value {
+    json!({ "enabled": on })
+}
+
+/// Each scheme, as the service names it, and whether it is on; in a fixed order.
+fn states(s: &AuthSettings) -> [(&'static str, bool); 4] {
+    [
+        ("negotiate", s.negotiate),
+        ("ntlm", s.ntlm),
+        ("basic", s.basic),
+        ("client_certificate", s.client_certificate),
+    ]
 }
 
 /// `auth now: ntlm, basic` (or `no authentication scheme on`).
-fn on_list(schemes: &Value) -> String {
-    let on: Vec<String> = states(schemes)
+fn on_list(schemes: &AuthSettings) -> String {
+    let on: Vec<&str> = states(schemes)
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))
         .collect();
@@ -101,16 +97,31 @@ fn on_list(schemes: &Value) -> String {
 mod tests {
     use super::*;
 
+    fn settings(value: serde_json::Value) -> AuthSettings {
+        serde_json::from_value(value).unwrap()
+    }
+
     #[test]
     fn schemes_print_in_a_fixed_order() {
-        let answer =
-            json!({"ntlm": true, "basic": false, "client_certificate": true, "negotiate": false});
-        let names: Vec<String> = states(&answer).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, SCHEMES);
-        assert_eq!(on_list(&answer), "auth now ntlm, client_certificate");
-        assert_eq!(
-            on_list(&json!({"ntlm": false})),
-            "no authentication scheme on"
+        let answer = settings(
+            json!({"ntlm": true, "basic": false, "client_certificate": true,
+            "negotiate": false, "allow_basic_over_http": false}),
         );
+        let names: Vec<&str> = states(&answer).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["negotiate", "ntlm", "basic", "client_certificate"]);
+        assert_eq!(on_list(&answer), "auth now ntlm, client_certificate");
+        let none = settings(
+            json!({"ntlm": false, "basic": false, "client_certificate": false,
+            "negotiate": false, "allow_basic_over_http": true}),
+        );
+        assert_eq!(on_list(&none), "no authentication scheme on");
+    }
+
+    /// What the CLI sends is the library's `Enable`.
+    #[test]
+    fn set_bodies_are_enables() {
+        let body = enable_body(true);
+        let enable: bits_compact::service::Enable = serde_json::from_value(body).unwrap();
+        assert!(enable.enabled);
     }
 }

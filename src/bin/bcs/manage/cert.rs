@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
+use bits_compact::service::{Binding, Certificate, Source};
 use clap::{Args, Subcommand};
 use http::Method;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::connect::segment;
-use super::{call, field, service_path, show, ApiArgs, ManageError, EXIT_CODES};
+use super::{call, done, service_path, show, ApiArgs, ManageError, EXIT_CODES};
 use crate::CliError;
 
 #[derive(Subcommand)]
@@ -77,22 +78,38 @@ pub(crate) async fn run(command: CertCommand) -> Result<(), CliError> {
                 None => "/v1/certificates".to_owned(),
             };
             let answer = call(&args.api, Method::GET, &path, None).await?;
-            show(&args.api, &answer, |answer| match answer {
-                Value::Array(bindings) => bindings.iter().for_each(print_binding),
-                binding => print_binding(binding),
-            });
+            show(&args.api, &answer, |bindings: Bindings| {
+                let bindings = match bindings {
+                    Bindings::Every(all) => all,
+                    Bindings::One(one) => vec![*one],
+                };
+                if bindings.is_empty() {
+                    note!("bcs: no certificates (bind one with `bcs cert set PORT --cert FILE --key FILE`)");
+                }
+                bindings.iter().for_each(print_binding)
+            })?;
             Ok(())
         }
         CertCommand::Remove(args) => {
             let path = binding_path(args.port, args.sni.as_deref());
-            let body = call(&args.api, Method::DELETE, &path, None).await?;
-            show(&args.api, &body, |_| match &args.sni {
-                Some(name) => note!("bcs: removed port {}'s certificate for {name}", args.port),
+            call(&args.api, Method::DELETE, &path, None).await?;
+            done(&args.api, || match &args.sni {
+                Some(name) => {
+                    note_safe!("bcs: removed port {}'s certificate for {name}", args.port)
+                }
                 None => note!("bcs: removed port {}'s certificates", args.port),
             });
             Ok(())
         }
     }
+}
+
+/// `GET /v1/certificates` answers every port's binding, `GET /v1/certificates/{port}` one.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Bindings {
+    Every(Vec<Binding>),
+    One(Box<Binding>),
 }
 
 fn binding_path(port: u16, sni: Option<&str>) -> String {
@@ -104,40 +121,49 @@ fn binding_path(port: u16, sni: Option<&str>) -> String {
 
 async fn set(args: &SetArgs) -> Result<(), CliError> {
     let source = match (&args.cert, &args.key, &args.pkcs12) {
-        (Some(cert), Some(key), _) => json!({
-            "kind": "pem_files",
-            "cert": service_path(cert),
-            "key": service_path(key),
-        }),
-        (_, _, Some(file)) => json!({
-            "kind": "pkcs12_file",
-            "file": service_path(file),
-            "password": *pkcs12_password(file)?,
-        }),
+        (Some(cert), Some(key), _) => Source {
+            kind: "pem_files".into(),
+            cert: Some(service_path(cert)?),
+            key: Some(service_path(key)?),
+            file: None,
+            password: None,
+        },
+        (_, _, Some(file)) => Source {
+            kind: "pkcs12_file".into(),
+            cert: None,
+            key: None,
+            file: Some(service_path(file)?),
+            password: Some(pkcs12_password(file)?.to_string()),
+        },
         // clap requires --cert and --key, or --pkcs12.
         _ => return Err(ManageError::Invalid("give --cert and --key, or --pkcs12".into()).into()),
     };
-    let body = json!({ "source": source });
+    let body = set_body(source);
     let path = binding_path(args.port, args.sni.as_deref());
     let binding = call(&args.api, Method::PUT, &path, Some(&body)).await?;
-    show(&args.api, &binding, |binding| {
+    show(&args.api, &binding, |binding: Binding| {
         let info = match &args.sni {
             // The service may keep SNI names in lowercase.
             Some(name) => binding
-                .get("sni")
-                .and_then(Value::as_object)
-                .and_then(|sni| sni.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)))
+                .sni
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, info)| info),
-            None => binding.get("certificate"),
+            None => binding.certificate.as_ref(),
         };
         let what = info.map_or_else(String::new, |i| format!(": {}", describe(i)));
         let port = args.port;
         match &args.sni {
-            Some(name) => note!("bcs: port {port} serves {name} with a new certificate{what}"),
-            None => note!("bcs: port {port} has a new certificate{what}"),
+            Some(name) => note_safe!("bcs: port {port} serves {name} with a new certificate{what}"),
+            None => note_safe!("bcs: port {port} has a new certificate{what}"),
         }
-    });
+    })?;
     Ok(())
+}
+
+/// `PUT /v1/certificates/...`'s body (a `SetCertificate`).
+fn set_body(source: Source) -> Value {
+    json!({ "source": source })
 }
 
 /// SECURITY: from BCS_PKCS12_PASSWORD or a prompt, never an argument (argv is visible to every user).
@@ -151,49 +177,36 @@ fn pkcs12_password(file: &std::path::Path) -> Result<Zeroizing<String>, ManageEr
 }
 
 /// `CN=host (SHA-1 ab12…, until 2027-01-01) from /etc/bcs/cert.pem`.
-fn describe(info: &Value) -> String {
-    if info.is_null() {
-        return "none".to_owned();
-    }
-    let source = info.get("source").unwrap_or(&Value::Null);
-    let from = match field(source, "kind").as_str() {
-        "pem_files" => format!(" from {}", field(source, "cert")),
-        "pkcs12_file" => format!(" from {}", field(source, "file")),
+fn describe(info: &Certificate) -> String {
+    let source = &info.source;
+    let from = match (source.kind.as_str(), &source.cert, &source.file) {
+        ("pem_files", Some(cert), _) => format!(" from {cert}"),
+        ("pkcs12_file", _, Some(file)) => format!(" from {file}"),
         _ => String::new(),
     };
     format!(
         "{} (SHA-1 {}, until {}){from}",
-        field(info, "subject"),
-        field(info, "sha1"),
-        field(info, "not_after")
+        info.subject, info.sha1, info.not_after
     )
 }
 
-fn print_binding(binding: &Value) {
-    let http2 = match binding.get("http2") {
-        Some(Value::Bool(true)) => ", HTTP/2",
-        _ => "",
-    };
-    say!("port {}{http2}", field(binding, "port"));
-    say!(
-        "  certificate: {}",
-        describe(binding.get("certificate").unwrap_or(&Value::Null))
-    );
-    for (name, info) in binding
-        .get("sni")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        say!("  for {name}: {}", describe(info));
+fn print_binding(binding: &Binding) {
+    let http2 = if binding.http2 { ", HTTP/2" } else { "" };
+    say!("port {}{http2}", binding.port);
+    let certificate = binding
+        .certificate
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), describe);
+    say_safe!("  certificate: {certificate}");
+    for (name, info) in &binding.sni {
+        say_safe!("  for {name}: {}", describe(info));
     }
-    match binding.get("client_certificates") {
-        Some(Value::Null) | None => {}
-        Some(clients) => say!(
+    if let Some(clients) = &binding.client_certificates {
+        say_safe!(
             "  client certificates: {} (CA {})",
-            field(clients, "mode"),
-            field(clients, "ca")
-        ),
+            clients.mode,
+            clients.ca
+        );
     }
 }
 
@@ -212,16 +225,32 @@ mod tests {
 
     #[test]
     fn certificates_read_in_one_line() {
-        let info = json!({
+        let info: Certificate = serde_json::from_value(json!({
             "subject": "CN=files.example",
             "sha1": "ab12",
+            "sha256": "ab:12",
             "not_after": "2027-01-01",
             "source": {"kind": "pem_files", "cert": "/etc/bcs/c.pem", "key": "/etc/bcs/k.pem"},
-        });
+        }))
+        .unwrap();
         assert_eq!(
             describe(&info),
             "CN=files.example (SHA-1 ab12, until 2027-01-01) from /etc/bcs/c.pem"
         );
-        assert_eq!(describe(&Value::Null), "none");
+    }
+
+    /// What the CLI sends is the library's `SetCertificate`.
+    #[test]
+    fn set_bodies_are_set_certificates() {
+        let source = Source {
+            kind: "pkcs12_file".into(),
+            cert: None,
+            key: None,
+            file: Some("/etc/bcs/c.p12".into()),
+            password: Some("pw".into()),
+        };
+        let set: bits_compact::service::SetCertificate =
+            serde_json::from_value(set_body(source)).unwrap();
+        assert_eq!(set.source.file.as_deref(), Some("/etc/bcs/c.p12"));
     }
 }

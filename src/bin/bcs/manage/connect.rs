@@ -50,11 +50,29 @@ pub(crate) enum Server {
 }
 
 impl Server {
-    /// The service's socket in its default state directory (`bcs serve` without `--state`).
-    pub(crate) fn local() -> Result<Self, ManageError> {
-        bits_compact::service::default_state_dir()
-            .map(|d| Server::Socket(bits_compact::service::socket_path(&d)))
-            .ok_or(ManageError::NoStateDir)
+    /// The service `args` name: `--server`, else the socket in the `--state` directory, else in the
+    /// state directory `bcs serve` picks by default ($BCS_STATE first). With it, for errors, where it
+    /// came from and how to name another.
+    pub(crate) fn of(args: &ApiArgs) -> Result<(Self, String), ManageError> {
+        if let Some(server) = &args.server {
+            return Ok((server.clone(), "from --server".to_owned()));
+        }
+        let socket =
+            |dir: &std::path::Path| Server::Socket(bits_compact::service::socket_path(dir));
+        let elsewhere = "a service started with `--state DIR` is reached with --state DIR (or \
+            BCS_STATE=DIR), one on another machine with --server https://HOST:PORT/";
+        if let Some(dir) = &args.state {
+            return Ok((
+                socket(dir),
+                format!("the socket in --state {}", dir.display()),
+            ));
+        }
+        let dir = bits_compact::service::default_state_dir().ok_or(ManageError::NoStateDir)?;
+        let from = match std::env::var_os("BCS_STATE").filter(|v| !v.is_empty()) {
+            Some(_) => "the socket in $BCS_STATE",
+            None => "the socket in the default state directory",
+        };
+        Ok((socket(&dir), format!("{from}; {elsewhere}")))
     }
 }
 
@@ -165,6 +183,8 @@ impl Answer {
 /// One configured way to the service; each call opens its own connection.
 pub(crate) struct Client {
     server: Server,
+    /// Where `server` came from, for the unreachable error.
+    tried: String,
     transport: Transport,
     authorization: Option<HeaderValue>,
 }
@@ -183,10 +203,7 @@ impl Client {
     /// The client for `args`: the server (default: the local socket), its TLS configuration, and Basic
     /// credentials when `--user` is given (the password asked now, before any connection).
     pub(crate) fn new(args: &ApiArgs) -> Result<Self, ManageError> {
-        let server = match &args.server {
-            Some(server) => server.clone(),
-            None => Server::local()?,
-        };
+        let (server, tried) = Server::of(args)?;
         let transport = match &server {
             Server::Https { host, port, .. } => Transport::Tls {
                 connector: tls_config(args)?.into(),
@@ -204,6 +221,7 @@ impl Client {
         };
         Ok(Client {
             server,
+            tried,
             transport,
             authorization,
         })
@@ -268,10 +286,7 @@ impl Client {
 
     /// A new connection to the service: its socket, or TCP and the TLS handshake.
     async fn connect(&self) -> Result<Box<dyn Io>, ManageError> {
-        let cannot = |e: Box<dyn std::error::Error + Send + Sync>| ManageError::Unreachable {
-            server: self.server.to_string(),
-            source: e,
-        };
+        let cannot = |e: Box<dyn std::error::Error + Send + Sync>| self.unreachable(e);
         Ok(match &self.transport {
             Transport::Socket(path) => Box::new(
                 UnixStream::connect(path)
@@ -303,10 +318,7 @@ impl Client {
     {
         // A failure past the handshake (a TLS 1.3 client certificate refused, a service that closes
         // without answering) is still "could not talk to it", not an answer.
-        let lost = |e: hyper::Error| ManageError::Unreachable {
-            server: self.server.to_string(),
-            source: e.into(),
-        };
+        let lost = |e: hyper::Error| self.unreachable(e.into());
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(lost)?;
@@ -347,10 +359,7 @@ impl Client {
             server: self.server.to_string(),
             secs: TIMEOUT.as_secs(),
         };
-        let lost = |e: Box<dyn std::error::Error + Send + Sync>| ManageError::Unreachable {
-            server: self.server.to_string(),
-            source: e,
-        };
+        let lost = |e: Box<dyn std::error::Error + Send + Sync>| self.unreachable(e);
         let (response, driver) = tokio::time::timeout(TIMEOUT, self.open(request))
             .await
             .map_err(|_| timeout())??;
@@ -409,10 +418,7 @@ impl Client {
         ),
         ManageError,
     > {
-        let cannot = |e: Box<dyn std::error::Error + Send + Sync>| ManageError::Unreachable {
-            server: self.server.to_string(),
-            source: e,
-        };
+        let cannot = |e: Box<dyn std::error::Error + Send + Sync>| self.unreachable(e);
         let io = self.connect().await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
@@ -425,6 +431,14 @@ impl Client {
             .await
             .map_err(|e| cannot(e.into()))?;
         Ok((response, driver))
+    }
+
+    fn unreachable(&self, source: Box<dyn std::error::Error + Send + Sync>) -> ManageError {
+        ManageError::Unreachable {
+            server: self.server.to_string(),
+            tried: self.tried.clone(),
+            source,
+        }
     }
 
     fn bad_answer(&self, reason: String) -> ManageError {

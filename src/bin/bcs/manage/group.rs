@@ -1,12 +1,13 @@
 //! `bcs group`: URL groups on the service.
 
+use bits_compact::service::GroupView;
 use bits_compact::{ByteRate, ConnectionLimit};
 use clap::{Args, Subcommand};
 use http::Method;
 use serde_json::{json, Value};
 
 use super::connect::segment;
-use super::{call, field, names, show, ApiArgs, PrefixArgs, EXIT_CODES};
+use super::{call, done, list_or_none, show, ApiArgs, PrefixArgs, EXIT_CODES};
 use crate::CliError;
 
 #[derive(Subcommand)]
@@ -53,25 +54,28 @@ pub(crate) async fn run(command: GroupCommand) -> Result<(), CliError> {
         GroupCommand::Create(args) => create(&args).await,
         GroupCommand::Delete(args) => {
             let path = format!("/v1/groups/{}", segment(&args.prefix));
-            let body = call(&args.api, Method::DELETE, &path, None).await?;
-            show(&args.api, &body, |_| {
-                note!("bcs: deleted group {}", args.prefix)
+            call(&args.api, Method::DELETE, &path, None).await?;
+            done(&args.api, || {
+                note_safe!("bcs: deleted group {}", args.prefix)
             });
             Ok(())
         }
         GroupCommand::List(api) => {
             let groups = call(&api, Method::GET, "/v1/groups", None).await?;
-            show(&api, &groups, |groups| {
-                for group in groups.as_array().into_iter().flatten() {
-                    say!("{}", summary(group));
+            show(&api, &groups, |groups: Vec<GroupView>| {
+                if groups.is_empty() {
+                    note!("bcs: no URL groups (create one with `bcs group create PREFIX`)");
                 }
-            });
+                for group in &groups {
+                    say_safe!("{}", summary(group));
+                }
+            })?;
             Ok(())
         }
         GroupCommand::Show(args) => {
             let path = format!("/v1/groups/{}", segment(&args.prefix));
             let group = call(&args.api, Method::GET, &path, None).await?;
-            show(&args.api, &group, print_group);
+            show(&args.api, &group, |group: GroupView| print_group(&group))?;
             Ok(())
         }
     }
@@ -80,13 +84,14 @@ pub(crate) async fn run(command: GroupCommand) -> Result<(), CliError> {
 async fn create(args: &CreateArgs) -> Result<(), CliError> {
     let body = create_body(args);
     let group = call(&args.api, Method::POST, "/v1/groups", Some(&body)).await?;
-    show(&args.api, &group, |group| {
-        note!("bcs: created group {}", field(group, "prefix"))
-    });
+    show(&args.api, &group, |group: GroupView| {
+        note_safe!("bcs: created group {}", group.prefix)
+    })?;
     Ok(())
 }
 
-/// `POST /v1/groups`'s body: the prefix, and only the options given (the service's defaults otherwise).
+/// `POST /v1/groups`'s body (a `NewGroup`): the prefix, and only the options given (the service's
+/// defaults otherwise).
 fn create_body(args: &CreateArgs) -> Value {
     let mut body = json!({ "prefix": args.prefix });
     if !args.auth.is_empty() {
@@ -108,38 +113,33 @@ fn create_body(args: &CreateArgs) -> Value {
 }
 
 /// `http://+:8080/app/  3 URLs  auth: ntlm, basic`.
-fn summary(group: &Value) -> String {
-    let urls = group
-        .get("urls")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
+fn summary(group: &GroupView) -> String {
+    let urls = group.urls.len();
     let urls = format!("{urls} URL{}", if urls == 1 { "" } else { "s" });
     format!(
         "{}  {urls}  auth: {}",
-        field(group, "prefix"),
-        names(group, "auth")
+        group.prefix,
+        list_or_none(&group.auth)
     )
 }
 
-fn print_group(group: &Value) {
-    say!("{}", summary(group));
-    if group.get("allow_basic_over_http") == Some(&Value::Bool(true)) {
+fn print_group(group: &GroupView) {
+    say_safe!("{}", summary(group));
+    if group.allow_basic_over_http {
         say!("  Basic over plain HTTP allowed");
     }
-    let sddl = field(group, "default_sddl");
-    if !sddl.is_empty() {
-        say!("  default SDDL: {sddl}");
+    if let Some(sddl) = group.default_sddl.as_deref().filter(|s| !s.is_empty()) {
+        say_safe!("  default SDDL: {sddl}");
     }
-    say!(
+    say_safe!(
         "  connection limit: {}, bandwidth limit: {}",
-        field(group, "connection_limit"),
-        field(group, "bandwidth_limit")
+        group.connection_limit,
+        group.bandwidth_limit
     );
-    let max_age = field(group, "cache_max_age_secs");
-    if !max_age.is_empty() {
+    if let Some(max_age) = group.cache_max_age_secs {
         say!("  cache max-age: {max_age} s");
     }
-    if group.get("index") == Some(&Value::Bool(true)) {
+    if group.index {
         say!("  index: on");
     }
 }
@@ -197,9 +197,26 @@ mod tests {
         );
     }
 
+    /// What the CLI sends is the library's `NewGroup`: a field renamed there fails here.
+    #[test]
+    fn create_bodies_are_new_groups() {
+        let body = body(&[
+            "http://+:8080/app/",
+            "--auth=ntlm",
+            "--connection-limit=3",
+            "--index",
+        ]);
+        let new: bits_compact::service::NewGroup = serde_json::from_value(body).unwrap();
+        assert_eq!(new.settings.connection_limit.as_deref(), Some("3"));
+        assert_eq!(new.settings.index, Some(true));
+    }
+
     #[test]
     fn summaries_count_urls() {
-        let group = json!({"prefix": "http://+:80/a/", "auth": [], "urls": [{"suffix": "x"}]});
+        let group: GroupView = serde_json::from_value(
+            json!({"prefix": "http://+:80/a/", "urls": [{"suffix": "x", "file": "/x"}]}),
+        )
+        .unwrap();
         assert_eq!(summary(&group), "http://+:80/a/  1 URL  auth: none");
     }
 }

@@ -1,16 +1,14 @@
 //! `bcs job`: download jobs run by the service (BITS jobs through the management API): create, add files,
 //! list, show, watch, resume, suspend, complete, cancel, set, error, delete.
 
-use std::collections::HashMap;
-use std::io::IsTerminal;
-
+use bits_compact::service::{JobErrorView, JobView};
 use clap::{Args, Subcommand, ValueEnum};
 use http::Method;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 use super::connect::{segment, Client};
-use super::{call, field, show, ApiArgs, ManageError, EXIT_CODES};
+use super::job_watch::{bytes, ProgressEvent, StateEvent, Watcher};
+use super::{call, done, read, show, ApiArgs, ManageError, EXIT_CODES};
 use crate::CliError;
 
 #[derive(Subcommand)]
@@ -109,7 +107,7 @@ struct SettingsArgs {
 }
 
 impl SettingsArgs {
-    /// Adds the settings given to a request body.
+    /// Adds the settings given to a request body (a `CreateJob` or a `ChangeJob`).
     fn add_to(&self, body: &mut Value) {
         if let Some(p) = self.priority {
             body["priority"] = json!(p.name());
@@ -157,25 +155,28 @@ pub(crate) async fn run(command: JobCommand) -> Result<(), CliError> {
     match command {
         JobCommand::Create(args) => create(&args).await,
         JobCommand::AddFile(args) => {
-            let body = json!({"remote_url": args.url, "local_file": args.dest});
+            let body = file_body(&args.url, &args.dest);
             let path = format!("/v1/jobs/{}/files", segment(&args.id));
             let job = call(&args.api, Method::POST, &path, Some(&body)).await?;
-            show(&args.api, &job, print_job);
+            show(&args.api, &job, |job: JobView| print_job(&job))?;
             Ok(())
         }
         JobCommand::List(api) => {
             let jobs = call(&api, Method::GET, "/v1/jobs", None).await?;
-            show(&api, &jobs, |jobs| {
-                for job in jobs.as_array().into_iter().flatten() {
-                    say!("{}", summary(job));
+            show(&api, &jobs, |jobs: Vec<JobView>| {
+                if jobs.is_empty() {
+                    note!("bcs: no jobs");
                 }
-            });
+                for job in &jobs {
+                    say_safe!("{}", summary(job));
+                }
+            })?;
             Ok(())
         }
         JobCommand::Show(args) => {
             let path = format!("/v1/jobs/{}", segment(&args.id));
             let job = call(&args.api, Method::GET, &path, None).await?;
-            show(&args.api, &job, print_job);
+            show(&args.api, &job, |job: JobView| print_job(&job))?;
             Ok(())
         }
         JobCommand::Watch(args) => watch(&args).await,
@@ -187,67 +188,63 @@ pub(crate) async fn run(command: JobCommand) -> Result<(), CliError> {
         JobCommand::Error(args) => {
             let path = format!("/v1/jobs/{}/error", segment(&args.id));
             let error = call(&args.api, Method::GET, &path, None).await?;
-            show(&args.api, &error, |e| {
-                if e.get("has_error") != Some(&Value::Bool(true)) {
-                    say!("no error");
-                    return;
+            show(&args.api, &error, |e: JobErrorView| {
+                match describe_error(&e) {
+                    None => say!("no error"),
+                    Some(text) => say_safe!("{text}"),
                 }
-                say!(
-                    "{} {}: {}",
-                    field(e, "context"),
-                    field(e, "code"),
-                    field(e, "message")
-                );
-                let url = field(e, "remote_url");
-                if !url.is_empty() {
-                    say!("  file: {url}");
-                }
-            });
+            })?;
             Ok(())
         }
         JobCommand::Delete(args) => {
             let path = format!("/v1/jobs/{}", segment(&args.id));
-            let body = call(&args.api, Method::DELETE, &path, None).await?;
-            show(&args.api, &body, |_| note!("bcs: deleted job {}", args.id));
+            call(&args.api, Method::DELETE, &path, None).await?;
+            done(&args.api, || note_safe!("bcs: deleted job {}", args.id));
             Ok(())
         }
     }
 }
 
-async fn create(args: &CreateArgs) -> Result<(), CliError> {
+/// `POST /v1/jobs`'s body (a `CreateJob`).
+fn create_body(args: &CreateArgs) -> Value {
     let mut body = json!({
         "display_name": args.name,
-        "files": [{"remote_url": args.url, "local_file": args.dest}],
+        "files": [file_body(&args.url, &args.dest)],
         "suspended": args.suspended,
     });
     if let Some(d) = &args.description {
         body["description"] = json!(d);
     }
     args.settings.add_to(&mut body);
+    body
+}
+
+/// A file of a job (a `NewFile`).
+fn file_body(url: &str, dest: &str) -> Value {
+    json!({"remote_url": url, "local_file": dest})
+}
+
+/// `PUT /v1/jobs/{id}/state`'s body (a `SetState`).
+fn state_body(action: &str) -> Value {
+    json!({ "action": action })
+}
+
+async fn create(args: &CreateArgs) -> Result<(), CliError> {
+    let body = create_body(args);
     let job = call(&args.api, Method::POST, "/v1/jobs", Some(&body)).await?;
-    show(&args.api, &job, |job| {
-        say!("{}", field(job, "id"));
-        note!(
-            "bcs: created job {} ({})",
-            field(job, "display_name"),
-            field(job, "state")
-        );
-    });
+    show(&args.api, &job, |job: JobView| {
+        say_safe!("{}", job.id);
+        note_safe!("bcs: created job {} ({})", job.display_name, job.state);
+    })?;
     Ok(())
 }
 
 async fn action(args: &IdArgs, name: &str) -> Result<(), CliError> {
     let path = format!("/v1/jobs/{}/state", segment(&args.id));
-    let job = call(
-        &args.api,
-        Method::PUT,
-        &path,
-        Some(&json!({"action": name})),
-    )
-    .await?;
-    show(&args.api, &job, |job| {
-        note!("bcs: job {} is {}", field(job, "id"), field(job, "state"))
-    });
+    let job = call(&args.api, Method::PUT, &path, Some(&state_body(name))).await?;
+    show(&args.api, &job, |job: JobView| {
+        note_safe!("bcs: job {} is {}", job.id, job.state)
+    })?;
     Ok(())
 }
 
@@ -262,185 +259,100 @@ async fn set(args: &SetArgs) -> Result<(), CliError> {
     }
     let path = format!("/v1/jobs/{}", segment(&args.id));
     let job = call(&args.api, Method::PATCH, &path, Some(&body)).await?;
-    show(&args.api, &job, print_job);
+    show(&args.api, &job, |job: JobView| print_job(&job))?;
     Ok(())
 }
 
+/// `REMOTE_FILE http_404: not found` with the file's URL, or `None` when the job has no error.
+fn describe_error(e: &JobErrorView) -> Option<String> {
+    if !e.has_error {
+        return None;
+    }
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let mut line = format!(
+        "{} {}: {}",
+        text(&e.context),
+        text(&e.code),
+        text(&e.message)
+    );
+    if let Some(url) = &e.remote_url {
+        line.push_str(&format!(" (file {url})"));
+    }
+    Some(line)
+}
+
 /// `ID  STATE  PRIORITY  bytes  files  NAME (owner)`.
-fn summary(job: &Value) -> String {
+fn summary(job: &JobView) -> String {
     format!(
         "{}  {:<15} {:<10} {}  {}/{} files  {} ({})",
-        field(job, "id"),
-        field(job, "state"),
-        field(job, "priority"),
-        bytes(job),
-        field(job, "files_transferred"),
-        field(job, "files_total"),
-        field(job, "display_name"),
-        field(job, "owner"),
+        job.id,
+        job.state,
+        job.priority,
+        bytes(job.bytes_transferred, job.bytes_total),
+        job.files_transferred,
+        job.files_total,
+        job.display_name,
+        job.owner,
     )
 }
 
-/// `transferred/total bytes`, the total `?` while unknown.
-fn bytes(v: &Value) -> String {
-    let total = match field(v, "bytes_total") {
-        t if t.is_empty() => "?".to_owned(),
-        t => t,
-    };
-    format!("{}/{} bytes", field(v, "bytes_transferred"), total)
-}
-
-fn print_job(job: &Value) {
-    say!("{}  {}", field(job, "id"), field(job, "display_name"));
-    let description = field(job, "description");
-    if !description.is_empty() {
-        say!("  description: {description}");
+fn print_job(job: &JobView) {
+    say_safe!("{}  {}", job.id, job.display_name);
+    if !job.description.is_empty() {
+        say_safe!("  description: {}", job.description);
     }
-    say!(
+    say_safe!(
         "  state: {} ({}), priority: {} ({}), owner: {}",
-        field(job, "state"),
-        field(job, "state_number"),
-        field(job, "priority"),
-        field(job, "priority_number"),
-        field(job, "owner")
+        job.state,
+        job.state_number,
+        job.priority,
+        job.priority_number,
+        job.owner
     );
     say!(
         "  progress: {}, {}/{} files, {} transient errors",
-        bytes(job),
-        field(job, "files_transferred"),
-        field(job, "files_total"),
-        field(job, "error_count")
+        bytes(job.bytes_transferred, job.bytes_total),
+        job.files_transferred,
+        job.files_total,
+        job.error_count
     );
-    say!(
-        "  created {}, modified {}{}",
-        field(job, "creation_time"),
-        field(job, "modification_time"),
-        match field(job, "transfer_completion_time") {
-            t if t.is_empty() => String::new(),
-            t => format!(", transferred {t}"),
-        }
+    let transferred = job
+        .transfer_completion_time
+        .as_ref()
+        .map_or_else(String::new, |t| format!(", transferred {t}"));
+    say_safe!(
+        "  created {}, modified {}{transferred}",
+        job.creation_time,
+        job.modification_time
     );
     say!(
         "  retry delay {} s, no-progress timeout {} s",
-        field(job, "minimum_retry_delay_secs"),
-        field(job, "no_progress_timeout_secs")
+        job.minimum_retry_delay_secs,
+        job.no_progress_timeout_secs
     );
-    if let Some(c) = job.get("credentials").filter(|c| !c.is_null()) {
-        say!("  credentials: {} {}", field(c, "scheme"), field(c, "user"));
+    if let Some(c) = &job.credentials {
+        say_safe!("  credentials: {} {}", c.scheme, c.user);
     }
-    for f in job
-        .get("files")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        say!(
+    for f in &job.files {
+        say_safe!(
             "  {} -> {}  {}{}",
-            field(f, "remote_url"),
-            field(f, "local_file"),
-            bytes(f),
-            if f.get("completed") == Some(&Value::Bool(true)) {
-                " done"
-            } else {
-                ""
-            }
+            f.remote_url,
+            f.local_file,
+            bytes(f.bytes_transferred, f.bytes_total),
+            if f.completed { " done" } else { "" }
         );
     }
-    if job.get("has_error") == Some(&Value::Bool(true)) {
-        say!("  has an error: see `bcs job error {}`", field(job, "id"));
+    if job.has_error {
+        say_safe!("  has an error: see `bcs job error {}`", job.id);
     }
 }
 
-/// How `watch` shows what happens: a bar per file on a terminal, lines otherwise, JSON lines with --json.
-enum Watcher {
-    Bars {
-        multi: MultiProgress,
-        bars: Vec<ProgressBar>,
-    },
-    Lines {
-        shown: HashMap<usize, u64>,
-    },
-    Json,
-}
-
-impl Watcher {
-    fn new(json: bool) -> Watcher {
-        if json {
-            Watcher::Json
-        } else if std::io::stderr().is_terminal() {
-            Watcher::Bars {
-                multi: MultiProgress::new(),
-                bars: Vec::new(),
-            }
-        } else {
-            Watcher::Lines {
-                shown: HashMap::new(),
-            }
-        }
-    }
-
-    /// The files' numbers (from a `job` or a `progress` event).
-    fn files(&mut self, files: &[Value]) {
-        match self {
-            Watcher::Bars { multi, bars } => {
-                let style = ProgressStyle::with_template(
-                    "{prefix} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
-                for (i, f) in files.iter().enumerate() {
-                    if bars.len() <= i {
-                        let bar = multi.add(ProgressBar::new(0));
-                        bar.set_style(style.clone());
-                        let name = field(f, "local_file");
-                        let name = name.rsplit('/').next().unwrap_or_default().to_owned();
-                        bar.set_prefix(if name.is_empty() {
-                            format!("#{i}")
-                        } else {
-                            name
-                        });
-                        bars.push(bar);
-                    }
-                    let bar = &bars[i];
-                    if let Some(total) = f.get("bytes_total").and_then(Value::as_u64) {
-                        bar.set_length(total);
-                    }
-                    if let Some(done) = f.get("bytes_transferred").and_then(Value::as_u64) {
-                        bar.set_position(done);
-                    }
-                }
-            }
-            Watcher::Lines { shown } => {
-                for (i, f) in files.iter().enumerate() {
-                    let done = f
-                        .get("bytes_transferred")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0);
-                    if shown.insert(i, done) != Some(done) {
-                        note!("file {i}: {}", bytes(f));
-                    }
-                }
-            }
-            Watcher::Json => {}
-        }
-    }
-
-    fn line(&self, text: &str) {
-        match self {
-            Watcher::Bars { multi, .. } => {
-                let _ = multi.println(text);
-            }
-            Watcher::Lines { .. } => note!("{text}"),
-            Watcher::Json => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Watcher::Bars { bars, .. } = self {
-            for bar in bars {
-                bar.finish();
-            }
-        }
-    }
+/// Whether a state ends `watch`.
+fn is_end(state: &str) -> bool {
+    matches!(
+        state,
+        "TRANSFERRED" | "ACKNOWLEDGED" | "ERROR" | "CANCELLED"
+    )
 }
 
 /// Follows `/v1/jobs/{id}/events` until the job is TRANSFERRED or ends.
@@ -455,54 +367,123 @@ async fn watch(args: &IdArgs) -> Result<(), CliError> {
                 return true;
             };
             if args.api.json {
-                say!("{}", json!({"event": event, "data": value}));
+                let line = json!({"event": event, "data": value}).to_string();
+                say!("{}", crate::print::json_safe(line));
             }
             let state = match event {
-                "job" => {
-                    let files = value.get("files").and_then(Value::as_array);
-                    watcher.files(files.map(Vec::as_slice).unwrap_or_default());
-                    watcher.line(&format!("state: {}", field(&value, "state")));
-                    field(&value, "state")
-                }
+                "job" => match read::<JobView>(&value) {
+                    Ok(job) => {
+                        watcher.job(&job);
+                        job.state
+                    }
+                    Err(_) => return true,
+                },
                 "progress" => {
-                    let files = value.get("files").and_then(Value::as_array);
-                    watcher.files(files.map(Vec::as_slice).unwrap_or_default());
+                    if let Ok(progress) = read::<ProgressEvent>(&value) {
+                        watcher.files(&progress.files);
+                    }
                     return true;
                 }
-                "state" => {
-                    watcher.line(&format!("state: {}", field(&value, "state")));
-                    field(&value, "state")
-                }
+                "state" => match read::<StateEvent>(&value) {
+                    Ok(change) => change.state,
+                    Err(_) => return true,
+                },
                 _ => return true,
             };
-            match state.as_str() {
-                "TRANSFERRED" | "ACKNOWLEDGED" | "ERROR" | "CANCELLED" => {
+            watcher.line(&format!("state: {state}"));
+            match is_end(&state) {
+                true => {
                     end = Some(state);
                     false
                 }
-                _ => true,
+                false => true,
             }
         })
         .await?;
     // The last numbers, whole (progress events are thinned out by the service).
-    if let Ok(job) = client
-        .fetch(
-            Method::GET,
-            &format!("/v1/jobs/{}", segment(&args.id)),
-            None,
-        )
-        .await
-    {
-        if let Some(files) = job.body.get("files").and_then(Value::as_array) {
-            watcher.files(files);
+    let job_path = format!("/v1/jobs/{}", segment(&args.id));
+    if let Ok(answer) = client.fetch(Method::GET, &job_path, None).await {
+        if let Ok(job) = read::<JobView>(&answer.body) {
+            watcher.job(&job);
         }
     }
     watcher.finish();
     match end.as_deref() {
         Some("TRANSFERRED" | "ACKNOWLEDGED") => Ok(()),
+        Some("ERROR") => {
+            let why = job_error(&client, &args.id).await;
+            let why = why.map_or_else(String::new, |e| format!(": {e}"));
+            Err(ManageError::Ended(format!("job {} is ERROR{why}", args.id)).into())
+        }
         Some(state) => Err(ManageError::Ended(format!("job {} is {state}", args.id)).into()),
         None => Err(
             ManageError::Ended(format!("the event stream of job {} ended early", args.id)).into(),
         ),
+    }
+}
+
+/// A job's error in one line, when the service gives it.
+async fn job_error(client: &Client, id: &str) -> Option<String> {
+    let path = format!("/v1/jobs/{}/error", segment(id));
+    let answer = client.fetch(Method::GET, &path, None).await.ok()?;
+    describe_error(&read::<JobErrorView>(&answer.body).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bits_compact::service::{ChangeJob, CreateJob, NewFile, SetState};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Create {
+        #[command(flatten)]
+        args: CreateArgs,
+    }
+
+    /// What the CLI sends is the library's request types: a field renamed there fails here.
+    #[test]
+    fn bodies_are_the_librarys_requests() {
+        let cli = Create::try_parse_from([
+            "create",
+            "nightly",
+            "http://h/a",
+            "a/a",
+            "--suspended",
+            "--description",
+            "d",
+            "--priority",
+            "high",
+            "--retry-delay",
+            "30",
+            "--no-progress-timeout",
+            "90",
+        ])
+        .unwrap();
+        let job: CreateJob = serde_json::from_value(create_body(&cli.args)).unwrap();
+        assert_eq!(job.display_name, "nightly");
+        assert_eq!(job.files.len(), 1);
+        assert!(job.suspended);
+        assert_eq!(job.minimum_retry_delay_secs, Some(30));
+        let file: NewFile = serde_json::from_value(file_body("http://h/b", "b")).unwrap();
+        assert_eq!(file.local_file, "b");
+        let _: SetState = serde_json::from_value(state_body("CANCEL")).unwrap();
+        let mut change = json!({});
+        cli.args.settings.add_to(&mut change);
+        let change: ChangeJob = serde_json::from_value(change).unwrap();
+        assert_eq!(change.no_progress_timeout_secs, Some(90));
+    }
+
+    #[test]
+    fn errors_read_in_one_line() {
+        let e: JobErrorView = serde_json::from_value(json!({
+            "has_error": true, "context": "REMOTE_FILE", "code": "http_404", "message": "not found",
+            "file": 0, "remote_url": "http://h/a", "http_status": 404,
+        }))
+        .unwrap();
+        assert_eq!(
+            describe_error(&e).unwrap(),
+            "REMOTE_FILE http_404: not found (file http://h/a)"
+        );
     }
 }

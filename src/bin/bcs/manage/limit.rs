@@ -1,15 +1,19 @@
-//! `bcs limit`: a group's ConnectionLimit and BandwidthLimit, as the original's properties (u32 values,
-//! 4294967295 for unlimited).
+//! `bcs limit`: a group's ConnectionLimit and BandwidthLimit, set by the original's property names and
+//! values (u32, 4294967295 for unlimited, or `unlimited` and rates), and shown as every other command
+//! shows them: with `--json`, `{"connection_limit", "bandwidth_limit"}` as strings (`"10"`,
+//! `"unlimited"`, `"8MiB/s"`), the group's own fields, as `bcs group show --json` and `bcs export` print
+//! them.
 
 use std::str::FromStr;
 
-use bits_compact::{ByteRate, ConnectionLimit};
+use bits_compact::service::GroupView;
+use bits_compact::ByteRate;
 use clap::{Args, Subcommand};
-use http::Method;
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::connect::segment;
-use super::{call, show, ApiArgs, ManageError, PrefixArgs, EXIT_CODES};
+use super::{call, print_json, read, ApiArgs, ManageError, PrefixArgs, EXIT_CODES};
 use crate::CliError;
 
 /// The original's "no limit" value, 0xFFFFFFFF.
@@ -49,6 +53,37 @@ impl Property {
         match self {
             Property::ConnectionLimit => "ConnectionLimit",
             Property::BandwidthLimit => "BandwidthLimit",
+        }
+    }
+
+    /// The group's setting that holds this property.
+    fn setting(self) -> &'static str {
+        match self {
+            Property::ConnectionLimit => "connection_limit",
+            Property::BandwidthLimit => "bandwidth_limit",
+        }
+    }
+
+    /// The property's value in the setting's form: `unlimited`, or the number (bytes per second).
+    fn text(value: u32) -> String {
+        match value {
+            UNLIMITED => "unlimited".to_owned(),
+            n => n.to_string(),
+        }
+    }
+
+    /// `PATCH /v1/groups/{p}`'s body (a `GroupSettings`) that sets the property to `value`.
+    fn body(self, value: u32) -> Value {
+        let mut body = serde_json::Map::new();
+        body.insert(self.setting().to_owned(), Property::text(value).into());
+        Value::Object(body)
+    }
+
+    /// The property's value in a group, as the service shows it.
+    fn of(self, group: &GroupView) -> &str {
+        match self {
+            Property::ConnectionLimit => &group.connection_limit,
+            Property::BandwidthLimit => &group.bandwidth_limit,
         }
     }
 
@@ -103,50 +138,59 @@ pub(crate) async fn run(command: LimitCommand) -> Result<(), CliError> {
     match command {
         LimitCommand::Set(args) => {
             let value = args.name.value(&args.value)?;
-            let path = format!(
-                "/v1/groups/{}/properties/{}",
-                segment(&args.prefix),
-                args.name.name()
-            );
-            let body = json!({ "value": value });
-            let limits = call(&args.api, Method::PUT, &path, Some(&body)).await?;
-            show(&args.api, &limits, |limits| {
-                let now = describe(args.name, limits.get(args.name.name()));
-                note!("bcs: {} {} now {now}", args.prefix, args.name.name())
-            });
+            let path = format!("/v1/groups/{}", segment(&args.prefix));
+            let body = args.name.body(value);
+            let group = call(&args.api, Method::PATCH, &path, Some(&body)).await?;
+            print_limits(&args.api, &group, |group| {
+                let now = describe(args.name, args.name.of(group));
+                note_safe!("bcs: {} {} now {now}", args.prefix, args.name.name())
+            })?;
             Ok(())
         }
         LimitCommand::Show(args) => {
-            let path = format!("/v1/groups/{}/properties", segment(&args.prefix));
-            let limits = call(&args.api, Method::GET, &path, None).await?;
-            show(&args.api, &limits, |limits| {
+            let path = format!("/v1/groups/{}", segment(&args.prefix));
+            let group = call(&args.api, Method::GET, &path, None).await?;
+            print_limits(&args.api, &group, |group| {
                 for property in [Property::ConnectionLimit, Property::BandwidthLimit] {
-                    let value = describe(property, limits.get(property.name()));
-                    say!("{}: {value}", property.name());
+                    let value = describe(property, property.of(group));
+                    say_safe!("{}: {value}", property.name());
                 }
-            });
+            })?;
             Ok(())
         }
     }
 }
 
-/// A property's value in words: `unlimited`, `10`, `1MiB/s (1048576)`.
-fn describe(property: Property, value: Option<&Value>) -> String {
-    let Some(n) = value.and_then(Value::as_u64) else {
-        return value.map_or_else(|| "?".to_owned(), Value::to_string);
-    };
-    if n == u64::from(UNLIMITED) {
-        return "unlimited".to_owned();
+/// A group's limits: with `--json` its two fields as they are, else what `text` makes of them.
+fn print_limits(
+    api: &ApiArgs,
+    group: &Value,
+    text: impl FnOnce(&GroupView),
+) -> Result<(), ManageError> {
+    let group: GroupView = read(group)?;
+    match api.json {
+        true => print_json(&limits_json(&group), StatusCode::OK),
+        false => text(&group),
     }
-    match property {
-        Property::ConnectionLimit => u32::try_from(n)
-            .ok()
-            .and_then(|n| ConnectionLimit::new(n).ok())
-            .map_or_else(|| n.to_string(), |l| l.to_string()),
-        Property::BandwidthLimit => match ByteRate::per_second(n) {
-            Ok(rate) => format!("{rate} ({n})"),
-            Err(_) => n.to_string(),
-        },
+    Ok(())
+}
+
+/// `{"connection_limit": "10", "bandwidth_limit": "8MiB/s"}`.
+fn limits_json(group: &GroupView) -> Value {
+    json!({
+        "connection_limit": group.connection_limit,
+        "bandwidth_limit": group.bandwidth_limit,
+    })
+}
+
+/// A setting in words: `unlimited`, `10`, `1MiB/s (1048576)`.
+fn describe(property: Property, value: &str) -> String {
+    match (
+        property,
+        value.parse::<ByteRate>().ok().and_then(|r| r.get()),
+    ) {
+        (Property::BandwidthLimit, Some(n)) if n.to_string() != value => format!("{value} ({n})"),
+        _ => value.to_owned(),
     }
 }
 
@@ -197,9 +241,21 @@ mod tests {
     #[test]
     fn values_read_back_in_words() {
         let bw = Property::BandwidthLimit;
-        assert_eq!(describe(bw, Some(&json!(1048576))), "1MiB/s (1048576)");
-        assert_eq!(describe(bw, Some(&json!(4294967295_u64))), "unlimited");
-        assert_eq!(describe(Property::ConnectionLimit, Some(&json!(10))), "10");
-        assert_eq!(describe(Property::ConnectionLimit, None), "?");
+        assert_eq!(describe(bw, "1MiB/s"), "1MiB/s (1048576)");
+        assert_eq!(describe(bw, "65536"), "65536");
+        assert_eq!(describe(bw, "unlimited"), "unlimited");
+        assert_eq!(describe(Property::ConnectionLimit, "10"), "10");
+    }
+
+    /// What the CLI sends is the library's `GroupSettings`, with the setting in its text form.
+    #[test]
+    fn set_bodies_are_group_settings() {
+        use bits_compact::service::GroupSettings;
+        let body = Property::ConnectionLimit.body(10);
+        let settings: GroupSettings = serde_json::from_value(body).unwrap();
+        assert_eq!(settings.connection_limit.as_deref(), Some("10"));
+        let body = Property::BandwidthLimit.body(UNLIMITED);
+        let settings: GroupSettings = serde_json::from_value(body).unwrap();
+        assert_eq!(settings.bandwidth_limit.as_deref(), Some("unlimited"));
     }
 }

@@ -1,6 +1,10 @@
-//! The management commands (`bcs group`, `url`, `auth`, `limit`, `cert`, `user` without `--users`,
-//! `export`, `apply`): each is one request to `bcs serve`'s management API, its answer printed as text
-//! or, with `--json`, as the API's JSON.
+//! The management commands (`bcs group`, `url`, `auth`, `limit`, `cert`, `job`, `user` without
+//! `--users`, `export`, `apply`): each is a request to `bcs serve`'s management API (`apply` first reads
+//! the configuration to say what it changes), its answer read as the library's own type for it
+//! (`bits_compact::service`) and printed as text, or with `--json` as the API's JSON (`limit` prints the
+//! group's two limit fields; `apply` its changes). What the service sent is escaped for the terminal
+//! either way. The service is found by `--server`, else by its state directory (`--state`, else as
+//! `bcs serve` finds it).
 //!
 //! Exit status (also in each command's `--help`): 0 success; 1 any other error, the service's 5xx
 //! included; 2 invalid (usage errors, and HTTP 400, 409, 413, 422); 3 not found (HTTP 404); 4 refused
@@ -17,15 +21,15 @@
 //! | `url list P`                          | `GET /v1/groups/{p}/urls`                            |
 //! | `auth set P SCHEME on\|off`           | `PUT /v1/groups/{p}/auth/{scheme}` `{"enabled"}`     |
 //! | `auth show P`                         | `GET /v1/groups/{p}/auth`                            |
-//! | `limit set P NAME VALUE`              | `PUT /v1/groups/{p}/properties/{NAME}` `{"value"}`   |
-//! | `limit show P`                        | `GET /v1/groups/{p}/properties`                      |
+//! | `limit set P NAME VALUE`              | `PATCH /v1/groups/{p}` `{"connection_limit"}` (or bandwidth) |
+//! | `limit show P`                        | `GET /v1/groups/{p}`                                 |
 //! | `cert set PORT [--sni N] source`      | `PUT /v1/certificates/{port}[/sni/{n}]` `{"source"}` |
 //! | `cert show [PORT]`                    | `GET /v1/certificates[/{port}]`                      |
 //! | `cert remove PORT [--sni N]`          | `DELETE /v1/certificates/{port}[/sni/{n}]`           |
 //! | `user add N [--group G]...`           | `PUT /v1/users/{n}` `{"password","groups"?}`         |
 //! | `user remove N` / `user list`         | `DELETE /v1/users/{n}` / `GET /v1/users`             |
 //! | `export`                              | `GET /v1/config`                                     |
-//! | `apply FILE [--prune]`                | `PUT /v1/config?prune=false\|true`                   |
+//! | `apply FILE [--prune] [--dry-run]`    | `GET /v1/config`, then `PUT /v1/config?prune=false\|true` |
 //! | `job create N URL DEST [opts]`        | `POST /v1/jobs` `{"display_name","files",...}`       |
 //! | `job add-file ID URL DEST`            | `POST /v1/jobs/{id}/files` `{"remote_url","local_file"}` |
 //! | `job list` / `show ID` / `error ID`   | `GET /v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/error` |
@@ -36,10 +40,13 @@
 mod apply;
 mod auth;
 mod cert;
+mod changes;
 mod connect;
 mod group;
 mod job;
+mod job_watch;
 mod limit;
+mod toml_file;
 mod url;
 pub(crate) mod user;
 
@@ -48,6 +55,7 @@ use std::path::PathBuf;
 use bits_compact::ErrorKind;
 use clap::{Args, Subcommand};
 use http::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::CliError;
@@ -65,9 +73,14 @@ pub(crate) struct ApiArgs {
     #[arg(long)]
     pub(crate) json: bool,
     /// The service: its Unix socket, or https://HOST:PORT/ for a remote one. Default: bcs.sock in the
-    /// state directory ($BCS_STATE, else /var/lib/bcs for root, else $XDG_STATE_HOME/bcs or ~/.local/state/bcs).
+    /// state directory (--state, else $BCS_STATE, else /var/lib/bcs for root, else $XDG_STATE_HOME/bcs or
+    /// ~/.local/state/bcs).
     #[arg(long, value_name = "SOCKET|URL")]
     server: Option<Server>,
+    /// The state directory of the local service to manage, as given to `bcs serve --state` (its socket
+    /// is bcs.sock there). Default: $BCS_STATE, else as `bcs serve` chooses it.
+    #[arg(long, value_name = "DIR", conflicts_with = "server")]
+    state: Option<PathBuf>,
     /// Authenticate with Basic as NAME; the password is BCS_PASSWORD, else asked on the terminal.
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
@@ -115,7 +128,14 @@ pub(crate) enum ManageCommand {
     /// Print the service's whole configuration, as TOML (or JSON with --json).
     #[command(after_help = EXIT_CODES)]
     Export(ApiArgs),
-    /// Make the service's configuration match a TOML file (as `bcs export` writes it).
+    /// Make the service's configuration match a TOML file (as `bcs export` writes it), printing each
+    /// change (added, changed, removed).
+    ///
+    /// What the file replaces: each URL group it names, whole: its settings, and exactly its URLs (a URL
+    /// the file's group does not list is removed, with or without --prune); each TLS binding it names,
+    /// whole (an empty password or key keeps the service's); each user and principal group its
+    /// [principals] names (a user without a password keeps its own). What it does not name stays, unless
+    /// --prune. All or nothing: one bad part and nothing changes.
     #[command(after_help = EXIT_CODES)]
     Apply(apply::ApplyArgs),
 }
@@ -144,9 +164,11 @@ pub(crate) enum ManageError {
         code: String,
         message: String,
     },
-    #[error("cannot reach bcs serve at {server}")]
+    /// `tried` says where the address came from and how to give another.
+    #[error("cannot reach bcs serve at {server} ({tried})")]
     Unreachable {
         server: String,
+        tried: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -154,13 +176,18 @@ pub(crate) enum ManageError {
     Timeout { server: String, secs: u64 },
     #[error("unexpected answer from {server}: {reason}")]
     BadAnswer { server: String, reason: String },
+    /// A success whose JSON is not the library's type for it: another version of the service.
+    #[error("the service's answer is not what this bcs {} reads (is the service another version?)", env!("CARGO_PKG_VERSION"))]
+    Shape(#[source] serde_json::Error),
     #[error("{0}")]
     Invalid(String),
-    #[error("invalid TOML in {path:?}")]
-    Toml {
+    /// A configuration file that cannot be applied, at a place in it (1-based line and column).
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    File {
         path: PathBuf,
-        #[source]
-        source: toml::de::Error,
+        line: usize,
+        column: usize,
+        message: String,
     },
     #[error("cannot read {path:?}")]
     Read {
@@ -174,7 +201,7 @@ pub(crate) enum ManageError {
     NoAnchors,
     #[error("{0} needs an https --server")]
     NeedsHttps(&'static str),
-    #[error("no --server, and neither XDG_STATE_HOME nor HOME is set to find the local socket")]
+    #[error("no --server or --state, and neither XDG_STATE_HOME nor HOME is set to find the local socket")]
     NoStateDir,
     #[error("--user needs its password: set BCS_PASSWORD (there is no terminal to ask on: {0})")]
     NoPassword(std::io::Error),
@@ -196,7 +223,7 @@ impl ManageError {
             ManageError::Unreachable { .. } | ManageError::Timeout { .. } => {
                 ErrorKind::Unreachable.exit_code()
             }
-            ManageError::Invalid(_) | ManageError::Toml { .. } => ErrorKind::Invalid.exit_code(),
+            ManageError::Invalid(_) | ManageError::File { .. } => ErrorKind::Invalid.exit_code(),
             _ => 1,
         }
     }
@@ -223,7 +250,8 @@ async fn call(
 }
 
 /// The answer as JSON on stdout, pretty; a body-less answer as `{}` so that the output always parses,
-/// and an error without a JSON body as the `{"code","message"}` it stands for.
+/// and an error without a JSON body as the `{"code","message"}` it stands for. What the service sent is
+/// escaped for the terminal, and stays the same JSON.
 fn print_json(body: &Value, status: StatusCode) {
     let body = match body {
         Value::Null if status.is_success() => serde_json::json!({}),
@@ -234,48 +262,62 @@ fn print_json(body: &Value, status: StatusCode) {
         body => body.clone(),
     };
     let text = serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string());
-    say!("{text}");
+    say!("{}", crate::print::json_safe(text));
 }
 
-/// Prints a success: its JSON with `--json`, else what `text` makes of it.
-fn show(api: &ApiArgs, body: &Value, text: impl FnOnce(&Value)) {
+/// Prints a success: its JSON with `--json`, as the service sent it; else what `text` makes of it, read
+/// as the library's type for that answer (so that a field the service renamed is an error here, not
+/// a blank).
+fn show<T: DeserializeOwned>(
+    api: &ApiArgs,
+    body: &Value,
+    text: impl FnOnce(T),
+) -> Result<(), ManageError> {
+    if api.json {
+        print_json(body, StatusCode::OK);
+        return Ok(());
+    }
+    text(read(body)?);
+    Ok(())
+}
+
+/// An answer as the library's type for it.
+fn read<T: DeserializeOwned>(body: &Value) -> Result<T, ManageError> {
+    T::deserialize(body).map_err(ManageError::Shape)
+}
+
+/// Prints a body-less success (204): `{}` with `--json`, else what `text` says.
+fn done(api: &ApiArgs, text: impl FnOnce()) {
     match api.json {
-        true => print_json(body, StatusCode::OK),
-        false => text(body),
+        true => print_json(&Value::Null, StatusCode::NO_CONTENT),
+        false => text(),
     }
 }
 
-/// A string field of a JSON object, or the field's JSON when it is not a string; empty when missing.
-fn field(value: &Value, name: &str) -> String {
-    match value.get(name) {
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-/// The strings of an array field, joined with ", ", or `none`.
-fn names(value: &Value, name: &str) -> String {
-    let list: Vec<String> = value
-        .get(name)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-        .collect();
-    match list.is_empty() {
+/// Names joined with ", ", or `none`.
+fn list_or_none(names: &[String]) -> String {
+    match names.is_empty() {
         true => "none".to_owned(),
-        false => list.join(", "),
+        false => names.join(", "),
     }
 }
 
-/// A local file the service should use: its canonical absolute path when it exists here, else the text as
-/// given (the service may be on another machine, or the file may come later).
-fn service_path(file: &std::path::Path) -> String {
-    std::fs::canonicalize(file)
-        .unwrap_or_else(|_| file.to_owned())
-        .display()
-        .to_string()
+/// A local file the service should use: its canonical absolute path when it exists here, else an
+/// absolute path as given (the service may be on another machine, or the file may come later). A
+/// relative path that names nothing here is an error: the service cannot tell what it is relative to.
+fn service_path(file: &std::path::Path) -> Result<String, ManageError> {
+    match std::fs::canonicalize(file) {
+        Ok(path) => Ok(path.display().to_string()),
+        Err(_) if file.is_absolute() => Ok(file.display().to_string()),
+        Err(e) => Err(ManageError::Invalid(format!(
+            "{}: {} here (a relative path is taken from this directory; a file on the service's machine is named by its absolute path)",
+            file.display(),
+            match e.kind() {
+                std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+                _ => format!("cannot be read ({e})"),
+            }
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -301,6 +343,7 @@ mod tests {
         }
         let gone = ManageError::Unreachable {
             server: "/x.sock".into(),
+            tried: "--server".into(),
             source: "refused".into(),
         };
         assert_eq!(gone.exit_code(), 5);
@@ -314,12 +357,11 @@ mod tests {
     }
 
     #[test]
-    fn fields_print_plainly() {
-        let group = serde_json::json!({"prefix": "http://+:80/a/", "auth": ["ntlm", "basic"], "index": false, "x": null});
-        assert_eq!(field(&group, "prefix"), "http://+:80/a/");
-        assert_eq!(field(&group, "index"), "false");
-        assert_eq!(field(&group, "x"), "");
-        assert_eq!(names(&group, "auth"), "ntlm, basic");
-        assert_eq!(names(&group, "missing"), "none");
+    fn relative_paths_must_name_a_file_here() {
+        let e = service_path(std::path::Path::new("./no-such-file.exe")).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        let remote = service_path(std::path::Path::new("/srv/not-here/a.exe")).unwrap();
+        assert_eq!(remote, "/srv/not-here/a.exe");
     }
 }

@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
+use bits_compact::service::UrlView;
 use clap::{Args, Subcommand};
 use http::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::connect::{segment, Client};
-use super::{call, field, print_json, service_path, show, ApiArgs, PrefixArgs, EXIT_CODES};
+use super::{call, done, print_json, service_path, show, ApiArgs, PrefixArgs, EXIT_CODES};
 use crate::CliError;
 
 #[derive(Subcommand)]
@@ -32,7 +33,7 @@ pub(crate) struct AddArgs {
     prefix: String,
     /// The URL's path under the prefix (tools/a.exe).
     suffix: String,
-    /// The file; sent as its absolute path when it exists here, else as given.
+    /// The file: a path here (sent as its absolute path), or an absolute path on the service's machine.
     file: PathBuf,
     /// Who may read it, in SDDL; default: the group's default SDDL.
     #[arg(long, value_name = "SDDL")]
@@ -65,9 +66,9 @@ pub(crate) async fn run(command: UrlCommand) -> Result<(), CliError> {
     match command {
         UrlCommand::Add(args) => add(&args).await,
         UrlCommand::Remove(args) => {
-            let body = call(&args.api, Method::DELETE, &args.path(), None).await?;
-            show(&args.api, &body, |_| {
-                note!("bcs: removed {}{}", args.prefix, args.suffix)
+            call(&args.api, Method::DELETE, &args.path(), None).await?;
+            done(&args.api, || {
+                note_safe!("bcs: removed {}{}", args.prefix, args.suffix)
             });
             Ok(())
         }
@@ -75,31 +76,32 @@ pub(crate) async fn run(command: UrlCommand) -> Result<(), CliError> {
         UrlCommand::List(args) => {
             let path = format!("/v1/groups/{}/urls", segment(&args.prefix));
             let urls = call(&args.api, Method::GET, &path, None).await?;
-            show(&args.api, &urls, |urls| {
-                for url in urls.as_array().into_iter().flatten() {
-                    say!("{} → {}", field(url, "suffix"), field(url, "file"));
+            show(&args.api, &urls, |urls: Vec<UrlView>| {
+                if urls.is_empty() {
+                    note_safe!("bcs: no URLs in {}", args.prefix);
                 }
-            });
+                for url in &urls {
+                    say_safe!("{} → {}", url.suffix, url.file);
+                }
+            })?;
             Ok(())
         }
     }
 }
 
 async fn add(args: &AddArgs) -> Result<(), CliError> {
-    let mut body = json!({ "suffix": args.suffix, "file": service_path(&args.file) });
-    if let Some(sddl) = &args.sddl {
-        body["sddl"] = json!(sddl);
-    }
+    let body = UrlView {
+        suffix: args.suffix.clone(),
+        file: service_path(&args.file)?,
+        sddl: args.sddl.clone(),
+    };
+    // A struct of strings: always JSON.
+    let body = serde_json::json!(body);
     let path = format!("/v1/groups/{}/urls", segment(&args.prefix));
     let url = call(&args.api, Method::POST, &path, Some(&body)).await?;
-    show(&args.api, &url, |url| {
-        note!(
-            "bcs: added {}{} → {}",
-            args.prefix,
-            field(url, "suffix"),
-            field(url, "file")
-        )
-    });
+    show(&args.api, &url, |url: UrlView| {
+        note_safe!("bcs: added {}{} → {}", args.prefix, url.suffix, url.file)
+    })?;
     Ok(())
 }
 
