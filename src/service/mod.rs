@@ -23,9 +23,10 @@ pub mod store;
 pub use api::router;
 pub use api::{
     Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificatesView, ConfigDocument,
-    CreateJob, CredentialsView, Enable, FileView, GroupView, JobErrorView, JobStreamEvent, JobView,
-    NameOrNumber, NewFile, NewGroup, PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser,
-    SetCertificate, SetCredentials, SetState, Source, UrlView, UserView,
+    CreateJob, CredentialsView, Enable, FileView, GroupView, JobErrorView, JobFileProgress,
+    JobProgressEvent, JobStateEvent, JobStreamEvent, JobView, NameOrNumber, NewFile, NewGroup,
+    PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser, SetCertificate, SetCredentials,
+    SetState, Source, UrlView, UserView,
 };
 pub use error::{ErrorBody, MgmtError};
 pub use listeners::{bind_local, serve_local, serve_remote, AdminAccess};

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::MgmtError;
@@ -14,29 +14,29 @@ use crate::url::UrlGroup;
 use crate::{ByteRate, ConnectionLimit};
 
 /// A URL group's settings to set; those not given stay.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSettings {
     /// The schemes enabled (all others off): `negotiate`, `ntlm`, `basic`, `client-cert`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Vec<String>>,
     /// Basic over plain HTTP.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_basic_over_http: Option<bool>,
     /// The SDDL for URLs added without one; an empty string clears it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_sddl: Option<String>,
     /// Transfers at once: a number, or `unlimited`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_limit: Option<String>,
     /// Bytes per second for the group (`1MiB/s`, `65536`), or `unlimited`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_limit: Option<String>,
     /// `Cache-Control: max-age` seconds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_max_age_secs: Option<u64>,
     /// An index of the URLs at the group's root.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<bool>,
 }
 

@@ -112,12 +112,13 @@ pub(crate) struct UrlEntry {
     pub(crate) counters: Counters,
 }
 
-/// What a URL has served since it was published.
+/// What a URL has served since it was published, and the downloads of it being sent now.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     requests: AtomicU64,
     bytes: AtomicU64,
     downloads: AtomicU64,
+    under_way: AtomicU64,
 }
 
 impl Counters {
@@ -132,6 +133,25 @@ impl Counters {
     }
 }
 
+/// A download of a URL being sent (the body of a 200 or 206 answer to a GET): counted under way from
+/// [`DownloadUnderWay::start`] until dropped, however the body ends (sent whole, client gone, error), since
+/// the response body's finish hook that holds it runs once when the body is dropped.
+#[derive(Debug)]
+pub(crate) struct DownloadUnderWay(Arc<UrlEntry>);
+
+impl DownloadUnderWay {
+    pub(crate) fn start(entry: Arc<UrlEntry>) -> Self {
+        entry.counters.under_way.fetch_add(1, Ordering::Relaxed);
+        DownloadUnderWay(entry)
+    }
+}
+
+impl Drop for DownloadUnderWay {
+    fn drop(&mut self) {
+        self.0.counters.under_way.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What a URL has served since it was published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -142,6 +162,8 @@ pub struct UrlStats {
     pub bytes_sent: u64,
     /// GETs whose 200 or 206 body went out to its end.
     pub downloads_completed: u64,
+    /// GETs whose 200 or 206 body is being sent now.
+    pub downloads_under_way: u64,
 }
 
 impl Url {
@@ -162,6 +184,7 @@ impl Url {
             requests: c.requests.load(Ordering::Relaxed),
             bytes_sent: c.bytes.load(Ordering::Relaxed),
             downloads_completed: c.downloads.load(Ordering::Relaxed),
+            downloads_under_way: c.under_way.load(Ordering::Relaxed),
         }
     }
 

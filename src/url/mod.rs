@@ -5,7 +5,7 @@ mod prefix;
 mod suffix;
 
 pub(crate) use group::Prepared;
-pub(crate) use group::UrlEntry;
+pub(crate) use group::{DownloadUnderWay, UrlEntry};
 pub use group::{GroupProperty, Url, UrlError, UrlGroup, UrlStats};
 pub use prefix::{Host, PrefixError, PrefixErrorKind, UrlPrefix, UrlScheme};
 pub(crate) use suffix::RequestPath;

@@ -1566,3 +1566,90 @@ fn job_watch_on_a_terminal_starts_without_a_full_bar() {
     assert!(screen.contains("later.bin"), "{screen}");
     assert!(!screen.contains("0 B/0 B"), "{screen}");
 }
+
+/// Removing a URL while it is being downloaded says so (issue 23.2): the group answers count the
+/// downloads under way, `bcs apply --dry-run` names them for the URL it would remove, and the count
+/// falls back when a download ends, a client that gave up too.
+#[test]
+fn removing_a_url_being_downloaded_says_so() {
+    if !have("curl") {
+        return;
+    }
+    let svc = Service::start(&[]);
+    let files = tempfile::tempdir().unwrap();
+    let body = pattern(1024 * 1024, 7);
+    let file = write_file(files.path(), "slow.bin", &body);
+    let kept = write_file(files.path(), "kept.bin", b"kept");
+    let prefix = format!("http://127.0.0.1:{}/busy/", free_port());
+    ok(&svc.bcs(&["group", "create", &prefix, "--bandwidth-limit", "64KiB/s"]));
+    for (suffix, file) in [("slow.bin", &file), ("kept.bin", &kept)] {
+        ok(&svc.bcs(&["url", "add", &prefix, suffix, file.to_str().unwrap()]));
+    }
+    let under_way = || -> u64 {
+        let urls = svc.bcs_json(&["url", "list", &prefix]);
+        let slow = urls
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["suffix"] == "slow.bin")
+            .unwrap();
+        slow["downloads_under_way"].as_u64().unwrap_or(0)
+    };
+    let wait_for = |n: u64| {
+        let start = Instant::now();
+        while under_way() != n {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "never {n} under way"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(under_way(), 0);
+    // A slow client that gives up after 3 s, long before the whole file could come.
+    let target = format!("{prefix}slow.bin");
+    let download =
+        std::thread::spawn(move || status(&target, &["--limit-rate", "32k", "--max-time", "3"]));
+    wait_for(1);
+
+    let wanted = files.path().join("wanted.toml");
+    std::fs::write(
+        &wanted,
+        format!(
+            "[[groups]]\nprefix = \"{prefix}\"\nbandwidth_limit = \"64KiB/s\"\n\n[[groups.urls]]\nsuffix = \"kept.bin\"\nfile = \"{}\"\n",
+            kept.display()
+        ),
+    )
+    .unwrap();
+    let dry = svc.bcs(&["apply", wanted.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(
+        ok(&dry).lines().collect::<Vec<_>>(),
+        [format!("removed URL {prefix}slow.bin: not in the file's group, 1 download under way (they finish; new requests, resumes too, get 404)")],
+        "{}",
+        text(&dry.stderr)
+    );
+    let dry = svc.bcs_json(&["apply", wanted.to_str().unwrap(), "--dry-run"]);
+    assert!(
+        dry["changes"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 download under way"),
+        "{dry}"
+    );
+    // The export is configuration only: no live counts in it.
+    let export = svc.bcs_json(&["export"]);
+    assert!(
+        !export.to_string().contains("downloads_under_way"),
+        "{export}"
+    );
+
+    // The client gives up: the download is no longer under way.
+    assert_eq!(download.join().unwrap(), "200");
+    wait_for(0);
+    let dry = svc.bcs(&["apply", wanted.to_str().unwrap(), "--dry-run"]);
+    assert!(
+        ok(&dry).contains("(downloads under way finish; new requests"),
+        "{}",
+        text(&dry.stdout)
+    );
+}

@@ -15,7 +15,7 @@ use super::response::Reject;
 use super::site::Site;
 use super::stream;
 use crate::files::{self, OnFinish, ResponseBody};
-use crate::url::{RequestPath, UrlEntry, UrlGroup};
+use crate::url::{DownloadUnderWay, RequestPath, UrlEntry, UrlGroup};
 
 /// The hyper service: infallible, since an `Err` would abort the connection. It takes any request body
 /// (hyper's on a connection, an in-memory one in tests), and needs no socket: `conn` says where the request
@@ -87,6 +87,10 @@ where
     let download = get && (status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT);
     let finished = Finished {
         log,
+        under_way: counted
+            .as_ref()
+            .filter(|_| download)
+            .map(|entry| DownloadUnderWay::start(entry.clone())),
         counted: counted.map(|entry| (entry, download)),
     };
     let (parts, body) = response.into_parts();
@@ -101,6 +105,8 @@ struct Finished {
     log: Option<AccessLog>,
     /// The URL, and whether this response is a download of it.
     counted: Option<(Arc<UrlEntry>, bool)>,
+    /// A download counts as under way until its body ends.
+    under_way: Option<DownloadUnderWay>,
 }
 
 impl OnFinish for Finished {
@@ -108,6 +114,7 @@ impl OnFinish for Finished {
         if let Some((entry, download)) = &self.counted {
             entry.counters.count(sent, *download && complete);
         }
+        self.under_way.take();
         if let Some(log) = self.log.as_mut() {
             log.finish(sent, complete);
         }

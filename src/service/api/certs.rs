@@ -80,7 +80,7 @@ pub struct ClientCertificatesView {
 }
 
 /// A certificate to bind.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetCertificate {
     /// Where to load it from (files on the server, absolute paths).

@@ -31,7 +31,7 @@ pub struct AuthSettings {
 }
 
 /// Whether to enable a scheme.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Enable {
     /// On or off.

@@ -62,6 +62,14 @@ pub struct UrlView {
     /// Who may read it, in SDDL (none: the group's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sddl: Option<String>,
+    /// Downloads of it being sent now (GET bodies of 200 or 206 not yet ended), as the group answers show
+    /// it; absent is none, and a configuration document never carries it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub downloads_under_way: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A new group: its prefix and, optionally, its settings (the fields of [`GroupSettings`], beside the
@@ -72,6 +80,23 @@ pub struct NewGroup {
     pub prefix: String,
     /// Its settings; those not given are the defaults.
     pub settings: GroupSettings,
+}
+
+/// The prefix, then the settings' fields beside it (those given only), as [`Deserialize`] reads them.
+impl Serialize for NewGroup {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            prefix: &'a str,
+            #[serde(flatten)]
+            settings: &'a GroupSettings,
+        }
+        Wire {
+            prefix: &self.prefix,
+            settings: &self.settings,
+        }
+        .serialize(s)
+    }
 }
 
 /// As [`GroupSettings`] does, a new group refuses fields it does not know (serde's `flatten` alone would
@@ -167,6 +192,7 @@ impl From<UrlConfig> for UrlView {
             suffix: u.suffix,
             file: u.file.to_string_lossy().into_owned(),
             sddl: u.sddl,
+            downloads_under_way: 0,
         }
     }
 }
@@ -181,11 +207,30 @@ impl From<UrlView> for UrlConfig {
     }
 }
 
+/// A group as the API shows it, with the downloads of each URL under way now (what the server counts;
+/// the configuration alone says none).
+fn live(m: &Managed, group: GroupConfig) -> GroupView {
+    let served = m.server().url_group(&group.prefix).ok();
+    let mut view = GroupView::from(group);
+    if let Some(served) = served {
+        for url in &mut view.urls {
+            url.downloads_under_way = downloads_under_way(&served, &url.suffix);
+        }
+    }
+    view
+}
+
+fn downloads_under_way(group: &crate::url::UrlGroup, suffix: &str) -> u64 {
+    group
+        .url(suffix)
+        .map_or(0, |url| url.stats().downloads_under_way)
+}
+
 /// Every URL group, with its URLs.
 #[utoipa::path(get, path = "/v1/groups", tag = "groups",
     responses((status = 200, body = Vec<GroupView>)))]
 pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<GroupView>> {
-    Json(m.groups().into_iter().map(GroupView::from).collect())
+    Json(m.groups().into_iter().map(|g| live(&m, g)).collect())
 }
 
 /// Creates a URL group (CreateUrlGroup); its port is bound now, so a port in use fails here.
@@ -209,7 +254,7 @@ pub(crate) async fn show(
     State(m): State<Arc<Managed>>,
     Param(p): Param<String>,
 ) -> Result<Json<GroupView>, MgmtError> {
-    Ok(Json(m.group(&prefix(&p)?)?.into()))
+    Ok(Json(live(&m, m.group(&prefix(&p)?)?)))
 }
 
 /// Changes a group's settings: all given, or none on error.
@@ -224,7 +269,7 @@ pub(crate) async fn change(
 ) -> Result<Json<GroupView>, MgmtError> {
     let p = prefix(&p)?;
     let group = blocking(&m, move |m| m.change_group(&who, &p, &settings)).await?;
-    Ok(Json(group.into()))
+    Ok(Json(live(&m, group)))
 }
 
 /// Deletes a URL group and its URLs (DeleteUrlGroup).
@@ -250,7 +295,7 @@ pub(crate) async fn list_urls(
     Param(p): Param<String>,
 ) -> Result<Json<Vec<UrlView>>, MgmtError> {
     let group = m.group(&prefix(&p)?)?;
-    Ok(Json(group.urls.into_iter().map(UrlView::from).collect()))
+    Ok(Json(live(&m, group).urls))
 }
 
 /// Publishes a file (AddUrl). The file must be a readable regular file, named by an absolute path.
@@ -278,7 +323,12 @@ pub(crate) async fn check_url(
     State(m): State<Arc<Managed>>,
     Param((p, suffix)): Param<(String, String)>,
 ) -> Result<Json<UrlView>, MgmtError> {
-    Ok(Json(m.url(&prefix(&p)?, &suffix)?.into()))
+    let p = prefix(&p)?;
+    let mut url = UrlView::from(m.url(&p, &suffix)?);
+    if let Ok(group) = m.server().url_group(&p) {
+        url.downloads_under_way = downloads_under_way(&group, &url.suffix);
+    }
+    Ok(Json(url))
 }
 
 /// Unpublishes a URL (RemoveUrl).

@@ -24,8 +24,9 @@ pub use document::{Applied, ConfigDocument};
 pub use group_settings::{AuthSettings, Enable, Properties, PropertyValue};
 pub use groups::{GroupView, NewGroup, UrlView};
 pub use queue::{
-    ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobStreamEvent, JobView,
-    NameOrNumber, NewFile, ProxyView, SetCredentials, SetState,
+    ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobFileProgress,
+    JobProgressEvent, JobStateEvent, JobStreamEvent, JobView, NameOrNumber, NewFile, ProxyView,
+    SetCredentials, SetState,
 };
 pub use users::{PrincipalGroup, PutUser, UserView};
 

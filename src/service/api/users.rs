@@ -38,19 +38,31 @@ pub struct PrincipalGroup {
     pub sid: String,
 }
 
-/// What to set on a user; groups and certificates are added to those it has, never dropped.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// What to set on a user; groups and certificates are added to those it has, never dropped. Its `Debug`
+/// never shows the password.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutUser {
     /// A new password.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// Groups to add it to (created as needed).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<String>>,
     /// Certificate names to map to it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<Vec<String>>,
+}
+
+/// SECURITY: the threat is a password reaching a log through `{:?}` of a request; it is redacted.
+impl std::fmt::Debug for PutUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutUser")
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("groups", &self.groups)
+            .field("certificates", &self.certificates)
+            .finish()
+    }
 }
 
 fn users_of(p: &Principals) -> Vec<UserView> {

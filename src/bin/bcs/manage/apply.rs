@@ -5,13 +5,13 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use bits_compact::service::{Applied, ConfigDocument};
+use bits_compact::service::{Applied, ConfigDocument, GroupView};
 use clap::Args;
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use super::changes::{changes, Change};
-use super::{call, print_json, read, toml_file, ApiArgs, ManageError};
+use super::changes::{changes, Change, UnderWay};
+use super::{call, print_json, read, send, toml_file, ApiArgs, ManageError};
 use crate::CliError;
 
 #[derive(Args)]
@@ -47,8 +47,9 @@ pub(crate) async fn export(api: &ApiArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Reads and checks the file, compares it with `GET /v1/config`, prints what changes, and (unless
-/// `--dry-run`) `PUT /v1/config?prune=…`.
+/// Reads and checks the file, compares it with `GET /v1/config`, prints what changes (a URL it removes
+/// with the downloads of it under way, from `GET /v1/groups`), and (unless `--dry-run`)
+/// `PUT /v1/config?prune=…`.
 pub(crate) async fn apply(args: &ApplyArgs) -> Result<(), CliError> {
     let wanted = toml_file::read(&args.file)?;
     let file = args.file.display();
@@ -60,7 +61,8 @@ pub(crate) async fn apply(args: &ApplyArgs) -> Result<(), CliError> {
     let now = now.into_stored().map_err(|e| {
         ManageError::Invalid(format!("the service's configuration: {}", e.message()))
     })?;
-    let planned = changes(&now, &wanted_stored, args.prune);
+    let groups: Vec<GroupView> = read(&call(&args.api, Method::GET, "/v1/groups", None).await?)?;
+    let planned = changes(&now, &wanted_stored, args.prune, &UnderWay::of(&groups));
     if args.dry_run {
         report(args, &planned, false);
         let what = match planned.len() {
@@ -72,10 +74,8 @@ pub(crate) async fn apply(args: &ApplyArgs) -> Result<(), CliError> {
         }
         return Ok(());
     }
-    // A document of plain values: always JSON.
-    let body = json!(wanted);
     let path = format!("/v1/config?prune={}", args.prune);
-    let answer = call(&args.api, Method::PUT, &path, Some(&body)).await?;
+    let answer = send(&args.api, Method::PUT, &path, &wanted).await?;
     let applied: Applied = read(&answer)?;
     report(args, &planned, applied.changed);
     if !args.api.json {

@@ -1,12 +1,11 @@
 //! `bcs auth`: a group's authentication schemes, one at a time as the original's WMI methods set them.
 
-use bits_compact::service::AuthSettings;
+use bits_compact::service::{AuthSettings, Enable};
 use clap::{Args, Subcommand, ValueEnum};
 use http::Method;
-use serde_json::json;
 
 use super::connect::segment;
-use super::{call, show, ApiArgs, PrefixArgs, EXIT_CODES};
+use super::{call, send, show, ApiArgs, PrefixArgs, EXIT_CODES};
 use crate::CliError;
 
 #[derive(Subcommand)]
@@ -47,7 +46,7 @@ pub(crate) async fn run(command: AuthCommand) -> Result<(), CliError> {
                 segment(&args.scheme)
             );
             let body = enable_body(matches!(args.switch, State::On));
-            let schemes = call(&args.api, Method::PUT, &path, Some(&body)).await?;
+            let schemes = send(&args.api, Method::PUT, &path, &body).await?;
             show(&args.api, &schemes, |schemes: AuthSettings| {
                 note_safe!("bcs: {}: {}", args.prefix, on_list(&schemes))
             })?;
@@ -67,8 +66,8 @@ pub(crate) async fn run(command: AuthCommand) -> Result<(), CliError> {
 }
 
 /// `PUT /v1/groups/{p}/auth/{scheme}`'s body (an `Enable`).
-fn enable_body(on: bool) -> serde_json::Value {
-    json!({ "enabled": on })
+fn enable_body(on: bool) -> Enable {
+    Enable { enabled: on }
 }
 
 /// Each scheme, as the service names it, and whether it is on; in a fixed order.
@@ -96,6 +95,7 @@ fn on_list(schemes: &AuthSettings) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn settings(value: serde_json::Value) -> AuthSettings {
         serde_json::from_value(value).unwrap()
@@ -120,7 +120,8 @@ mod tests {
     /// What the CLI sends is the library's `Enable`.
     #[test]
     fn set_bodies_are_enables() {
-        let body = enable_body(true);
+        let body = serde_json::to_value(enable_body(true)).unwrap();
+        assert_eq!(body, json!({"enabled": true}));
         let enable: bits_compact::service::Enable = serde_json::from_value(body).unwrap();
         assert!(enable.enabled);
     }

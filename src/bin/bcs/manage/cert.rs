@@ -2,14 +2,13 @@
 
 use std::path::PathBuf;
 
-use bits_compact::service::{Binding, Certificate, Source};
+use bits_compact::service::{Binding, Certificate, SetCertificate, Source};
 use clap::{Args, Subcommand};
 use http::Method;
-use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::connect::segment;
-use super::{call, done, service_path, show, ApiArgs, ManageError, EXIT_CODES};
+use super::{call, done, send, service_path, show, ApiArgs, ManageError, EXIT_CODES};
 use crate::CliError;
 
 #[derive(Subcommand)]
@@ -140,7 +139,7 @@ async fn set(args: &SetArgs) -> Result<(), CliError> {
     };
     let body = set_body(source);
     let path = binding_path(args.port, args.sni.as_deref());
-    let binding = call(&args.api, Method::PUT, &path, Some(&body)).await?;
+    let binding = send(&args.api, Method::PUT, &path, &body).await?;
     show(&args.api, &binding, |binding: Binding| {
         let info = match &args.sni {
             // The service may keep SNI names in lowercase.
@@ -162,8 +161,8 @@ async fn set(args: &SetArgs) -> Result<(), CliError> {
 }
 
 /// `PUT /v1/certificates/...`'s body (a `SetCertificate`).
-fn set_body(source: Source) -> Value {
-    json!({ "source": source })
+fn set_body(source: Source) -> SetCertificate {
+    SetCertificate { source }
 }
 
 /// SECURITY: from BCS_PKCS12_PASSWORD or a prompt, never an argument (argv is visible to every user).
@@ -213,6 +212,7 @@ fn print_binding(binding: &Binding) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn sni_names_are_one_segment() {
@@ -250,7 +250,7 @@ mod tests {
             password: Some("pw".into()),
         };
         let set: bits_compact::service::SetCertificate =
-            serde_json::from_value(set_body(source)).unwrap();
+            serde_json::from_value(serde_json::to_value(set_body(source)).unwrap()).unwrap();
         assert_eq!(set.source.file.as_deref(), Some("/etc/bcs/c.p12"));
     }
 }

@@ -8,10 +8,14 @@
 //! principal groups the file names replace those of the same name (no password in the file keeps the
 //! user's). `--prune` also removes the groups, bindings and (when the file has `[principals]`) users
 //! and principal groups the file does not name. Computed here, from `GET /v1/config`: the service's
-//! answer says only whether something changed.
+//! answer says only whether something changed. A URL removed while downloads of it are under way says
+//! how many (from `GET /v1/groups`): they finish, and nothing new starts.
+
+use std::collections::HashMap;
 
 use bits_compact::config::{GroupConfig, TlsBinding, UrlConfig};
 use bits_compact::service::store::Stored;
+use bits_compact::service::GroupView;
 use bits_compact::Principals;
 use serde::Serialize;
 
@@ -48,11 +52,40 @@ fn change(action: &'static str, what: &'static str, name: String, detail: String
     }
 }
 
-/// What applying `wanted` to a service holding `now` changes, groups first, then certificates, then
-/// principals.
-pub(crate) fn changes(now: &Stored, wanted: &Stored, prune: bool) -> Vec<Change> {
+/// The downloads under way of each URL the service has, by the URL's name (its group's prefix and its
+/// suffix, as the service shows them).
+#[derive(Debug, Default)]
+pub(crate) struct UnderWay(HashMap<String, u64>);
+
+impl UnderWay {
+    pub(crate) fn of(groups: &[GroupView]) -> UnderWay {
+        let names = groups.iter().flat_map(|g| {
+            g.urls
+                .iter()
+                .map(move |u| (format!("{}{}", g.prefix, u.suffix), u.downloads_under_way))
+        });
+        UnderWay(names.filter(|(_, n)| *n > 0).collect())
+    }
+
+    fn of_url(&self, group: &GroupConfig, url: &UrlConfig) -> u64 {
+        self.0.get(&url_name(group, url)).copied().unwrap_or(0)
+    }
+
+    fn of_group(&self, group: &GroupConfig) -> u64 {
+        group.urls.iter().map(|u| self.of_url(group, u)).sum()
+    }
+}
+
+/// What applying `wanted` to a service holding `now` (whose URLs have `under_way` downloads) changes,
+/// groups first, then certificates, then principals.
+pub(crate) fn changes(
+    now: &Stored,
+    wanted: &Stored,
+    prune: bool,
+    under_way: &UnderWay,
+) -> Vec<Change> {
     let mut out = Vec::new();
-    groups(&now.groups, &wanted.groups, prune, &mut out);
+    groups(&now.groups, &wanted.groups, prune, under_way, &mut out);
     bindings(&now.tls, &wanted.tls, prune, &mut out);
     if let Some(wanted) = &wanted.principals {
         let empty = Principals::default();
@@ -66,11 +99,17 @@ pub(crate) fn changes(now: &Stored, wanted: &Stored, prune: bool) -> Vec<Change>
     out
 }
 
-fn groups(now: &[GroupConfig], wanted: &[GroupConfig], prune: bool, out: &mut Vec<Change>) {
+fn groups(
+    now: &[GroupConfig],
+    wanted: &[GroupConfig],
+    prune: bool,
+    under_way: &UnderWay,
+    out: &mut Vec<Change>,
+) {
     for group in wanted {
         match now.iter().find(|g| g.prefix == group.prefix) {
             None => {
-                let detail = count(group.urls.len(), "URL", "URLs");
+                let detail = count(group.urls.len() as u64, "URL", "URLs");
                 out.push(change("added", "group", group.prefix.to_string(), detail));
                 for url in &group.urls {
                     out.push(change(
@@ -86,7 +125,7 @@ fn groups(now: &[GroupConfig], wanted: &[GroupConfig], prune: bool, out: &mut Ve
                 if !detail.is_empty() {
                     out.push(change("changed", "group", old.prefix.to_string(), detail));
                 }
-                urls(old, group, out);
+                urls(old, group, under_way, out);
             }
         }
     }
@@ -95,10 +134,17 @@ fn groups(now: &[GroupConfig], wanted: &[GroupConfig], prune: bool, out: &mut Ve
             .iter()
             .filter(|g| !wanted.iter().any(|w| w.prefix == g.prefix))
         {
-            let detail = format!(
+            let mut detail = format!(
                 "not in the file (--prune), with its {}",
-                count(group.urls.len(), "URL", "URLs")
+                count(group.urls.len() as u64, "URL", "URLs")
             );
+            let downloads = under_way.of_group(group);
+            if downloads > 0 {
+                detail.push_str(&format!(
+                    " ({} under way: they finish, nothing new starts)",
+                    count(downloads, "download", "downloads")
+                ));
+            }
             out.push(change("removed", "group", group.prefix.to_string(), detail));
         }
     }
@@ -153,7 +199,7 @@ fn settings_changed(old: &GroupConfig, new: &GroupConfig) -> Vec<String> {
 
 /// The URLs of a group the file names: exactly the file's. Suffixes ignore case, as the server's do;
 /// URLs are named under the service's prefix.
-fn urls(old: &GroupConfig, new: &GroupConfig, out: &mut Vec<Change>) {
+fn urls(old: &GroupConfig, new: &GroupConfig, under_way: &UnderWay, out: &mut Vec<Change>) {
     let same = |a: &UrlConfig, b: &UrlConfig| a.suffix.to_lowercase() == b.suffix.to_lowercase();
     for url in &new.urls {
         match old.urls.iter().find(|u| same(u, url)) {
@@ -186,8 +232,14 @@ fn urls(old: &GroupConfig, new: &GroupConfig, out: &mut Vec<Change>) {
         .iter()
         .filter(|u| !new.urls.iter().any(|n| same(n, u)))
     {
-        let detail = "not in the file's group (downloads under way finish; new requests, resumes too, get 404)";
-        out.push(change("removed", "URL", url_name(old, url), detail.into()));
+        let detail = match under_way.of_url(old, url) {
+            0 => "not in the file's group (downloads under way finish; new requests, resumes too, get 404)".to_owned(),
+            n => format!(
+                "not in the file's group, {} (they finish; new requests, resumes too, get 404)",
+                count(n, "download under way", "downloads under way")
+            ),
+        };
+        out.push(change("removed", "URL", url_name(old, url), detail));
     }
 }
 
@@ -326,7 +378,7 @@ fn list(names: &[String]) -> String {
 }
 
 /// `1 URL`, `2 URLs`.
-fn count(n: usize, one: &str, many: &str) -> String {
+fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
@@ -342,7 +394,7 @@ mod tests {
     }
 
     fn lines(now: &Stored, wanted: &Stored, prune: bool) -> Vec<String> {
-        changes(now, wanted, prune)
+        changes(now, wanted, prune, &UnderWay::default())
             .iter()
             .map(ToString::to_string)
             .collect()
@@ -382,5 +434,40 @@ mod tests {
             "removed group http://+:8080/other/: not in the file (--prune), with its 0 URLs"
         );
         assert!(lines(&now, &now, true).is_empty());
+    }
+
+    /// A URL removed while downloads of it are under way says how many; so does a pruned group.
+    #[test]
+    fn removing_a_url_being_downloaded_says_so() {
+        let now = stored(json!({"groups": [
+            {"prefix": "http://+:8080/app/", "urls": [
+                {"suffix": "a.bin", "file": "/srv/a.bin"},
+                {"suffix": "b.bin", "file": "/srv/b.bin"},
+            ]},
+        ]}));
+        let groups: Vec<GroupView> = serde_json::from_value(json!([
+            {"prefix": "http://+:8080/app/", "urls": [
+                {"suffix": "a.bin", "file": "/srv/a.bin"},
+                {"suffix": "b.bin", "file": "/srv/b.bin", "downloads_under_way": 2},
+            ]},
+        ]))
+        .unwrap();
+        let under_way = UnderWay::of(&groups);
+        let wanted = stored(json!({"groups": [
+            {"prefix": "http://+:8080/app/", "urls": [{"suffix": "a.bin", "file": "/srv/a.bin"}]},
+        ]}));
+        let removed: Vec<String> = changes(&now, &wanted, false, &under_way)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            removed,
+            ["removed URL http://+:8080/app/b.bin: not in the file's group, 2 downloads under way (they finish; new requests, resumes too, get 404)"]
+        );
+        let pruned = changes(&now, &stored(json!({"groups": []})), true, &under_way);
+        assert_eq!(
+            pruned[0].detail,
+            "not in the file (--prune), with its 2 URLs (2 downloads under way: they finish, nothing new starts)"
+        );
     }
 }

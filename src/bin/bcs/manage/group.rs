@@ -1,13 +1,12 @@
 //! `bcs group`: URL groups on the service.
 
-use bits_compact::service::GroupView;
+use bits_compact::service::{GroupSettings, GroupView, NewGroup};
 use bits_compact::{ByteRate, ConnectionLimit};
 use clap::{Args, Subcommand};
 use http::Method;
-use serde_json::{json, Value};
 
 use super::connect::segment;
-use super::{call, done, list_or_none, show, ApiArgs, PrefixArgs, EXIT_CODES};
+use super::{call, done, list_or_none, send, show, ApiArgs, PrefixArgs, EXIT_CODES};
 use crate::CliError;
 
 #[derive(Subcommand)]
@@ -82,8 +81,7 @@ pub(crate) async fn run(command: GroupCommand) -> Result<(), CliError> {
 }
 
 async fn create(args: &CreateArgs) -> Result<(), CliError> {
-    let body = create_body(args);
-    let group = call(&args.api, Method::POST, "/v1/groups", Some(&body)).await?;
+    let group = send(&args.api, Method::POST, "/v1/groups", &create_body(args)).await?;
     show(&args.api, &group, |group: GroupView| {
         note_safe!("bcs: created group {}", group.prefix)
     })?;
@@ -92,24 +90,18 @@ async fn create(args: &CreateArgs) -> Result<(), CliError> {
 
 /// `POST /v1/groups`'s body (a `NewGroup`): the prefix, and only the options given (the service's
 /// defaults otherwise).
-fn create_body(args: &CreateArgs) -> Value {
-    let mut body = json!({ "prefix": args.prefix });
-    if !args.auth.is_empty() {
-        body["auth"] = json!(args.auth);
+fn create_body(args: &CreateArgs) -> NewGroup {
+    NewGroup {
+        prefix: args.prefix.clone(),
+        settings: GroupSettings {
+            auth: (!args.auth.is_empty()).then(|| args.auth.clone()),
+            default_sddl: args.default_sddl.clone(),
+            connection_limit: args.connection_limit.map(|limit| limit.to_string()),
+            bandwidth_limit: args.bandwidth_limit.map(|rate| rate.to_string()),
+            index: args.index.then_some(true),
+            ..GroupSettings::default()
+        },
     }
-    if let Some(sddl) = &args.default_sddl {
-        body["default_sddl"] = json!(sddl);
-    }
-    if let Some(limit) = args.connection_limit {
-        body["connection_limit"] = json!(limit.to_string());
-    }
-    if let Some(rate) = args.bandwidth_limit {
-        body["bandwidth_limit"] = json!(rate.to_string());
-    }
-    if args.index {
-        body["index"] = json!(true);
-    }
-    body
 }
 
 /// `http://+:8080/app/  3 URLs  auth: ntlm, basic`.
@@ -148,6 +140,7 @@ fn print_group(group: &GroupView) {
 mod tests {
     use super::*;
     use clap::Parser;
+    use serde_json::{json, Value};
 
     #[derive(Parser)]
     struct Cli {
@@ -158,7 +151,7 @@ mod tests {
     fn body(line: &[&str]) -> Value {
         let cli =
             Cli::try_parse_from(std::iter::once("create").chain(line.iter().copied())).unwrap();
-        create_body(&cli.args)
+        serde_json::to_value(create_body(&cli.args)).unwrap()
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! `bcs job`: download jobs run by the service (BITS jobs through the management API): create, add files,
 //! list, show, watch, resume, suspend, complete, cancel, set, error, delete.
 
-use bits_compact::service::{JobErrorView, JobView};
+use bits_compact::service::{
+    ChangeJob, CreateJob, JobErrorView, JobProgressEvent, JobStateEvent, JobView, NameOrNumber,
+    NewFile, SetState,
+};
 use clap::{Args, Subcommand, ValueEnum};
 use http::Method;
 use serde_json::{json, Value};
 
 use super::connect::{segment, Client};
-use super::job_watch::{bytes, ProgressEvent, StateEvent, Watcher};
-use super::{call, done, read, show, ApiArgs, ManageError, EXIT_CODES};
+use super::job_watch::{bytes, Watcher};
+use super::{call, done, read, send, show, ApiArgs, ManageError, EXIT_CODES};
 use crate::CliError;
 
 #[derive(Subcommand)]
@@ -107,16 +110,14 @@ struct SettingsArgs {
 }
 
 impl SettingsArgs {
-    /// Adds the settings given to a request body (a `CreateJob` or a `ChangeJob`).
-    fn add_to(&self, body: &mut Value) {
-        if let Some(p) = self.priority {
-            body["priority"] = json!(p.name());
-        }
-        if let Some(s) = self.retry_delay {
-            body["minimum_retry_delay_secs"] = json!(s);
-        }
-        if let Some(s) = self.no_progress_timeout {
-            body["no_progress_timeout_secs"] = json!(s);
+    /// The settings given, as `PATCH /v1/jobs/{id}`'s body (a `ChangeJob`); `create` sends the same.
+    fn change(&self) -> ChangeJob {
+        ChangeJob {
+            priority: self
+                .priority
+                .map(|p| NameOrNumber::Name(p.name().to_owned())),
+            minimum_retry_delay_secs: self.retry_delay,
+            no_progress_timeout_secs: self.no_progress_timeout,
         }
     }
 }
@@ -157,7 +158,7 @@ pub(crate) async fn run(command: JobCommand) -> Result<(), CliError> {
         JobCommand::AddFile(args) => {
             let body = file_body(&args.url, &args.dest);
             let path = format!("/v1/jobs/{}/files", segment(&args.id));
-            let job = call(&args.api, Method::POST, &path, Some(&body)).await?;
+            let job = send(&args.api, Method::POST, &path, &body).await?;
             show(&args.api, &job, |job: JobView| print_job(&job))?;
             Ok(())
         }
@@ -206,32 +207,39 @@ pub(crate) async fn run(command: JobCommand) -> Result<(), CliError> {
 }
 
 /// `POST /v1/jobs`'s body (a `CreateJob`).
-fn create_body(args: &CreateArgs) -> Value {
-    let mut body = json!({
-        "display_name": args.name,
-        "files": [file_body(&args.url, &args.dest)],
-        "suspended": args.suspended,
-    });
-    if let Some(d) = &args.description {
-        body["description"] = json!(d);
+fn create_body(args: &CreateArgs) -> CreateJob {
+    let settings = args.settings.change();
+    CreateJob {
+        display_name: args.name.clone(),
+        description: args.description.clone().unwrap_or_default(),
+        files: vec![file_body(&args.url, &args.dest)],
+        priority: settings.priority,
+        suspended: args.suspended,
+        credentials: None,
+        proxy: None,
+        pins: Vec::new(),
+        minimum_retry_delay_secs: settings.minimum_retry_delay_secs,
+        no_progress_timeout_secs: settings.no_progress_timeout_secs,
     }
-    args.settings.add_to(&mut body);
-    body
 }
 
-/// A file of a job (a `NewFile`).
-fn file_body(url: &str, dest: &str) -> Value {
-    json!({"remote_url": url, "local_file": dest})
+/// A file of a job (`POST /v1/jobs/{id}/files`'s body).
+fn file_body(url: &str, dest: &str) -> NewFile {
+    NewFile {
+        remote_url: url.to_owned(),
+        local_file: dest.to_owned(),
+    }
 }
 
-/// `PUT /v1/jobs/{id}/state`'s body (a `SetState`).
-fn state_body(action: &str) -> Value {
-    json!({ "action": action })
+/// `PUT /v1/jobs/{id}/state`'s body.
+fn state_body(action: &str) -> SetState {
+    SetState {
+        action: NameOrNumber::Name(action.to_owned()),
+    }
 }
 
 async fn create(args: &CreateArgs) -> Result<(), CliError> {
-    let body = create_body(args);
-    let job = call(&args.api, Method::POST, "/v1/jobs", Some(&body)).await?;
+    let job = send(&args.api, Method::POST, "/v1/jobs", &create_body(args)).await?;
     show(&args.api, &job, |job: JobView| {
         say_safe!("{}", job.id);
         note_safe!("bcs: created job {} ({})", job.display_name, job.state);
@@ -241,7 +249,7 @@ async fn create(args: &CreateArgs) -> Result<(), CliError> {
 
 async fn action(args: &IdArgs, name: &str) -> Result<(), CliError> {
     let path = format!("/v1/jobs/{}/state", segment(&args.id));
-    let job = call(&args.api, Method::PUT, &path, Some(&state_body(name))).await?;
+    let job = send(&args.api, Method::PUT, &path, &state_body(name)).await?;
     show(&args.api, &job, |job: JobView| {
         note_safe!("bcs: job {} is {}", job.id, job.state)
     })?;
@@ -249,16 +257,18 @@ async fn action(args: &IdArgs, name: &str) -> Result<(), CliError> {
 }
 
 async fn set(args: &SetArgs) -> Result<(), CliError> {
-    let mut body = json!({});
-    args.settings.add_to(&mut body);
-    if body.as_object().is_some_and(|o| o.is_empty()) {
+    let body = args.settings.change();
+    let nothing = body.priority.is_none()
+        && body.minimum_retry_delay_secs.is_none()
+        && body.no_progress_timeout_secs.is_none();
+    if nothing {
         return Err(ManageError::Invalid(
             "nothing to set: give --priority, --retry-delay or --no-progress-timeout".into(),
         )
         .into());
     }
     let path = format!("/v1/jobs/{}", segment(&args.id));
-    let job = call(&args.api, Method::PATCH, &path, Some(&body)).await?;
+    let job = send(&args.api, Method::PATCH, &path, &body).await?;
     show(&args.api, &job, |job: JobView| print_job(&job))?;
     Ok(())
 }
@@ -379,12 +389,12 @@ async fn watch(args: &IdArgs) -> Result<(), CliError> {
                     Err(_) => return true,
                 },
                 "progress" => {
-                    if let Ok(progress) = read::<ProgressEvent>(&value) {
+                    if let Ok(progress) = read::<JobProgressEvent>(&value) {
                         watcher.files(&progress.files);
                     }
                     return true;
                 }
-                "state" => match read::<StateEvent>(&value) {
+                "state" => match read::<JobStateEvent>(&value) {
                     Ok(change) => change.state,
                     Err(_) => return true,
                 },
@@ -432,7 +442,6 @@ async fn job_error(client: &Client, id: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bits_compact::service::{ChangeJob, CreateJob, NewFile, SetState};
     use clap::Parser;
 
     #[derive(Parser)]
@@ -460,18 +469,36 @@ mod tests {
             "90",
         ])
         .unwrap();
-        let job: CreateJob = serde_json::from_value(create_body(&cli.args)).unwrap();
+        let body = serde_json::to_value(create_body(&cli.args)).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "display_name": "nightly", "description": "d",
+                "files": [{"remote_url": "http://h/a", "local_file": "a/a"}],
+                "priority": "HIGH", "suspended": true,
+                "minimum_retry_delay_secs": 30, "no_progress_timeout_secs": 90,
+            })
+        );
+        let job: CreateJob = serde_json::from_value(body).unwrap();
         assert_eq!(job.display_name, "nightly");
         assert_eq!(job.files.len(), 1);
         assert!(job.suspended);
         assert_eq!(job.minimum_retry_delay_secs, Some(30));
-        let file: NewFile = serde_json::from_value(file_body("http://h/b", "b")).unwrap();
+        let file = serde_json::to_value(file_body("http://h/b", "b")).unwrap();
+        let file: NewFile = serde_json::from_value(file).unwrap();
         assert_eq!(file.local_file, "b");
-        let _: SetState = serde_json::from_value(state_body("CANCEL")).unwrap();
-        let mut change = json!({});
-        cli.args.settings.add_to(&mut change);
+        let state = serde_json::to_value(state_body("CANCEL")).unwrap();
+        assert_eq!(state, json!({"action": "CANCEL"}));
+        let _: SetState = serde_json::from_value(state).unwrap();
+        let change = serde_json::to_value(cli.args.settings.change()).unwrap();
         let change: ChangeJob = serde_json::from_value(change).unwrap();
         assert_eq!(change.no_progress_timeout_secs, Some(90));
+        // What is not given is not sent: the service's defaults apply.
+        let plain = Create::try_parse_from(["create", "n", "http://h/a", "a"]).unwrap();
+        assert_eq!(
+            serde_json::to_value(create_body(&plain.args)).unwrap(),
+            json!({"display_name": "n", "files": [{"remote_url": "http://h/a", "local_file": "a"}], "suspended": false})
+        );
     }
 
     #[test]
@@ -485,5 +512,17 @@ mod tests {
             describe_error(&e).unwrap(),
             "REMOTE_FILE http_404: not found (file http://h/a)"
         );
+    }
+
+    /// What the service's event stream sends reads as the library's event types, every field known: read
+    /// and written again, each is the same JSON.
+    #[test]
+    fn events_are_the_librarys_event_types() {
+        let state = r#"{"id":"j1","previous":"QUEUED","state":"TRANSFERRING","state_number":4}"#;
+        let read: JobStateEvent = serde_json::from_str(state).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), state);
+        let progress = r#"{"bytes_total":10,"bytes_transferred":4,"files":[{"bytes_total":10,"bytes_transferred":4,"completed":false}],"files_transferred":0,"id":"j1"}"#;
+        let read: JobProgressEvent = serde_json::from_str(progress).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), progress);
     }
 }

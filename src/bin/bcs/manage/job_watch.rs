@@ -5,9 +5,8 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 
-use bits_compact::service::{FileView, JobView};
+use bits_compact::service::{FileView, JobFileProgress, JobView};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::Deserialize;
 
 /// `transferred/total bytes`, the total `?` while unknown.
 pub(super) fn bytes(transferred: u64, total: Option<u64>) -> String {
@@ -15,31 +14,12 @@ pub(super) fn bytes(transferred: u64, total: Option<u64>) -> String {
     format!("{transferred}/{total} bytes")
 }
 
-/// A `state` event's data: the state the job is now in.
-#[derive(Deserialize)]
-pub(super) struct StateEvent {
-    pub(super) state: String,
-}
-
-/// A `progress` event's data: the numbers of each file, in the job's order.
-#[derive(Deserialize)]
-pub(super) struct ProgressEvent {
-    pub(super) files: Vec<FileProgress>,
-}
-
-/// One file's numbers in a `progress` event.
-#[derive(Deserialize)]
-pub(super) struct FileProgress {
-    bytes_total: Option<u64>,
-    bytes_transferred: u64,
-}
-
-impl From<&FileView> for FileProgress {
-    fn from(f: &FileView) -> Self {
-        FileProgress {
-            bytes_total: f.bytes_total,
-            bytes_transferred: f.bytes_transferred,
-        }
+/// One file's numbers as a `progress` event gives them, from a job's file.
+fn progress_of(f: &FileView) -> JobFileProgress {
+    JobFileProgress {
+        bytes_total: f.bytes_total,
+        bytes_transferred: f.bytes_transferred,
+        completed: f.completed,
     }
 }
 
@@ -85,12 +65,12 @@ impl Watcher {
                 bars.push(bar);
             }
         }
-        let numbers: Vec<FileProgress> = job.files.iter().map(FileProgress::from).collect();
+        let numbers: Vec<JobFileProgress> = job.files.iter().map(progress_of).collect();
         self.files(&numbers);
     }
 
     /// The files' numbers (from a `job` or a `progress` event).
-    pub(super) fn files(&mut self, files: &[FileProgress]) {
+    pub(super) fn files(&mut self, files: &[JobFileProgress]) {
         match self {
             Watcher::Bars { bars, .. } => {
                 for (bar, f) in bars.iter().zip(files) {

@@ -6,14 +6,14 @@
 
 use std::str::FromStr;
 
-use bits_compact::service::GroupView;
+use bits_compact::service::{GroupSettings, GroupView};
 use bits_compact::ByteRate;
 use clap::{Args, Subcommand};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::connect::segment;
-use super::{call, print_json, read, ApiArgs, ManageError, PrefixArgs, EXIT_CODES};
+use super::{call, print_json, read, send, ApiArgs, ManageError, PrefixArgs, EXIT_CODES};
 use crate::CliError;
 
 /// The original's "no limit" value, 0xFFFFFFFF.
@@ -56,14 +56,6 @@ impl Property {
         }
     }
 
-    /// The group's setting that holds this property.
-    fn setting(self) -> &'static str {
-        match self {
-            Property::ConnectionLimit => "connection_limit",
-            Property::BandwidthLimit => "bandwidth_limit",
-        }
-    }
-
     /// The property's value in the setting's form: `unlimited`, or the number (bytes per second).
     fn text(value: u32) -> String {
         match value {
@@ -73,10 +65,18 @@ impl Property {
     }
 
     /// `PATCH /v1/groups/{p}`'s body (a `GroupSettings`) that sets the property to `value`.
-    fn body(self, value: u32) -> Value {
-        let mut body = serde_json::Map::new();
-        body.insert(self.setting().to_owned(), Property::text(value).into());
-        Value::Object(body)
+    fn body(self, value: u32) -> GroupSettings {
+        let text = Some(Property::text(value));
+        match self {
+            Property::ConnectionLimit => GroupSettings {
+                connection_limit: text,
+                ..GroupSettings::default()
+            },
+            Property::BandwidthLimit => GroupSettings {
+                bandwidth_limit: text,
+                ..GroupSettings::default()
+            },
+        }
     }
 
     /// The property's value in a group, as the service shows it.
@@ -140,7 +140,7 @@ pub(crate) async fn run(command: LimitCommand) -> Result<(), CliError> {
             let value = args.name.value(&args.value)?;
             let path = format!("/v1/groups/{}", segment(&args.prefix));
             let body = args.name.body(value);
-            let group = call(&args.api, Method::PATCH, &path, Some(&body)).await?;
+            let group = send(&args.api, Method::PATCH, &path, &body).await?;
             print_limits(&args.api, &group, |group| {
                 let now = describe(args.name, args.name.of(group));
                 note_safe!("bcs: {} {} now {now}", args.prefix, args.name.name())
@@ -250,11 +250,11 @@ mod tests {
     /// What the CLI sends is the library's `GroupSettings`, with the setting in its text form.
     #[test]
     fn set_bodies_are_group_settings() {
-        use bits_compact::service::GroupSettings;
-        let body = Property::ConnectionLimit.body(10);
+        let body = serde_json::to_value(Property::ConnectionLimit.body(10)).unwrap();
+        assert_eq!(body, json!({"connection_limit": "10"}));
         let settings: GroupSettings = serde_json::from_value(body).unwrap();
         assert_eq!(settings.connection_limit.as_deref(), Some("10"));
-        let body = Property::BandwidthLimit.body(UNLIMITED);
+        let body = serde_json::to_value(Property::BandwidthLimit.body(UNLIMITED)).unwrap();
         let settings: GroupSettings = serde_json::from_value(body).unwrap();
         assert_eq!(settings.bandwidth_limit.as_deref(), Some("unlimited"));
     }

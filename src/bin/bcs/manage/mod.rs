@@ -1,7 +1,7 @@
 //! The management commands (`bcs group`, `url`, `auth`, `limit`, `cert`, `job`, `user` without
 //! `--users`, `export`, `apply`): each is a request to `bcs serve`'s management API (`apply` first reads
-//! the configuration to say what it changes), its answer read as the library's own type for it
-//! (`bits_compact::service`) and printed as text, or with `--json` as the API's JSON (`limit` prints the
+//! the configuration to say what it changes) whose body is the library's own request type (`send`), its
+//! answer read as the library's own type for it (`bits_compact::service`) and printed as text, or with `--json` as the API's JSON (`limit` prints the
 //! group's two limit fields; `apply` its changes). What the service sent is escaped for the terminal
 //! either way. The service is found by `--server`, else by its state directory (`--state`, else as
 //! `bcs serve` finds it).
@@ -56,6 +56,7 @@ use bits_compact::ErrorKind;
 use clap::{Args, Subcommand};
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::CliError;
@@ -210,6 +211,8 @@ pub(crate) enum ManageError {
     /// `bcs job watch` saw the job end other than TRANSFERRED.
     #[error("{0}")]
     Ended(String),
+    #[error("cannot write the request as JSON")]
+    Request(#[source] serde_json::Error),
     #[error("cannot print the configuration as TOML")]
     ToToml(#[source] toml::ser::Error),
 }
@@ -247,6 +250,18 @@ async fn call(
         print_json(&answer.body, answer.status);
     }
     answer.into_result()
+}
+
+/// One call whose request body is `body`, one of the library's request types (`bits_compact::service`),
+/// so that what the CLI sends is what the service reads.
+async fn send<B: Serialize>(
+    api: &ApiArgs,
+    method: Method,
+    path: &str,
+    body: &B,
+) -> Result<Value, ManageError> {
+    let body = serde_json::to_value(body).map_err(ManageError::Request)?;
+    call(api, method, path, Some(&body)).await
 }
 
 /// The answer as JSON on stdout, pretty; a body-less answer as `{}` so that the output always parses,

@@ -8,7 +8,7 @@ use http::{Method, StatusCode};
 use serde_json::Value;
 
 use super::connect::{segment, Client};
-use super::{call, done, print_json, service_path, show, ApiArgs, PrefixArgs, EXIT_CODES};
+use super::{call, done, print_json, send, service_path, show, ApiArgs, PrefixArgs, EXIT_CODES};
 use crate::CliError;
 
 #[derive(Subcommand)]
@@ -94,11 +94,10 @@ async fn add(args: &AddArgs) -> Result<(), CliError> {
         suffix: args.suffix.clone(),
         file: service_path(&args.file)?,
         sddl: args.sddl.clone(),
+        downloads_under_way: 0,
     };
-    // A struct of strings: always JSON.
-    let body = serde_json::json!(body);
     let path = format!("/v1/groups/{}/urls", segment(&args.prefix));
-    let url = call(&args.api, Method::POST, &path, Some(&body)).await?;
+    let url = send(&args.api, Method::POST, &path, &body).await?;
     show(&args.api, &url, |url: UrlView| {
         note_safe!("bcs: added {}{} → {}", args.prefix, url.suffix, url.file)
     })?;

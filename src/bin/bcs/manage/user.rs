@@ -1,12 +1,11 @@
 //! `bcs user add` (without `--users`), `user remove`, `user list`: the service's principals.
 
-use bits_compact::service::UserView;
+use bits_compact::service::{PutUser, UserView};
 use clap::Args;
 use http::Method;
-use serde_json::{json, Value};
 
 use super::connect::segment;
-use super::{call, done, list_or_none, show, ApiArgs};
+use super::{call, done, list_or_none, send, show, ApiArgs};
 use crate::CliError;
 
 #[derive(Args)]
@@ -23,7 +22,7 @@ pub(crate) async fn add(name: &str, groups: &[String], api: &ApiArgs) -> Result<
     let password = crate::password_prompt::read_new_password_text(name)?;
     let body = put_body(password.as_str(), groups);
     let path = format!("/v1/users/{}", segment(name));
-    let user = call(api, Method::PUT, &path, Some(&body)).await?;
+    let user = send(api, Method::PUT, &path, &body).await?;
     show(api, &user, |user: UserView| {
         note_safe!("bcs: user {} set ({})", name, groups_of(&user))
     })?;
@@ -31,12 +30,12 @@ pub(crate) async fn add(name: &str, groups: &[String], api: &ApiArgs) -> Result<
 }
 
 /// `PUT /v1/users/{n}`'s body (a `PutUser`): the password, and the groups to add when any are given.
-fn put_body(password: &str, groups: &[String]) -> Value {
-    let mut body = json!({ "password": password });
-    if !groups.is_empty() {
-        body["groups"] = json!(groups);
+fn put_body(password: &str, groups: &[String]) -> PutUser {
+    PutUser {
+        password: Some(password.to_owned()),
+        groups: (!groups.is_empty()).then(|| groups.to_vec()),
+        certificates: None,
     }
-    body
 }
 
 pub(crate) async fn remove(args: &NameArgs) -> Result<(), CliError> {
@@ -84,6 +83,7 @@ fn groups_of(user: &UserView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     fn user(value: Value) -> UserView {
         serde_json::from_value(value).unwrap()
@@ -104,8 +104,13 @@ mod tests {
     /// What the CLI sends is the library's `PutUser`.
     #[test]
     fn put_bodies_are_put_users() {
-        let put: bits_compact::service::PutUser =
-            serde_json::from_value(put_body("pw", &["staff".into()])).unwrap();
+        let body = serde_json::to_value(put_body("pw", &["staff".into()])).unwrap();
+        assert_eq!(body, json!({"password": "pw", "groups": ["staff"]}));
+        assert_eq!(
+            serde_json::to_value(put_body("pw", &[])).unwrap(),
+            json!({"password": "pw"})
+        );
+        let put: PutUser = serde_json::from_value(body).unwrap();
         assert_eq!(put.password.as_deref(), Some("pw"));
         assert_eq!(put.groups, Some(vec!["staff".to_owned()]));
     }

@@ -12,6 +12,7 @@ mod sse;
 mod wire;
 
 pub use wire::{
-    ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobStreamEvent, JobView,
-    NameOrNumber, NewFile, ProxyView, SetCredentials, SetState,
+    ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobFileProgress,
+    JobProgressEvent, JobStateEvent, JobStreamEvent, JobView, NameOrNumber, NewFile, ProxyView,
+    SetCredentials, SetState,
 };

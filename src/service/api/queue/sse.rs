@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::wire::view;
+use super::wire::{view, JobFileProgress, JobProgressEvent, JobStateEvent};
 use crate::jobs::{Job, JobEvent, JobId, JobManager};
 
 /// How many events may wait for a slow reader; beyond that the stream falls behind and catches up with
@@ -72,13 +72,13 @@ fn event_stream(manager: JobManager, job_id: JobId) -> tokio::sync::mpsc::Receiv
                     previous,
                     state,
                 }) if id == job_id => {
-                    let body = serde_json::json!({
-                        "id": id.to_string(),
-                        "previous": previous.to_string(),
-                        "state": state.to_string(),
-                        "state_number": u32::from(state),
-                    });
-                    (sse("state", &body.to_string()), state.is_final())
+                    let body = JobStateEvent {
+                        id: id.to_string(),
+                        previous: previous.to_string(),
+                        state: state.to_string(),
+                        state_number: u32::from(state),
+                    };
+                    (sse("state", &data(&body)), state.is_final())
                 }
                 Ok(JobEvent::Progress { id, .. }) if id == job_id => {
                     // At most one progress event per interval; the state change that ends a transfer
@@ -88,7 +88,7 @@ fn event_stream(manager: JobManager, job_id: JobId) -> tokio::sync::mpsc::Receiv
                     }
                     last_progress = Some(tokio::time::Instant::now());
                     let Ok(job) = manager.job(job_id) else { return };
-                    (sse("progress", &progress(&job).to_string()), false)
+                    (sse("progress", &data(&progress(&job))), false)
                 }
                 Ok(_) => continue,
                 // Fell behind: what was missed is summed up by the job as it is now.
@@ -107,25 +107,28 @@ fn event_stream(manager: JobManager, job_id: JobId) -> tokio::sync::mpsc::Receiv
 }
 
 /// The `progress` event's data: the job's and each file's bytes.
-fn progress(job: &Job) -> serde_json::Value {
-    let files: Vec<serde_json::Value> = job
+fn progress(job: &Job) -> JobProgressEvent {
+    let files = job
         .files
         .iter()
-        .map(|f| {
-            serde_json::json!({
-                "bytes_transferred": f.bytes_transferred,
-                "bytes_total": f.bytes_total,
-                "completed": f.completed,
-            })
+        .map(|f| JobFileProgress {
+            bytes_transferred: f.bytes_transferred,
+            bytes_total: f.bytes_total,
+            completed: f.completed,
         })
         .collect();
-    serde_json::json!({
-        "id": job.id.to_string(),
-        "bytes_transferred": job.bytes_transferred(),
-        "bytes_total": job.bytes_total(),
-        "files_transferred": job.files_transferred(),
-        "files": files,
-    })
+    JobProgressEvent {
+        id: job.id.to_string(),
+        bytes_transferred: job.bytes_transferred(),
+        bytes_total: job.bytes_total(),
+        files_transferred: job.files_transferred(),
+        files,
+    }
+}
+
+/// An event's data: one line of JSON (these types always serialize).
+fn data(event: &impl serde::Serialize) -> String {
+    serde_json::to_string(event).unwrap_or_default()
 }
 
 /// One server-sent event (the data is one line of JSON).
@@ -215,5 +218,37 @@ mod tests {
         .await
         .expect("the stream ends with the job");
         assert!(String::from_utf8_lossy(end.last().unwrap()).contains("CANCELLED"));
+    }
+
+    /// The events' data is the JSON the stream sent before it had types: the same keys, in the same order.
+    #[tokio::test]
+    async fn event_data_keeps_its_shape() {
+        let manager = JobManager::builder().start().await.unwrap();
+        let job = manager
+            .create_job(NewJob::new("shape").suspended(true))
+            .await
+            .unwrap();
+        manager
+            .add_file(job.id, "http://127.0.0.1:9/f", "/nonexistent/f")
+            .await
+            .unwrap();
+        let job = manager.job(job.id).unwrap();
+        let id = job.id.to_string();
+        assert_eq!(
+            data(&progress(&job)),
+            format!(
+                r#"{{"bytes_total":null,"bytes_transferred":0,"files":[{{"bytes_total":null,"bytes_transferred":0,"completed":false}}],"files_transferred":0,"id":"{id}"}}"#
+            )
+        );
+        let state = JobStateEvent {
+            id: id.clone(),
+            previous: "QUEUED".into(),
+            state: "SUSPENDED".into(),
+            state_number: 3,
+        };
+        assert_eq!(
+            data(&state),
+            format!(r#"{{"id":"{id}","previous":"QUEUED","state":"SUSPENDED","state_number":3}}"#)
+        );
     }
 }

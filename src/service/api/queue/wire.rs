@@ -101,8 +101,8 @@ pub struct CredentialsView {
     pub password: bool,
 }
 
-/// Credentials to set (SetCredentials).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// Credentials to set (SetCredentials). Its `Debug` never shows the password.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetCredentials {
     /// `basic` (sent over https only unless allowed) or `ntlm`.
@@ -116,9 +116,22 @@ pub struct SetCredentials {
     pub allow_basic_over_http: bool,
 }
 
+/// SECURITY: the threat is a password reaching a log through `{:?}` of a request (or of a `CreateJob`
+/// holding it); it is redacted.
+impl std::fmt::Debug for SetCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetCredentials")
+            .field("scheme", &self.scheme)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("allow_basic_over_http", &self.allow_basic_over_http)
+            .finish()
+    }
+}
+
 /// A file to add: a remote URL and where it goes (relative to the download root, or an absolute path in
 /// it).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewFile {
     /// `http://` or `https://` URL.
@@ -128,7 +141,7 @@ pub struct NewFile {
 }
 
 /// A priority or an action, by name or by number.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum NameOrNumber {
     /// The number.
@@ -153,42 +166,42 @@ impl NameOrNumber {
 }
 
 /// A new job (CreateJob).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     /// DisplayName.
     pub display_name: String,
     /// Description.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// Its files.
     #[serde(default)]
     pub files: Vec<NewFile>,
     /// Priority (name or number). Default NORMAL.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<NameOrNumber>,
     /// Stay SUSPENDED until resumed. Default: the job starts at once.
     #[serde(default)]
     pub suspended: bool,
     /// Credentials for the servers.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<SetCredentials>,
     /// Proxy usage. Default `preconfig`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyView>,
     /// Public keys to accept for https servers (`sha256//BASE64`), instead of the system's roots.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pins: Vec<String>,
     /// MinimumRetryDelay, seconds (at least 5). Default 600.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum_retry_delay_secs: Option<u64>,
     /// NoProgressTimeout, seconds. Default 1209600 (14 days).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_progress_timeout_secs: Option<u64>,
 }
 
 /// A state change (SetJobState).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetState {
     /// 0 CANCEL, 1 COMPLETE, 2 RESUME, 3 SUSPEND (number or name).
@@ -196,17 +209,17 @@ pub struct SetState {
 }
 
 /// Settings to change; those not given stay.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeJob {
     /// Priority (name or number).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<NameOrNumber>,
     /// MinimumRetryDelay, seconds (at least 5).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum_retry_delay_secs: Option<u64>,
     /// NoProgressTimeout, seconds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_progress_timeout_secs: Option<u64>,
 }
 
@@ -238,6 +251,46 @@ pub struct JobStreamEvent {
     pub event: String,
     /// One line of JSON.
     pub data: String,
+}
+
+/// The `state` event of `/v1/jobs/{id}/events`: the job went from `previous` to `state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobStateEvent {
+    /// JobId.
+    pub id: String,
+    /// The state it left, by name.
+    pub previous: String,
+    /// The state it is in now, by name (`QUEUED` ... `CANCELLED`).
+    pub state: String,
+    /// The state it is in now, by number (BG_JOB_STATE).
+    pub state_number: u32,
+}
+
+/// The `progress` event of `/v1/jobs/{id}/events`: the job's and each file's bytes. The fields are in the
+/// order the stream has always sent them (alphabetical).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobProgressEvent {
+    /// BytesTotal; null while a file's size is unknown.
+    pub bytes_total: Option<u64>,
+    /// BytesTransferred.
+    pub bytes_transferred: u64,
+    /// Each file's numbers, in the job's order.
+    pub files: Vec<JobFileProgress>,
+    /// FilesTransferred.
+    pub files_transferred: usize,
+    /// JobId.
+    pub id: String,
+}
+
+/// One file's numbers in a [`JobProgressEvent`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobFileProgress {
+    /// BytesTotal; null while unknown.
+    pub bytes_total: Option<u64>,
+    /// BytesTransferred.
+    pub bytes_transferred: u64,
+    /// Whether all of it is on disk.
+    pub completed: bool,
 }
 
 /// RFC 3339 in UTC, to the second.
