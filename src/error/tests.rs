@@ -353,13 +353,19 @@ fn an_api_status_stands_for_a_kind() {
 
 #[test]
 fn every_domain_error_converts_and_has_a_code() {
-    let prefix: Error = "ftp://x".parse::<crate::url::UrlPrefix>().unwrap_err().into();
+    let prefix: Error = "ftp://x"
+        .parse::<crate::url::UrlPrefix>()
+        .unwrap_err()
+        .into();
     assert_eq!(prefix.code(), "invalid_prefix");
     let sddl: Error = crate::authz::SecurityDescriptor::parse("D:(X;;GA;;;WD)", None)
         .unwrap_err()
         .into();
     assert_eq!(sddl.code(), "invalid_sddl");
-    let scheme: Error = "kerberos5".parse::<crate::auth::AuthScheme>().unwrap_err().into();
+    let scheme: Error = "kerberos5"
+        .parse::<crate::auth::AuthScheme>()
+        .unwrap_err()
+        .into();
     assert_eq!(scheme.code(), "invalid_scheme");
     let missing: Error = ServerError::GroupNotFound("http://+:1/a/".into()).into();
     assert_eq!(missing.code(), "group_not_found");
