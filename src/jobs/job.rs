@@ -20,6 +20,9 @@ pub const DEFAULT_MINIMUM_RETRY_DELAY: Duration = Duration::from_secs(600);
 pub const MINIMUM_RETRY_DELAY_FLOOR: Duration = Duration::from_secs(5);
 /// The default NoProgressTimeout: 14 days.
 pub const DEFAULT_NO_PROGRESS_TIMEOUT: Duration = Duration::from_secs(14 * 24 * 3600);
+/// The longest MinimumRetryDelay and NoProgressTimeout accepted: `u32::MAX` seconds (about 136 years),
+/// BITS's own range (both are a ULONG of seconds in its interface).
+pub const LONGEST_JOB_TIMING: Duration = Duration::from_secs(u32::MAX as u64);
 
 /// A job's identity: 128 random bits, printed like a UUID (version 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -33,6 +33,7 @@ use super::pace::Pace;
 use super::{part_file, verify};
 use crate::client::{Client, ClientSettings};
 use crate::jobs::job::{ErrorContext, JobFile, Validators};
+use crate::jobs::job_error::JobError;
 
 /// Redirects followed for one request.
 const MAX_REDIRECTS: usize = 10;
@@ -78,6 +79,22 @@ impl Default for LowSpeedLimit {
 }
 
 impl LowSpeedLimit {
+    /// The longest window accepted: a day.
+    pub const LONGEST_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+    /// Whether the window is within 1 ms and [`LONGEST_WINDOW`](Self::LONGEST_WINDOW): a zero window
+    /// would call every transfer stalled at once, and a huge one would overflow the clock.
+    pub(crate) fn check(&self) -> Result<(), JobError> {
+        if self.window < Duration::from_millis(1) || self.window > Self::LONGEST_WINDOW {
+            return Err(JobError::InvalidSetting(format!(
+                "the low-speed window {:?} is outside 1 ms to {} s",
+                self.window,
+                Self::LONGEST_WINDOW.as_secs()
+            )));
+        }
+        Ok(())
+    }
+
     /// What a window must bring under a job bandwidth of `rate` bytes per second: never more than half
     /// of what the rate lets through in a window (so the job's own pace never looks like a stall).
     fn floor(&self, rate: Option<u64>) -> u64 {
@@ -256,7 +273,9 @@ async fn receive(
     report: Report<'_>,
 ) -> Result<(), Failure> {
     let LowSpeedLimit { min_bytes, window } = limits.low_speed;
-    let mut window_end = Instant::now() + window;
+    // The window is at most a day (checked when the manager starts): no overflow, but no panic either.
+    let window_from = |now: Instant| now.checked_add(window).unwrap_or(now);
+    let mut window_end = window_from(Instant::now());
     let mut in_window = 0u64;
     while file.bytes_transferred < end {
         // `None`: the window ended first.
@@ -265,7 +284,7 @@ async fn receive(
             if in_window < min_bytes {
                 return Err(stalled(in_window, limits.low_speed));
             }
-            (window_end, in_window) = (Instant::now() + window, 0);
+            (window_end, in_window) = (window_from(Instant::now()), 0);
         }
         let frame = match next {
             None => continue,
