@@ -175,6 +175,10 @@ pub struct JobFailure {
     /// The HTTP status the server answered, if that was the failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// With a 401: the authentication schemes the server offered (`Basic`, `NTLM`, `Negotiate`, ...), as
+    /// it named them (at most 8, each a plain token), so that a caller can say which credentials to give.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth_schemes: Vec<String>,
 }
 
 impl fmt::Display for JobFailure {
@@ -361,6 +365,7 @@ mod tests {
             message: "busy".into(),
             file: Some(0),
             http_status: Some(503),
+            auth_schemes: Vec::new(),
         });
         let json = serde_json::to_string(&job).unwrap();
         assert!(json.contains("\"minimum_retry_delay\":600"), "{json}");

@@ -18,6 +18,7 @@ mod examples;
 mod exposure;
 #[cfg(feature = "cli")]
 mod hardening;
+mod job_hardening;
 mod jobs;
 #[cfg(feature = "negotiate")]
 mod kdc;

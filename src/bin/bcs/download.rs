@@ -452,6 +452,7 @@ fn failed(job: &Job) -> DownloadError {
         message: format!("the job is {}", job.state),
         file: None,
         http_status: None,
+        auth_schemes: Vec::new(),
     });
     let file = failure
         .file
