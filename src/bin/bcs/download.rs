@@ -2,21 +2,23 @@
 //! bar, kept in the user's state directory so that running the same command again after it was killed or
 //! interrupted resumes it from the bytes on disk.
 //!
-//! The job lives in a `DirStore` of its own, `STATE/download-jobs/KEY/`, where KEY is a hash of the URLs and
-//! destinations: the same command finds the same job, another command another. A lock file there keeps
-//! two runs of the same command from sharing it. On success the job is completed (the files appear
-//! under their names) and its directory removed; on a failure it stays, so that a rerun resumes it.
+//! The job lives in a `DirStore` of its own, `STATE/download-jobs/KEY/` (see `kept`), where KEY is a hash
+//! of the URLs and destinations: the same command finds the same job, another command another. On
+//! success the job is completed (the files appear under their names) and its directory removed; on a
+//! failure it stays when it holds bytes, so that a rerun resumes it (`--list` shows such downloads,
+//! `--forget` discards one), and is discarded, temporaries and all, when it failed before its first byte.
 
-use std::fs::{File, OpenOptions};
+mod kept;
+
 use std::io::IsTerminal;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bits_compact::client::{ClientSettings, Credentials, ProxySetting, TlsSettings};
 use bits_compact::jobs::{
-    Action, DirStore, Job, JobEvent, JobFailure, JobId, JobManager, JobState, NewJob, Priority,
+    Action, DirStore, Job, JobEvent, JobFailure, JobId, JobManager, JobState, LowSpeedLimit,
+    NewJob, Priority,
 };
 use bits_compact::{ByteRate, Password};
 use clap::Args;
@@ -30,10 +32,11 @@ use crate::CliError;
 
 /// The exit statuses, for `--help`.
 pub(crate) const EXIT_CODES: &str = "\
-Transient failures (connection refused or lost, 5xx, 503) are retried every 5 s; after 60 s without \
-progress the download fails. Exit status: 0 downloaded; 1 failed (the job's error is printed, and the job kept: the same command \
-resumes it), or any other error; 2 usage; 130 interrupted (Ctrl-C or SIGTERM: the job is suspended and \
-kept; the same command resumes it).";
+Transient failures (connection refused or lost, 5xx, 503, a stalled body) are retried every 5 s; after \
+60 s without progress the download fails. Exit status: 0 downloaded (or listed, or forgotten); 1 failed \
+(the job's error is printed; a download holding bytes is kept, and the same command resumes it; one \
+that failed before its first byte leaves nothing), --forget found nothing to forget, or any other error; \
+2 usage; 130 interrupted (Ctrl-C or SIGTERM: the job is suspended and kept; the same command resumes it).";
 
 /// How long after a transient failure (connection lost, 5xx, 503) the job tries again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -46,8 +49,19 @@ const LINE_EVERY: Duration = Duration::from_secs(1);
 pub(crate) struct DownloadArgs {
     /// The files to fetch (http:// or https:// URLs; https servers are checked against the system CAs), in
     /// order.
-    #[arg(required = true, value_name = "URL")]
+    #[arg(required_unless_present_any = ["list", "forget"], value_name = "URL")]
     urls: Vec<String>,
+    /// List the downloads kept to be resumed (id, state, bytes held, URLs and destinations), then exit.
+    #[arg(long, conflicts_with_all = ["urls", "forget", "output", "dir"])]
+    list: bool,
+    /// Discard a kept download, its temporary files too: the one writing the destination DEST, or the
+    /// one with this id (as --list shows it).
+    #[arg(long, value_name = "DEST|ID", conflicts_with_all = ["urls", "output", "dir"])]
+    forget: Option<String>,
+    /// A body that brings under 1 KiB in this many seconds has stalled: the transfer stops and is tried
+    /// again from the bytes held. Default: 60.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    stall_time: Option<u64>,
     /// Where to put the file (one URL only).
     #[arg(short, long, value_name = "FILE", conflicts_with = "dir")]
     output: Option<PathBuf>,
@@ -135,11 +149,16 @@ impl DownloadArgs {
 pub(crate) enum DownloadError {
     #[error("{0}")]
     Usage(String),
-    #[error("download failed: {failure}{}", file.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
+    #[error("download failed: {failure}{}{}", file.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
+        hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default())]
     Failed {
         failure: JobFailure,
         file: Option<String>,
+        /// What to do about it (credentials for a 401).
+        hint: Option<String>,
     },
+    #[error("no download is kept for {0:?} (bcs download --list shows those that are)")]
+    NotKept(String),
     #[error("interrupted: the download is suspended; run the same command again to resume it")]
     Interrupted,
     #[error("the same download is already running (lock {0:?})")]
@@ -173,6 +192,12 @@ impl DownloadError {
 }
 
 pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
+    if args.list {
+        return Ok(kept::list(args.json)?);
+    }
+    if let Some(what) = &args.forget {
+        return Ok(kept::forget(what, resolve(Path::new(what)).ok())?);
+    }
     let files = destinations(&args)?;
     // The settings (and the password prompt) before any state is touched.
     let client = args.client()?;
@@ -185,14 +210,17 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     // not kill the process with SIGXFSZ's default action; a handler of our own replaces that action.
     let xfsz = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
     let _xfsz = signal(xfsz).map_err(DownloadError::Signals)?;
-    let base = bits_compact::service::default_state_dir().ok_or(DownloadError::NoStateDir)?;
-    // Not `downloads/`: that is `bcs serve`'s default download root, where service jobs write files.
-    let dir = base.join("download-jobs").join(key(&files));
-    let lock = lock(&dir)?;
+    let dir = kept::root()?.join(kept::key(&files));
+    let lock = kept::lock(&dir)?;
     let store = DirStore::open(&dir)?;
+    let mut low_speed = LowSpeedLimit::default();
+    if let Some(seconds) = args.stall_time {
+        low_speed.window = Duration::from_secs(seconds);
+    }
     let manager = JobManager::builder()
         .store(store)
         .job_bandwidth(args.rate.unwrap_or(ByteRate::UNLIMITED))
+        .low_speed_limit(low_speed)
         .max_transfers(1)
         .start()
         .await?;
@@ -205,52 +233,59 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
         Show::new(args.json),
         &mut signals,
     )
-    .await;
+    .await
+    .map_err(|e| with_hint(e, &args));
+    // A download that failed before its first byte keeps nothing: no job to resume, no temporary.
+    let ended = manager.job(id);
+    let failed = matches!(outcome, Err(DownloadError::Failed { .. }));
+    let discard = failed && ended.as_ref().is_ok_and(|j| j.bytes_transferred() == 0);
     let done = match outcome {
         Ok(()) => manager.set_state(id, Action::Complete).await.map(drop),
         Err(DownloadError::Interrupted) => manager.set_state(id, Action::Suspend).await.map(drop),
+        Err(_) if discard => manager.set_state(id, Action::Cancel).await.map(drop),
         Err(_) => Ok(()),
     };
     manager.shutdown().await;
     done?;
     if args.json {
-        if let Ok(job) = manager.job(id) {
+        // How the job ended (ERROR, even when it is then discarded), or ACKNOWLEDGED once completed.
+        let shown = if discard { ended } else { manager.job(id) };
+        if let Ok(job) = shown {
             say!(
                 "{}",
                 json!({"event": "end", "state": job.state, "error": job.error})
             );
         }
     }
-    outcome?;
+    if let Err(e) = outcome {
+        if discard {
+            kept::release(&dir, lock);
+        }
+        return Err(e.into());
+    }
     let job = manager.job(id)?;
     report_done(&job, args.json);
-    release(&dir, lock);
+    kept::release(&dir, lock);
     Ok(())
 }
 
-/// Removes the job's directory, which only holds the lock now (the job is ACKNOWLEDGED and gone from
-/// the store), while still holding the lock; then lets it go.
-fn release(dir: &Path, lock: File) {
-    let _ = std::fs::remove_file(dir.join("lock"));
-    let _ = std::fs::remove_dir(dir);
-    drop(lock);
+/// A destination as an absolute path with its directory resolved (`x/../out` is `out`, a link to a
+/// directory is where it leads): two spellings of one file must be one job, with one lock, never two
+/// writing one file.
+fn resolve(p: &Path) -> Result<PathBuf, DownloadError> {
+    let whole = std::path::absolute(p)
+        .map_err(|e| DownloadError::Usage(format!("{}: {e}", p.display())))?;
+    let (Some(dir), Some(name)) = (whole.parent(), whole.file_name()) else {
+        return Ok(whole);
+    };
+    Ok(match dir.canonicalize() {
+        Ok(dir) => dir.join(name),
+        Err(_) => whole,
+    })
 }
 
 /// (URL, absolute destination) pairs.
 fn destinations(args: &DownloadArgs) -> Result<Vec<(String, PathBuf)>, DownloadError> {
-    // The destination with its directory resolved (`x/../out` is `out`, a link to a directory is where
-    // it leads): two spellings of one file must be one job, with one lock, never two writing one file.
-    let absolute = |p: &Path| -> Result<PathBuf, DownloadError> {
-        let whole = std::path::absolute(p)
-            .map_err(|e| DownloadError::Usage(format!("{}: {e}", p.display())))?;
-        let (Some(dir), Some(name)) = (whole.parent(), whole.file_name()) else {
-            return Ok(whole);
-        };
-        Ok(match dir.canonicalize() {
-            Ok(dir) => dir.join(name),
-            Err(_) => whole,
-        })
-    };
     if let Some(output) = &args.output {
         if args.urls.len() != 1 {
             return Err(DownloadError::Usage(
@@ -263,9 +298,9 @@ fn destinations(args: &DownloadArgs) -> Result<Vec<(String, PathBuf)>, DownloadE
                 output.display()
             )));
         }
-        return Ok(vec![(args.urls[0].clone(), absolute(output)?)]);
+        return Ok(vec![(args.urls[0].clone(), resolve(output)?)]);
     }
-    let dir = absolute(args.dir.as_deref().unwrap_or(Path::new(".")))?;
+    let dir = resolve(args.dir.as_deref().unwrap_or(Path::new(".")))?;
     args.urls
         .iter()
         .map(|url| {
@@ -297,74 +332,6 @@ fn file_name(url: &str) -> Option<String> {
     // SECURITY: the name comes from the URL; it must stay a single name inside the chosen directory.
     let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']);
     plain.then_some(name)
-}
-
-/// The job's directory name: a SHA-256 of the URLs and destinations, in hex (first 128 bits).
-fn key(files: &[(String, PathBuf)]) -> String {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    for (url, local) in files {
-        context.update(url.as_bytes());
-        context.update(b"\0");
-        context.update(local.as_os_str().as_encoded_bytes());
-        context.update(b"\0");
-    }
-    context.finish().as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Holds the lock file of the job's directory (created, mode 0700, if missing): the same download cannot
-/// run twice at once.
-///
-/// A run that succeeded removes the lock file (and the directory) while it holds the lock, so another
-/// run may have opened that file just before and be granted the lock on it once the first lets go:
-/// a lock on a file no longer in the directory, which a third run, creating a new lock file, would not
-/// see, and both would run. So the lock counts only when the path still names the very file locked
-/// (same device and inode); otherwise it is taken again on the file there now (a few times at most).
-fn lock(dir: &Path) -> Result<File, DownloadError> {
-    let path = dir.join("lock");
-    for _ in 0..LOCK_TRIES {
-        let file = open_lock(dir)?;
-        if hold(&file, &path)? {
-            return Ok(file);
-        }
-    }
-    Err(DownloadError::Busy(path))
-}
-
-/// How often [`lock`] takes the lock again after finding its file replaced.
-const LOCK_TRIES: usize = 5;
-
-/// Opens (creating) the lock file in `dir` (created mode 0700, or checked to be private, first).
-fn open_lock(dir: &Path) -> Result<File, DownloadError> {
-    let path = dir.join("lock");
-    let state = |source| DownloadError::State {
-        path: path.clone(),
-        source,
-    };
-    bits_compact::jobs::make_private_dir(dir)
-        .map_err(|e| state(std::io::Error::other(e.to_string())))?;
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(state)
-}
-
-/// Takes the lock on `file` without waiting (`Busy` if another run holds it); `Ok(false)` when `path`
-/// no longer names `file` (it was removed, or replaced), so that this lock guards nothing.
-fn hold(file: &File, path: &Path) -> Result<bool, DownloadError> {
-    use rustix::fs::{flock, fstat, stat, FlockOperation};
-    flock(file, FlockOperation::NonBlockingLockExclusive)
-        .map_err(|_| DownloadError::Busy(path.to_owned()))?;
-    let held = fstat(file).map_err(|e| DownloadError::State {
-        path: path.to_owned(),
-        source: e.into(),
-    })?;
-    Ok(stat(path).is_ok_and(|now| (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)))
 }
 
 /// SECURITY: the password from BCS_PASSWORD or a prompt, never an argument (arguments are visible to
@@ -458,7 +425,66 @@ fn failed(job: &Job) -> DownloadError {
         .file
         .and_then(|i| job.files.get(i))
         .map(|f| format!("{} → {}", f.remote_url, f.local_file.display()));
-    DownloadError::Failed { failure, file }
+    DownloadError::Failed {
+        failure,
+        file,
+        hint: None,
+    }
+}
+
+/// A failure with what to do about it, when there is something to say.
+fn with_hint(e: DownloadError, args: &DownloadArgs) -> DownloadError {
+    match e {
+        DownloadError::Failed { failure, file, .. } => {
+            let hint = auth_hint(&failure, args);
+            DownloadError::Failed {
+                failure,
+                file,
+                hint,
+            }
+        }
+        other => other,
+    }
+}
+
+/// What to do about a 401: the option that gives the credentials the server asks for, or — when those
+/// given were of a scheme it offered — that it rejected them.
+fn auth_hint(failure: &JobFailure, args: &DownloadArgs) -> Option<String> {
+    if failure.http_status != Some(401) {
+        return None;
+    }
+    let offered = &failure.auth_schemes;
+    let given = match (&args.user, args.negotiate, args.ntlm) {
+        (Some(_), _, true) => Some("NTLM"),
+        (Some(_), _, false) => Some("Basic"),
+        (None, true, _) => Some("Negotiate"),
+        (None, false, _) => None,
+    };
+    let was_offered = |scheme: &str| offered.iter().any(|o| o.eq_ignore_ascii_case(scheme));
+    match given {
+        Some("Negotiate") if offered.is_empty() || was_offered("Negotiate") => {
+            return Some("check the Kerberos ticket with klist (kinit gets a new one)".into())
+        }
+        Some(scheme) if offered.is_empty() || was_offered(scheme) => {
+            return Some("check the user name and the password".into())
+        }
+        _ => {}
+    }
+    let flags: Vec<&str> = offered
+        .iter()
+        .filter_map(|o| match o.to_ascii_lowercase().as_str() {
+            "basic" => Some("--user NAME (over https)"),
+            "ntlm" => Some("--user NAME --ntlm"),
+            "negotiate" => Some("--negotiate"),
+            _ => None,
+        })
+        .collect();
+    let asks = offered.join(" or ");
+    Some(match (flags.is_empty(), offered.is_empty()) {
+        (_, true) => "the server names no authentication scheme bcs could use".into(),
+        (true, false) => format!("the server asks for {asks}, which bcs does not support"),
+        (false, false) => format!("the server asks for {asks}: use {}", flags.join(", or ")),
+    })
 }
 
 fn report_done(job: &Job, json: bool) {
@@ -600,40 +626,5 @@ mod tests {
         ] {
             assert_eq!(file_name(bad), None, "{bad}");
         }
-    }
-
-    /// The race a removed lock file leaves: a run that opened the lock file just before the finishing run
-    /// removed it gets the lock on a file no longer there; it must not count it (before: it did, and a
-    /// third run locking a new file ran beside it).
-    #[test]
-    fn a_lock_on_a_removed_lock_file_does_not_count() {
-        let state = tempfile::tempdir().unwrap();
-        let dir = state.path().join("job");
-        let path = dir.join("lock");
-        let first = lock(&dir).unwrap();
-        // The second run opens the lock file while the first still holds it...
-        let second = open_lock(&dir).unwrap();
-        // ...and the first, done, removes it and lets go.
-        release(&dir, first);
-        assert!(!dir.exists());
-        // The second run's lock is granted, on a file no longer there: not held.
-        assert!(!hold(&second, &path).unwrap());
-        // A third run locks the new file; the second, trying again, finds it busy.
-        let third = lock(&dir).unwrap();
-        drop(second);
-        assert!(matches!(lock(&dir), Err(DownloadError::Busy(_))));
-        drop(third);
-        // Once the third is gone, the lock is free again.
-        let again = lock(&dir).unwrap();
-        assert!(hold(&again, &path).unwrap());
-    }
-
-    #[test]
-    fn the_same_command_has_the_same_key() {
-        let a = vec![("http://h/a".to_owned(), PathBuf::from("/d/a"))];
-        let b = vec![("http://h/a".to_owned(), PathBuf::from("/d/b"))];
-        assert_eq!(key(&a), key(&a.clone()));
-        assert_ne!(key(&a), key(&b));
-        assert_eq!(key(&a).len(), 32);
     }
 }
