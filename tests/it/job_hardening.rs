@@ -152,7 +152,9 @@ async fn connection(
             let mut buf = [0u8; 4096];
             let read = tokio::time::timeout(Duration::from_secs(20), socket.read(&mut buf)).await;
             match read {
-                Ok(Ok(n @ 1..)) if pending.len() < 64 * 1024 => pending.extend_from_slice(&buf[..n]),
+                Ok(Ok(n @ 1..)) if pending.len() < 64 * 1024 => {
+                    pending.extend_from_slice(&buf[..n])
+                }
                 _ => return,
             }
         };
@@ -300,7 +302,11 @@ async fn a_resume_whose_overlap_matches_keeps_the_bytes_held() {
     let half = SIZE as u64 / 2;
     assert_eq!(
         gets,
-        [None, Some((half - 16 * 1024, Some(half - 1))), Some((half, None))]
+        [
+            None,
+            Some((half - 16 * 1024, Some(half - 1))),
+            Some((half, None))
+        ]
     );
     m.shutdown().await;
 }
