@@ -152,7 +152,7 @@ pub(crate) enum DownloadError {
     #[error("download failed: {failure}{}{}", file.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
         hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default())]
     Failed {
-        failure: JobFailure,
+        failure: Box<JobFailure>,
         file: Option<String>,
         /// What to do about it (credentials for a 401).
         hint: Option<String>,
@@ -198,7 +198,13 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     if let Some(what) = &args.forget {
         return Ok(kept::forget(what, resolve(Path::new(what)).ok())?);
     }
-    let files = destinations(&args)?;
+    download(&args).await
+}
+
+/// Runs the command line's job (resumed, or new) in the foreground, until it is saved, fails, or is
+/// interrupted.
+async fn download(args: &DownloadArgs) -> Result<(), CliError> {
+    let files = destinations(args)?;
     // The settings (and the password prompt) before any state is touched.
     let client = args.client()?;
     // Installed first: from now on Ctrl-C suspends the job rather than killing the process.
@@ -212,30 +218,49 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     let _xfsz = signal(xfsz).map_err(DownloadError::Signals)?;
     let dir = kept::root()?.join(kept::key(&files));
     let lock = kept::lock(&dir)?;
-    let store = DirStore::open(&dir)?;
+    let manager = start(args, &dir).await?;
+    let mut events = manager.subscribe();
+    let id = find_or_create(&manager, &files, client).await?;
+    let show = Show::new(args.json);
+    let outcome = follow(&manager, id, &mut events, show, &mut signals)
+        .await
+        .map_err(|e| with_hint(e, args));
+    let discarded = settle(&manager, id, &outcome, args.json).await?;
+    if let Err(e) = outcome {
+        if discarded {
+            kept::release(&dir, lock);
+        }
+        return Err(e.into());
+    }
+    report_done(&manager.job(id)?, args.json);
+    kept::release(&dir, lock);
+    Ok(())
+}
+
+/// The job manager of one command line: its store in `dir`, one transfer at a time.
+async fn start(args: &DownloadArgs, dir: &Path) -> Result<JobManager, DownloadError> {
     let mut low_speed = LowSpeedLimit::default();
     if let Some(seconds) = args.stall_time {
         low_speed.window = Duration::from_secs(seconds);
     }
-    let manager = JobManager::builder()
-        .store(store)
+    Ok(JobManager::builder()
+        .store(DirStore::open(dir)?)
         .job_bandwidth(args.rate.unwrap_or(ByteRate::UNLIMITED))
         .low_speed_limit(low_speed)
         .max_transfers(1)
         .start()
-        .await?;
-    let mut events = manager.subscribe();
-    let id = find_or_create(&manager, &files, client).await?;
-    let outcome = follow(
-        &manager,
-        id,
-        &mut events,
-        Show::new(args.json),
-        &mut signals,
-    )
-    .await
-    .map_err(|e| with_hint(e, &args));
-    // A download that failed before its first byte keeps nothing: no job to resume, no temporary.
+        .await?)
+}
+
+/// Ends the job as the outcome says — completed, suspended (interrupted), kept (failed holding bytes) or
+/// cancelled (failed before its first byte: nothing to resume, no temporary left) — stops the manager
+/// and, with --json, says how the job ended. Returns whether the job was discarded.
+async fn settle(
+    manager: &JobManager,
+    id: JobId,
+    outcome: &Result<(), DownloadError>,
+    json: bool,
+) -> Result<bool, DownloadError> {
     let ended = manager.job(id);
     let failed = matches!(outcome, Err(DownloadError::Failed { .. }));
     let discard = failed && ended.as_ref().is_ok_and(|j| j.bytes_transferred() == 0);
@@ -247,7 +272,7 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     };
     manager.shutdown().await;
     done?;
-    if args.json {
+    if json {
         // How the job ended (ERROR, even when it is then discarded), or ACKNOWLEDGED once completed.
         let shown = if discard { ended } else { manager.job(id) };
         if let Ok(job) = shown {
@@ -257,16 +282,7 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
             );
         }
     }
-    if let Err(e) = outcome {
-        if discard {
-            kept::release(&dir, lock);
-        }
-        return Err(e.into());
-    }
-    let job = manager.job(id)?;
-    report_done(&job, args.json);
-    kept::release(&dir, lock);
-    Ok(())
+    Ok(discard)
 }
 
 /// A destination as an absolute path with its directory resolved (`x/../out` is `out`, a link to a
@@ -426,7 +442,7 @@ fn failed(job: &Job) -> DownloadError {
         .and_then(|i| job.files.get(i))
         .map(|f| format!("{} → {}", f.remote_url, f.local_file.display()));
     DownloadError::Failed {
-        failure,
+        failure: Box::new(failure),
         file,
         hint: None,
     }
