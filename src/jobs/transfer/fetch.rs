@@ -16,9 +16,10 @@
 //!    temporary against it (`verify`; both when both do): a resumed file that does not match starts over
 //!    from zero, a whole one is an ERROR.
 //!
-//! Pure parts (Content-Range, If-Range, redirects, the reading of an answer to a ranged GET) are functions
-//! with unit tests; the temporary is `part_file`'s, the digest check `verify`'s, the classification of
-//! failures `failure`'s.
+//! The reading of answers (validators, Content-Range, If-Range, an answer to a ranged GET) is `answer`'s,
+//! sans-IO; a body's bytes into the temporary `body`'s; the temporary `part_file`'s, the digest check
+//! `verify`'s, the classification of failures `failure`'s. Redirects and URLs are pure functions here,
+//! with unit tests.
 
 use std::fs::File;
 use std::future::Future;
@@ -29,6 +30,7 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
+use super::answer::{if_range, parse_content_range, read_answer, read_range, validators, Answer};
 use super::body::{receive, Limits, LowSpeedLimit, Received, Sink, Span};
 use super::failure::{self, classify, header_str, Failure, Report};
 use super::pace::Pace;
@@ -324,8 +326,8 @@ async fn overlap_matches(
         held: have,
         end: have,
     };
-    let read =
-        read_range(range, seen, status, answer).map_err(|f| explain(client, &at, f, answer))?;
+    let read = read_range((from, have), seen, status, answer)
+        .map_err(|f| explain(client, &at, f, answer))?;
     if read != Answer::Append {
         return Ok(false);
     }
@@ -338,61 +340,6 @@ fn explain(client: &Client, url: &Uri, failure: Failure, headers: &HeaderMap) ->
     let given = client.credentials_for(url);
     let withheld = given.is_none() && client.has_credentials();
     failure::unauthorized(failure, given, withheld, headers)
-}
-
-/// What an answer to a GET for the bytes from `have` on means.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Answer {
-    /// 206 for exactly the bytes asked for: append.
-    Append,
-    /// 200: the whole file (no range support, or If-Range failed because it changed).
-    Whole(Validators),
-    /// The answer fits nothing we asked for (a 416, a 206 for other bytes): restart from zero.
-    Again,
-}
-
-fn read_answer(
-    have: u64,
-    seen: &Validators,
-    status: StatusCode,
-    headers: &HeaderMap,
-) -> Result<Answer, Failure> {
-    let rest = Span {
-        from: have,
-        held: have,
-        end: seen.size,
-    };
-    read_range(rest, seen, status, headers)
-}
-
-/// What an answer to a GET for the bytes `range.from..range.end` means. A body in any encoding but
-/// identity is refused (we ask for identity, RFC 9110 §12.5.3): its bytes are not the file's.
-fn read_range(
-    range: Span,
-    seen: &Validators,
-    status: StatusCode,
-    headers: &HeaderMap,
-) -> Result<Answer, Failure> {
-    if status.is_success() {
-        if let Some(f) = failure::encoded(headers) {
-            return Err(f);
-        }
-    }
-    match status {
-        StatusCode::PARTIAL_CONTENT => {
-            let fits = header_str(headers, header::CONTENT_RANGE)
-                .and_then(parse_content_range)
-                .is_some_and(|(first, last, total)| {
-                    first == range.from
-                        && Some(last) == range.end.checked_sub(1)
-                        && total == seen.size
-                });
-            Ok(if fits { Answer::Append } else { Answer::Again })
-        }
-        StatusCode::OK => Ok(Answer::Whole(validators(headers, None)?)),
-        StatusCode::RANGE_NOT_SATISFIABLE => Ok(Answer::Again),
-        other => Err(classify(other, headers)),
-    }
 }
 
 /// The size and validators of the remote file, the URL it was found at after redirects, and its
@@ -428,50 +375,6 @@ async fn probe(
     };
     let digest = verify::expected(headers);
     Ok((validators(headers, total)?, url, digest))
-}
-
-/// The validators of an answer; the size is `size` or the Content-Length.
-fn validators(headers: &HeaderMap, size: Option<u64>) -> Result<Validators, Failure> {
-    let size = size
-        .or_else(|| header_str(headers, header::CONTENT_LENGTH)?.parse().ok())
-        .ok_or_else(|| {
-            Failure::new(
-                false,
-                ErrorContext::ServerResponse,
-                "missing_size",
-                "the server did not tell the file's size (no Content-Length)",
-            )
-        })?;
-    Ok(Validators {
-        size,
-        etag: header_str(headers, header::ETAG).map(str::to_owned),
-        last_modified: header_str(headers, header::LAST_MODIFIED).map(str::to_owned),
-    })
-}
-
-/// The If-Range value for a resumed GET: the ETag if strong (RFC 9110 §13.1.5 allows no weak one), else
-/// Last-Modified; `None` when neither can validate (then a range is not asked for blindly: the caller
-/// still sends it, and a changed file is caught by the size and the final check).
-pub(crate) fn if_range(v: &Validators) -> Option<&str> {
-    match &v.etag {
-        Some(tag) if !tag.starts_with("W/") => Some(tag),
-        _ => v.last_modified.as_deref(),
-    }
-}
-
-/// `bytes FIRST-LAST/TOTAL` → (first, last, total); `None` for anything else (`*/total` included).
-pub(crate) fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (first, last) = range.split_once('-')?;
-    let digits = |s: &str| -> Option<u64> {
-        let s = s.trim();
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let (first, last, total) = (digits(first)?, digits(last)?, digits(total)?);
-    (first <= last && last < total).then_some((first, last, total))
 }
 
 /// An absolute `http://` or `https://` URL.
@@ -565,89 +468,6 @@ async fn request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::HeaderValue;
-
-    fn v(size: u64, etag: Option<&str>, lm: Option<&str>) -> Validators {
-        Validators {
-            size,
-            etag: etag.map(str::to_owned),
-            last_modified: lm.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn if_range_prefers_a_strong_etag() {
-        let lm = "Sun, 06 Nov 1994 08:49:37 GMT";
-        assert_eq!(if_range(&v(1, Some("\"a\""), Some(lm))), Some("\"a\""));
-        assert_eq!(if_range(&v(1, Some("W/\"a\""), Some(lm))), Some(lm));
-        assert_eq!(if_range(&v(1, None, Some(lm))), Some(lm));
-        assert_eq!(if_range(&v(1, Some("W/\"a\""), None)), None);
-        assert_eq!(if_range(&v(1, None, None)), None);
-    }
-
-    #[test]
-    fn content_range_parses_only_the_exact_form() {
-        assert_eq!(parse_content_range("bytes 0-0/10"), Some((0, 0, 10)));
-        assert_eq!(parse_content_range("bytes 5-9/10"), Some((5, 9, 10)));
-        for bad in [
-            "bytes */10",
-            "bytes 5-4/10",
-            "bytes 5-10/10",
-            "bytes -1-3/10",
-            "bytes +1-3/10",
-            "bytes 1-3/",
-            "bytes 1-3/*",
-            "items 1-3/10",
-            "bytes 1-99999999999999999999/100000000000000000000",
-            "",
-        ] {
-            assert_eq!(parse_content_range(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn answers_to_a_ranged_get() {
-        let seen = v(10, Some("\"a\""), None);
-        let with = |pairs: &[(HeaderName, &'static str)]| {
-            let mut h = HeaderMap::new();
-            for (k, val) in pairs {
-                h.insert(k.clone(), HeaderValue::from_static(val));
-            }
-            h
-        };
-        let partial = |range| with(&[(header::CONTENT_RANGE, range)]);
-        let read = |status, headers: &HeaderMap| read_answer(4, &seen, status, headers);
-        let p = StatusCode::PARTIAL_CONTENT;
-        assert_eq!(read(p, &partial("bytes 4-9/10")), Ok(Answer::Append));
-        // Other bytes, another total, or no Content-Range: restart rather than mix.
-        assert_eq!(read(p, &partial("bytes 0-9/10")), Ok(Answer::Again));
-        assert_eq!(read(p, &partial("bytes 4-8/10")), Ok(Answer::Again));
-        assert_eq!(read(p, &partial("bytes 4-10/11")), Ok(Answer::Again));
-        assert_eq!(read(p, &HeaderMap::new()), Ok(Answer::Again));
-        let whole = with(&[(header::CONTENT_LENGTH, "12"), (header::ETAG, "\"b\"")]);
-        assert_eq!(
-            read(StatusCode::OK, &whole),
-            Ok(Answer::Whole(v(12, Some("\"b\""), None)))
-        );
-        assert_eq!(
-            read(StatusCode::OK, &HeaderMap::new())
-                .unwrap_err()
-                .error
-                .code,
-            "missing_size"
-        );
-        assert_eq!(
-            read(StatusCode::RANGE_NOT_SATISFIABLE, &HeaderMap::new()),
-            Ok(Answer::Again)
-        );
-        assert_eq!(
-            read(StatusCode::NOT_FOUND, &HeaderMap::new())
-                .unwrap_err()
-                .error
-                .context,
-            ErrorContext::RemoteFile
-        );
-    }
 
     #[test]
     fn redirects_resolve_against_the_base() {
