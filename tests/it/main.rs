@@ -14,6 +14,8 @@ mod config;
 #[cfg(feature = "cli")]
 mod download;
 #[cfg(feature = "cli")]
+mod download_hardening;
+#[cfg(feature = "cli")]
 mod examples;
 mod exposure;
 #[cfg(feature = "cli")]
