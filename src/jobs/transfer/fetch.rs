@@ -291,7 +291,9 @@ async fn get_rest(
 
 /// Whether the last [`OVERLAP`] bytes held are those the server serves now: asked for again (`Range`,
 /// `If-Range`) and compared. On `false` the bytes held are of another version (an origin that kept its
-/// validators but serves other bytes, two servers behind one name): the file must start over.
+/// validators but serves other bytes, two servers behind one name): the file must start over. When the
+/// overlap starts at zero (no more than [`OVERLAP`] bytes held), the server's bytes replace those that
+/// differ, and the bytes held are then the server's.
 ///
 /// A server that answers with anything but exactly those bytes (a 200: it ignores ranges, or the file
 /// changed) is not checked here; the GET for the rest sees the same answer and decides.

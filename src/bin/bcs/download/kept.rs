@@ -134,7 +134,18 @@ fn all() -> Result<Vec<Kept>, DownloadError> {
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        let jobs = DirStore::open(&dir)?.load_all()?;
+        // One unreadable download does not hide the others.
+        let jobs = match DirStore::open(&dir).and_then(|store| store.load_all()) {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                note!(
+                    "bcs: skipped {}: {}",
+                    terminal_safe(dir.display()),
+                    terminal_safe(e)
+                );
+                continue;
+            }
+        };
         kept.extend(
             jobs.into_iter()
                 .filter(|j| !j.state.is_final())
