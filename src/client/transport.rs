@@ -108,6 +108,17 @@ impl Client {
         self.trusted = Some(origin(url));
     }
 
+    /// The credentials sent to `url`'s server: the job's, when it is the origin they go to.
+    pub(crate) fn credentials_for(&self, url: &Uri) -> Option<&Credentials> {
+        let trusted = self.trusted.as_deref() == Some(origin(url).as_str());
+        self.settings.credentials.as_ref().filter(|_| trusted)
+    }
+
+    /// Whether the job has credentials (for whichever server).
+    pub(crate) fn has_credentials(&self) -> bool {
+        self.settings.credentials.is_some()
+    }
+
     /// Sends a bodiless request and returns the answer (after NTLM's round trips when asked for them).
     pub(crate) async fn send(
         &mut self,

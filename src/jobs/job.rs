@@ -20,6 +20,9 @@ pub const DEFAULT_MINIMUM_RETRY_DELAY: Duration = Duration::from_secs(600);
 pub const MINIMUM_RETRY_DELAY_FLOOR: Duration = Duration::from_secs(5);
 /// The default NoProgressTimeout: 14 days.
 pub const DEFAULT_NO_PROGRESS_TIMEOUT: Duration = Duration::from_secs(14 * 24 * 3600);
+/// The longest MinimumRetryDelay and NoProgressTimeout accepted: `u32::MAX` seconds (about 136 years),
+/// BITS's own range (both are a ULONG of seconds in its interface).
+pub const LONGEST_JOB_TIMING: Duration = Duration::from_secs(u32::MAX as u64);
 
 /// A job's identity: 128 random bits, printed like a UUID (version 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -172,6 +175,10 @@ pub struct JobFailure {
     /// The HTTP status the server answered, if that was the failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// With a 401: the authentication schemes the server offered (`Basic`, `NTLM`, `Negotiate`, ...), as
+    /// it named them (at most 8, each a plain token), so that a caller can say which credentials to give.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth_schemes: Vec<String>,
 }
 
 impl fmt::Display for JobFailure {
@@ -358,6 +365,7 @@ mod tests {
             message: "busy".into(),
             file: Some(0),
             http_status: Some(503),
+            auth_schemes: Vec::new(),
         });
         let json = serde_json::to_string(&job).unwrap();
         assert!(json.contains("\"minimum_retry_delay\":600"), "{json}");

@@ -18,10 +18,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{self, JobEvent};
-use super::job::{Job, JobFailure, JobId, MINIMUM_RETRY_DELAY_FLOOR};
+use super::job::{Job, JobFailure, JobId};
 use super::job_error::JobError;
 use super::job_store::{JobStore, MemoryStore};
-use super::new_job::{checked_file, NewJob};
+use super::new_job::{check_timing, checked_file, NewJob};
 use super::registry::{Jobs, Registry, RunnerTask};
 use super::scheduler;
 use super::state::{Action, Event, JobState, Priority, TransitionError};
@@ -69,7 +69,9 @@ impl JobManagerBuilder {
 
     /// When a transfer whose body arrives too slowly (or not at all after its headers) stops with
     /// TRANSIENT_ERROR `stalled`, to be retried. Default is fewer than 1 KiB in a minute; a job bandwidth
-    /// lowers it to half what that bandwidth lets through.
+    /// lowers it to half what that bandwidth lets through. The window is from 1 ms to a day
+    /// ([`LowSpeedLimit::LONGEST_WINDOW`]); outside that, [`start`](Self::start) fails with
+    /// [`JobError::InvalidSetting`].
     pub fn low_speed_limit(mut self, limit: LowSpeedLimit) -> Self {
         self.http.low_speed = LowSpeedLimit {
             min_bytes: limit.min_bytes.max(1),
@@ -95,6 +97,7 @@ impl JobManagerBuilder {
     /// Loads the stored jobs (a job that was CONNECTING or TRANSFERRING comes back QUEUED and resumes
     /// from the bytes on disk) and starts the scheduler on the current tokio runtime.
     pub async fn start(self) -> Result<JobManager, JobError> {
+        self.http.low_speed.check()?;
         let store = self.store.clone();
         let loaded = tokio::task::spawn_blocking(move || store.load_all())
             .await
@@ -391,18 +394,15 @@ impl JobManager {
         self.edit(id, |job| job.client = settings).await
     }
 
-    /// Sets MinimumRetryDelay (at least 5 s) and NoProgressTimeout, each when given.
+    /// Sets MinimumRetryDelay and NoProgressTimeout, each when given, within the ranges [`NewJob`]'s
+    /// setters document ([`JobError::InvalidSetting`] outside them).
     pub async fn set_retry_timing(
         &self,
         id: JobId,
         minimum_retry_delay: Option<Duration>,
         no_progress_timeout: Option<Duration>,
     ) -> Result<Job, JobError> {
-        if let Some(delay) = minimum_retry_delay.filter(|d| *d < MINIMUM_RETRY_DELAY_FLOOR) {
-            return Err(JobError::InvalidSetting(format!(
-                "MinimumRetryDelay {delay:?} is under {MINIMUM_RETRY_DELAY_FLOOR:?}"
-            )));
-        }
+        check_timing(minimum_retry_delay, no_progress_timeout)?;
         self.edit(id, |job| {
             if let Some(d) = minimum_retry_delay {
                 job.minimum_retry_delay = d;

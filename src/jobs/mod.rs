@@ -20,7 +20,7 @@
 //!
 //! Imports go one way: `manager` uses the parts below it and none uses `manager`; `scheduler` starts
 //! `runner`s; `scheduler`, `runner` and `watch` work on `registry`, which queues to `writer`; `transfer`
-//! knows only `job` (and `job_store`'s directory sync).
+//! knows only `job` and `job_error` (and `job_store`'s directory sync).
 //!
 //! Files become visible under their final names only on Complete; until then they are `.NAME.bcs-part`
 //! beside the destination. TLS, proxies and credentials come from [`crate::client`], per job.
@@ -44,7 +44,8 @@ mod writer;
 pub use events::JobEvent;
 pub use job::{
     ErrorContext, Job, JobFailure, JobFile, JobId, JobIdError, Validators,
-    DEFAULT_MINIMUM_RETRY_DELAY, DEFAULT_NO_PROGRESS_TIMEOUT, MINIMUM_RETRY_DELAY_FLOOR,
+    DEFAULT_MINIMUM_RETRY_DELAY, DEFAULT_NO_PROGRESS_TIMEOUT, LONGEST_JOB_TIMING,
+    MINIMUM_RETRY_DELAY_FLOOR,
 };
 pub use job_error::JobError;
 pub use job_store::{make_private_dir, DirStore, JobStore, MemoryStore, PrivateDirError};

@@ -1,11 +1,14 @@
 //! [`NewJob`]: what a job is made of before it joins a manager (CreateJob's arguments), and the checks a
 //! job's settings and every file pass before they are accepted (an absolute http(s) URL, an absolute local
-//! path that is not a temporary's name, at most [`MAX_FILES_PER_JOB`] files).
+//! path that is not a temporary's name, at most [`MAX_FILES_PER_JOB`] files; MinimumRetryDelay and
+//! NoProgressTimeout within BITS's ranges, see [`check_timing`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::job::{Job, JobFile, DEFAULT_MINIMUM_RETRY_DELAY, MINIMUM_RETRY_DELAY_FLOOR};
+use super::job::{
+    Job, JobFile, DEFAULT_MINIMUM_RETRY_DELAY, LONGEST_JOB_TIMING, MINIMUM_RETRY_DELAY_FLOOR,
+};
 use super::job_error::JobError;
 use super::state::{JobState, Priority};
 use super::transfer;
@@ -71,13 +74,15 @@ impl NewJob {
         self
     }
 
-    /// MinimumRetryDelay, at least 5 s. Default is 600 s.
+    /// MinimumRetryDelay, from 5 s to [`LONGEST_JOB_TIMING`] (BITS's range); outside it, creating the job
+    /// fails with [`JobError::InvalidSetting`]. Default is 600 s.
     pub fn minimum_retry_delay(mut self, delay: Duration) -> Self {
         self.minimum_retry_delay = Some(delay);
         self
     }
 
-    /// NoProgressTimeout. Default is 14 days.
+    /// NoProgressTimeout, from 0 (the first transient error is an ERROR) to [`LONGEST_JOB_TIMING`];
+    /// beyond it, creating the job fails with [`JobError::InvalidSetting`]. Default is 14 days.
     pub fn no_progress_timeout(mut self, timeout: Duration) -> Self {
         self.no_progress_timeout = Some(timeout);
         self
@@ -98,11 +103,7 @@ impl NewJob {
         let delay = self
             .minimum_retry_delay
             .unwrap_or(DEFAULT_MINIMUM_RETRY_DELAY);
-        if delay < MINIMUM_RETRY_DELAY_FLOOR {
-            return Err(JobError::InvalidSetting(format!(
-                "MinimumRetryDelay {delay:?} is under {MINIMUM_RETRY_DELAY_FLOOR:?}"
-            )));
-        }
+        check_timing(Some(delay), self.no_progress_timeout)?;
         self.client
             .check()
             .map_err(|e| JobError::InvalidSetting(e.to_string()))?;
@@ -125,6 +126,33 @@ impl NewJob {
         }
         Ok(job)
     }
+}
+
+/// Checks MinimumRetryDelay (5 s to [`LONGEST_JOB_TIMING`]) and NoProgressTimeout (at most
+/// [`LONGEST_JOB_TIMING`]), each when given: BITS's ranges, which also keep every deadline the scheduler
+/// computes from them within the clock's range.
+pub(super) fn check_timing(
+    minimum_retry_delay: Option<Duration>,
+    no_progress_timeout: Option<Duration>,
+) -> Result<(), JobError> {
+    if let Some(delay) = minimum_retry_delay {
+        if delay < MINIMUM_RETRY_DELAY_FLOOR || delay > LONGEST_JOB_TIMING {
+            return Err(JobError::InvalidSetting(format!(
+                "MinimumRetryDelay {} s is outside {} s to {} s",
+                delay.as_secs(),
+                MINIMUM_RETRY_DELAY_FLOOR.as_secs(),
+                LONGEST_JOB_TIMING.as_secs()
+            )));
+        }
+    }
+    if let Some(timeout) = no_progress_timeout.filter(|t| *t > LONGEST_JOB_TIMING) {
+        return Err(JobError::InvalidSetting(format!(
+            "NoProgressTimeout {} s is over {} s",
+            timeout.as_secs(),
+            LONGEST_JOB_TIMING.as_secs()
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a file before it joins a job.

@@ -103,6 +103,15 @@ impl Jobs {
     }
 }
 
+/// `at + wait`, or for a wait beyond the clock's range (a stored job's `u64::MAX` seconds) the latest of
+/// about a century later and `at`: never a panic.
+pub(super) fn later(at: Instant, wait: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(wait)
+        .or_else(|| at.checked_add(CENTURY))
+        .unwrap_or(at)
+}
+
 impl Registry {
     pub(super) fn lock(&self) -> MutexGuard<'_, Jobs> {
         self.jobs.lock().recover()

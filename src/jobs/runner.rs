@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::JobEvent;
 use super::job::{JobFile, JobId};
-use super::registry::Registry;
+use super::registry::{later, Registry};
 use super::state::Event;
 use super::transfer::Failure;
 
@@ -120,7 +120,7 @@ impl Registry {
                             .minimum_retry_delay
                             .max(f.retry_after.unwrap_or_default());
                         let at = Instant::now();
-                        entry.retry_at = Some(at + delay);
+                        entry.retry_at = Some(later(at, delay));
                         entry.stalled_since.get_or_insert(at);
                         Event::TransientFailure
                     } else {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::job::{Job, JobId};
-use super::registry::{Jobs, Registry, RunnerTask};
+use super::registry::{later, Jobs, Registry, RunnerTask};
 use super::runner;
 use super::state::{Event, JobState, Priority};
 
@@ -75,7 +75,7 @@ impl Registry {
                 continue;
             }
             let stalled = entry.stalled_since.unwrap_or(now);
-            let deadline = stalled + entry.job.no_progress_timeout;
+            let deadline = later(stalled, entry.job.no_progress_timeout);
             let retry_at = entry.retry_at.unwrap_or(now);
             let event = if deadline <= now {
                 Event::NoProgressTimeout

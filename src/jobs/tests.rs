@@ -499,3 +499,95 @@ async fn a_lagging_watcher_still_sees_the_final_state() {
     );
     m.shutdown().await;
 }
+
+/// Out-of-range timings are refused with InvalidSetting (BITS's ranges: MinimumRetryDelay 5 s to
+/// `u32::MAX` s, NoProgressTimeout up to `u32::MAX` s; a low-speed window from 1 ms to a day), by
+/// CreateJob, by the setter and by the builder; the ends of the ranges are accepted.
+#[tokio::test(start_paused = true)]
+async fn out_of_range_timings_are_refused() {
+    use super::{LowSpeedLimit, LONGEST_JOB_TIMING};
+    let (m, _) = manager(0, None).await;
+    let huge = Duration::from_secs(u64::MAX);
+    let invalid = |r: &Result<Job, JobError>| matches!(r, Err(JobError::InvalidSetting(_)));
+    for new in [
+        one_file("d").minimum_retry_delay(huge),
+        one_file("d").minimum_retry_delay(LONGEST_JOB_TIMING + Duration::from_secs(1)),
+        one_file("d").minimum_retry_delay(Duration::from_secs(4)),
+        one_file("d").no_progress_timeout(huge),
+        one_file("d").no_progress_timeout(Duration::MAX),
+    ] {
+        let created = m.create_job(new.suspended(true)).await;
+        assert!(invalid(&created), "{created:?}");
+    }
+    let job = m
+        .create_job(
+            one_file("ends")
+                .suspended(true)
+                .minimum_retry_delay(LONGEST_JOB_TIMING)
+                .no_progress_timeout(Duration::ZERO),
+        )
+        .await
+        .unwrap();
+    let set = m.set_retry_timing(job.id, Some(huge), None).await;
+    assert!(invalid(&set), "{set:?}");
+    let set = m.set_retry_timing(job.id, None, Some(huge)).await;
+    assert!(invalid(&set), "{set:?}");
+    assert_eq!(
+        m.job(job.id).unwrap().minimum_retry_delay,
+        LONGEST_JOB_TIMING
+    );
+    m.shutdown().await;
+    for window in [Duration::ZERO, Duration::MAX, Duration::from_secs(86_401)] {
+        let limit = LowSpeedLimit {
+            min_bytes: 1,
+            window,
+        };
+        let started = JobManager::builder().low_speed_limit(limit).start().await;
+        assert!(
+            matches!(started, Err(JobError::InvalidSetting(_))),
+            "{window:?}"
+        );
+    }
+}
+
+/// A job whose stored timings are beyond any range (written by hand, or by an older version) fails
+/// transiently without panicking its runner: it waits in TRANSIENT_ERROR (before: "overflow when adding
+/// duration to instant", and the job hung in CONNECTING), and the manager goes on running other jobs.
+#[tokio::test(start_paused = true)]
+async fn stored_timings_beyond_the_clock_never_panic() {
+    let store = Arc::new(MemoryStore::new());
+    let mut stored = Job::new("hostile", JobState::Queued);
+    stored
+        .files
+        .push(JobFile::new("http://127.0.0.1:9/f", "/nonexistent/h"));
+    stored.minimum_retry_delay = Duration::from_secs(u64::MAX);
+    stored.no_progress_timeout = Duration::from_secs(u64::MAX);
+    store.save(&stored).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let fetch = Scripted {
+        calls: calls.clone(),
+        fail: 1,
+        retry_after: None,
+        delay: Duration::ZERO,
+    };
+    let m = JobManager::builder()
+        .store(Shared(store))
+        .fetch(fetch)
+        .start()
+        .await
+        .unwrap();
+    wait_for(
+        &m,
+        stored.id,
+        JobState::TransientError,
+        Duration::from_secs(5),
+    )
+    .await;
+    // Long after: still waiting for its (very late) retry, not retried, not an ERROR.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(m.job(stored.id).unwrap().state, JobState::TransientError);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let other = m.create_job(one_file("other")).await.unwrap();
+    wait_for(&m, other.id, JobState::Transferred, Duration::from_secs(5)).await;
+    m.shutdown().await;
+}

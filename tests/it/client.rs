@@ -660,3 +660,62 @@ async fn a_stalled_or_dripping_body_is_a_transient_error() {
     }
     m.shutdown().await;
 }
+
+/// Issue 23.6 in the library, against our own Basic and NTLM groups: a 401 keeps the schemes the server
+/// offered (`JobFailure::auth_schemes`) and says whether credentials were given ("none given") or
+/// refused ("rejected"); the password never appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_names_what_the_server_asks_for_and_what_was_given() {
+    let s = site();
+    let m = JobManager::builder().start().await.unwrap();
+    let with = |c: Credentials, tls: TlsSettings| ClientSettings {
+        credentials: Some(c),
+        ..direct(tls)
+    };
+    let wrong = || Password::from("WRONG-pw");
+    let (basic, ntlm) = (s.https_url("/B/data.bin"), s.http.url("/N/data.bin"));
+    let cases = [
+        (
+            &basic,
+            "b-none",
+            direct(s.ca_trust()),
+            "Basic",
+            "none given",
+        ),
+        (
+            &basic,
+            "b-wrong",
+            with(Credentials::basic("alice", wrong()), s.ca_trust()),
+            "Basic",
+            "rejected the Basic credentials given for \"alice\"",
+        ),
+        (
+            &ntlm,
+            "n-none",
+            direct(TlsSettings::default()),
+            "NTLM",
+            "none given",
+        ),
+        (
+            &ntlm,
+            "n-wrong",
+            with(Credentials::ntlm("alice", wrong()), TlsSettings::default()),
+            "NTLM",
+            "rejected the NTLM credentials",
+        ),
+    ];
+    for (url, name, settings, scheme, says) in cases {
+        let id = start(&m, url, &s.dest(name), settings).await;
+        wait_for(&m, id, &[JobState::Error]).await;
+        let error = m.error(id).unwrap().unwrap();
+        assert_eq!(error.code, "http_401", "{name}: {error}");
+        assert!(
+            error.auth_schemes.iter().any(|o| o == scheme),
+            "{name}: {:?}",
+            error.auth_schemes
+        );
+        assert!(error.message.contains(says), "{name}: {error}");
+        assert!(!error.message.contains("WRONG-pw"), "{name}: {error}");
+    }
+    m.shutdown().await;
+}

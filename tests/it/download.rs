@@ -12,10 +12,10 @@ use crate::jobs::{Kind, Origin};
 use crate::support::{curl, have, pattern, run, write_file};
 
 /// How long any wait in these tests may take.
-const PATIENCE: Duration = Duration::from_secs(60);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
 
 /// `bcs download ARGS` with its state in `state`, bounded by `timeout`.
-fn download(state: &Path, args: &[&str]) -> Output {
+pub(crate) fn download(state: &Path, args: &[&str]) -> Output {
     download_limited(state, args, None)
 }
 
@@ -38,7 +38,7 @@ fn download_limited(state: &Path, args: &[&str], fsize: Option<u64>) -> Output {
         .unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -74,7 +74,7 @@ fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 }
 
 /// No job is left behind in the state directory once a download succeeded.
-fn no_jobs_left(state: &Path) {
+pub(crate) fn no_jobs_left(state: &Path) {
     let jobs = state.join("download-jobs");
     let left: Vec<_> = std::fs::read_dir(&jobs)
         .map(|d| d.map(|e| e.unwrap().path()).collect())

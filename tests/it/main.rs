@@ -14,10 +14,13 @@ mod config;
 #[cfg(feature = "cli")]
 mod download;
 #[cfg(feature = "cli")]
+mod download_hardening;
+#[cfg(feature = "cli")]
 mod examples;
 mod exposure;
 #[cfg(feature = "cli")]
 mod hardening;
+mod job_hardening;
 mod jobs;
 #[cfg(feature = "negotiate")]
 mod kdc;

@@ -2,38 +2,44 @@
 //! bar, kept in the user's state directory so that running the same command again after it was killed or
 //! interrupted resumes it from the bytes on disk.
 //!
-//! The job lives in a `DirStore` of its own, `STATE/download-jobs/KEY/`, where KEY is a hash of the URLs and
-//! destinations: the same command finds the same job, another command another. A lock file there keeps
-//! two runs of the same command from sharing it. On success the job is completed (the files appear
-//! under their names) and its directory removed; on a failure it stays, so that a rerun resumes it.
+//! The job lives in a `DirStore` of its own, `STATE/download-jobs/KEY/` (see `kept`), where KEY is a hash
+//! of the URLs and destinations: the same command finds the same job, another command another. On
+//! success the job is completed (the files appear under their names) and its directory removed; on a
+//! failure it stays when it holds bytes, so that a rerun resumes it (`--list` shows such downloads,
+//! `--forget` discards one), and is discarded, temporaries and all, when it failed before its first byte.
+//!
+//! Here: the arguments, the run and its end, the hints on a failure. `kept` owns the kept downloads'
+//! directories, locks, `--list` and `--forget`; `progress` the bar and the progress lines.
 
-use std::fs::{File, OpenOptions};
-use std::io::IsTerminal;
-use std::os::unix::fs::OpenOptionsExt;
+mod kept;
+mod progress;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bits_compact::client::{ClientSettings, Credentials, ProxySetting, TlsSettings};
 use bits_compact::jobs::{
-    Action, DirStore, Job, JobEvent, JobFailure, JobId, JobManager, JobState, NewJob, Priority,
+    Action, DirStore, Job, JobEvent, JobFailure, JobId, JobManager, JobState, LowSpeedLimit,
+    NewJob, Priority,
 };
 use bits_compact::{ByteRate, Password};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::broadcast::error::RecvError;
 
+use self::progress::Show;
 use crate::print::{human_bytes, terminal_safe};
 use crate::CliError;
 
 /// The exit statuses, for `--help`.
 pub(crate) const EXIT_CODES: &str = "\
-Transient failures (connection refused or lost, 5xx, 503) are retried every 5 s; after 60 s without \
-progress the download fails. Exit status: 0 downloaded; 1 failed (the job's error is printed, and the job kept: the same command \
-resumes it), or any other error; 2 usage; 130 interrupted (Ctrl-C or SIGTERM: the job is suspended and \
-kept; the same command resumes it).";
+Transient failures (connection refused or lost, 5xx, 503, a stalled body) are retried every 5 s; after \
+60 s without progress the download fails. Exit status: 0 downloaded (or listed, or forgotten); 1 failed \
+(the job's error is printed; a download holding bytes is kept, and the same command resumes it; one \
+that failed before its first byte leaves nothing), --forget found nothing to forget, or any other error; \
+2 usage; 130 interrupted (Ctrl-C or SIGTERM: the job is suspended and kept; the same command resumes it).";
 
 /// How long after a transient failure (connection lost, 5xx, 503) the job tries again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -46,8 +52,19 @@ const LINE_EVERY: Duration = Duration::from_secs(1);
 pub(crate) struct DownloadArgs {
     /// The files to fetch (http:// or https:// URLs; https servers are checked against the system CAs), in
     /// order.
-    #[arg(required = true, value_name = "URL")]
+    #[arg(required_unless_present_any = ["list", "forget"], value_name = "URL")]
     urls: Vec<String>,
+    /// List the downloads kept to be resumed (id, state, bytes held, URLs and destinations), then exit.
+    #[arg(long, conflicts_with_all = ["urls", "forget", "output", "dir"])]
+    list: bool,
+    /// Discard a kept download, its temporary files too: the one writing the destination DEST, or the
+    /// one with this id (as --list shows it).
+    #[arg(long, value_name = "DEST|ID", conflicts_with_all = ["urls", "output", "dir"])]
+    forget: Option<String>,
+    /// A body that brings under 1 KiB in this many seconds has stalled: the transfer stops and is tried
+    /// again from the bytes held. Default: 60.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    stall_time: Option<u64>,
     /// Where to put the file (one URL only).
     #[arg(short, long, value_name = "FILE", conflicts_with = "dir")]
     output: Option<PathBuf>,
@@ -135,11 +152,16 @@ impl DownloadArgs {
 pub(crate) enum DownloadError {
     #[error("{0}")]
     Usage(String),
-    #[error("download failed: {failure}{}", file.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
+    #[error("download failed: {failure}{}{}", file.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
+        hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default())]
     Failed {
-        failure: JobFailure,
+        failure: Box<JobFailure>,
         file: Option<String>,
+        /// What to do about it (credentials for a 401).
+        hint: Option<String>,
     },
+    #[error("no download is kept for {0:?} (bcs download --list shows those that are)")]
+    NotKept(String),
     #[error("interrupted: the download is suspended; run the same command again to resume it")]
     Interrupted,
     #[error("the same download is already running (lock {0:?})")]
@@ -173,7 +195,19 @@ impl DownloadError {
 }
 
 pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
-    let files = destinations(&args)?;
+    if args.list {
+        return Ok(kept::list(args.json)?);
+    }
+    if let Some(what) = &args.forget {
+        return Ok(kept::forget(what, resolve(Path::new(what)).ok())?);
+    }
+    download(&args).await
+}
+
+/// Runs the command line's job (resumed, or new) in the foreground, until it is saved, fails, or is
+/// interrupted.
+async fn download(args: &DownloadArgs) -> Result<(), CliError> {
+    let files = destinations(args)?;
     // The settings (and the password prompt) before any state is touched.
     let client = args.client()?;
     // Installed first: from now on Ctrl-C suspends the job rather than killing the process.
@@ -185,72 +219,92 @@ pub(crate) async fn run(args: DownloadArgs) -> Result<(), CliError> {
     // not kill the process with SIGXFSZ's default action; a handler of our own replaces that action.
     let xfsz = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
     let _xfsz = signal(xfsz).map_err(DownloadError::Signals)?;
-    let base = bits_compact::service::default_state_dir().ok_or(DownloadError::NoStateDir)?;
-    // Not `downloads/`: that is `bcs serve`'s default download root, where service jobs write files.
-    let dir = base.join("download-jobs").join(key(&files));
-    let lock = lock(&dir)?;
-    let store = DirStore::open(&dir)?;
-    let manager = JobManager::builder()
-        .store(store)
-        .job_bandwidth(args.rate.unwrap_or(ByteRate::UNLIMITED))
-        .max_transfers(1)
-        .start()
-        .await?;
+    let dir = kept::root()?.join(kept::key(&files));
+    let lock = kept::lock(&dir)?;
+    let manager = start(args, &dir).await?;
     let mut events = manager.subscribe();
     let id = find_or_create(&manager, &files, client).await?;
-    let outcome = follow(
-        &manager,
-        id,
-        &mut events,
-        Show::new(args.json),
-        &mut signals,
-    )
-    .await;
+    let show = Show::new(args.json);
+    let outcome = follow(&manager, id, &mut events, show, &mut signals)
+        .await
+        .map_err(|e| with_hint(e, args));
+    let discarded = settle(&manager, id, &outcome, args.json).await?;
+    if let Err(e) = outcome {
+        if discarded {
+            kept::release(&dir, lock);
+        }
+        return Err(e.into());
+    }
+    report_done(&manager.job(id)?, args.json);
+    kept::release(&dir, lock);
+    Ok(())
+}
+
+/// The job manager of one command line: its store in `dir`, one transfer at a time.
+async fn start(args: &DownloadArgs, dir: &Path) -> Result<JobManager, DownloadError> {
+    let mut low_speed = LowSpeedLimit::default();
+    if let Some(seconds) = args.stall_time {
+        low_speed.window = Duration::from_secs(seconds);
+    }
+    Ok(JobManager::builder()
+        .store(DirStore::open(dir)?)
+        .job_bandwidth(args.rate.unwrap_or(ByteRate::UNLIMITED))
+        .low_speed_limit(low_speed)
+        .max_transfers(1)
+        .start()
+        .await?)
+}
+
+/// Ends the job as the outcome says — completed, suspended (interrupted), kept (failed holding bytes) or
+/// cancelled (failed before its first byte: nothing to resume, no temporary left) — stops the manager
+/// and, with --json, says how the job ended. Returns whether the job was discarded.
+async fn settle(
+    manager: &JobManager,
+    id: JobId,
+    outcome: &Result<(), DownloadError>,
+    json: bool,
+) -> Result<bool, DownloadError> {
+    let ended = manager.job(id);
+    let failed = matches!(outcome, Err(DownloadError::Failed { .. }));
+    let discard = failed && ended.as_ref().is_ok_and(|j| j.bytes_transferred() == 0);
     let done = match outcome {
         Ok(()) => manager.set_state(id, Action::Complete).await.map(drop),
         Err(DownloadError::Interrupted) => manager.set_state(id, Action::Suspend).await.map(drop),
+        Err(_) if discard => manager.set_state(id, Action::Cancel).await.map(drop),
         Err(_) => Ok(()),
     };
     manager.shutdown().await;
     done?;
-    if args.json {
-        if let Ok(job) = manager.job(id) {
+    if json {
+        // How the job ended (ERROR, even when it is then discarded), or ACKNOWLEDGED once completed.
+        let shown = if discard { ended } else { manager.job(id) };
+        if let Ok(job) = shown {
             say!(
                 "{}",
                 json!({"event": "end", "state": job.state, "error": job.error})
             );
         }
     }
-    outcome?;
-    let job = manager.job(id)?;
-    report_done(&job, args.json);
-    release(&dir, lock);
-    Ok(())
+    Ok(discard)
 }
 
-/// Removes the job's directory, which only holds the lock now (the job is ACKNOWLEDGED and gone from
-/// the store), while still holding the lock; then lets it go.
-fn release(dir: &Path, lock: File) {
-    let _ = std::fs::remove_file(dir.join("lock"));
-    let _ = std::fs::remove_dir(dir);
-    drop(lock);
+/// A destination as an absolute path with its directory resolved (`x/../out` is `out`, a link to a
+/// directory is where it leads): two spellings of one file must be one job, with one lock, never two
+/// writing one file.
+fn resolve(p: &Path) -> Result<PathBuf, DownloadError> {
+    let whole = std::path::absolute(p)
+        .map_err(|e| DownloadError::Usage(format!("{}: {e}", p.display())))?;
+    let (Some(dir), Some(name)) = (whole.parent(), whole.file_name()) else {
+        return Ok(whole);
+    };
+    Ok(match dir.canonicalize() {
+        Ok(dir) => dir.join(name),
+        Err(_) => whole,
+    })
 }
 
 /// (URL, absolute destination) pairs.
 fn destinations(args: &DownloadArgs) -> Result<Vec<(String, PathBuf)>, DownloadError> {
-    // The destination with its directory resolved (`x/../out` is `out`, a link to a directory is where
-    // it leads): two spellings of one file must be one job, with one lock, never two writing one file.
-    let absolute = |p: &Path| -> Result<PathBuf, DownloadError> {
-        let whole = std::path::absolute(p)
-            .map_err(|e| DownloadError::Usage(format!("{}: {e}", p.display())))?;
-        let (Some(dir), Some(name)) = (whole.parent(), whole.file_name()) else {
-            return Ok(whole);
-        };
-        Ok(match dir.canonicalize() {
-            Ok(dir) => dir.join(name),
-            Err(_) => whole,
-        })
-    };
     if let Some(output) = &args.output {
         if args.urls.len() != 1 {
             return Err(DownloadError::Usage(
@@ -263,9 +317,9 @@ fn destinations(args: &DownloadArgs) -> Result<Vec<(String, PathBuf)>, DownloadE
                 output.display()
             )));
         }
-        return Ok(vec![(args.urls[0].clone(), absolute(output)?)]);
+        return Ok(vec![(args.urls[0].clone(), resolve(output)?)]);
     }
-    let dir = absolute(args.dir.as_deref().unwrap_or(Path::new(".")))?;
+    let dir = resolve(args.dir.as_deref().unwrap_or(Path::new(".")))?;
     args.urls
         .iter()
         .map(|url| {
@@ -297,74 +351,6 @@ fn file_name(url: &str) -> Option<String> {
     // SECURITY: the name comes from the URL; it must stay a single name inside the chosen directory.
     let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']);
     plain.then_some(name)
-}
-
-/// The job's directory name: a SHA-256 of the URLs and destinations, in hex (first 128 bits).
-fn key(files: &[(String, PathBuf)]) -> String {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    for (url, local) in files {
-        context.update(url.as_bytes());
-        context.update(b"\0");
-        context.update(local.as_os_str().as_encoded_bytes());
-        context.update(b"\0");
-    }
-    context.finish().as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Holds the lock file of the job's directory (created, mode 0700, if missing): the same download cannot
-/// run twice at once.
-///
-/// A run that succeeded removes the lock file (and the directory) while it holds the lock, so another
-/// run may have opened that file just before and be granted the lock on it once the first lets go:
-/// a lock on a file no longer in the directory, which a third run, creating a new lock file, would not
-/// see, and both would run. So the lock counts only when the path still names the very file locked
-/// (same device and inode); otherwise it is taken again on the file there now (a few times at most).
-fn lock(dir: &Path) -> Result<File, DownloadError> {
-    let path = dir.join("lock");
-    for _ in 0..LOCK_TRIES {
-        let file = open_lock(dir)?;
-        if hold(&file, &path)? {
-            return Ok(file);
-        }
-    }
-    Err(DownloadError::Busy(path))
-}
-
-/// How often [`lock`] takes the lock again after finding its file replaced.
-const LOCK_TRIES: usize = 5;
-
-/// Opens (creating) the lock file in `dir` (created mode 0700, or checked to be private, first).
-fn open_lock(dir: &Path) -> Result<File, DownloadError> {
-    let path = dir.join("lock");
-    let state = |source| DownloadError::State {
-        path: path.clone(),
-        source,
-    };
-    bits_compact::jobs::make_private_dir(dir)
-        .map_err(|e| state(std::io::Error::other(e.to_string())))?;
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(state)
-}
-
-/// Takes the lock on `file` without waiting (`Busy` if another run holds it); `Ok(false)` when `path`
-/// no longer names `file` (it was removed, or replaced), so that this lock guards nothing.
-fn hold(file: &File, path: &Path) -> Result<bool, DownloadError> {
-    use rustix::fs::{flock, fstat, stat, FlockOperation};
-    flock(file, FlockOperation::NonBlockingLockExclusive)
-        .map_err(|_| DownloadError::Busy(path.to_owned()))?;
-    let held = fstat(file).map_err(|e| DownloadError::State {
-        path: path.to_owned(),
-        source: e.into(),
-    })?;
-    Ok(stat(path).is_ok_and(|now| (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)))
 }
 
 /// SECURITY: the password from BCS_PASSWORD or a prompt, never an argument (arguments are visible to
@@ -452,12 +438,72 @@ fn failed(job: &Job) -> DownloadError {
         message: format!("the job is {}", job.state),
         file: None,
         http_status: None,
+        auth_schemes: Vec::new(),
     });
     let file = failure
         .file
         .and_then(|i| job.files.get(i))
         .map(|f| format!("{} → {}", f.remote_url, f.local_file.display()));
-    DownloadError::Failed { failure, file }
+    DownloadError::Failed {
+        failure: Box::new(failure),
+        file,
+        hint: None,
+    }
+}
+
+/// A failure with what to do about it, when there is something to say.
+fn with_hint(e: DownloadError, args: &DownloadArgs) -> DownloadError {
+    match e {
+        DownloadError::Failed { failure, file, .. } => {
+            let hint = auth_hint(&failure, args);
+            DownloadError::Failed {
+                failure,
+                file,
+                hint,
+            }
+        }
+        other => other,
+    }
+}
+
+/// What to do about a 401: the option that gives the credentials the server asks for, or — when those
+/// given were of a scheme it offered — that it rejected them.
+fn auth_hint(failure: &JobFailure, args: &DownloadArgs) -> Option<String> {
+    if failure.http_status != Some(401) {
+        return None;
+    }
+    let offered = &failure.auth_schemes;
+    let given = match (&args.user, args.negotiate, args.ntlm) {
+        (Some(_), _, true) => Some("NTLM"),
+        (Some(_), _, false) => Some("Basic"),
+        (None, true, _) => Some("Negotiate"),
+        (None, false, _) => None,
+    };
+    let was_offered = |scheme: &str| offered.iter().any(|o| o.eq_ignore_ascii_case(scheme));
+    match given {
+        Some("Negotiate") if offered.is_empty() || was_offered("Negotiate") => {
+            return Some("check the Kerberos ticket with klist (kinit gets a new one)".into())
+        }
+        Some(scheme) if offered.is_empty() || was_offered(scheme) => {
+            return Some("check the user name and the password".into())
+        }
+        _ => {}
+    }
+    let flags: Vec<&str> = offered
+        .iter()
+        .filter_map(|o| match o.to_ascii_lowercase().as_str() {
+            "basic" => Some("--user NAME (over https)"),
+            "ntlm" => Some("--user NAME --ntlm"),
+            "negotiate" => Some("--negotiate"),
+            _ => None,
+        })
+        .collect();
+    let asks = offered.join(" or ");
+    Some(match (flags.is_empty(), offered.is_empty()) {
+        (_, true) => "the server names no authentication scheme bcs could use".into(),
+        (true, false) => format!("the server asks for {asks}, which bcs does not support"),
+        (false, false) => format!("the server asks for {asks}: use {}", flags.join(", or ")),
+    })
 }
 
 fn report_done(job: &Job, json: bool) {
@@ -472,113 +518,6 @@ fn report_done(job: &Job, json: bool) {
             say!("Saved {} ({size})", terminal_safe(f.local_file.display()));
         }
     }
-}
-
-/// How progress is shown: a bar on a terminal, plain lines on stderr otherwise, JSON lines with --json.
-enum Show {
-    Bar(ProgressBar),
-    Plain { at: Instant, shown: u64 },
-    Json { shown: Option<u64> },
-}
-
-impl Show {
-    fn new(json: bool) -> Show {
-        if json {
-            return Show::Json { shown: None };
-        }
-        if !std::io::stderr().is_terminal() {
-            return Show::Plain {
-                at: Instant::now(),
-                shown: u64::MAX,
-            };
-        }
-        let bar = ProgressBar::new(0);
-        let style = ProgressStyle::with_template(
-            "{wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        Show::Bar(bar)
-    }
-
-    fn state(&mut self, job: &Job) {
-        match self {
-            Show::Json { .. } => say!("{}", json!({"event": "state", "state": job.state})),
-            Show::Bar(bar) if job.state == JobState::TransientError => {
-                bar.suspend(|| note!("bcs: {}; {}", error_of(job), retrying()))
-            }
-            Show::Plain { .. } if job.state == JobState::TransientError => {
-                note!("bcs: {}; {}", error_of(job), retrying())
-            }
-            _ => {}
-        }
-    }
-
-    fn progress(&mut self, job: &Job) {
-        if let Show::Bar(bar) = self {
-            // Until every file's size is known, the sizes known so far.
-            let known = job.files.iter().filter_map(|f| f.bytes_total).sum();
-            bar.set_length(job.bytes_total().unwrap_or(known));
-            bar.set_position(job.bytes_transferred());
-        }
-    }
-
-    /// A plain or JSON progress line, when something moved since the last.
-    fn line(&mut self, job: &Job) {
-        let now = job.bytes_transferred();
-        match self {
-            Show::Json { shown } if *shown != Some(now) => {
-                *shown = Some(now);
-                say!(
-                    "{}",
-                    json!({"event": "progress", "bytes_transferred": now, "bytes_total": job.bytes_total(),
-                    "files_transferred": job.files_transferred(), "files_total": job.files_total()})
-                );
-            }
-            Show::Plain { at, shown } if *shown != now => {
-                let rate = now.saturating_sub(if *shown == u64::MAX { now } else { *shown }) as f64
-                    / at.elapsed().as_secs_f64().max(0.001);
-                let total = job.bytes_total().map_or("?".into(), human_bytes);
-                note!(
-                    "bcs: {} of {total} at {}/s",
-                    human_bytes(now),
-                    human_bytes(rate as u64)
-                );
-                (*at, *shown) = (Instant::now(), now);
-            }
-            _ => {}
-        }
-    }
-
-    fn finish(&mut self, job: &Job) {
-        self.progress(job);
-        self.line(job);
-        // Cleared: the "Saved" lines (stdout) and any error (stderr) then start on a line of their own.
-        if let Show::Bar(bar) = self {
-            bar.finish_and_clear();
-        }
-    }
-
-    fn abandon(&mut self) {
-        if let Show::Bar(bar) = self {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-/// What follows a transient failure.
-fn retrying() -> String {
-    format!(
-        "trying again every {} s, for up to {} s without progress",
-        RETRY_DELAY.as_secs(),
-        GIVE_UP_AFTER.as_secs()
-    )
-}
-
-fn error_of(job: &Job) -> String {
-    job.error
-        .as_ref()
-        .map_or_else(|| "failed".into(), terminal_safe)
 }
 
 #[cfg(test)]
@@ -599,40 +538,5 @@ mod tests {
         ] {
             assert_eq!(file_name(bad), None, "{bad}");
         }
-    }
-
-    /// The race a removed lock file leaves: a run that opened the lock file just before the finishing run
-    /// removed it gets the lock on a file no longer there; it must not count it (before: it did, and a
-    /// third run locking a new file ran beside it).
-    #[test]
-    fn a_lock_on_a_removed_lock_file_does_not_count() {
-        let state = tempfile::tempdir().unwrap();
-        let dir = state.path().join("job");
-        let path = dir.join("lock");
-        let first = lock(&dir).unwrap();
-        // The second run opens the lock file while the first still holds it...
-        let second = open_lock(&dir).unwrap();
-        // ...and the first, done, removes it and lets go.
-        release(&dir, first);
-        assert!(!dir.exists());
-        // The second run's lock is granted, on a file no longer there: not held.
-        assert!(!hold(&second, &path).unwrap());
-        // A third run locks the new file; the second, trying again, finds it busy.
-        let third = lock(&dir).unwrap();
-        drop(second);
-        assert!(matches!(lock(&dir), Err(DownloadError::Busy(_))));
-        drop(third);
-        // Once the third is gone, the lock is free again.
-        let again = lock(&dir).unwrap();
-        assert!(hold(&again, &path).unwrap());
-    }
-
-    #[test]
-    fn the_same_command_has_the_same_key() {
-        let a = vec![("http://h/a".to_owned(), PathBuf::from("/d/a"))];
-        let b = vec![("http://h/a".to_owned(), PathBuf::from("/d/b"))];
-        assert_eq!(key(&a), key(&a.clone()));
-        assert_ne!(key(&a), key(&b));
-        assert_eq!(key(&a).len(), 32);
     }
 }

@@ -3,32 +3,36 @@
 //!
 //! 1. asks for the size and validators (`HEAD`; `GET` with `Range: bytes=0-0` where HEAD is refused);
 //! 2. if they differ from those seen first, the file restarts from zero (BITS's job model) — bytes on disk are only
-//!    ever kept for the same remote file, so the result is never a mix of two versions;
-//! 3. asks for the rest with `Range: bytes=N-` and `If-Range` (the strong ETag, else Last-Modified):
-//!    206 appends; 200 (no range support, or a changed file) restarts cleanly from zero with that body;
-//! 4. streams the body to disk frame by frame (memory stays bounded by hyper's frame size), syncs it, and
-//!    asks for the validators once more: a file rewritten in place during the transfer restarts;
-//! 5. if that last answer, or the GET that brought the last bytes, carries a `Repr-Digest`, checks the
-//!    temporary against it (`verify`; both when both do).
+//!    ever kept for the same remote file;
+//! 3. before resuming at N without a `Repr-Digest` announced, asks for the [`OVERLAP`] bytes before N again
+//!    and compares them with those held: other bytes under the same validators restart the file from zero;
+//! 4. asks for the rest with `Range: bytes=N-` and `If-Range` (the strong ETag, else Last-Modified):
+//!    206 appends; 200 (no range support, or a changed file) brings the file from zero — the same version's
+//!    first N bytes are compared with those held rather than written again, another version replaces them;
+//!    a body in any encoding but identity is an ERROR;
+//! 5. streams the body to disk frame by frame (`body`; memory stays bounded by hyper's frame size), syncs
+//!    it, and asks for the validators once more: a file rewritten in place during the transfer restarts;
+//! 6. if that last answer, or the GET that brought the last bytes, carries a `Repr-Digest`, checks the
+//!    temporary against it (`verify`; both when both do): a resumed file that does not match starts over
+//!    from zero, a whole one is an ERROR.
 //!
-//! Pure parts (Content-Range, If-Range, redirects, the reading of an answer to a ranged GET) are functions
-//! with unit tests; the temporary is `part_file`'s, the digest check `verify`'s, the classification of
-//! failures `failure`'s.
+//! The reading of answers (validators, Content-Range, If-Range, an answer to a ranged GET) is `answer`'s,
+//! sans-IO; a body's bytes into the temporary `body`'s; the temporary `part_file`'s, the digest check
+//! `verify`'s, the classification of failures `failure`'s. Redirects and URLs are pure functions here,
+//! with unit tests.
 
 use std::fs::File;
 use std::future::Future;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::pin::Pin;
-use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::time::{timeout_at, Instant};
 
-use super::failure::{classify, header_str, Failure, Report};
+use super::answer::{if_range, parse_content_range, read_answer, read_range, validators, Answer};
+use super::body::{receive, Limits, LowSpeedLimit, Received, Sink, Span};
+use super::failure::{self, classify, header_str, Failure, Report};
 use super::pace::Pace;
 use super::{part_file, verify};
 use crate::client::{Client, ClientSettings};
@@ -38,6 +42,9 @@ use crate::jobs::job::{ErrorContext, JobFile, Validators};
 const MAX_REDIRECTS: usize = 10;
 /// Restarts of one file in one transfer (the remote file keeps changing) before it is a transient error.
 const MAX_RESTARTS: usize = 3;
+/// How many of the bytes held before a resume point are asked for again and compared (see
+/// [`overlap_matches`]).
+pub(crate) const OVERLAP: u64 = 16 * 1024;
 
 /// A boxed transfer future.
 pub(crate) type Fetching<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
@@ -51,41 +58,6 @@ pub(crate) trait Fetch: Send + Sync + 'static {
         file: &'a mut JobFile,
         report: Report<'a>,
     ) -> Fetching<'a>;
-}
-
-/// How slow a body may arrive before the transfer counts as stalled (as curl's `--speed-limit` and
-/// `--speed-time`): fewer than `min_bytes` in any `window` of it (measured in consecutive windows from
-/// its first byte asked for) is TRANSIENT_ERROR, transport, `stalled`, and the job retries later.
-///
-/// SECURITY: a server that sends its headers and then nothing, or a few bytes a minute, would otherwise
-/// hold the transfer (and one of the manager's transfer slots) forever.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LowSpeedLimit {
-    /// The fewest bytes each window must bring (at least 1).
-    pub min_bytes: u64,
-    /// The window.
-    pub window: Duration,
-}
-
-impl Default for LowSpeedLimit {
-    /// At least 1 KiB a minute: a body with no byte for 60 s, or dripping slower, is stalled.
-    fn default() -> Self {
-        LowSpeedLimit {
-            min_bytes: 1024,
-            window: Duration::from_secs(60),
-        }
-    }
-}
-
-impl LowSpeedLimit {
-    /// What a window must bring under a job bandwidth of `rate` bytes per second: never more than half
-    /// of what the rate lets through in a window (so the job's own pace never looks like a stall).
-    fn floor(&self, rate: Option<u64>) -> u64 {
-        let paced = rate.filter(|r| *r > 0).map_or(u64::MAX, |r| {
-            (u128::from(r) * self.window.as_millis() / 2000).min(u128::from(u64::MAX)) as u64
-        });
-        self.min_bytes.min(paced).max(1)
-    }
 }
 
 /// The HTTP/1.1 client.
@@ -120,12 +92,8 @@ impl Fetch for Http {
     }
 }
 
-/// A transfer's pace (its bandwidth) and its low-speed limit.
-struct Limits {
-    pace: Pace,
-    low_speed: LowSpeedLimit,
-}
-
+/// Brings the temporary up to date; a temporary this leaves empty on a failure is removed (a download
+/// that failed before its first byte leaves nothing behind).
 async fn fetch_file(
     client: &mut Client,
     file: &mut JobFile,
@@ -133,10 +101,26 @@ async fn fetch_file(
     mut limits: Limits,
     no_symlinks: bool,
 ) -> Result<(), Failure> {
-    let (mut disk, part) = part_file::open(&file.local_file, no_symlinks)?;
+    let (disk, part) = part_file::open(&file.local_file, no_symlinks)?;
+    let result = transfer(client, file, report, (&disk, &part, &mut limits)).await;
+    if result.is_err() && disk.metadata().is_ok_and(|m| m.len() == 0) {
+        // Still held (locked) by this transfer: no other one is writing it.
+        if let Err(e) = part_file::discard(file, no_symlinks) {
+            tracing::debug!(file = ?part, error = %e, "cannot remove an empty temporary");
+        }
+    }
+    result
+}
+
+async fn transfer(
+    client: &mut Client,
+    file: &mut JobFile,
+    report: Report<'_>,
+    (disk, part, limits): (&File, &Path, &mut Limits),
+) -> Result<(), Failure> {
     let len = disk
         .metadata()
-        .map_err(|e| Failure::local(&e, "read", &part))?
+        .map_err(|e| Failure::local(&e, "read", part))?
         .len();
     // Bytes whose validators were never recorded belong to no known version of the file.
     // Bytes whose validators can tell a changed file (a strong ETag, or Last-Modified) are resumed; with
@@ -149,7 +133,7 @@ async fn fetch_file(
     let url = parse_url(&file.remote_url)?;
     client.trust_origin(&url);
     for _ in 0..MAX_RESTARTS {
-        let (remote, url, _) = probe(client, &url).await?;
+        let (remote, url, announced) = probe(client, &url).await?;
         if file.validators.as_ref() != Some(&remote) {
             have = 0;
             file.validators = Some(remote.clone());
@@ -161,11 +145,28 @@ async fn fetch_file(
         file.bytes_transferred = have;
         file.completed = false;
         report(file);
+        // A digest announced for this version catches a mix at the end (and the file then starts
+        // over, below); without one, the bytes held are checked against the server's first.
+        if have > 0 && have < remote.size && announced.is_none() {
+            let sink = Sink {
+                disk,
+                part,
+                limits: &mut *limits,
+            };
+            if !overlap_matches(client, &url, &remote, have, sink, file, report).await? {
+                have = 0;
+            }
+        }
+        let resumed = have > 0;
         // The Repr-Digest of the GET that brought the last bytes (some servers send it only there).
         let mut get_digest = None;
         if have < remote.size {
-            let to = (&mut disk, part.as_path(), &mut limits);
-            match get_rest(client, &url, &remote, have, to, file, report).await? {
+            let sink = Sink {
+                disk,
+                part,
+                limits: &mut *limits,
+            };
+            match get_rest(client, &url, &remote, have, sink, file, report).await? {
                 Got::Again => {
                     have = 0;
                     continue;
@@ -173,23 +174,16 @@ async fn fetch_file(
                 Got::Done(digest) => get_digest = digest,
             }
         }
-        // The size of the version received (a 200 may have brought another than HEAD announced).
-        let size = file.validators.as_ref().map_or(remote.size, |v| v.size);
-        part_file::sync(&disk, size, &part)?;
-        // A file rewritten in place while we read it shows new validators now: never keep a mix.
-        let (after, _, digest) = probe(client, &url).await?;
-        if file.validators.as_ref() == Some(&after) {
-            // Every digest the server gave for this version must match (one is checked once).
-            let digests = [digest, get_digest.filter(|g| Some(*g) != digest)];
-            for sum in digests.into_iter().flatten() {
-                verify::check(&disk, &part, sum, file, report).await?;
-            }
-            file.completed = true;
-            report(file);
-            return Ok(());
+        match confirm(client, &url, (disk, part), get_digest, file, report).await {
+            Ok(true) => return Ok(()),
+            // Rewritten in place while we read it: never keep a mix.
+            Ok(false) => file.validators = None,
+            // The bytes held before the resume were of another version: the temporary was emptied,
+            // and the file starts over.
+            Err(f) if resumed && f.error.code == verify::MISMATCH => {}
+            Err(f) => return Err(f),
         }
         have = 0;
-        file.validators = None;
     }
     Err(Failure::new(
         true,
@@ -199,25 +193,52 @@ async fn fetch_file(
     ))
 }
 
+/// Syncs the complete temporary and asks for the validators once more: `Ok(false)` when they changed
+/// during the transfer; otherwise checks every digest the server gave for this version (one is checked
+/// once) and marks the file completed.
+async fn confirm(
+    client: &mut Client,
+    url: &Uri,
+    (disk, part): (&File, &Path),
+    get_digest: Option<[u8; 32]>,
+    file: &mut JobFile,
+    report: Report<'_>,
+) -> Result<bool, Failure> {
+    // The size of the version received (a 200 may have brought another than HEAD announced).
+    let size = file.validators.as_ref().map_or(0, |v| v.size);
+    part_file::sync(disk, size, part)?;
+    let (after, _, digest) = probe(client, url).await?;
+    if file.validators.as_ref() != Some(&after) {
+        return Ok(false);
+    }
+    let digests = [digest, get_digest.filter(|g| Some(*g) != digest)];
+    for sum in digests.into_iter().flatten() {
+        verify::check(disk, part, sum, file, report).await?;
+    }
+    file.completed = true;
+    report(file);
+    Ok(true)
+}
+
 /// What [`get_rest`] got.
 enum Got {
-    /// The answer fits nothing asked for: restart the file from zero.
+    /// The answer fits nothing asked for, or the bytes held are not the server's: restart from zero.
     Again,
     /// The file's bytes are all on disk; the answer's Repr-Digest (SHA-256), if it had one.
     Done(Option<[u8; 32]>),
 }
 
 /// Asks for the bytes from `have` on and writes them.
-#[allow(clippy::too_many_arguments)]
 async fn get_rest(
     client: &mut Client,
     url: &Uri,
     seen: &Validators,
     have: u64,
-    (disk, part, limits): (&mut File, &Path, &mut Limits),
+    sink: Sink<'_>,
     file: &mut JobFile,
     report: Report<'_>,
 ) -> Result<Got, Failure> {
+    let Sink { disk, part, limits } = sink;
     let mut headers = Vec::new();
     if have > 0 {
         headers.push((header::RANGE, format!("bytes={have}-")));
@@ -225,109 +246,102 @@ async fn get_rest(
             headers.push((header::IF_RANGE, v.to_owned()));
         }
     }
-    let (response, _) = request(client, Method::GET, url, &headers).await?;
-    let (start, validators) = match read_answer(have, seen, response.status(), response.headers())?
-    {
+    let (response, at) = request(client, Method::GET, url, &headers).await?;
+    let answer = read_answer(have, seen, response.status(), response.headers())
+        .map_err(|f| explain(client, &at, f, response.headers()))?;
+    let (span, validators) = match answer {
         Answer::Again => return Ok(Got::Again),
-        Answer::Append => (have, seen.clone()),
-        Answer::Whole(v) => (0, v),
+        Answer::Append => {
+            let span = Span {
+                from: have,
+                held: have,
+                end: seen.size,
+            };
+            (span, seen.clone())
+        }
+        // The same version (validators that can tell, all equal) sent whole by a server that ignores
+        // ranges: its first bytes are compared with those held, so that they are kept, not fetched anew
+        // into an emptied file. Another version starts from zero.
+        Answer::Whole(v) => {
+            let same = v == *seen && if_range(seen).is_some();
+            let held = if same { have.min(v.size) } else { 0 };
+            let span = Span {
+                from: 0,
+                held,
+                end: v.size,
+            };
+            (span, v)
+        }
     };
     file.validators = Some(validators.clone());
     file.bytes_total = Some(validators.size);
-    disk.set_len(start)
-        .and_then(|()| disk.seek(SeekFrom::Start(start)).map(drop))
+    disk.set_len(span.held)
         .map_err(|e| Failure::local(&e, "write", part))?;
-    file.bytes_transferred = start;
+    file.bytes_transferred = span.held;
     report(file);
     // RFC 9530 §2: a 206's Repr-Digest is of the whole representation, as a 200's is.
     let digest = verify::expected(response.headers());
     let body = response.into_body();
-    receive(body, (disk, part, limits), validators.size, file, report).await?;
-    Ok(Got::Done(digest))
+    let sink = Sink { disk, part, limits };
+    match receive(body, sink, span, file, report).await? {
+        Received::Done => Ok(Got::Done(digest)),
+        Received::Differs => Ok(Got::Again),
+    }
 }
 
-/// Streams a body to disk from the file's current position up to `end`, held to the low-speed limit:
-/// each window from the first byte asked for must bring its bytes.
-async fn receive(
-    mut body: Incoming,
-    (disk, part, limits): (&mut File, &Path, &mut Limits),
-    end: u64,
+/// Whether the last [`OVERLAP`] bytes held are those the server serves now: asked for again (`Range`,
+/// `If-Range`) and compared. On `false` the bytes held are of another version (an origin that kept its
+/// validators but serves other bytes, two servers behind one name): the file must start over. When the
+/// overlap starts at zero (no more than [`OVERLAP`] bytes held), the server's bytes replace those that
+/// differ, and the bytes held are then the server's.
+///
+/// A server that answers with anything but exactly those bytes (a 200: it ignores ranges, or the file
+/// changed) is not checked here; the GET for the rest sees the same answer and decides.
+async fn overlap_matches(
+    client: &mut Client,
+    url: &Uri,
+    seen: &Validators,
+    have: u64,
+    sink: Sink<'_>,
     file: &mut JobFile,
     report: Report<'_>,
-) -> Result<(), Failure> {
-    let LowSpeedLimit { min_bytes, window } = limits.low_speed;
-    let mut window_end = Instant::now() + window;
-    let mut in_window = 0u64;
-    while file.bytes_transferred < end {
-        // `None`: the window ended first.
-        let next = timeout_at(window_end, body.frame()).await.ok();
-        if Instant::now() >= window_end {
-            if in_window < min_bytes {
-                return Err(stalled(in_window, limits.low_speed));
-            }
-            (window_end, in_window) = (Instant::now() + window, 0);
-        }
-        let frame = match next {
-            None => continue,
-            Some(None) => return Err(Failure::lost("the body ended early")),
-            Some(Some(Err(e))) => return Err(Failure::lost(format!("while receiving: {e}"))),
-            Some(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let len = data.len() as u64;
-        // SECURITY: a server that sends more than it announced must not fill the disk.
-        if file.bytes_transferred.saturating_add(len) > end {
-            return Err(Failure::new(
-                false,
-                ErrorContext::ServerResponse,
-                "body_too_long",
-                "the server sent more bytes than it announced",
-            ));
-        }
-        // A synchronous write: it lands in the page cache at once, and a transfer dropped (Suspend,
-        // Cancel) never leaves a write in flight behind it.
-        disk.write_all(&data)
-            .map_err(|e| Failure::local(&e, "write", part))?;
-        file.bytes_transferred += len;
-        in_window += len;
-        report(file);
-        limits.pace.after(len).await;
+) -> Result<bool, Failure> {
+    let from = have.saturating_sub(OVERLAP);
+    let mut headers = vec![(header::RANGE, format!("bytes={from}-{}", have - 1))];
+    if let Some(v) = if_range(seen) {
+        headers.push((header::IF_RANGE, v.to_owned()));
     }
-    Ok(())
+    let (response, at) = request(client, Method::GET, url, &headers).await?;
+    let (status, answer) = (response.status(), response.headers());
+    if status != StatusCode::PARTIAL_CONTENT {
+        if let Some(f) = failure::encoded(answer) {
+            return Err(f);
+        }
+        // A 200 (its body left unread, the connection dropped) or a 416: the GET for the rest decides.
+        return match status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE {
+            true => Ok(true),
+            false => Err(explain(client, &at, classify(status, answer), answer)),
+        };
+    }
+    let range = Span {
+        from,
+        held: have,
+        end: have,
+    };
+    let read = read_range((from, have), seen, status, answer)
+        .map_err(|f| explain(client, &at, f, answer))?;
+    if read != Answer::Append {
+        return Ok(false);
+    }
+    let body = response.into_body();
+    Ok(receive(body, sink, range, file, report).await? == Received::Done)
 }
 
-/// What an answer to a GET for the bytes from `have` on means.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Answer {
-    /// 206 for exactly the bytes asked for: append.
-    Append,
-    /// 200: the whole file (no range support, or If-Range failed because it changed), from zero.
-    Whole(Validators),
-    /// The answer fits nothing we asked for (a 416, a 206 for other bytes): restart from zero.
-    Again,
-}
-
-fn read_answer(
-    have: u64,
-    seen: &Validators,
-    status: StatusCode,
-    headers: &HeaderMap,
-) -> Result<Answer, Failure> {
-    match status {
-        StatusCode::PARTIAL_CONTENT => {
-            let fits = header_str(headers, header::CONTENT_RANGE)
-                .and_then(parse_content_range)
-                .is_some_and(|(first, last, total)| {
-                    first == have && Some(last) == seen.size.checked_sub(1) && total == seen.size
-                });
-            Ok(if fits { Answer::Append } else { Answer::Again })
-        }
-        StatusCode::OK => Ok(Answer::Whole(validators(headers, None)?)),
-        StatusCode::RANGE_NOT_SATISFIABLE => Ok(Answer::Again),
-        other => Err(classify(other, headers)),
-    }
+/// The failure for an answer, a 401 told what the server asks for and what was sent to it.
+fn explain(client: &Client, url: &Uri, failure: Failure, headers: &HeaderMap) -> Failure {
+    let given = client.credentials_for(url);
+    let withheld = given.is_none() && client.has_credentials();
+    failure::unauthorized(failure, given, withheld, headers)
 }
 
 /// The size and validators of the remote file, the URL it was found at after redirects, and its
@@ -337,70 +351,32 @@ async fn probe(
     url: &Uri,
 ) -> Result<(Validators, Uri, Option<[u8; 32]>), Failure> {
     let (response, url) = request(client, Method::HEAD, url, &[]).await?;
-    let status = response.status();
-    let digest = verify::expected(response.headers());
+    let (status, headers) = (response.status(), response.headers());
+    let digest = verify::expected(headers);
     if status.is_success() {
-        return Ok((validators(response.headers(), None)?, url, digest));
+        if let Some(f) = failure::encoded(headers) {
+            return Err(f);
+        }
+        return Ok((validators(headers, None)?, url, digest));
     }
     if status != StatusCode::METHOD_NOT_ALLOWED && status != StatusCode::NOT_IMPLEMENTED {
-        return Err(classify(status, response.headers()));
+        return Err(explain(client, &url, classify(status, headers), headers));
     }
     let range = [(header::RANGE, "bytes=0-0".to_owned())];
     let (response, url) = request(client, Method::GET, &url, &range).await?;
     let headers = response.headers();
+    if let Some(f) = failure::encoded(headers).filter(|_| response.status().is_success()) {
+        return Err(f);
+    }
     let total = match response.status() {
         StatusCode::PARTIAL_CONTENT => header_str(headers, header::CONTENT_RANGE)
             .and_then(parse_content_range)
             .map(|(_, _, total)| total),
         s if s.is_success() => None,
-        s => return Err(classify(s, headers)),
+        s => return Err(explain(client, &url, classify(s, headers), headers)),
     };
     let digest = verify::expected(headers);
     Ok((validators(headers, total)?, url, digest))
-}
-
-/// The validators of an answer; the size is `size` or the Content-Length.
-fn validators(headers: &HeaderMap, size: Option<u64>) -> Result<Validators, Failure> {
-    let size = size
-        .or_else(|| header_str(headers, header::CONTENT_LENGTH)?.parse().ok())
-        .ok_or_else(|| {
-            Failure::new(
-                false,
-                ErrorContext::ServerResponse,
-                "missing_size",
-                "the server did not tell the file's size (no Content-Length)",
-            )
-        })?;
-    Ok(Validators {
-        size,
-        etag: header_str(headers, header::ETAG).map(str::to_owned),
-        last_modified: header_str(headers, header::LAST_MODIFIED).map(str::to_owned),
-    })
-}
-
-/// The If-Range value for a resumed GET: the ETag if strong (RFC 9110 §13.1.5 allows no weak one), else
-/// Last-Modified; `None` when neither can validate (then a range is not asked for blindly: the caller
-/// still sends it, and a changed file is caught by the size and the final check).
-pub(crate) fn if_range(v: &Validators) -> Option<&str> {
-    match &v.etag {
-        Some(tag) if !tag.starts_with("W/") => Some(tag),
-        _ => v.last_modified.as_deref(),
-    }
-}
-
-/// `bytes FIRST-LAST/TOTAL` → (first, last, total); `None` for anything else (`*/total` included).
-pub(crate) fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (first, last) = range.split_once('-')?;
-    let digits = |s: &str| -> Option<u64> {
-        let s = s.trim();
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let (first, last, total) = (digits(first)?, digits(last)?, digits(total)?);
-    (first <= last && last < total).then_some((first, last, total))
 }
 
 /// An absolute `http://` or `https://` URL.
@@ -491,122 +467,9 @@ async fn request(
     ))
 }
 
-fn stalled(got: u64, limit: LowSpeedLimit) -> Failure {
-    let message = match got {
-        0 => format!(
-            "the server sent no byte of the body for {} s",
-            limit.window.as_secs_f64()
-        ),
-        _ => format!(
-            "the body stalled: {got} bytes in {} s, under the {} bytes required",
-            limit.window.as_secs_f64(),
-            limit.min_bytes
-        ),
-    };
-    Failure::new(true, ErrorContext::Transport, "stalled", message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::HeaderValue;
-
-    fn v(size: u64, etag: Option<&str>, lm: Option<&str>) -> Validators {
-        Validators {
-            size,
-            etag: etag.map(str::to_owned),
-            last_modified: lm.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn the_low_speed_floor_leaves_room_for_the_jobs_own_pace() {
-        let limit = LowSpeedLimit::default();
-        assert_eq!(limit.floor(None), 1024);
-        assert_eq!(limit.floor(Some(0)), 1024);
-        // 10 B/s lets 600 bytes through a minute: a window needs only half of them.
-        assert_eq!(limit.floor(Some(10)), 300);
-        assert_eq!(limit.floor(Some(1 << 20)), 1024);
-        let tiny = LowSpeedLimit {
-            min_bytes: 1024,
-            window: Duration::from_millis(100),
-        };
-        assert_eq!(tiny.floor(Some(1)), 1);
-    }
-
-    #[test]
-    fn if_range_prefers_a_strong_etag() {
-        let lm = "Sun, 06 Nov 1994 08:49:37 GMT";
-        assert_eq!(if_range(&v(1, Some("\"a\""), Some(lm))), Some("\"a\""));
-        assert_eq!(if_range(&v(1, Some("W/\"a\""), Some(lm))), Some(lm));
-        assert_eq!(if_range(&v(1, None, Some(lm))), Some(lm));
-        assert_eq!(if_range(&v(1, Some("W/\"a\""), None)), None);
-        assert_eq!(if_range(&v(1, None, None)), None);
-    }
-
-    #[test]
-    fn content_range_parses_only_the_exact_form() {
-        assert_eq!(parse_content_range("bytes 0-0/10"), Some((0, 0, 10)));
-        assert_eq!(parse_content_range("bytes 5-9/10"), Some((5, 9, 10)));
-        for bad in [
-            "bytes */10",
-            "bytes 5-4/10",
-            "bytes 5-10/10",
-            "bytes -1-3/10",
-            "bytes +1-3/10",
-            "bytes 1-3/",
-            "bytes 1-3/*",
-            "items 1-3/10",
-            "bytes 1-99999999999999999999/100000000000000000000",
-            "",
-        ] {
-            assert_eq!(parse_content_range(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn answers_to_a_ranged_get() {
-        let seen = v(10, Some("\"a\""), None);
-        let with = |pairs: &[(HeaderName, &'static str)]| {
-            let mut h = HeaderMap::new();
-            for (k, val) in pairs {
-                h.insert(k.clone(), HeaderValue::from_static(val));
-            }
-            h
-        };
-        let partial = |range| with(&[(header::CONTENT_RANGE, range)]);
-        let read = |status, headers: &HeaderMap| read_answer(4, &seen, status, headers);
-        let p = StatusCode::PARTIAL_CONTENT;
-        assert_eq!(read(p, &partial("bytes 4-9/10")), Ok(Answer::Append));
-        // Other bytes, another total, or no Content-Range: restart rather than mix.
-        assert_eq!(read(p, &partial("bytes 0-9/10")), Ok(Answer::Again));
-        assert_eq!(read(p, &partial("bytes 4-8/10")), Ok(Answer::Again));
-        assert_eq!(read(p, &partial("bytes 4-10/11")), Ok(Answer::Again));
-        assert_eq!(read(p, &HeaderMap::new()), Ok(Answer::Again));
-        let whole = with(&[(header::CONTENT_LENGTH, "12"), (header::ETAG, "\"b\"")]);
-        assert_eq!(
-            read(StatusCode::OK, &whole),
-            Ok(Answer::Whole(v(12, Some("\"b\""), None)))
-        );
-        assert_eq!(
-            read(StatusCode::OK, &HeaderMap::new())
-                .unwrap_err()
-                .error
-                .code,
-            "missing_size"
-        );
-        assert_eq!(
-            read(StatusCode::RANGE_NOT_SATISFIABLE, &HeaderMap::new()),
-            Ok(Answer::Again)
-        );
-        assert_eq!(
-            read(StatusCode::NOT_FOUND, &HeaderMap::new())
-                .unwrap_err()
-                .error
-                .context,
-            ErrorContext::RemoteFile
-        );
-    }
 
     #[test]
     fn redirects_resolve_against_the_base() {

@@ -35,13 +35,25 @@ impl Pace {
             return;
         };
         let now = Instant::now();
-        let due = self.since + Duration::from_secs_f64(self.bytes as f64 / rate as f64);
-        if due + CATCH_UP < now {
+        let behind = self
+            .due(rate)
+            .and_then(|due| due.checked_add(CATCH_UP))
+            .is_some_and(|late| late < now);
+        if behind {
             (self.since, self.bytes) = (now, 0);
         }
         self.bytes = self.bytes.saturating_add(n);
-        let due = self.since + Duration::from_secs_f64(self.bytes as f64 / rate as f64);
-        tokio::time::sleep_until(due).await;
+        match self.due(rate) {
+            Some(due) => tokio::time::sleep_until(due).await,
+            // More bytes than the clock can pace (never in practice): count afresh rather than panic.
+            None => (self.since, self.bytes) = (now, 0),
+        }
+    }
+
+    /// When the bytes counted so far fit the rate; `None` beyond the clock's range.
+    fn due(&self, rate: u64) -> Option<Instant> {
+        let wait = Duration::try_from_secs_f64(self.bytes as f64 / rate as f64).ok()?;
+        self.since.checked_add(wait)
     }
 }
 

@@ -2,11 +2,18 @@
 //! planted link) and held exclusively while a transfer writes it, synced when its bytes are all there,
 //! renamed into place only when the job is completed ([`complete`]) and removed when it is cancelled
 //! ([`discard`]).
+//!
+//! The temporary stays private (0600) until Complete; then it gets the mode the file should have, as curl
+//! and wget give it: an existing destination's permission bits (replacing a file keeps who may read it),
+//! or for a new file 0666 less the process's umask ([`final_mode`]). Never setuid, setgid or sticky.
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
 
 use super::failure::Failure;
 use crate::jobs::job::{ErrorContext, JobFile};
@@ -37,6 +44,12 @@ pub(crate) fn complete(file: &JobFile, no_symlinks: bool) -> Result<(), (PathBuf
     if no_symlinks {
         return complete_in_dir(file, &part);
     }
+    let existing = std::fs::symlink_metadata(local)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.permissions().mode());
+    let opened = rustix::fs::open(&part, PART_FLAGS, Mode::empty());
+    set_final_mode(opened, existing).map_err(|e| (part.clone(), e))?;
     if let Err(e) = std::fs::rename(&part, local) {
         let in_place = std::fs::symlink_metadata(local)
             .is_ok_and(|m| m.is_file() && Some(m.len()) == file.bytes_total);
@@ -54,6 +67,14 @@ fn complete_in_dir(file: &JobFile, part: &Path) -> Result<(), (PathBuf, io::Erro
     let local = &file.local_file;
     let (dir, name, part_name) = split(local, part).map_err(|e| (local.clone(), e))?;
     let fd = crate::files::nofollow::open_dir(dir).map_err(|e| (dir.to_owned(), e))?;
+    let existing = rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        .ok()
+        .filter(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+        })
+        .map(|st| st.st_mode);
+    let opened = rustix::fs::openat(&fd, part_name, PART_FLAGS, Mode::empty());
+    set_final_mode(opened, existing).map_err(|e| (part.to_owned(), e))?;
     if let Err(e) = rustix::fs::renameat(&fd, part_name, &fd, name) {
         let in_place = rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
             .is_ok_and(|st| {
@@ -65,6 +86,60 @@ fn complete_in_dir(file: &JobFile, part: &Path) -> Result<(), (PathBuf, io::Erro
         }
     }
     rustix::fs::fsync(&fd).map_err(|e| (dir.to_owned(), e.into()))
+}
+
+/// How a temporary is opened to change its mode: never through a link (SECURITY: a link planted under
+/// its name would have us chmod whatever it names), and never blocking on a FIFO put in its place.
+const PART_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
+/// Gives the opened temporary its [`final_mode`]; a temporary already gone (renamed before a crash) is
+/// left to the rename's own check.
+fn set_final_mode(
+    opened: Result<OwnedFd, rustix::io::Errno>,
+    existing: Option<u32>,
+) -> io::Result<()> {
+    let fd = match opened {
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        other => other?,
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the temporary is not a regular file",
+        ));
+    }
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(final_mode(existing)))?;
+    Ok(())
+}
+
+/// The mode a completed file gets: `existing`'s permission bits (the destination it replaces), else
+/// 0666 less the umask. Setuid, setgid and sticky bits are never carried over to downloaded bytes.
+fn final_mode(existing: Option<u32>) -> u32 {
+    match existing {
+        Some(mode) => mode & 0o777,
+        None => 0o666 & !umask(),
+    }
+}
+
+/// The process's umask, read from `/proc/self/status` (Linux 4.7 and later) rather than set and put
+/// back, which would race with other threads creating files meanwhile. Where it cannot be read, 0o077:
+/// the file stays private.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| umask_in(&status))
+        .unwrap_or(0o077)
+}
+
+/// The `Umask:` line of a `/proc/PID/status` text.
+fn umask_in(status: &str) -> Option<u32> {
+    let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(value.trim(), 8).ok().map(|m| m & 0o777)
 }
 
 /// The destination's directory, its name and its temporary's name.
@@ -170,6 +245,39 @@ mod tests {
             Some(PathBuf::from("/d/.setup.exe.bcs-part"))
         );
         assert_eq!(part_path(Path::new("/")), None);
+    }
+
+    #[test]
+    fn a_completed_file_takes_the_umask_or_the_mode_it_replaces() {
+        assert_eq!(
+            umask_in("Name:\tbcs\nUmask:\t0022\nState:\tR\n"),
+            Some(0o022)
+        );
+        assert_eq!(umask_in("Umask:\t0077\n"), Some(0o077));
+        assert_eq!(umask_in("Name:\tbcs\n"), None);
+        assert_eq!(umask_in("Umask:\tzz\n"), None);
+        assert_eq!(final_mode(Some(0o100644)), 0o644);
+        assert_eq!(final_mode(Some(0o104755)), 0o755, "no setuid carried over");
+        assert_eq!(final_mode(None), 0o666 & !umask());
+        assert!(umask_in(&std::fs::read_to_string("/proc/self/status").unwrap()).is_some());
+    }
+
+    /// SECURITY: a link planted under the temporary's name at Complete is neither followed (its target's
+    /// mode stays) nor renamed into place.
+    #[test]
+    fn complete_never_changes_the_mode_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("victim");
+        std::fs::write(&target, b"keep").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let local = dir.path().join("f");
+        std::os::unix::fs::symlink(&target, part_path(&local).unwrap()).unwrap();
+        for no_symlinks in [false, true] {
+            assert!(complete(&JobFile::new("http://h/f", &local), no_symlinks).is_err());
+            let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            assert!(!local.exists());
+        }
     }
 
     #[cfg(unix)]

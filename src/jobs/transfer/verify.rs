@@ -2,10 +2,10 @@
 //!
 //! When the answer that confirmed the version downloaded (the last HEAD), or the GET that brought its
 //! last bytes (some servers send the field only there), carries a `sha-256` member, the temporary is
-//! hashed once it is complete and compared. A mismatch is fatal (ERROR, server response,
-//! `digest_mismatch`): the bytes are not what the server says it serves, and retrying the same bytes
-//! cannot help. The temporary is then emptied and the file's validators forgotten, so that a Resume
-//! fetches it anew rather than trusting bytes known to be wrong. Other algorithms are ignored; no digest
+//! hashed once it is complete and compared. A mismatch empties the temporary and forgets the file's
+//! validators, so that nothing known to be wrong is kept; for a file fetched whole it is fatal (ERROR,
+//! server response, `digest_mismatch`: the bytes are not what the server says it serves), while `fetch`
+//! starts a resumed file over from zero (the bytes held were of another version). Other algorithms are ignored; no digest
 //! at all is no error (most servers send none).
 
 use std::fs::File;
@@ -19,6 +19,8 @@ use http::header::{HeaderMap, HeaderName};
 use super::failure::{Failure, Report};
 use crate::jobs::job::{ErrorContext, JobFailure, JobFile};
 
+/// The code of a mismatch.
+pub(crate) const MISMATCH: &str = "digest_mismatch";
 /// `Repr-Digest` (RFC 9530 §2).
 const REPR_DIGEST: HeaderName = HeaderName::from_static("repr-digest");
 const CHUNK: usize = 256 * 1024;
@@ -75,7 +77,7 @@ pub(crate) async fn check(
     report(file);
     Err(failure(
         ErrorContext::ServerResponse,
-        "digest_mismatch",
+        MISMATCH,
         format!(
             "the bytes received do not match the server's Repr-Digest ({} expected, {} received)",
             hex(&sum),
@@ -115,6 +117,7 @@ fn failure(context: ErrorContext, code: &str, message: String) -> Failure {
             message,
             file: None,
             http_status: None,
+            auth_schemes: Vec::new(),
         },
     }
 }
