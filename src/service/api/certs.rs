@@ -190,14 +190,14 @@ fn binding(m: &Managed, b: &TlsBinding) -> Binding {
 }
 
 /// Every port's TLS settings.
-#[utoipa::path(get, path = "/v1/certificates", tag = "certificates",
+#[utoipa::path(get, operation_id = "list_certificates", path = "/v1/certificates", tag = "certificates",
     responses((status = 200, body = Vec<Binding>)))]
 pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<Binding>> {
     Json(m.tls_bindings().iter().map(|b| binding(&m, b)).collect())
 }
 
 /// One port's TLS settings (GetSslCertificate).
-#[utoipa::path(get, path = "/v1/certificates/{port}", tag = "certificates",
+#[utoipa::path(get, operation_id = "show_certificate", path = "/v1/certificates/{port}", tag = "certificates",
     params(("port" = u16, Path, description = "The https port")),
     responses((status = 200, body = Binding), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
@@ -208,7 +208,7 @@ pub(crate) async fn show(
 }
 
 /// Binds the port's certificate (SetSslCertificate); new handshakes use it at once.
-#[utoipa::path(put, path = "/v1/certificates/{port}", tag = "certificates", request_body = SetCertificate,
+#[utoipa::path(put, operation_id = "set_certificate", path = "/v1/certificates/{port}", tag = "certificates", request_body = SetCertificate,
     params(("port" = u16, Path, description = "The https port")),
     responses((status = 200, body = Binding), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn set(
@@ -223,7 +223,7 @@ pub(crate) async fn set(
 }
 
 /// Removes the port's certificate (RemoveSslCertificate).
-#[utoipa::path(delete, path = "/v1/certificates/{port}", tag = "certificates",
+#[utoipa::path(delete, operation_id = "remove_certificate", path = "/v1/certificates/{port}", tag = "certificates",
     params(("port" = u16, Path, description = "The https port")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn remove(
@@ -236,7 +236,7 @@ pub(crate) async fn remove(
 }
 
 /// Binds a certificate for one SNI host name on the port.
-#[utoipa::path(put, path = "/v1/certificates/{port}/sni/{name}", tag = "certificates", request_body = SetCertificate,
+#[utoipa::path(put, operation_id = "set_sni_certificate", path = "/v1/certificates/{port}/sni/{name}", tag = "certificates", request_body = SetCertificate,
     params(("port" = u16, Path, description = "The https port"), ("name" = String, Path, description = "The host name")),
     responses((status = 200, body = Binding), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn set_sni(
@@ -254,7 +254,7 @@ pub(crate) async fn set_sni(
 }
 
 /// Removes one SNI host name's certificate.
-#[utoipa::path(delete, path = "/v1/certificates/{port}/sni/{name}", tag = "certificates",
+#[utoipa::path(delete, operation_id = "remove_sni_certificate", path = "/v1/certificates/{port}/sni/{name}", tag = "certificates",
     params(("port" = u16, Path, description = "The https port"), ("name" = String, Path, description = "The host name")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn remove_sni(

@@ -182,14 +182,14 @@ impl From<UrlView> for UrlConfig {
 }
 
 /// Every URL group, with its URLs.
-#[utoipa::path(get, path = "/v1/groups", tag = "groups",
+#[utoipa::path(get, operation_id = "list_groups", path = "/v1/groups", tag = "groups",
     responses((status = 200, body = Vec<GroupView>)))]
 pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<GroupView>> {
     Json(m.groups().into_iter().map(GroupView::from).collect())
 }
 
 /// Creates a URL group (CreateUrlGroup); its port is bound now, so a port in use fails here.
-#[utoipa::path(post, path = "/v1/groups", tag = "groups", request_body = NewGroup,
+#[utoipa::path(post, operation_id = "create_group", path = "/v1/groups", tag = "groups", request_body = NewGroup,
     responses((status = 201, body = GroupView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn create(
     State(m): State<Arc<Managed>>,
@@ -202,7 +202,7 @@ pub(crate) async fn create(
 }
 
 /// One URL group (GetUrlGroup).
-#[utoipa::path(get, path = "/v1/groups/{prefix}", tag = "groups",
+#[utoipa::path(get, operation_id = "show_group", path = "/v1/groups/{prefix}", tag = "groups",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 200, body = GroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
@@ -213,7 +213,7 @@ pub(crate) async fn show(
 }
 
 /// Changes a group's settings: all given, or none on error.
-#[utoipa::path(patch, path = "/v1/groups/{prefix}", tag = "groups", request_body = GroupSettings,
+#[utoipa::path(patch, operation_id = "change_group", path = "/v1/groups/{prefix}", tag = "groups", request_body = GroupSettings,
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 200, body = GroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn change(
@@ -228,7 +228,7 @@ pub(crate) async fn change(
 }
 
 /// Deletes a URL group and its URLs (DeleteUrlGroup).
-#[utoipa::path(delete, path = "/v1/groups/{prefix}", tag = "groups",
+#[utoipa::path(delete, operation_id = "delete_group", path = "/v1/groups/{prefix}", tag = "groups",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete(
@@ -242,7 +242,7 @@ pub(crate) async fn delete(
 }
 
 /// A group's URLs.
-#[utoipa::path(get, path = "/v1/groups/{prefix}/urls", tag = "urls",
+#[utoipa::path(get, operation_id = "list_urls", path = "/v1/groups/{prefix}/urls", tag = "urls",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 200, body = Vec<UrlView>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_urls(
@@ -254,7 +254,7 @@ pub(crate) async fn list_urls(
 }
 
 /// Publishes a file (AddUrl). The file must be a readable regular file, named by an absolute path.
-#[utoipa::path(post, path = "/v1/groups/{prefix}/urls", tag = "urls", request_body = UrlView,
+#[utoipa::path(post, operation_id = "add_url", path = "/v1/groups/{prefix}/urls", tag = "urls", request_body = UrlView,
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 201, body = UrlView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn add_url(
@@ -270,7 +270,7 @@ pub(crate) async fn add_url(
 }
 
 /// One URL (IsUrlInUrlGroup): 200 with it, or 404.
-#[utoipa::path(get, path = "/v1/groups/{prefix}/urls/{suffix}", tag = "urls",
+#[utoipa::path(get, operation_id = "check_url", path = "/v1/groups/{prefix}/urls/{suffix}", tag = "urls",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded"),
            ("suffix" = String, Path, description = "The URL's suffix, percent-encoded")),
     responses((status = 200, body = UrlView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -282,7 +282,7 @@ pub(crate) async fn check_url(
 }
 
 /// Unpublishes a URL (RemoveUrl).
-#[utoipa::path(delete, path = "/v1/groups/{prefix}/urls/{suffix}", tag = "urls",
+#[utoipa::path(delete, operation_id = "remove_url", path = "/v1/groups/{prefix}/urls/{suffix}", tag = "urls",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded"),
            ("suffix" = String, Path, description = "The URL's suffix, percent-encoded")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -236,3 +236,26 @@ async fn admins_only_outside_jobs(
     }
     next.run(req).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Client generators name a method after each operation's id: two alike collide (issue 23, item 7).
+    #[test]
+    fn every_operation_has_an_id_of_its_own() {
+        let document = ApiDoc::openapi();
+        let mut ids: Vec<String> = Vec::new();
+        for item in document.paths.paths.values() {
+            for op in [&item.get, &item.put, &item.post, &item.delete, &item.patch]
+                .into_iter()
+                .flatten()
+            {
+                let id = op.operation_id.clone().expect("every operation has an id");
+                assert!(!ids.contains(&id), "{id} is used twice");
+                ids.push(id);
+            }
+        }
+        assert_eq!(ids.len(), 38);
+    }
+}

@@ -66,14 +66,14 @@ fn users_of(p: &Principals) -> Vec<UserView> {
 }
 
 /// Every user.
-#[utoipa::path(get, path = "/v1/users", tag = "principals",
+#[utoipa::path(get, operation_id = "list_users", path = "/v1/users", tag = "principals",
     responses((status = 200, body = Vec<UserView>)))]
 pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<UserView>> {
     Json(users_of(&m.principals()))
 }
 
 /// Creates or updates a user.
-#[utoipa::path(put, path = "/v1/users/{name}", tag = "principals", request_body = PutUser,
+#[utoipa::path(put, operation_id = "put_user", path = "/v1/users/{name}", tag = "principals", request_body = PutUser,
     params(("name" = String, Path, description = "The user name")),
     responses((status = 200, body = UserView), (status = 400, body = ErrorBody)))]
 pub(crate) async fn put(
@@ -108,7 +108,7 @@ pub(crate) async fn put(
 }
 
 /// Removes a user.
-#[utoipa::path(delete, path = "/v1/users/{name}", tag = "principals",
+#[utoipa::path(delete, operation_id = "remove_user", path = "/v1/users/{name}", tag = "principals",
     params(("name" = String, Path, description = "The user name")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(
@@ -121,7 +121,7 @@ pub(crate) async fn remove(
 }
 
 /// Creates a principals group (`BA` or `Administrators` get S-1-5-32-544); an existing one stays as it is.
-#[utoipa::path(put, path = "/v1/principal-groups/{name}", tag = "principals",
+#[utoipa::path(put, operation_id = "put_principal_group", path = "/v1/principal-groups/{name}", tag = "principals",
     params(("name" = String, Path, description = "The group name")),
     responses((status = 200, body = PrincipalGroup), (status = 400, body = ErrorBody)))]
 pub(crate) async fn put_group(
@@ -146,7 +146,7 @@ pub(crate) async fn put_group(
 }
 
 /// Removes a principals group, and every user's membership of it.
-#[utoipa::path(delete, path = "/v1/principal-groups/{name}", tag = "principals",
+#[utoipa::path(delete, operation_id = "remove_principal_group", path = "/v1/principal-groups/{name}", tag = "principals",
     params(("name" = String, Path, description = "The group name")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove_group(
@@ -159,7 +159,7 @@ pub(crate) async fn remove_group(
 }
 
 /// Every principals group.
-#[utoipa::path(get, path = "/v1/principal-groups", tag = "principals",
+#[utoipa::path(get, operation_id = "list_principal_groups", path = "/v1/principal-groups", tag = "principals",
     responses((status = 200, body = Vec<PrincipalGroup>)))]
 pub(crate) async fn list_groups(State(m): State<Arc<Managed>>) -> Json<Vec<PrincipalGroup>> {
     let principals = m.principals();

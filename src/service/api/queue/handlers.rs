@@ -56,7 +56,7 @@ fn visible(m: &Managed, who: &Principal, id: &str) -> Result<(JobId, Job), MgmtE
 }
 
 /// Every job the caller may see (an administrator: all).
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+#[utoipa::path(get, operation_id = "list_jobs", path = "/v1/jobs", tag = "jobs",
     responses((status = 200, body = Vec<JobView>), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
     State(m): State<Arc<Managed>>,
@@ -74,7 +74,7 @@ pub(crate) async fn list(
 }
 
 /// Creates a job (CreateJob), owned by the caller: QUEUED at once unless `suspended` (or without files).
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = CreateJob,
+#[utoipa::path(post, operation_id = "create_job", path = "/v1/jobs", tag = "jobs", request_body = CreateJob,
     responses((status = 201, body = JobView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub(crate) async fn create(
@@ -138,7 +138,7 @@ pub(crate) async fn create(
 }
 
 /// A job.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+#[utoipa::path(get, operation_id = "show_job", path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
     responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
@@ -151,7 +151,7 @@ pub(crate) async fn show(
 }
 
 /// Changes a job's priority (SetPriority), MinimumRetryDelay or NoProgressTimeout.
-#[utoipa::path(patch, path = "/v1/jobs/{id}", tag = "jobs", request_body = ChangeJob,
+#[utoipa::path(patch, operation_id = "change_job", path = "/v1/jobs/{id}", tag = "jobs", request_body = ChangeJob,
     params(("id" = String, Path, description = "The job's id")),
     responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -182,7 +182,7 @@ pub(crate) async fn change(
 }
 
 /// Forgets a job that is ACKNOWLEDGED or CANCELLED.
-#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+#[utoipa::path(delete, operation_id = "delete_job", path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
@@ -202,7 +202,7 @@ pub(crate) async fn delete(
 }
 
 /// Adds a file (AddFile).
-#[utoipa::path(post, path = "/v1/jobs/{id}/files", tag = "jobs", request_body = NewFile,
+#[utoipa::path(post, operation_id = "add_job_file", path = "/v1/jobs/{id}/files", tag = "jobs", request_body = NewFile,
     params(("id" = String, Path, description = "The job's id")),
     responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -223,7 +223,7 @@ pub(crate) async fn add_file(
 }
 
 /// Changes a job's state (SetJobState): 0 CANCEL, 1 COMPLETE, 2 RESUME, 3 SUSPEND.
-#[utoipa::path(put, path = "/v1/jobs/{id}/state", tag = "jobs", request_body = SetState,
+#[utoipa::path(put, operation_id = "set_job_state", path = "/v1/jobs/{id}/state", tag = "jobs", request_body = SetState,
     params(("id" = String, Path, description = "The job's id")),
     responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -241,7 +241,7 @@ pub(crate) async fn set_state(
 }
 
 /// Sets a job's credentials (SetCredentials); the password is never shown again.
-#[utoipa::path(put, path = "/v1/jobs/{id}/credentials", tag = "jobs", request_body = SetCredentials,
+#[utoipa::path(put, operation_id = "set_job_credentials", path = "/v1/jobs/{id}/credentials", tag = "jobs", request_body = SetCredentials,
     params(("id" = String, Path, description = "The job's id")),
     responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -272,7 +272,7 @@ async fn replace_credentials(
 }
 
 /// Removes a job's credentials (RemoveCredentials).
-#[utoipa::path(delete, path = "/v1/jobs/{id}/credentials", tag = "jobs",
+#[utoipa::path(delete, operation_id = "remove_job_credentials", path = "/v1/jobs/{id}/credentials", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
     responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -285,7 +285,7 @@ pub(crate) async fn remove_credentials(
 }
 
 /// The job's last error (GetError).
-#[utoipa::path(get, path = "/v1/jobs/{id}/error", tag = "jobs",
+#[utoipa::path(get, operation_id = "show_job_error", path = "/v1/jobs/{id}/error", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
     responses((status = 200, body = JobErrorView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn error(
@@ -300,7 +300,7 @@ pub(crate) async fn error(
 /// A job's progress and state changes as server-sent events (`state`, `progress`), starting with its
 /// current state (`job`, the whole job); ends when the job reaches a final state. A reader too slow for
 /// the events loses the oldest and gets the job's current state instead.
-#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
+#[utoipa::path(get, operation_id = "follow_job_events", path = "/v1/jobs/{id}/events", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
     responses((status = 200, description = "A stream of events (`text/event-stream`)", content_type = "text/event-stream", body = JobStreamEvent),
         (status = 404, body = ErrorBody)))]
