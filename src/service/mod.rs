@@ -31,7 +31,7 @@ pub use error::{ErrorBody, MgmtError};
 pub use listeners::{bind_local, serve_local, serve_remote, AdminAccess};
 pub use managed::Managed;
 pub use principal::{CallerName, Principal};
-pub use sandbox::ServiceJobs;
+pub use sandbox::{DirsMade, PlannedPath, ServiceJobs};
 pub use settings::GroupSettings;
 
 /// Where the service keeps its state: `$BCS_STATE` when set, else `/var/lib/bcs` as root, else

@@ -669,3 +669,171 @@ fn credentials_are_sealed_at_rest_and_the_event_stream_ends_with_the_job() {
         "{err}"
     );
 }
+
+/// The `code` of an error answer.
+fn code_of(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Every entry below `dir`, recursively (none when it does not exist).
+fn entries_below(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(at) = todo.pop() {
+        let Ok(read) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in read {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path.clone());
+            }
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Hostile job fields (issue 22, items 3, 4 and 5): control characters and bidirectional overrides in a
+/// name, a description or a file name are refused (`control_character`, the character never echoed);
+/// every string field has a documented bound (`field_too_long`, naming the field), SDDL included where
+/// the API takes it (groups and URLs); and a refused creation leaves the download root as it was: 20,000
+/// files over the 200-file cap, or a name shaped like a temporary after a new directory, create nothing.
+#[test]
+fn hostile_job_fields_are_refused_before_anything_changes() {
+    if !have("curl") {
+        return;
+    }
+    let svc = Service::start(&[]);
+    let url = "http://192.0.2.1/a.bin";
+    let job = |name: &str, description: &str, local: &str| {
+        json!({"display_name": name, "description": description, "suspended": true,
+               "files": [{"remote_url": url, "local_file": local}]})
+    };
+    let create = |body: &Value| svc.api("POST", "/v1/jobs", Some(body));
+    for bad in [
+        '\u{1b}', '\u{7}', '\r', '\n', '\u{7f}', '\u{9b}', '\u{202e}', '\u{2066}',
+    ] {
+        let text = format!("a{bad}b");
+        for (field, body) in [
+            ("display_name", job(&text, "", "ok.bin")),
+            ("description", job("n", &text, "ok.bin")),
+            ("local_file", job("n", "", &format!("d/{text}.bin"))),
+        ] {
+            let (code, answer) = create(&body);
+            assert_eq!(
+                (code, code_of(&answer).as_str()),
+                (400, "control_character"),
+                "{field} with U+{:04X}: {answer}",
+                bad as u32
+            );
+            let message: Value = serde_json::from_str(&answer).unwrap();
+            let message = message["message"].as_str().unwrap();
+            assert!(message.contains(field), "{answer}");
+            assert!(
+                !message.contains(bad),
+                "the character is echoed: {answer:?}"
+            );
+        }
+    }
+    // Bounds: name 256 characters, description 1024, URL 8 KiB, path 4 KiB; at the bound it is taken.
+    let long = |n: usize| "é".repeat(n);
+    let (code, answer) = create(&job(&long(256), &long(1024), "fits.bin"));
+    assert_eq!(code, 201, "{answer}");
+    let long_url = format!("http://192.0.2.1/{}", "a".repeat(8 << 10));
+    let long_path = format!("{}/x.bin", "d".repeat(4 << 10));
+    let with_url =
+        json!({"display_name": "u", "files": [{"remote_url": long_url, "local_file": "u.bin"}]});
+    for (field, body) in [
+        ("display_name", job(&long(257), "", "n.bin")),
+        ("description", job("n", &long(1025), "n.bin")),
+        ("local_file", job("n", "", &long_path)),
+        ("remote_url", with_url),
+    ] {
+        let (code, answer) = create(&body);
+        assert_eq!(
+            (code, code_of(&answer).as_str()),
+            (400, "field_too_long"),
+            "{field}: {answer}"
+        );
+        assert!(answer.contains(field), "{field}: {answer}");
+    }
+    let root = svc.state().join("downloads");
+    let before = entries_below(&root);
+
+    // 20,000 files, each in a directory of its own: refused, and not one directory made.
+    let files: Vec<Value> = (0..20_000)
+        .map(|i| json!({"remote_url": url, "local_file": format!("many/{i}/f.bin")}))
+        .collect();
+    let (code, answer) =
+        create(&json!({"display_name": "many", "files": files, "suspended": true}));
+    assert_eq!(code, 400, "{answer}");
+    // A new directory, then a name shaped like a temporary: refused, and the directory is not there.
+    let sneaky = json!({"display_name": "sneaky", "suspended": true, "files": [
+        {"remote_url": url, "local_file": "fresh/dir/a.bin"},
+        {"remote_url": url, "local_file": "other/.b.bin.bcs-part"}]});
+    let (code, answer) = create(&sneaky);
+    assert_eq!(code, 400, "{answer}");
+    // Two files to one path: refused after both directories would have been made.
+    let twice = json!({"display_name": "twice", "suspended": true, "files": [
+        {"remote_url": url, "local_file": "twice/a/x.bin"},
+        {"remote_url": url, "local_file": "twice/a/x.bin"}]});
+    let (code, answer) = create(&twice);
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(
+        entries_below(&root),
+        before,
+        "a refused creation changed the download root"
+    );
+    // Accepted: only the directories it needs.
+    let (code, answer) = create(&job("ok", "", "made/for/it.bin"));
+    assert_eq!(code, 201, "{answer}");
+    let made: Vec<PathBuf> = entries_below(&root)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(made, [root.join("made"), root.join("made/for")]);
+
+    // SDDL is bounded where the API takes it: a group's default and a URL's.
+    let files_dir = tempfile::tempdir().unwrap();
+    let file = payload(files_dir.path(), "s.bin", 10);
+    let port = crate::support::free_port();
+    let prefix = format!("http://127.0.0.1:{port}/sddl/");
+    let huge_sddl = format!("D:{}", "(A;;GR;;;WD)".repeat(6_000));
+    let (code, answer) = svc.api(
+        "POST",
+        "/v1/groups",
+        Some(&json!({"prefix": prefix, "default_sddl": huge_sddl})),
+    );
+    assert_eq!(
+        (code, code_of(&answer).as_str()),
+        (400, "field_too_long"),
+        "{answer}"
+    );
+    assert!(answer.contains("default_sddl"), "{answer}");
+    let (code, answer) = svc.api("POST", "/v1/groups", Some(&json!({"prefix": prefix})));
+    assert_eq!(code, 201, "{answer}");
+    let encoded: String = prefix
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let url_body = json!({"suffix": "s.bin", "file": file, "sddl": huge_sddl});
+    let (code, answer) = svc.api(
+        "POST",
+        &format!("/v1/groups/{encoded}/urls"),
+        Some(&url_body),
+    );
+    assert_eq!(
+        (code, code_of(&answer).as_str()),
+        (400, "field_too_long"),
+        "{answer}"
+    );
+    assert!(answer.contains("sddl"), "{answer}");
+}

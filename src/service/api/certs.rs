@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{blocking, Body, Param, Who};
+use super::fields::{self, NAME, PATH, SECRET};
 use crate::config::TlsBinding;
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
@@ -123,6 +124,19 @@ impl TryFrom<Source> for CertificateSource {
             code: "invalid_certificate_source",
             message: message.into(),
         };
+        fields::printable("source.kind", &s.kind, NAME)?;
+        for (field, path) in [
+            ("source.cert", &s.cert),
+            ("source.key", &s.key),
+            ("source.file", &s.file),
+        ] {
+            if let Some(path) = path {
+                fields::printable(field, path, PATH)?;
+            }
+        }
+        if let Some(password) = &s.password {
+            fields::bounded("source.password", password, SECRET)?;
+        }
         let absolute = |p: Option<String>, what: &str| {
             let p = p.ok_or_else(|| invalid(&format!("{} needs {what}", s.kind)))?;
             let path = std::path::PathBuf::from(p);
@@ -245,6 +259,7 @@ pub(crate) async fn set_sni(
     Param((port, name)): Param<(u16, String)>,
     Body(body): Body<SetCertificate>,
 ) -> Result<Json<Binding>, MgmtError> {
+    fields::printable("name", &name, NAME)?;
     let source = CertificateSource::try_from(body.source)?;
     let b = blocking(&m, move |m| {
         m.set_certificate(&who, port, Some(&name), &source)

@@ -103,6 +103,9 @@ impl ConfigDocument {
 
     /// What the document says, checked for shape (the server checks the rest when applying it).
     pub fn into_stored(self) -> Result<Stored, MgmtError> {
+        for (i, group) in self.groups.iter().enumerate() {
+            group.check(&format!("groups[{i}]."))?;
+        }
         let groups = self
             .groups
             .into_iter()

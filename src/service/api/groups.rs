@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{blocking, prefix, Body, Param, Who};
+use super::fields::{self, NAME, PATH, SDDL, URL};
 use crate::config::{GroupConfig, UrlConfig};
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
@@ -181,6 +182,66 @@ impl From<UrlView> for UrlConfig {
     }
 }
 
+/// A group's settings within their bounds and free of control characters (see `fields`).
+fn check_settings(s: &GroupSettings) -> Result<(), MgmtError> {
+    if let Some(auth) = &s.auth {
+        fields::each("auth", auth, |f, v| fields::printable(f, v, NAME))?;
+    }
+    if let Some(sddl) = &s.default_sddl {
+        fields::printable("default_sddl", sddl, SDDL)?;
+    }
+    for (field, value) in [
+        ("connection_limit", &s.connection_limit),
+        ("bandwidth_limit", &s.bandwidth_limit),
+    ] {
+        if let Some(value) = value {
+            fields::printable(field, value, NAME)?;
+        }
+    }
+    Ok(())
+}
+
+impl GroupView {
+    /// Its prefix, settings and URLs within their bounds and free of control characters (see
+    /// `fields`); `field` prefixes the names in an error (`groups[2].`).
+    pub(super) fn check(&self, field: &str) -> Result<(), MgmtError> {
+        fields::printable(&format!("{field}prefix"), &self.prefix, URL)?;
+        fields::each(&format!("{field}auth"), &self.auth, |f, v| {
+            fields::printable(f, v, NAME)
+        })?;
+        if let Some(sddl) = &self.default_sddl {
+            fields::printable(&format!("{field}default_sddl"), sddl, SDDL)?;
+        }
+        fields::printable(
+            &format!("{field}connection_limit"),
+            &self.connection_limit,
+            NAME,
+        )?;
+        fields::printable(
+            &format!("{field}bandwidth_limit"),
+            &self.bandwidth_limit,
+            NAME,
+        )?;
+        for (i, url) in self.urls.iter().enumerate() {
+            url.check(&format!("{field}urls[{i}]."))?;
+        }
+        Ok(())
+    }
+}
+
+impl UrlView {
+    /// Its suffix, file and SDDL within their bounds and free of control characters (see `fields`);
+    /// `field` prefixes the names in an error.
+    pub(super) fn check(&self, field: &str) -> Result<(), MgmtError> {
+        fields::printable(&format!("{field}suffix"), &self.suffix, PATH)?;
+        fields::printable(&format!("{field}file"), &self.file, PATH)?;
+        match &self.sddl {
+            Some(sddl) => fields::printable(&format!("{field}sddl"), sddl, SDDL),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Every URL group, with its URLs.
 #[utoipa::path(get, operation_id = "list_groups", path = "/v1/groups", tag = "groups",
     responses((status = 200, body = Vec<GroupView>)))]
@@ -196,6 +257,8 @@ pub(crate) async fn create(
     Who(who): Who,
     Body(new): Body<NewGroup>,
 ) -> Result<(StatusCode, Json<GroupView>), MgmtError> {
+    fields::printable("prefix", &new.prefix, URL)?;
+    check_settings(&new.settings)?;
     let p = prefix(&new.prefix)?;
     let group = blocking(&m, move |m| m.create_group(&who, &p, &new.settings)).await?;
     Ok((StatusCode::CREATED, Json(group.into())))
@@ -222,6 +285,7 @@ pub(crate) async fn change(
     Param(p): Param<String>,
     Body(settings): Body<GroupSettings>,
 ) -> Result<Json<GroupView>, MgmtError> {
+    check_settings(&settings)?;
     let p = prefix(&p)?;
     let group = blocking(&m, move |m| m.change_group(&who, &p, &settings)).await?;
     Ok(Json(group.into()))
@@ -263,6 +327,7 @@ pub(crate) async fn add_url(
     Param(p): Param<String>,
     Body(url): Body<UrlView>,
 ) -> Result<(StatusCode, Json<UrlView>), MgmtError> {
+    url.check("")?;
     let p = prefix(&p)?;
     let url = UrlConfig::from(url);
     let added = blocking(&m, move |m| m.add_url(&who, &p, &url)).await?;

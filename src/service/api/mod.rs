@@ -1,6 +1,7 @@
 //! The management API's router: `/v1/...` routes, one file per resource beside this one, and the OpenAPI
-//! document generated from their wire types at `/v1/openapi.json`. What every handler shares (extractors,
-//! the blocking pool) is in `extract`, which the resource files import; nothing here is imported by them.
+//! document generated from their wire types at `/v1/openapi.json`. What every handler shares is in
+//! `extract` (extractors, the blocking pool) and `fields` (the bounds and characters every string field
+//! passes), which the resource files import; nothing here is imported by them.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use utoipa::OpenApi;
 mod certs;
 mod document;
 mod extract;
+mod fields;
 mod group_settings;
 mod groups;
 mod queue;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{blocking, Body, Param, Who};
+use super::fields::{self, DESCRIPTION, NAME, SECRET};
 use crate::auth::{Password, Principals};
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
@@ -53,6 +54,22 @@ pub struct PutUser {
     pub certificates: Option<Vec<String>>,
 }
 
+impl PutUser {
+    /// The user's name and every field within its bound and free of control characters (see `fields`).
+    fn check(&self, name: &str) -> Result<(), MgmtError> {
+        fields::printable("name", name, NAME)?;
+        if let Some(password) = &self.password {
+            fields::bounded("password", password, SECRET)?;
+        }
+        let names = |field: &str, list: &Option<Vec<String>>, bound| match list {
+            Some(list) => fields::each(field, list, |f, v| fields::printable(f, v, bound)),
+            None => Ok(()),
+        };
+        names("groups", &self.groups, NAME)?;
+        names("certificates", &self.certificates, DESCRIPTION)
+    }
+}
+
 fn users_of(p: &Principals) -> Vec<UserView> {
     p.users()
         .map(|(name, u)| UserView {
@@ -82,6 +99,7 @@ pub(crate) async fn put(
     Param(name): Param<String>,
     Body(body): Body<PutUser>,
 ) -> Result<Json<UserView>, MgmtError> {
+    body.check(&name)?;
     if body.password.as_deref() == Some("") {
         return Err(MgmtError::Invalid {
             code: "invalid_password",
@@ -129,6 +147,7 @@ pub(crate) async fn put_group(
     Who(who): Who,
     Param(name): Param<String>,
 ) -> Result<Json<PrincipalGroup>, MgmtError> {
+    fields::printable("name", &name, NAME)?;
     let n = name.clone();
     blocking(&m, move |m| m.add_principal_group(&who, &n)).await?;
     let principals = m.principals();

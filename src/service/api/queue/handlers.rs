@@ -25,7 +25,7 @@ use crate::service::api::extract::{Body, Param};
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
 use crate::service::principal::Principal;
-use crate::service::sandbox::ServiceJobs;
+use crate::service::sandbox::{DirsMade, PlannedPath, ServiceJobs};
 
 /// The most jobs a caller who is not an administrator may have (BITS's MaxJobsPerUser default).
 const MAX_JOBS_PER_OWNER: usize = 60;
@@ -82,6 +82,7 @@ pub(crate) async fn create(
     who: Principal,
     Body(body): Body<CreateJob>,
 ) -> Result<(StatusCode, Json<JobView>), MgmtError> {
+    body.check()?;
     let jobs = jobs_of(&m)?;
     // SECURITY: a caller who is not an administrator must not grow the service's jobs (each one memory,
     // store rows and event work) without bound: BITS's MaxJobsPerUser, whose default this is.
@@ -100,6 +101,29 @@ pub(crate) async fn create(
             ),
         });
     }
+    let planned = body
+        .files
+        .iter()
+        .map(|f| jobs.plan_path(&who, &f.local_file))
+        .collect::<Result<Vec<_>, _>>()?;
+    let new = new_job(body, &who, &planned)?;
+    // Finished even if the caller leaves: the directories stay exactly when the job does.
+    let owner = who.name.clone();
+    let job = to_the_end(m, move |m| async move {
+        let jobs = jobs_of(&m)?;
+        let _making = jobs.making().await;
+        let dirs = DirsMade::make(&planned)?;
+        let job = jobs.manager().create_job(new).await?;
+        dirs.keep();
+        Ok(job)
+    })
+    .await?;
+    tracing::info!(target: "bits_compact::service", who = %owner, job = %job.id, "created a job");
+    Ok((StatusCode::CREATED, Json(view(&job))))
+}
+
+/// The job a checked request describes, owned by `who`, its files at `planned`.
+fn new_job(body: CreateJob, who: &Principal, planned: &[PlannedPath]) -> Result<NewJob, MgmtError> {
     let mut new = NewJob::new(body.display_name)
         .description(body.description)
         .owner(who.name.clone())
@@ -107,8 +131,8 @@ pub(crate) async fn create(
     if let Some(p) = &body.priority {
         new = new.priority(p.parse::<Priority>()?);
     }
-    for f in &body.files {
-        new = new.file(f.remote_url.clone(), jobs.local_path(&who, &f.local_file)?);
+    for (f, place) in body.files.iter().zip(planned) {
+        new = new.file(f.remote_url.clone(), place.path());
     }
     if let Some(s) = body.minimum_retry_delay_secs {
         new = new.minimum_retry_delay(Duration::from_secs(s));
@@ -132,9 +156,22 @@ pub(crate) async fn create(
                 message: e.to_string(),
             })?);
     }
-    let job = jobs.manager().create_job(new.client(client)).await?;
-    tracing::info!(target: "bits_compact::service", who = %who.name, job = %job.id, "created a job");
-    Ok((StatusCode::CREATED, Json(view(&job))))
+    Ok(new.client(client))
+}
+
+/// Runs `call` on its own task, so that a caller who leaves (dropping the request) cannot stop it
+/// halfway: a change and what goes with it (its directories, its record) are made whole or not at all.
+async fn to_the_end<T, F>(
+    m: Arc<Managed>,
+    call: impl FnOnce(Arc<Managed>) -> F,
+) -> Result<T, MgmtError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, MgmtError>> + Send + 'static,
+{
+    tokio::spawn(call(m))
+        .await
+        .unwrap_or_else(|e| Err(MgmtError::Internal(format!("the call did not finish: {e}"))))
 }
 
 /// A job.
@@ -161,6 +198,7 @@ pub(crate) async fn change(
     Param(id): Param<String>,
     Body(body): Body<ChangeJob>,
 ) -> Result<Json<JobView>, MgmtError> {
+    body.check()?;
     let (job_id, mut job) = visible(&m, &who, &id)?;
     let manager = jobs_of(&m)?.manager();
     let priority = body
@@ -212,13 +250,21 @@ pub(crate) async fn add_file(
     Param(id): Param<String>,
     Body(body): Body<NewFile>,
 ) -> Result<Json<JobView>, MgmtError> {
+    body.check("")?;
     let (job_id, _) = visible(&m, &who, &id)?;
-    let jobs = jobs_of(&m)?;
-    let local = jobs.local_path(&who, &body.local_file)?;
-    let job = jobs
-        .manager()
-        .add_file(job_id, body.remote_url, local)
-        .await?;
+    let planned = jobs_of(&m)?.plan_path(&who, &body.local_file)?;
+    let job = to_the_end(m, move |m| async move {
+        let jobs = jobs_of(&m)?;
+        let _making = jobs.making().await;
+        let dirs = DirsMade::make(std::slice::from_ref(&planned))?;
+        let job = jobs
+            .manager()
+            .add_file(job_id, body.remote_url, planned.path())
+            .await?;
+        dirs.keep();
+        Ok(job)
+    })
+    .await?;
     Ok(Json(view(&job)))
 }
 
@@ -233,6 +279,7 @@ pub(crate) async fn set_state(
     Param(id): Param<String>,
     Body(body): Body<SetState>,
 ) -> Result<Json<JobView>, MgmtError> {
+    body.action.check("action")?;
     let (job_id, _) = visible(&m, &who, &id)?;
     let action = body.action.parse::<Action>()?;
     let job = jobs_of(&m)?.manager().set_state(job_id, action).await?;
@@ -261,6 +308,9 @@ async fn replace_credentials(
     id: &str,
     credentials: Option<SetCredentials>,
 ) -> Result<Json<JobView>, MgmtError> {
+    if let Some(c) = &credentials {
+        c.check()?;
+    }
     let (job_id, job) = visible(m, who, id)?;
     let mut settings = job.client.clone();
     settings.credentials = credentials.map(self::credentials).transpose()?;
