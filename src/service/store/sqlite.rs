@@ -16,7 +16,7 @@ use super::{Audit, Delta, Store, StoreError, Stored};
 use crate::config::{GroupConfig, TlsBinding, UrlConfig};
 
 /// The schema this program writes.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 /// Each migration takes the schema from its index to the next version.
 const MIGRATIONS: &[&str] = &[
@@ -40,13 +40,21 @@ const MIGRATIONS: &[&str] = &[
          who TEXT NOT NULL,
          what TEXT NOT NULL
      );",
-    // 1 → 2: the service's download jobs (`super::jobs`): the job's JSON (without secrets) and its
+    // 1 → 2: the service's download jobs (`super::job_rows`): the job's JSON (without secrets) and its
     // credentials' password sealed with the state directory's job key.
     "CREATE TABLE jobs (
          id TEXT PRIMARY KEY NOT NULL,
          job TEXT NOT NULL,
          secret BLOB
      );",
+    // 2 → 3: a job's progress in rows of its own (`super::job_rows`), so that a progress save rewrites
+    // neither the job's names nor its settings. Jobs saved before keep their whole JSON in `jobs`.
+    "CREATE TABLE job_progress (
+         id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+         part INTEGER NOT NULL,
+         progress TEXT NOT NULL,
+         PRIMARY KEY (id, part)
+     ) WITHOUT ROWID;",
 ];
 
 /// The configuration in one SQLite database.
