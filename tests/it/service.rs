@@ -1285,3 +1285,59 @@ fn the_openapi_document_passes_openapi_spec_validator() {
     assert_eq!(ids.len(), count, "duplicate operationIds: {ids:?}");
     assert!(count >= 38, "{count} operations");
 }
+
+/// A service group has the directory index unless it is turned off (issue 23, item 9), as `bcs host`'s
+/// has: created through the API or applied in a document without `index`, its root lists its URLs.
+#[test]
+fn service_groups_have_an_index_unless_turned_off() {
+    if !have("curl") {
+        return;
+    }
+    let svc = Service::start(&[]);
+    let files = tempfile::tempdir().unwrap();
+    let file = write_file(files.path(), "listed.bin", b"listed");
+    let port = free_port();
+    let on = format!("http://127.0.0.1:{port}/on/");
+    let off = format!("http://127.0.0.1:{port}/off/");
+    let (code, answer) = svc.api("POST", "/v1/groups", Some(&json!({"prefix": on})));
+    assert_eq!(code, 201, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["index"],
+        true
+    );
+    let body = json!({"prefix": off, "index": false});
+    let (code, answer) = svc.api("POST", "/v1/groups", Some(&body));
+    assert_eq!(code, 201, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["index"],
+        false
+    );
+    for prefix in [&on, &off] {
+        let url = json!({"suffix": "listed.bin", "file": file, "sddl": "D:(A;;GR;;;WD)"});
+        let (code, answer) = svc.api(
+            "POST",
+            &format!("/v1/groups/{}/urls", enc(prefix)),
+            Some(&url),
+        );
+        assert_eq!(code, 201, "{answer}");
+    }
+    let page = run("curl", &["-s", &on]);
+    assert!(
+        text(&page.stdout).contains("listed.bin"),
+        "{}",
+        text(&page.stdout)
+    );
+    assert_eq!(status(&on, &[]), "200");
+    assert_ne!(status(&off, &[]), "200");
+    // A document's group without `index` has one too.
+    let applied = format!("http://127.0.0.1:{port}/applied/");
+    let doc = json!({"groups": [{"prefix": applied}]});
+    let (code, answer) = svc.api("PUT", "/v1/config", Some(&doc));
+    assert_eq!(code, 200, "{answer}");
+    let (_, answer) = svc.api("GET", &format!("/v1/groups/{}", enc(&applied)), None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["index"],
+        true,
+        "{answer}"
+    );
+}

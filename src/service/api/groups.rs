@@ -40,8 +40,8 @@ pub struct GroupView {
     /// `Cache-Control: max-age` seconds (none: `no-cache`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_max_age_secs: Option<u64>,
-    /// An index of the URLs at the group's root.
-    #[serde(default)]
+    /// An index of the URLs at the group's root. Default on, as `bcs host` has one.
+    #[serde(default = "on")]
     pub index: bool,
     /// The published files.
     #[serde(default)]
@@ -50,6 +50,10 @@ pub struct GroupView {
 
 fn unlimited() -> String {
     "unlimited".into()
+}
+
+fn on() -> bool {
+    true
 }
 
 /// A published file.
@@ -66,7 +70,7 @@ pub struct UrlView {
 }
 
 /// A new group: its prefix and, optionally, its settings (the fields of [`GroupSettings`], beside the
-/// prefix).
+/// prefix). Its index is on unless `index` is false, as `bcs host`'s is.
 #[derive(Debug, Clone)]
 pub struct NewGroup {
     /// The prefix, in HTTP.sys syntax (`http://+:8080/app/`).
@@ -93,9 +97,11 @@ impl<'de> Deserialize<'de> for NewGroup {
                 "unknown field `{field}`, expected `prefix` or a group setting"
             )));
         }
+        let mut settings = wire.settings;
+        settings.index.get_or_insert(true);
         Ok(NewGroup {
             prefix: wire.prefix,
-            settings: wire.settings,
+            settings,
         })
     }
 }
@@ -116,6 +122,14 @@ impl utoipa::PartialSchema for NewGroup {
             ))
             .build();
         object.properties.insert("prefix".to_owned(), prefix.into());
+        let index = Object::builder()
+            .schema_type(Type::Boolean)
+            .description(Some(
+                "An index of the URLs at the group's root. Default on.",
+            ))
+            .default(Some(serde_json::Value::Bool(true)))
+            .build();
+        object.properties.insert("index".to_owned(), index.into());
         object.required.insert(0, "prefix".to_owned());
         object.description = Some("A new group: its prefix and, optionally, its settings.".into());
         RefOr::T(Schema::Object(object))
@@ -380,6 +394,11 @@ mod tests {
             ..GroupSettings::default()
         };
         assert_eq!(new.settings, expected);
+        let bare: NewGroup = serde_json::from_str(r#"{"prefix": "http://+:80/a/"}"#).unwrap();
+        assert_eq!(bare.settings.index, Some(true), "a new group has an index");
+        let off: NewGroup =
+            serde_json::from_str(r#"{"prefix": "http://+:80/a/", "index": false}"#).unwrap();
+        assert_eq!(off.settings.index, Some(false));
         let unknown = r#"{"prefix": "http://+:80/a/", "urls": []}"#;
         let err = serde_json::from_str::<NewGroup>(unknown).unwrap_err();
         assert!(err.to_string().contains("unknown field `urls`"), "{err}");
