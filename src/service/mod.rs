@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 mod api;
 mod error;
+mod job_policy;
 mod listeners;
 mod managed;
 mod principal;
@@ -28,6 +29,7 @@ pub use api::{
     SetCertificate, SetCredentials, SetState, Source, UrlView, UserView,
 };
 pub use error::{ErrorBody, MgmtError};
+pub use job_policy::{JobAllow, JobAllowError, JobPolicy};
 pub use listeners::{bind_local, serve_local, serve_remote, AdminAccess};
 pub use managed::Managed;
 pub use principal::{CallerName, Principal};

@@ -20,6 +20,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::jobs::JobManager;
 use crate::service::error::MgmtError;
+use crate::service::job_policy::{JobAllow, JobPolicy};
 use crate::service::principal::Principal;
 
 /// The jobs of a service and where their files may go.
@@ -29,6 +30,8 @@ pub struct ServiceJobs {
     root: PathBuf,
     /// Held while a request makes directories, until its job is accepted or refused ([`DirsMade`]).
     making: tokio::sync::Mutex<()>,
+    /// What the jobs of callers who are not administrators may reach.
+    policy: JobPolicy,
 }
 
 impl ServiceJobs {
@@ -52,7 +55,20 @@ impl ServiceJobs {
             manager,
             root,
             making: tokio::sync::Mutex::new(()),
+            policy: JobPolicy::default(),
         })
+    }
+
+    /// Lets the jobs of callers who are not administrators reach these hosts and networks too (see
+    /// [`JobPolicy`]). Default is none: public addresses only.
+    pub fn job_allow(mut self, allowed: Vec<JobAllow>) -> ServiceJobs {
+        self.policy = JobPolicy::new(allowed);
+        self
+    }
+
+    /// What the jobs of callers who are not administrators may reach.
+    pub fn policy(&self) -> &JobPolicy {
+        &self.policy
     }
 
     /// Where `who`'s paths resolve, relative to the root: the root itself for administrators, else the

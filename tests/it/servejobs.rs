@@ -282,7 +282,8 @@ fn other_callers_jobs_are_invisible_and_the_rest_of_the_api_stays_for_administra
     if !have("curl") {
         return;
     }
-    let admin = Admin::start(false, &[]);
+    // The jobs below name loopback URLs (never fetched: suspended or cancelled).
+    let admin = Admin::start(false, &["--job-allow", "127.0.0.1"]);
     let svc = &admin.svc;
     for (name, password, groups) in [
         ("admin", "admin-pw-1", vec!["BA"]),
@@ -836,4 +837,97 @@ fn hostile_job_fields_are_refused_before_anything_changes() {
         "{answer}"
     );
     assert!(answer.contains("sddl"), "{answer}");
+}
+
+/// Jobs reach only what their caller may (issue 22, item 9): for a caller who is not an administrator, a
+/// job's URL (or its proxy) may not name loopback, link-local, unspecified or the machine's own addresses,
+/// whatever name or spelling leads there, and the refusal is `refused_by_policy`, the same whether a port
+/// is open or closed. An administrator's jobs may; `--job-allow` lets others reach what it names.
+#[test]
+fn jobs_of_callers_who_are_not_administrators_stay_off_the_services_own_addresses() {
+    if !have("curl") {
+        return;
+    }
+    let mut admin = Admin::start(false, &[]);
+    for (name, password, groups) in [
+        ("admin", "admin-pw-1", vec!["BA"]),
+        ("alice", "alice-pw-1", vec![]),
+    ] {
+        let body = json!({"password": password, "groups": groups});
+        let (code, answer) = admin
+            .svc
+            .api("PUT", &format!("/v1/users/{name}"), Some(&body));
+        assert_eq!(code, 200, "{answer}");
+    }
+    let (base, ca) = (admin.base(), admin.ca_file.to_str().unwrap().to_owned());
+    let as_user = |user: &str, method: &str, path: &str, body: Option<&Value>| {
+        let creds = format!("{user}:{user}-pw-1");
+        api_over(&["--cacert", &ca, "-u", &creds], &base, method, path, body)
+    };
+    // An open port (the admin listener itself) and a closed one.
+    let open = base.rsplit(':').next().unwrap().to_owned();
+    let closed = crate::support::free_port().to_string();
+    let job = |url: &str| {
+        json!({"display_name": "probe", "suspended": true,
+               "files": [{"remote_url": url, "local_file": "p.bin"}]})
+    };
+    let mut answers = Vec::new();
+    for port in [&open, &closed] {
+        let mut per_port = Vec::new();
+        for host in [
+            "127.0.0.1",
+            "localhost",
+            "127.1",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+            "0.0.0.0",
+            "169.254.169.254",
+            "[fe80::1]",
+        ] {
+            let url = format!("http://{host}:{port}/v1/openapi.json");
+            let (code, answer) = as_user("alice", "POST", "/v1/jobs", Some(&job(&url)));
+            assert!(code == 400 || code == 403, "{url}: {code} {answer}");
+            assert_eq!(code_of(&answer), "refused_by_policy", "{url}: {answer}");
+            per_port.push((code, answer.replace(port.as_str(), "PORT")));
+        }
+        answers.push(per_port);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "an open port answers as a closed one"
+    );
+    // A proxy is a target too; so is a file added later.
+    let proxied = json!({"display_name": "p", "suspended": true,
+        "proxy": {"usage": "override", "proxy": format!("http://127.0.0.1:{open}")},
+        "files": [{"remote_url": "http://192.0.2.1/a", "local_file": "q.bin"}]});
+    let (_, answer) = as_user("alice", "POST", "/v1/jobs", Some(&proxied));
+    assert_eq!(code_of(&answer), "refused_by_policy", "{answer}");
+    let (code, answer) = as_user(
+        "alice",
+        "POST",
+        "/v1/jobs",
+        Some(&job("http://192.0.2.1/a")),
+    );
+    assert_eq!(code, 201, "{answer}");
+    let id = id_of(&serde_json::from_str(&answer).unwrap());
+    let add = json!({"remote_url": format!("http://localhost:{open}/"), "local_file": "r.bin"});
+    let (_, answer) = as_user("alice", "POST", &format!("/v1/jobs/{id}/files"), Some(&add));
+    assert_eq!(code_of(&answer), "refused_by_policy", "{answer}");
+    // An administrator's job may reach loopback.
+    let mine = format!("http://127.0.0.1:{open}/x");
+    let (code, answer) = as_user("admin", "POST", "/v1/jobs", Some(&job(&mine)));
+    assert_eq!(code, 201, "{answer}");
+    // --job-allow lets the others reach what it names.
+    admin.svc.stop("-TERM");
+    admin
+        .svc
+        .extra
+        .extend(["--job-allow".into(), "127.0.0.0/8".into()]);
+    admin.svc.restart();
+    let mut allowed = job(&mine);
+    allowed["files"][0]["local_file"] = json!("allowed.bin");
+    let (code, answer) = as_user("alice", "POST", "/v1/jobs", Some(&allowed));
+    assert_eq!(code, 201, "{answer}");
+    let (_, answer) = as_user("alice", "POST", "/v1/jobs", Some(&job("http://[::1]:9/")));
+    assert_eq!(code_of(&answer), "refused_by_policy", "{answer}");
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bits_compact::authz::SecurityDescriptor;
 use bits_compact::jobs::JobManager;
 use bits_compact::service::store::{JobKey, SqliteJobStore, SqliteStore};
-use bits_compact::service::{self, AdminAccess, Managed, ServiceJobs};
+use bits_compact::service::{self, AdminAccess, JobAllow, Managed, ServiceJobs};
 use bits_compact::tls::ClientCertMode;
 use bits_compact::{ClientCertificates, Server, ServerCertificate};
 use clap::Args;
@@ -57,6 +57,11 @@ pub(crate) struct ServeArgs {
     /// directory.
     #[arg(long, value_name = "DIR")]
     download_root: Option<PathBuf>,
+    /// Lets the download jobs of callers who are not administrators reach this host (as URLs name it),
+    /// address or network (`127.0.0.0/8`), which they may not by default when it is loopback, link-local,
+    /// unspecified or one of this machine's addresses (repeatable).
+    #[arg(long = "job-allow", value_name = "HOST|CIDR")]
+    job_allow: Vec<JobAllow>,
     /// Download jobs that transfer at once.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     max_job_transfers: u16,
@@ -151,8 +156,9 @@ async fn start_jobs(args: &ServeArgs, state: &std::path::Path) -> Result<Service
         .download_root
         .clone()
         .unwrap_or_else(|| service::default_download_root(state));
-    ServiceJobs::new(manager, &root, state)
-        .map_err(|e| CliError::Serve(format!("the download root {}: {e}", root.display())))
+    let jobs = ServiceJobs::new(manager, &root, state)
+        .map_err(|e| CliError::Serve(format!("the download root {}: {e}", root.display())))?;
+    Ok(jobs.job_allow(args.job_allow.clone()))
 }
 
 /// The remote management listeners (one per address: the `--admin-url`'s, else each bind address, else

@@ -101,6 +101,9 @@ pub(crate) async fn create(
             ),
         });
     }
+    if !who.admin {
+        reachable(jobs, &body).await?;
+    }
     let planned = body
         .files
         .iter()
@@ -120,6 +123,19 @@ pub(crate) async fn create(
     .await?;
     tracing::info!(target: "bits_compact::service", who = %owner, job = %job.id, "created a job");
     Ok((StatusCode::CREATED, Json(view(&job))))
+}
+
+/// Whether a job of a caller who is not an administrator may reach every file's host and its proxy
+/// (see `JobPolicy`).
+async fn reachable(jobs: &ServiceJobs, body: &CreateJob) -> Result<(), MgmtError> {
+    for (i, file) in body.files.iter().enumerate() {
+        let field = format!("files[{i}].remote_url");
+        jobs.policy().check(&field, &file.remote_url).await?;
+    }
+    if let Some(proxy) = body.proxy.as_ref().and_then(|p| p.proxy.as_deref()) {
+        jobs.policy().check("proxy.proxy", proxy).await?;
+    }
+    Ok(())
 }
 
 /// The job a checked request describes, owned by `who`, its files at `planned`.
@@ -252,7 +268,11 @@ pub(crate) async fn add_file(
 ) -> Result<Json<JobView>, MgmtError> {
     body.check("")?;
     let (job_id, _) = visible(&m, &who, &id)?;
-    let planned = jobs_of(&m)?.plan_path(&who, &body.local_file)?;
+    let jobs = jobs_of(&m)?;
+    if !who.admin {
+        jobs.policy().check("remote_url", &body.remote_url).await?;
+    }
+    let planned = jobs.plan_path(&who, &body.local_file)?;
     let job = to_the_end(m, move |m| async move {
         let jobs = jobs_of(&m)?;
         let _making = jobs.making().await;
