@@ -1,5 +1,5 @@
-//! [`ServiceJobs`]: the download jobs `bcs serve` runs (`/v1/jobs`) and their download root, a sandbox:
-//! where a caller's files may go.
+//! Where a caller's job files may go: the download root of [`ServiceJobs`], a sandbox. Paths are planned
+//! here ([`ServiceJobs::plan_path`]) and their directories made ([`DirsMade`]).
 //!
 //! SECURITY: the threat is a job writing where the service must not. Every local file must resolve inside
 //! the download root. `..` components are refused, absolute paths outside the root are refused, and no
@@ -12,65 +12,17 @@
 //! two unfinished ones may write one file, and no destination may be named like a temporary (the job
 //! manager refuses both). An administrator's paths may go anywhere in the root.
 //!
-//! A refused request changes nothing on disk: its paths are planned without touching it
-//! ([`ServiceJobs::plan_path`]), and the directories they need are made only for a request that passed
-//! every other check, and removed again if the job manager refuses the job ([`DirsMade`]).
+//! A refused request changes nothing on disk: its paths are planned without touching it, and the
+//! directories they need are made only for a request that passed every other check, and removed again if
+//! the job manager refuses the job ([`DirsMade`]).
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::jobs::JobManager;
 use crate::service::error::MgmtError;
-use crate::service::job_policy::{JobAllow, JobPolicy};
 use crate::service::principal::Principal;
-
-/// The jobs of a service and where their files may go.
-#[derive(Debug)]
-pub struct ServiceJobs {
-    manager: JobManager,
-    root: PathBuf,
-    /// Held while a request makes directories, until its job is accepted or refused ([`DirsMade`]).
-    making: tokio::sync::Mutex<()>,
-    /// What the jobs of callers who are not administrators may reach.
-    policy: JobPolicy,
-}
+use crate::service::service_jobs::ServiceJobs;
 
 impl ServiceJobs {
-    /// Jobs run by `manager`, whose files must be inside `root` (created mode 0700 if missing; made
-    /// canonical here). `state` is the service's state directory.
-    ///
-    /// SECURITY: a root that holds the state directory would let a job's Complete rename a download over
-    /// `config.db` or `jobs.key` (a caller making itself administrator); a root others may write to would
-    /// let local users plant links or temporaries in it. Both are refused.
-    pub fn new(manager: JobManager, root: &Path, state: &Path) -> std::io::Result<ServiceJobs> {
-        crate::jobs::make_private_dir(root).map_err(std::io::Error::other)?;
-        let root = root.canonicalize()?;
-        let state = state.canonicalize()?;
-        if state.starts_with(&root) {
-            return Err(std::io::Error::other(format!(
-                "it holds the state directory {}; give a directory of its own",
-                state.display()
-            )));
-        }
-        Ok(ServiceJobs {
-            manager,
-            root,
-            making: tokio::sync::Mutex::new(()),
-            policy: JobPolicy::default(),
-        })
-    }
-
-    /// Lets the jobs of callers who are not administrators reach these hosts and networks too (see
-    /// [`JobPolicy`]). Default is none: public addresses only.
-    pub fn job_allow(mut self, allowed: Vec<JobAllow>) -> ServiceJobs {
-        self.policy = JobPolicy::new(allowed);
-        self
-    }
-
-    /// What the jobs of callers who are not administrators may reach.
-    pub fn policy(&self) -> &JobPolicy {
-        &self.policy
-    }
-
     /// Where `who`'s paths resolve, relative to the root: the root itself for administrators, else the
     /// caller's own area below it.
     fn area(who: &Principal) -> PathBuf {
@@ -83,22 +35,6 @@ impl ServiceJobs {
             .map(|b| format!("{b:02x}"))
             .collect();
         Path::new("users").join(hex)
-    }
-
-    /// The manager.
-    pub fn manager(&self) -> &JobManager {
-        &self.manager
-    }
-
-    /// Waits until no other request makes directories, and lets none start until the guard is dropped:
-    /// held from [`DirsMade::make`] until the job is accepted or refused.
-    pub async fn making(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.making.lock().await
-    }
-
-    /// The download root (canonical).
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Where `given` puts a file of `who`'s: a relative path under the caller's area (the root, for
@@ -115,7 +51,7 @@ impl ServiceJobs {
     /// without changing anything on disk: the directories it still needs are made by [`DirsMade`].
     pub fn plan_path(&self, who: &Principal, given: &str) -> Result<PlannedPath, MgmtError> {
         let below = Self::area(who);
-        let area = self.root.join(&below);
+        let area = self.root().join(&below);
         let refuse = |why: &str| MgmtError::Invalid {
             code: "path_outside_download_root",
             message: format!(
@@ -145,7 +81,7 @@ impl ServiceJobs {
         let Some((name, dirs)) = parts.split_last() else {
             return Err(refuse("names no file"));
         };
-        let mut at = self.root.clone();
+        let mut at = self.root().to_owned();
         let mut missing = Vec::new();
         for dir in dirs {
             at.push(dir);
@@ -262,31 +198,5 @@ fn cannot_make(file: &Path, dir: &Path, e: &std::io::Error) -> MgmtError {
             file.display(),
             dir.display()
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// SECURITY (see `ServiceJobs::new`): a root holding the state directory, or one others may write
-    /// to, is refused; the default, `downloads/` inside the state directory, is fine.
-    #[tokio::test]
-    async fn a_root_holding_the_state_or_open_to_others_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let top = tempfile::tempdir().unwrap();
-        let state = top.path().join("state");
-        std::fs::create_dir(&state).unwrap();
-        let manager = || async { JobManager::builder().start().await.unwrap() };
-        for root in [top.path().to_owned(), state.clone()] {
-            let refused = ServiceJobs::new(manager().await, &root, &state);
-            assert!(refused.is_err(), "{root:?} holds the state");
-        }
-        let open = top.path().join("open");
-        std::fs::create_dir(&open).unwrap();
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(ServiceJobs::new(manager().await, &open, &state).is_err());
-        let jobs = ServiceJobs::new(manager().await, &state.join("downloads"), &state).unwrap();
-        assert!(jobs.root().ends_with("state/downloads"));
     }
 }

@@ -931,3 +931,98 @@ fn jobs_of_callers_who_are_not_administrators_stay_off_the_services_own_addresse
     let (_, answer) = as_user("alice", "POST", "/v1/jobs", Some(&job("http://[::1]:9/")));
     assert_eq!(code_of(&answer), "refused_by_policy", "{answer}");
 }
+
+/// Final jobs (issue 23, item 10): an ACKNOWLEDGED and a CANCELLED job stay listed with their end time,
+/// the same after a restart (and after `kill -9`), until deleted, or until `--job-retention` has passed
+/// since they ended.
+#[test]
+fn final_jobs_are_listed_the_same_across_a_restart_until_deleted_or_retained_no_longer() {
+    if !have("curl") {
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let small = payload(files.path(), "f.bin", 50_000);
+    let (_host, port) = spawn_host("http", "fin", &[], &[&small]);
+    let mut svc = Service::start(&[]);
+    let done = create(
+        &svc,
+        &[
+            "done",
+            &format!("http://127.0.0.1:{port}/fin/f.bin"),
+            "f.bin",
+        ],
+    );
+    let done = id_of(&done);
+    poll(&svc, &done, Duration::from_secs(30), |j| {
+        j["state_number"] == 6
+    });
+    ok(&svc.bcs(&["job", "complete", &done]));
+    let body = json!({"display_name": "dropped", "suspended": true,
+        "files": [{"remote_url": "http://127.0.0.1:9/x", "local_file": "x.bin"}]});
+    let (code, answer) = svc.api("POST", "/v1/jobs", Some(&body));
+    assert_eq!(code, 201, "{answer}");
+    let dropped = id_of(&serde_json::from_str(&answer).unwrap());
+    let (code, answer) = svc.api(
+        "PUT",
+        &format!("/v1/jobs/{dropped}/state"),
+        Some(&json!({"action": "CANCEL"})),
+    );
+    assert_eq!(code, 200, "{answer}");
+    let listed = |svc: &Service| -> Vec<Value> {
+        let (code, answer) = svc.api("GET", "/v1/jobs", None);
+        assert_eq!(code, 200, "{answer}");
+        serde_json::from_str(&answer).unwrap()
+    };
+    let before = listed(&svc);
+    let states: Vec<&str> = before
+        .iter()
+        .map(|j| j["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["ACKNOWLEDGED", "CANCELLED"], "{before:?}");
+    for job in &before {
+        assert!(job["end_time"].as_str().unwrap().ends_with('Z'), "{job}");
+    }
+    svc.stop("-TERM");
+    svc.restart();
+    assert_eq!(listed(&svc), before, "a restart changed the final jobs");
+    svc.stop("-KILL");
+    svc.restart();
+    assert_eq!(listed(&svc), before, "kill -9 changed the final jobs");
+    // A final job refuses changes as before the restart; deleted, it stays gone.
+    let (code, answer) = svc.api(
+        "PUT",
+        &format!("/v1/jobs/{dropped}/state"),
+        Some(&json!({"action": "RESUME"})),
+    );
+    assert_eq!(
+        (code, code_of(&answer).as_str()),
+        (409, "invalid_job_state"),
+        "{answer}"
+    );
+    let (code, _) = svc.api("DELETE", &format!("/v1/jobs/{dropped}"), None);
+    assert_eq!(code, 204);
+    svc.stop("-TERM");
+    svc.restart();
+    let after: Vec<Value> = listed(&svc);
+    assert_eq!(after, before[..1], "the deleted job came back");
+    // Retention: with one second, the ACKNOWLEDGED job is gone, now and after a restart.
+    svc.stop("-TERM");
+    svc.extra = vec!["--job-retention".into(), "1s".into()];
+    svc.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listed(&svc).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "still listed: {:?}",
+            listed(&svc)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, _) = svc.api("GET", &format!("/v1/jobs/{done}"), None);
+    assert_eq!(code, 404);
+    svc.stop("-TERM");
+    svc.extra.clear();
+    svc.restart();
+    let remaining = listed(&svc);
+    assert!(remaining.is_empty(), "{remaining:?}");
+}

@@ -16,7 +16,7 @@ use super::{Audit, Delta, Store, StoreError, Stored};
 use crate::config::{GroupConfig, TlsBinding, UrlConfig};
 
 /// The schema this program writes.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 /// Each migration takes the schema from its index to the next version.
 const MIGRATIONS: &[&str] = &[
@@ -55,6 +55,14 @@ const MIGRATIONS: &[&str] = &[
          progress TEXT NOT NULL,
          PRIMARY KEY (id, part)
      ) WITHOUT ROWID;",
+    // 3 → 4: final jobs (`super::ended_rows`), kept for the retention period once the job manager has
+    // forgotten them: when each ended (milliseconds since the epoch) and its JSON.
+    "CREATE TABLE ended_jobs (
+         id TEXT PRIMARY KEY NOT NULL,
+         ended INTEGER NOT NULL,
+         job TEXT NOT NULL
+     );
+     CREATE INDEX ended_jobs_by_end ON ended_jobs (ended);",
 ];
 
 /// The configuration in one SQLite database.

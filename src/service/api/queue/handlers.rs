@@ -20,12 +20,13 @@ use super::wire::{
     JobView, NameOrNumber, NewFile, SetCredentials, SetState,
 };
 use crate::client::{ClientSettings, SpkiPin};
-use crate::jobs::{Action, Job, JobId, NewJob, Priority};
-use crate::service::api::extract::{Body, Param};
+use crate::jobs::{Action, Job, JobError, JobId, NewJob, Priority, TransitionError};
+use crate::service::api::extract::{blocking, Body, Param};
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
 use crate::service::principal::Principal;
-use crate::service::sandbox::{DirsMade, PlannedPath, ServiceJobs};
+use crate::service::sandbox::{DirsMade, PlannedPath};
+use crate::service::service_jobs::ServiceJobs;
 
 /// The most jobs a caller who is not an administrator may have (BITS's MaxJobsPerUser default).
 const MAX_JOBS_PER_OWNER: usize = 60;
@@ -48,11 +49,24 @@ fn jobs_of(m: &Managed) -> Result<&ServiceJobs, MgmtError> {
 fn visible(m: &Managed, who: &Principal, id: &str) -> Result<(JobId, Job), MgmtError> {
     let jobs = jobs_of(m)?;
     let job_id: JobId = id.parse().map_err(|_| not_found(id))?;
-    let job = jobs.manager().job(job_id).map_err(|_| not_found(id))?;
+    let job = jobs.job(job_id).map_err(|_| not_found(id))?;
     if !who.may_manage(&job.owner) {
         return Err(not_found(id));
     }
     Ok((job_id, job))
+}
+
+/// The refusal the job manager gives a change to a final job: a final job kept from before a restart is
+/// no longer the manager's, and answers as it did.
+fn still_open(job_id: JobId, job: &Job) -> Result<(), MgmtError> {
+    match job.state.is_final() {
+        true => Err(JobError::Transition {
+            id: job_id,
+            source: TransitionError::Final(job.state),
+        }
+        .into()),
+        false => Ok(()),
+    }
 }
 
 /// Every job the caller may see (an administrator: all).
@@ -64,8 +78,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<JobView>>, MgmtError> {
     let jobs = jobs_of(&m)?;
     Ok(Json(
-        jobs.manager()
-            .jobs()
+        jobs.jobs()
             .iter()
             .filter(|j| who.may_manage(&j.owner))
             .map(view)
@@ -86,13 +99,7 @@ pub(crate) async fn create(
     let jobs = jobs_of(&m)?;
     // SECURITY: a caller who is not an administrator must not grow the service's jobs (each one memory,
     // store rows and event work) without bound: BITS's MaxJobsPerUser, whose default this is.
-    let owned = || {
-        jobs.manager()
-            .jobs()
-            .iter()
-            .filter(|j| j.owner == who.name)
-            .count()
-    };
+    let owned = || jobs.jobs().iter().filter(|j| j.owner == who.name).count();
     if !who.admin && owned() >= MAX_JOBS_PER_OWNER {
         return Err(MgmtError::Invalid {
             code: "too_many_jobs",
@@ -226,6 +233,9 @@ pub(crate) async fn change(
     let timeout = body
         .no_progress_timeout_secs
         .map(|s| Duration::from_secs(s.min(u64::from(u32::MAX))));
+    if delay.is_some() || timeout.is_some() || priority.is_some() {
+        still_open(job_id, &job)?;
+    }
     if delay.is_some() || timeout.is_some() {
         job = manager.set_retry_timing(job_id, delay, timeout).await?;
     }
@@ -246,7 +256,12 @@ pub(crate) async fn delete(
     Param(id): Param<String>,
 ) -> Result<StatusCode, MgmtError> {
     let (job_id, job) = visible(&m, &who, &id)?;
-    match jobs_of(&m)?.manager().forget(job_id)? {
+    let forgotten = to_the_end(m, move |m| async move {
+        let _ending = jobs_of(&m)?.ending().await;
+        blocking(&m, move |m| jobs_of(m)?.forget(job_id)).await
+    })
+    .await?;
+    match forgotten {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(MgmtError::Invalid {
             code: "job_not_final",
@@ -267,12 +282,13 @@ pub(crate) async fn add_file(
     Body(body): Body<NewFile>,
 ) -> Result<Json<JobView>, MgmtError> {
     body.check("")?;
-    let (job_id, _) = visible(&m, &who, &id)?;
+    let (job_id, job) = visible(&m, &who, &id)?;
     let jobs = jobs_of(&m)?;
     if !who.admin {
         jobs.policy().check("remote_url", &body.remote_url).await?;
     }
     let planned = jobs.plan_path(&who, &body.local_file)?;
+    still_open(job_id, &job)?;
     let job = to_the_end(m, move |m| async move {
         let jobs = jobs_of(&m)?;
         let _making = jobs.making().await;
@@ -300,9 +316,24 @@ pub(crate) async fn set_state(
     Body(body): Body<SetState>,
 ) -> Result<Json<JobView>, MgmtError> {
     body.action.check("action")?;
-    let (job_id, _) = visible(&m, &who, &id)?;
+    let (job_id, job) = visible(&m, &who, &id)?;
     let action = body.action.parse::<Action>()?;
-    let job = jobs_of(&m)?.manager().set_state(job_id, action).await?;
+    still_open(job_id, &job)?;
+    let job = match action {
+        // These may end the job: it is recorded as it ended before anything else changes it.
+        Action::Cancel | Action::Complete => {
+            to_the_end(m, move |m| async move {
+                let _ending = jobs_of(&m)?.ending().await;
+                let job = jobs_of(&m)?.manager().set_state(job_id, action).await?;
+                match job.state.is_final() {
+                    true => blocking(&m, move |m| Ok(jobs_of(m)?.record_ended(job))).await,
+                    false => Ok(job),
+                }
+            })
+            .await?
+        }
+        _ => jobs_of(&m)?.manager().set_state(job_id, action).await?,
+    };
     tracing::info!(target: "bits_compact::service", who = %who.name, job = %job_id, %action, "job state set");
     Ok(Json(view(&job)))
 }
@@ -332,6 +363,7 @@ async fn replace_credentials(
         c.check()?;
     }
     let (job_id, job) = visible(m, who, id)?;
+    still_open(job_id, &job)?;
     let mut settings = job.client.clone();
     settings.credentials = credentials.map(self::credentials).transpose()?;
     let job = jobs_of(m)?
@@ -379,6 +411,9 @@ pub(crate) async fn events(
     who: Principal,
     Param(id): Param<String>,
 ) -> Result<Response, MgmtError> {
-    let (job_id, _) = visible(&m, &who, &id)?;
+    let (job_id, job) = visible(&m, &who, &id)?;
+    if job.state.is_final() {
+        return Ok(sse::ended(&job));
+    }
     Ok(sse::response(jobs_of(&m)?.manager().clone(), job_id))
 }

@@ -42,6 +42,11 @@ pub struct JobView {
     pub modification_time: String,
     /// TransferCompletionTime (RFC 3339), once every file was transferred.
     pub transfer_completion_time: Option<String>,
+    /// When it ended (RFC 3339), once ACKNOWLEDGED or CANCELLED: it stays listed, across restarts, until
+    /// deleted or until the service's job retention (`bcs serve --job-retention`, default 7 days) has
+    /// passed since.
+    #[serde(default)]
+    pub end_time: Option<String>,
     /// BytesTotal; null while a file's size is unknown.
     pub bytes_total: Option<u64>,
     /// BytesTransferred.
@@ -364,6 +369,7 @@ pub(super) fn view(job: &Job) -> JobView {
         creation_time: rfc3339(job.created),
         modification_time: rfc3339(job.modified),
         transfer_completion_time: job.completed.map(rfc3339),
+        end_time: job.state.is_final().then(|| rfc3339(job.modified)),
         bytes_total: job.bytes_total(),
         bytes_transferred: job.bytes_transferred(),
         files_total: job.files_total(),
