@@ -148,6 +148,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
 async fn start_jobs(args: &ServeArgs, state: &std::path::Path) -> Result<ServiceJobs, CliError> {
     let key = JobKey::load_or_create(&service::job_key_path(state)).map_err(store_error)?;
     let store = SqliteJobStore::open(service::database_path(state), key).map_err(store_error)?;
+    let ended = SqliteEndedJobs::open(service::database_path(state)).map_err(store_error)?;
     let manager = JobManager::builder()
         .store(store)
         .max_transfers(usize::from(args.max_job_transfers))
@@ -160,7 +161,6 @@ async fn start_jobs(args: &ServeArgs, state: &std::path::Path) -> Result<Service
         .download_root
         .clone()
         .unwrap_or_else(|| service::default_download_root(state));
-    let ended = SqliteEndedJobs::open(service::database_path(state)).map_err(store_error)?;
     ServiceJobs::new(manager, &root, state)
         .map_err(|e| CliError::Serve(format!("the download root {}: {e}", root.display())))?
         .job_allow(args.job_allow.clone())

@@ -121,8 +121,11 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(db)
 }
 
+/// Takes the schema to this program's version. The transaction takes the write lock first (waiting out
+/// the busy timeout): begun as a read, its write would fail at once were another connection to the file
+/// (the job store's writer) to commit in between.
 fn migrate(db: &mut Connection) -> Result<(), StoreError> {
-    let tx = db.transaction()?;
+    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > VERSION {
         return Err(StoreError::TooNew {
