@@ -25,7 +25,7 @@ use http::Uri;
 
 use crate::service::error::MgmtError;
 
-/// How long resolving a job's host may take before the request is refused.
+/// How long resolving the hosts one request names may take before the request is refused.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A host or network that jobs of callers who are not administrators may reach although it is refused
@@ -136,37 +136,40 @@ impl JobPolicy {
         &self.allowed
     }
 
-    /// Whether a job of a caller who is not an administrator may fetch `url` (or use it as its proxy):
-    /// `refused_by_policy` when its host is, or resolves to, an address refused and not allowed. A URL
-    /// that does not parse passes: the job manager refuses it with its own error.
-    pub(crate) async fn check(&self, field: &str, url: &str) -> Result<(), MgmtError> {
-        let Some((host, port)) = host_and_port(url) else {
-            return Ok(());
-        };
-        if self
-            .allowed
-            .contains(&JobAllow::Host(host.to_ascii_lowercase()))
-        {
-            return Ok(());
-        }
-        let resolved = match tokio::time::timeout(
-            RESOLVE_TIMEOUT,
-            tokio::net::lookup_host((host.as_str(), port)),
-        )
-        .await
-        {
-            Ok(Ok(addresses)) => addresses.map(|a: SocketAddr| a.ip()).collect::<Vec<_>>(),
-            _ => Vec::new(),
-        };
-        let refused =
-            |ip: &IpAddr| is_refused(*ip) && !self.allowed.iter().any(|a| a.contains(*ip));
-        if resolved.is_empty() || resolved.iter().any(refused) {
-            return Err(MgmtError::Invalid {
-                code: "refused_by_policy",
-                message: format!(
-                    "{field}: refused by policy: a job of a caller who is not an administrator may reach neither loopback, link-local or unspecified addresses nor this machine's own (an administrator may allow hosts with `bcs serve --job-allow`), and its host must resolve"
-                ),
-            });
+    /// Whether a job of a caller who is not an administrator may fetch each URL of `targets` (each with
+    /// the field that names it), or use it as its proxy: `refused_by_policy` when its host is, or resolves
+    /// to, an address refused and not allowed. A URL that does not parse passes: the job manager refuses
+    /// it with its own error. Each host is resolved once, and all of them within [`RESOLVE_TIMEOUT`]: a
+    /// request naming many slow names is refused, not left waiting.
+    pub(crate) async fn check<'a>(
+        &self,
+        targets: impl IntoIterator<Item = (String, &'a str)>,
+    ) -> Result<(), MgmtError> {
+        let deadline = tokio::time::Instant::now() + RESOLVE_TIMEOUT;
+        let mut checked = std::collections::HashSet::new();
+        for (field, url) in targets {
+            let Some((host, port)) = host_and_port(url) else {
+                continue;
+            };
+            let name = JobAllow::Host(host.to_ascii_lowercase());
+            if self.allowed.contains(&name) || !checked.insert((host.clone(), port)) {
+                continue;
+            }
+            let lookup = tokio::net::lookup_host((host.as_str(), port));
+            let resolved = match tokio::time::timeout_at(deadline, lookup).await {
+                Ok(Ok(addresses)) => addresses.map(|a: SocketAddr| a.ip()).collect::<Vec<_>>(),
+                _ => Vec::new(),
+            };
+            let refused =
+                |ip: &IpAddr| is_refused(*ip) && !self.allowed.iter().any(|a| a.contains(*ip));
+            if resolved.is_empty() || resolved.iter().any(refused) {
+                return Err(MgmtError::Invalid {
+                    code: "refused_by_policy",
+                    message: format!(
+                        "{field}: refused by policy: a job of a caller who is not an administrator may reach neither loopback, link-local or unspecified addresses nor this machine's own (an administrator may allow hosts with `bcs serve --job-allow`), and its host must resolve"
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -314,19 +317,26 @@ mod tests {
             "http://127.1/",
             "http://[::ffff:7f00:1]/",
         ] {
-            let err = policy.check("remote_url", url).await.unwrap_err();
+            let err = policy.check(one(url)).await.unwrap_err();
             assert_eq!(err.code(), "refused_by_policy", "{url}");
         }
-        policy
-            .check("remote_url", "http://192.0.2.1/")
-            .await
-            .unwrap();
+        policy.check(one("http://192.0.2.1/")).await.unwrap();
         let allowed = JobPolicy::new(vec!["localhost".parse().unwrap()]);
-        allowed
-            .check("remote_url", "http://LOCALHOST:1/")
-            .await
-            .unwrap();
-        let refused = allowed.check("remote_url", "http://127.0.0.1:1/").await;
+        allowed.check(one("http://LOCALHOST:1/")).await.unwrap();
+        let refused = allowed.check(one("http://127.0.0.1:1/")).await;
         assert!(refused.is_err());
+        // The field that named it is in the refusal.
+        let many = [
+            ("files[0].remote_url".to_owned(), "http://192.0.2.1/a"),
+            ("files[1].remote_url".to_owned(), "http://[::1]/b"),
+        ];
+        let err = policy.check(many).await.unwrap_err();
+        assert!(err
+            .message()
+            .starts_with("files[1].remote_url: refused by policy"));
+    }
+
+    fn one(url: &str) -> [(String, &str); 1] {
+        [("remote_url".to_owned(), url)]
     }
 }

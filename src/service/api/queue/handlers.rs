@@ -135,14 +135,14 @@ pub(crate) async fn create(
 /// Whether a job of a caller who is not an administrator may reach every file's host and its proxy
 /// (see `JobPolicy`).
 async fn reachable(jobs: &ServiceJobs, body: &CreateJob) -> Result<(), MgmtError> {
+    let mut targets: Vec<(String, &str)> = Vec::new();
     for (i, file) in body.files.iter().enumerate() {
-        let field = format!("files[{i}].remote_url");
-        jobs.policy().check(&field, &file.remote_url).await?;
+        targets.push((format!("files[{i}].remote_url"), &file.remote_url));
     }
     if let Some(proxy) = body.proxy.as_ref().and_then(|p| p.proxy.as_deref()) {
-        jobs.policy().check("proxy.proxy", proxy).await?;
+        targets.push(("proxy.proxy".to_owned(), proxy));
     }
-    Ok(())
+    jobs.policy().check(targets).await
 }
 
 /// The job a checked request describes, owned by `who`, its files at `planned`.
@@ -285,7 +285,8 @@ pub(crate) async fn add_file(
     let (job_id, job) = visible(&m, &who, &id)?;
     let jobs = jobs_of(&m)?;
     if !who.admin {
-        jobs.policy().check("remote_url", &body.remote_url).await?;
+        let url = ("remote_url".to_owned(), body.remote_url.as_str());
+        jobs.policy().check([url]).await?;
     }
     let planned = jobs.plan_path(&who, &body.local_file)?;
     still_open(job_id, &job)?;
