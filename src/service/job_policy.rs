@@ -299,6 +299,13 @@ mod tests {
         ] {
             assert!(is_refused(refused.parse().unwrap()), "{refused}");
         }
+        // This machine's own address toward the outside (a UDP "connection" sends nothing), when it has
+        // one: where a service bound to all addresses listens.
+        let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        if probe.connect("192.0.2.1:9").is_ok() {
+            let own = probe.local_addr().unwrap().ip();
+            assert!(own.is_unspecified() || is_refused(own), "{own}");
+        }
         for public in ["192.0.2.1", "8.8.8.8", "2001:db8::1"] {
             assert!(!is_refused(public.parse().unwrap()), "{public}");
         }
