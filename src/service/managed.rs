@@ -10,7 +10,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use super::error::MgmtError;
-use super::sandbox::ServiceJobs;
+use super::service_jobs::ServiceJobs;
 use super::settings::GroupSettings;
 use crate::auth::{AuthScheme, Password, Principals};
 use crate::config::{GroupConfig, ServerConfig, TlsBinding, UrlConfig};

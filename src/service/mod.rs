@@ -12,11 +12,14 @@
 use std::path::{Path, PathBuf};
 
 mod api;
+mod ended;
 mod error;
+mod job_policy;
 mod listeners;
 mod managed;
 mod principal;
 mod sandbox;
+mod service_jobs;
 mod settings;
 pub mod store;
 
@@ -28,11 +31,14 @@ pub use api::{
     PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser, SetCertificate, SetCredentials,
     SetState, Source, UrlView, UserView,
 };
+pub use ended::DEFAULT_JOB_RETENTION;
 pub use error::{ErrorBody, MgmtError};
+pub use job_policy::{JobAllow, JobAllowError, JobPolicy};
 pub use listeners::{bind_local, serve_local, serve_remote, AdminAccess};
 pub use managed::Managed;
 pub use principal::{CallerName, Principal};
-pub use sandbox::ServiceJobs;
+pub use sandbox::{DirsMade, PlannedPath};
+pub use service_jobs::ServiceJobs;
 pub use settings::GroupSettings;
 
 /// Where the service keeps its state: `$BCS_STATE` when set, else `/var/lib/bcs` as root, else

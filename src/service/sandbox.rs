@@ -1,5 +1,5 @@
-//! [`ServiceJobs`]: the download jobs `bcs serve` runs (`/v1/jobs`) and their download root, a sandbox:
-//! where a caller's files may go.
+//! Where a caller's job files may go: the download root of [`ServiceJobs`], a sandbox. Paths are planned
+//! here ([`ServiceJobs::plan_path`]) and their directories made ([`DirsMade`]).
 //!
 //! SECURITY: the threat is a job writing where the service must not. Every local file must resolve inside
 //! the download root. `..` components are refused, absolute paths outside the root are refused, and no
@@ -11,40 +11,18 @@
 //! name (or learn of) another's files, nor overwrite a download another job verified. Across all jobs, no
 //! two unfinished ones may write one file, and no destination may be named like a temporary (the job
 //! manager refuses both). An administrator's paths may go anywhere in the root.
+//!
+//! A refused request changes nothing on disk: its paths are planned without touching it, and the
+//! directories they need are made only for a request that passed every other check, and removed again if
+//! the job manager refuses the job ([`DirsMade`]).
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::jobs::JobManager;
 use crate::service::error::MgmtError;
 use crate::service::principal::Principal;
-
-/// The jobs of a service and where their files may go.
-#[derive(Debug)]
-pub struct ServiceJobs {
-    manager: JobManager,
-    root: PathBuf,
-}
+use crate::service::service_jobs::ServiceJobs;
 
 impl ServiceJobs {
-    /// Jobs run by `manager`, whose files must be inside `root` (created mode 0700 if missing; made
-    /// canonical here). `state` is the service's state directory.
-    ///
-    /// SECURITY: a root that holds the state directory would let a job's Complete rename a download over
-    /// `config.db` or `jobs.key` (a caller making itself administrator); a root others may write to would
-    /// let local users plant links or temporaries in it. Both are refused.
-    pub fn new(manager: JobManager, root: &Path, state: &Path) -> std::io::Result<ServiceJobs> {
-        crate::jobs::make_private_dir(root).map_err(std::io::Error::other)?;
-        let root = root.canonicalize()?;
-        let state = state.canonicalize()?;
-        if state.starts_with(&root) {
-            return Err(std::io::Error::other(format!(
-                "it holds the state directory {}; give a directory of its own",
-                state.display()
-            )));
-        }
-        Ok(ServiceJobs { manager, root })
-    }
-
     /// Where `who`'s paths resolve, relative to the root: the root itself for administrators, else the
     /// caller's own area below it.
     fn area(who: &Principal) -> PathBuf {
@@ -59,22 +37,21 @@ impl ServiceJobs {
         Path::new("users").join(hex)
     }
 
-    /// The manager.
-    pub fn manager(&self) -> &JobManager {
-        &self.manager
-    }
-
-    /// The download root (canonical).
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Where `given` puts a file of `who`'s: a relative path under the caller's area (the root, for
     /// administrators), an absolute one only inside it; parent directories below the root are created
-    /// (0700) as needed. See the module's SECURITY note.
+    /// (0700) as needed. See the module's SECURITY note. [`plan_path`](Self::plan_path) and
+    /// [`DirsMade`] do the same in two steps, so that a refused request creates nothing.
     pub fn local_path(&self, who: &Principal, given: &str) -> Result<PathBuf, MgmtError> {
+        let planned = self.plan_path(who, given)?;
+        DirsMade::make(std::slice::from_ref(&planned))?.keep();
+        Ok(planned.path)
+    }
+
+    /// Where `given` puts a file of `who`'s, checked as [`local_path`](Self::local_path) checks it,
+    /// without changing anything on disk: the directories it still needs are made by [`DirsMade`].
+    pub fn plan_path(&self, who: &Principal, given: &str) -> Result<PlannedPath, MgmtError> {
         let below = Self::area(who);
-        let area = self.root.join(&below);
+        let area = self.root().join(&below);
         let refuse = |why: &str| MgmtError::Invalid {
             code: "path_outside_download_root",
             message: format!(
@@ -104,9 +81,15 @@ impl ServiceJobs {
         let Some((name, dirs)) = parts.split_last() else {
             return Err(refuse("names no file"));
         };
-        let mut at = self.root.clone();
+        let mut at = self.root().to_owned();
+        let mut missing = Vec::new();
         for dir in dirs {
             at.push(dir);
+            if !missing.is_empty() {
+                // Below a directory still to make, nothing exists yet.
+                missing.push(at.clone());
+                continue;
+            }
             match std::fs::symlink_metadata(&at) {
                 Ok(m) if m.file_type().is_symlink() => {
                     return Err(refuse("a directory on the path is a symbolic link"))
@@ -115,13 +98,7 @@ impl ServiceJobs {
                     return Err(refuse("a component of the path is not a directory"))
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    use std::os::unix::fs::DirBuilderExt;
-                    std::fs::DirBuilder::new()
-                        .mode(0o700)
-                        .create(&at)
-                        .map_err(|e| refuse(&format!("cannot create its directory: {e}")))?;
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(at.clone()),
                 Err(e) => return Err(refuse(&e.to_string())),
             }
         }
@@ -137,32 +114,89 @@ impl ServiceJobs {
                 }
             }
         }
-        Ok(at)
+        Ok(PlannedPath { path: at, missing })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A job file's place in the download root, checked, and the directories below the root it still needs
+/// ([`ServiceJobs::plan_path`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPath {
+    path: PathBuf,
+    /// Outermost first.
+    missing: Vec<PathBuf>,
+}
 
-    /// SECURITY (see `ServiceJobs::new`): a root holding the state directory, or one others may write
-    /// to, is refused; the default, `downloads/` inside the state directory, is fine.
-    #[tokio::test]
-    async fn a_root_holding_the_state_or_open_to_others_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let top = tempfile::tempdir().unwrap();
-        let state = top.path().join("state");
-        std::fs::create_dir(&state).unwrap();
-        let manager = || async { JobManager::builder().start().await.unwrap() };
-        for root in [top.path().to_owned(), state.clone()] {
-            let refused = ServiceJobs::new(manager().await, &root, &state);
-            assert!(refused.is_err(), "{root:?} holds the state");
+impl PlannedPath {
+    /// The absolute path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The directories made for a request's files: removed again when this is dropped, unless
+/// [`keep`](Self::keep) was called once the request was accepted, so that a refused request leaves the
+/// download root as it was.
+///
+/// Two requests must not make directories at once (one could remove what the other's accepted job
+/// needs): callers hold [`ServiceJobs::making`] from [`make`](Self::make) to `keep` or drop.
+#[derive(Debug)]
+#[must_use = "dropped, the directories are removed again"]
+pub struct DirsMade {
+    /// In the order made.
+    made: Vec<PathBuf>,
+}
+
+impl DirsMade {
+    /// Makes (mode 0700) the directories `planned` still needs, each once; on an error, removes those it
+    /// made.
+    pub fn make(planned: &[PlannedPath]) -> Result<DirsMade, MgmtError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut dirs = DirsMade { made: Vec::new() };
+        for (file, dir) in planned
+            .iter()
+            .flat_map(|p| p.missing.iter().map(move |d| (&p.path, d)))
+        {
+            if dirs.made.contains(dir) {
+                continue;
+            }
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => dirs.made.push(dir.clone()),
+                // Made meanwhile by someone else: used if it is a directory, never removed.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let real = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+                    if !real {
+                        return Err(cannot_make(file, dir, &e));
+                    }
+                }
+                Err(e) => return Err(cannot_make(file, dir, &e)),
+            }
         }
-        let open = top.path().join("open");
-        std::fs::create_dir(&open).unwrap();
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(ServiceJobs::new(manager().await, &open, &state).is_err());
-        let jobs = ServiceJobs::new(manager().await, &state.join("downloads"), &state).unwrap();
-        assert!(jobs.root().ends_with("state/downloads"));
+        Ok(dirs)
+    }
+
+    /// The request was accepted: its directories stay.
+    pub fn keep(mut self) {
+        self.made.clear();
+    }
+}
+
+impl Drop for DirsMade {
+    fn drop(&mut self) {
+        // Innermost first; a directory something was put in meanwhile stays (remove_dir fails on it).
+        for dir in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn cannot_make(file: &Path, dir: &Path, e: &std::io::Error) -> MgmtError {
+    MgmtError::Invalid {
+        code: "path_outside_download_root",
+        message: format!(
+            "{}: cannot create its directory {}: {e}",
+            file.display(),
+            dir.display()
+        ),
     }
 }

@@ -282,7 +282,8 @@ fn other_callers_jobs_are_invisible_and_the_rest_of_the_api_stays_for_administra
     if !have("curl") {
         return;
     }
-    let admin = Admin::start(false, &[]);
+    // The jobs below name loopback URLs (never fetched: suspended or cancelled).
+    let admin = Admin::start(false, &["--job-allow", "127.0.0.1"]);
     let svc = &admin.svc;
     for (name, password, groups) in [
         ("admin", "admin-pw-1", vec!["BA"]),
@@ -668,4 +669,360 @@ fn credentials_are_sealed_at_rest_and_the_event_stream_ends_with_the_job() {
         err.contains("jobs.key") && err.contains("by others"),
         "{err}"
     );
+}
+
+/// The `code` of an error answer.
+fn code_of(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Every entry below `dir`, recursively (none when it does not exist).
+fn entries_below(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(at) = todo.pop() {
+        let Ok(read) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in read {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path.clone());
+            }
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Hostile job fields (issue 22, items 3, 4 and 5): control characters and bidirectional overrides in a
+/// name, a description or a file name are refused (`control_character`, the character never echoed);
+/// every string field has a documented bound (`field_too_long`, naming the field), SDDL included where
+/// the API takes it (groups and URLs); and a refused creation leaves the download root as it was: 20,000
+/// files over the 200-file cap, or a name shaped like a temporary after a new directory, create nothing.
+#[test]
+fn hostile_job_fields_are_refused_before_anything_changes() {
+    if !have("curl") {
+        return;
+    }
+    let svc = Service::start(&[]);
+    let url = "http://192.0.2.1/a.bin";
+    let job = |name: &str, description: &str, local: &str| {
+        json!({"display_name": name, "description": description, "suspended": true,
+               "files": [{"remote_url": url, "local_file": local}]})
+    };
+    let create = |body: &Value| svc.api("POST", "/v1/jobs", Some(body));
+    for bad in [
+        '\u{1b}', '\u{7}', '\r', '\n', '\u{7f}', '\u{9b}', '\u{202e}', '\u{2066}',
+    ] {
+        let text = format!("a{bad}b");
+        for (field, body) in [
+            ("display_name", job(&text, "", "ok.bin")),
+            ("description", job("n", &text, "ok.bin")),
+            ("local_file", job("n", "", &format!("d/{text}.bin"))),
+        ] {
+            let (code, answer) = create(&body);
+            assert_eq!(
+                (code, code_of(&answer).as_str()),
+                (400, "control_character"),
+                "{field} with U+{:04X}: {answer}",
+                bad as u32
+            );
+            let message: Value = serde_json::from_str(&answer).unwrap();
+            let message = message["message"].as_str().unwrap();
+            assert!(message.contains(field), "{answer}");
+            assert!(
+                !message.contains(bad),
+                "the character is echoed: {answer:?}"
+            );
+        }
+    }
+    // Bounds: name 256 characters, description 1024, URL 8 KiB, path 4 KiB; at the bound it is taken.
+    let long = |n: usize| "é".repeat(n);
+    let (code, answer) = create(&job(&long(256), &long(1024), "fits.bin"));
+    assert_eq!(code, 201, "{answer}");
+    let long_url = format!("http://192.0.2.1/{}", "a".repeat(8 << 10));
+    let long_path = format!("{}/x.bin", "d".repeat(4 << 10));
+    let with_url =
+        json!({"display_name": "u", "files": [{"remote_url": long_url, "local_file": "u.bin"}]});
+    for (field, body) in [
+        ("display_name", job(&long(257), "", "n.bin")),
+        ("description", job("n", &long(1025), "n.bin")),
+        ("local_file", job("n", "", &long_path)),
+        ("remote_url", with_url),
+    ] {
+        let (code, answer) = create(&body);
+        assert_eq!(
+            (code, code_of(&answer).as_str()),
+            (400, "field_too_long"),
+            "{field}: {answer}"
+        );
+        assert!(answer.contains(field), "{field}: {answer}");
+    }
+    let root = svc.state().join("downloads");
+    let before = entries_below(&root);
+
+    // 20,000 files, each in a directory of its own: refused, and not one directory made.
+    let files: Vec<Value> = (0..20_000)
+        .map(|i| json!({"remote_url": url, "local_file": format!("many/{i}/f.bin")}))
+        .collect();
+    let (code, answer) =
+        create(&json!({"display_name": "many", "files": files, "suspended": true}));
+    assert_eq!(code, 400, "{answer}");
+    // A new directory, then a name shaped like a temporary: refused, and the directory is not there.
+    let sneaky = json!({"display_name": "sneaky", "suspended": true, "files": [
+        {"remote_url": url, "local_file": "fresh/dir/a.bin"},
+        {"remote_url": url, "local_file": "other/.b.bin.bcs-part"}]});
+    let (code, answer) = create(&sneaky);
+    assert_eq!(code, 400, "{answer}");
+    // Two files to one path: refused after both directories would have been made.
+    let twice = json!({"display_name": "twice", "suspended": true, "files": [
+        {"remote_url": url, "local_file": "twice/a/x.bin"},
+        {"remote_url": url, "local_file": "twice/a/x.bin"}]});
+    let (code, answer) = create(&twice);
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(
+        entries_below(&root),
+        before,
+        "a refused creation changed the download root"
+    );
+    // Accepted: only the directories it needs.
+    let (code, answer) = create(&job("ok", "", "made/for/it.bin"));
+    assert_eq!(code, 201, "{answer}");
+    let made: Vec<PathBuf> = entries_below(&root)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(made, [root.join("made"), root.join("made/for")]);
+
+    // SDDL is bounded where the API takes it: a group's default and a URL's.
+    let files_dir = tempfile::tempdir().unwrap();
+    let file = payload(files_dir.path(), "s.bin", 10);
+    let port = crate::support::free_port();
+    let prefix = format!("http://127.0.0.1:{port}/sddl/");
+    let huge_sddl = format!("D:{}", "(A;;GR;;;WD)".repeat(6_000));
+    let (code, answer) = svc.api(
+        "POST",
+        "/v1/groups",
+        Some(&json!({"prefix": prefix, "default_sddl": huge_sddl})),
+    );
+    assert_eq!(
+        (code, code_of(&answer).as_str()),
+        (400, "field_too_long"),
+        "{answer}"
+    );
+    assert!(answer.contains("default_sddl"), "{answer}");
+    let (code, answer) = svc.api("POST", "/v1/groups", Some(&json!({"prefix": prefix})));
+    assert_eq!(code, 201, "{answer}");
+    let encoded: String = prefix
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let url_body = json!({"suffix": "s.bin", "file": file, "sddl": huge_sddl});
+    let (code, answer) = svc.api(
+        "POST",
+        &format!("/v1/groups/{encoded}/urls"),
+        Some(&url_body),
+    );
+    assert_eq!(
+        (code, code_of(&answer).as_str()),
+        (400, "field_too_long"),
+        "{answer}"
+    );
+    assert!(answer.contains("sddl"), "{answer}");
+}
+
+/// Jobs reach only what their caller may (issue 22, item 9): for a caller who is not an administrator, a
+/// job's URL (or its proxy) may not name loopback, link-local, unspecified or the machine's own addresses,
+/// whatever name or spelling leads there, and the refusal is `refused_by_policy`, the same whether a port
+/// is open or closed. An administrator's jobs may; `--job-allow` lets others reach what it names.
+#[test]
+fn jobs_of_callers_who_are_not_administrators_stay_off_the_services_own_addresses() {
+    if !have("curl") {
+        return;
+    }
+    let mut admin = Admin::start(false, &[]);
+    for (name, password, groups) in [
+        ("admin", "admin-pw-1", vec!["BA"]),
+        ("alice", "alice-pw-1", vec![]),
+    ] {
+        let body = json!({"password": password, "groups": groups});
+        let (code, answer) = admin
+            .svc
+            .api("PUT", &format!("/v1/users/{name}"), Some(&body));
+        assert_eq!(code, 200, "{answer}");
+    }
+    let (base, ca) = (admin.base(), admin.ca_file.to_str().unwrap().to_owned());
+    let as_user = |user: &str, method: &str, path: &str, body: Option<&Value>| {
+        let creds = format!("{user}:{user}-pw-1");
+        api_over(&["--cacert", &ca, "-u", &creds], &base, method, path, body)
+    };
+    // An open port (the admin listener itself) and a closed one.
+    let open = base.rsplit(':').next().unwrap().to_owned();
+    let closed = crate::support::free_port().to_string();
+    let job = |url: &str| {
+        json!({"display_name": "probe", "suspended": true,
+               "files": [{"remote_url": url, "local_file": "p.bin"}]})
+    };
+    let mut answers = Vec::new();
+    for port in [&open, &closed] {
+        let mut per_port = Vec::new();
+        for host in [
+            "127.0.0.1",
+            "localhost",
+            "127.1",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+            "0.0.0.0",
+            "169.254.169.254",
+            "[fe80::1]",
+        ] {
+            let url = format!("http://{host}:{port}/v1/openapi.json");
+            let (code, answer) = as_user("alice", "POST", "/v1/jobs", Some(&job(&url)));
+            assert!(code == 400 || code == 403, "{url}: {code} {answer}");
+            assert_eq!(code_of(&answer), "refused_by_policy", "{url}: {answer}");
+            per_port.push((code, answer.replace(port.as_str(), "PORT")));
+        }
+        answers.push(per_port);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "an open port answers as a closed one"
+    );
+    // A proxy is a target too; so is a file added later.
+    let proxied = json!({"display_name": "p", "suspended": true,
+        "proxy": {"usage": "override", "proxy": format!("http://127.0.0.1:{open}")},
+        "files": [{"remote_url": "http://192.0.2.1/a", "local_file": "q.bin"}]});
+    let (_, answer) = as_user("alice", "POST", "/v1/jobs", Some(&proxied));
+    assert_eq!(code_of(&answer), "refused_by_policy", "{answer}");
+    let (code, answer) = as_user(
+        "alice",
+        "POST",
+        "/v1/jobs",
+        Some(&job("http://192.0.2.1/a")),
+    );
+    assert_eq!(code, 201, "{answer}");
+    let id = id_of(&serde_json::from_str(&answer).unwrap());
+    let add = json!({"remote_url": format!("http://localhost:{open}/"), "local_file": "r.bin"});
+    let (_, answer) = as_user("alice", "POST", &format!("/v1/jobs/{id}/files"), Some(&add));
+    assert_eq!(code_of(&answer), "refused_by_policy", "{answer}");
+    // An administrator's job may reach loopback.
+    let mine = format!("http://127.0.0.1:{open}/x");
+    let (code, answer) = as_user("admin", "POST", "/v1/jobs", Some(&job(&mine)));
+    assert_eq!(code, 201, "{answer}");
+    // --job-allow lets the others reach what it names.
+    admin.svc.stop("-TERM");
+    admin
+        .svc
+        .extra
+        .extend(["--job-allow".into(), "127.0.0.0/8".into()]);
+    admin.svc.restart();
+    let mut allowed = job(&mine);
+    allowed["files"][0]["local_file"] = json!("allowed.bin");
+    let (code, answer) = as_user("alice", "POST", "/v1/jobs", Some(&allowed));
+    assert_eq!(code, 201, "{answer}");
+    let (_, answer) = as_user("alice", "POST", "/v1/jobs", Some(&job("http://[::1]:9/")));
+    assert_eq!(code_of(&answer), "refused_by_policy", "{answer}");
+}
+
+/// Final jobs (issue 23, item 10): an ACKNOWLEDGED and a CANCELLED job stay listed with their end time,
+/// the same after a restart (and after `kill -9`), until deleted, or until `--job-retention` has passed
+/// since they ended.
+#[test]
+fn final_jobs_are_listed_the_same_across_a_restart_until_deleted_or_retained_no_longer() {
+    if !have("curl") {
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let small = payload(files.path(), "f.bin", 50_000);
+    let (_host, port) = spawn_host("http", "fin", &[], &[&small]);
+    let mut svc = Service::start(&[]);
+    let done = create(
+        &svc,
+        &[
+            "done",
+            &format!("http://127.0.0.1:{port}/fin/f.bin"),
+            "f.bin",
+        ],
+    );
+    let done = id_of(&done);
+    poll(&svc, &done, Duration::from_secs(30), |j| {
+        j["state_number"] == 6
+    });
+    ok(&svc.bcs(&["job", "complete", &done]));
+    let body = json!({"display_name": "dropped", "suspended": true,
+        "files": [{"remote_url": "http://127.0.0.1:9/x", "local_file": "x.bin"}]});
+    let (code, answer) = svc.api("POST", "/v1/jobs", Some(&body));
+    assert_eq!(code, 201, "{answer}");
+    let dropped = id_of(&serde_json::from_str(&answer).unwrap());
+    let (code, answer) = svc.api(
+        "PUT",
+        &format!("/v1/jobs/{dropped}/state"),
+        Some(&json!({"action": "CANCEL"})),
+    );
+    assert_eq!(code, 200, "{answer}");
+    let listed = |svc: &Service| -> Vec<Value> {
+        let (code, answer) = svc.api("GET", "/v1/jobs", None);
+        assert_eq!(code, 200, "{answer}");
+        serde_json::from_str(&answer).unwrap()
+    };
+    let before = listed(&svc);
+    let states: Vec<&str> = before
+        .iter()
+        .map(|j| j["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["ACKNOWLEDGED", "CANCELLED"], "{before:?}");
+    for job in &before {
+        assert!(job["end_time"].as_str().unwrap().ends_with('Z'), "{job}");
+    }
+    svc.stop("-TERM");
+    svc.restart();
+    assert_eq!(listed(&svc), before, "a restart changed the final jobs");
+    svc.stop("-KILL");
+    svc.restart();
+    assert_eq!(listed(&svc), before, "kill -9 changed the final jobs");
+    // A final job refuses changes as before the restart; deleted, it stays gone.
+    let (code, answer) = svc.api(
+        "PUT",
+        &format!("/v1/jobs/{dropped}/state"),
+        Some(&json!({"action": "RESUME"})),
+    );
+    assert_eq!(
+        (code, code_of(&answer).as_str()),
+        (409, "invalid_job_state"),
+        "{answer}"
+    );
+    let (code, _) = svc.api("DELETE", &format!("/v1/jobs/{dropped}"), None);
+    assert_eq!(code, 204);
+    svc.stop("-TERM");
+    svc.restart();
+    let after: Vec<Value> = listed(&svc);
+    assert_eq!(after, before[..1], "the deleted job came back");
+    // Retention: with one second, the ACKNOWLEDGED job is gone, now and after a restart.
+    svc.stop("-TERM");
+    svc.extra = vec!["--job-retention".into(), "1s".into()];
+    svc.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listed(&svc).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "still listed: {:?}",
+            listed(&svc)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, _) = svc.api("GET", &format!("/v1/jobs/{done}"), None);
+    assert_eq!(code, 404);
+    svc.stop("-TERM");
+    svc.extra.clear();
+    svc.restart();
+    let remaining = listed(&svc);
+    assert!(remaining.is_empty(), "{remaining:?}");
 }

@@ -1653,3 +1653,98 @@ fn removing_a_url_being_downloaded_says_so() {
         text(&dry.stdout)
     );
 }
+
+/// The OpenAPI document the service serves is valid OpenAPI (issue 23, item 7): PyPI's
+/// `openapi-spec-validator` finds nothing in it (it found duplicate operationIds: `list` ×4, `show` ×3),
+/// and every operation's id is unique.
+#[test]
+fn the_openapi_document_passes_openapi_spec_validator() {
+    if !have("curl") || !crate::support::have_module("openapi_spec_validator") {
+        return;
+    }
+    let svc = Service::start(&[]);
+    let (code, document) = svc.api("GET", "/v1/openapi.json", None);
+    assert_eq!(code, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "openapi.json", document.as_bytes());
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator", "--validation-errors", "all"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let parsed: Value = serde_json::from_str(&document).unwrap();
+    let mut ids: Vec<&str> = parsed["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "duplicate operationIds: {ids:?}");
+    assert!(count >= 38, "{count} operations");
+}
+
+/// A service group has the directory index unless it is turned off (issue 23, item 9), as `bcs host`'s
+/// has: created through the API or applied in a document without `index`, its root lists its URLs.
+#[test]
+fn service_groups_have_an_index_unless_turned_off() {
+    if !have("curl") {
+        return;
+    }
+    let svc = Service::start(&[]);
+    let files = tempfile::tempdir().unwrap();
+    let file = write_file(files.path(), "listed.bin", b"listed");
+    let port = free_port();
+    let on = format!("http://127.0.0.1:{port}/on/");
+    let off = format!("http://127.0.0.1:{port}/off/");
+    let (code, answer) = svc.api("POST", "/v1/groups", Some(&json!({"prefix": on})));
+    assert_eq!(code, 201, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["index"],
+        true
+    );
+    let body = json!({"prefix": off, "index": false});
+    let (code, answer) = svc.api("POST", "/v1/groups", Some(&body));
+    assert_eq!(code, 201, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["index"],
+        false
+    );
+    for prefix in [&on, &off] {
+        let url = json!({"suffix": "listed.bin", "file": file, "sddl": "D:(A;;GR;;;WD)"});
+        let (code, answer) = svc.api(
+            "POST",
+            &format!("/v1/groups/{}/urls", enc(prefix)),
+            Some(&url),
+        );
+        assert_eq!(code, 201, "{answer}");
+    }
+    let page = run("curl", &["-s", &on]);
+    assert!(
+        text(&page.stdout).contains("listed.bin"),
+        "{}",
+        text(&page.stdout)
+    );
+    assert_eq!(status(&on, &[]), "200");
+    assert_ne!(status(&off, &[]), "200");
+    // A document's group without `index` has one too.
+    let applied = format!("http://127.0.0.1:{port}/applied/");
+    let doc = json!({"groups": [{"prefix": applied}]});
+    let (code, answer) = svc.api("PUT", "/v1/config", Some(&doc));
+    assert_eq!(code, 200, "{answer}");
+    let (_, answer) = svc.api("GET", &format!("/v1/groups/{}", enc(&applied)), None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["index"],
+        true,
+        "{answer}"
+    );
+}

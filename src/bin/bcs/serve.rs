@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bits_compact::authz::SecurityDescriptor;
 use bits_compact::jobs::JobManager;
-use bits_compact::service::store::{JobKey, SqliteJobStore, SqliteStore};
-use bits_compact::service::{self, AdminAccess, Managed, ServiceJobs};
+use bits_compact::service::store::{JobKey, SqliteEndedJobs, SqliteJobStore, SqliteStore};
+use bits_compact::service::{self, AdminAccess, JobAllow, Managed, ServiceJobs};
 use bits_compact::tls::ClientCertMode;
 use bits_compact::{ClientCertificates, Server, ServerCertificate};
 use clap::Args;
@@ -59,6 +59,15 @@ pub(crate) struct ServeArgs {
     /// directory.
     #[arg(long, value_name = "DIR")]
     download_root: Option<PathBuf>,
+    /// Lets the download jobs of callers who are not administrators reach this host (as URLs name it),
+    /// address or network (`127.0.0.0/8`), which they may not by default when it is loopback, link-local,
+    /// unspecified or one of this machine's addresses (repeatable).
+    #[arg(long = "job-allow", value_name = "HOST|CIDR")]
+    job_allow: Vec<JobAllow>,
+    /// How long a final job (ACKNOWLEDGED, CANCELLED) stays listed, across restarts, unless deleted:
+    /// seconds, or a number with s, m, h or d.
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    job_retention: Retention,
     /// Download jobs that transfer at once.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     max_job_transfers: u16,
@@ -163,6 +172,7 @@ fn manage_command(args: &ServeArgs, state: &std::path::Path) -> String {
 async fn start_jobs(args: &ServeArgs, state: &std::path::Path) -> Result<ServiceJobs, CliError> {
     let key = JobKey::load_or_create(&service::job_key_path(state)).map_err(store_error)?;
     let store = SqliteJobStore::open(service::database_path(state), key).map_err(store_error)?;
+    let ended = SqliteEndedJobs::open(service::database_path(state)).map_err(store_error)?;
     let manager = JobManager::builder()
         .store(store)
         .max_transfers(usize::from(args.max_job_transfers))
@@ -176,7 +186,10 @@ async fn start_jobs(args: &ServeArgs, state: &std::path::Path) -> Result<Service
         .clone()
         .unwrap_or_else(|| service::default_download_root(state));
     ServiceJobs::new(manager, &root, state)
-        .map_err(|e| CliError::Serve(format!("the download root {}: {e}", root.display())))
+        .map_err(|e| CliError::Serve(format!("the download root {}: {e}", root.display())))?
+        .job_allow(args.job_allow.clone())
+        .keep_ended(ended, args.job_retention.0)
+        .map_err(store_error)
 }
 
 /// The remote management listeners (one per address: the `--admin-url`'s, else each bind address, else
@@ -277,6 +290,35 @@ impl std::str::FromStr for AdminUrl {
     }
 }
 
+/// How long final jobs stay listed: seconds, or a number with `s`, `m`, `h` or `d` (`7d`).
+#[derive(Clone, Copy, Debug)]
+struct Retention(std::time::Duration);
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let expected = || format!("{text:?}: expected seconds, or a number with s, m, h or d (7d)");
+        let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+            Some(at) => text.split_at(at),
+            None => (text, "s"),
+        };
+        let scale = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(expected()),
+        };
+        let seconds = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .ok_or_else(expected)?;
+        Ok(Retention(std::time::Duration::from_secs(seconds)))
+    }
+}
+
 /// Creates the state directory mode 0700, or checks an existing one: a directory, owned by this user,
 /// that no one else may write to.
 ///
@@ -289,4 +331,30 @@ fn make_private_dir(dir: &std::path::Path) -> Result<(), CliError> {
 
 fn store_error(e: bits_compact::service::store::StoreError) -> CliError {
     CliError::Serve(crate::chain(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_takes_seconds_or_a_unit() {
+        for (text, seconds) in [
+            ("7d", 604_800),
+            ("12h", 43_200),
+            ("30m", 1800),
+            ("45s", 45),
+            ("90", 90),
+            ("0", 0),
+        ] {
+            assert_eq!(
+                text.parse::<Retention>().unwrap().0.as_secs(),
+                seconds,
+                "{text}"
+            );
+        }
+        for bad in ["", "d", "7w", "-1d", "1.5h", "99999999999999999999d"] {
+            assert!(bad.parse::<Retention>().is_err(), "{bad:?}");
+        }
+    }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{blocking, Body, Param, Who};
+use super::fields::{self, NAME, PATH, SECRET};
 use crate::config::TlsBinding;
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
@@ -123,6 +124,19 @@ impl TryFrom<Source> for CertificateSource {
             code: "invalid_certificate_source",
             message: message.into(),
         };
+        fields::printable("source.kind", &s.kind, NAME)?;
+        for (field, path) in [
+            ("source.cert", &s.cert),
+            ("source.key", &s.key),
+            ("source.file", &s.file),
+        ] {
+            if let Some(path) = path {
+                fields::printable(field, path, PATH)?;
+            }
+        }
+        if let Some(password) = &s.password {
+            fields::bounded("source.password", password, SECRET)?;
+        }
         let absolute = |p: Option<String>, what: &str| {
             let p = p.ok_or_else(|| invalid(&format!("{} needs {what}", s.kind)))?;
             let path = std::path::PathBuf::from(p);
@@ -190,14 +204,14 @@ fn binding(m: &Managed, b: &TlsBinding) -> Binding {
 }
 
 /// Every port's TLS settings.
-#[utoipa::path(get, path = "/v1/certificates", tag = "certificates",
+#[utoipa::path(get, operation_id = "list_certificates", path = "/v1/certificates", tag = "certificates",
     responses((status = 200, body = Vec<Binding>)))]
 pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<Binding>> {
     Json(m.tls_bindings().iter().map(|b| binding(&m, b)).collect())
 }
 
 /// One port's TLS settings (GetSslCertificate).
-#[utoipa::path(get, path = "/v1/certificates/{port}", tag = "certificates",
+#[utoipa::path(get, operation_id = "show_certificate", path = "/v1/certificates/{port}", tag = "certificates",
     params(("port" = u16, Path, description = "The https port")),
     responses((status = 200, body = Binding), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
@@ -208,7 +222,7 @@ pub(crate) async fn show(
 }
 
 /// Binds the port's certificate (SetSslCertificate); new handshakes use it at once.
-#[utoipa::path(put, path = "/v1/certificates/{port}", tag = "certificates", request_body = SetCertificate,
+#[utoipa::path(put, operation_id = "set_certificate", path = "/v1/certificates/{port}", tag = "certificates", request_body = SetCertificate,
     params(("port" = u16, Path, description = "The https port")),
     responses((status = 200, body = Binding), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn set(
@@ -223,7 +237,7 @@ pub(crate) async fn set(
 }
 
 /// Removes the port's certificate (RemoveSslCertificate).
-#[utoipa::path(delete, path = "/v1/certificates/{port}", tag = "certificates",
+#[utoipa::path(delete, operation_id = "remove_certificate", path = "/v1/certificates/{port}", tag = "certificates",
     params(("port" = u16, Path, description = "The https port")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn remove(
@@ -236,7 +250,7 @@ pub(crate) async fn remove(
 }
 
 /// Binds a certificate for one SNI host name on the port.
-#[utoipa::path(put, path = "/v1/certificates/{port}/sni/{name}", tag = "certificates", request_body = SetCertificate,
+#[utoipa::path(put, operation_id = "set_sni_certificate", path = "/v1/certificates/{port}/sni/{name}", tag = "certificates", request_body = SetCertificate,
     params(("port" = u16, Path, description = "The https port"), ("name" = String, Path, description = "The host name")),
     responses((status = 200, body = Binding), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn set_sni(
@@ -245,6 +259,7 @@ pub(crate) async fn set_sni(
     Param((port, name)): Param<(u16, String)>,
     Body(body): Body<SetCertificate>,
 ) -> Result<Json<Binding>, MgmtError> {
+    fields::printable("name", &name, NAME)?;
     let source = CertificateSource::try_from(body.source)?;
     let b = blocking(&m, move |m| {
         m.set_certificate(&who, port, Some(&name), &source)
@@ -254,7 +269,7 @@ pub(crate) async fn set_sni(
 }
 
 /// Removes one SNI host name's certificate.
-#[utoipa::path(delete, path = "/v1/certificates/{port}/sni/{name}", tag = "certificates",
+#[utoipa::path(delete, operation_id = "remove_sni_certificate", path = "/v1/certificates/{port}/sni/{name}", tag = "certificates",
     params(("port" = u16, Path, description = "The https port"), ("name" = String, Path, description = "The host name")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn remove_sni(

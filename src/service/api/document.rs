@@ -103,6 +103,9 @@ impl ConfigDocument {
 
     /// What the document says, checked for shape (the server checks the rest when applying it).
     pub fn into_stored(self) -> Result<Stored, MgmtError> {
+        for (i, group) in self.groups.iter().enumerate() {
+            group.check(&format!("groups[{i}]."))?;
+        }
         let groups = self
             .groups
             .into_iter()
@@ -126,7 +129,7 @@ impl ConfigDocument {
 }
 
 /// The whole managed configuration, without secrets (`bcs export`).
-#[utoipa::path(get, path = "/v1/config", tag = "config",
+#[utoipa::path(get, operation_id = "export_config", path = "/v1/config", tag = "config",
     responses((status = 200, body = ConfigDocument)))]
 pub(crate) async fn export(State(m): State<Arc<Managed>>) -> Json<ConfigDocument> {
     Json(ConfigDocument::of(m.export()))
@@ -134,7 +137,7 @@ pub(crate) async fn export(State(m): State<Arc<Managed>>) -> Json<ConfigDocument
 
 /// Makes the service match a configuration (`bcs apply`): all or nothing, idempotent. `prune=true` also
 /// removes the groups, bindings and users the document does not name.
-#[utoipa::path(put, path = "/v1/config", tag = "config", request_body = ConfigDocument,
+#[utoipa::path(put, operation_id = "apply_config", path = "/v1/config", tag = "config", request_body = ConfigDocument,
     params(("prune" = Option<bool>, Query, description = "Remove what the document does not name")),
     responses((status = 200, body = Applied), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn apply(

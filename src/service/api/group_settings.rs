@@ -99,7 +99,7 @@ fn property(text: &str) -> Result<GroupProperty, MgmtError> {
 }
 
 /// The schemes a group has enabled (GetAuthentication).
-#[utoipa::path(get, path = "/v1/groups/{prefix}/auth", tag = "auth",
+#[utoipa::path(get, operation_id = "show_group_auth", path = "/v1/groups/{prefix}/auth", tag = "auth",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 200, body = AuthSettings), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show_auth(
@@ -110,7 +110,7 @@ pub(crate) async fn show_auth(
 }
 
 /// Enables or disables a scheme (SetAuthentication).
-#[utoipa::path(put, path = "/v1/groups/{prefix}/auth/{scheme}", tag = "auth", request_body = Enable,
+#[utoipa::path(put, operation_id = "set_group_auth", path = "/v1/groups/{prefix}/auth/{scheme}", tag = "auth", request_body = Enable,
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded"),
            ("scheme" = String, Path, description = "negotiate, ntlm, basic or client-cert; or the WMI number: 0 Negotiate, 1 NTLM")),
     responses((status = 200, body = AuthSettings), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -130,7 +130,7 @@ pub(crate) async fn set_auth(
 }
 
 /// ConnectionLimit and BandwidthLimit (GetProperty).
-#[utoipa::path(get, path = "/v1/groups/{prefix}/properties", tag = "properties",
+#[utoipa::path(get, operation_id = "show_group_properties", path = "/v1/groups/{prefix}/properties", tag = "properties",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 200, body = Properties), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show_properties(
@@ -141,7 +141,7 @@ pub(crate) async fn show_properties(
 }
 
 /// Sets ConnectionLimit (at least 1) or BandwidthLimit (bytes per second, at least 1024) (SetProperty).
-#[utoipa::path(put, path = "/v1/groups/{prefix}/properties/{name}", tag = "properties", request_body = PropertyValue,
+#[utoipa::path(put, operation_id = "set_group_property", path = "/v1/groups/{prefix}/properties/{name}", tag = "properties", request_body = PropertyValue,
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded"),
            ("name" = String, Path, description = "ConnectionLimit or BandwidthLimit (any case; connection-limit too)")),
     responses((status = 200, body = Properties), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]

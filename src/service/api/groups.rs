@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{blocking, prefix, Body, Param, Who};
+use super::fields::{self, NAME, PATH, SDDL, URL};
 use crate::config::{GroupConfig, UrlConfig};
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
@@ -39,8 +40,8 @@ pub struct GroupView {
     /// `Cache-Control: max-age` seconds (none: `no-cache`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_max_age_secs: Option<u64>,
-    /// An index of the URLs at the group's root.
-    #[serde(default)]
+    /// An index of the URLs at the group's root. Default on, as `bcs host` has one.
+    #[serde(default = "on")]
     pub index: bool,
     /// The published files.
     #[serde(default)]
@@ -49,6 +50,10 @@ pub struct GroupView {
 
 fn unlimited() -> String {
     "unlimited".into()
+}
+
+fn on() -> bool {
+    true
 }
 
 /// A published file.
@@ -73,7 +78,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// A new group: its prefix and, optionally, its settings (the fields of [`GroupSettings`], beside the
-/// prefix).
+/// prefix). Its index is on unless `index` is false, as `bcs host`'s is.
 #[derive(Debug, Clone)]
 pub struct NewGroup {
     /// The prefix, in HTTP.sys syntax (`http://+:8080/app/`).
@@ -117,9 +122,11 @@ impl<'de> Deserialize<'de> for NewGroup {
                 "unknown field `{field}`, expected `prefix` or a group setting"
             )));
         }
+        let mut settings = wire.settings;
+        settings.index.get_or_insert(true);
         Ok(NewGroup {
             prefix: wire.prefix,
-            settings: wire.settings,
+            settings,
         })
     }
 }
@@ -140,6 +147,14 @@ impl utoipa::PartialSchema for NewGroup {
             ))
             .build();
         object.properties.insert("prefix".to_owned(), prefix.into());
+        let index = Object::builder()
+            .schema_type(Type::Boolean)
+            .description(Some(
+                "An index of the URLs at the group's root. Default on.",
+            ))
+            .default(Some(serde_json::Value::Bool(true)))
+            .build();
+        object.properties.insert("index".to_owned(), index.into());
         object.required.insert(0, "prefix".to_owned());
         object.description = Some("A new group: its prefix and, optionally, its settings.".into());
         RefOr::T(Schema::Object(object))
@@ -226,28 +241,90 @@ fn downloads_under_way(group: &crate::url::UrlGroup, suffix: &str) -> u64 {
         .map_or(0, |url| url.stats().downloads_under_way)
 }
 
+/// A group's settings within their bounds and free of control characters (see `fields`).
+fn check_settings(s: &GroupSettings) -> Result<(), MgmtError> {
+    if let Some(auth) = &s.auth {
+        fields::each("auth", auth, |f, v| fields::printable(f, v, NAME))?;
+    }
+    if let Some(sddl) = &s.default_sddl {
+        fields::printable("default_sddl", sddl, SDDL)?;
+    }
+    for (field, value) in [
+        ("connection_limit", &s.connection_limit),
+        ("bandwidth_limit", &s.bandwidth_limit),
+    ] {
+        if let Some(value) = value {
+            fields::printable(field, value, NAME)?;
+        }
+    }
+    Ok(())
+}
+
+impl GroupView {
+    /// Its prefix, settings and URLs within their bounds and free of control characters (see
+    /// `fields`); `field` prefixes the names in an error (`groups[2].`).
+    pub(super) fn check(&self, field: &str) -> Result<(), MgmtError> {
+        fields::printable(&format!("{field}prefix"), &self.prefix, URL)?;
+        fields::each(&format!("{field}auth"), &self.auth, |f, v| {
+            fields::printable(f, v, NAME)
+        })?;
+        if let Some(sddl) = &self.default_sddl {
+            fields::printable(&format!("{field}default_sddl"), sddl, SDDL)?;
+        }
+        fields::printable(
+            &format!("{field}connection_limit"),
+            &self.connection_limit,
+            NAME,
+        )?;
+        fields::printable(
+            &format!("{field}bandwidth_limit"),
+            &self.bandwidth_limit,
+            NAME,
+        )?;
+        for (i, url) in self.urls.iter().enumerate() {
+            url.check(&format!("{field}urls[{i}]."))?;
+        }
+        Ok(())
+    }
+}
+
+impl UrlView {
+    /// Its suffix, file and SDDL within their bounds and free of control characters (see `fields`);
+    /// `field` prefixes the names in an error.
+    pub(super) fn check(&self, field: &str) -> Result<(), MgmtError> {
+        fields::printable(&format!("{field}suffix"), &self.suffix, PATH)?;
+        fields::printable(&format!("{field}file"), &self.file, PATH)?;
+        match &self.sddl {
+            Some(sddl) => fields::printable(&format!("{field}sddl"), sddl, SDDL),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Every URL group, with its URLs.
-#[utoipa::path(get, path = "/v1/groups", tag = "groups",
+#[utoipa::path(get, operation_id = "list_groups", path = "/v1/groups", tag = "groups",
     responses((status = 200, body = Vec<GroupView>)))]
 pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<GroupView>> {
     Json(m.groups().into_iter().map(|g| live(&m, g)).collect())
 }
 
 /// Creates a URL group (CreateUrlGroup); its port is bound now, so a port in use fails here.
-#[utoipa::path(post, path = "/v1/groups", tag = "groups", request_body = NewGroup,
+#[utoipa::path(post, operation_id = "create_group", path = "/v1/groups", tag = "groups", request_body = NewGroup,
     responses((status = 201, body = GroupView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn create(
     State(m): State<Arc<Managed>>,
     Who(who): Who,
     Body(new): Body<NewGroup>,
 ) -> Result<(StatusCode, Json<GroupView>), MgmtError> {
+    fields::printable("prefix", &new.prefix, URL)?;
+    check_settings(&new.settings)?;
     let p = prefix(&new.prefix)?;
     let group = blocking(&m, move |m| m.create_group(&who, &p, &new.settings)).await?;
     Ok((StatusCode::CREATED, Json(group.into())))
 }
 
 /// One URL group (GetUrlGroup).
-#[utoipa::path(get, path = "/v1/groups/{prefix}", tag = "groups",
+#[utoipa::path(get, operation_id = "show_group", path = "/v1/groups/{prefix}", tag = "groups",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 200, body = GroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
@@ -258,7 +335,7 @@ pub(crate) async fn show(
 }
 
 /// Changes a group's settings: all given, or none on error.
-#[utoipa::path(patch, path = "/v1/groups/{prefix}", tag = "groups", request_body = GroupSettings,
+#[utoipa::path(patch, operation_id = "change_group", path = "/v1/groups/{prefix}", tag = "groups", request_body = GroupSettings,
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 200, body = GroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn change(
@@ -267,13 +344,14 @@ pub(crate) async fn change(
     Param(p): Param<String>,
     Body(settings): Body<GroupSettings>,
 ) -> Result<Json<GroupView>, MgmtError> {
+    check_settings(&settings)?;
     let p = prefix(&p)?;
     let group = blocking(&m, move |m| m.change_group(&who, &p, &settings)).await?;
     Ok(Json(live(&m, group)))
 }
 
 /// Deletes a URL group and its URLs (DeleteUrlGroup).
-#[utoipa::path(delete, path = "/v1/groups/{prefix}", tag = "groups",
+#[utoipa::path(delete, operation_id = "delete_group", path = "/v1/groups/{prefix}", tag = "groups",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete(
@@ -287,7 +365,7 @@ pub(crate) async fn delete(
 }
 
 /// A group's URLs.
-#[utoipa::path(get, path = "/v1/groups/{prefix}/urls", tag = "urls",
+#[utoipa::path(get, operation_id = "list_urls", path = "/v1/groups/{prefix}/urls", tag = "urls",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 200, body = Vec<UrlView>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_urls(
@@ -299,7 +377,7 @@ pub(crate) async fn list_urls(
 }
 
 /// Publishes a file (AddUrl). The file must be a readable regular file, named by an absolute path.
-#[utoipa::path(post, path = "/v1/groups/{prefix}/urls", tag = "urls", request_body = UrlView,
+#[utoipa::path(post, operation_id = "add_url", path = "/v1/groups/{prefix}/urls", tag = "urls", request_body = UrlView,
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded")),
     responses((status = 201, body = UrlView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn add_url(
@@ -308,6 +386,7 @@ pub(crate) async fn add_url(
     Param(p): Param<String>,
     Body(url): Body<UrlView>,
 ) -> Result<(StatusCode, Json<UrlView>), MgmtError> {
+    url.check("")?;
     let p = prefix(&p)?;
     let url = UrlConfig::from(url);
     let added = blocking(&m, move |m| m.add_url(&who, &p, &url)).await?;
@@ -315,7 +394,7 @@ pub(crate) async fn add_url(
 }
 
 /// One URL (IsUrlInUrlGroup): 200 with it, or 404.
-#[utoipa::path(get, path = "/v1/groups/{prefix}/urls/{suffix}", tag = "urls",
+#[utoipa::path(get, operation_id = "check_url", path = "/v1/groups/{prefix}/urls/{suffix}", tag = "urls",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded"),
            ("suffix" = String, Path, description = "The URL's suffix, percent-encoded")),
     responses((status = 200, body = UrlView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -332,7 +411,7 @@ pub(crate) async fn check_url(
 }
 
 /// Unpublishes a URL (RemoveUrl).
-#[utoipa::path(delete, path = "/v1/groups/{prefix}/urls/{suffix}", tag = "urls",
+#[utoipa::path(delete, operation_id = "remove_url", path = "/v1/groups/{prefix}/urls/{suffix}", tag = "urls",
     params(("prefix" = String, Path, description = "The group's prefix, percent-encoded"),
            ("suffix" = String, Path, description = "The URL's suffix, percent-encoded")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -365,6 +444,11 @@ mod tests {
             ..GroupSettings::default()
         };
         assert_eq!(new.settings, expected);
+        let bare: NewGroup = serde_json::from_str(r#"{"prefix": "http://+:80/a/"}"#).unwrap();
+        assert_eq!(bare.settings.index, Some(true), "a new group has an index");
+        let off: NewGroup =
+            serde_json::from_str(r#"{"prefix": "http://+:80/a/", "index": false}"#).unwrap();
+        assert_eq!(off.settings.index, Some(false));
         let unknown = r#"{"prefix": "http://+:80/a/", "urls": []}"#;
         let err = serde_json::from_str::<NewGroup>(unknown).unwrap_err();
         assert!(err.to_string().contains("unknown field `urls`"), "{err}");

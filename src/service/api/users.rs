@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{blocking, Body, Param, Who};
+use super::fields::{self, DESCRIPTION, NAME, SECRET};
 use crate::auth::{Password, Principals};
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
@@ -65,6 +66,22 @@ impl std::fmt::Debug for PutUser {
     }
 }
 
+impl PutUser {
+    /// The user's name and every field within its bound and free of control characters (see `fields`).
+    fn check(&self, name: &str) -> Result<(), MgmtError> {
+        fields::printable("name", name, NAME)?;
+        if let Some(password) = &self.password {
+            fields::bounded("password", password, SECRET)?;
+        }
+        let names = |field: &str, list: &Option<Vec<String>>, bound| match list {
+            Some(list) => fields::each(field, list, |f, v| fields::printable(f, v, bound)),
+            None => Ok(()),
+        };
+        names("groups", &self.groups, NAME)?;
+        names("certificates", &self.certificates, DESCRIPTION)
+    }
+}
+
 fn users_of(p: &Principals) -> Vec<UserView> {
     p.users()
         .map(|(name, u)| UserView {
@@ -78,14 +95,14 @@ fn users_of(p: &Principals) -> Vec<UserView> {
 }
 
 /// Every user.
-#[utoipa::path(get, path = "/v1/users", tag = "principals",
+#[utoipa::path(get, operation_id = "list_users", path = "/v1/users", tag = "principals",
     responses((status = 200, body = Vec<UserView>)))]
 pub(crate) async fn list(State(m): State<Arc<Managed>>) -> Json<Vec<UserView>> {
     Json(users_of(&m.principals()))
 }
 
 /// Creates or updates a user.
-#[utoipa::path(put, path = "/v1/users/{name}", tag = "principals", request_body = PutUser,
+#[utoipa::path(put, operation_id = "put_user", path = "/v1/users/{name}", tag = "principals", request_body = PutUser,
     params(("name" = String, Path, description = "The user name")),
     responses((status = 200, body = UserView), (status = 400, body = ErrorBody)))]
 pub(crate) async fn put(
@@ -94,6 +111,7 @@ pub(crate) async fn put(
     Param(name): Param<String>,
     Body(body): Body<PutUser>,
 ) -> Result<Json<UserView>, MgmtError> {
+    body.check(&name)?;
     if body.password.as_deref() == Some("") {
         return Err(MgmtError::Invalid {
             code: "invalid_password",
@@ -120,7 +138,7 @@ pub(crate) async fn put(
 }
 
 /// Removes a user.
-#[utoipa::path(delete, path = "/v1/users/{name}", tag = "principals",
+#[utoipa::path(delete, operation_id = "remove_user", path = "/v1/users/{name}", tag = "principals",
     params(("name" = String, Path, description = "The user name")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(
@@ -133,7 +151,7 @@ pub(crate) async fn remove(
 }
 
 /// Creates a principals group (`BA` or `Administrators` get S-1-5-32-544); an existing one stays as it is.
-#[utoipa::path(put, path = "/v1/principal-groups/{name}", tag = "principals",
+#[utoipa::path(put, operation_id = "put_principal_group", path = "/v1/principal-groups/{name}", tag = "principals",
     params(("name" = String, Path, description = "The group name")),
     responses((status = 200, body = PrincipalGroup), (status = 400, body = ErrorBody)))]
 pub(crate) async fn put_group(
@@ -141,6 +159,7 @@ pub(crate) async fn put_group(
     Who(who): Who,
     Param(name): Param<String>,
 ) -> Result<Json<PrincipalGroup>, MgmtError> {
+    fields::printable("name", &name, NAME)?;
     let n = name.clone();
     blocking(&m, move |m| m.add_principal_group(&who, &n)).await?;
     let principals = m.principals();
@@ -158,7 +177,7 @@ pub(crate) async fn put_group(
 }
 
 /// Removes a principals group, and every user's membership of it.
-#[utoipa::path(delete, path = "/v1/principal-groups/{name}", tag = "principals",
+#[utoipa::path(delete, operation_id = "remove_principal_group", path = "/v1/principal-groups/{name}", tag = "principals",
     params(("name" = String, Path, description = "The group name")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove_group(
@@ -171,7 +190,7 @@ pub(crate) async fn remove_group(
 }
 
 /// Every principals group.
-#[utoipa::path(get, path = "/v1/principal-groups", tag = "principals",
+#[utoipa::path(get, operation_id = "list_principal_groups", path = "/v1/principal-groups", tag = "principals",
     responses((status = 200, body = Vec<PrincipalGroup>)))]
 pub(crate) async fn list_groups(State(m): State<Arc<Managed>>) -> Json<Vec<PrincipalGroup>> {
     let principals = m.principals();

@@ -6,13 +6,21 @@
 //! as [`Delta`]s, several of them at once for one management call: a store applies them in one transaction,
 //! with the audit record, and returns only once they are durable. The trait is what a replicated store for
 //! fleets of servers would implement too: `load` at start, `commit` per change, each commit all or nothing.
+//!
+//! The same database keeps the service's download jobs ([`SqliteJobStore`], their passwords sealed with a
+//! [`JobKey`]) and, for their retention period, its final ones ([`SqliteEndedJobs`]).
 
+mod ended_rows;
+mod job_key;
 mod job_rows;
 mod sqlite;
 
 use std::path::PathBuf;
 
-pub use job_rows::{JobKey, SqliteJobStore};
+pub(crate) use ended_rows::cutoff;
+pub use ended_rows::SqliteEndedJobs;
+pub use job_key::JobKey;
+pub use job_rows::SqliteJobStore;
 pub use sqlite::SqliteStore;
 
 use crate::auth::Principals;

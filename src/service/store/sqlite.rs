@@ -16,7 +16,7 @@ use super::{Audit, Delta, Store, StoreError, Stored};
 use crate::config::{GroupConfig, TlsBinding, UrlConfig};
 
 /// The schema this program writes.
-const VERSION: i64 = 2;
+const VERSION: i64 = 4;
 
 /// Each migration takes the schema from its index to the next version.
 const MIGRATIONS: &[&str] = &[
@@ -40,13 +40,29 @@ const MIGRATIONS: &[&str] = &[
          who TEXT NOT NULL,
          what TEXT NOT NULL
      );",
-    // 1 → 2: the service's download jobs (`super::jobs`): the job's JSON (without secrets) and its
+    // 1 → 2: the service's download jobs (`super::job_rows`): the job's JSON (without secrets) and its
     // credentials' password sealed with the state directory's job key.
     "CREATE TABLE jobs (
          id TEXT PRIMARY KEY NOT NULL,
          job TEXT NOT NULL,
          secret BLOB
      );",
+    // 2 → 3: a job's progress in rows of its own (`super::job_rows`), so that a progress save rewrites
+    // neither the job's names nor its settings. Jobs saved before keep their whole JSON in `jobs`.
+    "CREATE TABLE job_progress (
+         id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+         part INTEGER NOT NULL,
+         progress TEXT NOT NULL,
+         PRIMARY KEY (id, part)
+     ) WITHOUT ROWID;",
+    // 3 → 4: final jobs (`super::ended_rows`), kept for the retention period once the job manager has
+    // forgotten them: when each ended (milliseconds since the epoch) and its JSON.
+    "CREATE TABLE ended_jobs (
+         id TEXT PRIMARY KEY NOT NULL,
+         ended INTEGER NOT NULL,
+         job TEXT NOT NULL
+     );
+     CREATE INDEX ended_jobs_by_end ON ended_jobs (ended);",
 ];
 
 /// The configuration in one SQLite database.
@@ -105,8 +121,11 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(db)
 }
 
+/// Takes the schema to this program's version. The transaction takes the write lock first (waiting out
+/// the busy timeout): begun as a read, its write would fail at once were another connection to the file
+/// (the job store's writer) to commit in between.
 fn migrate(db: &mut Connection) -> Result<(), StoreError> {
-    let tx = db.transaction()?;
+    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > VERSION {
         return Err(StoreError::TooNew {

@@ -31,6 +31,19 @@ pub(super) fn response(manager: JobManager, job_id: JobId) -> Response {
         .into_response()
 }
 
+/// The response to a reader of a final job's events: the job, and the end of the stream.
+pub(super) fn ended(job: &Job) -> Response {
+    let text = serde_json::to_string(&view(job)).unwrap_or_default();
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from(sse("job", &text)),
+    )
+        .into_response()
+}
+
 /// The events of one job, as SSE chunks on a bounded channel: a task follows the manager's events until
 /// the job is final, is gone, or the receiver is dropped.
 ///

@@ -10,7 +10,12 @@ use utoipa::ToSchema;
 use crate::auth::Password;
 use crate::client::{Credentials, ProxySetting};
 use crate::jobs::{Job, JobFailure};
+use crate::service::api::fields::{self, DESCRIPTION, NAME, PATH, SECRET, URL};
 use crate::service::error::MgmtError;
+
+/// The most files a job takes: BITS's MaxFilesPerJob, which the job manager enforces too. Checked before
+/// anything else, so that a request with more costs no work.
+pub(super) const MAX_FILES: usize = 200;
 
 /// A job, as the API shows it: every BITS job property; never a password.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -37,6 +42,11 @@ pub struct JobView {
     pub modification_time: String,
     /// TransferCompletionTime (RFC 3339), once every file was transferred.
     pub transfer_completion_time: Option<String>,
+    /// When it ended (RFC 3339), once ACKNOWLEDGED or CANCELLED: it stays listed, across restarts, until
+    /// deleted or until the service's job retention (`bcs serve --job-retention`, default 7 days) has
+    /// passed since.
+    #[serde(default)]
+    pub end_time: Option<String>,
     /// BytesTotal; null while a file's size is unknown.
     pub bytes_total: Option<u64>,
     /// BytesTransferred.
@@ -200,6 +210,80 @@ pub struct CreateJob {
     pub no_progress_timeout_secs: Option<u64>,
 }
 
+impl CreateJob {
+    /// Every field within its bound and free of control characters (see `fields`), at most
+    /// [`MAX_FILES`] files: checked before anything is made of the request.
+    pub(super) fn check(&self) -> Result<(), MgmtError> {
+        fields::few("files", &self.files, MAX_FILES)?;
+        fields::printable("display_name", &self.display_name, NAME)?;
+        fields::printable("description", &self.description, DESCRIPTION)?;
+        for (i, file) in self.files.iter().enumerate() {
+            file.check(&format!("files[{i}]."))?;
+        }
+        if let Some(p) = &self.priority {
+            p.check("priority")?;
+        }
+        if let Some(c) = &self.credentials {
+            c.check()?;
+        }
+        if let Some(p) = &self.proxy {
+            p.check()?;
+        }
+        fields::each("pins", &self.pins, |f, v| fields::printable(f, v, NAME))
+    }
+}
+
+impl NewFile {
+    /// Its URL and file name within their bounds and free of control characters; `field` prefixes the
+    /// names in an error (`files[3].`).
+    pub(super) fn check(&self, field: &str) -> Result<(), MgmtError> {
+        fields::printable(&format!("{field}remote_url"), &self.remote_url, URL)?;
+        fields::printable(&format!("{field}local_file"), &self.local_file, PATH)
+    }
+}
+
+impl NameOrNumber {
+    /// A name within its bound and free of control characters (an unknown one is echoed in the error).
+    pub(super) fn check(&self, field: &str) -> Result<(), MgmtError> {
+        match self {
+            NameOrNumber::Number(_) => Ok(()),
+            NameOrNumber::Name(name) => fields::printable(field, name, NAME),
+        }
+    }
+}
+
+impl SetCredentials {
+    /// The user within its bound and free of control characters (it is shown); the password bounded.
+    pub(super) fn check(&self) -> Result<(), MgmtError> {
+        fields::printable("credentials.scheme", &self.scheme, NAME)?;
+        fields::printable("credentials.user", &self.user, NAME)?;
+        fields::bounded("credentials.password", &self.password, SECRET)
+    }
+}
+
+impl ProxyView {
+    /// Its fields within their bounds and free of control characters (they are shown).
+    pub(super) fn check(&self) -> Result<(), MgmtError> {
+        fields::printable("proxy.usage", &self.usage, NAME)?;
+        if let Some(proxy) = &self.proxy {
+            fields::printable("proxy.proxy", proxy, URL)?;
+        }
+        fields::each("proxy.bypass", &self.bypass, |f, v| {
+            fields::printable(f, v, NAME)
+        })
+    }
+}
+
+impl ChangeJob {
+    /// Its priority's name, when given by name, within its bound.
+    pub(super) fn check(&self) -> Result<(), MgmtError> {
+        match &self.priority {
+            Some(p) => p.check("priority"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A state change (SetJobState).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -338,6 +422,7 @@ pub(super) fn view(job: &Job) -> JobView {
         creation_time: rfc3339(job.created),
         modification_time: rfc3339(job.modified),
         transfer_completion_time: job.completed.map(rfc3339),
+        end_time: job.state.is_final().then(|| rfc3339(job.modified)),
         bytes_total: job.bytes_total(),
         bytes_transferred: job.bytes_transferred(),
         files_total: job.files_total(),
