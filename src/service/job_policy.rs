@@ -113,7 +113,11 @@ impl JobAllow {
             (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits(), b.to_bits(), 128),
             _ => return false,
         };
-        let shift = width - u32::from(prefix);
+        // SECURITY: the fields are public, so a prefix longer than the address (`10.0.0.0/64`, built
+        // without `FromStr`) contains nothing; it must never wrap into containing everything.
+        let Some(shift) = u32::checked_sub(width, u32::from(prefix)) else {
+            return false;
+        };
         shift >= width || have >> shift == want >> shift
     }
 }
@@ -278,6 +282,13 @@ mod tests {
         assert!(!net.contains("::1".parse().unwrap()));
         let all: JobAllow = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("8.8.8.8".parse().unwrap()));
+        // Built without parsing, a prefix longer than the address covers nothing.
+        let hostile = JobAllow::Network {
+            address: "10.0.0.0".parse().unwrap(),
+            prefix: 64,
+        };
+        assert!(!hostile.contains("10.0.0.1".parse().unwrap()));
+        assert!(!hostile.contains("8.8.8.8".parse().unwrap()));
     }
 
     #[test]

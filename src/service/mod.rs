@@ -25,11 +25,11 @@ pub mod store;
 
 pub use api::router;
 pub use api::{
-    Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificatesView, ConfigDocument,
-    CreateJob, CredentialsView, Enable, FileView, GroupView, JobErrorView, JobFileProgress,
-    JobProgressEvent, JobStateEvent, JobStreamEvent, JobView, NameOrNumber, NewFile, NewGroup,
-    PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser, SetCertificate, SetCredentials,
-    SetState, Source, UrlView, UserView,
+    is_unprintable, Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificatesView,
+    ConfigDocument, CreateJob, CredentialsView, Enable, FileView, GroupView, JobErrorView,
+    JobFileProgress, JobProgressEvent, JobStateEvent, JobStreamEvent, JobView, NameOrNumber,
+    NewFile, NewGroup, PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser,
+    SetCertificate, SetCredentials, SetState, Source, UrlView, UserView,
 };
 pub use ended::DEFAULT_JOB_RETENTION;
 pub use error::{ErrorBody, MgmtError};

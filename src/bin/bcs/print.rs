@@ -32,11 +32,8 @@ pub(crate) fn json_safe(text: String) -> String {
     })
 }
 
-/// Whether a character must not reach a terminal raw: a control character (C0, DEL, C1) or a
-/// bidirectional embedding, override or isolate (Unicode's Bidi_Control, less the marks).
-fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
+/// Whether a character must not reach a terminal raw: the rule the service refuses names by.
+use bits_compact::service::is_unprintable as is_unsafe;
 
 /// `text` with each unsafe character written as `written` says; `text` itself when it has none.
 fn escape(text: String, written: impl Fn(char) -> String) -> String {

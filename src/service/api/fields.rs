@@ -96,8 +96,9 @@ pub(crate) fn each(
 }
 
 /// The C0 and C1 controls and DEL (Unicode's `Cc`), and the bidirectional embeddings, overrides and
-/// isolates (U+202A–U+202E, U+2066–U+2069).
-pub(crate) fn is_unprintable(c: char) -> bool {
+/// isolates (U+202A–U+202E, U+2066–U+2069): what the API refuses in names and what `bcs` escapes in
+/// everything it prints (one rule for both).
+pub fn is_unprintable(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 

@@ -13,6 +13,7 @@ mod certs;
 mod document;
 mod extract;
 mod fields;
+pub use fields::is_unprintable;
 mod group_settings;
 mod groups;
 mod queue;
