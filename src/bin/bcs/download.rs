@@ -11,8 +11,8 @@
 //! Here: the arguments, the run and its end, the hints on a failure. `kept` owns the kept downloads'
 //! directories, locks, `--list` and `--forget`; `progress` the bar and the progress lines.
 
+mod display;
 mod kept;
-mod progress;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,7 +29,7 @@ use serde_json::json;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::broadcast::error::RecvError;
 
-use self::progress::Show;
+use self::display::Show;
 use crate::print::{human_bytes, terminal_safe};
 use crate::CliError;
 

@@ -41,7 +41,7 @@ mod print;
 mod selfsigned;
 mod serve;
 mod state_lock;
-mod user;
+mod users_file;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,7 +51,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use host::HostArgs;
 use serve::ServeArgs;
-use user::UserAddArgs;
+use users_file::UserAddArgs;
 
 #[derive(Parser)]
 #[command(
@@ -289,7 +289,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Host(args) => runtime.block_on(host::run(*args)),
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::Download(args) => runtime.block_on(download::run(*args)),
-        Command::User(UserCommand::Add(args)) => user::add(&args, &runtime),
+        Command::User(UserCommand::Add(args)) => users_file::add(&args, &runtime),
         Command::User(UserCommand::Remove(args)) => runtime.block_on(manage::user::remove(&args)),
         Command::User(UserCommand::List(api)) => runtime.block_on(manage::user::list(&api)),
         Command::Manage(command) => runtime.block_on(manage::run(command)),

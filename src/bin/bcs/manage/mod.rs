@@ -37,11 +37,11 @@
 //! | `job set ID [opts]` / `delete ID`     | `PATCH` / `DELETE /v1/jobs/{id}`                     |
 //! | `job watch ID`                        | `GET /v1/jobs/{id}/events` (server-sent events)      |
 
-mod apply;
 mod auth;
 mod cert;
 mod changes;
 mod connect;
+mod export_apply;
 mod group;
 mod job;
 mod job_watch;
@@ -138,7 +138,7 @@ pub(crate) enum ManageCommand {
     /// [principals] names (a user without a password keeps its own). What it does not name stays, unless
     /// --prune. All or nothing: one bad part and nothing changes.
     #[command(after_help = EXIT_CODES)]
-    Apply(apply::ApplyArgs),
+    Apply(export_apply::ApplyArgs),
 }
 
 /// Runs one management command.
@@ -150,8 +150,8 @@ pub(crate) async fn run(command: ManageCommand) -> Result<(), CliError> {
         ManageCommand::Limit(command) => limit::run(command).await,
         ManageCommand::Cert(command) => cert::run(command).await,
         ManageCommand::Job(command) => job::run(command).await,
-        ManageCommand::Export(api) => apply::export(&api).await,
-        ManageCommand::Apply(args) => apply::apply(&args).await,
+        ManageCommand::Export(api) => export_apply::export(&api).await,
+        ManageCommand::Apply(args) => export_apply::apply(&args).await,
     }
 }
 
