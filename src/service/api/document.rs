@@ -11,6 +11,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::extract::{blocking, Body, Who};
+use super::fields;
 use super::groups::GroupView;
 use crate::auth::Principals;
 use crate::config::{GroupConfig, TlsBinding};
@@ -105,6 +106,14 @@ impl ConfigDocument {
     pub fn into_stored(self) -> Result<Stored, MgmtError> {
         for (i, group) in self.groups.iter().enumerate() {
             group.check(&format!("groups[{i}]."))?;
+        }
+        // Principals are names, SIDs, hashes and certificate names; TLS bindings carry PEM text, whose
+        // newlines are allowed, within the bound of a certificate chain.
+        if let Some(principals) = &self.principals {
+            fields::document("principals", principals, fields::DESCRIPTION, false)?;
+        }
+        for (i, binding) in self.tls.iter().enumerate() {
+            fields::document(&format!("tls[{i}]"), binding, fields::PEM, true)?;
         }
         let groups = self
             .groups

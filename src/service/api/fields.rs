@@ -32,6 +32,8 @@ pub(crate) const URL: Bound = Bound::Bytes(8 << 10);
 pub(crate) const PATH: Bound = Bound::Bytes(4 << 10);
 /// An SDDL string: a group's default, a URL's.
 pub(crate) const SDDL: Bound = Bound::Bytes(64 << 10);
+/// PEM text: a certificate chain or a private key.
+pub(crate) const PEM: Bound = Bound::Bytes(256 << 10);
 /// A password.
 pub(crate) const SECRET: Bound = Bound::Bytes(1 << 10);
 /// The most entries of a list of strings (a job's pins or proxy bypass, a user's groups, a group's
@@ -95,6 +97,39 @@ pub(crate) fn each(
         .try_for_each(|(i, item)| check(&format!("{field}[{i}]"), item))
 }
 
+/// Every string of a JSON document the API takes whole (a configuration's principals or TLS bindings):
+/// object keys (user, group and SNI names) printable within [`NAME`]; values printable within
+/// `values`, or only bounded by it where `multiline` (PEM text holds newlines); lists within [`LIST`]
+/// entries. `field` names the document's part in an error, with the path below it (`principals.users.x`).
+pub(crate) fn document(
+    field: &str,
+    value: &serde_json::Value,
+    values: Bound,
+    multiline: bool,
+) -> Result<(), MgmtError> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if multiline => bounded(field, text, values),
+        Value::String(text) => printable(field, text, values),
+        Value::Array(items) => {
+            if items.len() > LIST {
+                return Err(MgmtError::Invalid {
+                    code: "field_too_long",
+                    message: format!("{field} has {} entries; at most {LIST}", items.len()),
+                });
+            }
+            (items.iter().enumerate()).try_for_each(|(i, item)| {
+                document(&format!("{field}[{i}]"), item, values, multiline)
+            })
+        }
+        Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+            printable(&format!("{field} key"), key, NAME)?;
+            document(&format!("{field}.{key}"), item, values, multiline)
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The C0 and C1 controls and DEL (Unicode's `Cc`), and the bidirectional embeddings, overrides and
 /// isolates (U+202A–U+202E, U+2066–U+2069): what the API refuses in names and what `bcs` escapes in
 /// everything it prints (one rule for both).
@@ -150,6 +185,37 @@ mod tests {
             err.message().starts_with("groups[1] holds U+001B"),
             "{}",
             err.message()
+        );
+    }
+
+    #[test]
+    fn documents_taken_whole_have_their_keys_values_and_lists_checked() {
+        let ok = serde_json::json!({"users": {"alice": {"groups": ["staff"], "sid": "S-1-5-21-1-2-3-1001"}}});
+        assert!(document("principals", &ok, DESCRIPTION, false).is_ok());
+        let key = serde_json::json!({"users": {"al\u{1b}]0;x\u{7}ice": {}}});
+        let err = document("principals", &key, DESCRIPTION, false).unwrap_err();
+        assert_eq!(err.code(), "control_character");
+        let long = serde_json::json!({"users": {"bob": {"groups": ["g".repeat(2000)]}}});
+        let err = document("principals", &long, DESCRIPTION, false).unwrap_err();
+        assert_eq!(err.code(), "field_too_long");
+        assert!(
+            err.to_string().contains("principals.users.bob.groups[0]"),
+            "{err}"
+        );
+        let many = serde_json::json!({"groups": vec!["g"; LIST + 1]});
+        assert_eq!(
+            document("principals", &many, NAME, false)
+                .unwrap_err()
+                .code(),
+            "field_too_long"
+        );
+        // PEM keeps its newlines, within its bound.
+        let pem = serde_json::json!({"certificate": {"cert": "-----BEGIN\nAAAA\n-----END\n"}});
+        assert!(document("tls[0]", &pem, PEM, true).is_ok());
+        let huge = serde_json::json!({"certificate": {"cert": "A".repeat((256 << 10) + 1)}});
+        assert_eq!(
+            document("tls[0]", &huge, PEM, true).unwrap_err().code(),
+            "field_too_long"
         );
     }
 }
