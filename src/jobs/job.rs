@@ -229,6 +229,11 @@ pub struct Job {
     /// TLS trust, proxy usage and credentials (stored without the password).
     #[serde(default)]
     pub client: ClientSettings,
+    /// Whether every connection it makes is checked by the manager's peer guard (see
+    /// [`JobManagerBuilder::peer_guard`](crate::jobs::JobManagerBuilder::peer_guard)): a job of a caller
+    /// who may not reach everything the process can. Kept with the job, so it holds after a restart.
+    #[serde(default)]
+    pub restricted: bool,
 }
 
 impl Job {
@@ -252,6 +257,7 @@ impl Job {
             files: Vec::new(),
             error: None,
             client: ClientSettings::default(),
+            restricted: false,
         }
     }
 
