@@ -305,6 +305,19 @@ mod seconds {
 mod tests {
     use super::*;
 
+    /// A restricted job stays restricted when read back (after a restart); a job stored before the
+    /// field existed reads back unrestricted.
+    #[test]
+    fn restriction_is_kept_with_the_job() {
+        let mut job = Job::new("r", JobState::Suspended);
+        job.restricted = true;
+        let text = serde_json::to_string(&job).unwrap();
+        assert!(serde_json::from_str::<Job>(&text).unwrap().restricted);
+        let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+        old.as_object_mut().unwrap().remove("restricted");
+        assert!(!serde_json::from_value::<Job>(old).unwrap().restricted);
+    }
+
     #[test]
     fn ids_print_like_uuids_and_parse_back() {
         let id = JobId::random();
