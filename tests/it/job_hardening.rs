@@ -386,42 +386,51 @@ fn hostile_timings_are_refused_by_the_api_and_the_service_keeps_working() {
     }
 }
 
-/// An origin on `ip` that answers every request with `302 Found` to `location`, and counts connections.
-async fn redirecting_origin(ip: [u8; 4], location: String) -> (u16, Arc<Mutex<usize>>) {
-    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::from(ip), 0))
-        .await
-        .unwrap();
+/// An origin on `ip` that answers every request with `302 Found` to `location`; its port. It serves for
+/// at most [`ORIGIN_LIFE`] and 64 connections, in a thread of its own.
+pub(crate) fn redirecting_origin(ip: [u8; 4], location: String) -> u16 {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::from(ip), 0)).unwrap();
+    listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let connections = Arc::new(Mutex::new(0));
-    let seen = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            *seen.lock().unwrap() += 1;
-            let location = location.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while let Ok(Ok(n)) =
-                    tokio::time::timeout(Duration::from_secs(20), socket.read(&mut buf)).await
-                {
-                    if n == 0 {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let served = async {
+                for _ in 0..64 {
+                    let Ok((socket, _)) = listener.accept().await else {
                         return;
-                    }
-                    head.extend_from_slice(&buf[..n]);
-                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                        head.drain(..end + 4);
-                        let reply = format!(
-                            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
-                        );
-                        if socket.write_all(reply.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
+                    };
+                    tokio::spawn(redirect(socket, location.clone()));
                 }
-            });
-        }
+            };
+            let _ = tokio::time::timeout(ORIGIN_LIFE, served).await;
+        });
     });
-    (port, connections)
+    port
+}
+
+/// One connection of [`redirecting_origin`]: a 302 for each request head, until 20 s of silence.
+async fn redirect(mut socket: tokio::net::TcpStream, location: String) {
+    let reply = format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(20), socket.read(&mut buf)).await
+    {
+        if n == 0 {
+            return;
+        }
+        head.extend_from_slice(&buf[..n]);
+        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            head.drain(..end + 4);
+            if socket.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// SECURITY (issue 22.9): a restricted job (a caller's who is not an administrator) whose allowed origin
@@ -436,7 +445,7 @@ async fn a_restricted_job_is_not_redirected_to_a_refused_address() {
     let internal = HostileOrigin::start(move |asked| {
         Reply::serve(asked, &served, &[("ETag", "\"in\"".to_owned())])
     });
-    let (port, _) = redirecting_origin([127, 0, 0, 2], internal.url("secret")).await;
+    let port = redirecting_origin([127, 0, 0, 2], internal.url("secret"));
     let url = format!("http://127.0.0.2:{port}/public");
     let refused = std::net::IpAddr::from([127, 0, 0, 1]);
     let guard = PeerGuard::new(move |_, ip| ip != refused);
