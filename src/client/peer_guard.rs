@@ -11,7 +11,10 @@ use std::sync::Arc;
 /// brackets) at one of its resolved addresses may be made. Through a proxy, the proxy is what is
 /// connected to, and what is asked about.
 #[derive(Clone)]
-pub struct PeerGuard(Arc<dyn Fn(&str, IpAddr) -> bool + Send + Sync>);
+pub struct PeerGuard(Arc<Allows>);
+
+/// Whether a connection to a host at an address may be made.
+type Allows = dyn Fn(&str, IpAddr) -> bool + Send + Sync;
 
 impl PeerGuard {
     /// A guard that allows a connection to `host` at `ip` when `allows(host, ip)` is true.
