@@ -10,10 +10,12 @@
 //! | `ntlm` | [`NtlmInitiator`]: NEGOTIATE, then AUTHENTICATE (NTLMv2, MIC) for a CHALLENGE (sans-IO) |
 //! | `negotiate` | the Negotiate initiator: SPNEGO/Kerberos through GSS-API (`negotiate` feature) |
 //! | `connection` | the connection a transfer reuses: connect, tunnel, handshake, authenticate, send |
+//! | `peer_guard` | [`PeerGuard`]: which addresses a restricted job's connections may be made to |
 
 mod credentials;
 mod negotiate_initiator;
 mod ntlm_initiator;
+mod peer_guard;
 mod proxy;
 mod transport;
 mod trust;
@@ -24,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use credentials::{CredentialScheme, Credentials};
 pub use ntlm_initiator::Initiator as NtlmInitiator;
+pub use peer_guard::PeerGuard;
 pub use proxy::ProxySetting;
 pub(crate) use transport::Client;
 pub use trust::{SpkiPin, TlsSettings};
@@ -138,6 +141,12 @@ pub enum ClientError {
     /// A request that cannot be built (a header value with control characters).
     #[error("cannot build the request")]
     Request(#[source] http::Error),
+    /// The job's [`PeerGuard`] refused an address the server's (or the proxy's) name resolved to.
+    ///
+    /// SECURITY: the message says no more (not the host, the port or the address), so that a refusal
+    /// tells nothing about what is listening there.
+    #[error("refused by policy")]
+    RefusedByPolicy,
 }
 
 impl ClientError {
@@ -173,6 +182,7 @@ impl ClientError {
             ClientError::Negotiate(_) => "negotiate_failed",
             ClientError::NegotiateUnavailable => "negotiate_unavailable",
             ClientError::Request(_) => "invalid_request",
+            ClientError::RefusedByPolicy => "refused_by_policy",
         }
     }
 

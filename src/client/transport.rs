@@ -27,6 +27,7 @@ use tokio::time::timeout;
 use super::credentials::{CredentialScheme, Credentials};
 use super::negotiate_initiator as negotiate;
 use super::ntlm_initiator::Initiator;
+use super::peer_guard::PeerGuard;
 use super::proxy::{Endpoint, Proxies};
 use super::{ClientError, ClientSettings};
 
@@ -77,6 +78,8 @@ pub(crate) struct Client {
     conn: Option<Conn>,
     /// The only origin credentials are sent to (the job file's URL): see [`Client::trust_origin`].
     trusted: Option<String>,
+    /// What every connection is checked against (a restricted job's): see [`connect`].
+    guard: Option<PeerGuard>,
 }
 
 impl Client {
@@ -91,7 +94,15 @@ impl Client {
             tls: None,
             conn: None,
             trusted: None,
+            guard: None,
         })
+    }
+
+    /// Checks every connection's addresses with `guard` before connecting (see [`connect`]). Default is
+    /// none: any address.
+    pub(crate) fn guarded(mut self, guard: Option<PeerGuard>) -> Client {
+        self.guard = guard;
+        self
     }
 
     /// Sends credentials to `url`'s origin (scheme, host, port) only.
@@ -290,21 +301,17 @@ impl Client {
             host: origin.host.clone(),
             port: origin.port,
         });
-        let mut tcp = match timeout(
-            CONNECT_TIMEOUT,
-            TcpStream::connect((via.host.as_str(), via.port)),
-        )
-        .await
-        {
+        let mut tcp = match timeout(CONNECT_TIMEOUT, connect(&via, self.guard.as_ref())).await {
             Err(_) => return Err(ClientError::Timeout("connecting")),
-            Ok(Err(source)) => {
+            Ok(Err(Refused)) => return Err(ClientError::RefusedByPolicy),
+            Ok(Ok(Err(source))) => {
                 return Err(ClientError::Connect {
                     host: via.host,
                     port: via.port,
                     source,
                 })
             }
-            Ok(Ok(tcp)) => tcp,
+            Ok(Ok(Ok(tcp))) => tcp,
         };
         let _ = tcp.set_nodelay(true);
         if !origin.https {
@@ -344,6 +351,34 @@ impl Client {
             absolute_form: false,
         })
     }
+}
+
+/// A guard's refusal.
+struct Refused;
+
+/// A TCP connection to `via` (the server, or the proxy), at one of its addresses; with a `guard`, only
+/// once every address the name resolves to is allowed.
+///
+/// SECURITY: the guard sees the addresses this connection is made to — resolved here, once, and then
+/// connected to as they are — so a name that resolved to an allowed address when the job was checked
+/// and resolves to a refused one now (DNS rebinding), or a redirect to a refused host, is refused
+/// before any packet reaches it. One refused address refuses the name, as the job's check when it was
+/// created does. Through a proxy, the proxy is what is connected to and checked; where an absolute-form
+/// request or a CONNECT tunnel's target then leads is resolved by the proxy, and is its business.
+async fn connect(
+    via: &Endpoint,
+    guard: Option<&PeerGuard>,
+) -> Result<std::io::Result<TcpStream>, Refused> {
+    let addresses = match tokio::net::lookup_host((via.host.as_str(), via.port)).await {
+        Ok(addresses) => addresses.collect::<Vec<_>>(),
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Some(guard) = guard {
+        if addresses.iter().any(|a| !guard.allows(&via.host, a.ip())) {
+            return Err(Refused);
+        }
+    }
+    Ok(TcpStream::connect(addresses.as_slice()).await)
 }
 
 /// hyper's HTTP/1.1 handshake over `io`; the connection's driver runs as its own task until it closes.

@@ -201,6 +201,7 @@ impl ClientError {
             | ClientError::Lost(_)
             | ClientError::ProxyRefused(_) => K::Unreachable,
             ClientError::Negotiate(_) | ClientError::Ntlm(_) => K::Unauthorized,
+            ClientError::RefusedByPolicy => K::Forbidden,
         }
     }
 }

@@ -229,6 +229,11 @@ pub struct Job {
     /// TLS trust, proxy usage and credentials (stored without the password).
     #[serde(default)]
     pub client: ClientSettings,
+    /// Whether every connection it makes is checked by the manager's peer guard (see
+    /// [`JobManagerBuilder::peer_guard`](crate::jobs::JobManagerBuilder::peer_guard)): a job of a caller
+    /// who may not reach everything the process can. Kept with the job, so it holds after a restart.
+    #[serde(default)]
+    pub restricted: bool,
 }
 
 impl Job {
@@ -252,6 +257,7 @@ impl Job {
             files: Vec::new(),
             error: None,
             client: ClientSettings::default(),
+            restricted: false,
         }
     }
 
@@ -298,6 +304,19 @@ mod seconds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A restricted job stays restricted when read back (after a restart); a job stored before the
+    /// field existed reads back unrestricted.
+    #[test]
+    fn restriction_is_kept_with_the_job() {
+        let mut job = Job::new("r", JobState::Suspended);
+        job.restricted = true;
+        let text = serde_json::to_string(&job).unwrap();
+        assert!(serde_json::from_str::<Job>(&text).unwrap().restricted);
+        let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+        old.as_object_mut().unwrap().remove("restricted");
+        assert!(!serde_json::from_value::<Job>(old).unwrap().restricted);
+    }
 
     #[test]
     fn ids_print_like_uuids_and_parse_back() {

@@ -28,7 +28,7 @@ use super::state::{Action, Event, JobState, Priority, TransitionError};
 use super::transfer::{self, Fetch, Http, LowSpeedLimit};
 use super::watch::JobWatch;
 use super::writer::{durable, Writer};
-use crate::client::ClientSettings;
+use crate::client::{ClientSettings, PeerGuard};
 use crate::lock::Recover;
 
 /// Settings of a [`JobManager`].
@@ -88,6 +88,15 @@ impl JobManagerBuilder {
         self
     }
 
+    /// Checks every connection of a restricted job (see [`NewJob::restricted`]) — the first request's
+    /// and each redirect's, to the server or its proxy — with `guard`, after DNS resolution and before
+    /// connecting; a refusal is an ERROR `refused_by_policy` whose message says no more. Default is none:
+    /// restricted jobs connect as any other.
+    pub fn peer_guard(mut self, guard: PeerGuard) -> Self {
+        self.http.guard = Some(guard);
+        self
+    }
+
     #[cfg(test)]
     pub(crate) fn fetch(mut self, fetch: impl Fetch) -> Self {
         self.fetch = Some(Arc::new(fetch));
@@ -103,6 +112,7 @@ impl JobManagerBuilder {
             .await
             .map_err(|_| JobError::Stopped)??;
         let (writer, writing) = Writer::start(self.store);
+        let no_symlinks = self.http.no_symlinks;
         let registry = Arc::new(Registry {
             jobs: Mutex::new(Jobs::default()),
             fetch: self.fetch.unwrap_or_else(|| Arc::new(self.http)),
@@ -112,7 +122,7 @@ impl JobManagerBuilder {
             max_transfers: self.max_transfers,
             save_interval: self.save_interval,
             stop: CancellationToken::new(),
-            no_symlinks: self.http.no_symlinks,
+            no_symlinks,
         });
         let reloaded = registry.reload(loaded);
         for job in reloaded {

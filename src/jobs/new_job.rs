@@ -26,6 +26,7 @@ pub struct NewJob {
     minimum_retry_delay: Option<Duration>,
     no_progress_timeout: Option<Duration>,
     client: ClientSettings,
+    restricted: bool,
 }
 
 impl NewJob {
@@ -41,6 +42,7 @@ impl NewJob {
             minimum_retry_delay: None,
             no_progress_timeout: None,
             client: ClientSettings::default(),
+            restricted: false,
         }
     }
 
@@ -94,6 +96,13 @@ impl NewJob {
         self.client = settings;
         self
     }
+
+    /// Whether every connection the job makes is checked by the manager's peer guard (see
+    /// [`JobManagerBuilder::peer_guard`](crate::jobs::JobManagerBuilder::peer_guard)). Default is false.
+    pub fn restricted(mut self, restricted: bool) -> Self {
+        self.restricted = restricted;
+        self
+    }
 }
 
 impl NewJob {
@@ -114,6 +123,7 @@ impl NewJob {
         job.priority = self.priority;
         job.minimum_retry_delay = delay;
         job.client = self.client;
+        job.restricted = self.restricted;
         if let Some(t) = self.no_progress_timeout {
             job.no_progress_timeout = t;
         }

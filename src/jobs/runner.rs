@@ -32,16 +32,16 @@ pub(super) async fn run(registry: Arc<Registry>, id: JobId, cancel: Cancellation
                 .iter()
                 .enumerate()
                 .find(|(_, f)| !f.completed)
-                .map(|(i, f)| (i, f.clone(), entry.job.client.clone()))
+                .map(|(i, f)| (i, f.clone(), entry.job.client.clone(), entry.job.restricted))
         };
-        let Some((index, mut file, settings)) = next else {
+        let Some((index, mut file, settings, restricted)) = next else {
             registry.finished(id, None, &cancel);
             return;
         };
         let mut report = |f: &JobFile| registry.progress(id, index, f, &cancel);
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = registry.fetch.fetch(&settings, &mut file, &mut report) => r,
+            r = registry.fetch.fetch(&settings, restricted, &mut file, &mut report) => r,
         };
         if let Err(failure) = result {
             registry.finished(id, Some((index, failure)), &cancel);

@@ -30,6 +30,7 @@ impl Fetch for Scripted {
     fn fetch<'a>(
         &'a self,
         _settings: &'a ClientSettings,
+        _restricted: bool,
         file: &'a mut JobFile,
         report: transfer::Report<'a>,
     ) -> transfer::Fetching<'a> {

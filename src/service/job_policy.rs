@@ -12,9 +12,11 @@
 //! the address class. Addresses are compared canonically (`::ffff:127.0.0.1` is 127.0.0.1); a name that
 //! does not resolve is refused too (it cannot be checked). An administrator's jobs are not checked.
 //!
-//! What this does not cover, for want of a hook in the job manager on the address it connects to: a name
-//! that resolves elsewhere when the job runs than when it was checked (DNS rebinding), and a redirect to
-//! a refused address, are followed.
+//! The same rules hold while the job runs: such a caller's jobs are restricted, and the job manager's peer
+//! guard ([`JobPolicy::allows`], given by `bcs serve`) checks the address each of their connections is
+//! made to — the first request's and every redirect's, after the name is resolved again — so that neither
+//! a redirect to a refused address nor a name that resolves elsewhere when the job runs than when it was
+//! checked (DNS rebinding) is followed; that refusal is an ERROR `refused_by_policy` too, saying no more.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -138,6 +140,16 @@ impl JobPolicy {
     /// What an administrator allowed.
     pub fn allowed(&self) -> &[JobAllow] {
         &self.allowed
+    }
+
+    /// Whether a connection of a job of a caller who is not an administrator may be made to `host` (as
+    /// the URL or the proxy names it) at `ip`, one of the addresses it resolved to: a host named in
+    /// `--job-allow`, or an address that is not refused (see the module's note) or is allowed.
+    pub fn allows(&self, host: &str, ip: IpAddr) -> bool {
+        let name = JobAllow::Host(host.to_ascii_lowercase());
+        self.allowed.contains(&name)
+            || !is_refused(ip)
+            || self.allowed.iter().any(|a| a.contains(ip))
     }
 
     /// Whether a job of a caller who is not an administrator may fetch each URL of `targets` (each with
@@ -325,6 +337,23 @@ mod tests {
             Some(("::1".into(), 8080))
         );
         assert_eq!(host_and_port("https://h/x"), Some(("h".into(), 443)));
+    }
+
+    #[test]
+    fn connections_are_allowed_by_the_same_rules() {
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let public: IpAddr = "192.0.2.1".parse().unwrap();
+        let policy = JobPolicy::default();
+        assert!(!policy.allows("localhost", loopback));
+        assert!(!policy.allows("h", "::ffff:127.0.0.1".parse().unwrap()));
+        assert!(policy.allows("h", public));
+        let allowed = JobPolicy::new(vec![
+            "Build.Example".parse().unwrap(),
+            "127.0.0.2".parse().unwrap(),
+        ]);
+        assert!(allowed.allows("build.EXAMPLE", loopback));
+        assert!(allowed.allows("h", "127.0.0.2".parse().unwrap()));
+        assert!(!allowed.allows("h", loopback));
     }
 
     #[tokio::test]

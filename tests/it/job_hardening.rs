@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bits_compact::client::PeerGuard;
 use bits_compact::jobs::{part_path, Action, ErrorContext, JobId, JobManager, JobState, NewJob};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -383,4 +384,99 @@ fn hostile_timings_are_refused_by_the_api_and_the_service_keeps_working() {
         assert!(Instant::now() < deadline, "{job}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// An origin on `ip` that answers every request with `302 Found` to `location`; its port. It serves for
+/// at most [`ORIGIN_LIFE`] and 64 connections, in a thread of its own.
+pub(crate) fn redirecting_origin(ip: [u8; 4], location: String) -> u16 {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::from(ip), 0)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let served = async {
+                for _ in 0..64 {
+                    let Ok((socket, _)) = listener.accept().await else {
+                        return;
+                    };
+                    tokio::spawn(redirect(socket, location.clone()));
+                }
+            };
+            let _ = tokio::time::timeout(ORIGIN_LIFE, served).await;
+        });
+    });
+    port
+}
+
+/// One connection of [`redirecting_origin`]: a 302 for each request head, until 20 s of silence.
+async fn redirect(mut socket: tokio::net::TcpStream, location: String) {
+    let reply = format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(20), socket.read(&mut buf)).await
+    {
+        if n == 0 {
+            return;
+        }
+        head.extend_from_slice(&buf[..n]);
+        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            head.drain(..end + 4);
+            if socket.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// SECURITY (issue 22.9): a restricted job (a caller's who is not an administrator) whose allowed origin
+/// (127.0.0.2, standing for a public address) redirects to a refused address (127.0.0.1, standing for
+/// what only the service reaches) is an ERROR `refused_by_policy` saying no more, and the internal server
+/// sees no connection (before: the redirect was followed). The same redirect is followed for a job that
+/// is not restricted, with the same guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restricted_job_is_not_redirected_to_a_refused_address() {
+    let secret = pattern(4096, 35);
+    let served = secret.clone();
+    let internal = HostileOrigin::start(move |asked| {
+        Reply::serve(asked, &served, &[("ETag", "\"in\"".to_owned())])
+    });
+    let port = redirecting_origin([127, 0, 0, 2], internal.url("secret"));
+    let url = format!("http://127.0.0.2:{port}/public");
+    let refused = std::net::IpAddr::from([127, 0, 0, 1]);
+    let guard = PeerGuard::new(move |_, ip| ip != refused);
+    let m = JobManager::builder()
+        .peer_guard(guard)
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let dest = dir.path().join("restricted.bin");
+    let new = NewJob::new("restricted").restricted(true).file(&url, &dest);
+    let id = m.create_job(new).await.unwrap().id;
+    assert!(m.job(id).unwrap().restricted);
+    let state = wait_for(&m, id, &[JobState::Error, JobState::Transferred]).await;
+    let error = m.error(id).unwrap().expect("an error");
+    assert_eq!(state, JobState::Error, "{error}");
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        ("refused_by_policy", "refused by policy")
+    );
+    assert!(internal.asked().is_empty(), "{:?}", internal.asked());
+    assert!(!dest.exists());
+
+    let dest = dir.path().join("unrestricted.bin");
+    let new = NewJob::new("unrestricted").file(&url, &dest);
+    let id = m.create_job(new).await.unwrap().id;
+    let state = wait_for(&m, id, &[JobState::Error, JobState::Transferred]).await;
+    assert_eq!(state, JobState::Transferred, "{:?}", m.error(id));
+    m.set_state(id, Action::Complete).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), secret);
+    assert!(!internal.asked().is_empty());
+    m.shutdown().await;
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::cli::spawn_host;
+use crate::job_hardening::{redirecting_origin, HostileOrigin, Reply};
 use crate::service::{api_over, ok, text, Admin, Service};
 use crate::support::{have, run};
 
@@ -1025,4 +1026,65 @@ fn final_jobs_are_listed_the_same_across_a_restart_until_deleted_or_retained_no_
     svc.restart();
     let remaining = listed(&svc);
     assert!(remaining.is_empty(), "{remaining:?}");
+}
+
+/// Issue 22, item 9, while the job runs: a job of a caller who is not an administrator, to a host
+/// `--job-allow` lets it reach (127.0.0.2, standing for a public address), that redirects to one it may
+/// not (127.0.0.1, standing for what only the service reaches), ends in ERROR `refused_by_policy` saying
+/// no more, and the internal server sees no connection. An administrator's job follows the redirect.
+#[test]
+fn a_redirect_does_not_lead_the_jobs_of_callers_who_are_not_administrators_off_policy() {
+    if !have("curl") {
+        return;
+    }
+    let secret = crate::support::pattern(4096, 36);
+    let served = secret.clone();
+    let internal = HostileOrigin::start(move |asked| {
+        Reply::serve(asked, &served, &[("ETag", "\"in\"".to_owned())])
+    });
+    let port = redirecting_origin([127, 0, 0, 2], internal.url("secret"));
+    let url = format!("http://127.0.0.2:{port}/public");
+    let admin = Admin::start(false, &["--job-allow", "127.0.0.2"]);
+    for (name, password, groups) in [
+        ("admin", "admin-pw-1", vec!["BA"]),
+        ("alice", "alice-pw-1", vec![]),
+    ] {
+        let body = json!({"password": password, "groups": groups});
+        let (code, answer) = admin
+            .svc
+            .api("PUT", &format!("/v1/users/{name}"), Some(&body));
+        assert_eq!(code, 200, "{answer}");
+    }
+    let (base, ca) = (admin.base(), admin.ca_file.to_str().unwrap().to_owned());
+    let as_user = |user: &str, body: &Value| {
+        let creds = format!("{user}:{user}-pw-1");
+        let (code, answer) = api_over(
+            &["--cacert", &ca, "-u", &creds],
+            &base,
+            "POST",
+            "/v1/jobs",
+            Some(body),
+        );
+        assert_eq!(code, 201, "{answer}");
+        id_of(&serde_json::from_str(&answer).unwrap())
+    };
+    let job = |local: &str| json!({"display_name": "redirected", "files": [{"remote_url": url, "local_file": local}]});
+    let svc = &admin.svc;
+    let alices = as_user("alice", &job("a.bin"));
+    poll(svc, &alices, Duration::from_secs(30), |j| {
+        j["state"] == "ERROR" || j["state"] == "TRANSFERRED"
+    });
+    let error = svc.bcs_json(&["job", "error", &alices]);
+    assert_eq!(
+        (error["code"].as_str(), error["message"].as_str()),
+        (Some("refused_by_policy"), Some("refused by policy")),
+        "{error}"
+    );
+    assert!(internal.asked().is_empty(), "{:?}", internal.asked());
+    let admins = as_user("admin", &job("b.bin"));
+    let done = poll(svc, &admins, Duration::from_secs(30), |j| {
+        j["state"] == "ERROR" || j["state"] == "TRANSFERRED"
+    });
+    assert_eq!(done["state"], "TRANSFERRED", "{done}");
+    assert!(!internal.asked().is_empty());
 }

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bits_compact::authz::SecurityDescriptor;
+use bits_compact::client::PeerGuard;
 use bits_compact::jobs::JobManager;
 use bits_compact::service::store::{JobKey, SqliteEndedJobs, SqliteJobStore, SqliteStore};
-use bits_compact::service::{self, AdminAccess, JobAllow, Managed, ServiceJobs};
+use bits_compact::service::{self, AdminAccess, JobAllow, JobPolicy, Managed, ServiceJobs};
 use bits_compact::tls::ClientCertMode;
 use bits_compact::{ClientCertificates, Server, ServerCertificate};
 use clap::Args;
@@ -173,7 +174,11 @@ async fn start_jobs(args: &ServeArgs, state: &std::path::Path) -> Result<Service
     let key = JobKey::load_or_create(&service::job_key_path(state)).map_err(store_error)?;
     let store = SqliteJobStore::open(service::database_path(state), key).map_err(store_error)?;
     let ended = SqliteEndedJobs::open(service::database_path(state)).map_err(store_error)?;
+    // The jobs of callers who are not administrators are checked at each connection as they were when
+    // they were made.
+    let policy = JobPolicy::new(args.job_allow.clone());
     let manager = JobManager::builder()
+        .peer_guard(PeerGuard::new(move |host, ip| policy.allows(host, ip)))
         .store(store)
         .max_transfers(usize::from(args.max_job_transfers))
         // The download root is canonical and job paths are checked link-free: no link is ever followed.

@@ -35,7 +35,7 @@ use super::body::{receive, Limits, LowSpeedLimit, Received, Sink, Span};
 use super::failure::{self, classify, header_str, Failure, Report};
 use super::pace::Pace;
 use super::{part_file, verify};
-use crate::client::{Client, ClientSettings};
+use crate::client::{Client, ClientSettings, PeerGuard};
 use crate::jobs::job::{ErrorContext, JobFile, Validators};
 
 /// Redirects followed for one request.
@@ -51,17 +51,19 @@ pub(crate) type Fetching<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> 
 
 /// What fetches one file: HTTP here; the manager's tests put a scripted one in its place.
 pub(crate) trait Fetch: Send + Sync + 'static {
-    /// Brings the file's temporary up to date with the remote file, updating `file` as it goes.
+    /// Brings the file's temporary up to date with the remote file, updating `file` as it goes; a
+    /// `restricted` job's connections are each checked by the peer guard, if there is one.
     fn fetch<'a>(
         &'a self,
         settings: &'a ClientSettings,
+        restricted: bool,
         file: &'a mut JobFile,
         report: Report<'a>,
     ) -> Fetching<'a>;
 }
 
 /// The HTTP/1.1 client.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Http {
     /// The most bytes per second one transfer receives; `None`: unlimited.
     pub(crate) rate: Option<u64>,
@@ -69,17 +71,23 @@ pub(crate) struct Http {
     pub(crate) low_speed: LowSpeedLimit,
     /// Follow no symbolic link in any component of a temporary's path (see [`open_part`]).
     pub(crate) no_symlinks: bool,
+    /// What every connection of a restricted job is checked against; `None`: nothing.
+    pub(crate) guard: Option<PeerGuard>,
 }
 
 impl Fetch for Http {
     fn fetch<'a>(
         &'a self,
         settings: &'a ClientSettings,
+        restricted: bool,
         file: &'a mut JobFile,
         report: Report<'a>,
     ) -> Fetching<'a> {
         Box::pin(async move {
-            let mut client = Client::new(settings).map_err(|e| Failure::client(&e))?;
+            let guard = self.guard.clone().filter(|_| restricted);
+            let mut client = Client::new(settings)
+                .map_err(|e| Failure::client(&e))?
+                .guarded(guard);
             let limits = Limits {
                 pace: Pace::new(self.rate),
                 low_speed: LowSpeedLimit {

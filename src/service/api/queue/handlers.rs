@@ -150,7 +150,9 @@ fn new_job(body: CreateJob, who: &Principal, planned: &[PlannedPath]) -> Result<
     let mut new = NewJob::new(body.display_name)
         .description(body.description)
         .owner(who.name.clone())
-        .suspended(body.suspended);
+        .suspended(body.suspended)
+        // SECURITY: checked again at each connection (see `JobPolicy`), not only here.
+        .restricted(!who.admin);
     if let Some(p) = &body.priority {
         new = new.priority(p.parse::<Priority>()?);
     }
