@@ -31,7 +31,7 @@ use http::{Method, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use super::answer::{if_range, parse_content_range, read_answer, read_range, validators, Answer};
-use super::body::{receive, Limits, LowSpeedLimit, Received, Sink, Span};
+use super::receive::{receive, Limits, LowSpeedLimit, Received, Sink, Span};
 use super::failure::{self, classify, header_str, Failure, Report};
 use super::pace::Pace;
 use super::{part_file, verify};

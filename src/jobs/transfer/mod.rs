@@ -6,24 +6,24 @@
 //! |---|---|
 //! | `fetch` | HTTP/1.1: size and validators, ranged GETs with If-Range, the overlap check before a resume, restarts, redirects |
 //! | `answer` | what an answer means (sans-IO): validators, Content-Range, If-Range, an answer to a ranged GET |
-//! | `body` | a body into the temporary: bytes held compared, the rest written; the low-speed limit |
+//! | `receive` | a body into the temporary: bytes held compared, the rest written; the low-speed limit |
 //! | `part_file` | the temporary `.NAME.bcs-part`: open (never through a link), sync, rename on Complete, remove on Cancel |
 //! | `verify` | the check of a complete temporary against the server's `Repr-Digest` (RFC 9530) |
 //! | `pace` | a job's own bandwidth limit, held in the transfer loop |
 //! | `failure` | why a transfer stops: TRANSIENT_ERROR or ERROR, status classification, Retry-After; the progress callback |
 //!
 //! Imports go one way: `fetch` uses the six others; `answer`, `part_file` and `verify` use only
-//! `failure`; `body` uses `failure` and `pace`.
+//! `failure`; `receive` uses `failure` and `pace`.
 
 mod answer;
-mod body;
+mod receive;
 mod failure;
 mod fetch;
 mod pace;
 mod part_file;
 mod verify;
 
-pub use body::LowSpeedLimit;
+pub use receive::LowSpeedLimit;
 pub(crate) use failure::Failure;
 pub(crate) use fetch::{parse_url, Fetch, Http};
 pub use part_file::part_path;
