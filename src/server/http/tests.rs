@@ -57,13 +57,14 @@ fn fixture() -> Fixture {
 }
 
 fn conn() -> Arc<ConnInfo> {
+    let peer: std::net::SocketAddr = "192.0.2.7:50000".parse().unwrap();
     Arc::new(ConnInfo {
-        peer: "192.0.2.7:50000".parse().unwrap(),
+        peer,
         local: "192.0.2.1:8080".parse().unwrap(),
         client: None,
         secure: false,
         auth: Default::default(),
-        budget: ReadBudget::new(false, ReadBudget::server(1 << 20)),
+        budget: ReadBudget::new(false, ReadBudget::server(1 << 20), peer.ip()),
         zero_copy: None,
     })
 }
