@@ -1,7 +1,7 @@
 //! Attacks on the server as an adversary would make them, each with the bound it must keep: memory held for
 //! clients that stop reading (HTTP/1.1 and HTTP/2), the read budget they cannot take from other sources,
-//! HTTP/2 refusals that end, password guessing (bursts, many addresses, many
-//! accounts, timing), password-check memory, and range amplification. Memory is read from the real `bcs`
+//! HTTP/2 refusals that end, password guessing (bursts, many addresses, many accounts, timing),
+//! password-check memory, and range amplification. Memory is read from the real `bcs`
 //! process (`/proc/PID/status`), with generous margins for a noisy machine. Every load is bounded in count
 //! and time, and every socket is on loopback (the whole 127.0.0.0/8 is local, which gives many sources).
 
@@ -651,5 +651,78 @@ fn tls_downloads_that_never_read_cannot_starve_another_source() {
     for t in &took {
         assert!(*t < Duration::from_secs(3), "{took:?}");
     }
+    drop(bcs);
+}
+
+/// One HTTP/2 connection with an initial window of 0 opens `streams` GETs of `path`, then reads for
+/// `wait` seconds; prints, per status, how many streams got it and how many of those ended (the server
+/// closed or reset them).
+const H2_REFUSED: &str = r#"
+import json, select, socket, ssl, sys, time
+import h2.connection, h2.config, h2.events, h2.settings
+port, path, streams, wait = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["h2"])
+sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+assert sock.selected_alpn_protocol() == "h2"
+conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+conn.initiate_connection()
+conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+for _ in range(streams):
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", "GET"), (":path", path), (":scheme", "https"), (":authority", "localhost")], end_stream=True)
+sock.sendall(conn.data_to_send())
+status, ended = {}, set()
+end = time.time() + wait
+while time.time() < end:
+    if not select.select([sock], [], [], 0.1)[0] and not sock.pending():
+        continue
+    chunk = sock.recv(65536)
+    if not chunk:
+        break
+    for e in conn.receive_data(chunk):
+        if isinstance(e, h2.events.ResponseReceived):
+            status[e.stream_id] = dict(e.headers)[b":status"].decode()
+        if isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
+            ended.add(e.stream_id)
+    sock.sendall(conn.data_to_send())
+out = {}
+for sid, code in status.items():
+    got = out.setdefault(code, [0, 0])
+    got[0] += 1
+    got[1] += sid in ended
+print(json.dumps(out))
+"#;
+
+/// Issue 22.10: an HTTP/2 stream over the per-client cap was answered 503 with a body that a client
+/// granting no window never let out, so the refused stream stayed open. Now its HEADERS end it.
+#[test]
+fn http2_streams_over_the_per_client_cap_are_refused_and_end() {
+    if !have("python3") || !have_module("h2") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "f.bin", &crate::support::pattern(1 << 20, 5));
+    let (bcs, port) = bcs_host("https", &["--max-downloads-per-client", "2"], &[&file]);
+    let script = dir.path().join("h2_refused.py");
+    std::fs::write(&script, H2_REFUSED).unwrap();
+    let out = run(
+        "python3",
+        &[
+            script.to_str().unwrap(),
+            &port.to_string(),
+            "/h/f.bin",
+            "10",
+            "3",
+        ],
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(printed.trim())
+        .unwrap_or_else(|_| panic!("{printed} {}", String::from_utf8_lossy(&out.stderr)));
+    // Two streams are served (and wait for a window); the other eight are refused, and end at once.
+    assert_eq!(v["200"], serde_json::json!([2, 0]), "{printed}");
+    assert_eq!(v["503"], serde_json::json!([8, 8]), "{printed}");
     drop(bcs);
 }

@@ -31,6 +31,7 @@ where
 {
     let mut log = AccessLog::start(&req, &conn);
     let mut counted = None;
+    let version = req.version();
     let response = match route(&req, &site, &conn) {
         Ok((group, target)) => {
             if let Some(log) = log.as_mut() {
@@ -45,7 +46,7 @@ where
                     Ok(granted) => {
                         let response = transfer(&req, &group, &entry, &site, &conn)
                             .await
-                            .unwrap_or_else(Reject::into_response);
+                            .unwrap_or_else(|reject| reject.into_response_on(version));
                         Ok((response, granted))
                     }
                     Err(reject) => Err(reject),
@@ -67,12 +68,12 @@ where
                     }
                     response
                 }
-                Err(reject) => reject.into_response(),
+                Err(reject) => reject.into_response_on(version),
             }
         }
         Err(reject) => {
             tracing::debug!(peer = %conn.peer, error = %reject, "request refused");
-            reject.into_response()
+            reject.into_response_on(version)
         }
     };
     let get = req.method() == Method::GET;

@@ -1,7 +1,7 @@
 //! The one place where a refusal becomes an HTTP response. Internal detail is logged here, never sent.
 
 use http::header::{self, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Response, StatusCode, Version};
 
 use crate::auth::Refusal;
 use crate::files::{FileError, ResponseBody};
@@ -45,7 +45,21 @@ pub(crate) enum Reject {
 }
 
 impl Reject {
-    pub(crate) fn into_response(self) -> Response<ResponseBody> {
+    /// The response to a request over `version`. On HTTP/2 a 503 goes without its text, so that its
+    /// HEADERS end the stream (END_STREAM): a body would wait for a flow-control window, and a client
+    /// that grants none would keep every refused stream open.
+    pub(crate) fn into_response_on(self, version: Version) -> Response<ResponseBody> {
+        let mut response = self.into_response();
+        if version == Version::HTTP_2 && response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            *response.body_mut() = ResponseBody::empty();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+        }
+        response
+    }
+
+    fn into_response(self) -> Response<ResponseBody> {
         let status = match &self {
             Reject::BadRequest(_) | Reject::BadPath(_) | Reject::NoGroup => StatusCode::BAD_REQUEST,
             Reject::Refused(refusal) => refusal.status(),
