@@ -40,4 +40,5 @@ mod servejobs;
 mod service;
 mod support;
 mod tls;
+mod unserved;
 mod zerocopy;
