@@ -15,7 +15,7 @@ pub(crate) use memory::{hold, Permits, ReadBudget, Reservation, H2_CHUNK, SERVER
 pub(crate) use progress::StreamProgress;
 pub use rate::{ByteRate, ConnectionLimit, LimitError};
 pub(crate) use shares::ServerBudget;
-pub(crate) use sources::{PerSource, SourceTicket, SourceTransfers, PER_SOURCE};
+pub(crate) use sources::{SourceTicket, SourceTransfers, PER_SOURCE};
 pub(crate) use transfers::{TransferPermit, Transfers};
 
 /// A group's limits and their live state, shared by the group handle and the transfers in flight.
