@@ -225,15 +225,7 @@ async fn admit(
         .access_check(&identity.token(), AccessMask::FILE_READ_DATA);
     if seat.authenticated(&name, admin || reads.allowed).is_err() {
         tracing::debug!(target: "bits_compact::service", %who, "too many connections for this caller");
-        let mut response = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "too many connections from this caller; retry later",
-        );
-        let h = response.headers_mut();
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+        return busy();
     }
     let principal = Principal { name, admin };
     let mut response = call(router, req, who, principal).await;
@@ -244,6 +236,19 @@ async fn admit(
                 .insert(header::WWW_AUTHENTICATE, value);
         }
     }
+    response
+}
+
+/// A caller over its share of connections: 503, and this connection closed, which gives its place back.
+fn busy() -> Response<Body> {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "too many connections from this caller; retry later",
+    );
+    let h = response.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
