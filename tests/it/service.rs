@@ -1392,4 +1392,13 @@ fn slow_bodies_from_a_user_cannot_hold_out_an_administrator_on_its_address() {
         .as_f64()
         .unwrap_or_else(|| panic!("no body answered: {printed}"));
     assert!(longest < 15.0, "{printed}");
+    // A caller that does not authenticate is answered before its body is read.
+    let port = admin.port.to_string();
+    let out = run(
+        "python3",
+        &[script.to_str().unwrap(), &port, "bob:wrong", "1", "2"],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["answers"], json!({"HTTP/1.1 401 Unauthorized": 1}), "{v}");
+    assert!(v["longest"].as_f64().unwrap() < 1.5, "{v}");
 }
