@@ -7,7 +7,7 @@
 //!
 //! The table is an immutable snapshot rebuilt whenever groups change, so the request path never locks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::url::{Host, UrlGroup};
@@ -64,14 +64,6 @@ impl RouteTable {
     ) -> Option<&UrlGroup> {
         let routes = self.ports.get(&port)?;
         let segment_matches = |g: &&UrlGroup| g.prefix().segment_key() == segment_key;
-        let host_matches = |g: &&UrlGroup| match (g.prefix().host(), host) {
-            (Host::Name(name), Some(host)) => name == host,
-            _ => false,
-        };
-        let ip_matches = |g: &&UrlGroup| match g.prefix().host() {
-            Host::Ip(ip) => *ip == local_ip,
-            _ => false,
-        };
         routes
             .strong
             .iter()
@@ -80,11 +72,55 @@ impl RouteTable {
                 routes
                     .named
                     .iter()
-                    .filter(host_matches)
+                    .filter(|g| host_matches(g, host))
                     .find(segment_matches)
             })
-            .or_else(|| routes.ip.iter().filter(ip_matches).find(segment_matches))
+            .or_else(|| {
+                routes
+                    .ip
+                    .iter()
+                    .filter(|g| ip_matches(g, local_ip))
+                    .find(segment_matches)
+            })
             .or_else(|| routes.weak.iter().find(segment_matches))
+    }
+
+    /// The groups that a request on `port` naming `host`, arrived at `local_ip`, can reach whatever its
+    /// path: for each segment, the one [`RouteTable::route`] picks. Empty when no group serves the host.
+    pub(crate) fn reachable(
+        &self,
+        port: u16,
+        host: Option<&str>,
+        local_ip: IpAddr,
+    ) -> Vec<&UrlGroup> {
+        let Some(routes) = self.ports.get(&port) else {
+            return Vec::new();
+        };
+        let mut segments = HashSet::new();
+        routes
+            .strong
+            .iter()
+            .chain(routes.named.iter().filter(|g| host_matches(g, host)))
+            .chain(routes.ip.iter().filter(|g| ip_matches(g, local_ip)))
+            .chain(&routes.weak)
+            .filter(|g| segments.insert(g.prefix().segment_key()))
+            .collect()
+    }
+}
+
+/// Whether a group's prefix names the request's host.
+fn host_matches(group: &UrlGroup, host: Option<&str>) -> bool {
+    match (group.prefix().host(), host) {
+        (Host::Name(name), Some(host)) => name == host,
+        _ => false,
+    }
+}
+
+/// Whether a group's prefix is bound to the local address the request arrived at.
+fn ip_matches(group: &UrlGroup, local_ip: IpAddr) -> bool {
+    match group.prefix().host() {
+        Host::Ip(ip) => *ip == local_ip,
+        _ => false,
     }
 }
 
@@ -177,5 +213,42 @@ mod tests {
         assert_eq!(routed(&t, 80, Some("nope"), "127.0.0.1", "a"), None);
         assert_eq!(routed(&t, 80, None, "127.0.0.1", "a"), None);
         assert_eq!(routed(&t, 80, Some("files"), "127.0.0.2", "b"), None);
+    }
+
+    #[test]
+    fn reachable_groups_are_those_routing_would_pick() {
+        let groups = [
+            group("http://*:80/a/"),
+            group("http://files:80/a/"),
+            group("http://files:80/c/"),
+            group("http://127.0.0.1:80/d/"),
+            group("http://other:80/e/"),
+        ];
+        let t = RouteTable::new(&groups);
+        let reachable = |host: Option<&str>, ip: &str| -> Vec<String> {
+            let mut found: Vec<String> = t
+                .reachable(80, host, ip.parse().unwrap())
+                .iter()
+                .map(|g| g.prefix().to_string())
+                .collect();
+            found.sort();
+            found
+        };
+        assert_eq!(
+            reachable(Some("files"), "127.0.0.1"),
+            [
+                "http://127.0.0.1:80/d/",
+                "http://files:80/a/",
+                "http://files:80/c/"
+            ]
+        );
+        assert_eq!(reachable(None, "10.0.0.1"), ["http://*:80/a/"]);
+        assert!(t
+            .reachable(81, None, "127.0.0.1".parse().unwrap())
+            .is_empty());
+        let named = RouteTable::new(&[group("http://files:80/a/")]);
+        assert!(named
+            .reachable(80, Some("nope"), "127.0.0.1".parse().unwrap())
+            .is_empty());
     }
 }

@@ -5,11 +5,13 @@
 //! chunk read from disk first takes its size from its connection's budget and then from the server's;
 //! the bytes carry those permits and give them back when the last reference to them is dropped, which is
 //! when hyper (or h2, or rustls) has written them out. So a stalled HTTP/1.1 download holds at most its
-//! connection's budget, an HTTP/2 connection with a hundred stalled streams holds the same, and all
-//! connections together at most the server's budget; past it, bodies wait (backpressure), they do not
-//! allocate.
+//! connection's budget, an HTTP/2 connection with a hundred stalled streams holds the same, all
+//! connections of one client source at most the source's share of the server's budget, and all
+//! connections together at most the server's budget (`limits::shares`); past it, bodies wait
+//! (backpressure), they do not allocate.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -17,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::PollSemaphore;
 
+use super::shares::{ServerBudget, SharePermit, ShareRequest};
 use super::StreamProgress;
 
 /// The chunk a body reads at once on an HTTP/1.1 connection. Measured against nginx on one 1 GiB
@@ -38,12 +41,14 @@ pub(crate) const SERVER_BUDGET: usize = 64 << 20;
 pub(crate) struct ReadBudget {
     chunk: usize,
     connection: Arc<Semaphore>,
-    server: Arc<Semaphore>,
+    server: Arc<ServerBudget>,
+    /// The client's address: whose share of the server's budget the connection takes from.
+    peer: IpAddr,
 }
 
 impl ReadBudget {
-    /// The budget of a new connection (`http2` or not) under the server's semaphore.
-    pub(crate) fn new(http2: bool, server: Arc<Semaphore>) -> Arc<Self> {
+    /// The budget of a new connection (`http2` or not) from `peer`, under the server's budget.
+    pub(crate) fn new(http2: bool, server: Arc<ServerBudget>, peer: IpAddr) -> Arc<Self> {
         let (chunk, budget) = if http2 {
             (H2_CHUNK, H2_BUDGET)
         } else {
@@ -53,12 +58,14 @@ impl ReadBudget {
             chunk,
             connection: Arc::new(Semaphore::new(budget)),
             server,
+            peer,
         })
     }
 
-    /// The server-wide semaphore, `bytes` large (at least one HTTP/1.1 budget, so a chunk always fits).
-    pub(crate) fn server(bytes: usize) -> Arc<Semaphore> {
-        Arc::new(Semaphore::new(bytes.max(H1_BUDGET)))
+    /// The server's budget, `bytes` large; it and each source's share hold at least one HTTP/1.1
+    /// budget, so a chunk always fits.
+    pub(crate) fn server(bytes: usize) -> Arc<ServerBudget> {
+        ServerBudget::new(bytes, H1_BUDGET)
     }
 
     /// How much a body on this connection reads at once.
@@ -71,38 +78,35 @@ impl ReadBudget {
 #[derive(Debug)]
 pub(crate) struct Reservation {
     connection: PollSemaphore,
-    server: PollSemaphore,
+    server: ShareRequest,
     /// The connection's part, held while the server's part is awaited.
     held: Option<OwnedSemaphorePermit>,
-    /// The last take is waiting for the server's budget.
-    on_server: bool,
 }
 
 /// Budget taken for one chunk; given back when dropped.
 #[derive(Debug)]
 pub(crate) struct Permits {
     _connection: Option<OwnedSemaphorePermit>,
-    _server: Option<OwnedSemaphorePermit>,
+    _server: Option<SharePermit>,
 }
 
 impl Reservation {
     pub(crate) fn new(budget: &ReadBudget) -> Self {
         Reservation {
             connection: PollSemaphore::new(budget.connection.clone()),
-            server: PollSemaphore::new(budget.server.clone()),
+            server: ShareRequest::new(budget.server.clone(), budget.peer),
             held: None,
-            on_server: false,
         }
     }
 
     /// Whether the last take is still waiting for the server's budget (other clients hold it), rather than
-    /// for the connection's (the same client's other requests hold it).
+    /// for the connection's or its source's share (the same client's other requests hold it).
     pub(crate) fn is_waiting_on_server(&self) -> bool {
-        self.on_server
+        self.held.is_some() && self.server.is_waiting_on_others()
     }
 
-    /// Takes `len` bytes of budget, connection first; pending while either is spent. Call again with the
-    /// same `len` until ready.
+    /// Takes `len` bytes of budget: the connection's, then its source's share of the server's; pending
+    /// while either is spent. Call again with the same `len` until ready.
     pub(crate) fn poll_take(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Permits> {
         let n = u32::try_from(len).unwrap_or(u32::MAX);
         if self.held.is_none() {
@@ -115,12 +119,10 @@ impl Reservation {
                 });
             }
         }
-        self.on_server = true;
-        let server = ready!(self.server.poll_acquire_many(cx, n));
-        self.on_server = false;
+        let server = ready!(self.server.poll_take(cx, len));
         Poll::Ready(Permits {
             _connection: self.held.take(),
-            _server: server,
+            _server: Some(server),
         })
     }
 }
@@ -193,10 +195,12 @@ mod tests {
     use super::*;
     use std::future::poll_fn;
 
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[tokio::test]
     async fn bytes_give_their_budget_back_when_the_last_slice_is_dropped() {
         let server = ReadBudget::server(0);
-        let budget = ReadBudget::new(false, server.clone());
+        let budget = ReadBudget::new(false, server.clone(), PEER);
         const HALF: usize = H1_BUDGET / 2;
         let mut r = Reservation::new(&budget);
         let a = hold(
@@ -225,7 +229,7 @@ mod tests {
         let c = poll_fn(|cx| r.poll_take(cx, HALF)).await;
         drop((b, c));
         assert_eq!(budget.connection.available_permits(), H1_BUDGET);
-        assert_eq!(server.available_permits(), H1_BUDGET);
+        assert_eq!(server.available(), H1_BUDGET);
     }
 
     #[tokio::test]
@@ -233,8 +237,8 @@ mod tests {
         let server = ReadBudget::server(H1_BUDGET);
         const HALF: usize = H1_BUDGET / 2;
         let (one, two) = (
-            ReadBudget::new(false, server.clone()),
-            ReadBudget::new(false, server.clone()),
+            ReadBudget::new(false, server.clone(), PEER),
+            ReadBudget::new(false, server.clone(), PEER),
         );
         let mut r1 = Reservation::new(&one);
         let held = [
@@ -251,7 +255,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_http2_chunk_goes_out_in_frames_each_reporting_progress() {
-        let budget = ReadBudget::new(true, ReadBudget::server(0));
+        let budget = ReadBudget::new(true, ReadBudget::server(0), PEER);
         let mut r = Reservation::new(&budget);
         let permits = poll_fn(|cx| r.poll_take(cx, H2_CHUNK)).await;
         let progress = Arc::new(StreamProgress::default());

@@ -6,6 +6,7 @@ mod bandwidth;
 mod memory;
 mod progress;
 mod rate;
+mod shares;
 mod sources;
 mod transfers;
 
@@ -13,7 +14,8 @@ pub(crate) use bandwidth::Bandwidth;
 pub(crate) use memory::{hold, Permits, ReadBudget, Reservation, H2_CHUNK, SERVER_BUDGET};
 pub(crate) use progress::StreamProgress;
 pub use rate::{ByteRate, ConnectionLimit, LimitError};
-pub(crate) use sources::{PerSource, SourceTicket, SourceTransfers, PER_SOURCE};
+pub(crate) use shares::ServerBudget;
+pub(crate) use sources::{SourceTicket, SourceTransfers, PER_SOURCE};
 pub(crate) use transfers::{TransferPermit, Transfers};
 
 /// A group's limits and their live state, shared by the group handle and the transfers in flight.

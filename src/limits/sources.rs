@@ -1,5 +1,4 @@
-//! What one client source may hold at once ([`PerSource`]: transfers here, connections to the remote
-//! management listener), and transfers for the whole server.
+//! How many transfers one client source may run at once ([`PerSource`]), and the whole server.
 //!
 //! SECURITY: the threat is one client taking what all clients share. Each transfer (a GET being answered)
 //! holds an open file and part of the server's read budget for as long as its client keeps it open, and a

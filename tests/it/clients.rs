@@ -252,9 +252,9 @@ fn curl_errors_405_400_404() {
         assert_eq!(r.status, 405, "{method}");
         assert_eq!(r.header("allow"), Some("GET, HEAD"));
     }
-    // No group matches: 400 (HTTP.sys); unknown suffix in a group: 404.
-    assert_eq!(curl(&[&f.srv.url("/Nope/big.bin")]).status, 400);
-    assert_eq!(curl(&[&f.srv.url("/")]).status, 400);
+    // No group matches: 404 (no URL serves it; HTTP.sys says 400); unknown suffix in a group: 404.
+    assert_eq!(curl(&[&f.srv.url("/Nope/big.bin")]).status, 404);
+    assert_eq!(curl(&[&f.srv.url("/")]).status, 404);
     assert_eq!(curl(&[&f.srv.url("/Files/missing.bin")]).status, 404);
     assert_eq!(curl(&[&f.srv.url("/Files/")]).status, 404);
     assert_eq!(curl(&[&f.srv.url("/Files/docs")]).status, 404);

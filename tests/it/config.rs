@@ -113,7 +113,7 @@ fn config_round_trips_through_toml_onto_a_fresh_server_that_answers_alike() {
     let ca_path = ca_file.to_str().unwrap().to_owned();
     let before = answers(http, https, &ca_path);
     let statuses: Vec<u16> = before.iter().map(|(_, s, _)| *s).collect();
-    assert_eq!(statuses, [200, 206, 200, 403, 401, 200, 200, 400, 200]);
+    assert_eq!(statuses, [200, 206, 200, 403, 401, 200, 200, 404, 200]);
 
     let text = toml::to_string(&config).unwrap();
     assert!(

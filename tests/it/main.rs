@@ -43,4 +43,5 @@ mod servejobs;
 mod service;
 mod support;
 mod tls;
+mod unserved;
 mod zerocopy;

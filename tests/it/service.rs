@@ -233,7 +233,7 @@ pub(crate) fn ok(out: &Output) -> String {
 
 /// The original's walkthrough, with `bcs` against a running `bcs serve`: create a group, enable NTLM,
 /// set ConnectionLimit and BandwidthLimit, add a URL with SDDL, download with curl (NTLM), remove the URL
-/// (404), delete the group (400). Every `--json` output parses.
+/// (404), delete the group (404 too). Every `--json` output parses.
 #[test]
 fn the_original_walkthrough_with_bcs_and_curl() {
     if !have("curl") {
@@ -333,7 +333,8 @@ fn the_original_walkthrough_with_bcs_and_curl() {
     );
 
     ok(&svc.bcs(&["group", "delete", &prefix]));
-    assert_eq!(status(&target, &[]), "400");
+    // No URL serves the path any more: 404 (HTTP.sys answers 400 for a path no group has).
+    assert_eq!(status(&target, &[]), "404");
     let missing = svc.bcs(&["group", "show", &prefix, "--json"]);
     assert_eq!(missing.status.code(), Some(3));
     let err: Value = serde_json::from_slice(&missing.stdout).unwrap();
@@ -1747,4 +1748,159 @@ fn service_groups_have_an_index_unless_turned_off() {
         true,
         "{answer}"
     );
+}
+
+/// An administrator `admin` and a plain user `bob` (both with Basic passwords) on `admin`'s service.
+fn admin_and_bob(admin: &Admin) {
+    for (name, groups) in [("admin", json!(["BA"])), ("bob", json!([]))] {
+        let user = json!({"password": format!("{name}-pw-1"), "groups": groups});
+        let path = format!("/v1/users/{name}");
+        assert_eq!(admin.svc.api("PUT", &path, Some(&user)).0, 200);
+    }
+}
+
+/// An administrator's `GET /v1/groups` over the remote listener from 127.0.0.1: its status and how long
+/// it took.
+fn admin_call(admin: &Admin) -> (String, Duration) {
+    let url = format!("{}/v1/groups", admin.base());
+    let ca = admin.ca_file.to_str().unwrap();
+    let started = Instant::now();
+    let code = status(
+        &url,
+        &["--cacert", ca, "-u", "admin:admin-pw-1", "--max-time", "30"],
+    );
+    (code, started.elapsed())
+}
+
+/// Issue 22.2, first attack: 8 addresses × 8 TCP connections that never start TLS held every connection
+/// of the remote listener, and an administrator's call from another address waited 7 s for one.
+#[test]
+fn idle_connections_from_many_addresses_cannot_hold_out_an_administrator() {
+    if !have("curl") {
+        return;
+    }
+    let admin = Admin::start(false, &[]);
+    admin_and_bob(&admin);
+    let held: Vec<TcpStream> = (0..64u8)
+        .map(|i| {
+            let from = std::net::Ipv4Addr::new(127, 0, 22, 1 + i / 8);
+            crate::support::connect_from(from, admin.port, None)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let calls: Vec<_> = (0..3).map(|_| admin_call(&admin)).collect();
+    eprintln!("an administrator's call beside 64 idle connections from 8 addresses: {calls:?}");
+    // Before: 7 to 10 s (the TLS handshake deadline freed the connections). The aim is under 1 s;
+    // generous for a loaded machine.
+    for (code, took) in &calls {
+        assert_eq!(code, "200", "{calls:?}");
+        assert!(*took < Duration::from_secs(3), "{calls:?}");
+    }
+    drop(held);
+}
+
+/// Sends `POST /v1/jobs` with Basic `creds` on `conns` connections at once, each body one byte a second,
+/// reconnecting three seconds after each end (a flood of reconnections would be another attack: on the
+/// password checks), for `hold` seconds. Prints what came back: the status lines
+/// with their counts, and the longest a body that was answered (not refused at once) took.
+const SLOW_BODIES: &str = r#"
+import base64, json, socket, ssl, sys, threading, time
+port, creds, conns, hold = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+token = base64.b64encode(creds.encode()).decode()
+head = ("POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic %s\r\n"
+        "Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n" % token).encode()
+end = time.time() + hold
+answers, lock = [], threading.Lock()
+def one():
+    start = time.time()
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+    s.sendall(head)
+    s.settimeout(1)
+    got = b""
+    while time.time() < end and b"\r\n" not in got:
+        try:
+            s.sendall(b" ")
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        except socket.timeout:
+            pass
+    s.close()
+    if got:
+        with lock:
+            answers.append((got.split(b"\r\n")[0].decode(errors="replace"), time.time() - start))
+def worker():
+    while time.time() < end:
+        try:
+            one()
+        except (OSError, ssl.SSLError):
+            pass
+        time.sleep(3)
+threads = [threading.Thread(target=worker) for _ in range(conns)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+counts = {}
+for line, _ in answers:
+    counts[line] = counts.get(line, 0) + 1
+slow = [took for line, took in answers if " 503 " not in line]
+print(json.dumps({"answers": counts, "longest": max(slow, default=None)}))
+"#;
+
+/// Issue 22.2, second attack: 64 `POST /v1/jobs` bodies at one byte a second from an authenticated
+/// non-administrator on the administrator's own address held the remote listener for the 60 s body
+/// deadline, and the administrator's call failed meanwhile. Now bodies have a minimum rate, and
+/// connections count per caller once authenticated, with room kept for administrators.
+#[test]
+fn slow_bodies_from_a_user_cannot_hold_out_an_administrator_on_its_address() {
+    if !have("curl") || !have("python3") {
+        return;
+    }
+    let admin = Admin::start(false, &[]);
+    admin_and_bob(&admin);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("slow_bodies.py");
+    std::fs::write(&script, SLOW_BODIES).unwrap();
+    let attack = std::process::Command::new("python3")
+        .args([script.to_str().unwrap(), &admin.port.to_string()])
+        .args(["bob:bob-pw-1", "64", "20"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        calls.push(admin_call(&admin));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let out = attack.wait_with_output().unwrap();
+    let printed = text(&out.stdout);
+    eprintln!(
+        "an administrator's call beside 64 slow bodies from its address: {calls:?}; {printed}"
+    );
+    // Before: the call failed (the address's 8 connections were held for 60 s). The aim is under 1 s.
+    for (code, took) in &calls {
+        assert_eq!(code, "200", "{calls:?}");
+        assert!(*took < Duration::from_secs(3), "{calls:?}");
+    }
+    // A body at one byte a second is refused within seconds, not at the 60 s deadline.
+    let v: Value = serde_json::from_str(printed.trim()).unwrap_or_else(|_| panic!("{printed}"));
+    let longest = v["longest"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no body answered: {printed}"));
+    assert!(longest < 15.0, "{printed}");
+    // A caller that does not authenticate is answered before its body is read.
+    let port = admin.port.to_string();
+    let out = run(
+        "python3",
+        &[script.to_str().unwrap(), &port, "bob:wrong", "1", "2"],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["answers"], json!({"HTTP/1.1 401 Unauthorized": 1}), "{v}");
+    assert!(v["longest"].as_f64().unwrap() < 1.5, "{v}");
 }

@@ -31,9 +31,9 @@ use http::{Method, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use super::answer::{if_range, parse_content_range, read_answer, read_range, validators, Answer};
-use super::receive::{receive, Limits, LowSpeedLimit, Received, Sink, Span};
 use super::failure::{self, classify, header_str, Failure, Report};
 use super::pace::Pace;
+use super::receive::{receive, Limits, LowSpeedLimit, Received, Sink, Span};
 use super::{part_file, verify};
 use crate::client::{Client, ClientSettings, PeerGuard};
 use crate::jobs::job::{ErrorContext, JobFile, Validators};

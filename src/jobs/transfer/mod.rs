@@ -16,18 +16,18 @@
 //! `failure`; `receive` uses `failure` and `pace`.
 
 mod answer;
-mod receive;
 mod failure;
 mod fetch;
 mod pace;
 mod part_file;
+mod receive;
 mod verify;
 
-pub use receive::LowSpeedLimit;
 pub(crate) use failure::Failure;
 pub(crate) use fetch::{parse_url, Fetch, Http};
 pub use part_file::part_path;
 pub(crate) use part_file::{complete, discard, is_part_name};
+pub use receive::LowSpeedLimit;
 
 #[cfg(test)]
 pub(crate) use failure::{classify, Report};

@@ -34,7 +34,7 @@ use super::request;
 use super::site::Site;
 use super::stream::WatchedExecutor;
 use crate::files::ZeroCopy;
-use crate::limits::{ReadBudget, H2_CHUNK};
+use crate::limits::{ReadBudget, ServerBudget, H2_CHUNK};
 use crate::tls::ClientIdentity;
 
 /// What every connection of one `serve` call shares.
@@ -45,8 +45,8 @@ pub(crate) struct ConnContext {
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
     /// The drain deadline passed: drop what is left.
     pub(crate) force: tokio_util::sync::CancellationToken,
-    /// The server's read budget: file bytes all response bodies may hold at once.
-    pub(crate) read_budget: Arc<tokio::sync::Semaphore>,
+    /// The server's read budget: file bytes all response bodies may hold at once, shared between sources.
+    pub(crate) read_budget: Arc<ServerBudget>,
 }
 
 /// SETTINGS_MAX_CONCURRENT_STREAMS on HTTP/2 connections.
@@ -82,7 +82,7 @@ pub(crate) async fn serve(
             client: None,
             secure: false,
             auth: Default::default(),
-            budget: ReadBudget::new(false, ctx.read_budget.clone()),
+            budget: ReadBudget::new(false, ctx.read_budget.clone(), peer.ip()),
             zero_copy,
         };
         return serve_h1(io, info, activity, ctx).await;
@@ -135,7 +135,7 @@ async fn serve_tls(
         client,
         secure: true,
         auth: Default::default(),
-        budget: ReadBudget::new(h2, ctx.read_budget.clone()),
+        budget: ReadBudget::new(h2, ctx.read_budget.clone(), peer.ip()),
         zero_copy: None,
     };
     if h2 {

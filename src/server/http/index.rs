@@ -1,5 +1,7 @@
 //! The index at a group's root (`GET /Segment/`, when the group has it on): the URLs the caller may read,
-//! with their sizes and dates, as HTML, or as JSON for `Accept: application/json`.
+//! with their sizes and dates, as HTML, or as JSON for `Accept: application/json`. And the page shown for
+//! a path no URL serves (a browser at `http://host:port/`): the groups the request can reach that have
+//! an index, each a link to it.
 //!
 //! SECURITY: the index must not tell anyone what they may not download. Each URL is listed only if the
 //! caller's identity passes that URL's own rule, decided as a GET of it would be; an anonymous caller in a
@@ -14,7 +16,7 @@ use super::response::Reject;
 use super::site::Site;
 use crate::auth::Granted;
 use crate::files::ResponseBody;
-use crate::url::UrlGroup;
+use crate::url::{UrlGroup, UrlSuffix};
 
 /// One listed URL.
 struct Listed {
@@ -79,6 +81,35 @@ pub(crate) async fn respond<B>(
     // The list changes as URLs come and go, and differs per caller.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok((response, granted))
+}
+
+/// The page for a path no URL serves, naming those of `groups` that have an index (what their own
+/// root would list anyway); `None` when none has.
+pub(super) fn groups_page(groups: &[&UrlGroup]) -> Option<String> {
+    let mut segments: Vec<&str> = groups
+        .iter()
+        .filter(|g| g.index())
+        .map(|g| g.prefix().segment())
+        .collect();
+    if segments.is_empty() {
+        return None;
+    }
+    segments.sort_unstable_by_key(|s| s.to_lowercase());
+    let mut out = String::from(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>404 Not Found</title></head>\n\
+         <body><h1>Not Found</h1>\n<p>No URL here serves this path. URL groups here:</p>\n<ul>\n",
+    );
+    for segment in segments {
+        // A prefix's segment is a valid suffix segment; encoded, it is the link's path.
+        let href = UrlSuffix::new(segment).map_or_else(|_| segment.to_owned(), |s| s.encoded());
+        out.push_str(&format!(
+            "<li><a href=\"/{}/\">/{}/</a></li>\n",
+            escape_html(&href),
+            escape_html(segment)
+        ));
+    }
+    out.push_str("</ul>\n</body></html>\n");
+    Some(out)
 }
 
 fn html_index(prefix: &str, listed: &[Listed]) -> String {

@@ -15,7 +15,7 @@ use super::response::Reject;
 use super::site::Site;
 use super::stream;
 use crate::files::{self, OnFinish, ResponseBody};
-use crate::url::{DownloadUnderWay, RequestPath, UrlEntry, UrlGroup};
+use crate::url::{DownloadUnderWay, RequestPath, SegmentError, UrlEntry, UrlGroup};
 
 /// The hyper service: infallible, since an `Err` would abort the connection. It takes any request body
 /// (hyper's on a connection, an in-memory one in tests), and needs no socket: `conn` says where the request
@@ -31,6 +31,7 @@ where
 {
     let mut log = AccessLog::start(&req, &conn);
     let mut counted = None;
+    let version = req.version();
     let response = match route(&req, &site, &conn) {
         Ok((group, target)) => {
             if let Some(log) = log.as_mut() {
@@ -45,7 +46,7 @@ where
                     Ok(granted) => {
                         let response = transfer(&req, &group, &entry, &site, &conn)
                             .await
-                            .unwrap_or_else(Reject::into_response);
+                            .unwrap_or_else(|reject| reject.into_response_on(version));
                         Ok((response, granted))
                     }
                     Err(reject) => Err(reject),
@@ -67,12 +68,12 @@ where
                     }
                     response
                 }
-                Err(reject) => reject.into_response(),
+                Err(reject) => reject.into_response_on(version),
             }
         }
         Err(reject) => {
             tracing::debug!(peer = %conn.peer, error = %reject, "request refused");
-            reject.into_response()
+            reject.into_response_on(version)
         }
     };
     let get = req.method() == Method::GET;
@@ -200,20 +201,30 @@ enum Target {
     Index,
 }
 
-/// Finds the group and URL (or index) for a request, or why there is none.
+/// Finds the group and URL (or index) for a request, or why there is none: 400 for a malformed request,
+/// 404 for a path no URL serves.
 fn route<B>(req: &Request<B>, site: &Site, conn: &ConnInfo) -> Result<(UrlGroup, Target), Reject> {
     let host = request_host(req)?;
-    let path = RequestPath::parse(req.uri().path()).map_err(Reject::BadPath)?;
+    let raw = req.uri().path();
+    let path = match RequestPath::parse(raw) {
+        Ok(path) => Some(path),
+        // `/`, `/Group/sub/`, `/Group//x`: well-formed, but no URL has an empty segment.
+        Err(SegmentError::Empty) if raw.starts_with('/') => None,
+        Err(e) => return Err(Reject::BadPath(e)),
+    };
     let routes = site.routes.load();
-    let group = routes
-        .route(
-            conn.local.port(),
-            host.as_deref(),
-            conn.local.ip(),
-            &path.group_key,
-        )
-        .ok_or(Reject::NoGroup)?
-        .clone();
+    let (port, local_ip) = (conn.local.port(), conn.local.ip());
+    let found = path
+        .as_ref()
+        .and_then(|path| routes.route(port, host.as_deref(), local_ip, &path.group_key));
+    let (Some(path), Some(group)) = (path.as_ref(), found) else {
+        let reachable = routes.reachable(port, host.as_deref(), local_ip);
+        if reachable.is_empty() {
+            return Err(Reject::NoGroup);
+        }
+        return Err(Reject::Unserved(index::groups_page(&reachable)));
+    };
+    let group = group.clone();
     if path.suffix_key.is_empty() && group.index() {
         return Ok((group, Target::Index));
     }

@@ -1,7 +1,7 @@
 //! The one place where a refusal becomes an HTTP response. Internal detail is logged here, never sent.
 
 use http::header::{self, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Response, StatusCode, Version};
 
 use crate::auth::Refusal;
 use crate::files::{FileError, ResponseBody};
@@ -16,9 +16,14 @@ pub(crate) enum Reject {
     /// A path segment broke a rule.
     #[error("bad request path")]
     BadPath(#[source] SegmentError),
-    /// No URL group matches the host and path (HTTP.sys answers 400).
+    /// No URL group on the port serves the host the request names (HTTP.sys answers 400).
     #[error("no URL group matches")]
     NoGroup,
+    /// A well-formed path that no URL serves: no group has its first segment, or it has an empty
+    /// segment (`/`, `/Group/sub/`), which no URL has. A browser is shown the page given, which names
+    /// the groups with an index.
+    #[error("no URL serves this path")]
+    Unserved(Option<String>),
     /// The group has no URL with this suffix.
     #[error("no such URL")]
     NotFound,
@@ -45,11 +50,27 @@ pub(crate) enum Reject {
 }
 
 impl Reject {
-    pub(crate) fn into_response(self) -> Response<ResponseBody> {
+    /// The response to a request over `version`. On HTTP/2 a 503 goes without its text, so that its
+    /// HEADERS end the stream (END_STREAM): a body would wait for a flow-control window, and a client
+    /// that grants none would keep every refused stream open.
+    pub(crate) fn into_response_on(self, version: Version) -> Response<ResponseBody> {
+        let mut response = self.into_response();
+        if version == Version::HTTP_2 && response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            *response.body_mut() = ResponseBody::empty();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+        }
+        response
+    }
+
+    fn into_response(mut self) -> Response<ResponseBody> {
         let status = match &self {
             Reject::BadRequest(_) | Reject::BadPath(_) | Reject::NoGroup => StatusCode::BAD_REQUEST,
             Reject::Refused(refusal) => refusal.status(),
-            Reject::NotFound | Reject::File(FileError::Gone(_)) => StatusCode::NOT_FOUND,
+            Reject::NotFound | Reject::Unserved(_) | Reject::File(FileError::Gone(_)) => {
+                StatusCode::NOT_FOUND
+            }
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::Forbidden(_) | Reject::Denied => StatusCode::FORBIDDEN,
             Reject::Busy | Reject::File(FileError::Changing(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -61,7 +82,8 @@ impl Reject {
             }
         };
         let reason = status.canonical_reason().unwrap_or("");
-        let text = match &self {
+        let mut content_type = "text/plain; charset=utf-8";
+        let text = match &mut self {
             Reject::Forbidden(why) | Reject::BadRequest(why) => {
                 format!("{} {reason}: {why}\n", status.as_u16())
             }
@@ -75,16 +97,23 @@ impl Reject {
                 status.as_u16()
             ),
             Reject::BadPath(e) => format!("{} {reason}: invalid path: {e}\n", status.as_u16()),
+            Reject::Unserved(Some(page)) => {
+                content_type = "text/html; charset=utf-8";
+                std::mem::take(page)
+            }
+            Reject::Unserved(None) => {
+                format!(
+                    "{} {reason}: no URL here serves this path\n",
+                    status.as_u16()
+                )
+            }
             _ => format!("{} {reason}\n", status.as_u16()),
         };
         let len = text.len();
         let mut response = Response::new(ResponseBody::bytes(text));
         *response.status_mut() = status;
         let h = response.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         match self {
             Reject::MethodNotAllowed => {

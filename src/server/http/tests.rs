@@ -57,13 +57,14 @@ fn fixture() -> Fixture {
 }
 
 fn conn() -> Arc<ConnInfo> {
+    let peer: std::net::SocketAddr = "192.0.2.7:50000".parse().unwrap();
     Arc::new(ConnInfo {
-        peer: "192.0.2.7:50000".parse().unwrap(),
+        peer,
         local: "192.0.2.1:8080".parse().unwrap(),
         client: None,
         secure: false,
         auth: Default::default(),
-        budget: ReadBudget::new(false, ReadBudget::server(1 << 20)),
+        budget: ReadBudget::new(false, ReadBudget::server(1 << 20), peer.ip()),
         zero_copy: None,
     })
 }
@@ -87,11 +88,12 @@ async fn routing_answers_without_a_socket() {
         (status, &body[..]),
         (StatusCode::OK, &b"abcdefghijklmnopqrstuvwxyz"[..])
     );
-    // No such URL in the group: 404; no group for the path: 400 (HTTP.sys); a bad path: 400.
+    // No such URL in the group: 404; no group for the path: 404 too (no URL serves it; HTTP.sys
+    // answers 400); a bad path: 400.
     let (status, _, _) = call(&f, get("/G/nope").body(Empty::new()).unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = call(&f, get("/Other/f.txt").body(Empty::new()).unwrap()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = call(&f, get("/G/../f.txt").body(Empty::new()).unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, headers, _) = call(
@@ -104,6 +106,31 @@ async fn routing_answers_without_a_socket() {
     .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers[header::ALLOW], "GET, HEAD");
+}
+
+#[tokio::test]
+async fn a_path_no_url_serves_is_a_404_naming_the_groups_with_an_index() {
+    let f = fixture();
+    for path in ["/", "/G/f.txt/", "/G//f.txt", "/Other/"] {
+        let (status, headers, body) = call(&f, get(path).body(Empty::new()).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert!(
+            !body.windows(3).any(|w| w == b"/G/"),
+            "{path}: no index, no list"
+        );
+    }
+    f.group.set_index(true).unwrap();
+    let (status, headers, body) = call(&f, get("/").body(Empty::new()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("<a href=\"/G/\">/G/</a>"), "{page}");
+    // Malformed paths stay 400.
+    for path in ["/G/../f.txt", "/G/%2e%2e/f.txt", "/G/a%2fb", "/G/%zz"] {
+        let (status, _, _) = call(&f, get(path).body(Empty::new()).unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+    }
 }
 
 #[tokio::test]

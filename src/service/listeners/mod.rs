@@ -11,9 +11,11 @@
 //! anonymous is 401, authenticated but not allowed is 403 — except under `/v1/jobs`, where any
 //! authenticated caller may manage the jobs it owns (the router and the job handlers enforce "its own";
 //! the router refuses such a caller everywhere else again). Both listeners bound what clients can hold:
-//! connections at once (and, remotely, per client source: an IPv4 address or an IPv6 /64), the header
-//! wait and the body's time.
+//! connections at once, the header wait, and the body's time and rate (`exchange`); remotely, also
+//! connections per client source before they authenticate and per caller after (`admission`), so that
+//! administrators always get in.
 
+mod admission;
 mod exchange;
 mod local;
 mod remote;

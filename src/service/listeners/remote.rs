@@ -5,9 +5,9 @@
 //! SECURITY: the threat is someone other than an administrator managing the service from the network, or
 //! locking administrators out. Anonymous is 401, authenticated but not allowed is 403 — except under
 //! `/v1/jobs`, where any authenticated caller may manage the jobs it owns (the router and the job
-//! handlers enforce "its own"; the router refuses such a caller everywhere else again). Connections are
-//! bounded in all and per client source (an IPv4 address or an IPv6 /64, as for the file server's
-//! transfers), so that no one source, an anonymous one included, can hold them all.
+//! handlers enforce "its own"; the router refuses such a caller everywhere else again). Who may hold
+//! connections, and for how long before authenticating, is `admission`'s: no one source, an anonymous
+//! one included, and no caller who is not an administrator, can hold them all.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,25 +17,17 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use axum::Router;
 use hyper::service::service_fn;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::exchange::{call, error, serve_connection, MAX_CONNECTIONS};
+use super::admission::{Admission, Seat, CONNECTIONS};
+use super::exchange::{call, error, serve_connection};
 use crate::auth::{AuthScheme, Caller as AuthCaller, ConnectionAuth, GroupAuth, Refusal};
 use crate::authz::{AccessMask, SecurityDescriptor};
-use crate::limits::PerSource;
 use crate::service::principal::{is_jobs_path, Principal};
 use crate::tls::{ClientCertificates, ClientIdentity, PortTls, ServerCertificate, TlsError};
 use crate::Server;
-
-/// Connections at once from one client source on the remote listener, so that no one source (an
-/// anonymous one included) can hold every connection and lock administrators out. A source is an IPv4
-/// address or an IPv6 /64, as for the file server's transfers and password guessing: by design, since one
-/// host commonly holds a whole /64 and could otherwise take 8 connections per address it picks.
-const MAX_PER_SOURCE: u32 = 8;
-/// The TLS handshake deadline.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who may use the management API remotely: how they authenticate and the rule they must pass.
 #[derive(Debug)]
@@ -90,8 +82,8 @@ pub async fn serve_remote(
     router: Router,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let sources = PerSource::new(MAX_PER_SOURCE);
+    let permits = Arc::new(Semaphore::new(CONNECTIONS));
+    let admission = Arc::new(Admission::default());
     let acceptor = tokio_rustls::TlsAcceptor::from(access.tls.clone());
     loop {
         let Ok(permit) = (tokio::select! {
@@ -111,59 +103,88 @@ pub async fn serve_remote(
             },
             () = shutdown.cancelled() => return,
         };
-        let Some(slot) = sources.try_take(peer.ip()) else {
-            tracing::debug!(target: "bits_compact::service", %peer, "too many connections from this source");
-            continue;
-        };
-        let (router, access, acceptor, shutdown) = (
+        let (admission, acceptor, router, access, shutdown) = (
+            admission.clone(),
+            acceptor.clone(),
             router.clone(),
             access.clone(),
-            acceptor.clone(),
             shutdown.clone(),
         );
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                _ => return,
+            let Some(seat) = admission.enter(peer.ip()).await else {
+                tracing::debug!(target: "bits_compact::service", %peer, "too many unauthenticated connections from this source");
+                return;
             };
-            let client = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(<[_]>::first)
-                .and_then(ClientIdentity::of)
-                .map(Arc::new);
-            let conn = Arc::new(ConnectionAuth::default());
-            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (router, access, conn, client) =
-                    (router.clone(), access.clone(), conn.clone(), client.clone());
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        admit(req, peer, &access, &conn, client.as_deref(), router).await,
-                    )
+            let seat = Arc::new(seat);
+            let served = serve_tls(
+                stream,
+                peer,
+                acceptor,
+                (router, access, seat.clone()),
+                shutdown,
+            );
+            tokio::select! {
+                () = served => {}
+                reason = seat.ended() => {
+                    tracing::debug!(target: "bits_compact::service", %peer, reason, "connection cut");
                 }
-            });
-            serve_connection(tls, svc, shutdown).await;
-            drop((permit, slot));
+            }
+            drop(permit);
         });
     }
 }
 
-/// Authenticates and authorizes one remote request, then serves it.
+/// The TLS handshake, then HTTP/1.1 with each request admitted on its own; the seat's deadline and
+/// eviction bound both from outside.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    (router, access, seat): (Router, Arc<AdminAccess>, Arc<Seat>),
+    shutdown: CancellationToken,
+) {
+    let Ok(tls) = acceptor.accept(stream).await else {
+        return;
+    };
+    let client = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(<[_]>::first)
+        .and_then(ClientIdentity::of)
+        .map(Arc::new);
+    let conn = Arc::new(ConnectionAuth::default());
+    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let (router, access, conn, client, seat) = (
+            router.clone(),
+            access.clone(),
+            conn.clone(),
+            client.clone(),
+            seat.clone(),
+        );
+        async move {
+            let caller = AuthCaller {
+                peer,
+                secure: true,
+                certificate: client.as_deref(),
+                connection: &conn,
+            };
+            Ok::<_, std::convert::Infallible>(admit(req, caller, &access, &seat, router).await)
+        }
+    });
+    serve_connection(tls, svc, shutdown).await;
+}
+
+/// Authenticates and authorizes one remote request (before its body is read), seats its connection for
+/// the caller, then serves it.
 async fn admit(
     req: Request<hyper::body::Incoming>,
-    peer: SocketAddr,
+    caller: AuthCaller<'_>,
     access: &AdminAccess,
-    conn: &ConnectionAuth,
-    client: Option<&ClientIdentity>,
+    seat: &Seat,
     router: Router,
 ) -> Response<Body> {
-    let caller = AuthCaller {
-        peer,
-        secure: true,
-        certificate: client,
-        connection: conn,
-    };
+    let peer = caller.peer;
     let auth = &access.server.site().auth;
     let granted = match auth
         .authenticate(req.headers(), &access.schemes, "bcs management", caller)
@@ -197,10 +218,16 @@ async fn admit(
             "this identity may not manage the service",
         );
     }
-    let principal = Principal {
-        name: owner_name(&identity),
-        admin,
-    };
+    let name = owner_name(&identity);
+    // Administrators count as such for their connections whatever this request asks for.
+    let reads = access
+        .sddl
+        .access_check(&identity.token(), AccessMask::FILE_READ_DATA);
+    if seat.authenticated(&name, admin || reads.allowed).is_err() {
+        tracing::debug!(target: "bits_compact::service", %who, "too many connections for this caller");
+        return busy();
+    }
+    let principal = Principal { name, admin };
     let mut response = call(router, req, who, principal).await;
     if let Some(reply) = granted.reply {
         if let Ok(value) = HeaderValue::from_str(&reply) {
@@ -209,6 +236,19 @@ async fn admit(
                 .insert(header::WWW_AUTHENTICATE, value);
         }
     }
+    response
+}
+
+/// A caller over its share of connections: 503, and this connection closed, which gives its place back.
+fn busy() -> Response<Body> {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "too many connections from this caller; retry later",
+    );
+    let h = response.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
