@@ -17,7 +17,6 @@ use super::ntlm::{self, messages, NtlmError};
 use super::refusal::Refusal;
 use super::spnego::{self, Token};
 use super::{FailureLimiter, GroupAuth, Identity, Mechanism, Principals};
-use crate::lock::Recover;
 
 /// One leg of a connection-bound handshake (NTLM, Negotiate), with what it needs.
 pub(super) struct Leg<'a> {
@@ -207,6 +206,7 @@ mod kerberos {
 
     use super::*;
     use crate::auth::{Identity, Mechanism, Principals};
+    use crate::lock::Recover;
 
     /// The acceptor credential from the default keytab (KRB5_KTNAME): acquired on first use and kept;
     /// tried again on the next request while it cannot be (a keytab put in place later is used).
