@@ -34,7 +34,7 @@
 //! | | [`url`] | [`UrlPrefix`] (HTTP.sys grammar), suffixes and request paths, [`UrlGroup`], [`Url`] |
 //! | | [`files`] | validators, preconditions, ranges, multipart, the streamed body, zero-copy |
 //! | | [`limits`] | per-group [`ConnectionLimit`] and bandwidth ([`ByteRate`]), per-source transfers, the read budget |
-//! | service | [`service`] | `bcs serve`'s management API (one file per resource), its listeners (Unix socket, admin TLS), [`service::Managed`] (every change stored), [`service::store`] (the [`service::store::Store`] trait and SQLite); feature `service` |
+//! | service | `service` | `bcs serve`'s management API (one file per resource), its listeners (Unix socket, admin TLS), `service::Managed` (every change stored), `service::store` (the `Store` trait and SQLite); feature `service` |
 //! | transfer client | [`jobs`] | BITS-style download jobs: [`JobManager`], [`Job`], [`JobState`], resumable validated transfers, a [`JobStore`] |
 //! | | [`client`] | the jobs' side of HTTP: TLS trust (CA file, pins, client certificates), proxies, Basic, NTLM and Negotiate initiators |
 //!
