@@ -257,7 +257,7 @@ impl Seat {
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        let place = self.place.get_mut().unwrap_or_else(|e| e.into_inner());
+        let place = self.place.get_mut().recover();
         let mut state = self.admission.state.lock().recover();
         match place {
             Place::Lobby => state.leave_lobby(self.id),
