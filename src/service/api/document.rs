@@ -44,37 +44,6 @@ pub struct Applied {
     pub changed: bool,
 }
 
-/// Blanks the secrets of a TLS binding's JSON: PKCS#12 passwords and PEM keys.
-fn redact(binding: &mut Value) {
-    let mut sources: Vec<&mut Value> = Vec::new();
-    let Value::Object(map) = binding else {
-        return;
-    };
-    let (mut certificate, mut sni) = (None, None);
-    for (k, v) in map.iter_mut() {
-        match k.as_str() {
-            "certificate" => certificate = Some(v),
-            "sni" => sni = Some(v),
-            _ => {}
-        }
-    }
-    sources.extend(certificate);
-    if let Some(Value::Object(names)) = sni {
-        sources.extend(names.values_mut());
-    }
-    for source in sources {
-        if let Value::Object(s) = source {
-            for secret in ["password", "key"] {
-                if s.get("kind").and_then(Value::as_str) != Some("pem_files") || secret != "key" {
-                    if let Some(v) = s.get_mut(secret) {
-                        *v = Value::String(String::new());
-                    }
-                }
-            }
-        }
-    }
-}
-
 fn invalid(what: &str, e: impl std::fmt::Display) -> MgmtError {
     MgmtError::Invalid {
         code: "invalid_config",
@@ -90,11 +59,7 @@ impl ConfigDocument {
             tls: stored
                 .tls
                 .iter()
-                .map(|b| {
-                    let mut v = serde_json::to_value(b).unwrap_or(Value::Null);
-                    redact(&mut v);
-                    v
-                })
+                .map(|b| serde_json::to_value(b.without_secrets()).unwrap_or(Value::Null))
                 .collect(),
             principals: stored
                 .principals
@@ -185,14 +150,15 @@ mod tests {
 
     #[test]
     fn exports_blank_every_secret() {
-        let mut v = serde_json::json!({
+        let v = serde_json::json!({
             "port": 443,
             "certificate": {"kind": "pkcs12_file", "file": "/a.pfx", "password": "hunter2"},
             "sni": {"a.example": {"kind": "pem", "cert": "C", "key": "PRIVATE"},
                     "b.example": {"kind": "pem_files", "cert": "/c.pem", "key": "/k.pem"}},
             "http2": true
         });
-        redact(&mut v);
+        let binding: TlsBinding = serde_json::from_value(v).unwrap();
+        let v = serde_json::to_value(binding.without_secrets()).unwrap();
         let text = v.to_string();
         assert!(
             !text.contains("hunter2") && !text.contains("PRIVATE"),
