@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use bits_compact::service::{Binding, Certificate, SetCertificate, Source};
+use bits_compact::tls::SecretText;
 use clap::{Args, Subcommand};
 use http::Method;
 use zeroize::Zeroizing;
@@ -132,7 +133,7 @@ async fn set(args: &SetArgs) -> Result<(), CliError> {
             cert: None,
             key: None,
             file: Some(service_path(file)?),
-            password: Some(pkcs12_password(file)?.to_string()),
+            password: Some(SecretText::new(pkcs12_password(file)?.as_str())),
         },
         // clap requires --cert and --key, or --pkcs12.
         _ => return Err(ManageError::Invalid("give --cert and --key, or --pkcs12".into()).into()),
@@ -247,7 +248,7 @@ mod tests {
             cert: None,
             key: None,
             file: Some("/etc/bcs/c.p12".into()),
-            password: Some("pw".into()),
+            password: Some(SecretText::new("pw")),
         };
         let set: bits_compact::service::SetCertificate =
             serde_json::from_value(serde_json::to_value(set_body(source)).unwrap()).unwrap();
