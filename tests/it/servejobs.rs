@@ -1088,3 +1088,59 @@ fn a_redirect_does_not_lead_the_jobs_of_callers_who_are_not_administrators_off_p
     assert_eq!(done["state"], "TRANSFERRED", "{done}");
     assert!(!internal.asked().is_empty());
 }
+
+// SECURITY: a caller who is not an administrator owns at most 60 jobs (BITS's MaxJobsPerUser), also when
+// the calls come at once: creations checked side by side must not all count the same jobs.
+#[test]
+fn a_caller_who_is_not_an_administrator_cannot_pass_the_job_cap_with_calls_at_once() {
+    if !have("curl") {
+        return;
+    }
+    // `localhost` is looked up, so each call waits between its first check and its job.
+    let admin = Admin::start(false, &["--job-allow", "localhost"]);
+    for (name, groups) in [("admin", vec!["BA"]), ("alice", vec![])] {
+        let body = json!({"password": format!("{name}-pw-1"), "groups": groups});
+        let (code, answer) = admin
+            .svc
+            .api("PUT", &format!("/v1/users/{name}"), Some(&body));
+        assert_eq!(code, 200, "{answer}");
+    }
+    let (base, ca) = (admin.base(), admin.ca_file.to_str().unwrap().to_owned());
+    let job = |n: usize| {
+        json!({"display_name": format!("j{n}"), "suspended": true,
+               "files": [{"remote_url": "http://localhost:9/a", "local_file": format!("j{n}.bin")}]})
+    };
+    // 4 callers at once, 20 calls each: 80 attempts for 60 places.
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let callers: Vec<_> = (0..4)
+            .map(|t| {
+                let (base, ca, job) = (&base, &ca, &job);
+                s.spawn(move || {
+                    (0..20)
+                        .map(|i| {
+                            let how = ["--cacert", ca.as_str(), "-u", "alice:alice-pw-1"];
+                            api_over(&how, base, "POST", "/v1/jobs", Some(&job(t * 20 + i)))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        callers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    let created = answers.iter().filter(|(code, _)| *code == 201).count();
+    for (code, body) in &answers {
+        assert!(
+            *code == 201 || (*code == 400 && code_of(body) == "too_many_jobs"),
+            "{code} {body}"
+        );
+    }
+    assert_eq!(created, 60, "every place is taken, and no more");
+    let how = ["--cacert", ca.as_str(), "-u", "alice:alice-pw-1"];
+    let (code, listed) = api_over(&how, &base, "GET", "/v1/jobs", None);
+    assert_eq!(code, 200, "{listed}");
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 60);
+}

@@ -97,17 +97,8 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<JobView>), MgmtError> {
     body.check()?;
     let jobs = jobs_of(&m)?;
-    // SECURITY: a caller who is not an administrator must not grow the service's jobs (each one memory,
-    // store rows and event work) without bound: BITS's MaxJobsPerUser, whose default this is.
-    let owned = || jobs.jobs().iter().filter(|j| j.owner == who.name).count();
-    if !who.admin && owned() >= MAX_JOBS_PER_OWNER {
-        return Err(MgmtError::Invalid {
-            code: "too_many_jobs",
-            message: format!(
-                "a caller who is not an administrator has at most {MAX_JOBS_PER_OWNER} jobs; delete finished ones first"
-            ),
-        });
-    }
+    // Checked here to refuse early, and again below while no other job is being made.
+    under_the_cap(jobs, &who)?;
     if !who.admin {
         reachable(jobs, &body).await?;
     }
@@ -122,6 +113,8 @@ pub(crate) async fn create(
     let job = to_the_end(m, move |m| async move {
         let jobs = jobs_of(&m)?;
         let _making = jobs.making().await;
+        // Again: other calls of the same caller may have made jobs while this one checked its hosts.
+        under_the_cap(jobs, &who)?;
         let dirs = DirsMade::make(&planned)?;
         let job = jobs.manager().create_job(new).await?;
         dirs.keep();
@@ -130,6 +123,24 @@ pub(crate) async fn create(
     .await?;
     tracing::info!(target: "bits_compact::service", who = %owner, job = %job.id, "created a job");
     Ok((StatusCode::CREATED, Json(view(&job))))
+}
+
+/// Refuses a caller who is not an administrator and already owns the most jobs one may.
+///
+/// SECURITY: such a caller must not grow the service's jobs (each one memory, store rows and event work)
+/// without bound: BITS's MaxJobsPerUser, whose default this is. Concurrent creations are bounded too: the
+/// second check runs while `making()` is held, so no two of them count the same jobs.
+fn under_the_cap(jobs: &ServiceJobs, who: &Principal) -> Result<(), MgmtError> {
+    let owned = || jobs.jobs().iter().filter(|j| j.owner == who.name).count();
+    match !who.admin && owned() >= MAX_JOBS_PER_OWNER {
+        true => Err(MgmtError::Invalid {
+            code: "too_many_jobs",
+            message: format!(
+                "a caller who is not an administrator has at most {MAX_JOBS_PER_OWNER} jobs; delete finished ones first"
+            ),
+        }),
+        false => Ok(()),
+    }
 }
 
 /// Whether a job of a caller who is not an administrator may reach every file's host and its proxy
