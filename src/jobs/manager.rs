@@ -386,9 +386,7 @@ impl JobManager {
 
     /// Changes a job's priority; a queued job keeps its place within the new priority.
     pub async fn set_priority(&self, id: JobId, priority: Priority) -> Result<Job, JobError> {
-        let job = self.edit(id, |job| job.priority = priority).await?;
-        self.registry.wake.notify_one();
-        Ok(job)
+        self.set_schedule(id, Some(priority), None, None).await
     }
 
     /// SetCredentials / RemoveCredentials, proxy settings and TLS trust: used from the job's next
@@ -412,16 +410,37 @@ impl JobManager {
         minimum_retry_delay: Option<Duration>,
         no_progress_timeout: Option<Duration>,
     ) -> Result<Job, JobError> {
+        self.set_schedule(id, None, minimum_retry_delay, no_progress_timeout)
+            .await
+    }
+
+    /// Sets the priority, MinimumRetryDelay and NoProgressTimeout, each when given, in one change: on an
+    /// error none of them is set.
+    pub async fn set_schedule(
+        &self,
+        id: JobId,
+        priority: Option<Priority>,
+        minimum_retry_delay: Option<Duration>,
+        no_progress_timeout: Option<Duration>,
+    ) -> Result<Job, JobError> {
         check_timing(minimum_retry_delay, no_progress_timeout)?;
-        self.edit(id, |job| {
-            if let Some(d) = minimum_retry_delay {
-                job.minimum_retry_delay = d;
-            }
-            if let Some(t) = no_progress_timeout {
-                job.no_progress_timeout = t;
-            }
-        })
-        .await
+        let job = self
+            .edit(id, |job| {
+                if let Some(p) = priority {
+                    job.priority = p;
+                }
+                if let Some(d) = minimum_retry_delay {
+                    job.minimum_retry_delay = d;
+                }
+                if let Some(t) = no_progress_timeout {
+                    job.no_progress_timeout = t;
+                }
+            })
+            .await?;
+        if priority.is_some() {
+            self.registry.wake.notify_one();
+        }
+        Ok(job)
     }
 
     /// Forgets a job in a final state (ACKNOWLEDGED, CANCELLED), which is otherwise kept in memory for the

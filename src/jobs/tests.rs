@@ -537,6 +537,17 @@ async fn out_of_range_timings_are_refused() {
         m.job(job.id).unwrap().minimum_retry_delay,
         LONGEST_JOB_TIMING
     );
+    // One change: a refused timing leaves the priority given with it unset too.
+    let before = m.job(job.id).unwrap().priority;
+    let other = match before {
+        Priority::Low => Priority::High,
+        _ => Priority::Low,
+    };
+    let set = m.set_schedule(job.id, Some(other), None, Some(huge)).await;
+    assert!(invalid(&set), "{set:?}");
+    assert_eq!(m.job(job.id).unwrap().priority, before);
+    let set = m.set_schedule(job.id, Some(other), Some(Duration::from_secs(60)), None);
+    assert_eq!(set.await.unwrap().priority, other);
     m.shutdown().await;
     for window in [Duration::ZERO, Duration::MAX, Duration::from_secs(86_401)] {
         let limit = LowSpeedLimit {

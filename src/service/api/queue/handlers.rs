@@ -248,12 +248,10 @@ pub(crate) async fn change(
         .map(|s| Duration::from_secs(s.min(u64::from(u32::MAX))));
     if delay.is_some() || timeout.is_some() || priority.is_some() {
         still_open(job_id, &job)?;
-    }
-    if delay.is_some() || timeout.is_some() {
-        job = manager.set_retry_timing(job_id, delay, timeout).await?;
-    }
-    if let Some(p) = priority {
-        job = manager.set_priority(job_id, p).await?;
+        // One change: a refused call sets none of the fields.
+        job = manager
+            .set_schedule(job_id, priority, delay, timeout)
+            .await?;
     }
     Ok(Json(view(&job)))
 }
