@@ -217,9 +217,10 @@ fn status_shows_paced_downloads_at_their_rate() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
 }
 
-/// When the downloads end, the view is empty again: nothing is left in the registry.
+/// A download by an authenticated user names the user; when downloads end (cut short by the client or
+/// run to their end) the view is empty again: nothing is left in the registry.
 #[test]
-fn ended_downloads_leave_the_view() {
+fn downloads_name_their_user_and_leave_the_view_when_they_end() {
     if !have("curl") {
         return;
     }
@@ -227,20 +228,39 @@ fn ended_downloads_leave_the_view() {
     let files = tempfile::tempdir().unwrap();
     let file = write_file(files.path(), "small.bin", &pattern(300 * 1024, 3));
     let prefix = format!("http://127.0.0.1:{}/gone/", free_port());
-    ok(&admin
-        .svc
-        .bcs(&["group", "create", &prefix, "--bandwidth-limit", "100KiB/s"]));
+    ok(&admin.svc.bcs(&[
+        "group",
+        "create",
+        &prefix,
+        "--auth",
+        "ntlm",
+        "--bandwidth-limit",
+        "100KiB/s",
+    ]));
     ok(&admin
         .svc
         .bcs(&["url", "add", &prefix, "small.bin", file.to_str().unwrap()]));
-    let url = format!("{prefix}small.bin");
-    // One download cut short by curl (--max-time), one run to its end.
-    let cut = run("curl", &["-s", "-o", "/dev/null", "--max-time", "1", &url]);
-    assert!(!cut.status.success());
-    let whole = run(
-        "curl",
-        &["-s", "-o", "/dev/null", "-w", "%{http_code}", &url],
+    let (code, body) = admin.svc.api(
+        "PUT",
+        "/v1/users/alice",
+        Some(&serde_json::json!({"password": "alice-pw-1"})),
     );
+    assert_eq!(code, 200, "{body}");
+    let url = format!("{prefix}small.bin");
+    let ntlm = ["-s", "-o", "/dev/null", "--ntlm", "-u", "alice:alice-pw-1"];
+    let alice = Downloads(vec![Command::new("curl")
+        .args(ntlm)
+        .arg(&url)
+        .spawn()
+        .unwrap()]);
+    let report = status_when(&admin, |r| downloads(r).len() == 1);
+    let user = downloads(&report)[0]["user"].as_str().unwrap().to_owned();
+    assert!(user.ends_with("alice"), "{report}");
+    drop(alice);
+    // One download cut short by curl (--max-time), one run to its end.
+    let cut = run("curl", &[&ntlm[..], &["--max-time", "1", &url]].concat());
+    assert!(!cut.status.success());
+    let whole = run("curl", &[&ntlm[..], &["-w", "%{http_code}", &url]].concat());
     assert_eq!(text(&whole.stdout), "200");
     let report = status_when(&admin, |r| downloads(r).is_empty());
     assert_eq!(report["server"]["groups"][0]["downloads_in_progress"], 0);

@@ -1,7 +1,9 @@
 //! `/v1/status`: the live view (`bcs status`): each group's downloads in progress (client, file, bytes,
 //! rate) and how full its limits are, the server-wide bounds, and the jobs in progress with their rates.
 //!
-//! Only administrators reach it (the router refuses everyone else outside `/v1/jobs`). The answer is
+//! SECURITY: the threat is anyone but an administrator learning who downloads what (client addresses,
+//! user names, files) or the jobs of others. Only administrators reach it: the router refuses everyone
+//! else outside `/v1/jobs` (tests/it/status.rs: anonymous 401, a user who is not one 403). The answer is
 //! bounded: at most `max` downloads and `max` jobs are listed (default and ceiling [`MAX_LISTED`]), and
 //! the answer says when there were more. A job's rate is measured between two status calls: the service
 //! keeps, per job in progress, the bytes it had at the last call at least a second earlier.
