@@ -285,6 +285,61 @@ fn downloads_name_their_user_and_leave_the_view_when_they_end() {
     assert_eq!(report["server"]["groups"][0]["transfers"], 0);
 }
 
+/// A job in progress is listed with its state, bytes and a rate measured between calls, and its download
+/// shows among the group's when the job fetches from the service itself: both near the group's limit.
+#[test]
+fn a_job_in_progress_shows_its_rate() {
+    if !have("curl") {
+        return;
+    }
+    let admin = Admin::start(false, &[]);
+    let files = tempfile::tempdir().unwrap();
+    let file = write_file(files.path(), "job.bin", &pattern(8 << 20, 9));
+    let prefix = format!("http://127.0.0.1:{}/jobs/", free_port());
+    let limit = EACH.to_string();
+    ok(&admin
+        .svc
+        .bcs(&["group", "create", &prefix, "--bandwidth-limit", &limit]));
+    ok(&admin
+        .svc
+        .bcs(&["url", "add", &prefix, "job.bin", file.to_str().unwrap()]));
+    let url = format!("{prefix}job.bin");
+    let id = ok(&admin
+        .svc
+        .bcs(&["job", "create", "rated", &url, "in/job.bin"]))
+    .trim()
+    .to_owned();
+    let report = status_when(&admin, |r| {
+        r["jobs"].as_array().unwrap().iter().any(|j| {
+            j["id"] == id.as_str()
+                && j["state"] == "TRANSFERRING"
+                && j["bytes_transferred"].as_u64().unwrap()
+                    >= (bits_compact::url::WINDOW_SECS + 2) * EACH
+                && j["rate"].is_u64()
+        })
+    });
+    let job = &report["jobs"][0];
+    assert_eq!(job["display_name"], "rated", "{report}");
+    assert_eq!(job["bytes_total"], 8 << 20, "{report}");
+    let rate = job["rate"].as_u64().unwrap();
+    // Measured between two calls at least a second apart, from the job's progress updates: coarser
+    // than the server's own window.
+    assert!(
+        rate.abs_diff(EACH) * 4 <= EACH,
+        "the job's rate {rate} B/s is not within 25% of {EACH}: {report}"
+    );
+    let served = downloads(&report);
+    assert_eq!(served.len(), 1, "{report}");
+    let served_rate = served[0]["rate"].as_u64().unwrap();
+    assert!(
+        served_rate.abs_diff(EACH) * 10 <= EACH,
+        "the job's download is served at {served_rate} B/s: {report}"
+    );
+    ok(&admin.svc.bcs(&["job", "cancel", &id]));
+    let report = status_when(&admin, |r| r["jobs"] == serde_json::json!([]));
+    assert_eq!(report["jobs_truncated"], false);
+}
+
 /// `bcs completions SHELL` prints a script each shell reads without error (`bash -n`, and `zsh -n`,
 /// `fish -n` where installed), and bash's defines the completion; `bcs manpages DIR` writes a page per
 /// command that `man -l` renders; an unknown shell is a usage error.

@@ -6,7 +6,8 @@
 //! else outside `/v1/jobs` (tests/it/status.rs: anonymous 401, a user who is not one 403). The answer is
 //! bounded: at most `max` downloads and `max` jobs are listed (default and ceiling [`MAX_LISTED`]), and
 //! the answer says when there were more. A job's rate is measured between two status calls: the service
-//! keeps, per job in progress, the bytes it had at the last call at least a second earlier.
+//! keeps, per job in progress, a sample of its bytes; a call a second or more after it measures the rate
+//! and takes a new sample, a call sooner shows the rate measured last.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,7 +56,7 @@ pub struct JobStatus {
     /// Bytes in all, once every file's size is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_total: Option<u64>,
-    /// Bytes per second since the previous status call; absent on the first call that sees the job.
+    /// Bytes per second between two status calls a second or more apart; absent until there were two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
 }
@@ -122,18 +123,26 @@ fn max(query: Option<&str>) -> Result<usize, MgmtError> {
     Ok(max)
 }
 
-/// The byte count of each job in progress at an earlier status call, to measure its rate against.
+/// The byte count of each job in progress at an earlier status call, and the rate last measured.
 #[derive(Debug, Default)]
 pub(crate) struct JobRates {
-    seen: Mutex<HashMap<JobId, (Instant, u64)>>,
+    seen: Mutex<HashMap<JobId, Sample>>,
 }
 
-/// The shortest time between two samples: callers a moment apart measure against an older sample.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    bytes: u64,
+    rate: Option<u64>,
+}
+
+/// The shortest time a rate is measured over: a call sooner after the last sample shows the rate
+/// measured then (a fraction of a second holds too few of a transfer's progress updates).
 const SAMPLE_GAP: Duration = Duration::from_secs(1);
 
 impl JobRates {
-    /// The jobs' statuses, with rates against the samples kept; keeps new samples (only for these jobs,
-    /// so what is kept is bounded by what one answer lists).
+    /// The jobs' statuses, with their rates since the samples kept; keeps samples only for these jobs,
+    /// so what is kept is bounded by what one answer lists.
     fn measure(&self, jobs: &[Job], now: Instant) -> Vec<JobStatus> {
         let mut seen = self.seen.lock().recover();
         let mut kept = HashMap::with_capacity(jobs.len());
@@ -141,14 +150,22 @@ impl JobRates {
             .iter()
             .map(|job| {
                 let bytes = job.bytes_transferred();
-                let before = seen.remove(&job.id);
-                let rate = before.and_then(|(at, was)| {
-                    let secs = now.checked_duration_since(at)?.as_secs_f64();
-                    (secs > 0.0).then(|| (bytes.saturating_sub(was) as f64 / secs) as u64)
-                });
-                let sample = match before {
-                    Some((at, was)) if now.saturating_duration_since(at) < SAMPLE_GAP => (at, was),
-                    _ => (now, bytes),
+                let sample = match seen.remove(&job.id) {
+                    Some(before) if now.saturating_duration_since(before.at) < SAMPLE_GAP => before,
+                    Some(before) => {
+                        let secs = now.saturating_duration_since(before.at).as_secs_f64();
+                        let rate = bytes.saturating_sub(before.bytes) as f64 / secs;
+                        Sample {
+                            at: now,
+                            bytes,
+                            rate: Some(rate as u64),
+                        }
+                    }
+                    None => Sample {
+                        at: now,
+                        bytes,
+                        rate: None,
+                    },
                 };
                 kept.insert(job.id, sample);
                 JobStatus {
@@ -158,7 +175,7 @@ impl JobRates {
                     state: job.state.to_string(),
                     bytes_transferred: bytes,
                     bytes_total: job.bytes_total(),
-                    rate,
+                    rate: sample.rate,
                 }
             })
             .collect();
@@ -193,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rate_is_measured_between_calls_a_second_apart() {
+    fn a_rate_is_measured_over_a_second_or_more() {
         let rates = JobRates::default();
         let mut job = Job::new("j", JobState::Transferring);
         let mut file = crate::jobs::JobFile::new("http://h/a", "/tmp/a");
@@ -201,16 +218,19 @@ mod tests {
         job.files.push(file);
         let t0 = Instant::now();
         assert_eq!(rates.measure(&[job.clone()], t0)[0].rate, None);
+        // Too soon to measure: still none.
+        job.files[0].bytes_transferred = 1_500;
+        let soon = t0 + Duration::from_millis(300);
+        assert_eq!(rates.measure(&[job.clone()], soon)[0].rate, None);
         job.files[0].bytes_transferred = 3_000;
         let two_secs = t0 + Duration::from_secs(2);
         assert_eq!(rates.measure(&[job.clone()], two_secs)[0].rate, Some(1_000));
-        job.files[0].bytes_transferred = 4_000;
-        let soon = two_secs + Duration::from_millis(500);
-        assert_eq!(rates.measure(&[job.clone()], soon)[0].rate, Some(2_000));
-        // That call came too soon to replace the sample: the next measures from two seconds in.
-        job.files[0].bytes_transferred = 4_600;
-        let later = soon + Duration::from_millis(600);
-        assert_eq!(rates.measure(&[job.clone()], later)[0].rate, Some(1_454));
+        // A moment later: the rate measured then, not one over half a second.
+        job.files[0].bytes_transferred = 9_000;
+        let later = two_secs + Duration::from_millis(500);
+        assert_eq!(rates.measure(&[job.clone()], later)[0].rate, Some(1_000));
+        let third = two_secs + Duration::from_secs(3);
+        assert_eq!(rates.measure(&[job.clone()], third)[0].rate, Some(2_000));
         // A job no longer listed is forgotten.
         rates.measure(&[], later);
         assert!(rates.seen.lock().unwrap().is_empty());
