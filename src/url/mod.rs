@@ -1,4 +1,5 @@
-//! URL groups and URLs: prefixes (parsed once), suffixes and request paths, and the group tables.
+//! URL groups and URLs: prefixes (parsed once), suffixes and request paths, the group tables, and the
+//! downloads in progress that the live view lists (`live`).
 
 mod group;
 mod live;
