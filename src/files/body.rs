@@ -46,6 +46,9 @@ pub(crate) enum Segment {
 pub(crate) trait OnFinish: Send + Sync + 'static {
     /// The body is done: `sent` bytes went to hyper; `complete` is false if it was cut short.
     fn finish(&mut self, sent: u64, complete: bool);
+
+    /// `n` more bytes went to hyper (for a live count); by default nothing.
+    fn progress(&mut self, _n: u64) {}
 }
 
 /// The response body of every response this crate produces.
@@ -401,6 +404,9 @@ impl ResponseBody {
         let n = chunk.len() as u64;
         self.remaining = self.remaining.saturating_sub(n);
         self.sent += n;
+        if let Some(hook) = self.on_finish.as_mut() {
+            hook.progress(n);
+        }
         if self.remaining == 0 {
             if let Some(progress) = &self.progress {
                 progress.ended();

@@ -102,6 +102,19 @@ impl SourceTransfers {
             _slot: slot,
         })
     }
+
+    /// Transfers running now, and the most the server runs at once.
+    pub(crate) fn in_use(&self) -> (usize, usize) {
+        (
+            SERVER_TRANSFERS.saturating_sub(self.server.available_permits()),
+            SERVER_TRANSFERS,
+        )
+    }
+
+    /// The most transfers one source may run at once.
+    pub(crate) fn per_source(&self) -> u32 {
+        self.per_source.limit
+    }
 }
 
 impl Default for SourceTransfers {

@@ -36,7 +36,7 @@ use crate::files::FileCache;
 use crate::lock::Recover;
 use crate::router::RouteTable;
 use crate::tls::PortTls;
-use crate::url::{Host, PrefixError, Url, UrlGroup, UrlPrefix, UrlScheme};
+use crate::url::{Host, PrefixError, ServerStatus, Url, UrlGroup, UrlPrefix, UrlScheme};
 
 /// The file server: URL groups, their listeners and the serve loop. Cheap to clone; all clones are the same
 /// server, so one task can serve while another adds and removes groups and URLs.
@@ -347,6 +347,31 @@ impl Server {
             .zero_copy
             .as_ref()
             .map_or(0, |sent| sent.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// What the server is sending now: each group's downloads in progress (at most `max_downloads` listed
+    /// in all, so the answer stays bounded however many there are) and limits, and the server-wide bounds.
+    pub fn status(&self, max_downloads: usize) -> ServerStatus {
+        let site = &self.shared.site;
+        let (transfers, transfers_max) = site.transfers.in_use();
+        let mut groups = Vec::new();
+        let mut listed = 0;
+        let mut in_progress = 0;
+        for group in self.url_groups() {
+            let status = group.status(max_downloads.saturating_sub(listed));
+            listed += status.downloads.len();
+            in_progress += status.downloads_in_progress;
+            groups.push(status);
+        }
+        ServerStatus {
+            transfers: transfers as u64,
+            transfers_max: transfers_max as u64,
+            transfers_per_source_max: site.transfers.per_source(),
+            connections_max: site.settings.max_connections as u64,
+            groups,
+            downloads_listed: listed as u64,
+            downloads_truncated: in_progress > listed as u64,
+        }
     }
 
     /// All groups, in creation order (the original's EnumerateUrlGroups).

@@ -31,6 +31,7 @@ pub use api::{
     NewFile, NewGroup, PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser,
     SetCertificate, SetCredentials, SetState, Source, UrlView, UserView,
 };
+pub use api::{JobStatus, StatusReport, MAX_LISTED};
 pub use ended::DEFAULT_JOB_RETENTION;
 pub use error::{ErrorBody, MgmtError};
 pub use job_policy::{JobAllow, JobAllowError, JobPolicy};

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
+use super::live::{DownloadStatus, GroupStatus, LiveDownload, LiveDownloads};
 use super::prefix::UrlPrefix;
 use super::suffix::{SegmentError, UrlSuffix};
 use crate::auth::{AuthError, AuthScheme, GroupAuth};
@@ -119,6 +120,7 @@ pub(crate) struct Counters {
     bytes: AtomicU64,
     downloads: AtomicU64,
     under_way: AtomicU64,
+    live: LiveDownloads,
 }
 
 impl Counters {
@@ -133,22 +135,37 @@ impl Counters {
     }
 }
 
-/// A download of a URL being sent (the body of a 200 or 206 answer to a GET): counted under way from
-/// [`DownloadUnderWay::start`] until dropped, however the body ends (sent whole, client gone, error), since
-/// the response body's finish hook that holds it runs once when the body is dropped.
+/// A download of a URL being sent (the body of a 200 or 206 answer to a GET): counted under way, and
+/// listed among the URL's downloads in progress, from [`DownloadUnderWay::start`] until dropped, however
+/// the body ends (sent whole, client gone, error), since the response body's finish hook that holds it
+/// runs once when the body is dropped.
 #[derive(Debug)]
-pub(crate) struct DownloadUnderWay(Arc<UrlEntry>);
+pub(crate) struct DownloadUnderWay {
+    entry: Arc<UrlEntry>,
+    live: Arc<LiveDownload>,
+}
 
 impl DownloadUnderWay {
-    pub(crate) fn start(entry: Arc<UrlEntry>) -> Self {
+    pub(crate) fn start(entry: Arc<UrlEntry>, live: LiveDownload) -> Self {
         entry.counters.under_way.fetch_add(1, Ordering::Relaxed);
-        DownloadUnderWay(entry)
+        let live = Arc::new(live);
+        entry.counters.live.add(live.clone());
+        DownloadUnderWay { entry, live }
+    }
+
+    /// `n` more body bytes went out.
+    pub(crate) fn record(&self, n: u64) {
+        self.live.record(n);
     }
 }
 
 impl Drop for DownloadUnderWay {
     fn drop(&mut self) {
-        self.0.counters.under_way.fetch_sub(1, Ordering::Relaxed);
+        self.entry.counters.live.remove(&self.live);
+        self.entry
+            .counters
+            .under_way
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -508,6 +525,27 @@ impl UrlGroup {
     /// How many transfers are running now.
     pub fn active_transfers(&self) -> u32 {
         self.inner.limits.transfers.active()
+    }
+
+    /// The group's downloads in progress (at most `max` listed, oldest first per URL) and its limits.
+    pub fn status(&self, max: usize) -> GroupStatus {
+        let mut downloads_in_progress = 0;
+        let mut downloads: Vec<DownloadStatus> = Vec::new();
+        for entry in self.entries() {
+            let room = max.saturating_sub(downloads.len());
+            let (count, listed) = entry.counters.live.snapshot(room);
+            downloads_in_progress += count;
+            downloads.extend(listed);
+        }
+        GroupStatus {
+            prefix: self.inner.prefix.to_string(),
+            transfers: self.active_transfers(),
+            connection_limit: self.connection_limit().get(),
+            bandwidth_limit: self.bandwidth_limit().get(),
+            rate: downloads.iter().map(|d| d.rate).sum(),
+            downloads_in_progress,
+            downloads,
+        }
     }
 
     /// The bytes per second shared by all transfers of the group. Default is unlimited.

@@ -41,6 +41,8 @@ mod samba;
 mod servejobs;
 #[cfg(feature = "cli")]
 mod service;
+#[cfg(feature = "cli")]
+mod status;
 mod support;
 mod tls;
 mod unserved;

@@ -33,9 +33,11 @@ macro_rules! note_safe {
 }
 
 mod check;
+mod completions;
 mod download;
 mod host;
 mod manage;
+mod manpages;
 mod password_prompt;
 mod print;
 mod selfsigned;
@@ -80,6 +82,11 @@ enum Command {
     User(UserCommand),
     #[command(flatten)]
     Manage(manage::ManageCommand),
+    /// Print the shell completion script for bash, zsh or fish (e.g. `source <(bcs completions bash)`).
+    Completions(completions::CompletionsArgs),
+    /// Write the man pages into a directory (for packaging).
+    #[command(hide = true)]
+    Manpages(manpages::ManpagesArgs),
 }
 
 #[derive(Subcommand)]
@@ -139,6 +146,12 @@ enum CliError {
     Download(#[from] download::DownloadError),
     #[error(transparent)]
     StateLock(#[from] state_lock::StateLockError),
+    #[error("cannot write {path:?}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl CliError {
@@ -268,6 +281,15 @@ fn colour_allowed() -> bool {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
+    // Printed from the definition alone: no runtime needed.
+    match &cli.command {
+        Command::Completions(args) => {
+            completions::print(args);
+            return Ok(());
+        }
+        Command::Manpages(args) => return manpages::write(args),
+        _ => {}
+    }
     if let Command::Host(args) = &cli.command {
         if let Some(keytab) = &args.keytab {
             // Set before any thread exists: GSS-API reads the keytab's name from here.
@@ -293,6 +315,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::User(UserCommand::Remove(args)) => runtime.block_on(manage::user::remove(&args)),
         Command::User(UserCommand::List(api)) => runtime.block_on(manage::user::list(&api)),
         Command::Manage(command) => runtime.block_on(manage::run(command)),
+        Command::Completions(_) | Command::Manpages(_) => Ok(()),
     }
 }
 

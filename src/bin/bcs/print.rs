@@ -384,7 +384,7 @@ fn limits(downloads: ConnectionLimit, rate: ByteRate) -> Option<String> {
 
 /// A rate in the largest unit that shows it exactly with at most one decimal, binary or decimal as it was
 /// most likely typed (`4 MiB/s`, `500 kB/s`, `100 GB/s`); else bytes, or about so many binary units.
-fn human_rate(bytes: u64) -> String {
+pub(crate) fn human_rate(bytes: u64) -> String {
     const UNITS: [(&str, u64); 6] = [
         ("GiB", 1 << 30),
         ("GB", 1_000_000_000),

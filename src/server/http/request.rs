@@ -15,7 +15,7 @@ use super::response::Reject;
 use super::site::Site;
 use super::stream;
 use crate::files::{self, OnFinish, ResponseBody};
-use crate::url::{DownloadUnderWay, RequestPath, SegmentError, UrlEntry, UrlGroup};
+use crate::url::{DownloadUnderWay, LiveDownload, RequestPath, SegmentError, UrlEntry, UrlGroup};
 
 /// The hyper service: infallible, since an `Err` would abort the connection. It takes any request body
 /// (hyper's on a connection, an in-memory one in tests), and needs no socket: `conn` says where the request
@@ -31,6 +31,7 @@ where
 {
     let mut log = AccessLog::start(&req, &conn);
     let mut counted = None;
+    let mut user = None;
     let version = req.version();
     let response = match route(&req, &site, &conn) {
         Ok((group, target)) => {
@@ -56,6 +57,9 @@ where
             match answered {
                 Ok((mut response, granted)) => {
                     let identity = &granted.identity;
+                    user = identity
+                        .is_authenticated()
+                        .then(|| identity.name().to_owned());
                     if let Some(log) = log.as_mut() {
                         log.identity = identity
                             .is_authenticated()
@@ -88,10 +92,16 @@ where
     let download = get && (status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT);
     let finished = Finished {
         log,
-        under_way: counted
-            .as_ref()
-            .filter(|_| download)
-            .map(|entry| DownloadUnderWay::start(entry.clone())),
+        under_way: counted.as_ref().filter(|_| download).map(|entry| {
+            let total = http_body::Body::size_hint(response.body())
+                .exact()
+                .unwrap_or_default();
+            let url = entry.suffix.to_string();
+            DownloadUnderWay::start(
+                entry.clone(),
+                LiveDownload::new(conn.peer, user, url, total),
+            )
+        }),
         counted: counted.map(|entry| (entry, download)),
     };
     let (parts, body) = response.into_parts();
@@ -111,6 +121,12 @@ struct Finished {
 }
 
 impl OnFinish for Finished {
+    fn progress(&mut self, n: u64) {
+        if let Some(under_way) = &self.under_way {
+            under_way.record(n);
+        }
+    }
+
     fn finish(&mut self, sent: u64, complete: bool) {
         if let Some((entry, download)) = &self.counted {
             entry.counters.count(sent, *download && complete);

@@ -17,6 +17,7 @@ pub use fields::is_unprintable;
 mod group_settings;
 mod groups;
 mod queue;
+mod status;
 mod users;
 
 use document as config;
@@ -31,6 +32,7 @@ pub use queue::{
     JobProgressEvent, JobStateEvent, JobStreamEvent, JobView, NameOrNumber, NewFile, ProxyView,
     SetCredentials, SetState,
 };
+pub use status::{JobStatus, StatusReport, MAX_LISTED};
 pub use users::{PrincipalGroup, PutUser, UserView};
 
 use super::error::{ErrorBody, MgmtError};
@@ -87,6 +89,7 @@ pub(crate) const MAX_BODY: usize = 8 << 20;
         jobs::remove_credentials,
         jobs::error,
         jobs::events,
+        status::show,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonResponses)
@@ -147,7 +150,12 @@ impl utoipa::Modify for CommonResponses {
 /// The management API: every `/v1` route, with `managed` as their state.
 pub fn router(managed: Arc<Managed>) -> Router {
     let openapi = ApiDoc::openapi();
+    let rates = Arc::new(status::JobRates::default());
     Router::new()
+        .route(
+            "/v1/status",
+            get(move |state, query| status::show(state, query, rates.clone())),
+        )
         .route("/v1/groups", get(groups::list).post(groups::create))
         .route(
             "/v1/groups/{prefix}",
@@ -260,6 +268,6 @@ mod tests {
                 ids.push(id);
             }
         }
-        assert_eq!(ids.len(), 38);
+        assert_eq!(ids.len(), 39);
     }
 }

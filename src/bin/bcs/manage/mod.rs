@@ -36,6 +36,7 @@
 //! | `job resume\|suspend\|complete\|cancel ID` | `PUT /v1/jobs/{id}/state` `{"action"}`         |
 //! | `job set ID [opts]` / `delete ID`     | `PATCH` / `DELETE /v1/jobs/{id}`                     |
 //! | `job watch ID`                        | `GET /v1/jobs/{id}/events` (server-sent events)      |
+//! | `status [--watch] [--max N]`          | `GET /v1/status[?max=N]` (again every --interval)    |
 
 mod auth;
 mod cert;
@@ -46,6 +47,7 @@ mod group;
 mod job;
 mod job_watch;
 mod limit;
+mod status;
 mod toml_file;
 mod url;
 pub(crate) mod user;
@@ -139,6 +141,10 @@ pub(crate) enum ManageCommand {
     /// --prune. All or nothing: one bad part and nothing changes.
     #[command(after_help = EXIT_CODES)]
     Apply(export_apply::ApplyArgs),
+    /// Show what the service is doing now: each group's downloads in progress (client, file, bytes,
+    /// rate) and how full its limits are, and the jobs in progress; --watch to follow it.
+    #[command(after_help = EXIT_CODES)]
+    Status(status::StatusArgs),
 }
 
 /// Runs one management command.
@@ -152,6 +158,7 @@ pub(crate) async fn run(command: ManageCommand) -> Result<(), CliError> {
         ManageCommand::Job(command) => job::run(command).await,
         ManageCommand::Export(api) => export_apply::export(&api).await,
         ManageCommand::Apply(args) => export_apply::apply(&args).await,
+        ManageCommand::Status(args) => status::run(args).await,
     }
 }
 
