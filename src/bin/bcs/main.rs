@@ -36,6 +36,7 @@ mod check;
 mod download;
 mod host;
 mod manage;
+mod observe;
 mod password_prompt;
 mod print;
 mod selfsigned;

@@ -17,6 +17,7 @@ pub use fields::is_unprintable;
 mod group_settings;
 mod groups;
 mod queue;
+mod scrape;
 mod users;
 
 use document as config;
@@ -87,6 +88,7 @@ pub(crate) const MAX_BODY: usize = 8 << 20;
         jobs::remove_credentials,
         jobs::error,
         jobs::events,
+        scrape::metrics,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonResponses)
@@ -206,6 +208,7 @@ pub fn router(managed: Arc<Managed>) -> Router {
         )
         .route("/v1/jobs/{id}/error", get(jobs::error))
         .route("/v1/jobs/{id}/events", get(jobs::events))
+        .route("/metrics", get(scrape::metrics))
         .route(
             "/v1/openapi.json",
             get(move || std::future::ready(axum::Json(openapi.clone()))),
@@ -260,6 +263,6 @@ mod tests {
                 ids.push(id);
             }
         }
-        assert_eq!(ids.len(), 38);
+        assert_eq!(ids.len(), 39);
     }
 }
