@@ -62,6 +62,7 @@ where
                     Err(reject) => Err(reject),
                 },
                 Target::Index => index::respond(&req, &group, &site, &conn).await,
+                Target::Missing => Err(Reject::NotFound),
             };
             let response = match answered {
                 Ok((mut response, granted)) => {
@@ -273,6 +274,9 @@ enum Target {
     Url(Arc<UrlEntry>),
     /// The group's root, when the group has an index.
     Index,
+    /// No URL of the group has this suffix (404, before authentication: as HTTP.sys, which answers
+    /// what no URL serves without asking who is calling). Counted as the group's.
+    Missing,
 }
 
 /// Finds the group and URL (or index) for a request, or why there is none: 400 for a malformed request,
@@ -302,8 +306,10 @@ fn route<B>(req: &Request<B>, site: &Site, conn: &ConnInfo) -> Result<(UrlGroup,
     if path.suffix_key.is_empty() && group.index() {
         return Ok((group, Target::Index));
     }
-    let entry = group.lookup(&path.suffix_key).ok_or(Reject::NotFound)?;
-    Ok((group, Target::Url(entry)))
+    Ok(match group.lookup(&path.suffix_key) {
+        Some(entry) => (group, Target::Url(entry)),
+        None => (group, Target::Missing),
+    })
 }
 
 /// The host a request names: the authority of an absolute-form target, else the one `Host` header
