@@ -392,3 +392,79 @@ fn labels_stay_bounded_as_groups_come_and_go() {
         "{text}"
     );
 }
+
+/// Authentication failures count by the scheme offered, a bounded label whatever a client writes; the
+/// guessing limit's 429s count apart; a request that offers nothing and is challenged is no failure.
+#[test]
+fn authentication_failures_count_by_scheme() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "f.bin", b"secret");
+    let mut principals = bits_compact::Principals::default();
+    principals
+        .set_user("alice", &bits_compact::Password::from("alice-RIGHT"), &[])
+        .unwrap();
+    let server = TestServer::start();
+    server.server.set_principals(principals);
+    let group = server
+        .server
+        .create_url_group(server.prefix("Auth"))
+        .unwrap();
+    group
+        .set_authentication(bits_compact::AuthScheme::Basic, true)
+        .unwrap();
+    group.allow_basic_over_http(true).unwrap();
+    group.add_url("f.bin", &file, None).unwrap();
+    let url = server.url("/Auth/f.bin");
+    let status = |extra: &[&str]| fetch_with(extra, &url).1;
+    assert_eq!(status(&[]), 401);
+    assert_eq!(status(&["-u", "alice:alice-RIGHT"]), 200);
+    for _ in 0..3 {
+        assert_eq!(status(&["-u", "alice:wrong"]), 401);
+    }
+    let hostile = "Authorization: Evil\"} {group=\"x\"} 1";
+    assert!(matches!(status(&["-H", hostile]), 400 | 401));
+    let mut limited = 0;
+    for _ in 0..40 {
+        if status(&["-u", "alice:guess"]) == 429 {
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "the guessing limit answered 429");
+    let text = server.server.metrics().render();
+    let value = |sample: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {sample} in {text}"))
+    };
+    assert_eq!(
+        value("bcs_auth_failures_total{scheme=\"basic\"}"),
+        3 + 40 - limited
+    );
+    assert_eq!(value("bcs_auth_failures_total{scheme=\"other\"}"), 1);
+    assert_eq!(value("bcs_auth_rate_limited_total"), limited);
+    assert!(!text.contains("Evil"), "{text}");
+}
+
+fn fetch_with(extra: &[&str], url: &str) -> (u64, u16) {
+    let out = run(
+        "curl",
+        &[
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download} %{http_code}",
+            ],
+            extra,
+            &[url],
+        ]
+        .concat(),
+    );
+    let answer = text(&out.stdout);
+    let (size, code) = answer.split_once(' ').unwrap();
+    (size.parse().unwrap(), code.parse().unwrap())
+}
