@@ -258,6 +258,49 @@ mod tests {
         );
     }
 
+    /// A writer stuck on a full pipe (a disk that stopped, a reader that went away): logging never
+    /// waits, and what does not fit in the queue is dropped and counted.
+    #[test]
+    fn a_stuck_writer_never_blocks_a_request() {
+        use std::os::fd::AsRawFd;
+        let (reader, writer) = std::io::pipe().unwrap();
+        let path = format!("/proc/self/fd/{}", writer.as_raw_fd());
+        let dropped = Counter::default();
+        let log = AccessLog {
+            target: AccessLogTarget::File(path.into()),
+            format: AccessLogFormat::Combined,
+        };
+        let sink = AccessLogSink::start(&log, dropped.clone()).unwrap();
+        let entry = || Entry {
+            time: std::time::SystemTime::now(),
+            client: std::net::Ipv4Addr::LOCALHOST.into(),
+            user: None,
+            method: http::Method::GET,
+            target: "/G/".to_owned() + &"x".repeat(700),
+            version: http::Version::HTTP_11,
+            status: 200,
+            bytes: 1,
+            complete: true,
+            referer: None,
+            user_agent: None,
+            group: None,
+            duration: Duration::ZERO,
+        };
+        let started = std::time::Instant::now();
+        let n = 3 * QUEUE as u64;
+        for _ in 0..n {
+            sink.log(entry());
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The pipe holds 64 KiB and the writer's buffer 64 KiB: most of the lines cannot have gone.
+        assert!(
+            dropped.get() >= n - QUEUE as u64 - 1000,
+            "{}",
+            dropped.get()
+        );
+        drop(reader);
+    }
+
     #[test]
     fn the_file_is_created_0640() {
         use std::os::unix::fs::PermissionsExt;

@@ -9,7 +9,6 @@
 //! so the label set follows the groups that exist, however many come and go.
 
 mod endpoint;
-mod jobs;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +26,6 @@ use prometheus_client::registry::Registry;
 pub use endpoint::{serve, CONNECTION_LIFETIME, HEADER_TIMEOUT, MAX_CONNECTIONS};
 
 use crate::lock::Recover;
-pub(crate) use jobs::JobsCollector;
 
 /// The `Content-Type` of [`Metrics::render`]'s text (the Prometheus text format, version 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;

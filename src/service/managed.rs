@@ -90,7 +90,7 @@ impl Managed {
 
     /// Runs download jobs too (`/v1/jobs`).
     pub fn with_jobs(mut self, jobs: ServiceJobs) -> Managed {
-        let collector = crate::metrics::JobsCollector(jobs.manager().clone());
+        let collector = super::job_metrics::JobsCollector(jobs.manager().clone());
         self.server
             .metrics()
             .register_collector(Box::new(collector));

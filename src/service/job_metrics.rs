@@ -1,6 +1,7 @@
-//! The transfer client's metrics, read from the job manager on each scrape: jobs by state, bytes the
-//! jobs hold, and jobs stopped by a failure, by where it happened. Labels are the fixed state and error
-//! context names; never a job's URL, name or owner.
+//! The service's job metrics, read from its job manager on each scrape (registered with the server's
+//! metrics when the service gets its jobs): jobs by state, bytes the jobs hold, and jobs stopped by a
+//! failure, by where it happened. Labels are the fixed state and error context names; never a job's URL,
+//! name or owner.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
