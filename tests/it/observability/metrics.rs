@@ -468,3 +468,104 @@ fn fetch_with(extra: &[&str], url: &str) -> (u64, u16) {
     let (size, code) = answer.split_once(' ').unwrap();
     (size.parse().unwrap(), code.parse().unwrap())
 }
+
+/// The limits' metrics: a download paced by the group's bandwidth limit counts its waiting time and is
+/// in progress while it runs; a second download past the ConnectionLimit is refused (503) and counted.
+#[test]
+fn limits_count_refusals_and_paced_time() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "slow.bin", &pattern(60_000, 5));
+    let server = TestServer::start();
+    let group = server
+        .server
+        .create_url_group(server.prefix("Slow"))
+        .unwrap();
+    group
+        .set_connection_limit(bits_compact::ConnectionLimit::new(1).unwrap())
+        .unwrap();
+    group
+        .set_bandwidth_limit("30KiB/s".parse().unwrap())
+        .unwrap();
+    group.add_url("slow.bin", &file, None).unwrap();
+    let url = server.url("/Slow/slow.bin");
+    let prefix = server.prefix("Slow");
+    let metrics = server.server.metrics();
+    let value = move |sample: &str| -> f64 {
+        let text = metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {sample} in {text}"))
+    };
+    let slow = {
+        let url = url.clone();
+        std::thread::spawn(move || fetch(&url))
+    };
+    let in_progress = format!("bcs_downloads_in_progress{{group=\"{prefix}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while value(&in_progress) < 1.0 {
+        assert!(Instant::now() < deadline, "the download never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fetch(&url), (fetch_refusal_size(&url), 503));
+    assert_eq!(slow.join().unwrap(), (60_000, 200));
+    assert_eq!(value(&in_progress), 0.0);
+    assert_eq!(
+        value(&format!(
+            "bcs_connection_limit_refusals_total{{group=\"{prefix}\"}}"
+        )),
+        2.0
+    );
+    assert_eq!(
+        value(&format!(
+            "bcs_downloads_completed_total{{group=\"{prefix}\"}}"
+        )),
+        1.0
+    );
+    // 60 000 bytes at 30 KiB/s: most of two seconds spent waiting for the budget.
+    let paced = value(&format!(
+        "bcs_bandwidth_limited_seconds_total{{group=\"{prefix}\"}}"
+    ));
+    assert!((1.0..4.0).contains(&paced), "{paced}");
+}
+
+/// The size of a refusal's body (the 503's text), asked once more: the limit is still full.
+fn fetch_refusal_size(url: &str) -> u64 {
+    let (size, status) = fetch(url);
+    assert_eq!(status, 503);
+    size
+}
+
+/// TLS handshakes on an https group count, and so do the ones that fail (a client that speaks plain
+/// HTTP to the port).
+#[test]
+fn tls_handshakes_and_failures_count() {
+    if !have("curl") {
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let file = write_file(files.path(), "t.bin", b"tls");
+    let metrics_port = free_port();
+    let addr = format!("127.0.0.1:{metrics_port}");
+    let (bcs, port) = spawn_host("https", "T", &["--metrics", &addr], &[file.as_path()]);
+    wait_for_port(metrics_port, "the metrics listener");
+    for _ in 0..2 {
+        let (size, code) = fetch_with(&["-k"], &format!("https://127.0.0.1:{port}/T/t.bin"));
+        assert_eq!((size, code), (3, 200));
+    }
+    let _ = fetch(&format!("http://127.0.0.1:{port}/T/t.bin"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = text(&run("curl", &["-s", &format!("http://{addr}/metrics")]).stdout);
+        if page.contains("bcs_tls_handshakes_total 2")
+            && page.contains("bcs_tls_handshake_failures_total 1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bcs.stop("-TERM");
+}
