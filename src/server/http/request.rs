@@ -157,7 +157,8 @@ fn count_refusal<B>(req: &Request<B>, reject: &Reject, site: &Site) {
             .iter()
             .any(|c| c.starts_with("NTLM ") || c.starts_with("Negotiate ")),
         Reject::Refused(Refusal::Busy) => false,
-        Reject::Refused(_) | Reject::Denied => true,
+        Reject::Refused(_) => true,
+        // Denied is authorization: who the caller is was not in question.
         _ => false,
     };
     if let (true, Some(value)) = (failed, offered) {

@@ -421,6 +421,12 @@ fn authentication_failures_count_by_scheme() {
     let status = |extra: &[&str]| fetch_with(extra, &url).1;
     assert_eq!(status(&[]), 401);
     assert_eq!(status(&["-u", "alice:alice-RIGHT"]), 200);
+    // Right credentials on a URL the user may not read: authorization, not an authentication failure.
+    group
+        .add_url("admins.bin", &file, Some("D:(A;;GR;;;BA)"))
+        .unwrap();
+    let admins = server.url("/Auth/admins.bin");
+    assert_eq!(fetch_with(&["-u", "alice:alice-RIGHT"], &admins).1, 403);
     for _ in 0..3 {
         assert_eq!(status(&["-u", "alice:wrong"]), 401);
     }
