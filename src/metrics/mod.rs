@@ -4,7 +4,7 @@
 //!
 //! Invariants: label values are bounded. A request is labelled with its URL group's prefix (`none` when
 //! no group serves it), its status class (`1xx`..`5xx`), an authentication scheme: never a URL path or a
-//! client address. A group's series are resolved once, when the group is created ([`GroupSeries`]), so the
+//! client address. A group's series are resolved once, when the group is created (`GroupSeries`), so the
 //! request path only adds to atomics (no lock, no allocation); they are removed when the group is deleted,
 //! so the label set follows the groups that exist, however many come and go.
 
