@@ -28,10 +28,12 @@
 //! | | `change` | the ordered record of changes a server hands its listeners (re-exported by [`config`]) |
 //! | | `error` | [`Error`] and [`ErrorKind`]: every error's kind, from which its HTTP status, exit code and stable `code` derive |
 //! | | `lock` | locks that outlive a panic: the one place a poisoned lock's data is taken anyway |
+//! | | [`metrics`] | Prometheus metrics with bounded labels: a [`Metrics`] registry per server, group series resolved once, the text format, a `/metrics` listener |
 //! | file server | `server` | [`Server`], [`ServerBuilder`], `apply` of a configuration, port binding, TLS bindings: the composition root |
 //! | | `server::http` | the serve loop: accept, connection deadlines, the request path, errors → responses in one place; it knows the server only through a `Site` |
 //! | | `router` | host category, then whole-segment prefix → group |
 //! | | [`url`] | [`UrlPrefix`] (HTTP.sys grammar), suffixes and request paths, [`UrlGroup`], [`Url`] |
+//! | | [`access_log`] | access logs in the combined format and JSON lines, written off the request path, reopened for logrotate |
 //! | | [`files`] | validators, preconditions, ranges, multipart, the streamed body, zero-copy |
 //! | | [`limits`] | per-group [`ConnectionLimit`] and bandwidth ([`ByteRate`]), per-source transfers, the read budget |
 //! | service | `service` | `bcs serve`'s management API (one file per resource), its listeners (Unix socket, admin TLS), `service::Managed` (every change stored), `service::store` (the `Store` trait and SQLite); feature `service` |
@@ -43,6 +45,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod access_log;
 pub mod auth;
 pub mod authz;
 mod change;
@@ -53,6 +56,7 @@ pub mod files;
 pub mod jobs;
 pub mod limits;
 mod lock;
+pub mod metrics;
 mod router;
 mod server;
 #[cfg(feature = "service")]
@@ -62,6 +66,7 @@ pub mod tls;
 pub mod url;
 
 // The names most programs need; the rest are in their modules.
+pub use access_log::{AccessLog, AccessLogFormat, AccessLogTarget};
 pub use auth::{AuthError, AuthScheme, Identity, Password, Principals};
 pub use config::{Change, ServerConfig};
 pub use error::{Error, ErrorKind};
@@ -70,6 +75,7 @@ pub use jobs::{
     NewJob,
 };
 pub use limits::{ByteRate, ConnectionLimit, LimitError};
+pub use metrics::Metrics;
 pub use server::{IntoPrefix, Server, ServerBuilder, ServerError};
 pub use tls::{
     CertificateInfo, CertificateSource, ClientCertMode, ClientCertificates, ClientIdentity,

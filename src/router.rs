@@ -134,6 +134,7 @@ mod tests {
             crate::files::FileCache::new(std::time::Duration::ZERO, 0, 0),
             None,
             Default::default(),
+            crate::metrics::GroupSeries::detached(),
         )
     }
 

@@ -120,6 +120,7 @@ classify! {
         ServerError::Tls(e) => (e.kind(), e.code()),
         ServerError::NotHttps(_) => (K::Conflict, "not_https"),
         ServerError::Bind { .. } => (K::Conflict, "bind_failed"),
+        ServerError::AccessLog { .. } => (K::Io, "access_log_failed"),
         ServerError::AlreadyServing => (K::Invalid, "already_serving"),
         ServerError::AddressConflict { .. } => (K::Conflict, "address_conflict"),
         ServerError::Url(e) => (e.kind(), e.code()),

@@ -123,6 +123,7 @@ fn leaves() -> Vec<Row> {
         ServerError::SchemeConflict { port: 1, existing: UrlScheme::Http, requested: UrlScheme::Https } => Conflict, "scheme_conflict", 409;
         ServerError::NotHttps(1) => Conflict, "not_https", 409;
         ServerError::Bind { addr: "127.0.0.1:1".parse().unwrap(), source: os_error() } => Conflict, "bind_failed", 409;
+        ServerError::AccessLog { path: "/x".into(), source: os_error() } => Io, "access_log_failed", 500;
         ServerError::AlreadyServing => Invalid, "already_serving", 400;
         ServerError::AddressConflict { port: 1, addrs: Vec::new(), prefix: "p".into() } => Conflict, "address_conflict", 409;
         ServerError::FixedSettings => Invalid, "fixed_settings", 400;
@@ -237,7 +238,7 @@ fn clients() -> Vec<Row> {
 #[test]
 fn every_variant_answers_its_kind_code_and_status() {
     // The tables check as they are built; these counts catch a row lost in an edit.
-    assert_eq!(leaves().len(), 89);
+    assert_eq!(leaves().len(), 90);
     assert_eq!(wrappers().len(), 26);
     assert_eq!(clients().len(), 18);
 }

@@ -17,11 +17,13 @@ use std::future::Future;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
 use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
@@ -75,6 +77,8 @@ pub struct ResponseBody {
 /// Pacing through a group's shared bandwidth budget.
 struct Throttle {
     bandwidth: Arc<Bandwidth>,
+    /// Seconds spent waiting for the budget, summed (the group's `bandwidth_limited_seconds`).
+    paced: Counter<f64, AtomicU64>,
     /// Read but not yet sent.
     held: Bytes,
     /// A reserved piece and when it may go.
@@ -127,10 +131,12 @@ impl ResponseBody {
         permit: TransferPermit,
         ticket: SourceTicket,
         bandwidth: Arc<Bandwidth>,
+        paced: Counter<f64, AtomicU64>,
     ) -> Self {
         self._permit = Some((permit, ticket));
         self.throttle = Some(Throttle {
             bandwidth,
+            paced,
             held: Bytes::new(),
             waiting: None,
         });
@@ -335,6 +341,8 @@ impl ResponseBody {
                 match throttle.bandwidth.reserve(piece.len()) {
                     None => return Poll::Ready(Some(Ok(piece))),
                     Some(at) => {
+                        let wait = at.saturating_duration_since(tokio::time::Instant::now());
+                        throttle.paced.inc_by(wait.as_secs_f64());
                         throttle.waiting = Some((Box::pin(tokio::time::sleep_until(at)), piece));
                         continue;
                     }

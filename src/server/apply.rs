@@ -17,6 +17,7 @@ use crate::change::Change;
 use crate::config::{
     ClientCertConfig, GroupConfig, ServerConfig, ServerSettings, TlsBinding, UrlConfig,
 };
+use crate::metrics::GroupSeries;
 use crate::tls::{ClientCertificates, PortTls, ServerCertificate};
 use crate::url::{Prepared, UrlGroup, UrlPrefix, UrlScheme};
 
@@ -187,6 +188,7 @@ impl Server {
             self.shared.files.clone(),
             self.shared.config.domain.clone(),
             Arc::default(),
+            GroupSeries::detached(),
         )
     }
 

@@ -9,10 +9,12 @@ use arc_swap::ArcSwap;
 
 use super::http::{Settings, Site};
 use super::{Server, ServerError, Shared, State};
+use crate::access_log::{AccessLog, AccessLogSink, AccessLogTarget};
 use crate::auth::Authenticator;
 use crate::authz::Sid;
 use crate::files::FileCache;
 use crate::limits::{SourceTransfers, PER_SOURCE};
+use crate::metrics::Metrics;
 use crate::router::RouteTable;
 
 /// Settings fixed when the server is built.
@@ -30,6 +32,7 @@ pub(crate) struct Config {
     pub(crate) cache_file_max: u64,
     pub(crate) cache_total: u64,
     pub(crate) zero_copy: bool,
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// Builds a [`Server`]; every setter documents its default.
@@ -150,6 +153,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Writes one access-log line per request, when its response body ends (or is cut), to a file or
+    /// standard output, in the combined log format or as JSON lines; see [`crate::access_log`]. Lines are
+    /// written off the request path and dropped (counted in the metrics) when the writer falls behind.
+    /// Default is none: only the `bits_compact::access` tracing event.
+    pub fn access_log(mut self, log: AccessLog) -> Self {
+        self.config.access_log = Some(log);
+        self
+    }
+
     /// Takes every setting from `settings` (as [`Server::config`] reports them).
     pub fn settings(
         mut self,
@@ -224,13 +236,31 @@ impl ServerBuilder {
             return Err(ServerError::Config(problems));
         }
         let files = FileCache::new(c.revalidate, c.cache_file_max, c.cache_total);
+        let zero_copy = c.zero_copy.then(Arc::default);
+        let metrics = Arc::new(Metrics::new(zero_copy.clone()));
+        let access_log = match &c.access_log {
+            Some(log) => Some(
+                AccessLogSink::start(log, metrics.access_log_dropped.clone()).map_err(
+                    |source| ServerError::AccessLog {
+                        path: match &log.target {
+                            AccessLogTarget::File(path) => path.clone(),
+                            AccessLogTarget::Stdout => "-".into(),
+                        },
+                        source,
+                    },
+                )?,
+            ),
+            None => None,
+        };
         let site = Site {
             settings: c.serve.clone(),
             routes: ArcSwap::from_pointee(RouteTable::default()),
             tls: ArcSwap::from_pointee(HashMap::new()),
             auth: Authenticator::new(c.ntlm_names.clone(), c.refuse_unknown_principals),
             transfers: SourceTransfers::new(c.max_transfers_per_source),
-            zero_copy: c.zero_copy.then(Arc::default),
+            zero_copy,
+            metrics,
+            access_log,
         };
         Ok(Server {
             shared: Arc::new(Shared {
@@ -278,6 +308,7 @@ impl Default for Config {
             cache_file_max: 256 * 1024,
             cache_total: 64 * 1024 * 1024,
             zero_copy: true,
+            access_log: None,
         }
     }
 }

@@ -46,6 +46,15 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The access log could not be opened.
+    #[error("cannot open the access log {}", .path.display())]
+    AccessLog {
+        /// The file (`-`: standard output).
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// `serve` was called before on this server (its listeners closed when it returned).
     #[error("serve was already called on this server")]
     AlreadyServing,

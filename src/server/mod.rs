@@ -34,6 +34,7 @@ use crate::auth::Principals;
 use crate::change::{Change, Events};
 use crate::files::FileCache;
 use crate::lock::Recover;
+use crate::metrics::Metrics;
 use crate::router::RouteTable;
 use crate::tls::PortTls;
 use crate::url::{Host, PrefixError, ServerStatus, Url, UrlGroup, UrlPrefix, UrlScheme};
@@ -259,7 +260,8 @@ impl Server {
         }
         let domain = self.shared.config.domain.clone();
         let events = self.shared.events.clone();
-        let group = UrlGroup::new(prefix, self.shared.files.clone(), domain, events);
+        let series = self.shared.site.metrics.group(&prefix.to_string());
+        let group = UrlGroup::new(prefix, self.shared.files.clone(), domain, events, series);
         state.groups.push(group.clone());
         Ok(group)
     }
@@ -371,6 +373,21 @@ impl Server {
             groups,
             downloads_listed: listed as u64,
             downloads_truncated: in_progress > listed as u64,
+        }
+    }
+
+    /// This server's metrics (requests, bytes and downloads by group, refusals, connections, TLS
+    /// handshakes, authentication failures); [`Metrics::render`] is what a Prometheus scrapes.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.site.metrics.clone()
+    }
+
+    /// Reopens the access-log file (after logrotate renamed it; `bcs` calls this on SIGHUP). Lines of
+    /// requests that ended before go to the old file. Does nothing without an access log, or when it
+    /// goes to standard output.
+    pub fn reopen_access_log(&self) {
+        if let Some(log) = &self.shared.site.access_log {
+            log.reopen();
         }
     }
 

@@ -90,6 +90,10 @@ impl Managed {
 
     /// Runs download jobs too (`/v1/jobs`).
     pub fn with_jobs(mut self, jobs: ServiceJobs) -> Managed {
+        let collector = super::job_metrics::JobsCollector(jobs.manager().clone());
+        self.server
+            .metrics()
+            .register_collector(Box::new(collector));
         self.jobs = Some(jobs);
         self
     }
@@ -137,7 +141,10 @@ impl Managed {
             who: who.to_owned(),
             what,
         };
-        if let Err(e) = store.commit(&deltas, &audit) {
+        let started = std::time::Instant::now();
+        let committed = store.commit(&deltas, &audit);
+        self.server.metrics().commit_took(started.elapsed());
+        if let Err(e) = committed {
             tracing::error!(target: "bits_compact::service", who, what = %audit.what, error = %e, "the store refused a change; undoing it");
             self.undo(undo);
             return Err(e.into());

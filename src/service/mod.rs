@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 mod api;
 mod ended;
 mod error;
+mod job_metrics;
 mod job_policy;
 mod listeners;
 mod managed;

@@ -20,6 +20,7 @@ use crate::change::{Change, Events};
 use crate::files::{FileCache, FileSource, Unpublishable};
 use crate::limits::{ByteRate, ConnectionLimit, GroupLimits, LimitError};
 use crate::lock::Recover;
+use crate::metrics::GroupSeries;
 
 /// Why a URL could not be added to a group.
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +289,8 @@ pub(crate) struct GroupInner {
     index: AtomicBool,
     /// The server's record of changes: every change goes through it.
     events: Arc<Events>,
+    /// This group's metric series, resolved when it was created.
+    series: GroupSeries,
 }
 
 impl UrlGroup {
@@ -296,6 +299,7 @@ impl UrlGroup {
         cache: Arc<FileCache>,
         domain: Option<Sid>,
         events: Arc<Events>,
+        series: GroupSeries,
     ) -> Self {
         UrlGroup {
             inner: Arc::new(GroupInner {
@@ -310,8 +314,14 @@ impl UrlGroup {
                 cache_max_age: AtomicU64::new(u64::MAX),
                 index: AtomicBool::new(false),
                 events,
+                series,
             }),
         }
+    }
+
+    /// This group's metric series.
+    pub(crate) fn series(&self) -> &GroupSeries {
+        &self.inner.series
     }
 
     /// Whether the server deleted this group (a deleted group's handle refuses every change).
@@ -322,6 +332,7 @@ impl UrlGroup {
     /// Called by the server, inside its record of the deletion.
     pub(crate) fn mark_deleted(&self) {
         self.inner.deleted.store(true, Ordering::Release);
+        self.inner.series.unregister();
     }
 
     fn alive(&self) -> Result<(), UrlError> {

@@ -32,6 +32,8 @@ mod negotiate;
 #[cfg(feature = "cli")]
 mod newcomer;
 mod ntlm;
+#[cfg(feature = "cli")]
+mod observability;
 mod pki;
 #[cfg(feature = "cli")]
 mod readme;

@@ -1,6 +1,6 @@
 //! `bcs host`: publish files under one URL group and serve them.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,8 +10,10 @@ use bits_compact::{
     Server, ServerCertificate, UrlPrefix, UrlScheme,
 };
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
 use crate::check::Access;
+use crate::observe::{serve_metrics, AccessLogArgs};
 use crate::print::{Banner, PrintHosts, Skipped};
 use crate::selfsigned::Kept;
 use crate::{CliError, Signals};
@@ -116,6 +118,12 @@ pub(crate) struct HostArgs {
     /// clients; more than the cores rarely helps.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) workers: Option<u16>,
+    #[command(flatten)]
+    access_log: AccessLogArgs,
+    /// Serves Prometheus metrics at http://ADDR/metrics, a plain-HTTP listener of its own without
+    /// authentication: keep it on loopback (127.0.0.1:9100) or a monitoring network.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 /// A `--bind` value, parsed once: the addresses it stands for.
@@ -160,7 +168,12 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     if !bind.is_empty() {
         builder = builder.bind_addresses(bind.iter().copied());
     }
-    let server = builder.build()?;
+    let server = args.access_log.apply(builder).build()?;
+    args.access_log.reopen_on_hangup(&server)?;
+    let stop_metrics = CancellationToken::new();
+    if let Some(addr) = args.metrics {
+        serve_metrics(addr, &server, stop_metrics.clone()).await?;
+    }
     let tls = tls_settings(&args, &prefix)?;
     if let Some(tls) = &tls {
         server.set_ssl_certificate(prefix.port(), tls.cert.clone())?;
@@ -221,7 +234,9 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
         }
         banner.print_stop_hint();
     }
-    server.serve(signals.wait()).await?;
+    let served = server.serve(signals.wait()).await;
+    stop_metrics.cancel();
+    served?;
     banner.print_summary(args.json);
     note!("bcs: stopped");
     Ok(())

@@ -38,6 +38,7 @@ mod download;
 mod host;
 mod manage;
 mod manpages;
+mod observe;
 mod password_prompt;
 mod print;
 mod selfsigned;

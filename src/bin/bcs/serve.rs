@@ -18,6 +18,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::host::BindAddress;
+use crate::observe::AccessLogArgs;
 use crate::print::shell_word;
 use crate::state_lock::StateLock;
 use crate::{CliError, Signals};
@@ -75,6 +76,8 @@ pub(crate) struct ServeArgs {
     /// Worker threads that serve connections (default: one per CPU core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) workers: Option<u16>,
+    #[command(flatten)]
+    access_log: AccessLogArgs,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
@@ -98,7 +101,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     if !bind.is_empty() {
         builder = builder.bind_addresses(bind.clone());
     }
-    let server = builder.build()?;
+    let server = args.access_log.apply(builder).build()?;
+    args.access_log.reopen_on_hangup(&server)?;
     let store = SqliteStore::open(service::database_path(&state)).map_err(store_error)?;
     let (managed, warnings) = Managed::start(server.clone(), Box::new(store))
         .map_err(|e| CliError::Serve(e.message()))?;

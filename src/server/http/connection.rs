@@ -35,6 +35,7 @@ use super::site::Site;
 use super::stream::WatchedExecutor;
 use crate::files::ZeroCopy;
 use crate::limits::{ReadBudget, ServerBudget, H2_CHUNK};
+use crate::metrics::Metrics;
 use crate::tls::ClientIdentity;
 
 /// What every connection of one `serve` call shares.
@@ -47,6 +48,22 @@ pub(crate) struct ConnContext {
     pub(crate) force: tokio_util::sync::CancellationToken,
     /// The server's read budget: file bytes all response bodies may hold at once, shared between sources.
     pub(crate) read_budget: Arc<ServerBudget>,
+}
+
+/// Counts a connection in `bcs_open_connections` while it lives.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn count(metrics: &Arc<Metrics>) -> Self {
+        metrics.connections.inc();
+        OpenConnection(metrics.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections.dec();
+    }
 }
 
 /// SETTINGS_MAX_CONCURRENT_STREAMS on HTTP/2 connections.
@@ -65,6 +82,7 @@ pub(crate) async fn serve(
     let Ok(local) = stream.local_addr() else {
         return;
     };
+    let _open = OpenConnection::count(&ctx.site.metrics);
     let activity = Activity::new();
     let zero_copy = match &ctx.site.zero_copy {
         Some(sent) if !tls => Some(ZeroCopy::new(sent.clone())),
@@ -114,11 +132,21 @@ async fn serve_tls(
         ctx.site.settings.handshake_timeout,
         tokio_rustls::TlsAcceptor::from(config).accept(io),
     );
+    let metrics = &ctx.site.metrics;
     let stream = tokio::select! {
         done = handshake => match done {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
-            Err(_) => return tracing::debug!("TLS handshake timeout"),
+            Ok(Ok(stream)) => {
+                metrics.tls_handshakes.inc();
+                stream
+            }
+            Ok(Err(e)) => {
+                metrics.tls_failures.inc();
+                return tracing::debug!(error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                metrics.tls_failures.inc();
+                return tracing::debug!("TLS handshake timeout");
+            }
         },
         () = ctx.shutdown.cancelled() => return,
     };

@@ -1,9 +1,10 @@
-//! The request path: target → URL group → URL → file response, and one access-log line per request.
+//! The request path: target → URL group → URL → file response, then per request its metrics and one
+//! access-log line.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -14,7 +15,10 @@ use super::peer::ConnInfo;
 use super::response::Reject;
 use super::site::Site;
 use super::stream;
+use crate::access_log::Entry;
+use crate::auth::Refusal;
 use crate::files::{self, OnFinish, ResponseBody};
+use crate::metrics::{GroupSeries, SchemeLabel};
 use crate::url::{DownloadUnderWay, LiveDownload, RequestPath, SegmentError, UrlEntry, UrlGroup};
 
 /// The hyper service: infallible, since an `Err` would abort the connection. It takes any request body
@@ -29,9 +33,10 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut log = AccessLog::start(&req, &conn);
+    let mut log = RequestLog::start(&req, &conn, &site);
     let mut counted = None;
     let mut user = None;
+    let mut routed = None;
     let version = req.version();
     let response = match route(&req, &site, &conn) {
         Ok((group, target)) => {
@@ -47,14 +52,20 @@ where
                     Ok(granted) => {
                         let response = transfer(&req, &group, &entry, &site, &conn)
                             .await
-                            .unwrap_or_else(|reject| reject.into_response_on(version));
+                            .unwrap_or_else(|reject| {
+                                if matches!(reject, Reject::Busy) {
+                                    group.series().busy.inc();
+                                }
+                                reject.into_response_on(version)
+                            });
                         Ok((response, granted))
                     }
                     Err(reject) => Err(reject),
                 },
                 Target::Index => index::respond(&req, &group, &site, &conn).await,
+                Target::Missing => Err(Reject::NotFound),
             };
-            match answered {
+            let response = match answered {
                 Ok((mut response, granted)) => {
                     let identity = &granted.identity;
                     user = identity
@@ -72,8 +83,13 @@ where
                     }
                     response
                 }
-                Err(reject) => reject.into_response_on(version),
-            }
+                Err(reject) => {
+                    count_refusal(&req, &reject, &site);
+                    reject.into_response_on(version)
+                }
+            };
+            routed = Some(group);
+            response
         }
         Err(reject) => {
             tracing::debug!(peer = %conn.peer, error = %reject, "request refused");
@@ -83,26 +99,37 @@ where
     let get = req.method() == Method::GET;
     let response = drained(req.into_body(), response).await;
     let status = response.status();
+    let series = match routed {
+        Some(group) => Series::Group(group),
+        None => Series::Ungrouped(site.clone()),
+    };
+    if log.is_none() && counted.is_none() {
+        // Nothing to wait for: counted now, with the body's length (error pages, the index).
+        let length = http_body::Body::size_hint(response.body()).exact();
+        series.get().answered(status.as_u16(), length.unwrap_or(0));
+        return Ok(response);
+    }
     if let Some(log) = log.as_mut() {
         log.status = status.as_u16();
     }
-    if log.is_none() && counted.is_none() {
-        return Ok(response);
-    }
     let download = get && (status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT);
+    let under_way = counted.as_ref().filter(|_| download).map(|entry| {
+        series.get().download_started();
+        let total = http_body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or_default();
+        let url = entry.suffix.to_string();
+        DownloadUnderWay::start(
+            entry.clone(),
+            LiveDownload::new(conn.peer, user, url, total),
+        )
+    });
     let finished = Finished {
         log,
-        under_way: counted.as_ref().filter(|_| download).map(|entry| {
-            let total = http_body::Body::size_hint(response.body())
-                .exact()
-                .unwrap_or_default();
-            let url = entry.suffix.to_string();
-            DownloadUnderWay::start(
-                entry.clone(),
-                LiveDownload::new(conn.peer, user, url, total),
-            )
-        }),
+        under_way,
         counted: counted.map(|entry| (entry, download)),
+        series,
+        status: status.as_u16(),
     };
     let (parts, body) = response.into_parts();
     Ok(Response::from_parts(
@@ -111,13 +138,54 @@ where
     ))
 }
 
-/// What runs when a response body is done: the access-log line and the URL's counters.
+/// The metric series a request counts in: its group's, or those of requests no group serves.
+enum Series {
+    Group(UrlGroup),
+    Ungrouped(Arc<Site>),
+}
+
+impl Series {
+    fn get(&self) -> &GroupSeries {
+        match self {
+            Series::Group(group) => group.series(),
+            Series::Ungrouped(site) => site.metrics.ungrouped(),
+        }
+    }
+}
+
+/// Counts a refusal of offered credentials, by the scheme offered (a bounded label), and the limiter's
+/// 429s. A challenge that continues a handshake (an NTLM or Negotiate token in it) is no failure, nor is
+/// the challenge of a request that offered nothing.
+fn count_refusal<B>(req: &Request<B>, reject: &Reject, site: &Site) {
+    let metrics = &site.metrics;
+    let offered = req.headers().get(header::AUTHORIZATION);
+    let failed = match reject {
+        Reject::Refused(Refusal::Limited(_)) => {
+            metrics.auth_limited.inc();
+            return;
+        }
+        Reject::Refused(Refusal::Challenge(next)) => !next
+            .iter()
+            .any(|c| c.starts_with("NTLM ") || c.starts_with("Negotiate ")),
+        Reject::Refused(Refusal::Busy) => false,
+        Reject::Refused(_) => true,
+        // Denied is authorization: who the caller is was not in question.
+        _ => false,
+    };
+    if let (true, Some(value)) = (failed, offered) {
+        metrics.auth_failed(SchemeLabel::of_header(value.as_bytes()));
+    }
+}
+
+/// What runs when a response body is done: the metrics, the access-log line and the URL's counters.
 struct Finished {
-    log: Option<AccessLog>,
+    log: Option<RequestLog>,
     /// The URL, and whether this response is a download of it.
     counted: Option<(Arc<UrlEntry>, bool)>,
     /// A download counts as under way until its body ends.
     under_way: Option<DownloadUnderWay>,
+    series: Series,
+    status: u16,
 }
 
 impl OnFinish for Finished {
@@ -131,7 +199,11 @@ impl OnFinish for Finished {
         if let Some((entry, download)) = &self.counted {
             entry.counters.count(sent, *download && complete);
         }
-        self.under_way.take();
+        let series = self.series.get();
+        series.answered(self.status, sent);
+        if self.under_way.take().is_some() {
+            series.download_ended(complete);
+        }
         if let Some(log) = self.log.as_mut() {
             log.finish(sent, complete);
         }
@@ -205,7 +277,12 @@ async fn transfer<B>(
         body = body.watched_by(progress);
     }
     if let Some((permit, ticket)) = permit {
-        body = body.in_transfer(permit, ticket, limits.bandwidth.clone());
+        body = body.in_transfer(
+            permit,
+            ticket,
+            limits.bandwidth.clone(),
+            group.series().paced.clone(),
+        );
     }
     Ok(Response::from_parts(parts, body))
 }
@@ -215,6 +292,9 @@ enum Target {
     Url(Arc<UrlEntry>),
     /// The group's root, when the group has an index.
     Index,
+    /// No URL of the group has this suffix (404, before authentication: as HTTP.sys, which answers
+    /// what no URL serves without asking who is calling). Counted as the group's.
+    Missing,
 }
 
 /// Finds the group and URL (or index) for a request, or why there is none: 400 for a malformed request,
@@ -244,8 +324,10 @@ fn route<B>(req: &Request<B>, site: &Site, conn: &ConnInfo) -> Result<(UrlGroup,
     if path.suffix_key.is_empty() && group.index() {
         return Ok((group, Target::Index));
     }
-    let entry = group.lookup(&path.suffix_key).ok_or(Reject::NotFound)?;
-    Ok((group, Target::Url(entry)))
+    Ok(match group.lookup(&path.suffix_key) {
+        Some(entry) => (group, Target::Url(entry)),
+        None => (group, Target::Missing),
+    })
 }
 
 /// The host a request names: the authority of an absolute-form target, else the one `Host` header
@@ -299,8 +381,9 @@ fn normalise_host(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// One access-log line, written when the response body is done.
-struct AccessLog {
+/// One access-log line, written when the response body is done: the `bits_compact::access` tracing
+/// event, and the entry of the server's access log when it has one.
+struct RequestLog {
     start: Instant,
     method: Method,
     target: String,
@@ -308,14 +391,37 @@ struct AccessLog {
     identity: Option<String>,
     group: Option<String>,
     status: u16,
+    /// Whether the tracing event is enabled.
+    traced: bool,
+    /// The server's access log and what only it writes, when there is one.
+    sink: Option<(Arc<Site>, SinkFields)>,
 }
 
-impl AccessLog {
-    fn start<B>(req: &Request<B>, conn: &ConnInfo) -> Option<Self> {
-        if !tracing::enabled!(target: "bits_compact::access", tracing::Level::INFO) {
+/// What the access log writes beyond the tracing event.
+struct SinkFields {
+    time: SystemTime,
+    version: Version,
+    referer: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+}
+
+impl RequestLog {
+    fn start<B>(req: &Request<B>, conn: &ConnInfo, site: &Arc<Site>) -> Option<Self> {
+        let traced = tracing::enabled!(target: "bits_compact::access", tracing::Level::INFO);
+        let sink = site.access_log.as_ref().map(|_| {
+            let headers = req.headers();
+            let fields = SinkFields {
+                time: SystemTime::now(),
+                version: req.version(),
+                referer: headers.get(header::REFERER).cloned(),
+                user_agent: headers.get(header::USER_AGENT).cloned(),
+            };
+            (site.clone(), fields)
+        });
+        if !traced && sink.is_none() {
             return None;
         }
-        Some(AccessLog {
+        Some(RequestLog {
             start: Instant::now(),
             method: req.method().clone(),
             target: req.uri().to_string(),
@@ -323,26 +429,49 @@ impl AccessLog {
             identity: None,
             group: None,
             status: 0,
+            traced,
+            sink,
         })
     }
-}
 
-impl OnFinish for AccessLog {
     fn finish(&mut self, sent: u64, complete: bool) {
-        // No parent span: the connection's span would name the peer a second time.
-        tracing::info!(
-            target: "bits_compact::access",
-            parent: None,
-            method = %self.method,
-            url = %self.target,
-            status = self.status,
-            bytes = sent,
-            complete,
-            duration_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX),
-            peer = %self.peer,
-            identity = self.identity.as_deref().unwrap_or("-"),
-            group = self.group.as_deref().unwrap_or("-"),
-        );
+        let duration = self.start.elapsed();
+        if self.traced {
+            // No parent span: the connection's span would name the peer a second time.
+            tracing::info!(
+                target: "bits_compact::access",
+                parent: None,
+                method = %self.method,
+                url = %self.target,
+                status = self.status,
+                bytes = sent,
+                complete,
+                duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+                peer = %self.peer,
+                identity = self.identity.as_deref().unwrap_or("-"),
+                group = self.group.as_deref().unwrap_or("-"),
+            );
+        }
+        let Some((site, fields)) = self.sink.take() else {
+            return;
+        };
+        if let Some(sink) = &site.access_log {
+            sink.log(Entry {
+                time: fields.time,
+                client: self.peer.ip(),
+                user: self.identity.take(),
+                method: self.method.clone(),
+                target: std::mem::take(&mut self.target),
+                version: fields.version,
+                status: self.status,
+                bytes: sent,
+                complete,
+                referer: fields.referer,
+                user_agent: fields.user_agent,
+                group: self.group.take(),
+                duration,
+            });
+        }
     }
 }
 

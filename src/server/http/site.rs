@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::access_log::AccessLogSink;
 use crate::auth::Authenticator;
 use crate::limits::SourceTransfers;
+use crate::metrics::Metrics;
 use crate::router::RouteTable;
 use crate::tls::PortConfigs;
 
@@ -24,6 +26,10 @@ pub(crate) struct Site {
     pub(crate) transfers: SourceTransfers,
     /// Bytes sent with `sendfile` on plain HTTP/1.1 connections, or `None` where zero-copy is off.
     pub(crate) zero_copy: Option<Arc<AtomicU64>>,
+    /// The server's metrics, counted by its connections and requests.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Where access-log entries go, when the server has an access log.
+    pub(crate) access_log: Option<AccessLogSink>,
 }
 
 /// Connection deadlines and bounds, fixed when the server is built.

@@ -15,6 +15,7 @@ use super::site::{Settings, Site};
 use crate::auth::{AuthScheme, Authenticator};
 use crate::files::{FileCache, ResponseBody};
 use crate::limits::ReadBudget;
+use crate::metrics::{GroupSeries, Metrics};
 use crate::router::RouteTable;
 use crate::url::UrlGroup;
 
@@ -31,7 +32,13 @@ fn fixture() -> Fixture {
     std::fs::write(&file, b"abcdefghijklmnopqrstuvwxyz").unwrap();
     let cache = FileCache::new(Duration::ZERO, 0, 0);
     let prefix = "http://+:8080/G/".parse().unwrap();
-    let group = UrlGroup::new(prefix, cache, None, Default::default());
+    let group = UrlGroup::new(
+        prefix,
+        cache,
+        None,
+        Default::default(),
+        GroupSeries::detached(),
+    );
     group.add_url("f.txt", &file, None).unwrap();
     let site = Site {
         settings: Settings {
@@ -48,6 +55,8 @@ fn fixture() -> Fixture {
         auth: Authenticator::new(("BCS".into(), "BCS".into()), false),
         transfers: Default::default(),
         zero_copy: None,
+        metrics: Arc::new(Metrics::new(None)),
+        access_log: None,
     };
     Fixture {
         site: Arc::new(site),

@@ -17,6 +17,7 @@ pub use fields::is_unprintable;
 mod group_settings;
 mod groups;
 mod queue;
+mod scrape;
 mod status;
 mod users;
 
@@ -90,6 +91,7 @@ pub(crate) const MAX_BODY: usize = 8 << 20;
         jobs::error,
         jobs::events,
         status::show,
+        scrape::metrics,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonResponses)
@@ -214,6 +216,7 @@ pub fn router(managed: Arc<Managed>) -> Router {
         )
         .route("/v1/jobs/{id}/error", get(jobs::error))
         .route("/v1/jobs/{id}/events", get(jobs::events))
+        .route("/metrics", get(scrape::metrics))
         .route(
             "/v1/openapi.json",
             get(move || std::future::ready(axum::Json(openapi.clone()))),
@@ -268,6 +271,6 @@ mod tests {
                 ids.push(id);
             }
         }
-        assert_eq!(ids.len(), 39);
+        assert_eq!(ids.len(), 40);
     }
 }
