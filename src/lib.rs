@@ -64,7 +64,7 @@ pub mod url;
 // The names most programs need; the rest are in their modules.
 pub use auth::{AuthError, AuthScheme, Identity, Password, Principals};
 pub use config::{Change, ServerConfig};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, FLEET_UNAVAILABLE};
 pub use jobs::{
     Action, DirStore, Job, JobError, JobEvent, JobId, JobManager, JobState, JobStore, JobWatch,
     NewJob,

@@ -8,14 +8,16 @@
 //! split, the calls would no longer sit beside the invariant they share.
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::error::MgmtError;
+use super::fleet_view::FleetView;
 use super::service_jobs::ServiceJobs;
 use super::settings::GroupSettings;
 use crate::auth::{AuthScheme, Password, Principals};
 use crate::config::{GroupConfig, ServerConfig, TlsBinding, UrlConfig};
 use crate::lock::Recover;
-use crate::service::store::{Audit, Delta, Store, Stored};
+use crate::service::store::{Audit, Delta, Store, StoreError, Stored};
 use crate::tls::{CertificateSource, ServerCertificate};
 use crate::url::{GroupProperty, UrlGroup, UrlPrefix};
 use crate::Server;
@@ -28,7 +30,17 @@ pub struct Managed {
     private: Vec<std::path::PathBuf>,
     /// The download jobs the service runs, if any.
     jobs: Option<ServiceJobs>,
+    /// The fleet this node belongs to, if any.
+    fleet: Option<std::sync::Arc<dyn FleetView>>,
+    /// What of the fleet's configuration this node cannot serve, and why.
+    unserved: Mutex<Vec<String>>,
 }
+
+/// How many times a change overtaken by another node's is tried (on the newer configuration each time).
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// How long a change overtaken by another node's waits for this node to take that newer configuration.
+const CONFLICT_WAIT: Duration = Duration::from_secs(3);
 
 impl std::fmt::Debug for Managed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,6 +88,8 @@ impl Managed {
             store: Mutex::new(store),
             private: Vec::new(),
             jobs: None,
+            fleet: None,
+            unserved: Mutex::new(warnings.clone()),
         };
         Ok((managed, warnings))
     }
@@ -124,26 +138,118 @@ impl Managed {
     }
 
     /// Makes one change: `op` changes the server and says what to store; the store commits it with the
-    /// audit line, or the change is undone.
+    /// audit line, or the change is undone. When a fleet's store refuses it because another node changed
+    /// the configuration first, the change is undone, this node waits until it has taken that newer
+    /// configuration, and `op` runs again on it (a few times at most).
     fn change<T>(
         &self,
         who: &str,
         what: String,
-        op: impl FnOnce(&Server) -> Result<(T, Vec<Delta>, Undo), MgmtError>,
+        mut op: impl FnMut(&Server) -> Result<(T, Vec<Delta>, Undo), MgmtError>,
     ) -> Result<T, MgmtError> {
-        let mut store = self.writer();
-        let (value, deltas, undo) = op(&self.server)?;
         let audit = Audit {
             who: who.to_owned(),
             what,
         };
-        if let Err(e) = store.commit(&deltas, &audit) {
-            tracing::error!(target: "bits_compact::service", who, what = %audit.what, error = %e, "the store refused a change; undoing it");
+        let mut attempt = 1;
+        loop {
+            let mut store = self.writer();
+            let (value, deltas, undo) = op(&self.server)?;
+            let e = match store.commit(&deltas, &audit) {
+                Ok(()) => {
+                    tracing::info!(target: "bits_compact::service", who, what = %audit.what, "changed");
+                    return Ok(value);
+                }
+                Err(e) => e,
+            };
             self.undo(undo);
-            return Err(e.into());
+            match e {
+                StoreError::Conflict { revision } if attempt < CONFLICT_ATTEMPTS => {
+                    drop(store);
+                    tracing::info!(target: "bits_compact::service", who, what = %audit.what, revision, attempt, "another node changed the configuration first; trying again on the newer one");
+                    self.await_revision(revision);
+                    attempt += 1;
+                }
+                e => {
+                    tracing::error!(target: "bits_compact::service", who, what = %audit.what, error = %e, "the store refused a change; undoing it");
+                    return Err(e.into());
+                }
+            }
         }
-        tracing::info!(target: "bits_compact::service", who, what = %audit.what, "changed");
-        Ok(value)
+    }
+
+    /// Waits (bounded) until the store holds `revision` of the shared configuration: the fleet's follower
+    /// takes it through [`Managed::follow`], which needs the writer lock this does not hold.
+    fn await_revision(&self, revision: i64) {
+        let deadline = std::time::Instant::now() + CONFLICT_WAIT;
+        while std::time::Instant::now() < deadline {
+            if self.writer().revision().is_some_and(|r| r >= revision) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Makes the server serve `wanted`, the whole configuration as the fleet holds it at `revision`, and
+    /// keeps it in the store's local copy: the other nodes' changes (and this node's own, which it has
+    /// taken already) arriving in revision order. A revision the store holds already changes nothing.
+    /// What this node cannot serve (a file or certificate missing here) is left out with a warning, kept
+    /// for [`Managed::unserved`]; the rest is served. Returns whether the server changed.
+    pub fn follow(&self, wanted: Stored, revision: i64) -> Result<bool, MgmtError> {
+        let mut store = self.writer();
+        if store.revision().is_some_and(|r| r >= revision) {
+            return Ok(false);
+        }
+        let before = self.server.config();
+        let mut warnings = Vec::new();
+        let servable = servable(&wanted, &mut warnings);
+        let mut target = before.clone();
+        target.groups = servable.groups.clone();
+        target.tls = servable.tls.clone();
+        target.principals = servable.principals.clone();
+        let changed = target != before;
+        if changed {
+            if let Err(whole) = self.server.apply(&target) {
+                warnings.push(format!("the fleet's configuration at revision {revision} cannot be served whole ({whole}); serving what can be"));
+                let mut empty = before.clone();
+                empty.groups.clear();
+                empty.tls.clear();
+                if self.server.apply(&empty).is_ok() {
+                    start_in_parts(&self.server, &servable, &mut warnings);
+                }
+            }
+        }
+        for w in &warnings {
+            tracing::warn!(target: "bits_compact::service", revision, "{w}");
+        }
+        *self.unserved.lock().recover() = warnings;
+        store.follow(&wanted, revision)?;
+        if changed {
+            tracing::info!(target: "bits_compact::service", revision, "took the fleet's configuration");
+        }
+        Ok(changed)
+    }
+
+    /// What this node leaves out of the fleet's configuration, and why (a file or a certificate that
+    /// cannot be loaded here); empty when it serves all of it.
+    pub fn unserved(&self) -> Vec<String> {
+        self.unserved.lock().recover().clone()
+    }
+
+    /// The revision of the shared configuration this node serves, when it is a fleet's node.
+    pub fn revision(&self) -> Option<i64> {
+        self.writer().revision()
+    }
+
+    /// Answers `GET /v1/fleet` through `view` (the fleet this node belongs to).
+    pub fn with_fleet(mut self, view: std::sync::Arc<dyn FleetView>) -> Managed {
+        self.fleet = Some(view);
+        self
+    }
+
+    /// The fleet this node belongs to, if any.
+    pub fn fleet(&self) -> Option<&std::sync::Arc<dyn FleetView>> {
+        self.fleet.as_ref()
     }
 
     fn undo(&self, undo: Undo) {
@@ -356,8 +462,8 @@ impl Managed {
             |server| {
                 let before = server.config();
                 match sni {
-                    Some(name) => server.set_sni_certificate(port, name, cert)?,
-                    None => server.set_ssl_certificate(port, cert)?,
+                    Some(name) => server.set_sni_certificate(port, name, cert.clone())?,
+                    None => server.set_ssl_certificate(port, cert.clone())?,
                 }
                 let binding = self.tls_binding(port)?;
                 Ok((
@@ -461,7 +567,7 @@ impl Managed {
         &self,
         who: &str,
         what: String,
-        edit: impl FnOnce(&mut Principals) -> Result<T, MgmtError>,
+        mut edit: impl FnMut(&mut Principals) -> Result<T, MgmtError>,
     ) -> Result<T, MgmtError> {
         self.change(who, what, |server| {
             let before = server.principals();
@@ -495,7 +601,7 @@ impl Managed {
         let mode = if prune { " (prune)" } else { "" };
         self.change(who, format!("apply a configuration{mode}"), |server| {
             let before = server.config();
-            let target = merged(&before, wanted, prune)?;
+            let target = merged(&before, wanted.clone(), prune)?;
             if target == before {
                 return Ok((false, Vec::new(), Undo::Nothing));
             }
@@ -555,6 +661,40 @@ fn start_in_parts(server: &Server, stored: &Stored, warnings: &mut Vec<String>) 
             config.tls.pop();
         }
     }
+}
+
+/// What of `stored` this node can serve: the URLs whose files it can open and the TLS bindings whose
+/// certificates it can load; what it cannot is a warning each.
+fn servable(stored: &Stored, warnings: &mut Vec<String>) -> Stored {
+    let mut servable = stored.clone();
+    for group in &mut servable.groups {
+        group.urls.retain(|url| {
+            let ok = std::fs::metadata(&url.file).is_ok_and(|m| m.is_file());
+            if !ok {
+                warnings.push(format!(
+                    "URL {}{} is not served here: {} is not a readable file on this node",
+                    group.prefix,
+                    url.suffix,
+                    url.file.display()
+                ));
+            }
+            ok
+        });
+    }
+    servable.tls.retain(|binding| {
+        let sources = binding.certificate.iter().chain(binding.sni.values());
+        let failed = sources
+            .filter_map(|source| ServerCertificate::from_source(source).err())
+            .next();
+        if let Some(e) = &failed {
+            warnings.push(format!(
+                "TLS on port {} is not set here: its certificate cannot be loaded on this node ({e})",
+                binding.port
+            ));
+        }
+        failed.is_none()
+    });
+    servable
 }
 
 fn without_group(mut config: ServerConfig, prefix: &UrlPrefix) -> ServerConfig {
@@ -669,6 +809,16 @@ fn keep_secret(source: &mut Option<CertificateSource>, old: Option<&CertificateS
 
 /// The deltas that take the store from `before` to `after`.
 fn diff(before: &ServerConfig, after: &ServerConfig) -> Vec<Delta> {
+    let part = |c: &ServerConfig| Stored {
+        groups: c.groups.clone(),
+        tls: c.tls.clone(),
+        principals: c.principals.clone(),
+    };
+    diff_stored(&part(before), &part(after))
+}
+
+/// The deltas that take a store holding `before` to `after`.
+pub(crate) fn diff_stored(before: &Stored, after: &Stored) -> Vec<Delta> {
     let mut deltas = Vec::new();
     for old in &before.groups {
         if !after.groups.iter().any(|g| g.prefix == old.prefix) {

@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 mod api;
 mod ended;
 mod error;
+#[cfg(feature = "fleet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fleet")))]
+pub mod fleet;
+mod fleet_view;
 mod job_policy;
 mod listeners;
 mod managed;
@@ -33,6 +37,7 @@ pub use api::{
 };
 pub use ended::DEFAULT_JOB_RETENTION;
 pub use error::{ErrorBody, MgmtError};
+pub use fleet_view::{FleetStatus, FleetView, NodeStatus};
 pub use job_policy::{JobAllow, JobAllowError, JobPolicy};
 pub use listeners::{bind_local, serve_local, serve_remote, AdminAccess};
 pub use managed::Managed;

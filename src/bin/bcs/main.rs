@@ -34,6 +34,7 @@ macro_rules! note_safe {
 
 mod check;
 mod download;
+mod fleet_node;
 mod host;
 mod manage;
 mod password_prompt;

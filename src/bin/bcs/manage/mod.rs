@@ -8,7 +8,8 @@
 //!
 //! Exit status (also in each command's `--help`): 0 success; 1 any other error, the service's 5xx
 //! included; 2 invalid (usage errors, and HTTP 400, 409, 413, 422); 3 not found (HTTP 404); 4 refused
-//! (HTTP 401, 403); 5 unreachable (no socket, connection refused, TLS handshake failed, timed out).
+//! (HTTP 401, 403); 5 unreachable (no socket, connection refused, TLS handshake failed, timed out; and a
+//! fleet's etcd below quorum, HTTP 503 `fleet_unavailable`).
 //!
 //! Requests, for the record (`{p}`, `{s}`, `{n}`: percent-encoded path segments):
 //!
@@ -36,12 +37,14 @@
 //! | `job resume\|suspend\|complete\|cancel ID` | `PUT /v1/jobs/{id}/state` `{"action"}`         |
 //! | `job set ID [opts]` / `delete ID`     | `PATCH` / `DELETE /v1/jobs/{id}`                     |
 //! | `job watch ID`                        | `GET /v1/jobs/{id}/events` (server-sent events)      |
+//! | `fleet status`                        | `GET /v1/fleet`                                      |
 
 mod auth;
 mod cert;
 mod changes;
 mod connect;
 mod export_apply;
+mod fleet;
 mod group;
 mod job;
 mod job_watch;
@@ -65,7 +68,8 @@ use connect::{Client, Server};
 /// The exit statuses, for the management commands' `--help`.
 pub(crate) const EXIT_CODES: &str = "\
 Exit status: 0 done; 1 other error (incl. the service's 5xx); 2 invalid (usage, HTTP 400/409/413/422); \
-3 not found (HTTP 404); 4 refused (HTTP 401/403); 5 unreachable (no socket, refused, TLS failed, timeout).";
+3 not found (HTTP 404); 4 refused (HTTP 401/403); 5 unreachable (no socket, refused, TLS failed, timeout; \
+a fleet's etcd below quorum).";
 
 /// How to reach the service and how to print its answer; in every management command.
 #[derive(Args, Debug)]
@@ -139,6 +143,9 @@ pub(crate) enum ManageCommand {
     /// --prune. All or nothing: one bad part and nothing changes.
     #[command(after_help = EXIT_CODES)]
     Apply(export_apply::ApplyArgs),
+    /// Show the fleet the service is a node of (bcs serve --etcd).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Fleet(fleet::FleetCommand),
 }
 
 /// Runs one management command.
@@ -152,6 +159,7 @@ pub(crate) async fn run(command: ManageCommand) -> Result<(), CliError> {
         ManageCommand::Job(command) => job::run(command).await,
         ManageCommand::Export(api) => export_apply::export(&api).await,
         ManageCommand::Apply(args) => export_apply::apply(&args).await,
+        ManageCommand::Fleet(command) => fleet::run(command).await,
     }
 }
 
@@ -222,7 +230,9 @@ impl ManageError {
     /// service's answers and for what the kinds name (unreachable, invalid); 1 for the rest.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            ManageError::Api { status, .. } => status_exit_code(*status),
+            ManageError::Api { status, code, .. } => {
+                ErrorKind::from_answer(*status, code).map_or(1, ErrorKind::exit_code)
+            }
             ManageError::Unreachable { .. } | ManageError::Timeout { .. } => {
                 ErrorKind::Unreachable.exit_code()
             }
@@ -230,11 +240,6 @@ impl ManageError {
             _ => 1,
         }
     }
-}
-
-/// The exit status for an error status from the service: the exit status of the kind it stands for.
-fn status_exit_code(status: StatusCode) -> u8 {
-    ErrorKind::from_http_status(status).map_or(1, ErrorKind::exit_code)
 }
 
 /// One call through a client made from `api`: the success's JSON, or the error (whose body `--json` also
@@ -354,7 +359,8 @@ mod tests {
             (503, 1),
         ] {
             let status = StatusCode::from_u16(status).unwrap();
-            assert_eq!(status_exit_code(status), code, "{status}");
+            let exit = ErrorKind::from_answer(status, "some_code").map_or(1, ErrorKind::exit_code);
+            assert_eq!(exit, code, "{status}");
         }
         let gone = ManageError::Unreachable {
             server: "/x.sock".into(),
@@ -369,6 +375,15 @@ mod tests {
         assert_eq!(slow.exit_code(), 5);
         assert_eq!(ManageError::Invalid("x".into()).exit_code(), 2);
         assert_eq!(ManageError::NoAnchors.exit_code(), 1);
+        // A fleet whose etcd is below quorum: 503 like a busy service, but the exit status of what
+        // cannot be reached.
+        let api = |code: &str| ManageError::Api {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: code.into(),
+            message: "x".into(),
+        };
+        assert_eq!(api(bits_compact::FLEET_UNAVAILABLE).exit_code(), 5);
+        assert_eq!(api("busy").exit_code(), 1);
     }
 
     #[test]
