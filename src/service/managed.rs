@@ -916,6 +916,149 @@ mod tests {
         }
     }
 
+    /// A fleet's store in miniature: while `conflicts` is above 0, each commit is overtaken by another
+    /// node's change at the next revision (which the follower has "taken" by then); then commits go
+    /// through. `down` refuses every commit as etcd below quorum.
+    struct Shared {
+        conflicts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        down: bool,
+        revision: i64,
+        followed: Option<(Stored, i64)>,
+    }
+
+    impl Store for Shared {
+        fn load(&mut self) -> Result<Stored, StoreError> {
+            Ok(Stored::default())
+        }
+
+        fn commit(&mut self, _: &[Delta], _: &Audit) -> Result<(), StoreError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            if self.down {
+                return Err(StoreError::Unavailable {
+                    reason: "no quorum".into(),
+                });
+            }
+            self.revision += 1;
+            let overtaken = self
+                .conflicts
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+            match overtaken {
+                Ok(_) => Err(StoreError::Conflict {
+                    revision: self.revision,
+                }),
+                Err(_) => Ok(()),
+            }
+        }
+
+        fn revision(&self) -> Option<i64> {
+            Some(self.revision)
+        }
+
+        fn follow(&mut self, stored: &Stored, revision: i64) -> Result<(), StoreError> {
+            self.followed = Some((stored.clone(), revision));
+            self.revision = revision;
+            Ok(())
+        }
+    }
+
+    type Conflicts = std::sync::Arc<std::sync::atomic::AtomicUsize>;
+
+    fn shared(down: bool) -> (Managed, Conflicts) {
+        let server = Server::builder()
+            .bind_addresses(["127.0.0.1".parse().unwrap()])
+            .build()
+            .unwrap();
+        let conflicts = Conflicts::default();
+        let store = Shared {
+            conflicts: conflicts.clone(),
+            down,
+            revision: 1,
+            followed: None,
+        };
+        (
+            Managed::start(server, Box::new(store)).unwrap().0,
+            conflicts,
+        )
+    }
+
+    /// A change overtaken by another node's runs again on the newer configuration; overtaken every
+    /// time, it is refused as the conflict, and the server is as it was.
+    #[test]
+    fn a_change_overtaken_by_another_nodes_is_tried_again_then_refused() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (_, dir, prefix) = managed(0);
+        let (m, conflicts) = shared(false);
+        m.create_group("t", &prefix, &GroupSettings::default())
+            .unwrap();
+        conflicts.store(2, SeqCst);
+        m.add_url("t", &prefix, &url(&dir, "a.bin")).unwrap();
+        assert_eq!(conflicts.load(SeqCst), 0, "not tried again");
+        assert_eq!(m.group(&prefix).unwrap().urls.len(), 1);
+
+        conflicts.store(usize::MAX, SeqCst);
+        let e = m.add_url("t", &prefix, &url(&dir, "b.bin")).unwrap_err();
+        assert_eq!(e.code(), "fleet_conflict", "{}", e.message());
+        assert_eq!(e.status().as_u16(), 409);
+        assert_eq!(
+            usize::MAX - conflicts.load(SeqCst),
+            CONFLICT_ATTEMPTS as usize
+        );
+        let urls = m.group(&prefix).unwrap().urls;
+        assert_eq!(urls.len(), 1, "{urls:?}");
+    }
+
+    /// SECURITY: with the fleet's etcd below quorum a change is refused at once (no retry) and undone:
+    /// no node serves what the fleet does not hold.
+    #[test]
+    fn a_change_the_fleet_cannot_take_is_undone_at_once() {
+        let (_, dir, prefix) = managed(0);
+        let (m, _) = shared(true);
+        let started = std::time::Instant::now();
+        let e = m
+            .create_group("t", &prefix, &GroupSettings::default())
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!((e.code(), e.status().as_u16()), ("fleet_unavailable", 503));
+        assert!(m.groups().is_empty());
+        drop(dir);
+    }
+
+    /// The fleet's configuration is served as it comes, a revision the node holds changes nothing, and
+    /// what cannot be served here (a missing file) is left out with a warning while the rest is served.
+    #[test]
+    fn follow_serves_newer_revisions_and_what_it_can() {
+        let (_, dir, prefix) = managed(0);
+        let (m, _) = shared(false);
+        let mut group = GroupConfig::new(prefix.clone());
+        group.urls = vec![url(&dir, "here.bin"), {
+            let mut gone = url(&dir, "gone.bin");
+            gone.file = dir.path().join("not-on-this-node.bin");
+            gone
+        }];
+        let wanted = Stored {
+            groups: vec![group],
+            ..Stored::default()
+        };
+        assert!(m.follow(wanted.clone(), 5).unwrap());
+        let served = m.group(&prefix).unwrap();
+        assert_eq!(served.urls.len(), 1, "{served:?}");
+        assert_eq!(served.urls[0].suffix, "here.bin");
+        let unserved = m.unserved();
+        assert!(
+            unserved.len() == 1 && unserved[0].contains("not-on-this-node.bin"),
+            "{unserved:?}"
+        );
+        assert_eq!(m.revision(), Some(5));
+        // An older or equal revision: nothing to do, even if it says otherwise.
+        assert!(!m.follow(Stored::default(), 5).unwrap());
+        assert!(!m.follow(Stored::default(), 3).unwrap());
+        assert_eq!(m.groups().len(), 1);
+        // A newer one without the group removes it.
+        assert!(m.follow(Stored::default(), 6).unwrap());
+        assert!(m.groups().is_empty());
+        assert!(m.unserved().is_empty());
+    }
+
     /// SECURITY: a change the store cannot keep is undone, so what is served is what is stored.
     #[test]
     fn a_change_the_store_refuses_is_undone() {
