@@ -138,8 +138,10 @@ impl Managed {
     }
 
     /// Makes one change: `op` changes the server and says what to store; the store commits it with the
-    /// audit line, or the change is undone. When a fleet's store refuses it because another node changed
-    /// the configuration first, the change is undone, this node waits until it has taken that newer
+    /// audit line, or the change is undone. A fleet's node first waits (bounded) until it serves the
+    /// fleet's latest configuration, so that a change made through it sees the changes made through
+    /// others just before. When a fleet's store refuses it because another node changed the
+    /// configuration first, the change is undone, this node waits until it has taken that newer
     /// configuration, and `op` runs again on it (a few times at most).
     fn change<T>(
         &self,
@@ -151,6 +153,15 @@ impl Managed {
             who: who.to_owned(),
             what,
         };
+        let latest = self.writer().latest();
+        match latest {
+            Ok(Some(revision)) => self.await_revision(revision),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(target: "bits_compact::service", who, what = %audit.what, error = %e, "the store cannot take changes now");
+                return Err(e.into());
+            }
+        }
         let mut attempt = 1;
         loop {
             let mut store = self.writer();

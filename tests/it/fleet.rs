@@ -47,6 +47,26 @@ fn etcd_without_the_feature_names_it() {
     assert!(!state.exists());
 }
 
+/// A service that is no fleet's node answers `GET /v1/fleet` with 404 `not_in_fleet`, and `bcs fleet
+/// status` exits 3 saying so; the route is in the OpenAPI document.
+#[test]
+fn a_service_outside_any_fleet_says_so() {
+    let svc = crate::service::Service::start(&[]);
+    let (status, body) = svc.api("GET", "/v1/fleet", None);
+    assert_eq!(status, 404, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["code"], "not_in_fleet");
+    let out = svc.bcs(&["fleet", "status"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no fleet's node"));
+    // Hostile methods on it are not routes.
+    let (status, _) = svc.api("DELETE", "/v1/fleet", None);
+    assert_eq!(status, 405);
+    let (_, doc) = svc.api("GET", "/v1/openapi.json", None);
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    assert!(doc["paths"]["/v1/fleet"]["get"].is_object());
+}
+
 #[cfg(feature = "fleet")]
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -375,6 +395,8 @@ fn a_change_through_any_node_reaches_every_node() {
     let prefix = format!("http://+:{port}/app/");
 
     a.ok(&["group", "create", &prefix]);
+    // Another group on the port keeps it open once the first is deleted: a deleted group is a 404.
+    a.ok(&["group", "create", &format!("http://+:{port}/other/")]);
     a.ok(&["url", "add", &prefix, "app.bin", file.to_str().unwrap()]);
     let added = Instant::now();
     for node in [&a, &b, &c] {
@@ -403,6 +425,7 @@ fn a_change_through_any_node_reaches_every_node() {
     c.ok(&["limit", "set", &prefix, "ConnectionLimit", "7"]);
     let changed = c.export();
     let group = &changed["groups"][0];
+    assert_eq!(group["prefix"], prefix.as_str());
     assert_eq!(group["urls"][0]["sddl"], "D:", "{changed}");
     assert!(
         group["connection_limit"].to_string().contains('7'),
@@ -434,6 +457,7 @@ fn a_change_through_any_node_reaches_every_node() {
     }
     assert_eq!(nodes[1]["addresses"][0], "127.0.0.2");
 
+    // Made through B right after C's changes: B takes them first (it changes the latest configuration).
     b.ok(&["group", "delete", &prefix]);
     for node in [&a, &b, &c] {
         let gone = eventually(Duration::from_secs(2), || {
@@ -441,7 +465,9 @@ fn a_change_through_any_node_reaches_every_node() {
         });
         assert!(gone, "{} still serves a deleted group", node.name);
     }
-    assert!(etcd.keys("/bcs/reach/config/group/").is_empty());
+    // Only the other group is left in etcd; no URL of the deleted one.
+    assert_eq!(etcd.keys("/bcs/reach/config/group/").len(), 1);
+    assert!(etcd.keys("/bcs/reach/config/url/").is_empty());
 }
 
 /// Two nodes add URLs to one group and change its limit at once, many rounds: every acknowledged change

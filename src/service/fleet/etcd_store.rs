@@ -144,6 +144,14 @@ impl Store for EtcdStore {
         Some(self.link.applied())
     }
 
+    fn latest(&mut self) -> Result<Option<i64>, StoreError> {
+        let read = self.link.latest();
+        let latest = self.link.block(read);
+        latest
+            .map(Some)
+            .map_err(|reason| StoreError::Unavailable { reason })
+    }
+
     fn follow(&mut self, stored: &Stored, revision: i64) -> Result<(), StoreError> {
         let current = self.local.load()?;
         let deltas = diff_stored(&current, stored);

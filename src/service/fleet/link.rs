@@ -109,6 +109,16 @@ impl Link {
         tokio::task::block_in_place(|| self.runtime.block_on(call))
     }
 
+    /// The revision of the configuration's latest change (0: none yet).
+    pub(crate) async fn latest(&self) -> Result<i64, String> {
+        let read = || {
+            let (mut client, key) = (self.client(), self.keys.rev());
+            async move { client.get(key, None).await }
+        };
+        let answer = Link::retrying("reading the fleet's revision", read).await?;
+        Ok(answer.kvs().first().map_or(0, |kv| kv.mod_revision()))
+    }
+
     /// Returns a lease (its keys go at once).
     pub(crate) async fn revoke(&self, lease: i64) -> Result<(), String> {
         Link::retrying("returning the lease", || {

@@ -104,6 +104,13 @@ pub trait Store: Send {
         None
     }
 
+    /// The revision of the shared configuration's latest change, read from where it is shared (a
+    /// fleet's etcd), so that a change is made on a configuration at least that new; `None` (the
+    /// default) for a store of its own.
+    fn latest(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+
     /// Keeps `stored`, the whole configuration as changed elsewhere (by the fleet's other nodes), at
     /// `revision`, without passing it on. Only a store that follows a shared configuration takes it; the
     /// default refuses.
