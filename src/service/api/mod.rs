@@ -263,6 +263,6 @@ mod tests {
                 ids.push(id);
             }
         }
-        assert_eq!(ids.len(), 38);
+        assert_eq!(ids.len(), 39);
     }
 }
