@@ -6,6 +6,10 @@
 //! ([`router`], whose OpenAPI document is at `/v1/openapi.json`). Errors are `{code, message}` with the
 //! stable codes of [`crate::Error::code`], made into responses in one place ([`MgmtError`]).
 //!
+//! A service may be a node of a fleet (feature `fleet`): its store is then `fleet::EtcdStore`, every
+//! change an etcd transaction, and the fleet's changes reach it through [`Managed::follow`]; `GET
+//! /v1/fleet` answers through its [`FleetView`].
+//!
 //! The service keeps its state in one directory ([`default_state_dir`]); the paths of what it holds there
 //! are the functions below.
 
