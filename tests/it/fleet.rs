@@ -192,6 +192,23 @@ impl Etcd {
         assert!(healthy, "the etcd cluster did not get a leader");
     }
 
+    /// The member that leads now.
+    fn leader(&self) -> usize {
+        let out = self.etcdctl(&["endpoint", "status", "-w", "json"]);
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let members = status.as_array().unwrap();
+        let at = members
+            .iter()
+            .position(|m| m["Status"]["leader"] == m["Status"]["header"]["member_id"]);
+        let endpoint = members[at.expect("no leader")]["Endpoint"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (0..3)
+            .find(|i| endpoint.ends_with(&format!(":{}", self.client[*i])))
+            .unwrap()
+    }
+
     /// The keys under a prefix, as etcd holds them.
     fn keys(&self, prefix: &str) -> Vec<String> {
         let out = self.etcdctl(&["get", "--prefix", "--keys-only", prefix]);
@@ -580,7 +597,9 @@ fn quorum_loss_refuses_changes_and_its_return_needs_no_restart() {
     let prefix = format!("http://+:{port}/q/");
     a.ok(&["group", "create", &prefix]);
 
-    etcd.kill(2);
+    // The leader first: changes go on through the election.
+    let leader = etcd.leader();
+    etcd.kill(leader);
     for (i, node) in [&a, &b, &c, &a, &b, &c].into_iter().enumerate() {
         let suffix = format!("one-down-{i}.bin");
         node.ok(&["url", "add", &prefix, &suffix, file.to_str().unwrap()]);
@@ -592,7 +611,8 @@ fn quorum_loss_refuses_changes_and_its_return_needs_no_restart() {
             == 200));
     }
 
-    etcd.kill(1);
+    let second = (leader + 1) % 3;
+    etcd.kill(second);
     let before = b.export();
     let started = Instant::now();
     let out = b.bcs(&[
@@ -624,8 +644,8 @@ fn quorum_loss_refuses_changes_and_its_return_needs_no_restart() {
     let status = c.bcs(&["fleet", "status", "--json"]);
     assert_eq!(status.status.code(), Some(5));
 
-    etcd.restart(1);
-    etcd.restart(2);
+    etcd.restart(leader);
+    etcd.restart(second);
     etcd.wait_healthy();
     let back = eventually(Duration::from_secs(10), || {
         c.bcs(&["url", "add", &prefix, "back.bin", file.to_str().unwrap()])

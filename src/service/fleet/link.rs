@@ -11,8 +11,10 @@ use etcd_client::{Client, GetOptions, Txn, TxnResponse};
 use super::keys::{ConfigMap, Entry, Keys};
 use super::name::{FleetName, NodeName};
 
-/// How long one etcd call may take before it counts as failed.
-pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one etcd call may take before it counts as failed: longer than an election on a healthy
+/// cluster (etcd's default election timeout is 1 s), short enough that a change refused for want of
+/// quorum is refused within 5 s.
+pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The connection, the fleet's keys, and the revision this node has applied.
 pub(crate) struct Link {
@@ -66,26 +68,37 @@ impl Link {
     }
 
     /// A transaction, made again while the member it went to cannot be connected to (see
-    /// [`Link::retrying`]).
+    /// `Link::attempts`).
     pub(crate) async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse, String> {
-        Link::retrying(what, || {
+        let call = || {
             let (mut client, txn) = (self.client(), txn.clone());
             async move { client.txn(txn).await }
-        })
-        .await
+        };
+        Link::attempts(what, call, false).await
+    }
+
+    /// `call()`, a read, bounded by [`OP_TIMEOUT`], made again while the failure is a member that
+    /// cannot be connected to or has no leader (an election under way, as when the leader died).
+    pub(crate) async fn retrying<T, F: Future<Output = Result<T, etcd_client::Error>>>(
+        what: &str,
+        call: impl FnMut() -> F,
+    ) -> Result<T, String> {
+        Link::attempts(what, call, true).await
     }
 
     /// `call()` bounded by [`OP_TIMEOUT`], made again while the failure is a member that cannot be
     /// connected to: the client spreads calls over the endpoints, and one of them may be down while the
-    /// others have quorum. Such a call never reached etcd, so making it again is safe.
-    pub(crate) async fn retrying<T, F: Future<Output = Result<T, etcd_client::Error>>>(
+    /// others have quorum. Such a call never reached etcd, so making it again is safe, even for a
+    /// change; `reads` also retries a member without a leader, which only a read may be.
+    async fn attempts<T, F: Future<Output = Result<T, etcd_client::Error>>>(
         what: &str,
         mut call: impl FnMut() -> F,
+        reads: bool,
     ) -> Result<T, String> {
         let attempts = async {
             loop {
                 match call().await {
-                    Err(e) if is_not_connected(&e) => {
+                    Err(e) if is_not_connected(&e) || (reads && is_leaderless(&e)) => {
                         tracing::debug!(target: "bits_compact::service", error = %e, "{what}: an etcd member is not reachable; trying another");
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
@@ -162,6 +175,14 @@ fn is_not_connected(e: &etcd_client::Error) -> bool {
             status.code() as i32 == 14 && status.message().contains("connect")
         }
         etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether the member answered that it has no leader now (an election, or no quorum).
+fn is_leaderless(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => status.message().contains("leader"),
         _ => false,
     }
 }

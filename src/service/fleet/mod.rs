@@ -207,7 +207,9 @@ async fn connect(options: &FleetOptions) -> Result<Client, FleetError> {
         .with_connect_timeout(link::OP_TIMEOUT)
         .with_timeout(link::OP_TIMEOUT)
         .with_keep_alive(std::time::Duration::from_secs(1), link::OP_TIMEOUT)
-        .with_keep_alive_while_idle(true);
+        .with_keep_alive_while_idle(true)
+        // A member without a leader answers at once, instead of holding the call until it times out.
+        .with_require_leader(true);
     if let Some(tls) = &options.tls {
         let read = |path: &PathBuf| {
             std::fs::read(path).map_err(|source| FleetError::TlsFile {
