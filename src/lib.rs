@@ -69,7 +69,7 @@ pub mod url;
 pub use access_log::{AccessLog, AccessLogFormat, AccessLogTarget};
 pub use auth::{AuthError, AuthScheme, Identity, Password, Principals};
 pub use config::{Change, ServerConfig};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, FLEET_UNAVAILABLE};
 pub use jobs::{
     Action, DirStore, Job, JobError, JobEvent, JobId, JobManager, JobState, JobStore, JobWatch,
     NewJob,

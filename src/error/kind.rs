@@ -3,6 +3,9 @@
 
 use http::StatusCode;
 
+/// The code of a change refused because the fleet's coordinator (etcd) is unreachable or below quorum.
+pub const FLEET_UNAVAILABLE: &str = "fleet_unavailable";
+
 /// What kind of failure an error is. Every error of this crate answers `kind()`; its HTTP status and the
 /// `bcs` management commands' exit status derive from the kind alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,6 +30,10 @@ pub enum ErrorKind {
     /// The other side (a job's server or proxy, the service for `bcs`) could not be reached, did not
     /// answer in time, or failed the TLS handshake: 502, as a gateway answers.
     Unreachable,
+    /// What the service shares its configuration through (a fleet's etcd) cannot be reached or has lost
+    /// its quorum: the change was refused and nothing changed; it works again once that returns. 503, and
+    /// the exit status of what cannot be reached, 5.
+    Coordinator,
 }
 
 impl ErrorKind {
@@ -38,7 +45,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unavailable | ErrorKind::Coordinator => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Io | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Unreachable => StatusCode::BAD_GATEWAY,
         }
@@ -51,13 +58,14 @@ impl ErrorKind {
             ErrorKind::Invalid | ErrorKind::Conflict => 2,
             ErrorKind::NotFound => 3,
             ErrorKind::Unauthorized | ErrorKind::Forbidden => 4,
-            ErrorKind::Unreachable => 5,
+            ErrorKind::Unreachable | ErrorKind::Coordinator => 5,
             ErrorKind::Unavailable | ErrorKind::Io | ErrorKind::Internal => 1,
         }
     }
 
     /// The kind an error status from the management API stands for: what a client that only sees the
-    /// status (`bcs`) knows. 413 (a body over the limit) and 422 are the caller's input; statuses the API
+    /// status (`bcs`) knows (a 503 with the code `fleet_unavailable` is [`ErrorKind::Coordinator`]: see
+    /// [`ErrorKind::from_answer`]). 413 (a body over the limit) and 422 are the caller's input; statuses the API
     /// does not answer errors with (405, 502, ...) stand for no kind.
     pub fn from_http_status(status: StatusCode) -> Option<ErrorKind> {
         Some(match status.as_u16() {
@@ -70,5 +78,14 @@ impl ErrorKind {
             500 => ErrorKind::Internal,
             _ => return None,
         })
+    }
+
+    /// The kind of an error answer from the management API, from its status and its stable `code`: the
+    /// status alone, except for the codes whose kind shares its status with another kind.
+    pub fn from_answer(status: StatusCode, code: &str) -> Option<ErrorKind> {
+        match (status.as_u16(), code) {
+            (503, FLEET_UNAVAILABLE) => Some(ErrorKind::Coordinator),
+            _ => ErrorKind::from_http_status(status),
+        }
     }
 }

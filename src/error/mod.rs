@@ -10,7 +10,7 @@ mod codes;
 mod kind;
 
 pub(crate) use codes::classify;
-pub use kind::ErrorKind;
+pub use kind::{ErrorKind, FLEET_UNAVAILABLE};
 
 use crate::auth::{AuthError, HashError, PrincipalsError, UnknownScheme};
 use crate::authz::{SddlError, SidError};

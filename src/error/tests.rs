@@ -310,10 +310,30 @@ fn every_kind_has_a_status_and_an_exit_status() {
         (ErrorKind::Io, 500, 1),
         (ErrorKind::Internal, 500, 1),
         (ErrorKind::Unreachable, 502, 5),
+        (ErrorKind::Coordinator, 503, 5),
     ] {
         assert_eq!(kind.http_status().as_u16(), status, "{kind:?}");
         assert_eq!(kind.exit_code(), exit, "{kind:?}");
     }
+}
+
+/// A 503 is a busy service, unless its code says the fleet's coordinator is down.
+#[test]
+fn an_answer_code_tells_a_down_coordinator_from_a_busy_service() {
+    let s503 = http::StatusCode::SERVICE_UNAVAILABLE;
+    assert_eq!(
+        ErrorKind::from_answer(s503, crate::FLEET_UNAVAILABLE),
+        Some(ErrorKind::Coordinator)
+    );
+    assert_eq!(
+        ErrorKind::from_answer(s503, "password_checks_busy"),
+        Some(ErrorKind::Unavailable)
+    );
+    // The code alone is not enough: only a 503 carrying it.
+    assert_eq!(
+        ErrorKind::from_answer(http::StatusCode::CONFLICT, crate::FLEET_UNAVAILABLE),
+        Some(ErrorKind::Conflict)
+    );
 }
 
 /// What a client that only sees the API's status knows: the kind, or none (exit status 1).

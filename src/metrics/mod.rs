@@ -13,7 +13,6 @@ mod endpoint;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -118,6 +117,9 @@ pub struct Metrics {
     pub(crate) auth_limited: Counter,
     auth_failures: [Counter; 4],
     pub(crate) access_log_dropped: Counter,
+    /// Observed by the service's store commits (registered in every build: an embedder without the
+    /// service scrapes an empty histogram).
+    #[cfg_attr(not(feature = "service"), allow(dead_code))]
     commits: Histogram,
 }
 
@@ -213,11 +215,13 @@ impl Metrics {
     }
 
     /// One store commit, and how long it took.
-    pub(crate) fn commit_took(&self, took: Duration) {
+    #[cfg(feature = "service")]
+    pub(crate) fn commit_took(&self, took: std::time::Duration) {
         self.commits.observe(took.as_secs_f64());
     }
 
-    /// Adds a collector (read on each scrape), for metrics whose values live elsewhere.
+    /// Adds a collector (read on each scrape), for metrics whose values live elsewhere (the service's jobs).
+    #[cfg(feature = "service")]
     pub(crate) fn register_collector(&self, collector: Box<dyn Collector>) {
         self.registry.lock().recover().register_collector(collector);
     }

@@ -101,7 +101,10 @@ classify! {
         | StoreError::TooNew { .. }
         | StoreError::Database(_)
         | StoreError::Key { .. }
-        | StoreError::Corrupt { .. } => (K::Io, "store_failed"),
+        | StoreError::Corrupt { .. }
+        | StoreError::NotShared => (K::Io, "store_failed"),
+        StoreError::Conflict { .. } => (K::Conflict, "fleet_conflict"),
+        StoreError::Unavailable { .. } => (K::Coordinator, crate::FLEET_UNAVAILABLE),
     }
 }
 
@@ -230,6 +233,18 @@ mod tests {
                 ErrorKind::Io,
                 "store_failed",
                 500,
+            ),
+            (
+                store(StoreError::Conflict { revision: 7 }),
+                ErrorKind::Conflict,
+                "fleet_conflict",
+                409,
+            ),
+            (
+                store(StoreError::Unavailable { reason: message() }),
+                ErrorKind::Coordinator,
+                "fleet_unavailable",
+                503,
             ),
             (MgmtError::Forbidden, ErrorKind::Forbidden, "forbidden", 403),
             (

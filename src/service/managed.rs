@@ -8,14 +8,16 @@
 //! split, the calls would no longer sit beside the invariant they share.
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::error::MgmtError;
+use super::fleet_view::FleetView;
 use super::service_jobs::ServiceJobs;
 use super::settings::GroupSettings;
 use crate::auth::{AuthScheme, Password, Principals};
 use crate::config::{GroupConfig, ServerConfig, TlsBinding, UrlConfig};
 use crate::lock::Recover;
-use crate::service::store::{Audit, Delta, Store, Stored};
+use crate::service::store::{Audit, Delta, Store, StoreError, Stored};
 use crate::tls::{CertificateSource, ServerCertificate};
 use crate::url::{GroupProperty, UrlGroup, UrlPrefix};
 use crate::Server;
@@ -28,7 +30,17 @@ pub struct Managed {
     private: Vec<std::path::PathBuf>,
     /// The download jobs the service runs, if any.
     jobs: Option<ServiceJobs>,
+    /// The fleet this node belongs to, if any.
+    fleet: Option<std::sync::Arc<dyn FleetView>>,
+    /// What of the fleet's configuration this node cannot serve, and why.
+    unserved: Mutex<Vec<String>>,
 }
+
+/// How many times a change overtaken by another node's is tried (on the newer configuration each time).
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// How long a change overtaken by another node's waits for this node to take that newer configuration.
+const CONFLICT_WAIT: Duration = Duration::from_secs(3);
 
 impl std::fmt::Debug for Managed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,6 +88,8 @@ impl Managed {
             store: Mutex::new(store),
             private: Vec::new(),
             jobs: None,
+            fleet: None,
+            unserved: Mutex::new(warnings.clone()),
         };
         Ok((managed, warnings))
     }
@@ -128,29 +142,132 @@ impl Managed {
     }
 
     /// Makes one change: `op` changes the server and says what to store; the store commits it with the
-    /// audit line, or the change is undone.
+    /// audit line, or the change is undone. A fleet's node first waits (bounded) until it serves the
+    /// fleet's latest configuration, so that a change made through it sees the changes made through
+    /// others just before. When a fleet's store refuses it because another node changed the
+    /// configuration first, the change is undone, this node waits until it has taken that newer
+    /// configuration, and `op` runs again on it (a few times at most).
     fn change<T>(
         &self,
         who: &str,
         what: String,
-        op: impl FnOnce(&Server) -> Result<(T, Vec<Delta>, Undo), MgmtError>,
+        mut op: impl FnMut(&Server) -> Result<(T, Vec<Delta>, Undo), MgmtError>,
     ) -> Result<T, MgmtError> {
-        let mut store = self.writer();
-        let (value, deltas, undo) = op(&self.server)?;
         let audit = Audit {
             who: who.to_owned(),
             what,
         };
-        let started = std::time::Instant::now();
-        let committed = store.commit(&deltas, &audit);
-        self.server.metrics().commit_took(started.elapsed());
-        if let Err(e) = committed {
-            tracing::error!(target: "bits_compact::service", who, what = %audit.what, error = %e, "the store refused a change; undoing it");
-            self.undo(undo);
-            return Err(e.into());
+        let latest = self.writer().latest();
+        match latest {
+            Ok(Some(revision)) => self.await_revision(revision),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(target: "bits_compact::service", who, what = %audit.what, error = %e, "the store cannot take changes now");
+                return Err(e.into());
+            }
         }
-        tracing::info!(target: "bits_compact::service", who, what = %audit.what, "changed");
-        Ok(value)
+        let mut attempt = 1;
+        loop {
+            let mut store = self.writer();
+            let (value, deltas, undo) = op(&self.server)?;
+            let started = std::time::Instant::now();
+            let committed = store.commit(&deltas, &audit);
+            self.server.metrics().commit_took(started.elapsed());
+            let e = match committed {
+                Ok(()) => {
+                    tracing::info!(target: "bits_compact::service", who, what = %audit.what, "changed");
+                    return Ok(value);
+                }
+                Err(e) => e,
+            };
+            self.undo(undo);
+            match e {
+                StoreError::Conflict { revision } if attempt < CONFLICT_ATTEMPTS => {
+                    drop(store);
+                    tracing::info!(target: "bits_compact::service", who, what = %audit.what, revision, attempt, "another node changed the configuration first; trying again on the newer one");
+                    self.await_revision(revision);
+                    attempt += 1;
+                }
+                e => {
+                    tracing::error!(target: "bits_compact::service", who, what = %audit.what, error = %e, "the store refused a change; undoing it");
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// Waits (bounded) until the store holds `revision` of the shared configuration: the fleet's follower
+    /// takes it through [`Managed::follow`], which needs the writer lock this does not hold.
+    fn await_revision(&self, revision: i64) {
+        let deadline = std::time::Instant::now() + CONFLICT_WAIT;
+        while std::time::Instant::now() < deadline {
+            if self.writer().revision().is_some_and(|r| r >= revision) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Makes the server serve `wanted`, the whole configuration as the fleet holds it at `revision`, and
+    /// keeps it in the store's local copy: the other nodes' changes (and this node's own, which it has
+    /// taken already) arriving in revision order. A revision the store holds already changes nothing.
+    /// What this node cannot serve (a file or certificate missing here) is left out with a warning, kept
+    /// for [`Managed::unserved`]; the rest is served. Returns whether the server changed.
+    pub fn follow(&self, wanted: Stored, revision: i64) -> Result<bool, MgmtError> {
+        let mut store = self.writer();
+        if store.revision().is_some_and(|r| r >= revision) {
+            return Ok(false);
+        }
+        let before = self.server.config();
+        let mut warnings = Vec::new();
+        let servable = servable(&wanted, &mut warnings);
+        let mut target = before.clone();
+        target.groups = servable.groups.clone();
+        target.tls = servable.tls.clone();
+        target.principals = servable.principals.clone();
+        let changed = target != before;
+        if changed {
+            if let Err(whole) = self.server.apply(&target) {
+                warnings.push(format!("the fleet's configuration at revision {revision} cannot be served whole ({whole}); serving what can be"));
+                let mut empty = before.clone();
+                empty.groups.clear();
+                empty.tls.clear();
+                if self.server.apply(&empty).is_ok() {
+                    start_in_parts(&self.server, &servable, &mut warnings);
+                }
+            }
+        }
+        for w in &warnings {
+            tracing::warn!(target: "bits_compact::service", revision, "{w}");
+        }
+        *self.unserved.lock().recover() = warnings;
+        store.follow(&wanted, revision)?;
+        if changed {
+            tracing::info!(target: "bits_compact::service", revision, "took the fleet's configuration");
+        }
+        Ok(changed)
+    }
+
+    /// What this node leaves out of the fleet's configuration, and why (a file or a certificate that
+    /// cannot be loaded here); empty when it serves all of it.
+    pub fn unserved(&self) -> Vec<String> {
+        self.unserved.lock().recover().clone()
+    }
+
+    /// The revision of the shared configuration this node serves, when it is a fleet's node.
+    pub fn revision(&self) -> Option<i64> {
+        self.writer().revision()
+    }
+
+    /// Answers `GET /v1/fleet` through `view` (the fleet this node belongs to).
+    pub fn with_fleet(mut self, view: std::sync::Arc<dyn FleetView>) -> Managed {
+        self.fleet = Some(view);
+        self
+    }
+
+    /// The fleet this node belongs to, if any.
+    pub fn fleet(&self) -> Option<&std::sync::Arc<dyn FleetView>> {
+        self.fleet.as_ref()
     }
 
     fn undo(&self, undo: Undo) {
@@ -363,8 +480,8 @@ impl Managed {
             |server| {
                 let before = server.config();
                 match sni {
-                    Some(name) => server.set_sni_certificate(port, name, cert)?,
-                    None => server.set_ssl_certificate(port, cert)?,
+                    Some(name) => server.set_sni_certificate(port, name, cert.clone())?,
+                    None => server.set_ssl_certificate(port, cert.clone())?,
                 }
                 let binding = self.tls_binding(port)?;
                 Ok((
@@ -468,7 +585,7 @@ impl Managed {
         &self,
         who: &str,
         what: String,
-        edit: impl FnOnce(&mut Principals) -> Result<T, MgmtError>,
+        mut edit: impl FnMut(&mut Principals) -> Result<T, MgmtError>,
     ) -> Result<T, MgmtError> {
         self.change(who, what, |server| {
             let before = server.principals();
@@ -502,7 +619,7 @@ impl Managed {
         let mode = if prune { " (prune)" } else { "" };
         self.change(who, format!("apply a configuration{mode}"), |server| {
             let before = server.config();
-            let target = merged(&before, wanted, prune)?;
+            let target = merged(&before, wanted.clone(), prune)?;
             if target == before {
                 return Ok((false, Vec::new(), Undo::Nothing));
             }
@@ -562,6 +679,40 @@ fn start_in_parts(server: &Server, stored: &Stored, warnings: &mut Vec<String>) 
             config.tls.pop();
         }
     }
+}
+
+/// What of `stored` this node can serve: the URLs whose files it can open and the TLS bindings whose
+/// certificates it can load; what it cannot is a warning each.
+fn servable(stored: &Stored, warnings: &mut Vec<String>) -> Stored {
+    let mut servable = stored.clone();
+    for group in &mut servable.groups {
+        group.urls.retain(|url| {
+            let ok = std::fs::metadata(&url.file).is_ok_and(|m| m.is_file());
+            if !ok {
+                warnings.push(format!(
+                    "URL {}{} is not served here: {} is not a readable file on this node",
+                    group.prefix,
+                    url.suffix,
+                    url.file.display()
+                ));
+            }
+            ok
+        });
+    }
+    servable.tls.retain(|binding| {
+        let sources = binding.certificate.iter().chain(binding.sni.values());
+        let failed = sources
+            .filter_map(|source| ServerCertificate::from_source(source).err())
+            .next();
+        if let Some(e) = &failed {
+            warnings.push(format!(
+                "TLS on port {} is not set here: its certificate cannot be loaded on this node ({e})",
+                binding.port
+            ));
+        }
+        failed.is_none()
+    });
+    servable
 }
 
 fn without_group(mut config: ServerConfig, prefix: &UrlPrefix) -> ServerConfig {
@@ -676,6 +827,16 @@ fn keep_secret(source: &mut Option<CertificateSource>, old: Option<&CertificateS
 
 /// The deltas that take the store from `before` to `after`.
 fn diff(before: &ServerConfig, after: &ServerConfig) -> Vec<Delta> {
+    let part = |c: &ServerConfig| Stored {
+        groups: c.groups.clone(),
+        tls: c.tls.clone(),
+        principals: c.principals.clone(),
+    };
+    diff_stored(&part(before), &part(after))
+}
+
+/// The deltas that take a store holding `before` to `after`.
+pub(crate) fn diff_stored(before: &Stored, after: &Stored) -> Vec<Delta> {
     let mut deltas = Vec::new();
     for old in &before.groups {
         if !after.groups.iter().any(|g| g.prefix == old.prefix) {
@@ -771,6 +932,149 @@ mod tests {
             file: dir.path().join("a.bin"),
             sddl: Some("D:(A;;GR;;;WD)".into()),
         }
+    }
+
+    /// A fleet's store in miniature: while `conflicts` is above 0, each commit is overtaken by another
+    /// node's change at the next revision (which the follower has "taken" by then); then commits go
+    /// through. `down` refuses every commit as etcd below quorum.
+    struct Shared {
+        conflicts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        down: bool,
+        revision: i64,
+        followed: Option<(Stored, i64)>,
+    }
+
+    impl Store for Shared {
+        fn load(&mut self) -> Result<Stored, StoreError> {
+            Ok(Stored::default())
+        }
+
+        fn commit(&mut self, _: &[Delta], _: &Audit) -> Result<(), StoreError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            if self.down {
+                return Err(StoreError::Unavailable {
+                    reason: "no quorum".into(),
+                });
+            }
+            self.revision += 1;
+            let overtaken = self
+                .conflicts
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+            match overtaken {
+                Ok(_) => Err(StoreError::Conflict {
+                    revision: self.revision,
+                }),
+                Err(_) => Ok(()),
+            }
+        }
+
+        fn revision(&self) -> Option<i64> {
+            Some(self.revision)
+        }
+
+        fn follow(&mut self, stored: &Stored, revision: i64) -> Result<(), StoreError> {
+            self.followed = Some((stored.clone(), revision));
+            self.revision = revision;
+            Ok(())
+        }
+    }
+
+    type Conflicts = std::sync::Arc<std::sync::atomic::AtomicUsize>;
+
+    fn shared(down: bool) -> (Managed, Conflicts) {
+        let server = Server::builder()
+            .bind_addresses(["127.0.0.1".parse().unwrap()])
+            .build()
+            .unwrap();
+        let conflicts = Conflicts::default();
+        let store = Shared {
+            conflicts: conflicts.clone(),
+            down,
+            revision: 1,
+            followed: None,
+        };
+        (
+            Managed::start(server, Box::new(store)).unwrap().0,
+            conflicts,
+        )
+    }
+
+    /// A change overtaken by another node's runs again on the newer configuration; overtaken every
+    /// time, it is refused as the conflict, and the server is as it was.
+    #[test]
+    fn a_change_overtaken_by_another_nodes_is_tried_again_then_refused() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (_, dir, prefix) = managed(0);
+        let (m, conflicts) = shared(false);
+        m.create_group("t", &prefix, &GroupSettings::default())
+            .unwrap();
+        conflicts.store(2, SeqCst);
+        m.add_url("t", &prefix, &url(&dir, "a.bin")).unwrap();
+        assert_eq!(conflicts.load(SeqCst), 0, "not tried again");
+        assert_eq!(m.group(&prefix).unwrap().urls.len(), 1);
+
+        conflicts.store(usize::MAX, SeqCst);
+        let e = m.add_url("t", &prefix, &url(&dir, "b.bin")).unwrap_err();
+        assert_eq!(e.code(), "fleet_conflict", "{}", e.message());
+        assert_eq!(e.status().as_u16(), 409);
+        assert_eq!(
+            usize::MAX - conflicts.load(SeqCst),
+            CONFLICT_ATTEMPTS as usize
+        );
+        let urls = m.group(&prefix).unwrap().urls;
+        assert_eq!(urls.len(), 1, "{urls:?}");
+    }
+
+    /// SECURITY: with the fleet's etcd below quorum a change is refused at once (no retry) and undone:
+    /// no node serves what the fleet does not hold.
+    #[test]
+    fn a_change_the_fleet_cannot_take_is_undone_at_once() {
+        let (_, dir, prefix) = managed(0);
+        let (m, _) = shared(true);
+        let started = std::time::Instant::now();
+        let e = m
+            .create_group("t", &prefix, &GroupSettings::default())
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!((e.code(), e.status().as_u16()), ("fleet_unavailable", 503));
+        assert!(m.groups().is_empty());
+        drop(dir);
+    }
+
+    /// The fleet's configuration is served as it comes, a revision the node holds changes nothing, and
+    /// what cannot be served here (a missing file) is left out with a warning while the rest is served.
+    #[test]
+    fn follow_serves_newer_revisions_and_what_it_can() {
+        let (_, dir, prefix) = managed(0);
+        let (m, _) = shared(false);
+        let mut group = GroupConfig::new(prefix.clone());
+        group.urls = vec![url(&dir, "here.bin"), {
+            let mut gone = url(&dir, "gone.bin");
+            gone.file = dir.path().join("not-on-this-node.bin");
+            gone
+        }];
+        let wanted = Stored {
+            groups: vec![group],
+            ..Stored::default()
+        };
+        assert!(m.follow(wanted.clone(), 5).unwrap());
+        let served = m.group(&prefix).unwrap();
+        assert_eq!(served.urls.len(), 1, "{served:?}");
+        assert_eq!(served.urls[0].suffix, "here.bin");
+        let unserved = m.unserved();
+        assert!(
+            unserved.len() == 1 && unserved[0].contains("not-on-this-node.bin"),
+            "{unserved:?}"
+        );
+        assert_eq!(m.revision(), Some(5));
+        // An older or equal revision: nothing to do, even if it says otherwise.
+        assert!(!m.follow(Stored::default(), 5).unwrap());
+        assert!(!m.follow(Stored::default(), 3).unwrap());
+        assert_eq!(m.groups().len(), 1);
+        // A newer one without the group removes it.
+        assert!(m.follow(Stored::default(), 6).unwrap());
+        assert!(m.groups().is_empty());
+        assert!(m.unserved().is_empty());
     }
 
     /// SECURITY: a change the store cannot keep is undone, so what is served is what is stored.

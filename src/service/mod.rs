@@ -6,6 +6,10 @@
 //! ([`router`], whose OpenAPI document is at `/v1/openapi.json`). Errors are `{code, message}` with the
 //! stable codes of [`crate::Error::code`], made into responses in one place ([`MgmtError`]).
 //!
+//! A service may be a node of a fleet (feature `fleet`): its store is then `fleet::EtcdStore`, every
+//! change an etcd transaction, and the fleet's changes reach it through [`Managed::follow`]; `GET
+//! /v1/fleet` answers through its [`FleetView`].
+//!
 //! The service keeps its state in one directory ([`default_state_dir`]); the paths of what it holds there
 //! are the functions below.
 
@@ -14,6 +18,10 @@ use std::path::{Path, PathBuf};
 mod api;
 mod ended;
 mod error;
+#[cfg(feature = "fleet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fleet")))]
+pub mod fleet;
+mod fleet_view;
 mod job_metrics;
 mod job_policy;
 mod listeners;
@@ -35,6 +43,7 @@ pub use api::{
 pub use api::{JobStatus, StatusReport, MAX_LISTED};
 pub use ended::DEFAULT_JOB_RETENTION;
 pub use error::{ErrorBody, MgmtError};
+pub use fleet_view::{FleetStatus, FleetView, NodeStatus};
 pub use job_policy::{JobAllow, JobAllowError, JobPolicy};
 pub use listeners::{bind_local, serve_local, serve_remote, AdminAccess};
 pub use managed::Managed;

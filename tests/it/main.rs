@@ -19,6 +19,8 @@ mod download_hardening;
 mod examples;
 mod exposure;
 #[cfg(feature = "cli")]
+mod fleet;
+#[cfg(feature = "cli")]
 mod hardening;
 mod job_hardening;
 mod jobs;

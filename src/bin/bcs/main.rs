@@ -35,6 +35,7 @@ macro_rules! note_safe {
 mod check;
 mod completions;
 mod download;
+mod fleet_node;
 mod host;
 mod manage;
 mod manpages;

@@ -17,6 +17,7 @@ use bits_compact::{ClientCertificates, Server, ServerCertificate};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use crate::fleet_node as fleet;
 use crate::host::BindAddress;
 use crate::observe::AccessLogArgs;
 use crate::print::shell_word;
@@ -25,6 +26,8 @@ use crate::{CliError, Signals};
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
+    // (The fleet's flags are read by `crate::fleet`, in every build: without the feature, `--etcd` is
+    // an error that names it.)
     /// Where the configuration store, the management socket and the admin certificate live. Default:
     /// $BCS_STATE, else /var/lib/bcs as root, else $XDG_STATE_HOME/bcs (~/.local/state/bcs).
     #[arg(long, value_name = "DIR")]
@@ -73,6 +76,26 @@ pub(crate) struct ServeArgs {
     /// Download jobs that transfer at once.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     max_job_transfers: u16,
+    /// Join a fleet: the client URLs of its etcd cluster (comma-separated, or repeated). The fleet's
+    /// configuration replaces this state directory's; changes made through any node reach every node.
+    /// Needs a bcs built with the `fleet` feature.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub(crate) etcd: Vec<String>,
+    /// The fleet's name (with --etcd): letters, digits, '-', '_', '.'.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) fleet: Option<String>,
+    /// This node's name in the fleet (with --etcd); one process at a time may hold it.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) node: Option<String>,
+    /// The CA certificates (PEM) to check etcd's TLS certificate against (https:// --etcd URLs).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) etcd_ca: Option<PathBuf>,
+    /// This node's client certificate (PEM) for etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    pub(crate) etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    pub(crate) etcd_key: Option<PathBuf>,
     /// Worker threads that serve connections (default: one per CPU core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) workers: Option<u16>,
@@ -84,6 +107,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     // Arguments first: a bad rule is a usage error before anything is created or started.
     let admin_sddl = SecurityDescriptor::parse(&args.admin_sddl, None)
         .map_err(|e| CliError::Library(e.into()))?;
+    let fleet_args = fleet::FleetArgs::parse(&args)?;
     let signals = Signals::install().map_err(CliError::Runtime)?;
     let state = match args.state.clone().or_else(service::default_state_dir) {
         Some(dir) => dir,
@@ -104,16 +128,18 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let server = args.access_log.apply(builder).build()?;
     args.access_log.reopen_on_hangup(&server)?;
     let store = SqliteStore::open(service::database_path(&state)).map_err(store_error)?;
-    let (managed, warnings) = Managed::start(server.clone(), Box::new(store))
-        .map_err(|e| CliError::Serve(e.message()))?;
+    let (store, fleet) = fleet::join(fleet_args, store, &state, &bind).await?;
+    let (managed, warnings) =
+        Managed::start(server.clone(), store).map_err(|e| CliError::Serve(e.message()))?;
     for w in &warnings {
         note!("bcs: warning: {w}");
     }
     let jobs = start_jobs(&args, &state).await?;
     let manager = jobs.manager().clone();
-    let managed = Arc::new(managed.keep_private(&state).with_jobs(jobs));
+    let managed = fleet::attach(&fleet, managed.keep_private(&state).with_jobs(jobs));
     let router = service::router(managed.clone());
     let stop = CancellationToken::new();
+    let following = fleet::run(fleet, &managed, &stop);
 
     let socket = service::socket_path(&state);
     let local = {
@@ -152,6 +178,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     stop.cancel();
     let _ = local.await;
+    // Bounded: the lease is returned within etcd's call timeout, or it expires by itself.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), following).await;
     manager.shutdown().await;
     served?;
     Ok(())

@@ -13,6 +13,7 @@ mod certs;
 mod document;
 mod extract;
 mod fields;
+mod fleet;
 pub use fields::is_unprintable;
 mod group_settings;
 mod groups;
@@ -79,6 +80,7 @@ pub(crate) const MAX_BODY: usize = 8 << 20;
         users::remove_group,
         config::export,
         config::apply,
+        fleet::status,
         jobs::list,
         jobs::create,
         jobs::show,
@@ -203,6 +205,7 @@ pub fn router(managed: Arc<Managed>) -> Router {
             put(users::put_group).delete(users::remove_group),
         )
         .route("/v1/config", get(config::export).put(config::apply))
+        .route("/v1/fleet", get(fleet::status))
         .route("/v1/jobs", get(jobs::list).post(jobs::create))
         .route(
             "/v1/jobs/{id}",
@@ -271,6 +274,6 @@ mod tests {
                 ids.push(id);
             }
         }
-        assert_eq!(ids.len(), 40);
+        assert_eq!(ids.len(), 41);
     }
 }

@@ -4,8 +4,11 @@
 //! A store holds what `bcs serve` manages (groups with their URLs, TLS bindings, principals), never the
 //! settings a server is built with (addresses, timeouts: those come from the command line). Changes arrive
 //! as [`Delta`]s, several of them at once for one management call: a store applies them in one transaction,
-//! with the audit record, and returns only once they are durable. The trait is what a replicated store for
-//! fleets of servers would implement too: `load` at start, `commit` per change, each commit all or nothing.
+//! with the audit record, and returns only once they are durable. A replicated store (a fleet's, on etcd)
+//! implements it too: `load` at start, `commit` per change, each commit all or nothing, and a commit that
+//! another node's newer change has overtaken is refused as a [`StoreError::Conflict`]. Such a store also
+//! takes the changes made elsewhere ([`Store::follow`]) and says which revision of the shared
+//! configuration it holds ([`Store::revision`]).
 //!
 //! The same database keeps the service's download jobs ([`SqliteJobStore`], their passwords sealed with a
 //! [`JobKey`]) and, for their retention period, its final ones ([`SqliteEndedJobs`]).
@@ -94,6 +97,27 @@ pub trait Store: Send {
     /// Applies the deltas, in order, and records the audit line, all in one durable transaction: when this
     /// returns `Ok` the change survives a crash; on `Err` nothing of it was stored.
     fn commit(&mut self, deltas: &[Delta], audit: &Audit) -> Result<(), StoreError>;
+
+    /// The revision of the shared configuration this store holds, for a store that follows one (a
+    /// fleet's); `None` (the default) for a store of its own.
+    fn revision(&self) -> Option<i64> {
+        None
+    }
+
+    /// The revision of the shared configuration's latest change, read from where it is shared (a
+    /// fleet's etcd), so that a change is made on a configuration at least that new; `None` (the
+    /// default) for a store of its own.
+    fn latest(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+
+    /// Keeps `stored`, the whole configuration as changed elsewhere (by the fleet's other nodes), at
+    /// `revision`, without passing it on. Only a store that follows a shared configuration takes it; the
+    /// default refuses.
+    fn follow(&mut self, stored: &Stored, revision: i64) -> Result<(), StoreError> {
+        let _ = (stored, revision);
+        Err(StoreError::NotShared)
+    }
 }
 
 /// Why a store could not load or commit.
@@ -129,6 +153,24 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// A fleet's change was refused: another node changed the configuration since this one last took
+    /// it (its revision is newer than the one this node holds). Nothing was stored; once this node has
+    /// taken the newer revision, the same call may succeed.
+    #[error("another node changed the fleet's configuration first (revision {revision})")]
+    Conflict {
+        /// The revision of the newer change.
+        revision: i64,
+    },
+    /// The fleet's coordinator (etcd) cannot be reached, did not answer in time, or is below quorum.
+    /// Nothing was stored.
+    #[error("the fleet's etcd is unavailable ({reason})")]
+    Unavailable {
+        /// What failed, for people.
+        reason: String,
+    },
+    /// [`Store::follow`] on a store that follows no shared configuration.
+    #[error("this store follows no shared configuration")]
+    NotShared,
     /// A stored row could not be read back (written by hand, or damaged).
     #[error("a stored {what} is unreadable: {reason}")]
     Corrupt {

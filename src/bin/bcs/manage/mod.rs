@@ -8,7 +8,8 @@
 //!
 //! Exit status (also in each command's `--help`): 0 success; 1 any other error, the service's 5xx
 //! included; 2 invalid (usage errors, and HTTP 400, 409, 413, 422); 3 not found (HTTP 404); 4 refused
-//! (HTTP 401, 403); 5 unreachable (no socket, connection refused, TLS handshake failed, timed out).
+//! (HTTP 401, 403); 5 unreachable (no socket, connection refused, TLS handshake failed, timed out; and a
+//! fleet's etcd below quorum, HTTP 503 `fleet_unavailable`).
 //!
 //! Requests, for the record (`{p}`, `{s}`, `{n}`: percent-encoded path segments):
 //!
@@ -37,12 +38,14 @@
 //! | `job set ID [opts]` / `delete ID`     | `PATCH` / `DELETE /v1/jobs/{id}`                     |
 //! | `job watch ID`                        | `GET /v1/jobs/{id}/events` (server-sent events)      |
 //! | `status [--watch] [--max N]`          | `GET /v1/status[?max=N]` (again every --interval)    |
+//! | `fleet status`                        | `GET /v1/fleet`                                      |
 
 mod auth;
 mod cert;
 mod changes;
 mod connect;
 mod export_apply;
+mod fleet;
 mod group;
 mod job;
 mod job_watch;
@@ -67,7 +70,8 @@ use connect::{Client, Server};
 /// The exit statuses, for the management commands' `--help`.
 pub(crate) const EXIT_CODES: &str = "\
 Exit status: 0 done; 1 other error (incl. the service's 5xx); 2 invalid (usage, HTTP 400/409/413/422); \
-3 not found (HTTP 404); 4 refused (HTTP 401/403); 5 unreachable (no socket, refused, TLS failed, timeout).";
+3 not found (HTTP 404); 4 refused (HTTP 401/403); 5 unreachable (no socket, refused, TLS failed, timeout; \
+a fleet's etcd below quorum).";
 
 /// How to reach the service and how to print its answer; in every management command.
 #[derive(Args, Debug)]
@@ -145,6 +149,9 @@ pub(crate) enum ManageCommand {
     /// rate) and how full its limits are, and the jobs in progress; --watch to follow it.
     #[command(after_help = EXIT_CODES)]
     Status(status::StatusArgs),
+    /// Show the fleet the service is a node of (bcs serve --etcd).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Fleet(fleet::FleetCommand),
 }
 
 /// Runs one management command.
@@ -159,6 +166,7 @@ pub(crate) async fn run(command: ManageCommand) -> Result<(), CliError> {
         ManageCommand::Export(api) => export_apply::export(&api).await,
         ManageCommand::Apply(args) => export_apply::apply(&args).await,
         ManageCommand::Status(args) => status::run(args).await,
+        ManageCommand::Fleet(command) => fleet::run(command).await,
     }
 }
 
@@ -229,7 +237,9 @@ impl ManageError {
     /// service's answers and for what the kinds name (unreachable, invalid); 1 for the rest.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            ManageError::Api { status, .. } => status_exit_code(*status),
+            ManageError::Api { status, code, .. } => {
+                ErrorKind::from_answer(*status, code).map_or(1, ErrorKind::exit_code)
+            }
             ManageError::Unreachable { .. } | ManageError::Timeout { .. } => {
                 ErrorKind::Unreachable.exit_code()
             }
@@ -237,11 +247,6 @@ impl ManageError {
             _ => 1,
         }
     }
-}
-
-/// The exit status for an error status from the service: the exit status of the kind it stands for.
-fn status_exit_code(status: StatusCode) -> u8 {
-    ErrorKind::from_http_status(status).map_or(1, ErrorKind::exit_code)
 }
 
 /// One call through a client made from `api`: the success's JSON, or the error (whose body `--json` also
@@ -361,7 +366,8 @@ mod tests {
             (503, 1),
         ] {
             let status = StatusCode::from_u16(status).unwrap();
-            assert_eq!(status_exit_code(status), code, "{status}");
+            let exit = ErrorKind::from_answer(status, "some_code").map_or(1, ErrorKind::exit_code);
+            assert_eq!(exit, code, "{status}");
         }
         let gone = ManageError::Unreachable {
             server: "/x.sock".into(),
@@ -376,6 +382,15 @@ mod tests {
         assert_eq!(slow.exit_code(), 5);
         assert_eq!(ManageError::Invalid("x".into()).exit_code(), 2);
         assert_eq!(ManageError::NoAnchors.exit_code(), 1);
+        // A fleet whose etcd is below quorum: 503 like a busy service, but the exit status of what
+        // cannot be reached.
+        let api = |code: &str| ManageError::Api {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: code.into(),
+            message: "x".into(),
+        };
+        assert_eq!(api(bits_compact::FLEET_UNAVAILABLE).exit_code(), 5);
+        assert_eq!(api("busy").exit_code(), 1);
     }
 
     #[test]

@@ -1,0 +1,168 @@
+//! [`EtcdStore`]: the [`Store`] of a fleet's node. A change is one etcd transaction that only succeeds
+//! when no other node changed the configuration since the revision this node serves (every change
+//! rewrites `config/rev`, so its mod revision is the configuration's); otherwise it is refused as a
+//! [`StoreError::Conflict`] naming the newer revision. The node's own SQLite store is its local copy:
+//! what it served last, with that revision beside it, so that it starts and serves while etcd is away.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::link::Link;
+use crate::service::managed::diff_stored;
+use crate::service::store::{Audit, Delta, SqliteStore, Store, StoreError, Stored};
+
+/// A fleet's store: etcd for changes, the node's SQLite store as its local copy.
+pub struct EtcdStore {
+    link: Arc<Link>,
+    local: SqliteStore,
+    /// The local copy's revision and fleet, beside the database.
+    revision_file: PathBuf,
+    /// What `load` gives: the configuration read from etcd at start, or (none) the local copy.
+    initial: Option<(Stored, i64)>,
+}
+
+/// What `revision_file` holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LocalRevision {
+    pub(crate) fleet: String,
+    pub(crate) revision: i64,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("fleet", &self.link.fleet)
+            .field("node", &self.link.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdStore {
+    pub(crate) fn new(
+        link: Arc<Link>,
+        local: SqliteStore,
+        revision_file: PathBuf,
+        initial: Option<(Stored, i64)>,
+    ) -> EtcdStore {
+        EtcdStore {
+            link,
+            local,
+            revision_file,
+            initial,
+        }
+    }
+
+    /// The revision of the local copy kept for `fleet`, if there is one.
+    pub(crate) fn local_revision(file: &std::path::Path, fleet: &str) -> Option<i64> {
+        let text = std::fs::read(file).ok()?;
+        let local: LocalRevision = serde_json::from_slice(&text).ok()?;
+        (local.fleet == fleet).then_some(local.revision)
+    }
+
+    /// Writes the revision file whole or not at all (a temporary file, synced, renamed over it).
+    fn write_revision(&self, revision: i64) -> Result<(), StoreError> {
+        let record = LocalRevision {
+            fleet: self.link.fleet.to_string(),
+            revision,
+        };
+        let text = serde_json::to_vec(&record).unwrap_or_default();
+        let tmp = self.revision_file.with_extension("tmp");
+        let written = (|| {
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, &text)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &self.revision_file)
+        })();
+        written.map_err(|e| StoreError::Corrupt {
+            what: "fleet revision file",
+            reason: format!("{}: {e}", self.revision_file.display()),
+        })
+    }
+}
+
+impl Store for EtcdStore {
+    fn load(&mut self) -> Result<Stored, StoreError> {
+        match self.initial.take() {
+            Some((stored, revision)) => {
+                self.follow(&stored, revision)?;
+                Ok(stored)
+            }
+            None => self.local.load(),
+        }
+    }
+
+    fn commit(&mut self, deltas: &[Delta], audit: &Audit) -> Result<(), StoreError> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let keys = &self.link.keys;
+        let applied = self.link.applied();
+        // SECURITY: the threat is a node with a stale view overwriting a newer change it has not seen
+        // (a lost update): the transaction only applies when `config/rev` has not changed after the
+        // revision this node serves.
+        let unchanged = Compare::mod_revision(keys.rev(), CompareOp::Less, applied + 1);
+        let txn = Txn::new()
+            .when([unchanged])
+            .and_then(keys.ops(deltas, audit, &self.link.node))
+            .or_else([TxnOp::get(keys.rev(), None)]);
+        let answer = self
+            .link
+            .block(self.link.txn("committing the change to etcd", txn));
+        let response = answer.map_err(|reason| StoreError::Unavailable { reason })?;
+        if !response.succeeded() {
+            let newer = response
+                .op_responses()
+                .into_iter()
+                .find_map(|op| match op {
+                    TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.mod_revision()),
+                    _ => None,
+                })
+                .unwrap_or(applied + 1);
+            return Err(StoreError::Conflict { revision: newer });
+        }
+        let revision = response.header().map_or(applied, |h| h.revision());
+        // The fleet has the change; the local copy follows. Should it fail, the revision stays where it
+        // was and the follower takes the change again from etcd.
+        match self.local.commit(deltas, audit) {
+            Ok(()) => {
+                self.link.set_applied(revision);
+                if let Err(e) = self.write_revision(revision) {
+                    tracing::warn!(target: "bits_compact::service", error = %e, "the local copy's revision is not kept");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "bits_compact::service", error = %e, "the local copy did not take a change the fleet took");
+            }
+        }
+        Ok(())
+    }
+
+    fn revision(&self) -> Option<i64> {
+        Some(self.link.applied())
+    }
+
+    fn latest(&mut self) -> Result<Option<i64>, StoreError> {
+        let read = self.link.latest();
+        let latest = self.link.block(read);
+        latest
+            .map(Some)
+            .map_err(|reason| StoreError::Unavailable { reason })
+    }
+
+    fn follow(&mut self, stored: &Stored, revision: i64) -> Result<(), StoreError> {
+        let current = self.local.load()?;
+        let deltas = diff_stored(&current, stored);
+        if !deltas.is_empty() {
+            let audit = Audit {
+                who: format!("fleet {}", self.link.fleet),
+                what: format!("take the fleet's configuration at revision {revision}"),
+            };
+            self.local.commit(&deltas, &audit)?;
+        }
+        self.link.set_applied(revision);
+        self.write_revision(revision)
+    }
+}

@@ -1,0 +1,276 @@
+//! Membership: a node holds a lease ([`LEASE_TTL`]) on `nodes/<node>`, whose value is its record
+//! (addresses, version, the revision it serves, its groups, what it cannot serve), and keeps a copy of
+//! the record in `known/<node>` without a lease, so that a node that is gone is still listed, as not
+//! alive, once its lease expires. The name is taken with a put-if-absent: a second process with the same
+//! node name is refused while the first holds the lease.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::link::Link;
+use super::FleetError;
+use crate::service::error::MgmtError;
+use crate::service::{FleetStatus, FleetView, Managed, NodeStatus};
+
+/// How long a node's lease lives without a keep-alive: a node that stops or loses etcd is listed as not
+/// alive this long after.
+pub const LEASE_TTL: Duration = Duration::from_secs(5);
+
+/// What a node says of itself in `nodes/<node>` and `known/<node>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NodeRecord {
+    pub(crate) addresses: Vec<String>,
+    pub(crate) version: String,
+    pub(crate) revision: i64,
+    pub(crate) groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) unserved: Vec<String>,
+    /// Tells this process's record from another's with the same name.
+    pub(crate) instance: String,
+}
+
+impl NodeRecord {
+    pub(crate) fn new(addresses: Vec<String>) -> NodeRecord {
+        let mut instance = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut instance);
+        NodeRecord {
+            addresses,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            revision: 0,
+            groups: Vec::new(),
+            unserved: Vec::new(),
+            instance: instance.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// The record as it stands: the revision, groups and warnings of `managed` now.
+    fn now(&self, link: &Link, managed: &Managed) -> NodeRecord {
+        NodeRecord {
+            revision: link.applied(),
+            groups: managed
+                .groups()
+                .iter()
+                .map(|g| g.prefix.to_string())
+                .collect(),
+            unserved: managed.unserved(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Takes the node's name in the fleet: a new lease, and the record put under it unless another live
+/// process holds the name. Returns the lease.
+pub(crate) async fn claim(link: &Link, record: &NodeRecord) -> Result<i64, FleetError> {
+    let unreachable = |reason: String| FleetError::Unreachable { reason };
+    let ttl = i64::try_from(LEASE_TTL.as_secs()).unwrap_or(5);
+    let grant = || {
+        let mut client = link.client();
+        async move { client.lease_grant(ttl, None).await }
+    };
+    let lease = Link::retrying("taking a lease", grant)
+        .await
+        .map_err(unreachable)?
+        .id();
+    let value = serde_json::to_vec(record).unwrap_or_default();
+    let node = link.keys.node(&link.node);
+    let puts = [
+        TxnOp::put(
+            node.clone(),
+            value.clone(),
+            Some(PutOptions::new().with_lease(lease)),
+        ),
+        TxnOp::put(link.keys.known_node(&link.node), value, None),
+    ];
+    let txn = Txn::new()
+        .when([Compare::create_revision(node.clone(), CompareOp::Equal, 0)])
+        .and_then(puts.clone())
+        .or_else([TxnOp::get(node.clone(), None)]);
+    let claimed = link
+        .txn("taking the node's name", txn)
+        .await
+        .map_err(unreachable)?;
+    if claimed.succeeded() {
+        return Ok(lease);
+    }
+    // This process's own record, under a lease it lost: it takes the name again. The record's value is
+    // compared, so another process that took the name meanwhile keeps it.
+    let held = claimed.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.value().to_vec()),
+        _ => None,
+    });
+    let is_ours = |value: &[u8]| {
+        serde_json::from_slice::<NodeRecord>(value).is_ok_and(|r| r.instance == record.instance)
+    };
+    if let Some(held) = held.filter(|v| is_ours(v)) {
+        let again = Txn::new()
+            .when([Compare::value(node, CompareOp::Equal, held)])
+            .and_then(puts);
+        let taken = link
+            .txn("taking the node's name", again)
+            .await
+            .map_err(unreachable)?;
+        if taken.succeeded() {
+            return Ok(lease);
+        }
+    }
+    let _ = link.revoke(lease).await;
+    Err(FleetError::NodeTaken {
+        fleet: link.fleet.to_string(),
+        node: link.node.to_string(),
+    })
+}
+
+/// Keeps the node's lease alive and its record current until `stop`; takes the name again (a new
+/// lease) when the lease was lost, e.g. while etcd was away. On `stop` the lease is returned, so the
+/// node is listed as not alive at once.
+pub(crate) async fn keep(
+    link: Arc<Link>,
+    managed: Arc<Managed>,
+    record: NodeRecord,
+    mut lease: Option<i64>,
+    stop: CancellationToken,
+) {
+    let mut warned = false;
+    loop {
+        let held = match lease {
+            Some(held) => held,
+            None => match claim(&link, &record.now(&link, &managed)).await {
+                Ok(held) => held,
+                Err(e) => {
+                    if !std::mem::replace(&mut warned, true) {
+                        tracing::warn!(target: "bits_compact::service", error = %e, "not a live member of the fleet; retrying");
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            },
+        };
+        if std::mem::take(&mut warned) {
+            tracing::info!(target: "bits_compact::service", "a live member of the fleet again");
+        }
+        let lost = tokio::select! {
+            () = stop.cancelled() => {
+                let _ = link.revoke(held).await;
+                return;
+            }
+            lost = hold(&link, &managed, &record, held) => lost,
+        };
+        tracing::warn!(target: "bits_compact::service", reason = %lost, "the fleet lease was lost");
+        warned = true;
+        lease = None;
+    }
+}
+
+/// Renews the lease every third of its life and refreshes the record when it changed; returns why it
+/// could not.
+async fn hold(link: &Link, managed: &Managed, record: &NodeRecord, lease: i64) -> String {
+    let keep = || {
+        let mut client = link.client();
+        async move { client.lease_keep_alive(lease).await }
+    };
+    let (mut keeper, mut answers) = match Link::retrying("renewing the lease", keep).await {
+        Ok(pair) => pair,
+        Err(e) => return e,
+    };
+    let mut last: Option<NodeRecord> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    let mut renewed = tokio::time::Instant::now() - LEASE_TTL;
+    loop {
+        tick.tick().await;
+        if renewed.elapsed() >= LEASE_TTL / 3 {
+            if let Err(e) = Link::bounded("renewing the lease", keeper.keep_alive()).await {
+                return e;
+            }
+            match Link::bounded("renewing the lease", answers.message()).await {
+                Ok(Some(answer)) if answer.ttl() > 0 => renewed = tokio::time::Instant::now(),
+                Ok(_) => return "etcd says the lease has expired".into(),
+                Err(e) => return e,
+            }
+        }
+        let now = record.now(link, managed);
+        if last.as_ref() != Some(&now) {
+            let value = serde_json::to_vec(&now).unwrap_or_default();
+            let txn = Txn::new().and_then([
+                TxnOp::put(
+                    link.keys.node(&link.node),
+                    value.clone(),
+                    Some(PutOptions::new().with_lease(lease)),
+                ),
+                TxnOp::put(link.keys.known_node(&link.node), value, None),
+            ]);
+            if let Err(e) = link.txn("updating the node's record", txn).await {
+                return e;
+            }
+            last = Some(now);
+        }
+    }
+}
+
+/// `GET /v1/fleet` on a fleet's node: the records of live and known nodes, read at one revision.
+pub(crate) struct Members {
+    pub(crate) link: Arc<Link>,
+}
+
+impl FleetView for Members {
+    fn status(&self) -> Result<FleetStatus, MgmtError> {
+        let keys = &self.link.keys;
+        let prefix = || Some(GetOptions::new().with_prefix());
+        let txn = Txn::new().and_then([
+            TxnOp::get(keys.nodes(), prefix()),
+            TxnOp::get(keys.known(), prefix()),
+            TxnOp::get(keys.rev(), None),
+        ]);
+        let read = self
+            .link
+            .block(self.link.txn("reading the fleet's members", txn))
+            .map_err(|reason| crate::service::store::StoreError::Unavailable { reason })?;
+        let mut gets = read.op_responses().into_iter().filter_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get),
+            _ => None,
+        });
+        let (live, known, rev) = match (gets.next(), gets.next(), gets.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => return Err(MgmtError::Internal("etcd's answer lacks a read".into())),
+        };
+        let revision = rev.kvs().first().map_or(0, |kv| kv.mod_revision());
+        let records = |get: &etcd_client::GetResponse, prefix: String| {
+            get.kvs()
+                .iter()
+                .filter_map(|kv| {
+                    let name = kv.key_str().ok()?.strip_prefix(&prefix)?.to_owned();
+                    let record: NodeRecord = serde_json::from_slice(kv.value()).ok()?;
+                    Some((name, record))
+                })
+                .collect::<BTreeMap<_, _>>()
+        };
+        let live = records(&live, keys.nodes());
+        let mut all = records(&known, keys.known());
+        all.extend(live.clone());
+        let nodes = all
+            .into_iter()
+            .map(|(name, r)| NodeStatus {
+                alive: live.contains_key(&name),
+                name,
+                addresses: r.addresses,
+                version: r.version,
+                revision: r.revision,
+                lag: (revision - r.revision).max(0),
+                groups: r.groups,
+                unserved: r.unserved,
+            })
+            .collect();
+        Ok(FleetStatus {
+            fleet: self.link.fleet.to_string(),
+            node: self.link.node.to_string(),
+            revision,
+            nodes,
+        })
+    }
+}
