@@ -39,17 +39,21 @@ impl AccessLogArgs {
         }
     }
 
-    /// With an access-log file, reopens it on each SIGHUP (installed now, before serving, so that a
-    /// logrotate run right after start is not lost, nor kills the process).
+    /// Handles SIGHUP from now on (before serving, so that a logrotate run right after start is not
+    /// lost), whatever the flags: with an access-log file it reopens the file; otherwise there is nothing
+    /// to reopen, and a `kill -HUP` from a logrotate rule must still not end the process (SIGHUP's
+    /// default action).
     pub(crate) fn reopen_on_hangup(&self, server: &Server) -> Result<(), CliError> {
-        if !matches!(self.access_log, Some(AccessLogTarget::File(_))) {
-            return Ok(());
-        }
+        let file = matches!(self.access_log, Some(AccessLogTarget::File(_)));
         let mut hangups = signal(SignalKind::hangup()).map_err(CliError::Runtime)?;
         let server = server.clone();
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
-                server.reopen_access_log();
+                if file {
+                    server.reopen_access_log();
+                } else {
+                    tracing::debug!("SIGHUP: no access-log file to reopen");
+                }
             }
         });
         Ok(())
