@@ -60,7 +60,8 @@ impl AccessLogArgs {
     }
 }
 
-/// Serves `GET /metrics` on `addr` until `stop`; says where.
+/// Serves `GET /metrics` on `addr` until `stop`; says where, and warns (stderr) when `addr` is not a
+/// loopback address, since the listener asks for no credentials.
 pub(crate) async fn serve_metrics(
     addr: SocketAddr,
     server: &Server,
@@ -71,6 +72,11 @@ pub(crate) async fn serve_metrics(
         .map_err(|e| CliError::Serve(format!("cannot listen on {addr} for metrics: {e}")))?;
     let bound = listener.local_addr().map_err(CliError::Runtime)?;
     note!("bcs: metrics at http://{bound}/metrics");
+    if !bound.ip().to_canonical().is_loopback() {
+        note!(
+            "bcs: warning: the metrics at {bound} need no credentials: anyone who reaches that address reads them"
+        );
+    }
     let metrics = server.metrics();
     tokio::spawn(async move {
         bits_compact::metrics::serve(listener, metrics, stop.cancelled_owned()).await;
