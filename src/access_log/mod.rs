@@ -363,7 +363,11 @@ mod tests {
         let started = std::time::Instant::now();
         for _ in 0..n {
             sink.log(entry());
-            assert!(sink.queued_bytes() <= QUEUE_BYTES, "{}", sink.queued_bytes());
+            assert!(
+                sink.queued_bytes() <= QUEUE_BYTES,
+                "{}",
+                sink.queued_bytes()
+            );
         }
         assert!(started.elapsed() < Duration::from_secs(5));
         // Full by bytes long before by entries: what did not fit was dropped, and counted.

@@ -415,7 +415,9 @@ impl RequestLog {
                 time: SystemTime::now(),
                 version: req.version(),
                 // SECURITY: copies, cut now: a HeaderValue would pin hyper's whole head buffer.
-                referer: headers.get(header::REFERER).map(|v| clip_bytes(v.as_bytes())),
+                referer: headers
+                    .get(header::REFERER)
+                    .map(|v| clip_bytes(v.as_bytes())),
                 user_agent: headers
                     .get(header::USER_AGENT)
                     .map(|v| clip_bytes(v.as_bytes())),
