@@ -121,7 +121,7 @@ where
             .unwrap_or_default();
         let url = entry.suffix.to_string();
         DownloadUnderWay::start(
-            entry.clone(),
+            entry.counters.clone(),
             LiveDownload::new(conn.peer, user, url, total),
         )
     });
