@@ -11,13 +11,36 @@ use std::fmt::Write;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderValue, Method, Version};
+use bytes::Bytes;
+use http::{Method, Version};
 
 /// The most characters of one client-controlled field written to a line (escapes included), so that a
 /// line stays under the 4 KiB log tools read a line in (goaccess splits longer ones).
 pub(crate) const MAX_FIELD: usize = 800;
 
-/// What the log says of one request, taken when it started and completed when its body ended.
+/// SECURITY: a copy of at most [`MAX_FIELD`] bytes of a client's value, so an entry never holds more
+/// than the line can write. A header value must not be kept as it is: it shares the buffer the whole
+/// request head was read into (up to hundreds of KiB), for as long as the entry lives (a download, then
+/// the queue).
+pub(crate) fn clip_bytes(value: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(&value[..value.len().min(MAX_FIELD)])
+}
+
+/// `s` cut to at most [`MAX_FIELD`] bytes, at a character boundary, in an allocation of that size.
+pub(crate) fn clip_string(mut s: String) -> String {
+    if s.len() > MAX_FIELD {
+        let mut end = MAX_FIELD;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.shrink_to_fit();
+    }
+    s
+}
+
+/// What the log says of one request, taken when it started and completed when its body ended. The
+/// client's fields are cut at [`MAX_FIELD`] when taken ([`clip_bytes`], [`clip_string`]).
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) time: SystemTime,
@@ -29,8 +52,8 @@ pub(crate) struct Entry {
     pub(crate) status: u16,
     pub(crate) bytes: u64,
     pub(crate) complete: bool,
-    pub(crate) referer: Option<HeaderValue>,
-    pub(crate) user_agent: Option<HeaderValue>,
+    pub(crate) referer: Option<Bytes>,
+    pub(crate) user_agent: Option<Bytes>,
     pub(crate) group: Option<String>,
     pub(crate) duration: Duration,
 }
@@ -70,11 +93,23 @@ fn escaped(out: &mut String, bytes: &[u8], space: bool) {
     }
 }
 
-fn header_bytes(value: Option<&HeaderValue>) -> &[u8] {
-    value.map_or(&[], HeaderValue::as_bytes)
+fn header_bytes(value: Option<&Bytes>) -> &[u8] {
+    value.map_or(&[], Bytes::as_ref)
 }
 
 impl Entry {
+    /// The memory the entry holds, for the queue's bound in bytes.
+    pub(crate) fn size(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        let bytes = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        std::mem::size_of::<Self>()
+            + self.target.capacity()
+            + text(&self.user)
+            + text(&self.group)
+            + bytes(&self.referer)
+            + bytes(&self.user_agent)
+    }
+
     /// The combined log format: `%h - %u [%d/%b/%Y:%H:%M:%S %z] "%r" %>s %b "%{Referer}i"
     /// "%{User-agent}i"`, time in UTC, with a newline.
     pub(crate) fn combined(&self) -> String {
@@ -114,7 +149,7 @@ impl Entry {
 
     /// One JSON object, with a newline.
     pub(crate) fn json(&self) -> String {
-        let text = |v: Option<&HeaderValue>| {
+        let text = |v: Option<&Bytes>| {
             let bytes = header_bytes(v);
             String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_FIELD)]).into_owned()
         };
@@ -177,7 +212,7 @@ mod tests {
             bytes: 1024,
             complete: true,
             referer: None,
-            user_agent: Some(HeaderValue::from_static("curl/8.0")),
+            user_agent: Some(Bytes::from_static(b"curl/8.0")),
             group: Some("http://+:80/A/".into()),
             duration: Duration::from_millis(3),
         }
@@ -195,8 +230,8 @@ mod tests {
     #[test]
     fn hostile_fields_cannot_break_a_line() {
         let mut e = entry();
-        e.user_agent = Some(HeaderValue::from_bytes(b"a\" 200 9 \"x\tb\\\xff").unwrap());
-        e.referer = Some(HeaderValue::from_bytes(&vec![b'r'; 100_000]).unwrap());
+        e.user_agent = Some(Bytes::from_static(b"a\" 200 9 \"x\tb\\\xff"));
+        e.referer = Some(Bytes::from(vec![b'r'; 100_000]));
         e.user = Some("DOM\\bob \"x\"\n1.2.3.4 - - [".into());
         e.target = "/A/\"\r\n1.2.3.4 - - x".into();
         let line = e.combined();
@@ -218,6 +253,24 @@ mod tests {
         assert_eq!(parsed["user"], "DOM\\bob \"x\"\n1.2.3.4 - - [");
         assert_eq!(parsed["status"], 200);
         assert_eq!(parsed["referer"].as_str().unwrap().len(), MAX_FIELD);
+    }
+
+    /// SECURITY: what an entry keeps of a client's value is an owned copy of at most MAX_FIELD bytes,
+    /// cut at a character boundary for text.
+    #[test]
+    fn clipped_fields_are_small_owned_copies() {
+        let huge = Bytes::from(vec![b'u'; 64 << 10]);
+        let kept = clip_bytes(&huge);
+        assert_eq!(kept.len(), MAX_FIELD);
+        let range = huge.as_ptr_range();
+        assert!(!range.contains(&kept.as_ptr()));
+        assert_eq!(clip_bytes(b"short").as_ref(), b"short");
+        // A two-byte character across the cut is left out whole.
+        let text = "a".repeat(MAX_FIELD - 1) + &"\u{e9}".repeat(40_000);
+        let cut = clip_string(text);
+        assert_eq!(cut.len(), MAX_FIELD - 1);
+        assert!(cut.capacity() <= MAX_FIELD);
+        assert_eq!(clip_string("/G/a".into()), "/G/a");
     }
 
     #[test]

@@ -2,8 +2,12 @@
 //! output or a file ([`AccessLog`], given to [`ServerBuilder::access_log`](crate::ServerBuilder::access_log)).
 //!
 //! Invariants: the request path never waits on the log. A finished request hands its entry to a bounded
-//! queue ([`QUEUE`] entries) without blocking; a writer thread formats and writes it. When the queue is
-//! full the entry is dropped and counted (`bcs_access_log_dropped_total`). A file is opened for appending
+//! queue ([`QUEUE`] entries and [`QUEUE_BYTES`] bytes) without blocking; a writer thread formats and
+//! writes it. When the queue is full the entry is dropped and counted (`bcs_access_log_dropped_total`).
+//!
+//! SECURITY: a stuck writer (a full disk, a pipe nobody reads) must not let clients fill memory through
+//! the queue: an entry holds only copies of the client's fields cut at the line's limit (taken when the
+//! request starts), and the queue holds at most [`QUEUE_BYTES`] of them. A file is opened for appending
 //! with mode 0640 and reopened when asked ([`Server::reopen_access_log`](crate::Server::reopen_access_log),
 //! on SIGHUP in `bcs`), so logrotate can rename it: lines queued before the reopen go to the old file,
 //! none are lost.
@@ -16,16 +20,20 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use line::Entry;
+pub(crate) use line::{clip_bytes, clip_string, Entry};
 use prometheus_client::metrics::counter::Counter;
 
 /// Entries waiting for the writer at most; past that they are dropped (and counted).
 pub const QUEUE: usize = 8192;
+
+/// Bytes of entries waiting for the writer at most (see [`Entry::size`]): ordinary entries (a few
+/// hundred bytes) reach [`QUEUE`] first; entries with the longest fields allowed stop here.
+pub const QUEUE_BYTES: usize = 4 << 20;
 
 /// How often an idle writer looks for a reopen request.
 const POLL: Duration = Duration::from_millis(200);
@@ -104,6 +112,8 @@ pub struct AccessLog {
 #[derive(Debug)]
 pub(crate) struct AccessLogSink {
     queue: SyncSender<Entry>,
+    /// The bytes of the entries in the queue.
+    queued: Arc<AtomicUsize>,
     reopen: Arc<AtomicBool>,
     dropped: Counter,
 }
@@ -114,7 +124,9 @@ impl AccessLogSink {
         let out = open(&log.target)?;
         let (queue, entries) = mpsc::sync_channel(QUEUE);
         let reopen = Arc::new(AtomicBool::new(false));
+        let queued = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
+            queued: queued.clone(),
             target: log.target.clone(),
             format: log.format,
             reopen: reopen.clone(),
@@ -125,6 +137,7 @@ impl AccessLogSink {
             .spawn(move || writer.run(&entries))?;
         Ok(AccessLogSink {
             queue,
+            queued,
             reopen,
             dropped,
         })
@@ -132,11 +145,23 @@ impl AccessLogSink {
 
     /// Queues an entry, or drops it (counted) when the writer is behind: never waits.
     pub(crate) fn log(&self, entry: Entry) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.queue.try_send(entry)
-        {
+        let size = entry.size();
+        let before = self.queued.fetch_add(size, Ordering::AcqRel);
+        let sent = before + size <= QUEUE_BYTES
+            && !matches!(
+                self.queue.try_send(entry),
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_))
+            );
+        if !sent {
+            self.queued.fetch_sub(size, Ordering::AcqRel);
             self.dropped.inc();
         }
+    }
+
+    /// The bytes of the entries waiting for the writer.
+    #[cfg(test)]
+    fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 
     /// Asks the writer to reopen the file (after logrotate renamed it); lines queued before go to the
@@ -147,6 +172,7 @@ impl AccessLogSink {
 }
 
 struct Writer {
+    queued: Arc<AtomicUsize>,
     target: AccessLogTarget,
     format: AccessLogFormat,
     reopen: Arc<AtomicBool>,
@@ -212,6 +238,7 @@ impl Writer {
     }
 
     fn write(&mut self, entry: &Entry) {
+        self.queued.fetch_sub(entry.size(), Ordering::AcqRel);
         let line = match self.format {
             AccessLogFormat::Combined => entry.combined(),
             AccessLogFormat::Json => entry.json(),
@@ -298,6 +325,56 @@ mod tests {
             "{}",
             dropped.get()
         );
+        drop(reader);
+    }
+
+    /// SECURITY: clients sending the longest User-Agent and Referer hyper takes, while the writer is
+    /// stuck: the queue holds at most QUEUE_BYTES, far below what the headers weighed, and never waits.
+    #[test]
+    fn a_stuck_writer_holds_a_bounded_number_of_bytes() {
+        use std::os::fd::AsRawFd;
+        let (reader, writer) = std::io::pipe().unwrap();
+        let path = format!("/proc/self/fd/{}", writer.as_raw_fd());
+        let dropped = Counter::default();
+        let log = AccessLog {
+            target: AccessLogTarget::File(path.into()),
+            format: AccessLogFormat::Json,
+        };
+        let sink = AccessLogSink::start(&log, dropped.clone()).unwrap();
+        let header = bytes::Bytes::from(vec![b'h'; 64 << 10]);
+        let entry = || Entry {
+            time: std::time::SystemTime::now(),
+            client: std::net::Ipv4Addr::LOCALHOST.into(),
+            user: Some(clip_string("u".repeat(64 << 10))),
+            method: http::Method::GET,
+            target: clip_string("/G/".to_owned() + &"x".repeat(64 << 10)),
+            version: http::Version::HTTP_11,
+            status: 200,
+            bytes: 1,
+            complete: true,
+            referer: Some(clip_bytes(&header)),
+            user_agent: Some(clip_bytes(&header)),
+            group: None,
+            duration: Duration::ZERO,
+        };
+        let size = entry().size();
+        assert!(size < 6 * line::MAX_FIELD, "{size}");
+        let n = QUEUE as u64;
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            sink.log(entry());
+            assert!(
+                sink.queued_bytes() <= QUEUE_BYTES,
+                "{}",
+                sink.queued_bytes()
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Full by bytes long before by entries: what did not fit was dropped, and counted.
+        let held = (QUEUE_BYTES / size) as u64;
+        assert!(held < n / 2, "{held}");
+        assert!(dropped.get() >= n - held - 200, "{}", dropped.get());
+        assert!(sink.queued_bytes() > QUEUE_BYTES - 2 * size);
         drop(reader);
     }
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::live::{DownloadStatus, GroupStatus, LiveDownload, LiveDownloads};
+use super::counters::{Counters, UrlStats};
+use super::live::{DownloadStatus, GroupStatus};
 use super::prefix::UrlPrefix;
 use super::suffix::{SegmentError, UrlSuffix};
 use crate::auth::{AuthError, AuthScheme, GroupAuth};
@@ -111,77 +112,7 @@ pub(crate) struct UrlEntry {
     pub(crate) suffix: UrlSuffix,
     pub(crate) sddl: Option<SecurityDescriptor>,
     pub(crate) source: Arc<FileSource>,
-    pub(crate) counters: Counters,
-}
-
-/// What a URL has served since it was published, and the downloads of it being sent now.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    requests: AtomicU64,
-    bytes: AtomicU64,
-    downloads: AtomicU64,
-    under_way: AtomicU64,
-    live: LiveDownloads,
-}
-
-impl Counters {
-    /// One request answered: `sent` body bytes, and whether it was a whole download (a GET whose 200 or
-    /// 206 body went out to its end).
-    pub(crate) fn count(&self, sent: u64, download: bool) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(sent, Ordering::Relaxed);
-        if download {
-            self.downloads.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// A download of a URL being sent (the body of a 200 or 206 answer to a GET): counted under way, and
-/// listed among the URL's downloads in progress, from [`DownloadUnderWay::start`] until dropped, however
-/// the body ends (sent whole, client gone, error), since the response body's finish hook that holds it
-/// runs once when the body is dropped.
-#[derive(Debug)]
-pub(crate) struct DownloadUnderWay {
-    entry: Arc<UrlEntry>,
-    live: Arc<LiveDownload>,
-}
-
-impl DownloadUnderWay {
-    pub(crate) fn start(entry: Arc<UrlEntry>, live: LiveDownload) -> Self {
-        entry.counters.under_way.fetch_add(1, Ordering::Relaxed);
-        let live = Arc::new(live);
-        entry.counters.live.add(live.clone());
-        DownloadUnderWay { entry, live }
-    }
-
-    /// `n` more body bytes went out.
-    pub(crate) fn record(&self, n: u64) {
-        self.live.record(n);
-    }
-}
-
-impl Drop for DownloadUnderWay {
-    fn drop(&mut self) {
-        self.entry.counters.live.remove(&self.live);
-        self.entry
-            .counters
-            .under_way
-            .fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// What a URL has served since it was published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct UrlStats {
-    /// Requests answered (any method, any status).
-    pub requests: u64,
-    /// Body bytes sent.
-    pub bytes_sent: u64,
-    /// GETs whose 200 or 206 body went out to its end.
-    pub downloads_completed: u64,
-    /// GETs whose 200 or 206 body is being sent now.
-    pub downloads_under_way: u64,
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl Url {
@@ -197,13 +128,7 @@ impl Url {
 
     /// What this URL has served since it was published.
     pub fn stats(&self) -> UrlStats {
-        let c = &self.entry.counters;
-        UrlStats {
-            requests: c.requests.load(Ordering::Relaxed),
-            bytes_sent: c.bytes.load(Ordering::Relaxed),
-            downloads_completed: c.downloads.load(Ordering::Relaxed),
-            downloads_under_way: c.under_way.load(Ordering::Relaxed),
-        }
+        self.entry.counters.stats()
     }
 
     /// The SDDL string given when the URL was added, if any.
@@ -444,7 +369,7 @@ impl UrlGroup {
             suffix,
             sddl,
             source,
-            counters: Counters::default(),
+            counters: Arc::default(),
         }))
     }
 
@@ -544,7 +469,7 @@ impl UrlGroup {
         let mut downloads: Vec<DownloadStatus> = Vec::new();
         for entry in self.entries() {
             let room = max.saturating_sub(downloads.len());
-            let (count, listed) = entry.counters.live.snapshot(room);
+            let (count, listed) = entry.counters.live().snapshot(room);
             downloads_in_progress += count;
             downloads.extend(listed);
         }

@@ -121,7 +121,8 @@ pub(crate) struct HostArgs {
     #[command(flatten)]
     access_log: AccessLogArgs,
     /// Serves Prometheus metrics at http://ADDR/metrics, a plain-HTTP listener of its own without
-    /// authentication: keep it on loopback (127.0.0.1:9100) or a monitoring network.
+    /// authentication: keep it on loopback (127.0.0.1:9100) or a monitoring network. Any other address
+    /// prints a warning at start.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
 }

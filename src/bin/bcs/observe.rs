@@ -39,24 +39,29 @@ impl AccessLogArgs {
         }
     }
 
-    /// With an access-log file, reopens it on each SIGHUP (installed now, before serving, so that a
-    /// logrotate run right after start is not lost, nor kills the process).
+    /// Handles SIGHUP from now on (before serving, so that a logrotate run right after start is not
+    /// lost), whatever the flags: with an access-log file it reopens the file; otherwise there is nothing
+    /// to reopen, and a `kill -HUP` from a logrotate rule must still not end the process (SIGHUP's
+    /// default action).
     pub(crate) fn reopen_on_hangup(&self, server: &Server) -> Result<(), CliError> {
-        if !matches!(self.access_log, Some(AccessLogTarget::File(_))) {
-            return Ok(());
-        }
+        let file = matches!(self.access_log, Some(AccessLogTarget::File(_)));
         let mut hangups = signal(SignalKind::hangup()).map_err(CliError::Runtime)?;
         let server = server.clone();
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
-                server.reopen_access_log();
+                if file {
+                    server.reopen_access_log();
+                } else {
+                    tracing::debug!("SIGHUP: no access-log file to reopen");
+                }
             }
         });
         Ok(())
     }
 }
 
-/// Serves `GET /metrics` on `addr` until `stop`; says where.
+/// Serves `GET /metrics` on `addr` until `stop`; says where, and warns (stderr) when `addr` is not a
+/// loopback address, since the listener asks for no credentials.
 pub(crate) async fn serve_metrics(
     addr: SocketAddr,
     server: &Server,
@@ -67,6 +72,11 @@ pub(crate) async fn serve_metrics(
         .map_err(|e| CliError::Serve(format!("cannot listen on {addr} for metrics: {e}")))?;
     let bound = listener.local_addr().map_err(CliError::Runtime)?;
     note!("bcs: metrics at http://{bound}/metrics");
+    if !bound.ip().to_canonical().is_loopback() {
+        note!(
+            "bcs: warning: the metrics at {bound} need no credentials: anyone who reaches that address reads them"
+        );
+    }
     let metrics = server.metrics();
     tokio::spawn(async move {
         bits_compact::metrics::serve(listener, metrics, stop.cancelled_owned()).await;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
@@ -15,7 +16,7 @@ use super::peer::ConnInfo;
 use super::response::Reject;
 use super::site::Site;
 use super::stream;
-use crate::access_log::Entry;
+use crate::access_log::{clip_bytes, clip_string, Entry};
 use crate::auth::Refusal;
 use crate::files::{self, OnFinish, ResponseBody};
 use crate::metrics::{GroupSeries, SchemeLabel};
@@ -120,7 +121,7 @@ where
             .unwrap_or_default();
         let url = entry.suffix.to_string();
         DownloadUnderWay::start(
-            entry.clone(),
+            entry.counters.clone(),
             LiveDownload::new(conn.peer, user, url, total),
         )
     });
@@ -401,8 +402,8 @@ struct RequestLog {
 struct SinkFields {
     time: SystemTime,
     version: Version,
-    referer: Option<HeaderValue>,
-    user_agent: Option<HeaderValue>,
+    referer: Option<Bytes>,
+    user_agent: Option<Bytes>,
 }
 
 impl RequestLog {
@@ -413,8 +414,13 @@ impl RequestLog {
             let fields = SinkFields {
                 time: SystemTime::now(),
                 version: req.version(),
-                referer: headers.get(header::REFERER).cloned(),
-                user_agent: headers.get(header::USER_AGENT).cloned(),
+                // SECURITY: copies, cut now: a HeaderValue would pin hyper's whole head buffer.
+                referer: headers
+                    .get(header::REFERER)
+                    .map(|v| clip_bytes(v.as_bytes())),
+                user_agent: headers
+                    .get(header::USER_AGENT)
+                    .map(|v| clip_bytes(v.as_bytes())),
             };
             (site.clone(), fields)
         });
@@ -424,7 +430,7 @@ impl RequestLog {
         Some(RequestLog {
             start: Instant::now(),
             method: req.method().clone(),
-            target: req.uri().to_string(),
+            target: clip_string(req.uri().to_string()),
             peer: conn.peer,
             identity: None,
             group: None,
@@ -459,7 +465,7 @@ impl RequestLog {
             sink.log(Entry {
                 time: fields.time,
                 client: self.peer.ip(),
-                user: self.identity.take(),
+                user: self.identity.take().map(clip_string),
                 method: self.method.clone(),
                 target: std::mem::take(&mut self.target),
                 version: fields.version,

@@ -3,3 +3,4 @@
 
 mod access_log;
 mod metrics;
+mod robustness;
