@@ -821,3 +821,48 @@ fn bad_fleet_input_is_refused_clearly() {
     // The first still holds it and serves.
     assert_eq!(first.json(&["fleet", "status"])["nodes"][0]["alive"], true);
 }
+
+/// SECURITY: a node's own state (its config.db holds password hashes) is never published, whichever node
+/// a URL naming it is added through: A refuses its own; B takes the fleet's configuration without the URL
+/// naming B's, answers 404 for it and lists it as unserved.
+#[cfg(feature = "fleet")]
+#[test]
+fn a_nodes_own_state_is_never_published_through_another_node() {
+    if !have_etcd() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let a = Node::start(&etcd, "private", 1);
+    let b = Node::start(&etcd, "private", 2);
+    let port = free_port();
+    let prefix = format!("http://+:{port}/p/");
+    a.ok(&["group", "create", &prefix]);
+
+    let own = a.state().join("config.db");
+    let refused = a.bcs(&["url", "add", &prefix, "own.db", own.to_str().unwrap()]);
+    assert!(!refused.status.success(), "A published its own config.db");
+    assert!(
+        text(&refused.stderr).contains("never published"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let theirs = b.state().join("config.db");
+    a.ok(&["url", "add", &prefix, "theirs.db", theirs.to_str().unwrap()]);
+    let mut status = Value::Null;
+    let listed = eventually(Duration::from_secs(3), || {
+        status = a.json(&["fleet", "status"]);
+        status["nodes"].as_array().unwrap().iter().any(|n| {
+            n["name"] == "node2"
+                && n["unserved"]
+                    .as_array()
+                    .is_some_and(|u| u.iter().any(|w| w.to_string().contains("theirs.db")))
+        })
+    });
+    assert!(listed, "B does not list the URL as unserved: {status}");
+    // B serves the group (so a 404 is B's answer, not a closed port), never the file.
+    let (code, body) = b.get(port, "/p/theirs.db");
+    assert_eq!(code, 404, "{}", text(&body));
+    let served = b.export();
+    assert!(!served.to_string().contains("theirs.db"), "{served}");
+}
