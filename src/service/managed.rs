@@ -1019,6 +1019,15 @@ mod tests {
             Some(self.revision)
         }
 
+        fn latest(&mut self) -> Result<Option<i64>, StoreError> {
+            if self.down {
+                return Err(StoreError::Unavailable {
+                    reason: "no quorum".into(),
+                });
+            }
+            Ok(Some(self.revision))
+        }
+
         fn follow(&mut self, stored: &Stored, revision: i64) -> Result<(), StoreError> {
             self.followed = Some((stored.clone(), revision));
             self.revision = revision;

@@ -866,3 +866,35 @@ fn a_nodes_own_state_is_never_published_through_another_node() {
     let served = b.export();
     assert!(!served.to_string().contains("theirs.db"), "{served}");
 }
+
+/// A change over etcd's limits (more operations in one transaction than its default 128) is refused as
+/// the caller's (400 `fleet_change_too_large`), not as etcd being down, and changes nothing.
+#[cfg(feature = "fleet")]
+#[test]
+fn a_change_too_large_for_etcd_is_refused_as_such() {
+    if !have_etcd() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let a = Node::start(&etcd, "large", 1);
+    let files = tempfile::tempdir().unwrap();
+    let file = write_file(files.path(), "a.bin", b"a");
+    let port = free_port();
+    let mut wanted = format!("[[groups]]\nprefix = \"http://127.0.0.1:{port}/many/\"\n");
+    for i in 0..200 {
+        wanted.push_str(&format!(
+            "\n[[groups.urls]]\nsuffix = \"f{i}.bin\"\nfile = \"{}\"\n",
+            file.display()
+        ));
+    }
+    let toml = files.path().join("many.toml");
+    std::fs::write(&toml, wanted).unwrap();
+    let before = a.export();
+    let out = a.bcs(&["apply", toml.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("too large"), "{stderr}");
+    assert!(!stderr.contains("fleet_unavailable"), "{stderr}");
+    assert_eq!(a.export(), before);
+    assert!(etcd.keys("/bcs/large/config/url/").is_empty());
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::link::Link;
+use super::link::{Link, TxnFailure};
 use crate::service::managed::diff_stored;
 use crate::service::store::{Audit, Delta, SqliteStore, Store, StoreError, Stored};
 
@@ -104,14 +104,20 @@ impl Store for EtcdStore {
         // (a lost update): the transaction only applies when `config/rev` has not changed after the
         // revision this node serves.
         let unchanged = Compare::mod_revision(keys.rev(), CompareOp::Less, applied + 1);
+        let ops = keys
+            .ops(deltas, audit, &self.link.node)
+            .map_err(|reason| StoreError::TooLarge { reason })?;
         let txn = Txn::new()
             .when([unchanged])
-            .and_then(keys.ops(deltas, audit, &self.link.node))
+            .and_then(ops)
             .or_else([TxnOp::get(keys.rev(), None)]);
         let answer = self
             .link
-            .block(self.link.txn("committing the change to etcd", txn));
-        let response = answer.map_err(|reason| StoreError::Unavailable { reason })?;
+            .block(self.link.change_txn("committing the change to etcd", txn));
+        let response = answer.map_err(|failure| match failure {
+            TxnFailure::TooLarge(reason) => StoreError::TooLarge { reason },
+            TxnFailure::Failed(reason) => StoreError::Unavailable { reason },
+        })?;
         if !response.succeeded() {
             let newer = response
                 .op_responses()
