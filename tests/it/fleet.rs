@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "fleet")]
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[cfg(feature = "fleet")]
 use crate::cli::Running;
@@ -897,4 +897,48 @@ fn a_change_too_large_for_etcd_is_refused_as_such() {
     assert!(!stderr.contains("fleet_unavailable"), "{stderr}");
     assert_eq!(a.export(), before);
     assert!(etcd.keys("/bcs/large/config/url/").is_empty());
+}
+
+/// SECURITY: `GET /v1/fleet` on the remote admin listener: anonymous 401 and a user who is not an
+/// administrator 403, neither told the fleet's nodes; an administrator 200 with them.
+#[cfg(feature = "fleet")]
+#[test]
+fn the_fleet_view_is_for_administrators_only() {
+    if !have_etcd() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let endpoints = etcd.endpoints();
+    let admin = crate::service::Admin::start(
+        false,
+        &[
+            "--etcd",
+            &endpoints,
+            "--fleet",
+            "acl",
+            "--node",
+            "secretnode",
+        ],
+    );
+    for (name, groups) in [("bob", json!([])), ("root2", json!(["BA"]))] {
+        let body = json!({"password": format!("{name}-pw-1"), "groups": groups});
+        let (code, body) = admin
+            .svc
+            .api("PUT", &format!("/v1/users/{name}"), Some(&body));
+        assert_eq!(code, 200, "{body}");
+    }
+    let ca = admin.ca_file.to_str().unwrap();
+    let remote = |extra: &[&str]| {
+        let how = [&["--cacert", ca][..], extra].concat();
+        crate::service::api_over(&how, &admin.base(), "GET", "/v1/fleet", None)
+    };
+    let (code, body) = remote(&[]);
+    assert_eq!(code, 401, "{body}");
+    assert!(!body.contains("secretnode"), "{body}");
+    let (code, body) = remote(&["-u", "bob:bob-pw-1"]);
+    assert_eq!(code, 403, "{body}");
+    assert!(!body.contains("secretnode"), "{body}");
+    let (code, body) = remote(&["-u", "root2:root2-pw-1"]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("secretnode"), "{body}");
 }
