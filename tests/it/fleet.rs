@@ -513,7 +513,7 @@ fn concurrent_changes_from_two_nodes_lose_nothing() {
             .map(|(socket, tag)| {
                 let (prefix, file) = (&prefix, &file);
                 scope.spawn(move || {
-                    let mut ok = Vec::new();
+                    let (mut ok, mut limits) = (Vec::new(), Vec::new());
                     for round in 0..ROUNDS {
                         let suffix = format!("{tag}{round}.bin");
                         let out = bcs_at(
@@ -521,10 +521,18 @@ fn concurrent_changes_from_two_nodes_lose_nothing() {
                             &["url", "add", prefix, &suffix, file.to_str().unwrap()],
                         );
                         let limit = (round + 1).to_string();
-                        let _ = bcs_at(
+                        let set = bcs_at(
                             &socket,
                             &["limit", "set", prefix, "ConnectionLimit", &limit],
                         );
+                        match set.status.success() {
+                            true => limits.push(round + 1),
+                            false => assert!(
+                                text(&set.stderr).contains("fleet_conflict"),
+                                "{}",
+                                text(&set.stderr)
+                            ),
+                        }
                         match out.status.success() {
                             true => ok.push(suffix),
                             // A refusal must be the clear conflict, never anything else.
@@ -535,15 +543,20 @@ fn concurrent_changes_from_two_nodes_lose_nothing() {
                             ),
                         }
                     }
-                    ok
+                    (ok, limits)
                 })
             })
             .collect();
-        writers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect::<Vec<_>>()
+        writers.into_iter().map(|w| w.join().unwrap()).fold(
+            (Vec::new(), Vec::new()),
+            |(mut ok, mut limits), (o, l)| {
+                ok.extend(o);
+                limits.extend(l);
+                (ok, limits)
+            },
+        )
     });
+    let (acknowledged, limits) = acknowledged;
     assert!(
         acknowledged.len() >= ROUNDS,
         "too few changes went through: {acknowledged:?}"
@@ -555,8 +568,20 @@ fn concurrent_changes_from_two_nodes_lose_nothing() {
         acknowledged.len(),
         "{in_etcd:?} vs {acknowledged:?}"
     );
+    // The reference once every node serves the fleet's latest revision (not node A's view before it
+    // converged): then all three must serve the same.
+    let mut status = Value::Null;
+    let converged = eventually(Duration::from_secs(3), || {
+        status = a.json(&["fleet", "status"]);
+        let nodes = status["nodes"].as_array().unwrap();
+        nodes.len() == 3
+            && nodes
+                .iter()
+                .all(|n| n["lag"] == 0 && n["revision"] == status["revision"])
+    });
+    assert!(converged, "the nodes do not converge: {status}");
     let reference = a.export();
-    for node in [&a, &b, &c] {
+    for node in [&b, &c] {
         let equal = eventually(Duration::from_secs(3), || node.export() == reference);
         assert!(
             equal,
@@ -565,6 +590,13 @@ fn concurrent_changes_from_two_nodes_lose_nothing() {
             node.export()
         );
     }
+    // The final limit is one that was acknowledged (the last to commit wins).
+    let limit = reference["groups"][0]["connection_limit"].to_string();
+    let limit = limit.trim_matches('"');
+    assert!(
+        limits.iter().any(|l| l.to_string() == limit),
+        "final limit {limit} was never acknowledged: {limits:?}"
+    );
     let urls: Vec<String> = reference["groups"][0]["urls"]
         .as_array()
         .unwrap()
