@@ -974,3 +974,27 @@ fn the_fleet_view_is_for_administrators_only() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("secretnode"), "{body}");
 }
+
+/// A node killed with -9 and restarted at once (as systemd's RestartSec=2 does, well within the 5 s
+/// lease) takes back its own name: its state directory keeps the instance id it claims with. Another
+/// state directory with the same name is still refused while the name is held.
+#[cfg(feature = "fleet")]
+#[test]
+fn a_node_killed_and_restarted_at_once_joins() {
+    if !have_etcd() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let mut a = Node::start(&etcd, "again", 1);
+    a.stop("-KILL");
+    let restarted = Instant::now();
+    a.restart();
+    assert!(restarted.elapsed() < Duration::from_secs(5));
+    let status = a.json(&["fleet", "status"]);
+    assert_eq!(status["nodes"][0]["alive"], true, "{status}");
+
+    let impostor = Node::new(&etcd.endpoints(), "again", 1);
+    let (code, stderr) = impostor.start_failing();
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("already a live member"), "{stderr}");
+}

@@ -99,7 +99,19 @@ pub(crate) async fn claim(link: &Link, record: &NodeRecord) -> Result<i64, Fleet
         .await
         .map_err(unreachable)?
         .id();
-    let value = serde_json::to_vec(record).unwrap_or_default();
+    // Whatever fails after the grant, the lease goes: a lease left to expire would keep a record put
+    // under it (and so the name) for its whole life.
+    let claimed = claim_under(link, record, lease).await;
+    if claimed.is_err() {
+        let _ = link.revoke(lease).await;
+    }
+    claimed
+}
+
+/// [`claim`] under the granted `lease`.
+async fn claim_under(link: &Link, record: &NodeRecord, lease: i64) -> Result<i64, FleetError> {
+    let unreachable = |reason: String| FleetError::Unreachable { reason };
+    let value = serde_json::to_vec(record).map_err(|e| unreachable(e.to_string()))?;
     let node = link.keys.node(&link.node);
     let puts = [
         TxnOp::put(
@@ -141,7 +153,6 @@ pub(crate) async fn claim(link: &Link, record: &NodeRecord) -> Result<i64, Fleet
             return Ok(lease);
         }
     }
-    let _ = link.revoke(lease).await;
     Err(FleetError::NodeTaken {
         fleet: link.fleet.to_string(),
         node: link.node.to_string(),
