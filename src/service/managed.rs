@@ -34,6 +34,8 @@ pub struct Managed {
     fleet: Option<std::sync::Arc<dyn FleetView>>,
     /// What of the fleet's configuration this node cannot serve, and why.
     unserved: Mutex<Vec<String>>,
+    /// The ports whose TLS binding (as the fleet holds it) this node cannot load, each with why.
+    unserved_tls: Mutex<Vec<(u16, String)>>,
 }
 
 /// How many times a change overtaken by another node's is tried (on the newer configuration each time).
@@ -99,6 +101,7 @@ impl Managed {
             jobs: None,
             fleet: None,
             unserved: Mutex::new(warnings.clone()),
+            unserved_tls: Mutex::new(Vec::new()),
         };
         Ok((managed, warnings))
     }
@@ -130,6 +133,20 @@ impl Managed {
             });
         }
         Ok(())
+    }
+
+    /// SECURITY: a TLS change on a port whose binding this node cannot load (a certificate missing
+    /// here) is refused: made here, it would start from this node's empty binding and replace the whole
+    /// binding fleet-wide, losing its other (SNI) certificates.
+    fn refuse_unserved_tls(&self, port: u16) -> Result<(), MgmtError> {
+        let unserved = self.unserved_tls.lock().recover();
+        match unserved.iter().find(|(p, _)| *p == port) {
+            Some((_, why)) => Err(MgmtError::Conflict {
+                code: "tls_unserved_here",
+                message: format!("this node cannot load the certificate the fleet holds for port {port} ({why}); a TLS change made here would replace that port's whole binding on every node: make it through a node that serves port {port}"),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The server.
@@ -243,7 +260,21 @@ impl Managed {
         for w in &warnings {
             tracing::warn!(target: "bits_compact::service", revision, "{w}");
         }
+        let unserved_tls = wanted
+            .tls
+            .iter()
+            .filter(|t| !servable.tls.iter().any(|s| s.port == t.port))
+            .map(|t| {
+                let why = warnings
+                    .iter()
+                    .find(|w| w.starts_with(&format!("TLS on port {} ", t.port)))
+                    .cloned()
+                    .unwrap_or_default();
+                (t.port, why)
+            })
+            .collect();
         *self.unserved.lock().recover() = warnings;
+        *self.unserved_tls.lock().recover() = unserved_tls;
         store.follow(&wanted, revision)?;
         let changed = changed && self.server.config() != before;
         if changed {
@@ -476,6 +507,7 @@ impl Managed {
         source: &CertificateSource,
     ) -> Result<TlsBinding, MgmtError> {
         let on = sni.map_or(String::new(), |n| format!(" for {n}"));
+        self.refuse_unserved_tls(port)?;
         // Loaded before the writer lock: reading files takes time no other change should wait for.
         let cert = ServerCertificate::from_source(source)?;
         self.change(
@@ -505,6 +537,7 @@ impl Managed {
         sni: Option<&str>,
     ) -> Result<(), MgmtError> {
         let on = sni.map_or(String::new(), |n| format!(" for {n}"));
+        self.refuse_unserved_tls(port)?;
         self.change(
             who,
             format!("remove certificate on port {port}{on}"),
@@ -621,6 +654,9 @@ impl Managed {
     /// nothing. Returns whether anything changed.
     pub fn apply(&self, who: &str, wanted: Stored, prune: bool) -> Result<bool, MgmtError> {
         let mode = if prune { " (prune)" } else { "" };
+        for binding in &wanted.tls {
+            self.refuse_unserved_tls(binding.port)?;
+        }
         self.change(who, format!("apply a configuration{mode}"), |server| {
             let before = server.config();
             let target = merged(&before, wanted.clone(), prune)?;
@@ -1194,6 +1230,48 @@ mod tests {
         assert!(format!("{e:?}").contains("NotShared"), "{e:?}");
         assert!(m.groups().is_empty());
         assert!(m.unserved().is_empty());
+    }
+
+    /// SECURITY: a TLS change on a port whose certificate this node cannot load is refused (409,
+    /// naming the port and why), whichever call makes it: made here it would replace the port's whole
+    /// binding fleet-wide.
+    #[test]
+    fn a_tls_change_on_a_port_this_node_cannot_load_is_refused() {
+        let (m, _) = shared(false);
+        let missing = CertificateSource::PemFiles {
+            cert: "/nonexistent/fleet.pem".into(),
+            key: "/nonexistent/fleet.key".into(),
+        };
+        let binding = TlsBinding {
+            port: 8443,
+            certificate: Some(missing.clone()),
+            sni: [("other.example".to_owned(), missing.clone())].into(),
+            client_certificates: None,
+            http2: false,
+        };
+        let wanted = Stored {
+            tls: vec![binding.clone()],
+            ..Stored::default()
+        };
+        m.follow(wanted.clone(), 5).unwrap();
+        assert!(m.tls_bindings().is_empty());
+        let refused = [
+            m.set_certificate("t", 8443, Some("new.example"), &missing)
+                .unwrap_err(),
+            m.remove_certificate("t", 8443, None).unwrap_err(),
+            m.apply("t", wanted, false).unwrap_err(),
+        ];
+        for e in refused {
+            assert_eq!((e.code(), e.status().as_u16()), ("tls_unserved_here", 409));
+            assert!(
+                e.message().contains("8443") && e.message().contains("fleet.pem"),
+                "{}",
+                e.message()
+            );
+        }
+        // Another port is not refused for it (it fails on its own missing certificate).
+        let e = m.set_certificate("t", 9443, None, &missing).unwrap_err();
+        assert_ne!(e.code(), "tls_unserved_here");
     }
 
     /// SECURITY: a change the store cannot keep is undone, so what is served is what is stored.
