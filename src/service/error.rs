@@ -105,6 +105,7 @@ classify! {
         | StoreError::NotShared => (K::Io, "store_failed"),
         StoreError::Conflict { .. } => (K::Conflict, "fleet_conflict"),
         StoreError::Unavailable { .. } => (K::Coordinator, crate::FLEET_UNAVAILABLE),
+        StoreError::TooLarge { .. } => (K::Invalid, "fleet_change_too_large"),
     }
 }
 
@@ -245,6 +246,12 @@ mod tests {
                 ErrorKind::Coordinator,
                 "fleet_unavailable",
                 503,
+            ),
+            (
+                store(StoreError::TooLarge { reason: message() }),
+                ErrorKind::Invalid,
+                "fleet_change_too_large",
+                400,
             ),
             (MgmtError::Forbidden, ErrorKind::Forbidden, "forbidden", 403),
             (

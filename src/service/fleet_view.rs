@@ -43,8 +43,15 @@ pub struct NodeStatus {
     pub revision: i64,
     /// How many revisions it is behind the fleet's latest configuration change (0: up to date).
     pub lag: i64,
-    /// The URL groups it serves.
+    /// The URL groups it serves (at most the first 256: see `groups_total`).
     pub groups: Vec<String>,
-    /// What of the fleet's configuration it cannot serve, and why (a file or certificate missing there).
+    /// How many URL groups it serves.
+    #[serde(default)]
+    pub groups_total: usize,
+    /// What of the fleet's configuration it cannot serve, and why (a file or certificate missing there;
+    /// at most the first 32: see `unserved_total`).
     pub unserved: Vec<String>,
+    /// How many such warnings it has.
+    #[serde(default)]
+    pub unserved_total: usize,
 }

@@ -34,6 +34,8 @@ pub struct Managed {
     fleet: Option<std::sync::Arc<dyn FleetView>>,
     /// What of the fleet's configuration this node cannot serve, and why.
     unserved: Mutex<Vec<String>>,
+    /// The ports whose TLS binding (as the fleet holds it) this node cannot load, each with why.
+    unserved_tls: Mutex<Vec<(u16, String)>>,
 }
 
 /// How many times a change overtaken by another node's is tried (on the newer configuration each time).
@@ -65,20 +67,29 @@ enum Undo {
 impl Managed {
     /// Loads the store and makes `server` serve what it holds. What can no longer be served (a file that
     /// was deleted, a port now taken) is left out with a warning, each returned, and stays stored: restore
-    /// it and restart, or remove it.
+    /// it and restart, or remove it. No file below a `private` directory (the service's own state: its
+    /// store holds password hashes) is ever published, whatever asks for it.
     pub fn start(
         server: Server,
         mut store: Box<dyn Store>,
+        private: &[std::path::PathBuf],
     ) -> Result<(Managed, Vec<String>), MgmtError> {
+        let private: Vec<std::path::PathBuf> = private
+            .iter()
+            .map(|dir| dir.canonicalize().unwrap_or_else(|_| dir.clone()))
+            .collect();
         let stored = store.load()?;
         let mut warnings = Vec::new();
+        // SECURITY: a stored URL naming a private file (written elsewhere: another node, a copied
+        // database) is left out.
+        let servable = servable(&stored, &private, &mut warnings);
         let mut config = server.config();
-        config.groups = stored.groups.clone();
-        config.tls = stored.tls.clone();
-        config.principals = stored.principals.clone();
+        config.groups = servable.groups.clone();
+        config.tls = servable.tls.clone();
+        config.principals = servable.principals.clone();
         if let Err(whole) = server.apply(&config) {
             warnings.push(format!("the stored configuration cannot be served whole ({whole}); starting with what can be"));
-            start_in_parts(&server, &stored, &mut warnings);
+            serve_in_parts(&server, &servable, &mut warnings);
         }
         for w in &warnings {
             tracing::warn!(target: "bits_compact::service", "{w}");
@@ -86,20 +97,13 @@ impl Managed {
         let managed = Managed {
             server,
             store: Mutex::new(store),
-            private: Vec::new(),
+            private,
             jobs: None,
             fleet: None,
             unserved: Mutex::new(warnings.clone()),
+            unserved_tls: Mutex::new(Vec::new()),
         };
         Ok((managed, warnings))
-    }
-
-    /// Refuses to publish any file below `dir` (the service's state directory: its store holds password
-    /// hashes).
-    pub fn keep_private(mut self, dir: &std::path::Path) -> Managed {
-        self.private
-            .push(dir.canonicalize().unwrap_or_else(|_| dir.to_owned()));
-        self
     }
 
     /// Runs download jobs too (`/v1/jobs`).
@@ -119,8 +123,7 @@ impl Managed {
 
     /// SECURITY: a file below a private directory is refused, whatever path names it.
     fn refuse_private(&self, file: &std::path::Path) -> Result<(), MgmtError> {
-        let real = file.canonicalize().unwrap_or_else(|_| file.to_owned());
-        if self.private.iter().any(|dir| real.starts_with(dir)) {
+        if is_private(&self.private, file) {
             return Err(MgmtError::Invalid {
                 code: "private_path",
                 message: format!(
@@ -130,6 +133,20 @@ impl Managed {
             });
         }
         Ok(())
+    }
+
+    /// SECURITY: a TLS change on a port whose binding this node cannot load (a certificate missing
+    /// here) is refused: made here, it would start from this node's empty binding and replace the whole
+    /// binding fleet-wide, losing its other (SNI) certificates.
+    fn refuse_unserved_tls(&self, port: u16) -> Result<(), MgmtError> {
+        let unserved = self.unserved_tls.lock().recover();
+        match unserved.iter().find(|(p, _)| *p == port) {
+            Some((_, why)) => Err(MgmtError::Conflict {
+                code: "tls_unserved_here",
+                message: format!("this node cannot load the certificate the fleet holds for port {port} ({why}); a TLS change made here would replace that port's whole binding on every node: make it through a node that serves port {port}"),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The server.
@@ -215,12 +232,18 @@ impl Managed {
     /// for [`Managed::unserved`]; the rest is served. Returns whether the server changed.
     pub fn follow(&self, wanted: Stored, revision: i64) -> Result<bool, MgmtError> {
         let mut store = self.writer();
-        if store.revision().is_some_and(|r| r >= revision) {
+        // A store that follows nothing refuses before the server is touched: a refused call changes nothing.
+        let Some(held) = store.revision() else {
+            return Err(StoreError::NotShared.into());
+        };
+        if held >= revision {
             return Ok(false);
         }
         let before = self.server.config();
         let mut warnings = Vec::new();
-        let servable = servable(&wanted, &mut warnings);
+        // SECURITY: this node's own state is checked here too: a URL added through another node may
+        // name a file below this node's state directory.
+        let servable = servable(&wanted, &self.private, &mut warnings);
         let mut target = before.clone();
         target.groups = servable.groups.clone();
         target.tls = servable.tls.clone();
@@ -228,20 +251,32 @@ impl Managed {
         let changed = target != before;
         if changed {
             if let Err(whole) = self.server.apply(&target) {
+                // Part by part from what is served now, nothing torn down: what cannot be taken keeps
+                // being served as it was, with a warning.
                 warnings.push(format!("the fleet's configuration at revision {revision} cannot be served whole ({whole}); serving what can be"));
-                let mut empty = before.clone();
-                empty.groups.clear();
-                empty.tls.clear();
-                if self.server.apply(&empty).is_ok() {
-                    start_in_parts(&self.server, &servable, &mut warnings);
-                }
+                serve_in_parts(&self.server, &servable, &mut warnings);
             }
         }
         for w in &warnings {
             tracing::warn!(target: "bits_compact::service", revision, "{w}");
         }
+        let unserved_tls = wanted
+            .tls
+            .iter()
+            .filter(|t| !servable.tls.iter().any(|s| s.port == t.port))
+            .map(|t| {
+                let why = warnings
+                    .iter()
+                    .find(|w| w.starts_with(&format!("TLS on port {} ", t.port)))
+                    .cloned()
+                    .unwrap_or_default();
+                (t.port, why)
+            })
+            .collect();
         *self.unserved.lock().recover() = warnings;
+        *self.unserved_tls.lock().recover() = unserved_tls;
         store.follow(&wanted, revision)?;
+        let changed = changed && self.server.config() != before;
         if changed {
             tracing::info!(target: "bits_compact::service", revision, "took the fleet's configuration");
         }
@@ -472,6 +507,7 @@ impl Managed {
         source: &CertificateSource,
     ) -> Result<TlsBinding, MgmtError> {
         let on = sni.map_or(String::new(), |n| format!(" for {n}"));
+        self.refuse_unserved_tls(port)?;
         // Loaded before the writer lock: reading files takes time no other change should wait for.
         let cert = ServerCertificate::from_source(source)?;
         self.change(
@@ -501,6 +537,7 @@ impl Managed {
         sni: Option<&str>,
     ) -> Result<(), MgmtError> {
         let on = sni.map_or(String::new(), |n| format!(" for {n}"));
+        self.refuse_unserved_tls(port)?;
         self.change(
             who,
             format!("remove certificate on port {port}{on}"),
@@ -617,9 +654,18 @@ impl Managed {
     /// nothing. Returns whether anything changed.
     pub fn apply(&self, who: &str, wanted: Stored, prune: bool) -> Result<bool, MgmtError> {
         let mode = if prune { " (prune)" } else { "" };
+        for binding in &wanted.tls {
+            self.refuse_unserved_tls(binding.port)?;
+        }
         self.change(who, format!("apply a configuration{mode}"), |server| {
             let before = server.config();
             let target = merged(&before, wanted.clone(), prune)?;
+            // SECURITY: a whole configuration may not publish the service's own files either.
+            for group in &target.groups {
+                for url in &group.urls {
+                    self.refuse_private(&url.file)?;
+                }
+            }
             if target == before {
                 return Ok((false, Vec::new(), Undo::Nothing));
             }
@@ -642,51 +688,88 @@ fn check_name(name: &str, code: &'static str) -> Result<(), MgmtError> {
     Ok(())
 }
 
-/// Applies what the stored configuration holds piece by piece, through `apply` (so each part is taken
-/// exactly as stored, all or nothing): the principals, then each group with the URLs whose files can still
-/// be opened, then each TLS binding; what fails is left out with a warning.
-fn start_in_parts(server: &Server, stored: &Stored, warnings: &mut Vec<String>) {
+/// Moves the server towards `wanted` piece by piece, from what it serves now, through `apply` (so each
+/// part is taken exactly as given, all or nothing): the principals, the groups `wanted` no longer has
+/// removed, then each group, then each TLS binding; a part that fails keeps being served as it was, with a
+/// warning. Nothing is torn down first, so a part that cannot be taken does not take the others with it.
+fn serve_in_parts(server: &Server, wanted: &Stored, warnings: &mut Vec<String>) {
     let mut config = server.config();
-    config.principals = stored.principals.clone();
+    config.principals = wanted.principals.clone();
     if let Err(e) = server.apply(&config) {
         warnings.push(format!("the principals are not set: {e}"));
         config.principals = server.principals();
     }
-    for group in &stored.groups {
-        let mut candidate = group.clone();
-        candidate.urls.retain(|url| {
-            let servable = std::fs::metadata(&url.file).is_ok_and(|m| m.is_file());
-            if !servable {
-                warnings.push(format!(
-                    "URL {}{} is not served: {} is not a readable file",
-                    group.prefix,
-                    url.suffix,
-                    url.file.display()
-                ));
-            }
-            servable
-        });
-        config.groups.push(candidate);
-        if let Err(e) = server.apply(&config) {
-            warnings.push(format!("URL group {} is not served: {e}", group.prefix));
-            config.groups.pop();
+    let mut fewer = config.clone();
+    fewer
+        .groups
+        .retain(|g| wanted.groups.iter().any(|w| w.prefix == g.prefix));
+    fewer
+        .tls
+        .retain(|t| wanted.tls.iter().any(|w| w.port == t.port));
+    if fewer != config {
+        match server.apply(&fewer) {
+            Ok(()) => config = fewer,
+            Err(e) => warnings.push(format!(
+                "groups and TLS bindings removed elsewhere are still served here: {e}"
+            )),
         }
     }
-    for binding in &stored.tls {
-        config.tls.push(binding.clone());
-        if let Err(e) = server.apply(&config) {
-            warnings.push(format!("TLS on port {} is not set: {e}", binding.port));
-            config.tls.pop();
+    for group in &wanted.groups {
+        let mut candidate = config.clone();
+        match candidate
+            .groups
+            .iter_mut()
+            .find(|g| g.prefix == group.prefix)
+        {
+            Some(old) => *old = group.clone(),
+            None => candidate.groups.push(group.clone()),
+        }
+        if candidate == config {
+            continue;
+        }
+        match server.apply(&candidate) {
+            Ok(()) => config = candidate,
+            Err(e) => warnings.push(format!("URL group {} is not served: {e}", group.prefix)),
+        }
+    }
+    for binding in &wanted.tls {
+        let mut candidate = config.clone();
+        match candidate.tls.iter_mut().find(|t| t.port == binding.port) {
+            Some(old) => *old = binding.clone(),
+            None => candidate.tls.push(binding.clone()),
+        }
+        if candidate == config {
+            continue;
+        }
+        match server.apply(&candidate) {
+            Ok(()) => config = candidate,
+            Err(e) => warnings.push(format!("TLS on port {} is not set: {e}", binding.port)),
         }
     }
 }
 
+/// SECURITY: whether `file` lies below one of the `private` directories, whatever path names it (links
+/// and `..` resolved when the file exists).
+fn is_private(private: &[std::path::PathBuf], file: &std::path::Path) -> bool {
+    let real = file.canonicalize().unwrap_or_else(|_| file.to_owned());
+    private.iter().any(|dir| real.starts_with(dir))
+}
+
 /// What of `stored` this node can serve: the URLs whose files it can open and the TLS bindings whose
 /// certificates it can load; what it cannot is a warning each.
-fn servable(stored: &Stored, warnings: &mut Vec<String>) -> Stored {
+fn servable(stored: &Stored, private: &[std::path::PathBuf], warnings: &mut Vec<String>) -> Stored {
     let mut servable = stored.clone();
     for group in &mut servable.groups {
         group.urls.retain(|url| {
+            if is_private(private, &url.file) {
+                warnings.push(format!(
+                    "URL {}{} is not served: {} is this service's own file, never published",
+                    group.prefix,
+                    url.suffix,
+                    url.file.display()
+                ));
+                return false;
+            }
             let ok = std::fs::metadata(&url.file).is_ok_and(|m| m.is_file());
             if !ok {
                 warnings.push(format!(
@@ -913,7 +996,7 @@ mod tests {
             .bind_addresses(["127.0.0.1".parse().unwrap()])
             .build()
             .unwrap();
-        let (m, warnings) = Managed::start(server, Box::new(Refusing { ok })).unwrap();
+        let (m, warnings) = Managed::start(server, Box::new(Refusing { ok }), &[]).unwrap();
         assert!(warnings.is_empty());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.bin"), b"a").unwrap();
@@ -972,6 +1055,15 @@ mod tests {
             Some(self.revision)
         }
 
+        fn latest(&mut self) -> Result<Option<i64>, StoreError> {
+            if self.down {
+                return Err(StoreError::Unavailable {
+                    reason: "no quorum".into(),
+                });
+            }
+            Ok(Some(self.revision))
+        }
+
         fn follow(&mut self, stored: &Stored, revision: i64) -> Result<(), StoreError> {
             self.followed = Some((stored.clone(), revision));
             self.revision = revision;
@@ -994,7 +1086,7 @@ mod tests {
             followed: None,
         };
         (
-            Managed::start(server, Box::new(store)).unwrap().0,
+            Managed::start(server, Box::new(store), &[]).unwrap().0,
             conflicts,
         )
     }
@@ -1075,6 +1167,111 @@ mod tests {
         assert!(m.follow(Stored::default(), 6).unwrap());
         assert!(m.groups().is_empty());
         assert!(m.unserved().is_empty());
+    }
+
+    /// SECURITY: a whole configuration naming a file below the state directory is refused (400) and
+    /// changes nothing; a fleet's configuration naming one is served without it, listed as unserved.
+    #[test]
+    fn the_state_directory_is_never_published_by_apply_or_follow() {
+        let (_, dir, prefix) = managed(usize::MAX);
+        let state = tempfile::tempdir().unwrap();
+        std::fs::write(state.path().join("config.db"), b"hashes").unwrap();
+        let server = || {
+            Server::builder()
+                .bind_addresses(["127.0.0.1".parse().unwrap()])
+                .build()
+                .unwrap()
+        };
+        let private = [state.path().to_owned()];
+        let (m, _) =
+            Managed::start(server(), Box::new(Refusing { ok: usize::MAX }), &private).unwrap();
+        let mut group = GroupConfig::new(prefix.clone());
+        let mut db = url(&dir, "db");
+        db.file = state.path().join("config.db");
+        group.urls = vec![url(&dir, "a.bin"), db];
+        let wanted = Stored {
+            groups: vec![group],
+            ..Stored::default()
+        };
+        let e = m.apply("t", wanted.clone(), false).unwrap_err();
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST, "{e:?}");
+        assert!(m.groups().is_empty());
+
+        let store = Shared {
+            conflicts: Conflicts::default(),
+            down: false,
+            revision: 1,
+            followed: None,
+        };
+        let (f, _) = Managed::start(server(), Box::new(store), &private).unwrap();
+        assert!(f.follow(wanted, 2).unwrap());
+        let served = f.group(&prefix).unwrap();
+        assert_eq!(served.urls.len(), 1, "{served:?}");
+        assert_eq!(served.urls[0].suffix, "a.bin");
+        let unserved = f.unserved();
+        assert!(
+            unserved.len() == 1 && unserved[0].contains("config.db"),
+            "{unserved:?}"
+        );
+    }
+
+    /// A store that follows no shared configuration refuses a fleet's configuration before the server
+    /// is touched.
+    #[test]
+    fn follow_without_a_shared_store_changes_nothing() {
+        let (m, dir, prefix) = managed(usize::MAX);
+        let mut group = GroupConfig::new(prefix.clone());
+        group.urls = vec![url(&dir, "a.bin")];
+        let wanted = Stored {
+            groups: vec![group],
+            ..Stored::default()
+        };
+        let e = m.follow(wanted, 5).unwrap_err();
+        assert!(format!("{e:?}").contains("NotShared"), "{e:?}");
+        assert!(m.groups().is_empty());
+        assert!(m.unserved().is_empty());
+    }
+
+    /// SECURITY: a TLS change on a port whose certificate this node cannot load is refused (409,
+    /// naming the port and why), whichever call makes it: made here it would replace the port's whole
+    /// binding fleet-wide.
+    #[test]
+    fn a_tls_change_on_a_port_this_node_cannot_load_is_refused() {
+        let (m, _) = shared(false);
+        let missing = CertificateSource::PemFiles {
+            cert: "/nonexistent/fleet.pem".into(),
+            key: "/nonexistent/fleet.key".into(),
+        };
+        let binding = TlsBinding {
+            port: 8443,
+            certificate: Some(missing.clone()),
+            sni: [("other.example".to_owned(), missing.clone())].into(),
+            client_certificates: None,
+            http2: false,
+        };
+        let wanted = Stored {
+            tls: vec![binding.clone()],
+            ..Stored::default()
+        };
+        m.follow(wanted.clone(), 5).unwrap();
+        assert!(m.tls_bindings().is_empty());
+        let refused = [
+            m.set_certificate("t", 8443, Some("new.example"), &missing)
+                .unwrap_err(),
+            m.remove_certificate("t", 8443, None).unwrap_err(),
+            m.apply("t", wanted, false).unwrap_err(),
+        ];
+        for e in refused {
+            assert_eq!((e.code(), e.status().as_u16()), ("tls_unserved_here", 409));
+            assert!(
+                e.message().contains("8443") && e.message().contains("fleet.pem"),
+                "{}",
+                e.message()
+            );
+        }
+        // Another port is not refused for it (it fails on its own missing certificate).
+        let e = m.set_certificate("t", 9443, None, &missing).unwrap_err();
+        assert_ne!(e.code(), "tls_unserved_here");
     }
 
     /// SECURITY: a change the store cannot keep is undone, so what is served is what is stored.

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "fleet")]
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[cfg(feature = "fleet")]
 use crate::cli::Running;
@@ -513,7 +513,7 @@ fn concurrent_changes_from_two_nodes_lose_nothing() {
             .map(|(socket, tag)| {
                 let (prefix, file) = (&prefix, &file);
                 scope.spawn(move || {
-                    let mut ok = Vec::new();
+                    let (mut ok, mut limits) = (Vec::new(), Vec::new());
                     for round in 0..ROUNDS {
                         let suffix = format!("{tag}{round}.bin");
                         let out = bcs_at(
@@ -521,10 +521,18 @@ fn concurrent_changes_from_two_nodes_lose_nothing() {
                             &["url", "add", prefix, &suffix, file.to_str().unwrap()],
                         );
                         let limit = (round + 1).to_string();
-                        let _ = bcs_at(
+                        let set = bcs_at(
                             &socket,
                             &["limit", "set", prefix, "ConnectionLimit", &limit],
                         );
+                        match set.status.success() {
+                            true => limits.push(round + 1),
+                            false => assert!(
+                                text(&set.stderr).contains("fleet_conflict"),
+                                "{}",
+                                text(&set.stderr)
+                            ),
+                        }
                         match out.status.success() {
                             true => ok.push(suffix),
                             // A refusal must be the clear conflict, never anything else.
@@ -535,15 +543,20 @@ fn concurrent_changes_from_two_nodes_lose_nothing() {
                             ),
                         }
                     }
-                    ok
+                    (ok, limits)
                 })
             })
             .collect();
-        writers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect::<Vec<_>>()
+        writers.into_iter().map(|w| w.join().unwrap()).fold(
+            (Vec::new(), Vec::new()),
+            |(mut ok, mut limits), (o, l)| {
+                ok.extend(o);
+                limits.extend(l);
+                (ok, limits)
+            },
+        )
     });
+    let (acknowledged, limits) = acknowledged;
     assert!(
         acknowledged.len() >= ROUNDS,
         "too few changes went through: {acknowledged:?}"
@@ -555,8 +568,20 @@ fn concurrent_changes_from_two_nodes_lose_nothing() {
         acknowledged.len(),
         "{in_etcd:?} vs {acknowledged:?}"
     );
+    // The reference once every node serves the fleet's latest revision (not node A's view before it
+    // converged): then all three must serve the same.
+    let mut status = Value::Null;
+    let converged = eventually(Duration::from_secs(3), || {
+        status = a.json(&["fleet", "status"]);
+        let nodes = status["nodes"].as_array().unwrap();
+        nodes.len() == 3
+            && nodes
+                .iter()
+                .all(|n| n["lag"] == 0 && n["revision"] == status["revision"])
+    });
+    assert!(converged, "the nodes do not converge: {status}");
     let reference = a.export();
-    for node in [&a, &b, &c] {
+    for node in [&b, &c] {
         let equal = eventually(Duration::from_secs(3), || node.export() == reference);
         assert!(
             equal,
@@ -565,6 +590,13 @@ fn concurrent_changes_from_two_nodes_lose_nothing() {
             node.export()
         );
     }
+    // The final limit is one that was acknowledged (the last to commit wins).
+    let limit = reference["groups"][0]["connection_limit"].to_string();
+    let limit = limit.trim_matches('"');
+    assert!(
+        limits.iter().any(|l| l.to_string() == limit),
+        "final limit {limit} was never acknowledged: {limits:?}"
+    );
     let urls: Vec<String> = reference["groups"][0]["urls"]
         .as_array()
         .unwrap()
@@ -820,4 +852,149 @@ fn bad_fleet_input_is_refused_clearly() {
     assert!(stderr.contains("already a live member"), "{stderr}");
     // The first still holds it and serves.
     assert_eq!(first.json(&["fleet", "status"])["nodes"][0]["alive"], true);
+}
+
+/// SECURITY: a node's own state (its config.db holds password hashes) is never published, whichever node
+/// a URL naming it is added through: A refuses its own; B takes the fleet's configuration without the URL
+/// naming B's, answers 404 for it and lists it as unserved.
+#[cfg(feature = "fleet")]
+#[test]
+fn a_nodes_own_state_is_never_published_through_another_node() {
+    if !have_etcd() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let a = Node::start(&etcd, "private", 1);
+    let b = Node::start(&etcd, "private", 2);
+    let port = free_port();
+    let prefix = format!("http://+:{port}/p/");
+    a.ok(&["group", "create", &prefix]);
+
+    let own = a.state().join("config.db");
+    let refused = a.bcs(&["url", "add", &prefix, "own.db", own.to_str().unwrap()]);
+    assert!(!refused.status.success(), "A published its own config.db");
+    assert!(
+        text(&refused.stderr).contains("never published"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let theirs = b.state().join("config.db");
+    a.ok(&["url", "add", &prefix, "theirs.db", theirs.to_str().unwrap()]);
+    let mut status = Value::Null;
+    let listed = eventually(Duration::from_secs(3), || {
+        status = a.json(&["fleet", "status"]);
+        status["nodes"].as_array().unwrap().iter().any(|n| {
+            n["name"] == "node2"
+                && n["unserved"]
+                    .as_array()
+                    .is_some_and(|u| u.iter().any(|w| w.to_string().contains("theirs.db")))
+        })
+    });
+    assert!(listed, "B does not list the URL as unserved: {status}");
+    // B serves the group (so a 404 is B's answer, not a closed port), never the file.
+    let (code, body) = b.get(port, "/p/theirs.db");
+    assert_eq!(code, 404, "{}", text(&body));
+    let served = b.export();
+    assert!(!served.to_string().contains("theirs.db"), "{served}");
+}
+
+/// A change over etcd's limits (more operations in one transaction than its default 128) is refused as
+/// the caller's (400 `fleet_change_too_large`), not as etcd being down, and changes nothing.
+#[cfg(feature = "fleet")]
+#[test]
+fn a_change_too_large_for_etcd_is_refused_as_such() {
+    if !have_etcd() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let a = Node::start(&etcd, "large", 1);
+    let files = tempfile::tempdir().unwrap();
+    let file = write_file(files.path(), "a.bin", b"a");
+    let port = free_port();
+    let mut wanted = format!("[[groups]]\nprefix = \"http://127.0.0.1:{port}/many/\"\n");
+    for i in 0..200 {
+        wanted.push_str(&format!(
+            "\n[[groups.urls]]\nsuffix = \"f{i}.bin\"\nfile = \"{}\"\n",
+            file.display()
+        ));
+    }
+    let toml = files.path().join("many.toml");
+    std::fs::write(&toml, wanted).unwrap();
+    let before = a.export();
+    let out = a.bcs(&["apply", toml.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("too large"), "{stderr}");
+    assert!(!stderr.contains("fleet_unavailable"), "{stderr}");
+    assert_eq!(a.export(), before);
+    assert!(etcd.keys("/bcs/large/config/url/").is_empty());
+}
+
+/// SECURITY: `GET /v1/fleet` on the remote admin listener: anonymous 401 and a user who is not an
+/// administrator 403, neither told the fleet's nodes; an administrator 200 with them.
+#[cfg(feature = "fleet")]
+#[test]
+fn the_fleet_view_is_for_administrators_only() {
+    if !have_etcd() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let endpoints = etcd.endpoints();
+    let admin = crate::service::Admin::start(
+        false,
+        &[
+            "--etcd",
+            &endpoints,
+            "--fleet",
+            "acl",
+            "--node",
+            "secretnode",
+        ],
+    );
+    for (name, groups) in [("bob", json!([])), ("root2", json!(["BA"]))] {
+        let body = json!({"password": format!("{name}-pw-1"), "groups": groups});
+        let (code, body) = admin
+            .svc
+            .api("PUT", &format!("/v1/users/{name}"), Some(&body));
+        assert_eq!(code, 200, "{body}");
+    }
+    let ca = admin.ca_file.to_str().unwrap();
+    let remote = |extra: &[&str]| {
+        let how = [&["--cacert", ca][..], extra].concat();
+        crate::service::api_over(&how, &admin.base(), "GET", "/v1/fleet", None)
+    };
+    let (code, body) = remote(&[]);
+    assert_eq!(code, 401, "{body}");
+    assert!(!body.contains("secretnode"), "{body}");
+    let (code, body) = remote(&["-u", "bob:bob-pw-1"]);
+    assert_eq!(code, 403, "{body}");
+    assert!(!body.contains("secretnode"), "{body}");
+    let (code, body) = remote(&["-u", "root2:root2-pw-1"]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("secretnode"), "{body}");
+}
+
+/// A node killed with -9 and restarted at once (as systemd's RestartSec=2 does, well within the 5 s
+/// lease) takes back its own name: its state directory keeps the instance id it claims with. Another
+/// state directory with the same name is still refused while the name is held.
+#[cfg(feature = "fleet")]
+#[test]
+fn a_node_killed_and_restarted_at_once_joins() {
+    if !have_etcd() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let mut a = Node::start(&etcd, "again", 1);
+    a.stop("-KILL");
+    let restarted = Instant::now();
+    a.restart();
+    assert!(restarted.elapsed() < Duration::from_secs(5));
+    let status = a.json(&["fleet", "status"]);
+    assert_eq!(status["nodes"][0]["alive"], true, "{status}");
+
+    let impostor = Node::new(&etcd.endpoints(), "again", 1);
+    let (code, stderr) = impostor.start_failing();
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("already a live member"), "{stderr}");
 }

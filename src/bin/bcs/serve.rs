@@ -129,14 +129,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     args.access_log.reopen_on_hangup(&server)?;
     let store = SqliteStore::open(service::database_path(&state)).map_err(store_error)?;
     let (store, fleet) = fleet::join(fleet_args, store, &state, &bind).await?;
-    let (managed, warnings) =
-        Managed::start(server.clone(), store).map_err(|e| CliError::Serve(e.message()))?;
+    let (managed, warnings) = Managed::start(server.clone(), store, std::slice::from_ref(&state))
+        .map_err(|e| CliError::Serve(e.message()))?;
     for w in &warnings {
         note!("bcs: warning: {w}");
     }
     let jobs = start_jobs(&args, &state).await?;
     let manager = jobs.manager().clone();
-    let managed = fleet::attach(&fleet, managed.keep_private(&state).with_jobs(jobs));
+    let managed = fleet::attach(&fleet, managed.with_jobs(jobs));
     let router = service::router(managed.clone());
     let stop = CancellationToken::new();
     let following = fleet::run(fleet, &managed, &stop);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::link::Link;
+use super::link::{Link, TxnFailure};
 use crate::service::managed::diff_stored;
 use crate::service::store::{Audit, Delta, SqliteStore, Store, StoreError, Stored};
 
@@ -22,13 +22,21 @@ pub struct EtcdStore {
     revision_file: PathBuf,
     /// What `load` gives: the configuration read from etcd at start, or (none) the local copy.
     initial: Option<(Stored, i64)>,
+    /// The instance id the node claims its name with, kept in the revision file.
+    instance: String,
 }
 
 /// What `revision_file` holds.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct LocalRevision {
     pub(crate) fleet: String,
-    pub(crate) revision: i64,
+    /// None until the local copy has taken a configuration.
+    pub(crate) revision: Option<i64>,
+    /// The instance id this state directory's node claims its name with: a node restarted before its
+    /// old lease expired (after `kill -9`) takes back its own name. Only one process holds the state
+    /// directory (its lock), so no other process can claim with it.
+    #[serde(default)]
+    pub(crate) instance: Option<String>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -46,41 +54,53 @@ impl EtcdStore {
         local: SqliteStore,
         revision_file: PathBuf,
         initial: Option<(Stored, i64)>,
+        instance: String,
     ) -> EtcdStore {
         EtcdStore {
             link,
             local,
             revision_file,
             initial,
+            instance,
         }
     }
 
-    /// The revision of the local copy kept for `fleet`, if there is one.
-    pub(crate) fn local_revision(file: &std::path::Path, fleet: &str) -> Option<i64> {
+    /// What the revision file holds for `fleet`, if it is that fleet's.
+    pub(crate) fn local_revision(file: &std::path::Path, fleet: &str) -> Option<LocalRevision> {
         let text = std::fs::read(file).ok()?;
         let local: LocalRevision = serde_json::from_slice(&text).ok()?;
-        (local.fleet == fleet).then_some(local.revision)
+        (local.fleet == fleet).then_some(local)
     }
 
-    /// Writes the revision file whole or not at all (a temporary file, synced, renamed over it).
-    fn write_revision(&self, revision: i64) -> Result<(), StoreError> {
+    /// Writes the revision file (see [`write_local`]).
+    fn write_revision(&self, revision: Option<i64>) -> Result<(), StoreError> {
         let record = LocalRevision {
             fleet: self.link.fleet.to_string(),
             revision,
+            instance: Some(self.instance.clone()),
         };
-        let text = serde_json::to_vec(&record).unwrap_or_default();
-        let tmp = self.revision_file.with_extension("tmp");
-        let written = (|| {
-            let mut file = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut file, &text)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.revision_file)
-        })();
-        written.map_err(|e| StoreError::Corrupt {
-            what: "fleet revision file",
-            reason: format!("{}: {e}", self.revision_file.display()),
-        })
+        write_local(&self.revision_file, &record)
     }
+}
+
+/// Writes the revision file whole or not at all (a temporary file, synced, renamed over it).
+pub(crate) fn write_local(
+    file: &std::path::Path,
+    record: &LocalRevision,
+) -> Result<(), StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        what: "fleet revision file",
+        reason: format!("{}: {reason}", file.display()),
+    };
+    let text = serde_json::to_vec(record).map_err(|e| corrupt(e.to_string()))?;
+    let tmp = file.with_extension("tmp");
+    let written = (|| {
+        let mut out = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut out, &text)?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, file)
+    })();
+    written.map_err(|e| corrupt(e.to_string()))
 }
 
 impl Store for EtcdStore {
@@ -104,14 +124,20 @@ impl Store for EtcdStore {
         // (a lost update): the transaction only applies when `config/rev` has not changed after the
         // revision this node serves.
         let unchanged = Compare::mod_revision(keys.rev(), CompareOp::Less, applied + 1);
+        let ops = keys
+            .ops(deltas, audit, &self.link.node)
+            .map_err(|reason| StoreError::TooLarge { reason })?;
         let txn = Txn::new()
             .when([unchanged])
-            .and_then(keys.ops(deltas, audit, &self.link.node))
+            .and_then(ops)
             .or_else([TxnOp::get(keys.rev(), None)]);
         let answer = self
             .link
-            .block(self.link.txn("committing the change to etcd", txn));
-        let response = answer.map_err(|reason| StoreError::Unavailable { reason })?;
+            .block(self.link.change_txn("committing the change to etcd", txn));
+        let response = answer.map_err(|failure| match failure {
+            TxnFailure::TooLarge(reason) => StoreError::TooLarge { reason },
+            TxnFailure::Failed(reason) => StoreError::Unavailable { reason },
+        })?;
         if !response.succeeded() {
             let newer = response
                 .op_responses()
@@ -129,7 +155,7 @@ impl Store for EtcdStore {
         match self.local.commit(deltas, audit) {
             Ok(()) => {
                 self.link.set_applied(revision);
-                if let Err(e) = self.write_revision(revision) {
+                if let Err(e) = self.write_revision(Some(revision)) {
                     tracing::warn!(target: "bits_compact::service", error = %e, "the local copy's revision is not kept");
                 }
             }
@@ -163,6 +189,6 @@ impl Store for EtcdStore {
             self.local.commit(&deltas, &audit)?;
         }
         self.link.set_applied(revision);
-        self.write_revision(revision)
+        self.write_revision(Some(revision))
     }
 }

@@ -113,25 +113,31 @@ impl Keys {
     }
 
     /// The operations that make one change: the deltas, then the change record in `config/rev`.
-    pub(crate) fn ops(&self, deltas: &[Delta], audit: &Audit, node: &NodeName) -> Vec<TxnOp> {
+    /// A value that cannot be written as JSON is an error, never an empty value.
+    pub(crate) fn ops(
+        &self,
+        deltas: &[Delta],
+        audit: &Audit,
+        node: &NodeName,
+    ) -> Result<Vec<TxnOp>, String> {
         let mut ops = Vec::new();
         for delta in deltas {
             match delta {
                 Delta::PutGroup(group) => {
-                    ops.push(put(self.group(&group.prefix), &group.settings_only()));
+                    ops.push(put(self.group(&group.prefix), &group.settings_only())?);
                 }
                 Delta::DeleteGroup(prefix) => {
                     ops.push(TxnOp::delete(self.group(prefix), None));
                     let urls = DeleteOptions::new().with_prefix();
                     ops.push(TxnOp::delete(self.urls_of(prefix), Some(urls)));
                 }
-                Delta::PutUrl(prefix, url) => ops.push(put(self.url(prefix, &url.suffix), url)),
+                Delta::PutUrl(prefix, url) => ops.push(put(self.url(prefix, &url.suffix), url)?),
                 Delta::DeleteUrl(prefix, suffix) => {
                     ops.push(TxnOp::delete(self.url(prefix, suffix), None));
                 }
-                Delta::PutTls(binding) => ops.push(put(self.tls(binding.port), binding)),
+                Delta::PutTls(binding) => ops.push(put(self.tls(binding.port), binding)?),
                 Delta::DeleteTls(port) => ops.push(TxnOp::delete(self.tls(*port), None)),
-                Delta::PutPrincipals(Some(p)) => ops.push(put(self.principals(), p)),
+                Delta::PutPrincipals(Some(p)) => ops.push(put(self.principals(), p)?),
                 Delta::PutPrincipals(None) => ops.push(TxnOp::delete(self.principals(), None)),
             }
         }
@@ -140,8 +146,8 @@ impl Keys {
             who: audit.who.clone(),
             what: audit.what.clone(),
         };
-        ops.push(put(self.rev(), &record));
-        ops
+        ops.push(put(self.rev(), &record)?);
+        Ok(ops)
     }
 
     /// The configuration the keys hold: groups in creation order with their URLs (sorted by suffix, as
@@ -197,8 +203,9 @@ impl Keys {
     }
 }
 
-fn put(key: String, value: &impl Serialize) -> TxnOp {
-    TxnOp::put(key, serde_json::to_vec(value).unwrap_or_default(), None)
+fn put(key: String, value: &impl Serialize) -> Result<TxnOp, String> {
+    let value = serde_json::to_vec(value).map_err(|e| format!("{key} cannot be written: {e}"))?;
+    Ok(TxnOp::put(key, value, None))
 }
 
 /// `text` lowercased, as hex: a key segment that holds any text.

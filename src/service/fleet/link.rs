@@ -77,6 +77,15 @@ impl Link {
         Link::attempts(what, call, false).await
     }
 
+    /// [`Link::txn`] for a configuration change: a change etcd refuses for its size is told apart.
+    pub(crate) async fn change_txn(&self, what: &str, txn: Txn) -> Result<TxnResponse, TxnFailure> {
+        let call = || {
+            let (mut client, txn) = (self.client(), txn.clone());
+            async move { client.txn(txn).await }
+        };
+        Link::classified(what, call, false).await
+    }
+
     /// `call()`, a read, bounded by [`OP_TIMEOUT`], made again while the failure is a member that
     /// cannot be connected to or has no leader (an election under way, as when the leader died).
     pub(crate) async fn retrying<T, F: Future<Output = Result<T, etcd_client::Error>>>(
@@ -92,9 +101,22 @@ impl Link {
     /// change; `reads` also retries a member without a leader, which only a read may be.
     async fn attempts<T, F: Future<Output = Result<T, etcd_client::Error>>>(
         what: &str,
-        mut call: impl FnMut() -> F,
+        call: impl FnMut() -> F,
         reads: bool,
     ) -> Result<T, String> {
+        Link::classified(what, call, reads)
+            .await
+            .map_err(|failure| match failure {
+                TxnFailure::TooLarge(reason) | TxnFailure::Failed(reason) => reason,
+            })
+    }
+
+    /// [`Link::attempts`], telling a request etcd refuses for its size apart from the other failures.
+    async fn classified<T, F: Future<Output = Result<T, etcd_client::Error>>>(
+        what: &str,
+        mut call: impl FnMut() -> F,
+        reads: bool,
+    ) -> Result<T, TxnFailure> {
         let attempts = async {
             loop {
                 match call().await {
@@ -108,11 +130,12 @@ impl Link {
         };
         match tokio::time::timeout(OP_TIMEOUT, attempts).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(format!("{what}: {e}")),
-            Err(_) => Err(format!(
+            Ok(Err(e)) if is_too_large(&e) => Err(TxnFailure::TooLarge(format!("{what}: {e}"))),
+            Ok(Err(e)) => Err(TxnFailure::Failed(format!("{what}: {e}"))),
+            Err(_) => Err(TxnFailure::Failed(format!(
                 "{what}: no answer within {} s (etcd unreachable or below quorum)",
                 OP_TIMEOUT.as_secs()
-            )),
+            ))),
         }
     }
 
@@ -175,6 +198,24 @@ fn is_not_connected(e: &etcd_client::Error) -> bool {
             status.code() as i32 == 14 && status.message().contains("connect")
         }
         etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
+/// Why a transaction failed: etcd refused it for its size (too many operations, a request too large:
+/// the same change fails again), or anything else (etcd unreachable, below quorum), each as text.
+pub(crate) enum TxnFailure {
+    /// etcd answered InvalidArgument or ResourceExhausted.
+    TooLarge(String),
+    /// Any other failure.
+    Failed(String),
+}
+
+/// Whether etcd refused the request itself (gRPC InvalidArgument, 3, as for "too many operations in txn
+/// request"; ResourceExhausted, 8, as for a request over its size limit): making it again cannot help.
+fn is_too_large(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => matches!(status.code() as i32, 3 | 8),
         _ => false,
     }
 }

@@ -21,6 +21,13 @@ use crate::service::{FleetStatus, FleetView, Managed, NodeStatus};
 /// alive this long after.
 pub const LEASE_TTL: Duration = Duration::from_secs(5);
 
+/// How many of a node's groups its record lists: the record stays far below etcd's request limit
+/// (1.5 MiB by default) whatever the node serves.
+const MAX_GROUPS_LISTED: usize = 256;
+
+/// How many of a node's unserved warnings its record lists.
+const MAX_UNSERVED_LISTED: usize = 32;
+
 /// What a node says of itself in `nodes/<node>` and `known/<node>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct NodeRecord {
@@ -30,6 +37,12 @@ pub(crate) struct NodeRecord {
     pub(crate) groups: Vec<String>,
     #[serde(default)]
     pub(crate) unserved: Vec<String>,
+    /// How many groups it serves, and how many warnings it has: the lists above hold at most
+    /// [`MAX_GROUPS_LISTED`] and [`MAX_UNSERVED_LISTED`] of them.
+    #[serde(default)]
+    pub(crate) groups_total: usize,
+    #[serde(default)]
+    pub(crate) unserved_total: usize,
     /// Tells this process's record from another's with the same name.
     pub(crate) instance: String,
 }
@@ -44,20 +57,30 @@ impl NodeRecord {
             revision: 0,
             groups: Vec::new(),
             unserved: Vec::new(),
+            groups_total: 0,
+            unserved_total: 0,
             instance: instance.iter().map(|b| format!("{b:02x}")).collect(),
         }
     }
 
     /// The record as it stands: the revision, groups and warnings of `managed` now.
     fn now(&self, link: &Link, managed: &Managed) -> NodeRecord {
+        let groups = managed
+            .groups()
+            .iter()
+            .map(|g| g.prefix.to_string())
+            .collect();
+        self.with(link.applied(), groups, managed.unserved())
+    }
+
+    /// The record at `revision` with these groups and warnings, the lists capped, their counts kept.
+    fn with(&self, revision: i64, groups: Vec<String>, unserved: Vec<String>) -> NodeRecord {
         NodeRecord {
-            revision: link.applied(),
-            groups: managed
-                .groups()
-                .iter()
-                .map(|g| g.prefix.to_string())
-                .collect(),
-            unserved: managed.unserved(),
+            revision,
+            groups_total: groups.len(),
+            unserved_total: unserved.len(),
+            groups: groups.into_iter().take(MAX_GROUPS_LISTED).collect(),
+            unserved: unserved.into_iter().take(MAX_UNSERVED_LISTED).collect(),
             ..self.clone()
         }
     }
@@ -76,7 +99,19 @@ pub(crate) async fn claim(link: &Link, record: &NodeRecord) -> Result<i64, Fleet
         .await
         .map_err(unreachable)?
         .id();
-    let value = serde_json::to_vec(record).unwrap_or_default();
+    // Whatever fails after the grant, the lease goes: a lease left to expire would keep a record put
+    // under it (and so the name) for its whole life.
+    let claimed = claim_under(link, record, lease).await;
+    if claimed.is_err() {
+        let _ = link.revoke(lease).await;
+    }
+    claimed
+}
+
+/// [`claim`] under the granted `lease`.
+async fn claim_under(link: &Link, record: &NodeRecord, lease: i64) -> Result<i64, FleetError> {
+    let unreachable = |reason: String| FleetError::Unreachable { reason };
+    let value = serde_json::to_vec(record).map_err(|e| unreachable(e.to_string()))?;
     let node = link.keys.node(&link.node);
     let puts = [
         TxnOp::put(
@@ -118,7 +153,6 @@ pub(crate) async fn claim(link: &Link, record: &NodeRecord) -> Result<i64, Fleet
             return Ok(lease);
         }
     }
-    let _ = link.revoke(lease).await;
     Err(FleetError::NodeTaken {
         fleet: link.fleet.to_string(),
         node: link.node.to_string(),
@@ -262,6 +296,8 @@ impl FleetView for Members {
                 version: r.version,
                 revision: r.revision,
                 lag: (revision - r.revision).max(0),
+                groups_total: r.groups_total.max(r.groups.len()),
+                unserved_total: r.unserved_total.max(r.unserved.len()),
                 groups: r.groups,
                 unserved: r.unserved,
             })
@@ -272,5 +308,28 @@ impl FleetView for Members {
             revision,
             nodes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node with very many groups and warnings (long ones: a hostile file name) still writes a
+    /// record far below etcd's request limit, and says how many there are.
+    #[test]
+    fn a_record_stays_small_whatever_the_node_serves() {
+        let long = "x".repeat(4096);
+        let groups = (0..100_000).map(|i| format!("http://+:80/{i}/")).collect();
+        let unserved = (0..100_000).map(|i| format!("{i} {long}")).collect();
+        let record = NodeRecord::new(vec!["127.0.0.1".into()]).with(7, groups, unserved);
+        assert_eq!(
+            (record.groups_total, record.unserved_total),
+            (100_000, 100_000)
+        );
+        assert_eq!(record.groups.len(), MAX_GROUPS_LISTED);
+        assert_eq!(record.unserved.len(), MAX_UNSERVED_LISTED);
+        let size = serde_json::to_vec(&record).unwrap().len();
+        assert!(size < 512 * 1024, "{size} bytes");
     }
 }

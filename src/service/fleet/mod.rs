@@ -147,8 +147,24 @@ impl Fleet {
             options.fleet.clone(),
             options.node.clone(),
         ));
-        let record = NodeRecord::new(options.addresses.clone());
-        let local_revision = EtcdStore::local_revision(&revision_file, options.fleet.as_str());
+        let kept = EtcdStore::local_revision(&revision_file, options.fleet.as_str());
+        let mut record = NodeRecord::new(options.addresses.clone());
+        match kept.as_ref().and_then(|k| k.instance.clone()) {
+            Some(instance) => record.instance = instance,
+            // Kept before the name is claimed with it, so that a node killed at once and restarted
+            // claims with the same id.
+            None => {
+                let first = etcd_store::LocalRevision {
+                    fleet: options.fleet.to_string(),
+                    revision: kept.as_ref().and_then(|k| k.revision),
+                    instance: Some(record.instance.clone()),
+                };
+                if let Err(e) = etcd_store::write_local(&revision_file, &first) {
+                    tracing::warn!(target: "bits_compact::service", error = %e, "the node's instance id is not kept");
+                }
+            }
+        }
+        let local_revision = kept.and_then(|k| k.revision);
         let joined = match membership::claim(&link, &record).await {
             Ok(lease) => link.read_config().await.map(|read| (lease, read)),
             Err(FleetError::Unreachable { reason }) => Err(reason),
@@ -171,7 +187,8 @@ impl Fleet {
                 None => return Err(FleetError::Unreachable { reason }),
             },
         };
-        let store = EtcdStore::new(link.clone(), local, revision_file, initial);
+        let instance = record.instance.clone();
+        let store = EtcdStore::new(link.clone(), local, revision_file, initial, instance);
         let fleet = Fleet {
             link,
             record,

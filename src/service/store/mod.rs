@@ -168,6 +168,14 @@ pub enum StoreError {
         /// What failed, for people.
         reason: String,
     },
+    /// The fleet's etcd refused a change for its size (too many operations or too many bytes in one
+    /// request), or a value could not be written. Nothing was stored; the same change fails again, made
+    /// smaller (fewer groups or URLs at once) it may succeed.
+    #[error("the change is too large for the fleet's etcd ({reason})")]
+    TooLarge {
+        /// What etcd said, for people.
+        reason: String,
+    },
     /// [`Store::follow`] on a store that follows no shared configuration.
     #[error("this store follows no shared configuration")]
     NotShared,

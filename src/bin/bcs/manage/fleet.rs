@@ -43,6 +43,10 @@ async fn status(api: &ApiArgs) -> Result<(), CliError> {
             for u in &n.unserved {
                 say_safe!("    not served there: {u}");
             }
+            let unlisted = n.unserved_total.saturating_sub(n.unserved.len());
+            if unlisted > 0 {
+                say_safe!("    and {unlisted} more not served there");
+            }
         }
     })?;
     Ok(())
