@@ -31,7 +31,7 @@ use prometheus_client::metrics::counter::Counter;
 /// Entries waiting for the writer at most; past that they are dropped (and counted).
 pub const QUEUE: usize = 8192;
 
-/// Bytes of entries waiting for the writer at most (see [`Entry::size`]): ordinary entries (a few
+/// Bytes of entries waiting for the writer at most (see `Entry::size`): ordinary entries (a few
 /// hundred bytes) reach [`QUEUE`] first; entries with the longest fields allowed stop here.
 pub const QUEUE_BYTES: usize = 4 << 20;
 
