@@ -7,30 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::fetch;
 use crate::cli::spawn_host;
 use crate::service::{text, Service};
 use crate::support::{free_port, have, pattern, raw_request, run, write_file};
-
-/// curl's view of one request: body bytes received and status.
-fn fetch(args: &[&str]) -> (u64, u16) {
-    let out = run(
-        "curl",
-        &[
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{size_download} %{http_code}",
-            ],
-            args,
-        ]
-        .concat(),
-    );
-    let answer = text(&out.stdout);
-    let (size, code) = answer.split_once(' ').unwrap();
-    (size.parse().unwrap(), code.parse().unwrap())
-}
 
 /// The file's lines once it has `n` (polling; the writer flushes when its queue empties).
 fn lines_when(path: &Path, n: usize) -> Vec<String> {

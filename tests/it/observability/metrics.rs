@@ -108,20 +108,7 @@ impl Drop for Prometheus {
 
 /// Downloads `url` with curl; the body bytes it received and the status.
 fn fetch(url: &str) -> (u64, u16) {
-    let out = run(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download} %{http_code}",
-            url,
-        ],
-    );
-    let answer = text(&out.stdout);
-    let (size, code) = answer.split_once(' ').unwrap();
-    (size.parse().unwrap(), code.parse().unwrap())
+    super::fetch(&[url])
 }
 
 /// The acceptance test: a real Prometheus scrapes the admin listener (TLS with the test CA, Basic as an

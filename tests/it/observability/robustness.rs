@@ -85,18 +85,8 @@ fn sighup_without_an_access_log_keeps_host_serving() {
     // A process killed by the signal no longer answers: the download proves it serves on.
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
-        let out = run(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{size_download} %{http_code}",
-                &format!("http://127.0.0.1:{port}/Hup/a.bin"),
-            ],
-        );
-        assert_eq!(text(&out.stdout), "5000 200");
+        let url = format!("http://127.0.0.1:{port}/Hup/a.bin");
+        assert_eq!(super::fetch(&[&url]), (5000, 200));
         assert_eq!(bcs.child.try_wait().unwrap(), None);
         std::thread::sleep(Duration::from_millis(200));
     }
