@@ -3,9 +3,11 @@
 //! made it; when the commit fails the server change is undone, so a failed call changes nothing and an
 //! acknowledged one survives a crash.
 //!
-//! It is long (some 700 lines before its tests) because it is one method per management call, each a few
-//! lines around the one `change` that stores it, plus `apply`'s merge and diff of whole configurations:
-//! split, the calls would no longer sit beside the invariant they share.
+//! It is long (some 960 lines before its tests) because it is one method per management call, each a few
+//! lines around the one `change` that stores it, plus `apply`'s merge and diff of whole configurations
+//! and a fleet node's `follow`: split, the calls would no longer sit beside the invariant they share. What
+//! could move out is the part-by-part serving that `start` and `follow` share (`serve_in_parts`,
+//! `servable`).
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
