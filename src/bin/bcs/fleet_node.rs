@@ -37,7 +37,7 @@ impl FleetArgs {
         {
             if given {
                 return Err(CliError::Serve(
-                    "--etcd needs a bcs built with the `fleet` feature (cargo install bits_compact --features fleet)".into(),
+                    "--etcd needs a bcs built with the `fleet` feature (cargo build --release --features fleet)".into(),
                 ));
             }
             Ok(FleetArgs())
