@@ -469,7 +469,7 @@ impl UrlGroup {
         let mut downloads: Vec<DownloadStatus> = Vec::new();
         for entry in self.entries() {
             let room = max.saturating_sub(downloads.len());
-            let (count, listed) = entry.counters.live().snapshot(room);
+            let (count, listed) = entry.counters.live().snapshot(entry.suffix.as_str(), room);
             downloads_in_progress += count;
             downloads.extend(listed);
         }

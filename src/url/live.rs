@@ -29,9 +29,7 @@ const SLOTS: usize = WINDOW_SECS as usize + 1;
 pub(crate) struct LiveDownload {
     client: SocketAddr,
     user: Option<String>,
-    url: String,
     total: u64,
-    started_at: SystemTime,
     started: Instant,
     sent: AtomicU64,
     /// Bytes sent in a second since `started`, and which second each slot counts.
@@ -40,13 +38,13 @@ pub(crate) struct LiveDownload {
 }
 
 impl LiveDownload {
-    pub(crate) fn new(client: SocketAddr, user: Option<String>, url: String, total: u64) -> Self {
+    /// Per download on the request path: one clock read, no allocation (the URL is its registry's, the
+    /// wall-clock start is derived when a status asks).
+    pub(crate) fn new(client: SocketAddr, user: Option<String>, total: u64) -> Self {
         LiveDownload {
             client,
             user,
-            url,
             total,
-            started_at: SystemTime::now(),
             started: Instant::now(),
             sent: AtomicU64::new(0),
             slots: Default::default(),
@@ -92,15 +90,18 @@ impl LiveDownload {
         bytes / seconds
     }
 
-    pub(crate) fn status(&self) -> DownloadStatus {
+    /// This download of `url` (the suffix of the URL whose registry lists it).
+    pub(crate) fn status(&self, url: &str) -> DownloadStatus {
+        let started_at = SystemTime::now()
+            .checked_sub(self.started.elapsed())
+            .unwrap_or(UNIX_EPOCH);
         DownloadStatus {
             client: self.client.to_string(),
             user: self.user.clone(),
-            url: self.url.clone(),
+            url: url.to_owned(),
             bytes_sent: self.sent.load(Ordering::Relaxed),
             bytes_total: self.total,
-            started_unix: self
-                .started_at
+            started_unix: started_at
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             rate: self.rate(),
@@ -131,11 +132,11 @@ impl LiveDownloads {
         }
     }
 
-    /// How many there are, and up to `max` of them, oldest first.
-    pub(crate) fn snapshot(&self, max: usize) -> (u64, Vec<DownloadStatus>) {
+    /// How many there are, and up to `max` of them, oldest first; `url` is the suffix of the URL they download.
+    pub(crate) fn snapshot(&self, url: &str, max: usize) -> (u64, Vec<DownloadStatus>) {
         let mut list: Vec<Arc<LiveDownload>> = self.list.lock().recover().clone();
         list.sort_by_key(|d| d.started);
-        let shown = list.iter().take(max).map(|d| d.status()).collect();
+        let shown = list.iter().take(max).map(|d| d.status(url)).collect();
         (list.len() as u64, shown)
     }
 }
@@ -212,7 +213,7 @@ mod tests {
     use std::time::Duration;
 
     fn download() -> LiveDownload {
-        LiveDownload::new("127.0.0.1:1".parse().unwrap(), None, "a".into(), 100)
+        LiveDownload::new("127.0.0.1:1".parse().unwrap(), None, 100)
     }
 
     #[test]
@@ -244,16 +245,16 @@ mod tests {
     fn the_first_second_is_the_average_so_far_and_registry_lists_and_forgets() {
         let d = Arc::new(download());
         d.record(40);
-        assert_eq!(d.status().bytes_sent, 40);
-        assert!(d.status().rate >= 40, "{:?}", d.status());
+        assert_eq!(d.status("a").bytes_sent, 40);
+        assert!(d.status("a").rate >= 40, "{:?}", d.status("a"));
         let all = LiveDownloads::default();
         all.add(d.clone());
         all.add(Arc::new(download()));
-        assert_eq!(all.snapshot(10).1.len(), 2);
-        let (count, shown) = all.snapshot(1);
+        assert_eq!(all.snapshot("a", 10).1.len(), 2);
+        let (count, shown) = all.snapshot("a", 1);
         assert_eq!((count, shown.len()), (2, 1));
         all.remove(&d);
-        let (count, shown) = all.snapshot(10);
+        let (count, shown) = all.snapshot("a", 10);
         assert_eq!((count, shown[0].bytes_sent), (1, 0));
     }
 }

@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 use crate::cli::Running;
 use crate::cli::BCS;
 #[cfg(feature = "fleet")]
+use crate::service::text;
+#[cfg(feature = "fleet")]
 use crate::support::{free_port, have, pattern, run, write_file};
 
 /// Without the feature, `--etcd` is our one-line error naming it, not clap's.
@@ -65,11 +67,6 @@ fn a_service_outside_any_fleet_says_so() {
     let (_, doc) = svc.api("GET", "/v1/openapi.json", None);
     let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
     assert!(doc["paths"]["/v1/fleet"]["get"].is_object());
-}
-
-#[cfg(feature = "fleet")]
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Polls `check` until it is true or `limit` passes; false then.

@@ -119,10 +119,9 @@ where
         let total = http_body::Body::size_hint(response.body())
             .exact()
             .unwrap_or_default();
-        let url = entry.suffix.to_string();
         DownloadUnderWay::start(
             entry.counters.clone(),
-            LiveDownload::new(conn.peer, user, url, total),
+            LiveDownload::new(conn.peer, user, total),
         )
     });
     let finished = Finished {
