@@ -181,12 +181,31 @@ impl Etcd {
     }
 
     fn wait_healthy(&self) {
-        let healthy = eventually(Duration::from_secs(20), || {
-            self.etcdctl(&["put", "/bcs-test/health", "ok"])
-                .status
-                .success()
+        let mut last = String::new();
+        let healthy = eventually(Duration::from_secs(30), || {
+            let out = self.etcdctl(&["put", "/bcs-test/health", "ok"]);
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            out.status.success()
         });
-        assert!(healthy, "the etcd cluster did not get a leader");
+        assert!(
+            healthy,
+            "the etcd cluster did not get a leader; etcdctl said: {last}\n{}",
+            self.logs()
+        );
+    }
+
+    /// The last lines each member wrote, for a failure's message.
+    fn logs(&self) -> String {
+        (0..3)
+            .map(|i| {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("m{i}.log")))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+                format!("--- m{i}.log (last lines) ---\n{tail}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The member that leads now.
