@@ -205,6 +205,48 @@ pub struct UrlConfig {
     /// The access rule, in SDDL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sddl: Option<String>,
+    /// The content's identity when the file was published into a content store (a fleet's): the URL is
+    /// then served from the server's content directory (`ServerBuilder::content_dir`), by hash, with
+    /// validators derived from the record; `file` is where the origin read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<ContentRecord>,
+}
+
+/// What identifies a published file's content on every node that serves it: its SHA-256 (the identity:
+/// the name of its copy in each node's content directory), its size, the node it was published on and
+/// that node's modification time of it (its version, sent as `Last-Modified`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentRecord {
+    /// The SHA-256 of the bytes, 64 lowercase hex digits.
+    pub sha256: String,
+    /// The size in bytes.
+    pub size: u64,
+    /// The node the file was published on.
+    pub origin: String,
+    /// The file's modification time on the origin, in seconds since the Unix epoch.
+    pub version: u64,
+}
+
+impl ContentRecord {
+    /// The hash as bytes; `None` unless it is exactly 64 lowercase hex digits (so that it is also a
+    /// safe file name: no `/`, no `.`, nothing but `[0-9a-f]`).
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        let hex = self.sha256.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 32];
+        for (i, pair) in hex.chunks_exact(2).enumerate() {
+            out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(out)
+    }
 }
 
 /// TLS on one https port: the original's per-port certificate binding, and our additions.
@@ -270,6 +312,27 @@ mod tests {
     use super::*;
     use crate::auth::Password;
     use crate::tls::SecretText;
+
+    #[test]
+    fn a_content_hash_is_64_lowercase_hex_digits_or_nothing() {
+        let record = |sha256: &str| ContentRecord {
+            sha256: sha256.into(),
+            size: 1,
+            origin: "a".into(),
+            version: 0,
+        };
+        let good = "0123456789abcdef".repeat(4);
+        let digest = record(&good).digest().unwrap();
+        assert_eq!(digest[0], 0x01);
+        assert_eq!(digest[31], 0xef);
+        let upper = good.to_uppercase();
+        let traversal = format!("../{}", &good[3..]);
+        let long = format!("{good}0");
+        let multibyte = format!("{}é", &good[..62]);
+        for bad in ["", &upper, &traversal, &long, &good[1..], &multibyte] {
+            assert!(record(bad).digest().is_none(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn without_secrets_keeps_everything_but_the_secrets() {

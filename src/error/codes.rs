@@ -58,6 +58,7 @@ classify! {
         UrlError::Suffix { source, .. } => (source.kind(), source.code()),
         UrlError::File { .. } => (K::Invalid, "file_unreadable"),
         UrlError::NotAFile { .. } => (K::Invalid, "not_a_file"),
+        UrlError::Content { .. } => (K::Invalid, "invalid_content"),
         UrlError::Sddl { source, .. } => (source.kind(), source.code()),
         UrlError::DefaultSddl(e) => (e.kind(), e.code()),
         UrlError::Exists { .. } => (K::Conflict, "url_exists"),

@@ -82,6 +82,7 @@ fn leaves() -> Vec<Row> {
         SegmentError::Utf8 => Invalid, "invalid_suffix", 400;
         UrlError::File { path: path(), source: os_error() } => Invalid, "file_unreadable", 400;
         UrlError::NotAFile { path: path() } => Invalid, "not_a_file", 400;
+        UrlError::Content { suffix: "s".into(), reason: "r" } => Invalid, "invalid_content", 400;
         UrlError::Exists { prefix: "p".into(), suffix: "s".into() } => Conflict, "url_exists", 409;
         UrlError::GroupDeleted("g".into()) => Conflict, "group_deleted", 409;
         LimitError::Rate { input: "fast".into(), reason: "no unit" } => Invalid, "invalid_limit", 400;

@@ -41,6 +41,10 @@ pub(crate) enum FileError {
     /// The file changed while being opened; the client may retry at once.
     #[error("the file is changing")]
     Changing(#[source] std::io::Error),
+    /// A content-addressed file this server does not hold yet (a fleet's node still fetching it): never
+    /// partial or unverified bytes; the client retries later.
+    #[error("the file's content is not held here yet")]
+    Pending,
     /// Any other local I/O failure.
     #[error("cannot read the file")]
     Io(#[source] std::io::Error),
@@ -71,12 +75,16 @@ pub(crate) async fn respond(
     headers: &HeaderMap,
     source: &Arc<FileSource>,
 ) -> Result<Response<ResponseBody>, FileError> {
-    let seen = source.stat()?;
+    let not_held = |e: std::io::Error| match FileError::from(e) {
+        FileError::Gone(_) if source.is_content() => FileError::Pending,
+        other => other,
+    };
+    let seen = source.stat().map_err(not_held)?;
     let (version, mut response) = if *method == Method::HEAD {
         let response = head(source, &seen, plan(headers, &seen)?);
         (seen, response)
     } else {
-        let (version, content) = source.content(seen).await?;
+        let (version, content) = source.content(seen).await.map_err(not_held)?;
         let plan = plan(headers, &version)?;
         let response = get(source, &version, content, plan);
         (version, response)

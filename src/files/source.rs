@@ -82,21 +82,48 @@ pub(crate) struct Version {
 }
 
 impl Version {
-    fn new(md: &Metadata, bytes: Option<CachedBytes>) -> Self {
+    fn new(md: &Metadata, bytes: Option<CachedBytes>, pinned: Option<&Pinned>) -> Self {
         let key = FileKey::of(md);
+        if let Some(p) = pinned {
+            return Version {
+                key,
+                len: key.len,
+                etag: p.etag.clone(),
+                last_modified: last_modified(p.modified_secs),
+                modified_secs: p.modified_secs,
+                bytes,
+            };
+        }
         let modified_secs = u64::try_from(key.mtime).unwrap_or(0);
-        let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(modified_secs);
         let etag = format!("\"{:x}-{:x}{:08x}\"", key.len, key.mtime, key.mtime_nsec);
         Version {
             key,
             len: key.len,
             etag: HeaderValue::try_from(etag).unwrap_or(HeaderValue::from_static("\"0\"")),
-            last_modified: HeaderValue::try_from(httpdate::fmt_http_date(modified))
-                .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")),
+            last_modified: last_modified(modified_secs),
             modified_secs,
             bytes,
         }
     }
+}
+
+fn last_modified(secs: u64) -> HeaderValue {
+    let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    HeaderValue::try_from(httpdate::fmt_http_date(modified))
+        .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+}
+
+/// The validators of a content-addressed file (see [`FileSource::open_content`]): they come from its
+/// identity, not from the file's inode and times, so every node that holds the same bytes sends the
+/// same ones and a download resumed on another node continues (`If-Range`).
+#[derive(Debug)]
+struct Pinned {
+    /// `"sha256-HEX"`: strong, and the same wherever the bytes are the same.
+    etag: HeaderValue,
+    /// The origin's modification time.
+    modified_secs: u64,
+    /// `Repr-Digest`, from the hash itself.
+    digest: HeaderValue,
 }
 
 /// Bytes held in memory, counted against the shared budget until dropped.
@@ -120,16 +147,35 @@ pub(crate) struct FileCache {
     max_file: u64,
     left: AtomicU64,
     hashing: Hashing,
+    /// Where content-addressed files are (see [`FileSource::open_content`]), if this server has such.
+    content_dir: Option<PathBuf>,
 }
 
 impl FileCache {
+    #[cfg(test)]
     pub(crate) fn new(revalidate: Duration, max_file: u64, total: u64) -> Arc<Self> {
+        FileCache::with_content_dir(revalidate, max_file, total, None)
+    }
+
+    /// [`FileCache::new`], with a content directory.
+    pub(crate) fn with_content_dir(
+        revalidate: Duration,
+        max_file: u64,
+        total: u64,
+        content_dir: Option<PathBuf>,
+    ) -> Arc<Self> {
         Arc::new(FileCache {
             revalidate,
             max_file,
             left: AtomicU64::new(total),
             hashing: Hashing::default(),
+            content_dir,
         })
+    }
+
+    /// The content directory, if any.
+    pub(crate) fn content_dir(&self) -> Option<&Path> {
+        self.content_dir.as_deref()
     }
 
     fn try_reserve(&self, n: u64) -> bool {
@@ -174,6 +220,8 @@ pub(crate) struct FileSource {
     digest: ArcSwapOption<Digest>,
     /// Whether a hash of this file is under way (one at a time per file).
     hashing: AtomicBool,
+    /// A content-addressed file's validators (see [`FileSource::open_content`]).
+    pinned: Option<Pinned>,
 }
 
 /// A version's `Repr-Digest` value.
@@ -206,7 +254,49 @@ impl FileSource {
             checked_us: AtomicU64::new(0),
             digest: ArcSwapOption::empty(),
             hashing: AtomicBool::new(false),
+            pinned: None,
         })
+    }
+
+    /// A content-addressed file: `dir/HEX` where HEX is the SHA-256 `sha256` of its bytes, written
+    /// there once verified and never changed (a fleet's content directory). It need not exist yet: until
+    /// it does, requests are answered as not yet held ([`FileSource::is_content`]). Its ETag, Last-Modified
+    /// (`version`, seconds since the epoch) and Repr-Digest come from the identity.
+    ///
+    /// SECURITY: the digest is not recomputed per version: the directory is the service's own (0700),
+    /// and a file lands there only by a rename after its hash was checked.
+    pub(crate) fn open_content(
+        dir: &Path,
+        sha256: &[u8; 32],
+        version: u64,
+        content_type: HeaderValue,
+        cache: Arc<FileCache>,
+    ) -> Result<Self, Unpublishable> {
+        let dir = std::fs::canonicalize(dir)?;
+        let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+        let etag = HeaderValue::try_from(format!("\"sha256-{hex}\"")).map_err(io::Error::other)?;
+        let digest = digest::header_value(sha256).ok_or_else(|| io::Error::other("digest"))?;
+        Ok(FileSource {
+            path: dir.join(hex),
+            content_type,
+            cache,
+            current: ArcSwapOption::empty(),
+            born: Instant::now(),
+            checked_us: AtomicU64::new(0),
+            digest: ArcSwapOption::empty(),
+            hashing: AtomicBool::new(false),
+            pinned: Some(Pinned {
+                etag,
+                modified_secs: version,
+                digest,
+            }),
+        })
+    }
+
+    /// Whether this is a content-addressed file, whose absence means "not held here yet" (503), not
+    /// "gone" (404).
+    pub(crate) fn is_content(&self) -> bool {
+        self.pinned.is_some()
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -245,7 +335,7 @@ impl FileSource {
         let version = match self.current.load_full() {
             Some(v) if v.key == key => v,
             _ => {
-                let v = Arc::new(Version::new(&md, None));
+                let v = Arc::new(Version::new(&md, None, self.pinned.as_ref()));
                 self.current.store(Some(v.clone()));
                 v
             }
@@ -257,6 +347,9 @@ impl FileSource {
     /// The `Repr-Digest` of exactly version `v`, if it has been computed; otherwise starts computing it in
     /// the background (see `digest`) and answers `None`: a response never waits for a hash.
     pub(crate) fn repr_digest(self: &Arc<Self>, v: &Version) -> Option<HeaderValue> {
+        if let Some(p) = &self.pinned {
+            return Some(p.digest.clone());
+        }
         if let Some(d) = self.digest.load().as_deref() {
             if d.key == v.key {
                 return Some(d.value.clone());
@@ -269,6 +362,9 @@ impl FileSource {
     /// Starts hashing the current version in the background (when a file is published), so that its
     /// first responses already carry a digest more often than not.
     pub(crate) fn hash_soon(self: &Arc<Self>) {
+        if self.pinned.is_some() {
+            return;
+        }
         if let Ok(v) = self.stat() {
             let _ = self.repr_digest(&v);
         }
@@ -350,7 +446,8 @@ impl FileSource {
                     cache: self.cache.clone(),
                 };
                 let content = Content::Memory(bytes.bytes.clone());
-                return Ok((Arc::new(Version::new(&md, Some(bytes))), content));
+                let version = Version::new(&md, Some(bytes), self.pinned.as_ref());
+                return Ok((Arc::new(version), content));
             }
             return Err(io::Error::new(
                 io::ErrorKind::Interrupted,
@@ -358,7 +455,7 @@ impl FileSource {
             ));
         }
         Ok((
-            Arc::new(Version::new(&md, None)),
+            Arc::new(Version::new(&md, None, self.pinned.as_ref())),
             Content::Disk(Arc::new(file)),
         ))
     }

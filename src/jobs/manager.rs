@@ -323,6 +323,42 @@ impl JobManager {
         Ok(job)
     }
 
+    /// SetRemoteName (`IBackgroundCopyFile2`): file `index` of the job comes from `remote_url` from now
+    /// on: another server with the same file. The bytes held are kept; the next transfer resumes them
+    /// only if the new server's validators are those seen first (else the file starts over, as when a
+    /// file changes). Only while the job does not run: SUSPENDED, ERROR or TRANSIENT_ERROR.
+    pub async fn set_remote_name(
+        &self,
+        id: JobId,
+        index: usize,
+        remote_url: impl Into<String>,
+    ) -> Result<Job, JobError> {
+        let remote_url = remote_url.into();
+        transfer::parse_url(&remote_url).map_err(|f| JobError::InvalidFile {
+            remote_url: remote_url.clone(),
+            local_file: PathBuf::new(),
+            reason: f.error.message,
+        })?;
+        // Checked under the same lock as the change: a runner cannot start in between.
+        let mut refused = None;
+        self.edit(id, |job| {
+            let idle = matches!(
+                job.state,
+                JobState::Suspended | JobState::Error | JobState::TransientError
+            );
+            match job.files.get_mut(index) {
+                Some(file) if idle && !file.completed => file.remote_url = remote_url,
+                Some(_) if !idle => refused = Some(format!("a file's remote name changes only while the job is SUSPENDED, ERROR or TRANSIENT_ERROR, not {:?}", job.state)),
+                _ => refused = Some(format!("the job has no unfinished file {index}")),
+            }
+        })
+        .await?;
+        match refused {
+            Some(reason) => Err(JobError::InvalidSetting(reason)),
+            None => self.job(id),
+        }
+    }
+
     /// SetJobState: Cancel, Complete, Resume or Suspend (WMI numbers in [`Action`]).
     pub async fn set_state(&self, id: JobId, action: Action) -> Result<Job, JobError> {
         // The change is made under one lock, so that no other action, runner or scheduler tick sees a

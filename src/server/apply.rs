@@ -260,7 +260,13 @@ fn prepare(scratch: &UrlGroup, g: &GroupConfig) -> Result<Prepared, ServerError>
     let mut urls = Vec::with_capacity(g.urls.len());
     let mut suffixes = HashSet::new();
     for u in &g.urls {
-        let entry = scratch.prepare_url(&u.suffix, &u.file, u.sddl.as_deref(), false)?;
+        let entry = scratch.prepare(
+            &u.suffix,
+            &u.file,
+            u.content.as_ref(),
+            u.sddl.as_deref(),
+            false,
+        )?;
         if !suffixes.insert(entry.suffix.key()) {
             return Err(crate::url::UrlError::Exists {
                 prefix: g.prefix.to_string(),
@@ -318,6 +324,7 @@ fn group_config(g: &UrlGroup) -> GroupConfig {
                 suffix: u.suffix().to_owned(),
                 file: u.path().to_owned(),
                 sddl: u.sddl().map(ToString::to_string),
+                content: u.content().cloned(),
             })
             .collect(),
     }

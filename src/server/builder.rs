@@ -33,6 +33,7 @@ pub(crate) struct Config {
     pub(crate) cache_total: u64,
     pub(crate) zero_copy: bool,
     pub(crate) access_log: Option<AccessLog>,
+    pub(crate) content_dir: Option<std::path::PathBuf>,
 }
 
 /// Builds a [`Server`]; every setter documents its default.
@@ -127,6 +128,16 @@ impl ServerBuilder {
     /// Files up to this size are kept in memory once read. Default is 256 KiB.
     pub fn memory_cache_file_limit(mut self, bytes: u64) -> Self {
         self.config.cache_file_max = bytes;
+        self
+    }
+
+    /// Where content-addressed files are: URLs whose configuration carries a
+    /// [`ContentRecord`](crate::config::ContentRecord) are served from `dir/SHA256` (the hash in hex),
+    /// with validators from the record, and answered 503 with `Retry-After` until that file exists. A
+    /// fleet's node keeps its verified copies there; whatever writes it must put a file there only once
+    /// its hash is checked, by a rename. Default: none, and such URLs are refused.
+    pub fn content_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.content_dir = Some(dir.into());
         self
     }
 
@@ -235,7 +246,12 @@ impl ServerBuilder {
         if !problems.is_empty() {
             return Err(ServerError::Config(problems));
         }
-        let files = FileCache::new(c.revalidate, c.cache_file_max, c.cache_total);
+        let files = FileCache::with_content_dir(
+            c.revalidate,
+            c.cache_file_max,
+            c.cache_total,
+            c.content_dir.clone(),
+        );
         let zero_copy = c.zero_copy.then(Arc::default);
         let metrics = Arc::new(Metrics::new(zero_copy.clone()));
         let access_log = match &c.access_log {
@@ -309,6 +325,7 @@ impl Default for Config {
             cache_total: 64 * 1024 * 1024,
             zero_copy: true,
             access_log: None,
+            content_dir: None,
         }
     }
 }

@@ -25,6 +25,43 @@ pub struct FleetStatus {
     pub revision: i64,
     /// Every node that has joined the fleet, by name.
     pub nodes: Vec<NodeStatus>,
+    /// The content the configuration publishes (URLs published by content), with who holds it and
+    /// who is still fetching it.
+    #[serde(default)]
+    pub content: Vec<ContentStatus>,
+}
+
+/// One published content in a fleet: its URLs, the live nodes that hold a verified copy, and those
+/// fetching it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContentStatus {
+    /// Its SHA-256, in hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The node it was published on.
+    pub origin: String,
+    /// The URLs that serve it (prefix and suffix).
+    pub urls: Vec<String>,
+    /// The live nodes that hold a verified copy and serve it.
+    pub holders: Vec<String>,
+    /// The live nodes still fetching it.
+    pub fetching: Vec<FetchStatus>,
+}
+
+/// A node fetching content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FetchStatus {
+    /// The node fetching.
+    pub node: String,
+    /// The node it pulls from.
+    pub from: String,
+    /// Bytes it holds so far.
+    pub bytes: u64,
+    /// The content's size.
+    pub total: u64,
+    /// Bytes per second lately.
+    pub rate: u64,
 }
 
 /// One node of a fleet.

@@ -12,12 +12,13 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::content::{ContentError, ContentStore};
 use super::error::MgmtError;
 use super::fleet_view::FleetView;
 use super::service_jobs::ServiceJobs;
 use super::settings::GroupSettings;
 use crate::auth::{AuthScheme, Password, Principals};
-use crate::config::{GroupConfig, ServerConfig, TlsBinding, UrlConfig};
+use crate::config::{ContentRecord, GroupConfig, ServerConfig, TlsBinding, UrlConfig};
 use crate::lock::Recover;
 use crate::service::store::{Audit, Delta, Store, StoreError, Stored};
 use crate::tls::{CertificateSource, ServerCertificate};
@@ -38,6 +39,14 @@ pub struct Managed {
     unserved: Mutex<Vec<String>>,
     /// The ports whose TLS binding (as the fleet holds it) this node cannot load, each with why.
     unserved_tls: Mutex<Vec<(u16, String)>>,
+    /// A fleet's node publishes files by their content: copied into this store, named by hash.
+    content: Option<Publisher>,
+}
+
+/// Where and as whom a node publishes by content.
+struct Publisher {
+    store: std::sync::Arc<ContentStore>,
+    node: String,
 }
 
 /// How many times a change overtaken by another node's is tried (on the newer configuration each time).
@@ -62,6 +71,8 @@ enum Undo {
     Config(Box<ServerConfig>),
     /// Remove a URL just added.
     RemoveUrl(UrlPrefix, String),
+    /// Put back the URL a replacement took the place of.
+    PutBackUrl(UrlGroup, crate::Url),
     /// Publish again, exactly as it was, a URL just removed.
     RestoreUrl(UrlGroup, crate::Url),
 }
@@ -104,6 +115,7 @@ impl Managed {
             fleet: None,
             unserved: Mutex::new(warnings.clone()),
             unserved_tls: Mutex::new(Vec::new()),
+            content: None,
         };
         Ok((managed, warnings))
     }
@@ -116,6 +128,53 @@ impl Managed {
             .register_collector(Box::new(collector));
         self.jobs = Some(jobs);
         self
+    }
+
+    /// Publishes files by their content (a fleet's node, whose server serves `store`'s directory): each
+    /// file a URL is added or replaced with is hashed and copied into `store` first, and the URL records
+    /// the content's identity with this `node` as its origin, so that every node can serve the same
+    /// bytes (see [`ContentStore`]).
+    pub fn with_content(mut self, store: std::sync::Arc<ContentStore>, node: &str) -> Managed {
+        self.content = Some(Publisher {
+            store,
+            node: node.to_owned(),
+        });
+        self
+    }
+
+    /// The content record of `file`, published into the content store, when this node publishes by
+    /// content; `None` otherwise.
+    fn publish(&self, file: &std::path::Path) -> Result<Option<ContentRecord>, MgmtError> {
+        let Some(p) = &self.content else {
+            return Ok(None);
+        };
+        let record = p.store.publish(file, &p.node).map_err(|e| match e {
+            ContentError::Changing(_) => MgmtError::Conflict {
+                code: "file_changing",
+                message: e.to_string(),
+            },
+            ContentError::Io { .. } => MgmtError::Invalid {
+                code: "file_unreadable",
+                message: e.to_string(),
+            },
+            e => MgmtError::Internal(e.to_string()),
+        })?;
+        Ok(Some(record))
+    }
+
+    /// After a call that published `record`: its copy goes unless a URL names it.
+    fn settle(&self, record: Option<&ContentRecord>) {
+        let (Some(p), Some(record)) = (&self.content, record) else {
+            return;
+        };
+        let named = self.server.config().groups.iter().any(|g| {
+            g.urls.iter().any(|u| {
+                u.content
+                    .as_ref()
+                    .is_some_and(|c| c.sha256 == record.sha256)
+            })
+        });
+        p.store.discard_unless(&record.sha256, named);
     }
 
     /// The download jobs, if the service runs them.
@@ -317,6 +376,9 @@ impl Managed {
                 .map_err(MgmtError::from)
                 .and_then(|g| g.remove_url(&suffix).map(drop).map_err(MgmtError::from)),
             Undo::RestoreUrl(group, url) => group.restore_url(&url).map_err(MgmtError::from),
+            Undo::PutBackUrl(group, url) => {
+                group.replace_url(&url).map(drop).map_err(MgmtError::from)
+            }
         };
         if let Err(e) = result {
             tracing::error!(target: "bits_compact::service", error = %e, "a change the store refused could not be undone");
@@ -416,14 +478,74 @@ impl Managed {
         }
         let what = format!("add URL {prefix}{} -> {}", url.suffix, url.file.display());
         self.refuse_private(&url.file)?;
-        self.change(who, what, |server| {
+        // Checked before the file is copied: a refused call leaves nothing behind.
+        let group = self.server.url_group(prefix)?;
+        if group.contains_url(&url.suffix) {
+            return Err(crate::url::UrlError::Exists {
+                prefix: group.prefix().to_string(),
+                suffix: url.suffix.clone(),
+            }
+            .into());
+        }
+        let record = self.publish(&url.file)?;
+        let added = self.change(who, what, |server| {
             let group = server.url_group(prefix)?;
-            let added = url_config(&group.add_url(&url.suffix, &url.file, url.sddl.as_deref())?);
+            let added = match &record {
+                Some(r) => group.add_content_url(&url.suffix, &url.file, r, url.sddl.as_deref())?,
+                None => group.add_url(&url.suffix, &url.file, url.sddl.as_deref())?,
+            };
+            let added = url_config(&added);
             // The group's own prefix, not the caller's spelling of it (the segment ignores case).
             let prefix = group.prefix().clone();
             let undo = Undo::RemoveUrl(prefix.clone(), added.suffix.clone());
             Ok((added.clone(), vec![Delta::PutUrl(prefix, added)], undo))
-        })
+        });
+        self.settle(record.as_ref());
+        added
+    }
+
+    /// Publishes a URL again (`PUT`): its file (re-read: a fleet's node hashes and copies it again, so
+    /// every node moves to the new bytes) and, when `url.sddl` is given, its SDDL; without one it keeps
+    /// its own. Requests see the old URL or the new one, never neither.
+    pub fn replace_url(
+        &self,
+        who: &str,
+        prefix: &UrlPrefix,
+        url: &UrlConfig,
+    ) -> Result<UrlConfig, MgmtError> {
+        if !url.file.is_absolute() {
+            return Err(MgmtError::Invalid {
+                code: "relative_path",
+                message: format!("{:?}: the file's path must be absolute", url.file),
+            });
+        }
+        let what = format!(
+            "publish URL {prefix}{} again -> {}",
+            url.suffix,
+            url.file.display()
+        );
+        self.refuse_private(&url.file)?;
+        if self.server.url_group(prefix)?.url(&url.suffix).is_none() {
+            return Err(url_not_found(prefix, &url.suffix));
+        }
+        let record = self.publish(&url.file)?;
+        let replaced = self.change(who, what, |server| {
+            let group = server.url_group(prefix)?;
+            let old = group
+                .url(&url.suffix)
+                .ok_or_else(|| url_not_found(prefix, &url.suffix))?;
+            let sddl = url
+                .sddl
+                .clone()
+                .or_else(|| old.sddl().map(ToString::to_string));
+            let new = group.prepared(old.suffix(), &url.file, record.as_ref(), sddl.as_deref())?;
+            let before = group.replace_url(&new)?;
+            let config = url_config(&new);
+            let delta = Delta::PutUrl(group.prefix().clone(), config.clone());
+            Ok((config, vec![delta], Undo::PutBackUrl(group, before)))
+        });
+        self.settle(record.as_ref());
+        replaced
     }
 
     /// Unpublishes a URL (the original's RemoveUrl).
@@ -763,6 +885,10 @@ fn servable(stored: &Stored, private: &[std::path::PathBuf], warnings: &mut Vec<
     let mut servable = stored.clone();
     for group in &mut servable.groups {
         group.urls.retain(|url| {
+            // Served from the content directory by hash; `file` is the origin's, never opened here.
+            if url.content.is_some() {
+                return true;
+            }
             if is_private(private, &url.file) {
                 warnings.push(format!(
                     "URL {}{} is not served: {} is this service's own file, never published",
@@ -810,6 +936,7 @@ fn url_config(url: &crate::Url) -> UrlConfig {
         suffix: url.suffix().to_owned(),
         file: url.path().to_owned(),
         sddl: url.sddl().map(ToString::to_string),
+        content: url.content().cloned(),
     }
 }
 
@@ -1016,6 +1143,7 @@ mod tests {
             suffix: suffix.into(),
             file: dir.path().join("a.bin"),
             sddl: Some("D:(A;;GR;;;WD)".into()),
+            content: None,
         }
     }
 

@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 
 mod api;
+mod content;
 mod ended;
 mod error;
 #[cfg(feature = "fleet")]
@@ -35,15 +36,16 @@ pub mod store;
 pub use api::router;
 pub use api::{
     is_unprintable, Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificatesView,
-    ConfigDocument, CreateJob, CredentialsView, Enable, FileView, GroupView, JobErrorView,
-    JobFileProgress, JobProgressEvent, JobStateEvent, JobStreamEvent, JobView, NameOrNumber,
-    NewFile, NewGroup, PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser,
+    ConfigDocument, ContentView, CreateJob, CredentialsView, Enable, FileView, GroupView,
+    JobErrorView, JobFileProgress, JobProgressEvent, JobStateEvent, JobStreamEvent, JobView,
+    NameOrNumber, NewFile, NewGroup, PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser,
     SetCertificate, SetCredentials, SetState, Source, UrlView, UserView,
 };
 pub use api::{JobStatus, StatusReport, MAX_LISTED};
+pub use content::{ContentError, ContentStore};
 pub use ended::DEFAULT_JOB_RETENTION;
 pub use error::{ErrorBody, MgmtError};
-pub use fleet_view::{FleetStatus, FleetView, NodeStatus};
+pub use fleet_view::{ContentStatus, FetchStatus, FleetStatus, FleetView, NodeStatus};
 pub use job_policy::{JobAllow, JobAllowError, JobPolicy};
 pub use listeners::{bind_local, serve_local, serve_remote, AdminAccess};
 pub use managed::Managed;

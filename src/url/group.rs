@@ -18,6 +18,7 @@ use super::suffix::{SegmentError, UrlSuffix};
 use crate::auth::{AuthError, AuthScheme, GroupAuth};
 use crate::authz::{SddlError, SecurityDescriptor, Sid};
 use crate::change::{Change, Events};
+use crate::config::ContentRecord;
 use crate::files::{FileCache, FileSource, Unpublishable};
 use crate::limits::{ByteRate, ConnectionLimit, GroupLimits, LimitError};
 use crate::lock::Recover;
@@ -50,6 +51,15 @@ pub enum UrlError {
     NotAFile {
         /// The path as given.
         path: PathBuf,
+    },
+    /// A URL's content record cannot be served: its hash is not 64 lowercase hex digits, or the server
+    /// has no content directory ([`ServerBuilder::content_dir`](crate::ServerBuilder::content_dir)).
+    #[error("cannot publish URL {suffix:?} by its content: {reason}")]
+    Content {
+        /// The suffix.
+        suffix: String,
+        /// Why.
+        reason: &'static str,
     },
     /// The SDDL string does not parse.
     #[error("invalid SDDL for URL {suffix:?}")]
@@ -113,6 +123,10 @@ pub(crate) struct UrlEntry {
     pub(crate) sddl: Option<SecurityDescriptor>,
     pub(crate) source: Arc<FileSource>,
     pub(crate) counters: Arc<Counters>,
+    /// The file as configured: the one served, or for a content URL the origin's path.
+    pub(crate) file: PathBuf,
+    /// A content URL's identity (served from the content directory by hash).
+    pub(crate) content: Option<ContentRecord>,
 }
 
 impl Url {
@@ -121,9 +135,15 @@ impl Url {
         self.entry.suffix.as_str()
     }
 
-    /// The local file (absolute).
+    /// The local file (absolute); for a URL published by its content, the file it was published from
+    /// on the origin (what is served is [`Url::content`]'s copy in the content directory).
     pub fn path(&self) -> &Path {
-        self.entry.source.path()
+        &self.entry.file
+    }
+
+    /// The content's identity, for a URL published by its content (see [`UrlGroup::add_content_url`]).
+    pub fn content(&self) -> Option<&ContentRecord> {
+        self.entry.content.as_ref()
     }
 
     /// What this URL has served since it was published.
@@ -319,6 +339,72 @@ impl UrlGroup {
         )
     }
 
+    /// Publishes the content `record` names under `suffix`: served from the server's content directory
+    /// (`ServerBuilder::content_dir`) as `DIR/SHA256`, with an ETag from the hash, `Last-Modified` from
+    /// the record's version and `Repr-Digest` from the hash, the same on every server holding those
+    /// bytes; until that file exists, requests are answered 503 with `Retry-After`, never with other
+    /// bytes. `file` is where the origin read it (kept for the configuration, never opened here).
+    pub fn add_content_url(
+        &self,
+        suffix: &str,
+        file: impl AsRef<Path>,
+        record: &ContentRecord,
+        sddl: Option<&str>,
+    ) -> Result<Url, UrlError> {
+        self.change(
+            || {
+                let entry = self.prepare(suffix, file.as_ref(), Some(record), sddl, true)?;
+                self.insert(entry)
+            },
+            |url, prefix| {
+                Some(Change::UrlAdded {
+                    prefix,
+                    suffix: url.suffix().to_owned(),
+                })
+            },
+        )
+    }
+
+    /// Replaces the URL with `url`'s suffix by `url` in one step (a request sees the old URL or the new
+    /// one, never none); fails when there is none.
+    #[cfg(feature = "service")]
+    pub(crate) fn replace_url(&self, url: &Url) -> Result<Url, UrlError> {
+        self.change(
+            || {
+                let key = url.entry.suffix.key();
+                let mut urls = self.inner.urls.write().recover();
+                match urls.get_mut(&key) {
+                    Some(slot) => Ok(Url {
+                        entry: std::mem::replace(slot, url.entry.clone()),
+                    }),
+                    None => Err(UrlError::Content {
+                        suffix: url.suffix().to_owned(),
+                        reason: "no URL with this suffix to replace",
+                    }),
+                }
+            },
+            |_, prefix| {
+                Some(Change::UrlAdded {
+                    prefix,
+                    suffix: url.suffix().to_owned(),
+                })
+            },
+        )
+    }
+
+    /// A URL checked and opened, not yet published: what [`UrlGroup::replace_url`] takes.
+    #[cfg(feature = "service")]
+    pub(crate) fn prepared(
+        &self,
+        suffix: &str,
+        file: &Path,
+        content: Option<&ContentRecord>,
+        sddl: Option<&str>,
+    ) -> Result<Url, UrlError> {
+        self.prepare(suffix, file, content, sddl, false)
+            .map(|entry| Url { entry })
+    }
+
     /// Checks a URL and opens its file without publishing it.
     ///
     /// With `use_default`, a URL without SDDL gets the group's default (what `add_url` does); without it,
@@ -328,6 +414,18 @@ impl UrlGroup {
         &self,
         suffix: &str,
         file: &Path,
+        sddl: Option<&str>,
+        use_default: bool,
+    ) -> Result<Arc<UrlEntry>, UrlError> {
+        self.prepare(suffix, file, None, sddl, use_default)
+    }
+
+    /// [`UrlGroup::prepare_url`], by content when `content` is given.
+    pub(crate) fn prepare(
+        &self,
+        suffix: &str,
+        file: &Path,
+        content: Option<&ContentRecord>,
         sddl: Option<&str>,
         use_default: bool,
     ) -> Result<Arc<UrlEntry>, UrlError> {
@@ -354,22 +452,45 @@ impl UrlGroup {
             HeaderValue::from_static,
         );
         let path = file;
-        let source =
-            FileSource::open(path, content_type, self.inner.cache.clone()).map_err(|e| {
-                let path = path.to_owned();
-                match e {
-                    Unpublishable::Io(source) => UrlError::File { path, source },
-                    Unpublishable::NotAFile => UrlError::NotAFile { path },
-                }
-            })?;
+        let unpublishable = |e| {
+            let path = path.to_owned();
+            match e {
+                Unpublishable::Io(source) => UrlError::File { path, source },
+                Unpublishable::NotAFile => UrlError::NotAFile { path },
+            }
+        };
+        let source = match content {
+            None => FileSource::open(path, content_type, self.inner.cache.clone())
+                .map_err(unpublishable)?,
+            Some(record) => {
+                let refuse = |reason| UrlError::Content {
+                    suffix: suffix.to_string(),
+                    reason,
+                };
+                let digest = record
+                    .digest()
+                    .ok_or_else(|| refuse("its sha256 is not 64 lowercase hex digits"))?;
+                let dir = (self.inner.cache.content_dir())
+                    .ok_or_else(|| refuse("this server has no content directory"))?;
+                let cache = self.inner.cache.clone();
+                FileSource::open_content(dir, &digest, record.version, content_type, cache)
+                    .map_err(unpublishable)?
+            }
+        };
         let source = Arc::new(source);
         source.hash_soon();
+        let file = match content {
+            Some(_) => path.to_owned(),
+            None => source.path().to_owned(),
+        };
         Ok(Arc::new(UrlEntry {
             prefix: self.inner.prefix.clone(),
             suffix,
             sddl,
             source,
             counters: Arc::default(),
+            file,
+            content: content.cloned(),
         }))
     }
 

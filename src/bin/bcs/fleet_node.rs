@@ -42,6 +42,11 @@ impl FleetArgs {
             }
             Ok(FleetArgs())
         }
+        if !given && (args.fleet_peer.is_some() || args.fleet_pull_rate.is_some()) {
+            return Err(CliError::Serve(
+                "--fleet-peer and --fleet-pull-rate are a fleet's node's: they need --etcd URL[,URL...], --fleet NAME and --node NAME".into(),
+            ));
+        }
         #[cfg(feature = "fleet")]
         {
             use bits_compact::service::fleet::{EtcdTls, FleetName, FleetOptions, NodeName};
@@ -111,32 +116,131 @@ pub(crate) async fn join(
     }
 }
 
-/// The managed server, answering `GET /v1/fleet` when it is a fleet's node.
-pub(crate) fn attach(joined: &Joined, managed: Managed) -> Arc<Managed> {
+impl FleetArgs {
+    /// Whether this service is to be a fleet's node.
+    pub(crate) fn is_node(&self) -> bool {
+        #[cfg(feature = "fleet")]
+        return self.0.is_some();
+        #[cfg(not(feature = "fleet"))]
+        false
+    }
+}
+
+/// A fleet's node's content: its store (whose directory the server serves content from), its pulls'
+/// jobs and its peer path. Made before the node joins, so that the server is built with it.
+pub(crate) struct Content(
+    #[cfg(feature = "fleet")] Option<(Arc<ContentStore>, Option<Arc<PeerPath>>)>,
+);
+
+#[cfg(feature = "fleet")]
+use bits_compact::service::fleet::PeerPath;
+use bits_compact::service::ContentStore;
+
+impl Content {
+    /// The content store under `state` and the peer path on `peer`, for a fleet's node; nothing
+    /// otherwise. The content directory goes to `builder`.
+    pub(crate) fn open(
+        args: &FleetArgs,
+        state: &Path,
+        peer: Option<std::net::SocketAddr>,
+        builder: bits_compact::ServerBuilder,
+    ) -> Result<(Content, bits_compact::ServerBuilder), CliError> {
+        #[cfg(feature = "fleet")]
+        if args.is_node() {
+            let store = ContentStore::open(state).map_err(|e| CliError::Serve(crate::chain(&e)))?;
+            let builder = builder.content_dir(store.dir());
+            let peer = match peer {
+                Some(addr) => {
+                    let log = Some(state.join("peer-access.log"));
+                    let path = PeerPath::new(addr, &store, log).map_err(CliError::Library)?;
+                    Some(Arc::new(path))
+                }
+                None => None,
+            };
+            return Ok((Content(Some((Arc::new(store), peer))), builder));
+        }
+        let _ = (args, state, peer);
+        Ok((
+            Content(
+                #[cfg(feature = "fleet")]
+                None,
+            ),
+            builder,
+        ))
+    }
+
+    /// The peer path's server, to serve until the service stops.
+    pub(crate) fn peer_server(&self) -> Option<bits_compact::Server> {
+        #[cfg(feature = "fleet")]
+        if let Some((_, Some(peer))) = &self.0 {
+            return Some(peer.server().clone());
+        }
+        None
+    }
+}
+
+/// The managed server, answering `GET /v1/fleet` when it is a fleet's node and publishing by content.
+pub(crate) fn attach(joined: &Joined, content: &Content, managed: Managed) -> Arc<Managed> {
     #[cfg(feature = "fleet")]
     if let Some(fleet) = &joined.0 {
-        return Arc::new(managed.with_fleet(fleet.view()));
+        let mut managed = managed.with_fleet(fleet.view());
+        if let Some((store, _)) = &content.0 {
+            managed = managed.with_content(store.clone(), fleet.node().as_str());
+        }
+        return Arc::new(managed);
     }
-    let _ = joined;
+    let _ = (joined, content);
     Arc::new(managed)
 }
 
 /// Follows the fleet and keeps the membership until `stop`: the task ends once both have stopped (the
 /// lease returned). Ends at once for a service that is no fleet's node.
-pub(crate) fn run(
+pub(crate) async fn run(
     joined: Joined,
+    content: Content,
+    state: &Path,
+    pull_rate: Option<bits_compact::ByteRate>,
     managed: &Arc<Managed>,
     stop: &CancellationToken,
-) -> JoinHandle<()> {
+) -> Result<JoinHandle<()>, CliError> {
     #[cfg(feature = "fleet")]
     if let Some(fleet) = joined.0 {
-        let tasks = fleet.run(managed.clone(), stop.clone());
-        return tokio::spawn(async move {
+        let duty = match content.0 {
+            Some((store, peer)) => {
+                let jobs = content_jobs(state, pull_rate).await?;
+                Some(bits_compact::service::fleet::ContentDuty { store, jobs, peer })
+            }
+            None => None,
+        };
+        let tasks = fleet.run(managed.clone(), duty, stop.clone());
+        return Ok(tokio::spawn(async move {
             for task in tasks {
                 let _ = task.await;
             }
-        });
+        }));
     }
-    let _ = (joined, managed, stop);
-    tokio::spawn(async {})
+    let _ = (joined, content, state, pull_rate, managed, stop);
+    Ok(tokio::spawn(async {}))
+}
+
+/// The jobs that pull content: their own manager, persisted in `STATE/content-jobs` (so a node killed
+/// mid-pull resumes from the bytes it has), writing only into the content store's incoming directory.
+#[cfg(feature = "fleet")]
+async fn content_jobs(
+    state: &Path,
+    rate: Option<bits_compact::ByteRate>,
+) -> Result<bits_compact::JobManager, CliError> {
+    let store = bits_compact::DirStore::open(state.join("content-jobs"))
+        .map_err(|e| CliError::Serve(format!("the content jobs: {}", crate::chain(&e))))?;
+    let mut builder = bits_compact::JobManager::builder()
+        .store(store)
+        .max_transfers(4)
+        .no_symlinks(true);
+    if let Some(rate) = rate {
+        builder = builder.job_bandwidth(rate);
+    }
+    builder
+        .start()
+        .await
+        .map_err(|e| CliError::Serve(format!("the content jobs: {}", crate::chain(&e))))
 }

@@ -96,6 +96,15 @@ pub(crate) struct ServeArgs {
     /// The client certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "etcd_cert")]
     pub(crate) etcd_key: Option<PathBuf>,
+    /// A fleet's node: serve this node's verified copies to its peers at http://ADDR:PORT/bcs-content/
+    /// (NTLM, as the fleet's own account, whose secret is kept in etcd). Without it the node pulls
+    /// content but serves none to its peers.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) fleet_peer: Option<SocketAddr>,
+    /// A fleet's node: the most bytes per second each content pull takes (e.g. 50MB); default: no
+    /// limit.
+    #[arg(long, value_name = "RATE")]
+    pub(crate) fleet_pull_rate: Option<bits_compact::ByteRate>,
     /// Worker threads that serve connections (default: one per CPU core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) workers: Option<u16>,
@@ -125,6 +134,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     if !bind.is_empty() {
         builder = builder.bind_addresses(bind.clone());
     }
+    let (content, builder) = fleet::Content::open(&fleet_args, &state, args.fleet_peer, builder)?;
     let server = args.access_log.apply(builder).build()?;
     args.access_log.reopen_on_hangup(&server)?;
     let store = SqliteStore::open(service::database_path(&state)).map_err(store_error)?;
@@ -136,10 +146,27 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     }
     let jobs = start_jobs(&args, &state).await?;
     let manager = jobs.manager().clone();
-    let managed = fleet::attach(&fleet, managed.with_jobs(jobs));
+    let managed = fleet::attach(&fleet, &content, managed.with_jobs(jobs));
     let router = service::router(managed.clone());
     let stop = CancellationToken::new();
-    let following = fleet::run(fleet, &managed, &stop);
+    let peer = content.peer_server();
+    let following = fleet::run(
+        fleet,
+        content,
+        &state,
+        args.fleet_pull_rate,
+        &managed,
+        &stop,
+    )
+    .await?;
+    if let Some(peer) = peer {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = peer.serve(stop.cancelled_owned()).await {
+                note!("bcs: warning: the fleet's peer path stopped: {e}");
+            }
+        });
+    }
 
     let socket = service::socket_path(&state);
     let local = {

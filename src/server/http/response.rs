@@ -73,7 +73,9 @@ impl Reject {
             }
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::Forbidden(_) | Reject::Denied => StatusCode::FORBIDDEN,
-            Reject::Busy | Reject::File(FileError::Changing(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::Busy | Reject::File(FileError::Changing(_) | FileError::Pending) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Reject::File(FileError::Unsatisfiable { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
             Reject::File(FileError::PreconditionFailed) => StatusCode::PRECONDITION_FAILED,
             Reject::File(FileError::Io(e)) => {
@@ -92,6 +94,10 @@ impl Reject {
                 None => format!("{} {reason}\n", status.as_u16()),
             },
             // Say why, as HTTP.sys does not: a client that named the wrong host or group learns to fix it.
+            Reject::File(FileError::Pending) => format!(
+                "{} {reason}: this node does not hold the file yet; retry later\n",
+                status.as_u16()
+            ),
             Reject::NoGroup => format!(
                 "{} {reason}: no URL group here serves this host name and path\n",
                 status.as_u16()
@@ -119,7 +125,7 @@ impl Reject {
             Reject::MethodNotAllowed => {
                 h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             }
-            Reject::Busy => {
+            Reject::Busy | Reject::File(FileError::Pending) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Reject::Refused(refusal) => refusal.add_headers(h),

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::extract::{blocking, prefix, Body, Param, Who};
 use super::fields::{self, NAME, PATH, SDDL, URL};
-use crate::config::{GroupConfig, UrlConfig};
+use crate::config::{ContentRecord, GroupConfig, UrlConfig};
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
 use crate::service::settings::GroupSettings;
@@ -71,6 +71,24 @@ pub struct UrlView {
     /// it; absent is none, and a configuration document never carries it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub downloads_under_way: u64,
+    /// On a fleet's node: the content's identity, recorded when it was published; every node serves the
+    /// URL from its own verified copy of these bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<ContentView>,
+}
+
+/// A published file's content in a fleet (see [`crate::config::ContentRecord`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContentView {
+    /// The SHA-256 of the bytes, 64 lowercase hex digits.
+    pub sha256: String,
+    /// The size in bytes.
+    pub size: u64,
+    /// The node it was published on.
+    pub origin: String,
+    /// Its modification time on the origin, seconds since the Unix epoch (`Last-Modified`).
+    pub version: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -208,6 +226,12 @@ impl From<UrlConfig> for UrlView {
             file: u.file.to_string_lossy().into_owned(),
             sddl: u.sddl,
             downloads_under_way: 0,
+            content: u.content.map(|c| ContentView {
+                sha256: c.sha256,
+                size: c.size,
+                origin: c.origin,
+                version: c.version,
+            }),
         }
     }
 }
@@ -218,6 +242,12 @@ impl From<UrlView> for UrlConfig {
             suffix: u.suffix,
             file: u.file.into(),
             sddl: u.sddl,
+            content: u.content.map(|c| ContentRecord {
+                sha256: c.sha256,
+                size: c.size,
+                origin: c.origin,
+                version: c.version,
+            }),
         }
     }
 }
@@ -294,6 +324,10 @@ impl UrlView {
     pub(super) fn check(&self, field: &str) -> Result<(), MgmtError> {
         fields::printable(&format!("{field}suffix"), &self.suffix, PATH)?;
         fields::printable(&format!("{field}file"), &self.file, PATH)?;
+        if let Some(content) = &self.content {
+            fields::printable(&format!("{field}content.sha256"), &content.sha256, NAME)?;
+            fields::printable(&format!("{field}content.origin"), &content.origin, NAME)?;
+        }
         match &self.sddl {
             Some(sddl) => fields::printable(&format!("{field}sddl"), sddl, SDDL),
             None => Ok(()),
@@ -391,6 +425,32 @@ pub(crate) async fn add_url(
     let url = UrlConfig::from(url);
     let added = blocking(&m, move |m| m.add_url(&who, &p, &url)).await?;
     Ok((StatusCode::CREATED, Json(added.into())))
+}
+
+/// Publishes the URL again: its file (re-read: on a fleet's node, hashed and copied again, so every
+/// node moves to the new bytes at once) and, when given, its SDDL; without `sddl` it keeps the one it
+/// has, so re-publishing never widens who may read it. 404 when the group has no such URL.
+#[utoipa::path(put, operation_id = "replace_url", path = "/v1/groups/{prefix}/urls/{suffix}", tag = "urls", request_body = UrlView,
+    params(("prefix" = String, Path, description = "The group's prefix, percent-encoded"),
+           ("suffix" = String, Path, description = "The URL's suffix, percent-encoded")),
+    responses((status = 200, body = UrlView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn replace_url(
+    State(m): State<Arc<Managed>>,
+    Who(who): Who,
+    Param((p, suffix)): Param<(String, String)>,
+    Body(url): Body<UrlView>,
+) -> Result<Json<UrlView>, MgmtError> {
+    url.check("")?;
+    if !url.suffix.eq_ignore_ascii_case(&suffix) {
+        return Err(MgmtError::Invalid {
+            code: "suffix_mismatch",
+            message: format!("the body names URL {:?}, the path {suffix:?}", url.suffix),
+        });
+    }
+    let p = prefix(&p)?;
+    let url = UrlConfig::from(url);
+    let replaced = blocking(&m, move |m| m.replace_url(&who, &p, &url)).await?;
+    Ok(Json(replaced.into()))
 }
 
 /// One URL (IsUrlInUrlGroup): 200 with it, or 404.

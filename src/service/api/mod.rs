@@ -28,7 +28,7 @@ use queue::handlers as jobs;
 pub use certs::{Binding, Certificate, ClientCertificatesView, SetCertificate, Source};
 pub use document::{Applied, ConfigDocument};
 pub use group_settings::{AuthSettings, Enable, Properties, PropertyValue};
-pub use groups::{GroupView, NewGroup, UrlView};
+pub use groups::{ContentView, GroupView, NewGroup, UrlView};
 pub use queue::{
     ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobFileProgress,
     JobProgressEvent, JobStateEvent, JobStreamEvent, JobView, NameOrNumber, NewFile, ProxyView,
@@ -61,6 +61,7 @@ pub(crate) const MAX_BODY: usize = 8 << 20;
         groups::list_urls,
         groups::add_url,
         groups::check_url,
+        groups::replace_url,
         groups::remove_url,
         group_settings::show_auth,
         group_settings::set_auth,
@@ -173,7 +174,9 @@ pub fn router(managed: Arc<Managed>) -> Router {
         )
         .route(
             "/v1/groups/{prefix}/urls/{suffix}",
-            get(groups::check_url).delete(groups::remove_url),
+            get(groups::check_url)
+                .put(groups::replace_url)
+                .delete(groups::remove_url),
         )
         .route("/v1/groups/{prefix}/auth", get(group_settings::show_auth))
         .route(

@@ -259,6 +259,7 @@ mod tests {
             suffix: "x.bin".into(),
             file: "/srv/x.bin".into(),
             sddl: None,
+            content: None,
         };
         add(
             &mut map,

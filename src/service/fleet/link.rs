@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, GetOptions, Txn, TxnResponse};
 
+use super::announce::Announced;
 use super::keys::{ConfigMap, Entry, Keys};
 use super::name::{FleetName, NodeName};
 
@@ -25,6 +26,8 @@ pub(crate) struct Link {
     runtime: tokio::runtime::Handle,
     /// The revision of the fleet's configuration this node serves (0: none yet).
     applied: AtomicI64,
+    /// What the node announces of its content, and the content its configuration names.
+    pub(crate) announced: Announced,
 }
 
 impl Link {
@@ -36,6 +39,7 @@ impl Link {
             node,
             runtime: tokio::runtime::Handle::current(),
             applied: AtomicI64::new(0),
+            announced: Announced::default(),
         }
     }
 

@@ -12,6 +12,7 @@ use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpR
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::announce::{FetchRecord, MAX_FETCHING_LISTED, MAX_HELD_LISTED};
 use super::link::Link;
 use super::FleetError;
 use crate::service::error::MgmtError;
@@ -45,6 +46,15 @@ pub(crate) struct NodeRecord {
     pub(crate) unserved_total: usize,
     /// Tells this process's record from another's with the same name.
     pub(crate) instance: String,
+    /// Where its peers pull content from it (`http://ADDR:PORT/bcs-content/`), if it serves them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) peer: Option<String>,
+    /// The hashes of the verified copies it holds (at most [`MAX_HELD_LISTED`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) holds: Vec<String>,
+    /// What it is fetching, from whom (at most [`MAX_FETCHING_LISTED`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) fetching: Vec<FetchRecord>,
 }
 
 impl NodeRecord {
@@ -60,6 +70,9 @@ impl NodeRecord {
             groups_total: 0,
             unserved_total: 0,
             instance: instance.iter().map(|b| format!("{b:02x}")).collect(),
+            peer: None,
+            holds: Vec::new(),
+            fetching: Vec::new(),
         }
     }
 
@@ -70,7 +83,14 @@ impl NodeRecord {
             .iter()
             .map(|g| g.prefix.to_string())
             .collect();
-        self.with(link.applied(), groups, managed.unserved())
+        let mut record = self.with(link.applied(), groups, managed.unserved());
+        let announced = link.announced.get();
+        record.peer = announced.peer;
+        record.holds = announced.holds.into_iter().take(MAX_HELD_LISTED).collect();
+        record.fetching = (announced.fetching.into_iter())
+            .take(MAX_FETCHING_LISTED)
+            .collect();
+        record
     }
 
     /// The record at `revision` with these groups and warnings, the lists capped, their counts kept.
@@ -247,6 +267,25 @@ async fn hold(link: &Link, managed: &Managed, record: &NodeRecord, lease: i64) -
     }
 }
 
+/// The live nodes' records, by name (one read, bounded in time).
+pub(crate) async fn live(link: &Link) -> Result<BTreeMap<String, NodeRecord>, String> {
+    let read = || {
+        let (mut client, key) = (link.client(), link.keys.nodes());
+        async move { client.get(key, Some(GetOptions::new().with_prefix())).await }
+    };
+    let answer = Link::retrying("reading the fleet's members", read).await?;
+    let prefix = link.keys.nodes();
+    Ok(answer
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let name = kv.key_str().ok()?.strip_prefix(&prefix)?.to_owned();
+            let record: NodeRecord = serde_json::from_slice(kv.value()).ok()?;
+            Some((name, record))
+        })
+        .collect())
+}
+
 /// `GET /v1/fleet` on a fleet's node: the records of live and known nodes, read at one revision.
 pub(crate) struct Members {
     pub(crate) link: Arc<Link>,
@@ -302,11 +341,13 @@ impl FleetView for Members {
                 unserved: r.unserved,
             })
             .collect();
+        let content = super::content::status(&self.link.announced.get().wanted, &live);
         Ok(FleetStatus {
             fleet: self.link.fleet.to_string(),
             node: self.link.node.to_string(),
             revision,
             nodes,
+            content,
         })
     }
 }

@@ -16,6 +16,8 @@
 //! newer one; with etcd unreachable or below quorum a change fails within seconds and changes nothing,
 //! and the node keeps serving what it has.
 
+mod announce;
+mod content;
 mod etcd_store;
 mod follower;
 mod keys;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use tokio_util::sync::CancellationToken;
 
+pub use content::{ContentDuty, PeerPath, PEER_USER};
 pub use etcd_store::EtcdStore;
 pub use membership::LEASE_TTL;
 pub use name::{FleetName, NameError, NodeName, MAX_NAME};
@@ -210,11 +213,23 @@ impl Fleet {
     pub fn run(
         self,
         managed: Arc<Managed>,
+        content: Option<ContentDuty>,
         stop: CancellationToken,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let follow = follower::follow(self.link.clone(), managed.clone(), stop.clone());
+        let mut tasks = vec![tokio::spawn(follow)];
+        if let Some(duty) = content {
+            let pulls = content::run(self.link.clone(), managed.clone(), duty, stop.clone());
+            tasks.push(tokio::spawn(pulls));
+        }
         let keep = membership::keep(self.link, managed, self.record, self.lease, stop);
-        vec![tokio::spawn(follow), tokio::spawn(keep)]
+        tasks.push(tokio::spawn(keep));
+        tasks
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &NodeName {
+        &self.link.node
     }
 }
 

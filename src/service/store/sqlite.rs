@@ -294,6 +294,7 @@ mod tests {
             suffix: suffix.into(),
             file: format!("/srv/{suffix}").into(),
             sddl: None,
+            content: None,
         }
     }
 

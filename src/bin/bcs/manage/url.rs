@@ -16,6 +16,11 @@ pub(crate) enum UrlCommand {
     /// Publish a file under the group's prefix.
     #[command(after_help = EXIT_CODES)]
     Add(AddArgs),
+    /// Publish a URL again: its file, re-read now (on a fleet's node, hashed and copied again, so that
+    /// every node moves to the new bytes at once), and its SDDL when --sddl is given (else it keeps its
+    /// own).
+    #[command(after_help = EXIT_CODES)]
+    Set(AddArgs),
     /// Stop publishing a URL.
     #[command(after_help = EXIT_CODES)]
     Remove(UrlArgs),
@@ -35,7 +40,7 @@ pub(crate) struct AddArgs {
     suffix: String,
     /// The file: a path here (sent as its absolute path), or an absolute path on the service's machine.
     file: PathBuf,
-    /// Who may read it, in SDDL; default: the group's default SDDL.
+    /// Who may read it, in SDDL; default: the group's default SDDL (`url set`: the URL's own).
     #[arg(long, value_name = "SDDL")]
     sddl: Option<String>,
     #[command(flatten)]
@@ -64,7 +69,8 @@ fn url_path(prefix: &str, suffix: &str) -> String {
 
 pub(crate) async fn run(command: UrlCommand) -> Result<(), CliError> {
     match command {
-        UrlCommand::Add(args) => add(&args).await,
+        UrlCommand::Add(args) => add(&args, false).await,
+        UrlCommand::Set(args) => add(&args, true).await,
         UrlCommand::Remove(args) => {
             call(&args.api, Method::DELETE, &args.path(), None).await?;
             done(&args.api, || {
@@ -81,7 +87,17 @@ pub(crate) async fn run(command: UrlCommand) -> Result<(), CliError> {
                     note_safe!("bcs: no URLs in {}", args.prefix);
                 }
                 for url in &urls {
-                    say_safe!("{} → {}", url.suffix, url.file);
+                    match &url.content {
+                        Some(c) => say_safe!(
+                            "{} → {} (content sha256 {}, {} bytes, from node {})",
+                            url.suffix,
+                            url.file,
+                            c.sha256,
+                            c.size,
+                            c.origin
+                        ),
+                        None => say_safe!("{} → {}", url.suffix, url.file),
+                    }
                 }
             })?;
             Ok(())
@@ -89,17 +105,37 @@ pub(crate) async fn run(command: UrlCommand) -> Result<(), CliError> {
     }
 }
 
-async fn add(args: &AddArgs) -> Result<(), CliError> {
+/// `bcs url add` (POST), or with `again` `bcs url set` (PUT on the URL).
+async fn add(args: &AddArgs, again: bool) -> Result<(), CliError> {
     let body = UrlView {
         suffix: args.suffix.clone(),
         file: service_path(&args.file)?,
         sddl: args.sddl.clone(),
         downloads_under_way: 0,
+        content: None,
     };
-    let path = format!("/v1/groups/{}/urls", segment(&args.prefix));
-    let url = send(&args.api, Method::POST, &path, &body).await?;
-    show(&args.api, &url, |url: UrlView| {
-        note_safe!("bcs: added {}{} → {}", args.prefix, url.suffix, url.file)
+    let (method, path, verb) = match again {
+        false => (
+            Method::POST,
+            format!("/v1/groups/{}/urls", segment(&args.prefix)),
+            "added",
+        ),
+        true => (
+            Method::PUT,
+            url_path(&args.prefix, &args.suffix),
+            "published again",
+        ),
+    };
+    let url = send(&args.api, method, &path, &body).await?;
+    show(&args.api, &url, |url: UrlView| match &url.content {
+        Some(c) => note_safe!(
+            "bcs: {verb} {}{} → {} (sha256 {})",
+            args.prefix,
+            url.suffix,
+            url.file,
+            c.sha256
+        ),
+        None => note_safe!("bcs: {verb} {}{} → {}", args.prefix, url.suffix, url.file),
     })?;
     Ok(())
 }
