@@ -71,7 +71,7 @@ fn a_service_outside_any_fleet_says_so() {
 
 /// Polls `check` until it is true or `limit` passes; false then.
 #[cfg(feature = "fleet")]
-fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if check() {
@@ -86,13 +86,13 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 /// Whether etcd is here: skip outside CI, fail under CI=true.
 #[cfg(feature = "fleet")]
-fn have_etcd() -> bool {
+pub(crate) fn have_etcd() -> bool {
     have("etcd") && have("etcdctl")
 }
 
 /// A 3-member etcd cluster on loopback.
 #[cfg(feature = "fleet")]
-struct Etcd {
+pub(crate) struct Etcd {
     dir: tempfile::TempDir,
     client: Vec<u16>,
     peer: Vec<u16>,
@@ -101,7 +101,7 @@ struct Etcd {
 
 #[cfg(feature = "fleet")]
 impl Etcd {
-    fn start() -> Etcd {
+    pub(crate) fn start() -> Etcd {
         let mut etcd = Etcd {
             dir: tempfile::tempdir().unwrap(),
             client: (0..3).map(|_| free_port()).collect(),
@@ -169,7 +169,7 @@ impl Etcd {
         }
     }
 
-    fn etcdctl(&self, args: &[&str]) -> Output {
+    pub(crate) fn etcdctl(&self, args: &[&str]) -> Output {
         let endpoints = self.endpoints();
         let mut all = vec!["--endpoints", &endpoints, "--command-timeout=3s"];
         all.extend_from_slice(args);
@@ -248,19 +248,27 @@ impl Drop for Etcd {
 
 /// A `bcs serve` node of fleet `fleet` bound to 127.0.0.`n`.
 #[cfg(feature = "fleet")]
-struct Node {
-    ip: String,
-    name: String,
+pub(crate) struct Node {
+    pub(crate) ip: String,
+    pub(crate) name: String,
     fleet: String,
     endpoints: String,
     dir: tempfile::TempDir,
     running: Option<Running>,
+    /// More `bcs serve` arguments.
+    pub(crate) extra: Vec<String>,
 }
 
 #[cfg(feature = "fleet")]
 impl Node {
-    fn start(etcd: &Etcd, fleet: &str, n: u8) -> Node {
+    pub(crate) fn start(etcd: &Etcd, fleet: &str, n: u8) -> Node {
+        Node::start_with(etcd, fleet, n, &[])
+    }
+
+    /// [`Node::start`] with more `bcs serve` arguments.
+    pub(crate) fn start_with(etcd: &Etcd, fleet: &str, n: u8, extra: &[&str]) -> Node {
         let mut node = Node::new(&etcd.endpoints(), fleet, n);
+        node.extra = extra.iter().map(|s| s.to_string()).collect();
         node.restart();
         node
     }
@@ -273,10 +281,11 @@ impl Node {
             endpoints: endpoints.to_owned(),
             dir: tempfile::tempdir().unwrap(),
             running: None,
+            extra: Vec::new(),
         }
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
@@ -296,11 +305,12 @@ impl Node {
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(self.extra.iter().cloned())
         .collect()
     }
 
     /// Starts it (again); waits for its banner. Panics when it does not start.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         let args = self.args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let running = Running::spawn(Path::new(BCS), &args);
@@ -325,7 +335,7 @@ impl Node {
         (out.status.code(), text(&out.stderr))
     }
 
-    fn stop(&mut self, signal: &str) -> (Option<i32>, String) {
+    pub(crate) fn stop(&mut self, signal: &str) -> (Option<i32>, String) {
         self.running.take().expect("not running").stop(signal)
     }
 
@@ -333,11 +343,11 @@ impl Node {
         self.state().join("bcs.sock").to_str().unwrap().to_owned()
     }
 
-    fn bcs(&self, args: &[&str]) -> Output {
+    pub(crate) fn bcs(&self, args: &[&str]) -> Output {
         bcs_at(&self.socket(), args)
     }
 
-    fn ok(&self, args: &[&str]) {
+    pub(crate) fn ok(&self, args: &[&str]) {
         let out = self.bcs(args);
         assert!(
             out.status.success(),
@@ -347,7 +357,7 @@ impl Node {
         );
     }
 
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.push("--json");
         let out = self.bcs(&all);
@@ -361,7 +371,7 @@ impl Node {
     }
 
     /// What it serves at `port` and `path`: the status and body (0 when nothing answers).
-    fn get(&self, port: u16, path: &str) -> (u16, Vec<u8>) {
+    pub(crate) fn get(&self, port: u16, path: &str) -> (u16, Vec<u8>) {
         let url = format!("http://{}:{port}{path}", self.ip);
         let out = run(
             "curl",
@@ -384,7 +394,7 @@ impl Node {
     }
 
     /// Its whole configuration (`bcs export --json`).
-    fn export(&self) -> Value {
+    pub(crate) fn export(&self) -> Value {
         self.json(&["export"])
     }
 }

@@ -20,6 +20,8 @@ mod examples;
 mod exposure;
 #[cfg(feature = "cli")]
 mod fleet;
+#[cfg(all(feature = "cli", feature = "fleet"))]
+mod fleet_content;
 #[cfg(feature = "cli")]
 mod hardening;
 mod job_hardening;

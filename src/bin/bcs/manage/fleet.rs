@@ -1,10 +1,12 @@
-//! `bcs fleet status`: the fleet the service is a node of (`GET /v1/fleet`), one line per node.
+//! `bcs fleet status`: the fleet the service is a node of (`GET /v1/fleet`), one line per node, then
+//! each published content with the nodes that hold it and those still fetching it.
 
 use bits_compact::service::FleetStatus;
 use clap::Subcommand;
 use http::Method;
 
 use super::{call, list_or_none, show, ApiArgs};
+use crate::print::{human_bytes, human_rate};
 use crate::CliError;
 
 #[derive(Subcommand)]
@@ -46,6 +48,27 @@ async fn status(api: &ApiArgs) -> Result<(), CliError> {
             let unlisted = n.unserved_total.saturating_sub(n.unserved.len());
             if unlisted > 0 {
                 say_safe!("    and {unlisted} more not served there");
+            }
+        }
+        for c in &fleet.content {
+            say_safe!(
+                "content {} ({} bytes, published on {}): {}",
+                c.sha256,
+                c.size,
+                c.origin,
+                list_or_none(&c.urls)
+            );
+            say_safe!("  held and served by {}", list_or_none(&c.holders));
+            for f in &c.fetching {
+                say_safe!(
+                    "  {} fetching from {}: {} of {} ({}%), {}",
+                    f.node,
+                    f.from,
+                    human_bytes(f.bytes),
+                    human_bytes(f.total),
+                    f.bytes.saturating_mul(100) / f.total.max(1),
+                    human_rate(f.rate)
+                );
             }
         }
     })?;
