@@ -334,7 +334,7 @@ mod tests {
         assert!(store.holds(&record.sha256));
         assert_eq!(
             store.held().into_iter().collect::<Vec<_>>(),
-            [record.sha256.clone()]
+            std::slice::from_ref(&record.sha256)
         );
         // Nothing is left in incoming.
         assert_eq!(std::fs::read_dir(&store.incoming).unwrap().count(), 0);
@@ -376,7 +376,7 @@ mod tests {
         std::fs::write(store.dir().join("not-a-hash"), b"x").unwrap();
         assert!(!store.holds("not-a-hash") && !store.holds("../content/x"));
         let removed = store.remove_unused(|_| false);
-        assert_eq!(removed, [old.clone()]);
+        assert_eq!(removed, std::slice::from_ref(&old));
         assert!(store.holds(&fresh.sha256));
         assert!(store.dir().join("not-a-hash").exists());
         store.discard_unless(&fresh.sha256, false);

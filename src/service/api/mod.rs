@@ -277,6 +277,6 @@ mod tests {
                 ids.push(id);
             }
         }
-        assert_eq!(ids.len(), 41);
+        assert_eq!(ids.len(), 42);
     }
 }

@@ -672,8 +672,8 @@ mod tests {
         // b busy with another pull: d takes c, e waits.
         let mut busy = records.clone();
         busy.insert("x".into(), node(false, Some("b")));
+        // x (waiting too, but last in name order) pulls other content from b.
         busy.get_mut("x").unwrap().fetching[0].sha256 = "other".into();
-        busy.get_mut("x").unwrap().holds = vec![SHA.into()];
         assert_eq!(chosen(&busy, "d").as_deref(), Some("c"));
         assert_eq!(chosen(&busy, "e"), None);
     }
