@@ -75,6 +75,7 @@ pub(crate) async fn respond(
     headers: &HeaderMap,
     source: &Arc<FileSource>,
 ) -> Result<Response<ResponseBody>, FileError> {
+    let source = &source.serving();
     let not_held = |e: std::io::Error| match FileError::from(e) {
         FileError::Gone(_) if source.is_content() => FileError::Pending,
         other => other,

@@ -222,6 +222,9 @@ pub(crate) struct FileSource {
     hashing: AtomicBool,
     /// A content-addressed file's validators (see [`FileSource::open_content`]).
     pinned: Option<Pinned>,
+    /// A content-addressed file's previous version, served whole while this one is not held yet (see
+    /// [`FileSource::serving`]); never itself with a previous one.
+    previous: Option<Arc<FileSource>>,
 }
 
 /// A version's `Repr-Digest` value.
@@ -255,6 +258,7 @@ impl FileSource {
             digest: ArcSwapOption::empty(),
             hashing: AtomicBool::new(false),
             pinned: None,
+            previous: None,
         })
     }
 
@@ -290,7 +294,28 @@ impl FileSource {
                 modified_secs: version,
                 digest,
             }),
+            previous: None,
         })
+    }
+
+    /// This content-addressed file, served as `previous` (the version before it, also
+    /// content-addressed) until it is held: a URL moves to a new version once its bytes are here, not
+    /// before.
+    pub(crate) fn after(mut self, previous: FileSource) -> FileSource {
+        self.previous = Some(Arc::new(FileSource {
+            previous: None,
+            ..previous
+        }));
+        self
+    }
+
+    /// The source a request is answered from: this one, or while its file is not here yet, the previous
+    /// version when that one is. Each response is built from the one source returned.
+    pub(crate) fn serving(self: &Arc<Self>) -> Arc<FileSource> {
+        match &self.previous {
+            Some(previous) if nofollow::metadata(&self.path).is_err() => previous.clone(),
+            _ => self.clone(),
+        }
     }
 
     /// Whether this is a content-addressed file, whose absence means "not held here yet" (503), not

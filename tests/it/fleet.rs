@@ -101,18 +101,26 @@ pub(crate) struct Etcd {
 
 #[cfg(feature = "fleet")]
 impl Etcd {
+    /// Starts the cluster; once more on other ports if it gets no leader (a port picked free may be
+    /// taken by another test before a member binds it, and that member then exits).
     pub(crate) fn start() -> Etcd {
-        let mut etcd = Etcd {
-            dir: tempfile::tempdir().unwrap(),
-            client: (0..3).map(|_| free_port()).collect(),
-            peer: (0..3).map(|_| free_port()).collect(),
-            members: vec![None, None, None],
-        };
-        for i in 0..3 {
-            etcd.restart(i);
+        let mut failed = String::new();
+        for _ in 0..2 {
+            let mut etcd = Etcd {
+                dir: tempfile::tempdir().unwrap(),
+                client: (0..3).map(|_| free_port()).collect(),
+                peer: (0..3).map(|_| free_port()).collect(),
+                members: vec![None, None, None],
+            };
+            for i in 0..3 {
+                etcd.restart(i);
+            }
+            match etcd.healthy() {
+                Ok(()) => return etcd,
+                Err(e) => failed = e,
+            }
         }
-        etcd.wait_healthy();
-        etcd
+        panic!("{failed}");
     }
 
     fn endpoints(&self) -> String {
@@ -181,17 +189,26 @@ impl Etcd {
     }
 
     fn wait_healthy(&self) {
+        if let Err(e) = self.healthy() {
+            panic!("{e}");
+        }
+    }
+
+    /// Waits (30 s at most) until the cluster takes a write; why not, with the members' last words.
+    fn healthy(&self) -> Result<(), String> {
         let mut last = String::new();
         let healthy = eventually(Duration::from_secs(30), || {
             let out = self.etcdctl(&["put", "/bcs-test/health", "ok"]);
             last = String::from_utf8_lossy(&out.stderr).into_owned();
             out.status.success()
         });
-        assert!(
-            healthy,
-            "the etcd cluster did not get a leader; etcdctl said: {last}\n{}",
-            self.logs()
-        );
+        match healthy {
+            true => Ok(()),
+            false => Err(format!(
+                "the etcd cluster did not get a leader; etcdctl said: {last}\n{}",
+                self.logs()
+            )),
+        }
     }
 
     /// The last lines each member wrote, for a failure's message.

@@ -184,7 +184,8 @@ pub(crate) fn attach(joined: &Joined, content: &Content, managed: Managed) -> Ar
     #[cfg(feature = "fleet")]
     if let Some(fleet) = &joined.0 {
         let mut managed = managed.with_fleet(fleet.view());
-        if let Some((store, _)) = &content.0 {
+        // A node publishes by content only when its peers can pull from it.
+        if let Some((store, Some(_))) = &content.0 {
             managed = managed.with_content(store.clone(), fleet.node().as_str());
         }
         return Arc::new(managed);

@@ -97,8 +97,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "etcd_cert")]
     pub(crate) etcd_key: Option<PathBuf>,
     /// A fleet's node: serve this node's verified copies to its peers at http://ADDR:PORT/bcs-content/
-    /// (NTLM, as the fleet's own account, whose secret is kept in etcd). Without it the node pulls
-    /// content but serves none to its peers.
+    /// (NTLM, as the fleet's own account, whose secret is kept in etcd), and publish files by their
+    /// content (every node then serves its own verified copy). Without it the node pulls content
+    /// published elsewhere but serves none to its peers, and the files it publishes must exist at the
+    /// same path on every node.
     #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) fleet_peer: Option<SocketAddr>,
     /// A fleet's node: the most bytes per second each content pull takes (e.g. 50MB); default: no

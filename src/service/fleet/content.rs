@@ -2,7 +2,8 @@
 //! (see [`ContentStore`]). A node publishes a file by hashing and copying it (`Managed::add_url`); every
 //! other node pulls the bytes with a download job of its own (resumable, persisted in
 //! `STATE/content-jobs`, so a node killed mid-fetch resumes from the bytes it has), checks the SHA-256,
-//! and only then serves it; until then its URL answers 503 with `Retry-After`.
+//! and only then serves it; until then its URL answers 503 with `Retry-After`, or, for a URL published
+//! again, goes on serving the version before until the new one is held.
 //!
 //! Nodes pull from each other, not only from the origin: each live node announces the copies it holds
 //! and its fetches in its record ([`super::announce`]), and a node that needs content picks a holder
@@ -243,7 +244,9 @@ pub(crate) async fn run(
         }
         let jobs = content_jobs(&duty.jobs);
         pulls.retain(|sha, _| wanted.contains_key(sha) && !duty.store.holds(sha));
-        for sha in duty.store.remove_unused(|sha| wanted.contains_key(sha)) {
+        let serving = still_serving(&managed, &duty.store);
+        let keep = |sha: &str| wanted.contains_key(sha) || serving.contains(sha);
+        for sha in duty.store.remove_unused(keep) {
             tracing::info!(target: "bits_compact::service", content = %sha, "removed a copy no URL names");
         }
         let held = duty.store.held();
@@ -317,6 +320,21 @@ fn wanted(managed: &Managed) -> BTreeMap<String, (ContentRecord, Vec<String>)> {
         }
     }
     wanted
+}
+
+/// The previous versions URLs still serve because their new one is not held here yet.
+fn still_serving(managed: &Managed, store: &ContentStore) -> BTreeSet<String> {
+    let mut serving = BTreeSet::new();
+    for group in managed.server().url_groups() {
+        for url in group.urls() {
+            if let (Some(now), Some(before)) = (url.content(), url.previous_content()) {
+                if !store.holds(&now.sha256) {
+                    serving.insert(before.sha256.clone());
+                }
+            }
+        }
+    }
+    serving
 }
 
 /// The unfinished content jobs, by hash (their display name).
