@@ -226,27 +226,74 @@ pub struct ContentRecord {
     pub origin: String,
     /// The file's modification time on the origin, in seconds since the Unix epoch.
     pub version: u64,
+    /// The content the URL had before it was published again: served by a node until it holds this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousContent>,
 }
 
+/// The content a URL published again had before (see [`ContentRecord::previous`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousContent {
+    /// Its SHA-256, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Its version (see [`ContentRecord::version`]).
+    pub version: u64,
+}
+
+/// The latest version a content record may carry: the last second of the year 9999, the last an HTTP
+/// date can say.
+pub const MAX_CONTENT_VERSION: u64 = 253_402_300_799;
+
 impl ContentRecord {
+    /// The hash as bytes, once the record is checked: the hash and the previous one's are 64 lowercase
+    /// hex digits, the versions no later than [`MAX_CONTENT_VERSION`]. Why not, otherwise.
+    pub fn check(&self) -> Result<[u8; 32], &'static str> {
+        if self.version > MAX_CONTENT_VERSION
+            || self
+                .previous
+                .as_ref()
+                .is_some_and(|p| p.version > MAX_CONTENT_VERSION)
+        {
+            return Err("its version is after the year 9999");
+        }
+        if let Some(p) = &self.previous {
+            hex_digest(&p.sha256).ok_or("its previous sha256 is not 64 lowercase hex digits")?;
+        }
+        self.digest()
+            .ok_or("its sha256 is not 64 lowercase hex digits")
+    }
+
     /// The hash as bytes; `None` unless it is exactly 64 lowercase hex digits (so that it is also a
     /// safe file name: no `/`, no `.`, nothing but `[0-9a-f]`).
     pub fn digest(&self) -> Option<[u8; 32]> {
-        let hex = self.sha256.as_bytes();
-        if hex.len() != 64 {
-            return None;
-        }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        let mut out = [0u8; 32];
-        for (i, pair) in hex.chunks_exact(2).enumerate() {
-            out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-        }
-        Some(out)
+        hex_digest(&self.sha256)
     }
+}
+
+impl PreviousContent {
+    /// The hash as bytes, if it is 64 lowercase hex digits.
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        hex_digest(&self.sha256)
+    }
+}
+
+/// 64 lowercase hex digits as 32 bytes.
+fn hex_digest(text: &str) -> Option<[u8; 32]> {
+    let hex = text.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 /// TLS on one https port: the original's per-port certificate binding, and our additions.
@@ -320,6 +367,7 @@ mod tests {
             size: 1,
             origin: "a".into(),
             version: 0,
+            previous: None,
         };
         let good = "0123456789abcdef".repeat(4);
         let digest = record(&good).digest().unwrap();
@@ -331,7 +379,23 @@ mod tests {
         let multibyte = format!("{}é", &good[..62]);
         for bad in ["", &upper, &traversal, &long, &good[1..], &multibyte] {
             assert!(record(bad).digest().is_none(), "{bad:?}");
+            assert!(record(bad).check().is_err(), "{bad:?}");
         }
+        let mut late = record(&good);
+        late.version = MAX_CONTENT_VERSION + 1;
+        assert!(late.check().is_err());
+        late.version = MAX_CONTENT_VERSION;
+        assert_eq!(late.check(), Ok(digest));
+        late.previous = Some(PreviousContent {
+            sha256: traversal.clone(),
+            version: 1,
+        });
+        assert!(late.check().is_err());
+        late.previous = Some(PreviousContent {
+            sha256: good.clone(),
+            version: u64::MAX,
+        });
+        assert!(late.check().is_err());
     }
 
     #[test]

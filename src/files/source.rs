@@ -107,7 +107,10 @@ impl Version {
     }
 }
 
+/// `Last-Modified` for `secs` after the epoch; clamped to the last second an HTTP date can say (the
+/// year 9999), so that no time, from a file or a record, fails to be written.
 fn last_modified(secs: u64) -> HeaderValue {
+    let secs = secs.min(crate::config::MAX_CONTENT_VERSION);
     let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
     HeaderValue::try_from(httpdate::fmt_http_date(modified))
         .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))

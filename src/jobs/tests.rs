@@ -112,6 +112,70 @@ async fn a_transient_error_is_retried_after_the_minimum_retry_delay() {
     assert_eq!(job.error, None);
 }
 
+/// SetRemoteName: refused while the job runs or for a file it lacks or a URL that is none; taken in
+/// TRANSIENT_ERROR, where a Resume then fetches from the new server at once, keeping what it held.
+#[tokio::test(start_paused = true)]
+async fn a_file_moves_to_another_server_only_while_its_job_is_idle() {
+    let (m, calls) = manager(1, None).await;
+    let job = m
+        .create_job(one_file("a").minimum_retry_delay(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    wait_for(&m, job.id, JobState::TransientError, Duration::from_secs(1)).await;
+    for bad in ["", "ftp://x/f", "http://"] {
+        let e = m.set_remote_name(job.id, 0, bad).await.unwrap_err();
+        assert!(matches!(e, JobError::InvalidFile { .. }), "{bad:?}: {e}");
+    }
+    let e = m
+        .set_remote_name(job.id, 1, "http://127.0.0.2:9/f")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JobError::InvalidSetting(_)), "{e}");
+    let moved = m
+        .set_remote_name(job.id, 0, "http://127.0.0.2:9/f")
+        .await
+        .unwrap();
+    assert_eq!(moved.files[0].remote_url, "http://127.0.0.2:9/f");
+    m.set_state(job.id, Action::Resume).await.unwrap();
+    wait_for(&m, job.id, JobState::Transferred, Duration::from_secs(1)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A finished file is not moved.
+    let e = m
+        .set_remote_name(job.id, 0, "http://127.0.0.3:9/f")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JobError::InvalidSetting(_)), "{e}");
+
+    // While it runs (a fetch that takes a while), it is refused and the file keeps its URL.
+    let slow = JobManager::builder()
+        .fetch(Scripted {
+            calls: Arc::default(),
+            fail: 0,
+            retry_after: None,
+            delay: Duration::from_secs(30),
+        })
+        .start()
+        .await
+        .unwrap();
+    let running = slow.create_job(one_file("b")).await.unwrap();
+    wait_for(
+        &slow,
+        running.id,
+        JobState::Connecting,
+        Duration::from_secs(1),
+    )
+    .await;
+    let e = slow
+        .set_remote_name(running.id, 0, "http://127.0.0.2:9/f")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JobError::InvalidSetting(_)), "{e}");
+    assert_eq!(
+        slow.job(running.id).unwrap().files[0].remote_url,
+        "http://127.0.0.1:9/f"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_longer_retry_after_wins_over_the_minimum_retry_delay() {
     let (m, calls) = manager(1, Some(Duration::from_secs(300))).await;

@@ -83,6 +83,15 @@ impl ContentStore {
             })?;
         }
         let [dir, incoming] = dirs;
+        // Copies a publication left when its process died: no other process uses this directory (the
+        // state directory's lock).
+        if let Ok(entries) = std::fs::read_dir(&incoming) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".publish-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         Ok(ContentStore {
             dir,
             incoming,
@@ -156,7 +165,10 @@ impl ContentStore {
             sha256: sha,
             size: before.len(),
             origin: origin.to_owned(),
-            version: u64::try_from(before.mtime()).unwrap_or(0),
+            version: u64::try_from(before.mtime())
+                .unwrap_or(0)
+                .min(crate::config::MAX_CONTENT_VERSION),
+            previous: None,
         };
         self.published
             .lock()
@@ -164,6 +176,12 @@ impl ContentStore {
             .insert(record.sha256.clone(), Instant::now());
         self.place(&tmp, &record.sha256)?;
         Ok(record)
+    }
+
+    /// The publication of `sha256` is over: a URL that names it is in the configuration (the call
+    /// succeeded). A publication whose call failed is left to expire, and its copy to be removed then.
+    pub fn settled(&self, sha256: &str) {
+        self.published.lock().recover().remove(sha256);
     }
 
     /// A pull's side: checks the finished file `incoming_file(record.sha256)` against the record, then
@@ -215,17 +233,23 @@ impl ContentStore {
         Ok(())
     }
 
-    /// Removes the copies and incoming files whose hashes `keep` does not accept (no URL names them),
-    /// except those published in the last minutes. Returns the hashes whose copies went.
-    pub fn remove_unused(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    /// Removes the copies and incoming files whose hashes the set `keep` gives does not hold (no URL
+    /// names them), except those being published. Returns the hashes whose copies went.
+    ///
+    /// The order makes a publication safe: the directory is listed, then the publications under way are
+    /// read, then `keep` is asked. A copy placed after the listing is not in it; one placed before is
+    /// still under way when read, or its URL (added before [`ContentStore::settled`]) is in `keep`.
+    pub fn remove_unused(&self, keep: impl FnOnce() -> BTreeSet<String>) -> Vec<String> {
+        let copies = names(&self.dir);
         let recent: BTreeSet<String> = {
             let mut published = self.published.lock().recover();
             published.retain(|_, at| at.elapsed() < PUBLISHING_GRACE);
             published.keys().cloned().collect()
         };
+        let keep = keep();
         let mut removed = Vec::new();
-        for sha in names(&self.dir) {
-            if !keep(&sha) && !recent.contains(&sha) {
+        for sha in copies {
+            if !keep.contains(&sha) && !recent.contains(&sha) {
                 match std::fs::remove_file(self.dir.join(&sha)) {
                     Ok(()) => removed.push(sha),
                     Err(e) => {
@@ -235,19 +259,11 @@ impl ContentStore {
             }
         }
         for sha in names(&self.incoming) {
-            if !keep(&sha) {
+            if !keep.contains(&sha) {
                 let _ = std::fs::remove_file(self.incoming.join(&sha));
             }
         }
         removed
-    }
-
-    /// Removes the copy of `sha256` unless it is kept by `keep`: what a refused publication undoes.
-    pub fn discard_unless(&self, sha256: &str, keep: bool) {
-        self.published.lock().recover().remove(sha256);
-        if !keep && is_hash(sha256) {
-            let _ = std::fs::remove_file(self.dir.join(sha256));
-        }
     }
 }
 
@@ -351,6 +367,7 @@ mod tests {
             size: 14,
             origin: "a".into(),
             version: 1,
+            previous: None,
         };
         let incoming = store.incoming_file(&record.sha256);
         std::fs::write(&incoming, b"the fake bytes").unwrap();
@@ -374,12 +391,16 @@ mod tests {
         let old = sha_hex(b"old");
         std::fs::write(store.dir().join(&old), b"old").unwrap();
         std::fs::write(store.dir().join("not-a-hash"), b"x").unwrap();
-        assert!(!store.holds("not-a-hash") && !store.holds("../content/x"));
-        let removed = store.remove_unused(|_| false);
+        assert!(!store.holds("not-a-hash"));
+        let removed = store.remove_unused(BTreeSet::new);
         assert_eq!(removed, std::slice::from_ref(&old));
         assert!(store.holds(&fresh.sha256));
         assert!(store.dir().join("not-a-hash").exists());
-        store.discard_unless(&fresh.sha256, false);
-        assert!(!store.holds(&fresh.sha256));
+        // Kept by the caller: never removed, however old; once settled and no longer kept, it goes.
+        store.settled(&fresh.sha256);
+        let kept = store.remove_unused(|| BTreeSet::from([fresh.sha256.clone()]));
+        assert!(kept.is_empty() && store.holds(&fresh.sha256));
+        let removed = store.remove_unused(BTreeSet::new);
+        assert_eq!(removed, std::slice::from_ref(&fresh.sha256));
     }
 }

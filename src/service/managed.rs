@@ -18,7 +18,9 @@ use super::fleet_view::FleetView;
 use super::service_jobs::ServiceJobs;
 use super::settings::GroupSettings;
 use crate::auth::{AuthScheme, Password, Principals};
-use crate::config::{ContentRecord, GroupConfig, ServerConfig, TlsBinding, UrlConfig};
+use crate::config::{
+    ContentRecord, GroupConfig, PreviousContent, ServerConfig, TlsBinding, UrlConfig,
+};
 use crate::lock::Recover;
 use crate::service::store::{Audit, Delta, Store, StoreError, Stored};
 use crate::tls::{CertificateSource, ServerCertificate};
@@ -148,12 +150,17 @@ impl Managed {
         let Some(p) = &self.content else {
             return Ok(None);
         };
+        // A copy made for a call that is then refused is left to the fleet's clean-up, which removes
+        // copies no URL names once they are a few minutes old: never removed here, where another call
+        // may be naming the same bytes.
         let record = p.store.publish(file, &p.node).map_err(|e| match e {
             ContentError::Changing(_) => MgmtError::Conflict {
                 code: "file_changing",
                 message: e.to_string(),
             },
-            ContentError::Io { .. } => MgmtError::Invalid {
+            ContentError::Io {
+                what: "reading", ..
+            } => MgmtError::Invalid {
                 code: "file_unreadable",
                 message: e.to_string(),
             },
@@ -162,19 +169,12 @@ impl Managed {
         Ok(Some(record))
     }
 
-    /// After a call that published `record`: its copy goes unless a URL names it.
-    fn settle(&self, record: Option<&ContentRecord>) {
-        let (Some(p), Some(record)) = (&self.content, record) else {
-            return;
-        };
-        let named = self.server.config().groups.iter().any(|g| {
-            g.urls.iter().any(|u| {
-                u.content
-                    .as_ref()
-                    .is_some_and(|c| c.sha256 == record.sha256)
-            })
-        });
-        p.store.discard_unless(&record.sha256, named);
+    /// After a call that published `record`: when it succeeded, a URL names the copy, and its
+    /// publication is over (see [`ContentStore::settled`]); when it failed, the copy is left to expire.
+    fn settle<T>(&self, record: Option<&ContentRecord>, done: &Result<T, MgmtError>) {
+        if let (Some(p), Some(r), Ok(_)) = (&self.content, record, done) {
+            p.store.settled(&r.sha256);
+        }
     }
 
     /// The download jobs, if the service runs them.
@@ -500,7 +500,7 @@ impl Managed {
             let undo = Undo::RemoveUrl(prefix.clone(), added.suffix.clone());
             Ok((added.clone(), vec![Delta::PutUrl(prefix, added)], undo))
         });
-        self.settle(record.as_ref());
+        self.settle(record.as_ref(), &added);
         added
     }
 
@@ -538,13 +538,24 @@ impl Managed {
                 .sddl
                 .clone()
                 .or_else(|| old.sddl().map(ToString::to_string));
+            // Other nodes serve the version before until they hold this one.
+            let record = record.clone().map(|mut r| {
+                r.previous =
+                    old.content()
+                        .filter(|c| c.sha256 != r.sha256)
+                        .map(|c| PreviousContent {
+                            sha256: c.sha256.clone(),
+                            version: c.version,
+                        });
+                r
+            });
             let new = group.prepared(old.suffix(), &url.file, record.as_ref(), sddl.as_deref())?;
             let before = group.replace_url(&new)?;
             let config = url_config(&new);
             let delta = Delta::PutUrl(group.prefix().clone(), config.clone());
             Ok((config, vec![delta], Undo::PutBackUrl(group, before)))
         });
-        self.settle(record.as_ref());
+        self.settle(record.as_ref(), &replaced);
         replaced
     }
 

@@ -38,8 +38,8 @@ pub use api::{
     is_unprintable, Applied, AuthSettings, Binding, Certificate, ChangeJob, ClientCertificatesView,
     ConfigDocument, ContentView, CreateJob, CredentialsView, Enable, FileView, GroupView,
     JobErrorView, JobFileProgress, JobProgressEvent, JobStateEvent, JobStreamEvent, JobView,
-    NameOrNumber, NewFile, NewGroup, PrincipalGroup, Properties, PropertyValue, ProxyView, PutUser,
-    SetCertificate, SetCredentials, SetState, Source, UrlView, UserView,
+    NameOrNumber, NewFile, NewGroup, PreviousView, PrincipalGroup, Properties, PropertyValue,
+    ProxyView, PutUser, SetCertificate, SetCredentials, SetState, Source, UrlView, UserView,
 };
 pub use api::{JobStatus, StatusReport, MAX_LISTED};
 pub use content::{ContentError, ContentStore};

@@ -39,7 +39,8 @@ impl ServiceJobs {
     ///
     /// SECURITY: a root that holds the state directory would let a job's Complete rename a download over
     /// `config.db` or `jobs.key` (a caller making itself administrator); a root others may write to would
-    /// let local users plant links or temporaries in it. Both are refused.
+    /// let local users plant links or temporaries in it. Both are refused, and so is a root inside a
+    /// fleet's content directories, whose files are served by their hash without being hashed again.
     pub fn new(manager: JobManager, root: &Path, state: &Path) -> std::io::Result<ServiceJobs> {
         crate::jobs::make_private_dir(root).map_err(std::io::Error::other)?;
         let root = root.canonicalize()?;
@@ -49,6 +50,14 @@ impl ServiceJobs {
                 "it holds the state directory {}; give a directory of its own",
                 state.display()
             )));
+        }
+        for own in ["content", "content-incoming", "content-jobs"] {
+            if root.starts_with(state.join(own)) {
+                return Err(std::io::Error::other(format!(
+                    "it is inside {}, where a fleet's node keeps its verified copies; give a directory of its own",
+                    state.join(own).display()
+                )));
+            }
         }
         Ok(ServiceJobs {
             manager,

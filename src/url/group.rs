@@ -127,8 +127,6 @@ pub(crate) struct UrlEntry {
     pub(crate) file: PathBuf,
     /// A content URL's identity (served from the content directory by hash).
     pub(crate) content: Option<ContentRecord>,
-    /// The version a content URL had before, served until this one is held here.
-    pub(crate) previous: Option<ContentRecord>,
 }
 
 impl Url {
@@ -146,12 +144,6 @@ impl Url {
     /// The content's identity, for a URL published by its content (see [`UrlGroup::add_content_url`]).
     pub fn content(&self) -> Option<&ContentRecord> {
         self.entry.content.as_ref()
-    }
-
-    /// For a URL published by its content whose version changed: the version it had before, which it
-    /// serves until this server holds the new one.
-    pub fn previous_content(&self) -> Option<&ContentRecord> {
-        self.entry.previous.as_ref()
     }
 
     /// What this URL has served since it was published.
@@ -460,7 +452,6 @@ impl UrlGroup {
             HeaderValue::from_static,
         );
         let path = file;
-        let mut previous = None;
         let unpublishable = |e| {
             let path = path.to_owned();
             match e {
@@ -476,21 +467,19 @@ impl UrlGroup {
                     suffix: suffix.to_string(),
                     reason,
                 };
-                let digest = record
-                    .digest()
-                    .ok_or_else(|| refuse("its sha256 is not 64 lowercase hex digits"))?;
+                let digest = record.check().map_err(refuse)?;
                 let dir = (self.inner.cache.content_dir())
                     .ok_or_else(|| refuse("this server has no content directory"))?;
-                let open = |r: &ContentRecord, digest: &[u8; 32]| {
+                let open = |digest: &[u8; 32], version: u64| {
                     let cache = self.inner.cache.clone();
-                    FileSource::open_content(dir, digest, r.version, content_type.clone(), cache)
+                    FileSource::open_content(dir, digest, version, content_type.clone(), cache)
                         .map_err(unpublishable)
                 };
-                let mut source = open(record, &digest)?;
-                previous = self.previous_of(&suffix, record);
-                if let Some(p) = &previous {
+                let mut source = open(&digest, record.version)?;
+                // Served until this version is held here (checked above).
+                if let Some(p) = &record.previous {
                     if let Some(d) = p.digest() {
-                        source = source.after(open(p, &d)?);
+                        source = source.after(open(&d, p.version)?);
                     }
                 }
                 source
@@ -510,24 +499,7 @@ impl UrlGroup {
             counters: Arc::default(),
             file,
             content: content.cloned(),
-            previous,
         }))
-    }
-
-    /// The version a content URL published again as `record` serves until `record` is held: the one
-    /// the URL with this suffix serves now (its own if held here, else the one it fell back on), when
-    /// that is another content.
-    fn previous_of(&self, suffix: &UrlSuffix, record: &ContentRecord) -> Option<ContentRecord> {
-        let now = self.lookup(&suffix.key())?;
-        let current = now.content.as_ref()?;
-        if current.sha256 == record.sha256 {
-            return now.previous.clone();
-        }
-        let held = now.source.serving();
-        match Arc::ptr_eq(&held, &now.source) {
-            true => Some(current.clone()),
-            false => now.previous.clone(),
-        }
     }
 
     fn insert(&self, entry: Arc<UrlEntry>) -> Result<Url, UrlError> {

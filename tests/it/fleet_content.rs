@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use bits_compact::service::fleet::peer_user;
+use bits_compact::Password;
+
 use crate::cli::BCS;
 use crate::fleet::{eventually, have_etcd, Etcd, Node};
 use crate::service::text;
@@ -242,7 +245,8 @@ fn content_published_on_one_node_is_served_by_every_node() {
     }
     assert!(pending > 0, "C never answered 503 before it held the bytes");
     let (from, bytes) = seen_fetching.expect("bcs fleet status never showed C fetching");
-    assert!(from == "node1" || from == "node2", "{from}");
+    // B took its turn first (name order) from the origin; C then pulled from B, not the origin.
+    assert_eq!(from, "node2");
     assert!(bytes > 0 && bytes < content.len() as u64);
 
     // Same bytes, same validators everywhere.
@@ -736,7 +740,7 @@ fn restricted_content_stays_restricted_on_every_path() {
         return;
     }
     let etcd = Etcd::start();
-    let [a, b, c] = nodes(&etcd, "restricted", [&[], &[], &[]]);
+    let [mut a, b, c] = nodes(&etcd, "restricted", [&[], &[], &[]]);
     let files = tempfile::tempdir().unwrap();
     let content = pattern(MIB, 32);
     let sha = sha256_hex(&content);
@@ -780,7 +784,16 @@ fn restricted_content_stays_restricted_on_every_path() {
         let (status, _, body) = fetch(&peer(&sha), false, &[]);
         assert_eq!(status, 401, "{} anonymous", n.name);
         assert!(body != content);
-        for (user, password) in [("bcs-fleet", "wrong"), ("admin", secret.as_str())] {
+        let account = peer_user(&Password::from(secret.as_str()));
+        assert!(
+            account.starts_with("bcs-fleet-") && account.len() == 26,
+            "{account}"
+        );
+        for (user, password) in [
+            (account.as_str(), "wrong"),
+            ("bcs-fleet", secret.as_str()),
+            ("admin", secret.as_str()),
+        ] {
             let creds = format!("{user}:{password}");
             let (status, _, _) = fetch(&peer(&sha), false, &["--ntlm", "-u", &creds]);
             assert_eq!(status, 401, "{} as {user}", n.name);
@@ -788,7 +801,7 @@ fn restricted_content_stays_restricted_on_every_path() {
             assert_eq!(status, 401, "{} Basic as {user}", n.name);
         }
         let other = "0".repeat(64);
-        let fleet_account = format!("bcs-fleet:{secret}");
+        let fleet_account = format!("{account}:{secret}");
         let (status, _, _) = fetch(&peer(&other), false, &["--ntlm", "-u", &fleet_account]);
         assert_eq!(status, 404, "{} another hash", n.name);
         for escape in [
@@ -832,7 +845,55 @@ fn restricted_content_stays_restricted_on_every_path() {
         text(&out.stderr)
     );
     assert_eq!(b.export(), before);
-    assert!(!text(&b.bcs(&["export", "--json"]).stdout).contains(&secret));
+    // A version no HTTP date can say is refused too (it would have panicked every request for the URL).
+    let late = text(&exported.stdout).replace("version = ", "version = 9999999999999 #");
+    std::fs::write(&doc, late).unwrap();
+    let out = b.bcs(&["apply", doc.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("year 9999"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(b.export(), before);
+    let (status, _, _) = fetch(
+        &format!("http://{}:{port}/app/secret.bin", b.ip),
+        false,
+        &[],
+    );
+    assert_eq!(status, 401);
+
+    // A peer path others could not reach is refused before anything starts.
+    let dir = tempfile::tempdir().unwrap();
+    for addr in ["0.0.0.0:9001", "[::]:9001", "127.0.0.1:0"] {
+        let out = run(
+            BCS,
+            &[
+                "serve",
+                "--state",
+                dir.path().join("s").to_str().unwrap(),
+                "--etcd",
+                "http://127.0.0.1:1",
+                "--fleet",
+                "f",
+                "--node",
+                "n",
+                "--fleet-peer",
+                addr,
+            ],
+        );
+        assert!(!out.status.success(), "{addr}");
+        assert!(
+            text(&out.stderr).contains("--fleet-peer"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
+    // The secret is in no log.
+    let (_, log) = a.stop("-TERM");
+    assert!(log.contains("bits_compact::access"), "{log}");
+    assert!(!log.contains(&secret));
 }
 
 /// The value etcd holds at `key`.

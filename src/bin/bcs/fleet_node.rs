@@ -42,6 +42,14 @@ impl FleetArgs {
             }
             Ok(FleetArgs())
         }
+        if let Some(addr) = args.fleet_peer {
+            // Announced to the peers as it is: an address they can reach, not "any".
+            if addr.ip().is_unspecified() || addr.port() == 0 {
+                return Err(CliError::Serve(format!(
+                    "--fleet-peer {addr}: give the address and port the other nodes reach this one at (not 0.0.0.0, ::, or port 0)"
+                )));
+            }
+        }
         if !given && (args.fleet_peer.is_some() || args.fleet_pull_rate.is_some()) {
             return Err(CliError::Serve(
                 "--fleet-peer and --fleet-pull-rate are a fleet's node's: they need --etcd URL[,URL...], --fleet NAME and --node NAME".into(),

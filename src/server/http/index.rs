@@ -44,7 +44,7 @@ pub(crate) async fn respond<B>(
         .into_iter()
         .filter(|entry| access::may_read(group, entry, identity))
         .filter_map(|entry| {
-            let version = entry.source.stat().ok()?;
+            let version = entry.source.serving().stat().ok()?;
             Some(Listed {
                 suffix: entry.suffix.as_str().to_owned(),
                 href: format!("{base}/{}", entry.suffix.encoded()),

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::extract::{blocking, prefix, Body, Param, Who};
 use super::fields::{self, NAME, PATH, SDDL, URL};
-use crate::config::{ContentRecord, GroupConfig, UrlConfig};
+use crate::config::{ContentRecord, GroupConfig, PreviousContent, UrlConfig};
 use crate::service::error::{ErrorBody, MgmtError};
 use crate::service::managed::Managed;
 use crate::service::settings::GroupSettings;
@@ -88,6 +88,19 @@ pub struct ContentView {
     /// The node it was published on.
     pub origin: String,
     /// Its modification time on the origin, seconds since the Unix epoch (`Last-Modified`).
+    pub version: u64,
+    /// The content the URL had before it was published again, served by a node until it holds this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousView>,
+}
+
+/// The content a URL published again had before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousView {
+    /// Its SHA-256, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Its version.
     pub version: u64,
 }
 
@@ -231,6 +244,10 @@ impl From<UrlConfig> for UrlView {
                 size: c.size,
                 origin: c.origin,
                 version: c.version,
+                previous: c.previous.map(|p| PreviousView {
+                    sha256: p.sha256,
+                    version: p.version,
+                }),
             }),
         }
     }
@@ -247,6 +264,10 @@ impl From<UrlView> for UrlConfig {
                 size: c.size,
                 origin: c.origin,
                 version: c.version,
+                previous: c.previous.map(|p| PreviousContent {
+                    sha256: p.sha256,
+                    version: p.version,
+                }),
             }),
         }
     }
@@ -327,6 +348,9 @@ impl UrlView {
         if let Some(content) = &self.content {
             fields::printable(&format!("{field}content.sha256"), &content.sha256, NAME)?;
             fields::printable(&format!("{field}content.origin"), &content.origin, NAME)?;
+            if let Some(p) = &content.previous {
+                fields::printable(&format!("{field}content.previous.sha256"), &p.sha256, NAME)?;
+            }
         }
         match &self.sddl {
             Some(sddl) => fields::printable(&format!("{field}sddl"), sddl, SDDL),

@@ -28,7 +28,7 @@ use queue::handlers as jobs;
 pub use certs::{Binding, Certificate, ClientCertificatesView, SetCertificate, Source};
 pub use document::{Applied, ConfigDocument};
 pub use group_settings::{AuthSettings, Enable, Properties, PropertyValue};
-pub use groups::{ContentView, GroupView, NewGroup, UrlView};
+pub use groups::{ContentView, GroupView, NewGroup, PreviousView, UrlView};
 pub use queue::{
     ChangeJob, CreateJob, CredentialsView, FileView, JobErrorView, JobFileProgress,
     JobProgressEvent, JobStateEvent, JobStreamEvent, JobView, NameOrNumber, NewFile, ProxyView,

@@ -41,8 +41,12 @@ pub(crate) struct Announced {
 pub(crate) struct Announcement {
     /// The base URL its peers pull from (`http://ADDR:PORT/bcs-content/`).
     pub(crate) peer: Option<String>,
-    /// The hashes of its verified copies.
+    /// The hashes of its verified copies (what its peer path serves).
     pub(crate) holds: Vec<String>,
+    /// The hashes its configuration names that it does not hold yet.
+    pub(crate) needs: Vec<String>,
+    /// The revision of the configuration `needs` was made from (at least).
+    pub(crate) needs_revision: i64,
     /// Its fetches.
     pub(crate) fetching: Vec<FetchRecord>,
     /// The content the configuration names, each with its URLs (`prefix` + `suffix`).

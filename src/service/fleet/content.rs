@@ -15,7 +15,7 @@
 //!
 //! The peer path: a node started with `--fleet-peer ADDR:PORT` serves its copies to its peers at
 //! `http://ADDR:PORT/bcs-content/<sha256>`, an own [`Server`] whose one group takes NTLM only, for the
-//! one account `bcs-fleet` whose password is a random secret kept in etcd (`/bcs/<fleet>/peer-secret`):
+//! one account [`peer_user`] whose password is a random secret kept in etcd (`/bcs/<fleet>/peer-secret`):
 //! SECURITY: the threat is a URL whose SDDL restricts its readers becoming readable through the
 //! replication path; the peer path reads only for that account, and NTLM never sends the secret.
 
@@ -46,8 +46,20 @@ const TICK: Duration = Duration::from_millis(500);
 /// each round.
 pub(crate) const PEER_TRANSFERS: usize = 1;
 
-/// The account peers pull as.
-pub const PEER_USER: &str = "bcs-fleet";
+/// The account peers pull as: `bcs-fleet-` and 16 hex digits derived from the fleet's secret.
+/// SECURITY: the threat is someone who can reach a peer port locking the account out (accounts are
+/// locked after repeated failures, whoever sends them) and so stopping every pull: a name that only
+/// the holders of the secret know cannot be aimed at.
+pub fn peer_user(secret: &Password) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"bcs fleet peer account\0");
+    context.update(secret.expose().as_bytes());
+    let hex: String = context.finish().as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("bcs-fleet-{hex}")
+}
 
 /// The peer path's group segment.
 const PEER_SEGMENT: &str = "bcs-content";
@@ -105,10 +117,10 @@ impl PeerPath {
         })
     }
 
-    /// Lets [`PEER_USER`] in with `secret`.
+    /// Lets the fleet's account ([`peer_user`]) in with `secret`.
     fn admit(&self, secret: &Password) -> Result<(), crate::AuthError> {
         let mut principals = Principals::default();
-        principals.set_user(PEER_USER, secret, &[])?;
+        principals.set_user(&peer_user(secret), secret, &[])?;
         self.server.set_principals(principals);
         Ok(())
     }
@@ -196,6 +208,31 @@ struct Pull {
     /// Bytes held at the last rate sample, and when.
     sample: (u64, Instant),
     rate: u64,
+    /// Not moved on again before this (after a failure), and the pause after the next failure.
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// The longest pause between two attempts of a pull that keeps failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long a node waits for its turn (see [`choose`]) before it takes any free holder.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// How often the bytes of the fetches under way are written to the node's record.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// What the loop keeps from one tick to the next.
+#[derive(Default)]
+struct Duties {
+    secret: Option<Password>,
+    pulls: HashMap<String, Pull>,
+    records: BTreeMap<String, NodeRecord>,
+    /// Since when each needed content has had no pull, and after which failure it may start again.
+    waiting: HashMap<String, Instant>,
+    held_back: HashMap<String, Instant>,
+    /// When the fetches' bytes were last announced.
+    announced: Option<Instant>,
 }
 
 /// Runs the content duties until `stop`.
@@ -205,9 +242,7 @@ pub(crate) async fn run(
     duty: ContentDuty,
     stop: CancellationToken,
 ) {
-    let mut secret: Option<Password> = None;
-    let mut pulls: HashMap<String, Pull> = HashMap::new();
-    let mut records: BTreeMap<String, NodeRecord> = BTreeMap::new();
+    let mut d = Duties::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -215,93 +250,123 @@ pub(crate) async fn run(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Some(secret) = known_secret(&link, &duty, &mut secret).await else {
+        if !known_secret(&link, &duty, &mut d.secret).await {
             continue;
-        };
-        let wanted = wanted(&managed);
-        match membership::live(&link).await {
-            Ok(live) => records = live,
-            Err(e) => {
-                tracing::debug!(target: "bits_compact::service", error = %e, "cannot read the fleet's members; pulls wait")
-            }
         }
-        let me = link.node.to_string();
-        let jobs = content_jobs(&duty.jobs);
-        for (sha, (record, _)) in &wanted {
-            if duty.store.holds(sha) {
-                continue;
-            }
-            let job = jobs.get(sha.as_str()).cloned();
-            drive(&duty, secret, &me, &records, record, job, &mut pulls).await;
-        }
-        // Pulls of content no URL names any more go, their temporaries with them.
-        for (sha, job) in &jobs {
-            if !wanted.contains_key(sha) {
-                let _ = duty.jobs.set_state(job.id, Action::Cancel).await;
-                let _ = duty.jobs.forget(job.id);
-                pulls.remove(sha);
-            }
-        }
-        let jobs = content_jobs(&duty.jobs);
-        pulls.retain(|sha, _| wanted.contains_key(sha) && !duty.store.holds(sha));
-        let serving = still_serving(&managed, &duty.store);
-        let keep = |sha: &str| wanted.contains_key(sha) || serving.contains(sha);
-        for sha in duty.store.remove_unused(keep) {
-            tracing::info!(target: "bits_compact::service", content = %sha, "removed a copy no URL names");
-        }
-        let held = duty.store.held();
-        if let Some(peer) = &duty.peer {
-            let serve = held
-                .iter()
-                .filter_map(|sha| Some((sha.as_str(), &wanted.get(sha)?.0)))
-                .collect();
-            peer.sync(&serve);
-        }
-        let fetching = pulls
-            .iter()
-            .map(|(sha, p)| FetchRecord {
-                sha256: sha.clone(),
-                from: p.from.clone(),
-                bytes: jobs.get(sha).map_or(0, Job::bytes_transferred),
-                total: p.record.size,
-                rate: p.rate,
-            })
-            .collect();
-        link.announced.set(|a| {
-            a.holds = held.into_iter().collect();
-            a.fetching = fetching;
-            a.wanted = wanted.into_values().collect();
-        });
+        once(&link, &managed, &duty, &mut d).await;
     }
 }
 
-/// The peers' secret, read once (with etcd away, retried each tick); once known, the peer path lets
-/// the account in and is announced.
-async fn known_secret<'a>(
-    link: &Link,
-    duty: &ContentDuty,
-    secret: &'a mut Option<Password>,
-) -> Option<&'a Password> {
-    if secret.is_none() {
-        match peer_secret(link).await {
-            Ok(read) => {
-                if let Some(peer) = &duty.peer {
-                    if let Err(e) = peer.admit(&read) {
-                        tracing::error!(target: "bits_compact::service", error = %e, "the peer path cannot take the fleet's account");
-                        return None;
-                    }
-                    let base = peer.base().to_owned();
-                    link.announced.set(|a| a.peer = Some(base));
-                }
-                *secret = Some(read);
-            }
-            Err(e) => {
-                tracing::debug!(target: "bits_compact::service", error = %e, "the peers' secret cannot be read yet");
-                return None;
-            }
+/// One tick: pulls moved on, clean-up, the peer path and the announcement brought up to date.
+async fn once(link: &Link, managed: &Managed, duty: &ContentDuty, d: &mut Duties) {
+    // Read first: what `wanted` finds is of this revision or a later one.
+    let revision = link.applied();
+    let wanted = wanted(managed);
+    match membership::live(link).await {
+        Ok(live) => d.records = live,
+        Err(e) => {
+            tracing::debug!(target: "bits_compact::service", error = %e, "cannot read the fleet's members; pulls wait")
         }
     }
-    secret.as_ref()
+    let me = link.node.to_string();
+    let jobs = content_jobs(&duty.jobs);
+    let needs: Vec<String> = (wanted.keys())
+        .filter(|sha| !duty.store.holds(sha))
+        .cloned()
+        .collect();
+    for sha in &needs {
+        if d.held_back.get(sha).is_some_and(|t| Instant::now() < *t) {
+            continue;
+        }
+        let record = &wanted[sha].0;
+        let job = jobs.get(sha.as_str()).cloned();
+        drive(duty, (&me, revision), record, job, d).await;
+    }
+    // Pulls of content no URL names any more go, their temporaries with them.
+    for (sha, job) in &jobs {
+        if !wanted.contains_key(sha) {
+            let _ = duty.jobs.set_state(job.id, Action::Cancel).await;
+            let _ = duty.jobs.forget(job.id);
+        }
+    }
+    d.pulls
+        .retain(|sha, _| wanted.contains_key(sha) && !duty.store.holds(sha));
+    d.waiting.retain(|sha, _| needs.contains(sha));
+    d.held_back.retain(|sha, _| needs.contains(sha));
+    // The configuration read again when the copies are weighed: a URL published while this tick waited
+    // on etcd names its copy.
+    let keep = || kept(&self::wanted(managed), &duty.store);
+    for sha in duty.store.remove_unused(keep) {
+        tracing::info!(target: "bits_compact::service", content = %sha, "removed a copy no URL names");
+    }
+    // What the peer path serves is exactly what the record says this node holds.
+    let serve: BTreeMap<&str, &ContentRecord> = (duty.store.held().iter())
+        .filter_map(|sha| wanted.get_key_value(sha))
+        .map(|(sha, (record, _))| (sha.as_str(), record))
+        .collect();
+    if let Some(peer) = &duty.peer {
+        peer.sync(&serve);
+    }
+    let holds: Vec<String> = serve.keys().map(|s| s.to_string()).collect();
+    let jobs = content_jobs(&duty.jobs);
+    let fetching: Vec<FetchRecord> = (d.pulls.iter())
+        .map(|(sha, p)| FetchRecord {
+            sha256: sha.clone(),
+            from: p.from.clone(),
+            bytes: jobs.get(sha).map_or(0, Job::bytes_transferred),
+            total: p.record.size,
+            rate: p.rate,
+        })
+        .collect();
+    // The record is written when it changes: the bytes of the fetches only every few seconds, so that
+    // a pull does not rewrite it on every tick.
+    let same = |a: &[FetchRecord], b: &[FetchRecord]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.sha256 == y.sha256 && x.from == y.from)
+    };
+    let due = d.announced.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+    let mut refreshed = false;
+    link.announced.set(|a| {
+        a.holds = holds;
+        a.needs = needs;
+        a.needs_revision = revision.max(1);
+        if due || !same(&a.fetching, &fetching) {
+            a.fetching = fetching;
+            refreshed = true;
+        }
+        a.wanted = wanted.into_values().collect();
+    });
+    if refreshed {
+        d.announced = Some(Instant::now());
+    }
+}
+
+/// The peers' secret, read once (with etcd away, retried each tick; read again when a holder refused
+/// it); once known, the peer path lets the account in and is announced.
+async fn known_secret(link: &Link, duty: &ContentDuty, secret: &mut Option<Password>) -> bool {
+    if secret.is_some() {
+        return true;
+    }
+    match peer_secret(link).await {
+        Ok(read) => {
+            if let Some(peer) = &duty.peer {
+                if let Err(e) = peer.admit(&read) {
+                    tracing::error!(target: "bits_compact::service", error = %e, "the peer path cannot take the fleet's account");
+                    return false;
+                }
+                let base = peer.base().to_owned();
+                link.announced.set(|a| a.peer = Some(base));
+            }
+            *secret = Some(read);
+            true
+        }
+        Err(e) => {
+            tracing::debug!(target: "bits_compact::service", error = %e, "the peers' secret cannot be read yet");
+            false
+        }
+    }
 }
 
 /// The content the configuration names, by hash, with its URLs.
@@ -310,7 +375,7 @@ fn wanted(managed: &Managed) -> BTreeMap<String, (ContentRecord, Vec<String>)> {
     for group in managed.groups() {
         for url in &group.urls {
             let Some(record) = &url.content else { continue };
-            if record.digest().is_none() {
+            if record.check().is_err() {
                 continue;
             }
             let entry = wanted
@@ -322,19 +387,21 @@ fn wanted(managed: &Managed) -> BTreeMap<String, (ContentRecord, Vec<String>)> {
     wanted
 }
 
-/// The previous versions URLs still serve because their new one is not held here yet.
-fn still_serving(managed: &Managed, store: &ContentStore) -> BTreeSet<String> {
-    let mut serving = BTreeSet::new();
-    for group in managed.server().url_groups() {
-        for url in group.urls() {
-            if let (Some(now), Some(before)) = (url.content(), url.previous_content()) {
-                if !store.holds(&now.sha256) {
-                    serving.insert(before.sha256.clone());
-                }
+/// The copies to keep: those the configuration names, and the previous version of each URL whose new
+/// one is not held yet (it serves that one meanwhile).
+fn kept(
+    wanted: &BTreeMap<String, (ContentRecord, Vec<String>)>,
+    store: &ContentStore,
+) -> BTreeSet<String> {
+    let mut keep: BTreeSet<String> = wanted.keys().cloned().collect();
+    for (sha, (record, _)) in wanted {
+        if let Some(previous) = &record.previous {
+            if !store.holds(sha) {
+                keep.insert(previous.sha256.clone());
             }
         }
     }
-    serving
+    keep
 }
 
 /// The unfinished content jobs, by hash (their display name).
@@ -347,35 +414,46 @@ fn content_jobs(jobs: &JobManager) -> HashMap<String, Job> {
 }
 
 /// Moves the pull of `record` on: starts it from a holder, completes and checks it, or moves it to
-/// another holder when its own failed or left.
+/// another holder when its own failed or left (after a pause that doubles while it keeps failing).
 async fn drive(
     duty: &ContentDuty,
-    secret: &Password,
-    me: &str,
-    records: &BTreeMap<String, NodeRecord>,
+    (me, revision): (&str, i64),
     record: &ContentRecord,
     job: Option<Job>,
-    pulls: &mut HashMap<String, Pull>,
+    d: &mut Duties,
 ) {
     let sha = &record.sha256;
+    let Some(secret) = d.secret.clone() else {
+        return;
+    };
+    let records = &d.records;
     let Some(job) = job else {
         // A pull that finished before a restart, not yet checked.
         if duty.store.incoming_file(sha).exists() {
-            install(duty, record);
+            install(duty, record, d);
             return;
         }
-        let Some((from, url)) = choose(sha, records, me, &record.origin) else {
+        let since = *d.waiting.entry(sha.clone()).or_insert_with(Instant::now);
+        let patient = since.elapsed() < PATIENCE;
+        let turn = Turn {
+            me,
+            origin: &record.origin,
+            patient,
+            revision,
+        };
+        let Some((from, url)) = choose(sha, records, &turn) else {
             return;
         };
         let new = NewJob::new(sha.clone())
             .description("fleet content")
             .owner("fleet")
             .file(url, duty.store.incoming_file(sha))
-            .client(settings(secret));
+            .client(settings(&secret));
         match duty.jobs.create_job(new).await {
             Ok(_) => {
                 tracing::info!(target: "bits_compact::service", content = %sha, from = %from, "pulling content");
-                pulls.insert(sha.clone(), Pull::new(record, from, true));
+                d.waiting.remove(sha);
+                d.pulls.insert(sha.clone(), Pull::new(record, from, true));
             }
             Err(e) => {
                 tracing::warn!(target: "bits_compact::service", content = %sha, error = %e, "cannot start a pull")
@@ -388,21 +466,20 @@ async fn drive(
         .first()
         .map(|f| f.remote_url.clone())
         .unwrap_or_default();
-    let pull = pulls.entry(sha.clone()).or_insert_with(|| {
+    let pull = d.pulls.entry(sha.clone()).or_insert_with(|| {
         let from = holder_of(records, &remote).unwrap_or_default();
         Pull::new(record, from, false)
     });
-    pull.sample_rate(job.bytes_transferred());
+    if pull.sample_rate(job.bytes_transferred()) {
+        pull.backoff = TICK;
+    }
     if !pull.credentialed {
         // After a restart: the password is never stored with the job.
-        if duty
+        let set = duty
             .jobs
-            .set_client_settings(job.id, settings(secret))
-            .await
-            .is_ok()
-        {
-            pull.credentialed = true;
-        }
+            .set_client_settings(job.id, settings(&secret))
+            .await;
+        pull.credentialed = set.is_ok();
     }
     match job.state {
         JobState::Transferred => {
@@ -411,13 +488,22 @@ async fn drive(
                 return;
             }
             let _ = duty.jobs.forget(job.id);
-            pulls.remove(sha);
-            install(duty, record);
+            d.pulls.remove(sha);
+            install(duty, record, d);
         }
         JobState::Error | JobState::TransientError | JobState::Suspended => {
+            if Instant::now() < pull.retry_at {
+                return;
+            }
+            pull.retry_at = Instant::now() + pull.backoff;
+            pull.backoff = (pull.backoff * 2).min(MAX_BACKOFF);
             let failed = pull.from.clone();
             if let Some(e) = &job.error {
                 tracing::info!(target: "bits_compact::service", content = %sha, from = %failed, error = %e, "a pull failed; resuming it from a holder");
+                // Refused: the secret may have changed in etcd; read it again before the next pull.
+                if e.http_status == Some(401) {
+                    d.secret = None;
+                }
             }
             let Some((from, url)) = replacement(sha, records, me, &record.origin, &failed) else {
                 return;
@@ -452,28 +538,35 @@ impl Pull {
             credentialed,
             sample: (0, Instant::now()),
             rate: 0,
+            retry_at: Instant::now(),
+            backoff: TICK,
         }
     }
 
-    /// Updates the rate from the bytes held now, once a second.
-    fn sample_rate(&mut self, bytes: u64) {
+    /// Updates the rate from the bytes held now, once a second; whether bytes came since the last.
+    fn sample_rate(&mut self, bytes: u64) -> bool {
         let elapsed = self.sample.1.elapsed();
+        let progressed = bytes > self.sample.0;
         if elapsed >= Duration::from_secs(1) {
             let added = bytes.saturating_sub(self.sample.0);
             self.rate = (added as f64 / elapsed.as_secs_f64()) as u64;
             self.sample = (bytes, Instant::now());
         }
+        progressed
     }
 }
 
-/// Checks a finished pull and serves it, or removes it (a pull starts again).
-fn install(duty: &ContentDuty, record: &ContentRecord) {
+/// Checks a finished pull and serves it, or removes it: a pull starts again, after a pause (a holder
+/// with bad bytes, or a record with a wrong size, is not asked again at once, forever).
+fn install(duty: &ContentDuty, record: &ContentRecord, d: &mut Duties) {
     match duty.store.install(record) {
         Ok(()) => {
             tracing::info!(target: "bits_compact::service", content = %record.sha256, size = record.size, "content verified and served")
         }
         Err(e) => {
-            tracing::error!(target: "bits_compact::service", content = %record.sha256, error = %e, "a pulled copy failed its check")
+            tracing::error!(target: "bits_compact::service", content = %record.sha256, error = %e, "a pulled copy failed its check");
+            d.held_back
+                .insert(record.sha256.clone(), Instant::now() + MAX_BACKOFF);
         }
     }
 }
@@ -482,7 +575,7 @@ fn install(duty: &ContentDuty, record: &ContentRecord) {
 fn settings(secret: &Password) -> ClientSettings {
     ClientSettings {
         proxy: ProxySetting::NoProxy,
-        credentials: Some(Credentials::ntlm(PEER_USER, secret.clone())),
+        credentials: Some(Credentials::ntlm(peer_user(secret), secret.clone())),
         ..ClientSettings::default()
     }
 }
@@ -522,16 +615,31 @@ fn loads(records: &BTreeMap<String, NodeRecord>, me: &str) -> HashMap<String, us
     loads
 }
 
+/// Who asks [`choose`], and how.
+pub(crate) struct Turn<'a> {
+    /// This node.
+    pub(crate) me: &'a str,
+    /// The content's origin.
+    pub(crate) origin: &'a str,
+    /// Whether it waits its turn (see [`choose`]).
+    pub(crate) patient: bool,
+    /// The configuration's revision this node serves.
+    pub(crate) revision: i64,
+}
+
 /// Where a node that has no pull of `sha` yet should pull from, if anywhere now: the holders but the
-/// origin (while another holder exists), with fewer than [`PEER_TRANSFERS`] pulls, least loaded first;
-/// the nodes waiting for `sha` (lacking it, not fetching it) take them in name order, so that two
-/// nodes deciding at once do not both take the one free holder. `None`: wait.
+/// origin (while another holder exists), with fewer than [`PEER_TRANSFERS`] pulls, least loaded first.
+/// While `patient`, the nodes waiting for `sha` take them in name order, so that two nodes deciding at
+/// once do not both take the one free holder: those that pull content and are not fetching it, and
+/// either say they need it or said what they need at an older revision than this node's (they may not
+/// know of it yet). Impatient, a node takes the first free holder: a node that says it needs content
+/// but never pulls it cannot hold the others up. `None`: wait.
 pub(crate) fn choose(
     sha: &str,
     records: &BTreeMap<String, NodeRecord>,
-    me: &str,
-    origin: &str,
+    turn: &Turn<'_>,
 ) -> Option<(String, String)> {
+    let (me, origin) = (turn.me, turn.origin);
     let mut candidates = holders(sha, records, me);
     if candidates.iter().any(|(name, _)| *name != origin) {
         candidates.retain(|(name, _)| *name != origin);
@@ -547,13 +655,18 @@ pub(crate) fn choose(
         .iter()
         .filter(|(name, r)| {
             name.as_str() != me
+                && r.needs_revision > 0
                 && !r.holds.iter().any(|h| h == sha)
                 && !r.fetching.iter().any(|f| f.sha256 == sha)
+                && (r.needs.iter().any(|n| n == sha) || r.needs_revision < turn.revision)
         })
         .map(|(name, _)| name.as_str())
         .collect();
     waiting.insert(me);
-    let rank = waiting.iter().position(|n| *n == me)?;
+    let rank = match turn.patient {
+        true => waiting.iter().position(|n| *n == me)?,
+        false => 0,
+    };
     free.get(rank)
         .map(|(name, url)| (name.to_string(), url.clone()))
 }
@@ -630,7 +743,10 @@ mod tests {
         r.peer = Some(format!("http://peer/{}/", r.instance));
         if holds {
             r.holds = vec![SHA.into()];
+        } else if fetching_from.is_none() {
+            r.needs = vec![SHA.into()];
         }
+        r.needs_revision = 2;
         if let Some(from) = fetching_from {
             r.fetching = vec![FetchRecord {
                 sha256: SHA.into(),
@@ -650,8 +766,42 @@ mod tests {
             .collect()
     }
 
+    fn turn(me: &str, patient: bool, revision: i64) -> Turn<'_> {
+        Turn {
+            me,
+            origin: "a",
+            patient,
+            revision,
+        }
+    }
+
     fn chosen(records: &BTreeMap<String, NodeRecord>, me: &str) -> Option<String> {
-        choose(SHA, records, me, "a").map(|(name, _)| name)
+        choose(SHA, records, &turn(me, true, 2)).map(|(name, _)| name)
+    }
+
+    /// A node that does not say it needs the content (it cannot serve the URL, or runs an older
+    /// version) takes no turn; one that says so but never pulls holds the others up only while they are
+    /// patient.
+    #[test]
+    fn only_nodes_that_need_the_content_take_turns() {
+        let mut records = fleet(&[
+            ("a", node(true, None)),
+            ("b", node(false, None)),
+            ("c", node(false, None)),
+        ]);
+        records.get_mut("b").unwrap().needs.clear();
+        assert_eq!(chosen(&records, "c").as_deref(), Some("a"));
+        // ... unless what b said it needs is older than the configuration c serves.
+        let newer = choose(SHA, &records, &turn("c", true, 3)).map(|(n, _)| n);
+        assert_eq!(newer, None);
+        // A node that pulls no content (an older version) takes no turn either.
+        records.get_mut("b").unwrap().needs_revision = 0;
+        assert_eq!(chosen(&records, "c").as_deref(), Some("a"));
+        records.get_mut("b").unwrap().needs = vec![SHA.into()];
+        records.get_mut("b").unwrap().needs_revision = 2;
+        assert_eq!(chosen(&records, "c"), None);
+        let impatient = choose(SHA, &records, &turn("c", false, 2)).map(|(n, _)| n);
+        assert_eq!(impatient.as_deref(), Some("a"));
     }
 
     /// Round one: the origin is the only holder; of the nodes waiting, only the first in name order
@@ -692,6 +842,7 @@ mod tests {
         busy.insert("x".into(), node(false, Some("b")));
         // x (waiting too, but last in name order) pulls other content from b.
         busy.get_mut("x").unwrap().fetching[0].sha256 = "other".into();
+        busy.get_mut("x").unwrap().needs = vec![SHA.into()];
         assert_eq!(chosen(&busy, "d").as_deref(), Some("c"));
         assert_eq!(chosen(&busy, "e"), None);
     }

@@ -55,6 +55,13 @@ pub(crate) struct NodeRecord {
     /// What it is fetching, from whom (at most [`MAX_FETCHING_LISTED`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) fetching: Vec<FetchRecord>,
+    /// The hashes it needs and does not hold yet (at most [`MAX_HELD_LISTED`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) needs: Vec<String>,
+    /// The configuration's revision `needs` was made from; 0: it pulls no content (no content duty,
+    /// or a version without it).
+    #[serde(default)]
+    pub(crate) needs_revision: i64,
 }
 
 impl NodeRecord {
@@ -73,6 +80,8 @@ impl NodeRecord {
             peer: None,
             holds: Vec::new(),
             fetching: Vec::new(),
+            needs: Vec::new(),
+            needs_revision: 0,
         }
     }
 
@@ -87,10 +96,24 @@ impl NodeRecord {
         let announced = link.announced.get();
         record.peer = announced.peer;
         record.holds = announced.holds.into_iter().take(MAX_HELD_LISTED).collect();
+        record.needs = announced.needs.into_iter().take(MAX_HELD_LISTED).collect();
+        record.needs_revision = announced.needs_revision;
         record.fetching = (announced.fetching.into_iter())
             .take(MAX_FETCHING_LISTED)
             .collect();
         record
+    }
+
+    /// The record without what it says of content (for `known/<node>`, which outlives the node).
+    fn without_content(&self) -> NodeRecord {
+        NodeRecord {
+            peer: None,
+            holds: Vec::new(),
+            fetching: Vec::new(),
+            needs: Vec::new(),
+            needs_revision: 0,
+            ..self.clone()
+        }
     }
 
     /// The record at `revision` with these groups and warnings, the lists capped, their counts kept.
@@ -234,6 +257,7 @@ async fn hold(link: &Link, managed: &Managed, record: &NodeRecord, lease: i64) -
         Err(e) => return e,
     };
     let mut last: Option<NodeRecord> = None;
+    let mut last_known: Option<NodeRecord> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     let mut renewed = tokio::time::Instant::now() - LEASE_TTL;
     loop {
@@ -251,18 +275,24 @@ async fn hold(link: &Link, managed: &Managed, record: &NodeRecord, lease: i64) -
         let now = record.now(link, managed);
         if last.as_ref() != Some(&now) {
             let value = serde_json::to_vec(&now).unwrap_or_default();
-            let txn = Txn::new().and_then([
-                TxnOp::put(
-                    link.keys.node(&link.node),
-                    value.clone(),
-                    Some(PutOptions::new().with_lease(lease)),
-                ),
-                TxnOp::put(link.keys.known_node(&link.node), value, None),
-            ]);
+            let mut puts = vec![TxnOp::put(
+                link.keys.node(&link.node),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )];
+            // The kept copy lists no content (only the leased record is read for it), and is written
+            // only when what it lists changed.
+            let known = now.without_content();
+            if last_known.as_ref() != Some(&known) {
+                let value = serde_json::to_vec(&known).unwrap_or_default();
+                puts.push(TxnOp::put(link.keys.known_node(&link.node), value, None));
+            }
+            let txn = Txn::new().and_then(puts);
             if let Err(e) = link.txn("updating the node's record", txn).await {
                 return e;
             }
             last = Some(now);
+            last_known = Some(known);
         }
     }
 }

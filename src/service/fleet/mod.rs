@@ -31,7 +31,7 @@ use std::sync::Arc;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use tokio_util::sync::CancellationToken;
 
-pub use content::{ContentDuty, PeerPath, PEER_USER};
+pub use content::{peer_user, ContentDuty, PeerPath};
 pub use etcd_store::EtcdStore;
 pub use membership::LEASE_TTL;
 pub use name::{FleetName, NameError, NodeName, MAX_NAME};
