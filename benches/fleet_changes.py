@@ -63,6 +63,28 @@ def wait(what, check, limit=20.0):
         time.sleep(0.01)
 
 
+def start_etcd(work, procs):
+    """A 3-member etcd cluster on loopback ports, its data under `work`, its processes added to `procs`;
+    returns its client URLs once it takes a write."""
+    client = [free_port() for _ in range(3)]
+    peer = [free_port() for _ in range(3)]
+    cluster = ",".join(f"m{i}=http://127.0.0.1:{peer[i]}" for i in range(3))
+    for i in range(3):
+        c, p = f"http://127.0.0.1:{client[i]}", f"http://127.0.0.1:{peer[i]}"
+        procs.append(subprocess.Popen(
+            ["etcd", "--name", f"m{i}", "--data-dir", f"{work}/m{i}",
+             "--listen-client-urls", c, "--advertise-client-urls", c,
+             "--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
+             "--initial-cluster", cluster, "--initial-cluster-state", "new"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    endpoints = ",".join(f"http://127.0.0.1:{p}" for p in client)
+    env = dict(os.environ, ETCDCTL_API="3")
+    wait("etcd", lambda: subprocess.run(
+        ["etcdctl", "--endpoints", endpoints, "put", "/bench", "x"], env=env,
+        capture_output=True).returncode == 0, 60)
+    return endpoints
+
+
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -74,22 +96,7 @@ def main():
     work = tempfile.mkdtemp(prefix="bcs-fleet-bench-")
     procs = []
     try:
-        client = [free_port() for _ in range(3)]
-        peer = [free_port() for _ in range(3)]
-        cluster = ",".join(f"m{i}=http://127.0.0.1:{peer[i]}" for i in range(3))
-        for i in range(3):
-            c, p = f"http://127.0.0.1:{client[i]}", f"http://127.0.0.1:{peer[i]}"
-            procs.append(subprocess.Popen(
-                ["etcd", "--name", f"m{i}", "--data-dir", f"{work}/m{i}",
-                 "--listen-client-urls", c, "--advertise-client-urls", c,
-                 "--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
-                 "--initial-cluster", cluster, "--initial-cluster-state", "new"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        endpoints = ",".join(f"http://127.0.0.1:{p}" for p in client)
-        env = dict(os.environ, ETCDCTL_API="3")
-        wait("etcd", lambda: subprocess.run(
-            ["etcdctl", "--endpoints", endpoints, "put", "/bench", "x"], env=env,
-            capture_output=True).returncode == 0)
+        endpoints = start_etcd(work, procs)
         sockets = []
         for k in range(1, 4):
             state = f"{work}/node{k}"

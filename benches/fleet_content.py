@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.parse
 
-from fleet_changes import api, free_port, wait
+from fleet_changes import api, free_port, start_etcd, wait
 
 
 def head(ip, port, path):
@@ -37,22 +37,7 @@ def run(nodes, size, bcs):
     work = tempfile.mkdtemp(prefix="bcs-content-bench-")
     procs = []
     try:
-        client = [free_port() for _ in range(3)]
-        peer = [free_port() for _ in range(3)]
-        cluster = ",".join(f"m{i}=http://127.0.0.1:{peer[i]}" for i in range(3))
-        for i in range(3):
-            c, p = f"http://127.0.0.1:{client[i]}", f"http://127.0.0.1:{peer[i]}"
-            procs.append(subprocess.Popen(
-                ["etcd", "--name", f"m{i}", "--data-dir", f"{work}/m{i}",
-                 "--listen-client-urls", c, "--advertise-client-urls", c,
-                 "--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
-                 "--initial-cluster", cluster, "--initial-cluster-state", "new"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        endpoints = ",".join(f"http://127.0.0.1:{p}" for p in client)
-        env = dict(os.environ, ETCDCTL_API="3")
-        wait("etcd", lambda: subprocess.run(
-            ["etcdctl", "--endpoints", endpoints, "put", "/bench", "x"], env=env,
-            capture_output=True).returncode == 0, 60)
+        endpoints = start_etcd(work, procs)
         peer_port = free_port()
         states = []
         for k in range(1, nodes + 1):

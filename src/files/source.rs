@@ -251,8 +251,18 @@ impl FileSource {
         if !file.metadata()?.is_file() {
             return Err(Unpublishable::NotAFile);
         }
-        Ok(FileSource {
-            path: absolute,
+        Ok(FileSource::at(absolute, content_type, cache, None))
+    }
+
+    /// A source for `path` with nothing seen of it yet.
+    fn at(
+        path: PathBuf,
+        content_type: HeaderValue,
+        cache: Arc<FileCache>,
+        pinned: Option<Pinned>,
+    ) -> FileSource {
+        FileSource {
+            path,
             content_type,
             cache,
             current: ArcSwapOption::empty(),
@@ -260,9 +270,9 @@ impl FileSource {
             checked_us: AtomicU64::new(0),
             digest: ArcSwapOption::empty(),
             hashing: AtomicBool::new(false),
-            pinned: None,
+            pinned,
             previous: None,
-        })
+        }
     }
 
     /// A content-addressed file: `dir/HEX` where HEX is the SHA-256 `sha256` of its bytes, written
@@ -283,22 +293,17 @@ impl FileSource {
         let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
         let etag = HeaderValue::try_from(format!("\"sha256-{hex}\"")).map_err(io::Error::other)?;
         let digest = digest::header_value(sha256).ok_or_else(|| io::Error::other("digest"))?;
-        Ok(FileSource {
-            path: dir.join(hex),
+        let pinned = Pinned {
+            etag,
+            modified_secs: version,
+            digest,
+        };
+        Ok(FileSource::at(
+            dir.join(hex),
             content_type,
             cache,
-            current: ArcSwapOption::empty(),
-            born: Instant::now(),
-            checked_us: AtomicU64::new(0),
-            digest: ArcSwapOption::empty(),
-            hashing: AtomicBool::new(false),
-            pinned: Some(Pinned {
-                etag,
-                modified_secs: version,
-                digest,
-            }),
-            previous: None,
-        })
+            Some(pinned),
+        ))
     }
 
     /// This content-addressed file, served as `previous` (the version before it, also

@@ -470,12 +470,7 @@ impl Managed {
         prefix: &UrlPrefix,
         url: &UrlConfig,
     ) -> Result<UrlConfig, MgmtError> {
-        if !url.file.is_absolute() {
-            return Err(MgmtError::Invalid {
-                code: "relative_path",
-                message: format!("{:?}: the file's path must be absolute", url.file),
-            });
-        }
+        check_absolute(&url.file)?;
         let what = format!("add URL {prefix}{} -> {}", url.suffix, url.file.display());
         self.refuse_private(&url.file)?;
         // Checked before the file is copied: a refused call leaves nothing behind.
@@ -513,12 +508,7 @@ impl Managed {
         prefix: &UrlPrefix,
         url: &UrlConfig,
     ) -> Result<UrlConfig, MgmtError> {
-        if !url.file.is_absolute() {
-            return Err(MgmtError::Invalid {
-                code: "relative_path",
-                message: format!("{:?}: the file's path must be absolute", url.file),
-            });
-        }
+        check_absolute(&url.file)?;
         let what = format!(
             "publish URL {prefix}{} again -> {}",
             url.suffix,
@@ -810,6 +800,17 @@ impl Managed {
             Ok((true, deltas, Undo::Config(Box::new(before))))
         })
     }
+}
+
+/// The file's path must be absolute: the service's working directory means nothing to the caller.
+fn check_absolute(file: &std::path::Path) -> Result<(), MgmtError> {
+    if !file.is_absolute() {
+        return Err(MgmtError::Invalid {
+            code: "relative_path",
+            message: format!("{file:?}: the file's path must be absolute"),
+        });
+    }
+    Ok(())
 }
 
 /// A user or group name: not empty, no `:` (Basic's separator) and no control characters.
