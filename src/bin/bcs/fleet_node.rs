@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use bits_compact::service::store::{SqliteStore, Store};
 use bits_compact::service::Managed;
+#[cfg(feature = "fleet")]
+use bits_compact::service::{fleet::PeerPath, ContentStore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -33,15 +35,6 @@ impl FleetArgs {
             || args.node.is_some()
             || args.etcd_ca.is_some()
             || args.etcd_cert.is_some();
-        #[cfg(not(feature = "fleet"))]
-        {
-            if given {
-                return Err(CliError::Serve(
-                    "--etcd needs a bcs built with the `fleet` feature (cargo build --release --features fleet)".into(),
-                ));
-            }
-            Ok(FleetArgs())
-        }
         if let Some(addr) = args.fleet_peer {
             // Announced to the peers as it is: an address they can reach, not "any".
             if addr.ip().is_unspecified() || addr.port() == 0 {
@@ -54,6 +47,15 @@ impl FleetArgs {
             return Err(CliError::Serve(
                 "--fleet-peer and --fleet-pull-rate are a fleet's node's: they need --etcd URL[,URL...], --fleet NAME and --node NAME".into(),
             ));
+        }
+        #[cfg(not(feature = "fleet"))]
+        {
+            if given {
+                return Err(CliError::Serve(
+                    "--etcd needs a bcs built with the `fleet` feature (cargo build --release --features fleet)".into(),
+                ));
+            }
+            Ok(FleetArgs())
         }
         #[cfg(feature = "fleet")]
         {
@@ -124,25 +126,11 @@ pub(crate) async fn join(
     }
 }
 
-impl FleetArgs {
-    /// Whether this service is to be a fleet's node.
-    pub(crate) fn is_node(&self) -> bool {
-        #[cfg(feature = "fleet")]
-        return self.0.is_some();
-        #[cfg(not(feature = "fleet"))]
-        false
-    }
-}
-
 /// A fleet's node's content: its store (whose directory the server serves content from), its pulls'
 /// jobs and its peer path. Made before the node joins, so that the server is built with it.
 pub(crate) struct Content(
     #[cfg(feature = "fleet")] Option<(Arc<ContentStore>, Option<Arc<PeerPath>>)>,
 );
-
-#[cfg(feature = "fleet")]
-use bits_compact::service::fleet::PeerPath;
-use bits_compact::service::ContentStore;
 
 impl Content {
     /// The content store under `state` and the peer path on `peer`, for a fleet's node; nothing
@@ -154,7 +142,7 @@ impl Content {
         builder: bits_compact::ServerBuilder,
     ) -> Result<(Content, bits_compact::ServerBuilder), CliError> {
         #[cfg(feature = "fleet")]
-        if args.is_node() {
+        if args.0.is_some() {
             let store = ContentStore::open(state).map_err(|e| CliError::Serve(crate::chain(&e)))?;
             let builder = builder.content_dir(store.dir());
             let peer = match peer {
