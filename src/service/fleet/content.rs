@@ -233,7 +233,12 @@ struct Duties {
     held_back: HashMap<String, Instant>,
     /// When the fetches' bytes were last announced.
     announced: Option<Instant>,
+    /// With etcd away: no tick before this, so that the loop does not add to the calls that wait for it.
+    paused_until: Option<Instant>,
 }
+
+/// How long the loop rests after it could not read the fleet's members.
+const ETCD_AWAY_PAUSE: Duration = Duration::from_secs(2);
 
 /// Runs the content duties until `stop`.
 pub(crate) async fn run(
@@ -250,7 +255,11 @@ pub(crate) async fn run(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        if d.paused_until.is_some_and(|t| Instant::now() < t) {
+            continue;
+        }
         if !known_secret(&link, &duty, &mut d.secret).await {
+            d.paused_until = Some(Instant::now() + ETCD_AWAY_PAUSE);
             continue;
         }
         once(&link, &managed, &duty, &mut d).await;
@@ -265,7 +274,9 @@ async fn once(link: &Link, managed: &Managed, duty: &ContentDuty, d: &mut Duties
     match membership::live(link).await {
         Ok(live) => d.records = live,
         Err(e) => {
-            tracing::debug!(target: "bits_compact::service", error = %e, "cannot read the fleet's members; pulls wait")
+            tracing::debug!(target: "bits_compact::service", error = %e, "cannot read the fleet's members; pulls wait");
+            d.paused_until = Some(Instant::now() + ETCD_AWAY_PAUSE);
+            return;
         }
     }
     let me = link.node.to_string();
