@@ -44,10 +44,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def status(ip, port, path):
+def status(ip, port, path, method="GET"):
+    """The status of a request (0 when nothing answers)."""
     try:
         conn = http.client.HTTPConnection(ip, port, timeout=2)
-        conn.request("GET", path)
+        conn.request(method, path)
         code = conn.getresponse().status
         conn.close()
         return code

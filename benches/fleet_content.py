@@ -8,7 +8,6 @@ peer path sent (its `peer-access.log`), in copies of the file. Aim: under 2 copi
 
     cargo build --release --features fleet && python3 benches/fleet_content.py [SIZE] [path/to/bcs] [N...]
 """
-import http.client
 import json
 import os
 import shutil
@@ -18,19 +17,8 @@ import tempfile
 import time
 import urllib.parse
 
-from fleet_changes import api, free_port, start_etcd, wait
+from fleet_changes import api, free_port, start_etcd, status, wait
 
-
-def head(ip, port, path):
-    """The status of a HEAD (0 when nothing answers)."""
-    try:
-        conn = http.client.HTTPConnection(ip, port, timeout=2)
-        conn.request("HEAD", path)
-        code = conn.getresponse().status
-        conn.close()
-        return code
-    except OSError:
-        return 0
 
 
 def run(nodes, size, bcs):
@@ -67,7 +55,7 @@ def run(nodes, size, bcs):
         api(sock, "POST", f"/v1/groups/{group}/urls", {"suffix": "big.bin", "file": file})
         t1 = time.monotonic()
         for k in range(1, nodes + 1):
-            wait("every node serving it", lambda: head(f"127.0.0.{k}", port, "/bench/big.bin") == 200, 600)
+            wait("every node serving it", lambda: status(f"127.0.0.{k}", port, "/bench/big.bin", "HEAD") == 200, 600)
         t2 = time.monotonic()
         sent = 0
         with open(f"{states[0]}/peer-access.log") as log:

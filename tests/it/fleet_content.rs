@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -128,6 +129,28 @@ fn peer_gets(node: &Node, sha: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Seeded bytes written to `dir/name`, with their SHA-256 and the file's path.
+struct Payload {
+    bytes: Vec<u8>,
+    sha: String,
+    file: PathBuf,
+}
+
+fn payload(dir: &Path, name: &str, mib: usize, seed: u64) -> Payload {
+    let bytes = pattern(mib * MIB, seed);
+    let sha = sha256_hex(&bytes);
+    let file = write_file(dir, name, &bytes);
+    Payload { bytes, sha, file }
+}
+
+/// A group `/app/` on a free port, made through `node`: the port and the prefix.
+fn app_group(node: &Node) -> (u16, String) {
+    let port = free_port();
+    let prefix = format!("http://+:{port}/app/");
+    node.ok(&["group", "create", &prefix]);
+    (port, prefix)
+}
+
 fn wait_held(node: &Node, sha: &str, limit: Duration) {
     assert!(
         eventually(limit, || holds(node, sha)),
@@ -149,12 +172,12 @@ fn content_published_on_one_node_is_served_by_every_node() {
     let etcd = Etcd::start();
     let [mut a, b, c] = nodes(&etcd, "reach", [&[], &[], &["--fleet-pull-rate", "16MB"]]);
     let files = tempfile::tempdir().unwrap();
-    let content = pattern(64 * MIB, 25);
-    let sha = sha256_hex(&content);
-    let file = write_file(files.path(), "big.bin", &content);
-    let port = free_port();
-    let prefix = format!("http://+:{port}/app/");
-    a.ok(&["group", "create", &prefix]);
+    let Payload {
+        bytes: content,
+        sha,
+        file,
+    } = payload(files.path(), "big.bin", 64, 25);
+    let (port, prefix) = app_group(&a);
     let url = |n: &Node| format!("http://{}:{port}/app/big.bin", n.ip);
     // The group exists everywhere before the URL does: the first answers are about the URL.
     assert!(eventually(Duration::from_secs(5), || fetch(
@@ -398,12 +421,12 @@ fn a_download_started_on_one_node_resumes_on_another() {
     let etcd = Etcd::start();
     let [a, mut b, c] = nodes(&etcd, "resume", [&[], &[], &[]]);
     let files = tempfile::tempdir().unwrap();
-    let content = pattern(64 * MIB, 26);
-    let sha = sha256_hex(&content);
-    let file = write_file(files.path(), "big.bin", &content);
-    let port = free_port();
-    let prefix = format!("http://+:{port}/app/");
-    a.ok(&["group", "create", &prefix]);
+    let Payload {
+        bytes: content,
+        sha,
+        file,
+    } = payload(files.path(), "big.bin", 64, 26);
+    let (port, prefix) = app_group(&a);
     a.ok(&["url", "add", &prefix, "big.bin", file.to_str().unwrap()]);
     for n in [&a, &b, &c] {
         wait_held(n, &sha, Duration::from_secs(30));
@@ -527,12 +550,12 @@ fn a_pull_survives_the_origin_and_then_its_holder_going_away() {
     let etcd = Etcd::start();
     let [mut a, mut b, c] = nodes(&etcd, "survive", [&[], &[], &["--fleet-pull-rate", "8MB"]]);
     let files = tempfile::tempdir().unwrap();
-    let x = pattern(48 * MIB, 27);
-    let x_sha = sha256_hex(&x);
-    let x_file = write_file(files.path(), "x.bin", &x);
-    let port = free_port();
-    let prefix = format!("http://+:{port}/app/");
-    a.ok(&["group", "create", &prefix]);
+    let Payload {
+        bytes: x,
+        sha: x_sha,
+        file: x_file,
+    } = payload(files.path(), "x.bin", 48, 27);
+    let (port, prefix) = app_group(&a);
     a.ok(&["url", "add", &prefix, "x.bin", x_file.to_str().unwrap()]);
     wait_held(&b, &x_sha, Duration::from_secs(20));
     let under_way = eventually(Duration::from_secs(20), || {
@@ -548,9 +571,11 @@ fn a_pull_survives_the_origin_and_then_its_holder_going_away() {
 
     // A back; new content; B dies while C pulls it from B.
     a.restart();
-    let y = pattern(32 * MIB, 28);
-    let y_sha = sha256_hex(&y);
-    let y_file = write_file(files.path(), "y.bin", &y);
+    let Payload {
+        bytes: y,
+        sha: y_sha,
+        file: y_file,
+    } = payload(files.path(), "y.bin", 32, 28);
     a.ok(&["url", "add", &prefix, "y.bin", y_file.to_str().unwrap()]);
     wait_held(&b, &y_sha, Duration::from_secs(20));
     let from_b = eventually(Duration::from_secs(20), || {
@@ -590,12 +615,12 @@ fn a_node_killed_mid_pull_resumes_from_its_bytes() {
     let etcd = Etcd::start();
     let [a, b, mut c] = nodes(&etcd, "killed", [&[], &[], &["--fleet-pull-rate", "8MB"]]);
     let files = tempfile::tempdir().unwrap();
-    let content = pattern(48 * MIB, 29);
-    let sha = sha256_hex(&content);
-    let file = write_file(files.path(), "big.bin", &content);
-    let port = free_port();
-    let prefix = format!("http://+:{port}/app/");
-    a.ok(&["group", "create", &prefix]);
+    let Payload {
+        bytes: content,
+        sha,
+        file,
+    } = payload(files.path(), "big.bin", 48, 29);
+    let (port, prefix) = app_group(&a);
     a.ok(&["url", "add", &prefix, "big.bin", file.to_str().unwrap()]);
     wait_held(&b, &sha, Duration::from_secs(20));
     let temporary = c
@@ -638,13 +663,14 @@ fn a_new_version_replaces_the_old_on_every_node() {
     // C pulls slowly: the old version is seen served there after the change.
     let [a, b, c] = nodes(&etcd, "version", [&[], &[], &["--fleet-pull-rate", "4MB"]]);
     let files = tempfile::tempdir().unwrap();
-    let old = pattern(8 * MIB, 30);
+    let Payload {
+        bytes: old,
+        sha: old_sha,
+        file,
+    } = payload(files.path(), "app.bin", 8, 30);
     let new = pattern(8 * MIB, 31);
-    let (old_sha, new_sha) = (sha256_hex(&old), sha256_hex(&new));
-    let file = write_file(files.path(), "app.bin", &old);
-    let port = free_port();
-    let prefix = format!("http://+:{port}/app/");
-    a.ok(&["group", "create", &prefix]);
+    let new_sha = sha256_hex(&new);
+    let (port, prefix) = app_group(&a);
     a.ok(&[
         "url",
         "add",
@@ -742,12 +768,12 @@ fn restricted_content_stays_restricted_on_every_path() {
     let etcd = Etcd::start();
     let [mut a, b, c] = nodes(&etcd, "restricted", [&[], &[], &[]]);
     let files = tempfile::tempdir().unwrap();
-    let content = pattern(MIB, 32);
-    let sha = sha256_hex(&content);
-    let file = write_file(files.path(), "secret.bin", &content);
-    let port = free_port();
-    let prefix = format!("http://+:{port}/app/");
-    a.ok(&["group", "create", &prefix]);
+    let Payload {
+        bytes: content,
+        sha,
+        file,
+    } = payload(files.path(), "secret.bin", 1, 32);
+    let (port, prefix) = app_group(&a);
     a.ok(&["auth", "set", &prefix, "ntlm", "on"]);
     a.ok(&[
         "url",
