@@ -352,6 +352,11 @@ impl Node {
         (out.status.code(), text(&out.stderr))
     }
 
+    /// Its process id (it runs).
+    pub(crate) fn pid(&self) -> u32 {
+        self.running.as_ref().expect("not running").child.id()
+    }
+
     pub(crate) fn stop(&mut self, signal: &str) -> (Option<i32>, String) {
         self.running.take().expect("not running").stop(signal)
     }

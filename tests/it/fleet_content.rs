@@ -916,6 +916,22 @@ fn restricted_content_stays_restricted_on_every_path() {
         );
     }
 
+    // logrotate's way: the peer log renamed, SIGHUP, and the next request is in a new file.
+    let peer_log = a.state().join("peer-access.log");
+    std::fs::rename(&peer_log, a.state().join("peer-access.log.1")).unwrap();
+    assert!(run("kill", &["-HUP", &a.pid().to_string()])
+        .status
+        .success());
+    let reopened = eventually(Duration::from_secs(5), || {
+        fetch(
+            &format!("http://{}:{peer_port}/bcs-content/{sha}", a.ip),
+            false,
+            &[],
+        );
+        std::fs::read_to_string(&peer_log).is_ok_and(|l| l.contains(&sha))
+    });
+    assert!(reopened, "the peer log was not reopened on SIGHUP");
+
     // The secret is in no log.
     let (_, log) = a.stop("-TERM");
     assert!(log.contains("bits_compact::access"), "{log}");

@@ -170,7 +170,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
         builder = builder.bind_addresses(bind.iter().copied());
     }
     let server = args.access_log.apply(builder).build()?;
-    args.access_log.reopen_on_hangup(&server)?;
+    args.access_log.reopen_on_hangup(&server, Vec::new())?;
     let stop_metrics = CancellationToken::new();
     if let Some(addr) = args.metrics {
         serve_metrics(addr, &server, stop_metrics.clone()).await?;

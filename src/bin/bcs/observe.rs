@@ -42,8 +42,12 @@ impl AccessLogArgs {
     /// Handles SIGHUP from now on (before serving, so that a logrotate run right after start is not
     /// lost), whatever the flags: with an access-log file it reopens the file; otherwise there is nothing
     /// to reopen, and a `kill -HUP` from a logrotate rule must still not end the process (SIGHUP's
-    /// default action).
-    pub(crate) fn reopen_on_hangup(&self, server: &Server) -> Result<(), CliError> {
+    /// default action). `also` are other servers whose logs are files (a fleet's peer path): reopened too.
+    pub(crate) fn reopen_on_hangup(
+        &self,
+        server: &Server,
+        also: Vec<Server>,
+    ) -> Result<(), CliError> {
         let file = matches!(self.access_log, Some(AccessLogTarget::File(_)));
         let mut hangups = signal(SignalKind::hangup()).map_err(CliError::Runtime)?;
         let server = server.clone();
@@ -53,6 +57,9 @@ impl AccessLogArgs {
                     server.reopen_access_log();
                 } else {
                     tracing::debug!("SIGHUP: no access-log file to reopen");
+                }
+                for other in &also {
+                    other.reopen_access_log();
                 }
             }
         });

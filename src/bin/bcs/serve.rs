@@ -138,7 +138,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     }
     let (content, builder) = fleet::Content::open(&fleet_args, &state, args.fleet_peer, builder)?;
     let server = args.access_log.apply(builder).build()?;
-    args.access_log.reopen_on_hangup(&server)?;
+    let peer_log = content.peer_server().into_iter().collect();
+    args.access_log.reopen_on_hangup(&server, peer_log)?;
     let store = SqliteStore::open(service::database_path(&state)).map_err(store_error)?;
     let (store, fleet) = fleet::join(fleet_args, store, &state, &bind).await?;
     let (managed, warnings) = Managed::start(server.clone(), store, std::slice::from_ref(&state))
