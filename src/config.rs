@@ -279,7 +279,7 @@ impl PreviousContent {
 }
 
 /// 64 lowercase hex digits as 32 bytes.
-fn hex_digest(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn hex_digest(text: &str) -> Option<[u8; 32]> {
     let hex = text.as_bytes();
     if hex.len() != 64 {
         return None;

@@ -228,6 +228,9 @@ pub(crate) struct FileSource {
     /// A content-addressed file's previous version, served whole while this one is not held yet (see
     /// [`FileSource::serving`]); never itself with a previous one.
     previous: Option<Arc<FileSource>>,
+    /// Whether this content-addressed file has been seen here: once it has, it stays (a copy a URL
+    /// names is never removed), and `serving` asks no more.
+    held: AtomicBool,
 }
 
 /// A version's `Repr-Digest` value.
@@ -272,6 +275,7 @@ impl FileSource {
             hashing: AtomicBool::new(false),
             pinned,
             previous: None,
+            held: AtomicBool::new(false),
         }
     }
 
@@ -320,9 +324,18 @@ impl FileSource {
     /// The source a request is answered from: this one, or while its file is not here yet, the previous
     /// version when that one is. Each response is built from the one source returned.
     pub(crate) fn serving(self: &Arc<Self>) -> Arc<FileSource> {
-        match &self.previous {
-            Some(previous) if nofollow::metadata(&self.path).is_err() => previous.clone(),
-            _ => self.clone(),
+        let Some(previous) = &self.previous else {
+            return self.clone();
+        };
+        if self.held.load(Ordering::Acquire) {
+            return self.clone();
+        }
+        match nofollow::metadata(&self.path) {
+            Ok(_) => {
+                self.held.store(true, Ordering::Release);
+                self.clone()
+            }
+            Err(_) => previous.clone(),
         }
     }
 

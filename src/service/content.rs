@@ -269,10 +269,7 @@ impl ContentStore {
 
 /// Whether `name` is a SHA-256 in lowercase hex (and so a safe file name).
 pub(crate) fn is_hash(name: &str) -> bool {
-    name.len() == 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    crate::config::hex_digest(name).is_some()
 }
 
 /// The names in `dir` that are hashes (others are temporaries, or not ours).

@@ -327,7 +327,7 @@ impl UrlGroup {
     ) -> Result<Url, UrlError> {
         self.change(
             || {
-                let entry = self.prepare_url(suffix, file.as_ref(), sddl, true)?;
+                let entry = self.prepare(suffix, file.as_ref(), None, sddl, true)?;
                 self.insert(entry)
             },
             |url, prefix| {
@@ -405,22 +405,11 @@ impl UrlGroup {
             .map(|entry| Url { entry })
     }
 
-    /// Checks a URL and opens its file without publishing it.
+    /// Checks a URL and opens its file (by content when `content` is given) without publishing it.
     ///
     /// With `use_default`, a URL without SDDL gets the group's default (what `add_url` does); without it,
     /// none is none (what a configuration says is taken as written: SECURITY: filling in today's default
     /// for a URL published before it was set would change who may read it).
-    pub(crate) fn prepare_url(
-        &self,
-        suffix: &str,
-        file: &Path,
-        sddl: Option<&str>,
-        use_default: bool,
-    ) -> Result<Arc<UrlEntry>, UrlError> {
-        self.prepare(suffix, file, None, sddl, use_default)
-    }
-
-    /// [`UrlGroup::prepare_url`], by content when `content` is given.
     pub(crate) fn prepare(
         &self,
         suffix: &str,

@@ -228,8 +228,9 @@ struct Duties {
     secret: Option<Password>,
     pulls: HashMap<String, Pull>,
     records: BTreeMap<String, NodeRecord>,
-    /// Since when each needed content has had no pull, and after which failure it may start again.
+    /// Since when each needed content has had no pull.
     waiting: HashMap<String, Instant>,
+    /// When a content whose pulled copy failed its check may be pulled again.
     held_back: HashMap<String, Instant>,
     /// When the fetches' bytes were last announced.
     announced: Option<Instant>,
