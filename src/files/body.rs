@@ -2,10 +2,12 @@
 //!
 //! A body is a queue of segments: bytes already in memory (headers of multipart parts, cached small files,
 //! error texts) and ranges of an open file. File ranges are read with positioned reads on the blocking pool,
-//! a chunk at a time, one read ahead of what hyper is writing when the connection's read budget allows
-//! (`limits::memory`: each chunk holds its budget until written out, so a client that stops reading pins
-//! at most its connection's budget). If the file turns out shorter than promised, the body fails and hyper
-//! cuts the connection: a client never gets a wrong Content-Length.
+//! a chunk at a time, under the connection's read budget (`limits::memory`: each chunk holds its budget
+//! until written out, so a client that stops reading pins at most its connection's budget). On HTTP/1.1
+//! the next chunk is read while hyper writes one only while the client keeps up (`files::readahead`); on
+//! HTTP/2 a stream reads ahead as far as the connection's budget allows. If the file turns out shorter
+//! than promised, the body fails and hyper cuts the connection: a client never gets a wrong
+//! Content-Length.
 //!
 //! On a plain HTTP/1.1 connection (`with_zero_copy`) file ranges are not read at all: the body hands hyper
 //! placeholders that the connection's IO sends from the file with `sendfile` (`files::zerocopy`), unless
@@ -27,6 +29,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
+use super::readahead::{HandOver, ReadAhead};
 use super::zerocopy::{ZeroCopy, PLACEHOLDER};
 use crate::limits::{
     self, Bandwidth, Permits, ReadBudget, Reservation, SourceTicket, StreamProgress, TransferPermit,
@@ -58,6 +61,10 @@ pub struct ResponseBody {
     segments: VecDeque<Segment>,
     file: Option<Arc<File>>,
     pending: Option<JoinHandle<io::Result<VecDeque<Bytes>>>>,
+    /// The file range the pending read covers.
+    pending_range: (u64, u64),
+    /// On HTTP/1.1 connections with a read budget: read-ahead while the client keeps up.
+    ahead: Option<ReadAhead>,
     /// How much one read takes.
     chunk: usize,
     /// The connection's read budget, when the body has one.
@@ -112,6 +119,8 @@ impl ResponseBody {
             segments,
             file,
             pending: None,
+            pending_range: (0, 0),
+            ahead: None,
             chunk: CHUNK,
             reservation: None,
             progress: None,
@@ -154,6 +163,9 @@ impl ResponseBody {
         if self.file.is_some() {
             self.chunk = budget.chunk();
             self.reservation = Some(Reservation::new(budget));
+            if budget.reads_ahead() {
+                self.ahead = Some(ReadAhead::new());
+            }
         }
         self
     }
@@ -213,6 +225,9 @@ impl ResponseBody {
         let Some(file) = self.file.clone() else {
             return Poll::Ready(());
         };
+        if let Some(ahead) = self.ahead.as_mut() {
+            ready!(ahead.poll_may_read(cx));
+        }
         let len = usize::try_from((*end - *start).min(self.chunk as u64)).unwrap_or(self.chunk);
         let permits = match self.reservation.as_mut() {
             Some(r) => Some(ready!(r.poll_take(cx, len))),
@@ -222,6 +237,7 @@ impl ResponseBody {
             return Poll::Ready(());
         };
         let at = *start;
+        self.pending_range = (at, at + len as u64);
         *start += len as u64;
         if *start == *end {
             self.segments.pop_front();
@@ -279,6 +295,14 @@ impl ResponseBody {
                 let chunk = ready!(Pin::new(pending).poll(cx)).map_err(io::Error::other);
                 self.pending = None;
                 return match chunk {
+                    Ok(Ok(mut pieces)) if self.ahead.is_some() => {
+                        // HTTP/1.1: one piece, handed over below once hyper has written the one before.
+                        let (start, end) = self.pending_range;
+                        if let Some(ahead) = self.ahead.as_mut() {
+                            ahead.put(pieces.pop_front().unwrap_or_default(), start, end);
+                        }
+                        continue;
+                    }
                     Ok(Ok(mut pieces)) => {
                         // A chunk may come in pieces (HTTP/2 frames): the rest go first in line.
                         let first = pieces.pop_front().unwrap_or_default();
@@ -294,6 +318,19 @@ impl ResponseBody {
                         Poll::Ready(Some(Err(e)))
                     }
                 };
+            }
+            if let Some(ahead) = self.ahead.as_mut().filter(|a| a.has_ready()) {
+                match ready!(ahead.poll_hand_over(cx)) {
+                    HandOver::Chunk(chunk) => {
+                        // Read ahead while hyper writes this chunk, if the client keeps up.
+                        let _ = self.poll_start_read(cx);
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                    HandOver::Dropped { start, end } => {
+                        self.segments.push_front(Segment::File { start, end });
+                        continue;
+                    }
+                }
             }
             match self.segments.front() {
                 None => return Poll::Ready(None),
@@ -441,6 +478,7 @@ impl Drop for ResponseBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::ReadBudget;
     use http_body::Body as _;
     use http_body_util::BodyExt;
     use std::io::Write;
@@ -481,6 +519,77 @@ mod tests {
         );
         let err = body.collect().await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// An HTTP/1.1 body on a budget of its own, over a file of `chunks` chunks.
+    fn h1_body(chunks: usize) -> (ResponseBody, Arc<ReadBudget>, Vec<u8>) {
+        let budget = ReadBudget::new(
+            false,
+            ReadBudget::server(64 << 20),
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        );
+        let len = chunks * budget.chunk();
+        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let body = ResponseBody::from_segments(
+            VecDeque::from([Segment::File {
+                start: 0,
+                end: len as u64,
+            }]),
+            Some(temp_file(&data)),
+        )
+        .with_budget(&budget);
+        (body, budget, data)
+    }
+
+    /// The next chunk, or `None` if the body is still pending after a short wait.
+    async fn next_chunk(body: &mut ResponseBody) -> Option<Bytes> {
+        let frame = tokio::time::timeout(std::time::Duration::from_millis(50), body.frame());
+        let frame = frame.await.ok()?.unwrap().unwrap();
+        Some(frame.into_data().unwrap())
+    }
+
+    // SECURITY: a client that reads quickly and then stops pins two chunks for at most PROMPT, then one.
+    #[tokio::test]
+    async fn read_ahead_lasts_only_while_the_client_keeps_up() {
+        use crate::files::readahead::PROMPT;
+        let (mut body, budget, data) = h1_body(5);
+        let chunk = budget.chunk();
+        let first = next_chunk(&mut body).await.unwrap();
+        let mut got = first.to_vec();
+        assert!(next_chunk(&mut body).await.is_none(), "two chunks in hyper");
+        assert_eq!(
+            budget.held(),
+            chunk,
+            "no read-ahead before the client has read"
+        );
+        drop(first);
+        let second = next_chunk(&mut body).await.unwrap();
+        // The client kept up: the third chunk is read while the second is out, but not handed over.
+        assert!(next_chunk(&mut body).await.is_none());
+        assert!(next_chunk(&mut body).await.is_none());
+        assert_eq!(budget.held(), 2 * chunk, "read ahead");
+        // The client stops: after PROMPT the chunk read ahead is dropped.
+        tokio::time::sleep(PROMPT).await;
+        assert!(next_chunk(&mut body).await.is_none());
+        assert_eq!(budget.held(), chunk, "the read-ahead outlived PROMPT");
+        // It moves again, as hyper does: each chunk dropped once written. The rest arrives whole, in order.
+        got.extend_from_slice(&second);
+        drop(second);
+        while let Some(frame) = body.frame().await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert!(got == data, "bytes differ");
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_holds_one_chunk() {
+        let (mut body, budget, _) = h1_body(4);
+        let first = next_chunk(&mut body).await.unwrap();
+        tokio::time::sleep(crate::files::readahead::PROMPT * 2).await;
+        assert!(next_chunk(&mut body).await.is_none());
+        assert_eq!(budget.held(), budget.chunk());
+        drop(first);
     }
 
     #[tokio::test]

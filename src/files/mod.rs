@@ -12,6 +12,7 @@ pub(crate) mod nofollow;
 // Public only for the fuzz targets (fuzz/): not part of the API.
 #[doc(hidden)]
 pub mod range;
+mod readahead;
 mod source;
 mod zerocopy;
 

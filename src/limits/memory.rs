@@ -26,9 +26,9 @@ use super::StreamProgress;
 /// stream (benches/compare_nginx.sh, same run): 96 KiB chunks reached 0.57 of nginx, 192 KiB 0.75,
 /// 256 KiB 1.15; big files want big chunks.
 pub(crate) const H1_CHUNK: usize = 256 * 1024;
-/// What one HTTP/1.1 connection may hold: one chunk. The next is read once the last went out to the
-/// socket, which on a connection that flows is at once (the kernel's send buffer takes it).
-pub(crate) const H1_BUDGET: usize = H1_CHUNK;
+/// What one HTTP/1.1 connection may hold: the chunk hyper writes and one read ahead, the latter only
+/// while the client keeps up (`files::readahead`: a client that stops reading holds one chunk).
+pub(crate) const H1_BUDGET: usize = 2 * H1_CHUNK;
 /// The chunk a body reads at once on an HTTP/2 connection (four full DATA frames).
 pub(crate) const H2_CHUNK: usize = 64 * 1024;
 /// What one HTTP/2 connection may hold, over all its streams.
@@ -44,6 +44,9 @@ pub(crate) struct ReadBudget {
     server: Arc<ServerBudget>,
     /// The client's address: whose share of the server's budget the connection takes from.
     peer: IpAddr,
+    /// Bodies read a chunk ahead while the client keeps up (HTTP/1.1; HTTP/2's streams share the
+    /// connection's budget instead).
+    reads_ahead: bool,
 }
 
 impl ReadBudget {
@@ -59,11 +62,12 @@ impl ReadBudget {
             connection: Arc::new(Semaphore::new(budget)),
             server,
             peer,
+            reads_ahead: !http2,
         })
     }
 
     /// The server's budget, `bytes` large; it and each source's share hold at least one HTTP/1.1
-    /// budget, so a chunk always fits.
+    /// budget, so a chunk and its read-ahead always fit.
     pub(crate) fn server(bytes: usize) -> Arc<ServerBudget> {
         ServerBudget::new(bytes, H1_BUDGET)
     }
@@ -71,6 +75,22 @@ impl ReadBudget {
     /// How much a body on this connection reads at once.
     pub(crate) fn chunk(&self) -> usize {
         self.chunk
+    }
+
+    /// Whether bodies on this connection read ahead while the client keeps up.
+    pub(crate) fn reads_ahead(&self) -> bool {
+        self.reads_ahead
+    }
+
+    /// Bytes of this connection's budget that chunks hold now.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        let total = if self.reads_ahead {
+            H1_BUDGET
+        } else {
+            H2_BUDGET
+        };
+        total - self.connection.available_permits()
     }
 }
 
