@@ -28,6 +28,7 @@ const SHARES: usize = 16;
 /// Bytes all response bodies of a server may hold at once, and each source's part of them.
 #[derive(Debug)]
 pub(crate) struct ServerBudget {
+    total: usize,
     /// What one source may hold at once.
     share: usize,
     state: Mutex<State>,
@@ -58,6 +59,7 @@ impl ServerBudget {
     pub(crate) fn new(total: usize, least: usize) -> Arc<Self> {
         let total = total.max(least);
         Arc::new(ServerBudget {
+            total,
             share: (total / SHARES).max(least),
             state: Mutex::new(State {
                 free: total,
@@ -72,6 +74,11 @@ impl ServerBudget {
     #[cfg(test)]
     pub(crate) fn available(&self) -> usize {
         self.state.lock().recover().free
+    }
+
+    /// Bytes that chunks read for clients hold now.
+    pub(crate) fn held(&self) -> usize {
+        self.total - self.state.lock().recover().free
     }
 
     /// Gives back `len` bytes that `source` held, and hands them on.

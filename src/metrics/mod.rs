@@ -12,18 +12,19 @@ mod endpoint;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 pub use endpoint::{serve, CONNECTION_LIFETIME, HEADER_TIMEOUT, MAX_CONNECTIONS};
 
+use crate::limits::ServerBudget;
 use crate::lock::Recover;
 
 /// The `Content-Type` of [`Metrics::render`]'s text (the Prometheus text format, version 0.0.4).
@@ -105,6 +106,8 @@ struct GroupFamilies {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// Set once the serve loop's read budget is exported.
+    budget_watched: OnceLock<()>,
     groups: GroupFamilies,
     /// Which registration of a prefix owns its series now: a group replaced by one of the same prefix
     /// must not remove its successor's series when it goes.
@@ -178,6 +181,7 @@ impl Metrics {
         let ungrouped = GroupSeries::resolve(&groups, NO_GROUP, None);
         Metrics {
             registry: Mutex::new(registry),
+            budget_watched: OnceLock::new(),
             groups,
             owners: Mutex::default(),
             next_owner: AtomicU64::new(1),
@@ -189,6 +193,17 @@ impl Metrics {
             auth_failures,
             access_log_dropped,
             commits,
+        }
+    }
+
+    /// Exports how much of the serve loop's read budget chunks hold (`bcs_read_buffer_bytes`); once,
+    /// for the first serve loop (a server serves once).
+    pub(crate) fn watch_read_budget(&self, budget: Arc<ServerBudget>) {
+        if self.budget_watched.set(()).is_ok() {
+            self.registry
+                .lock()
+                .recover()
+                .register_collector(Box::new(ReadBuffered(budget)));
         }
     }
 
@@ -267,6 +282,23 @@ fn register_groups(registry: &mut Registry, g: &GroupFamilies) {
         "Time transfers waited for the group's bandwidth budget, summed over transfers, by URL group",
         g.paced.clone(),
     );
+}
+
+/// The serve loop's read budget in use, read on each scrape.
+#[derive(Debug)]
+struct ReadBuffered(Arc<ServerBudget>);
+
+impl Collector for ReadBuffered {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauge = ConstGauge::new(i64::try_from(self.0.held()).unwrap_or(i64::MAX));
+        let metric = encoder.encode_descriptor(
+            "read_buffer_bytes",
+            "File bytes read into memory for clients and not yet written out to them",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
+    }
 }
 
 /// The zero-copy byte counter, read on each scrape.

@@ -111,6 +111,11 @@ pub(crate) struct HostArgs {
     /// Do not answer the group's root (`/Segment/`) with the list of its files.
     #[arg(long)]
     no_index: bool,
+    /// Read files and write them out on plain HTTP/1.1 too, instead of sending them from the file to the
+    /// socket inside the kernel (`sendfile`). Which is faster depends on the machine: measure with
+    /// benches/compare_nginx.sh.
+    #[arg(long)]
+    no_sendfile: bool,
     /// The most downloads one client address (an IPv6 /64) runs at once; one more gets 503.
     #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     max_downloads_per_client: u32,
@@ -165,7 +170,8 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
         .idle_timeout(Duration::from_secs(args.idle_timeout))
         .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
         .max_transfers_per_source(args.max_downloads_per_client)
-        .refuse_unknown_principals(args.refuse_unknown_principals);
+        .refuse_unknown_principals(args.refuse_unknown_principals)
+        .zero_copy(!args.no_sendfile);
     if !bind.is_empty() {
         builder = builder.bind_addresses(bind.iter().copied());
     }

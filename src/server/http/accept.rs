@@ -38,13 +38,15 @@ pub(crate) struct Running {
 impl Running {
     /// A serve loop for `site`, on the current runtime, accepting nothing yet.
     pub(crate) fn new(site: Arc<Site>) -> Self {
+        let read_budget = ReadBudget::server(SERVER_BUDGET);
+        site.metrics.watch_read_budget(read_budget.clone());
         let ctx = Arc::new(ServeContext {
             permits: Arc::new(Semaphore::new(site.settings.max_connections)),
             conn: Arc::new(ConnContext {
                 site,
                 shutdown: CancellationToken::new(),
                 force: CancellationToken::new(),
-                read_budget: ReadBudget::server(SERVER_BUDGET),
+                read_budget,
             }),
             tracker: TaskTracker::new(),
         });

@@ -245,6 +245,40 @@ fn an_anonymous_scrape_is_refused() {
     );
 }
 
+/// `bcs host --no-sendfile`: plain HTTP/1.1 files are read and written out (nothing goes by `sendfile`,
+/// so the server has no `sendfile_bytes` counter to export), and curl and wget get every byte, whole and
+/// by range.
+#[test]
+fn bcs_host_without_sendfile_reads_and_writes_every_byte() {
+    if !have("curl") || !have("wget") {
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let data = pattern((3 << 20) + 12_345, 5);
+    let file = write_file(files.path(), "big.bin", &data);
+    let metrics_port = free_port();
+    let addr = format!("127.0.0.1:{metrics_port}");
+    let args = ["--no-sendfile", "--metrics", &addr];
+    let (bcs, port) = spawn_host("http", "N", &args, &[file.as_path()]);
+    wait_for_port(metrics_port, "the metrics listener");
+    let url = format!("http://127.0.0.1:{port}/N/big.bin");
+    for (tool, args) in [("curl", ["-sfo"]), ("wget", ["-qO"])] {
+        let out = files.path().join(format!("{tool}.bin"));
+        let done = run(tool, &[args[0], out.to_str().unwrap(), &url]);
+        assert!(done.status.success(), "{tool}: {done:?}");
+        assert!(
+            std::fs::read(&out).unwrap() == data,
+            "{tool}'s copy differs"
+        );
+    }
+    let range = run("curl", &["-sf", "-r", "1000000-2999999", &url]).stdout;
+    assert!(range == data[1_000_000..3_000_000], "the range differs");
+    let page = text(&run("curl", &["-s", &format!("http://{addr}/metrics")]).stdout);
+    assert!(page.contains("bcs_http_response_bytes_total"), "{page}");
+    assert!(!page.contains("bcs_sendfile_bytes"), "{page}");
+    drop(bcs);
+}
+
 /// `bcs host --metrics ADDR`: a listener of its own answering GET /metrics only, counting what curl
 /// downloaded, and bounded against a flood of idle connections.
 #[test]
