@@ -214,9 +214,10 @@ impl ResponseBody {
     }
 
     /// Starts reading the next chunk of the file segment at the front, once the read budget allows; ready
-    /// when a read is pending or there is nothing to read.
+    /// when a read is pending or done and not yet handed over, or there is nothing to read.
     fn poll_start_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.pending.is_some() || self.sendfile_now().is_some() {
+        let read = self.ahead.as_ref().is_some_and(ReadAhead::has_ready);
+        if self.pending.is_some() || read || self.sendfile_now().is_some() {
             return Poll::Ready(());
         }
         let Some(Segment::File { start, end }) = self.segments.front() else {

@@ -66,11 +66,8 @@ impl ReadAhead {
     }
 
     /// Whether a new read may start now: yes when no chunk is in hyper's hands or the client keeps up;
-    /// otherwise pending until hyper has written its chunk out.
+    /// otherwise pending until hyper has written its chunk out. Call only with no chunk ready.
     pub(crate) fn poll_may_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.ready.is_some() {
-            return Poll::Pending;
-        }
         if self.pace.load(Ordering::Relaxed) {
             return Poll::Ready(());
         }
