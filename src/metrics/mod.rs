@@ -12,7 +12,7 @@ mod endpoint;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -106,8 +106,6 @@ struct GroupFamilies {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
-    /// Set once the serve loop's read budget is exported.
-    budget_watched: OnceLock<()>,
     groups: GroupFamilies,
     /// Which registration of a prefix owns its series now: a group replaced by one of the same prefix
     /// must not remove its successor's series when it goes.
@@ -181,7 +179,6 @@ impl Metrics {
         let ungrouped = GroupSeries::resolve(&groups, NO_GROUP, None);
         Metrics {
             registry: Mutex::new(registry),
-            budget_watched: OnceLock::new(),
             groups,
             owners: Mutex::default(),
             next_owner: AtomicU64::new(1),
@@ -196,15 +193,13 @@ impl Metrics {
         }
     }
 
-    /// Exports how much of the serve loop's read budget chunks hold (`bcs_read_buffer_bytes`); once,
-    /// for the first serve loop (a server serves once).
+    /// Exports how much of the serve loop's read budget chunks hold (`bcs_read_buffer_bytes`); called
+    /// once, when the server starts serving (a server serves once).
     pub(crate) fn watch_read_budget(&self, budget: Arc<ServerBudget>) {
-        if self.budget_watched.set(()).is_ok() {
-            self.registry
-                .lock()
-                .recover()
-                .register_collector(Box::new(ReadBuffered(budget)));
-        }
+        self.registry
+            .lock()
+            .recover()
+            .register_collector(Box::new(ReadBuffered(budget)));
     }
 
     /// The series of a group being created with this prefix; they go when it is deleted

@@ -436,6 +436,10 @@ impl Server {
                 let sockets = std::mem::take(&mut p.sockets);
                 running.start_port(*port, p.is_tls(), sockets, &p.stop);
             }
+            self.shared
+                .site
+                .metrics
+                .watch_read_budget(running.read_budget());
             state.running = Some(running.clone());
             state.served = true;
         }

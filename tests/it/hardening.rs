@@ -308,7 +308,7 @@ fn big_file(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn stalled_http1_downloads_hold_little_memory() {
-    let each = stalled_downloads_hold_little_memory(&[], 0);
+    let each = rss_per_stalled_download(&[], 0);
     // Before: about 1.1-1.3 MiB each (a 512 KiB chunk in hyper's queue and one read ahead). Now one
     // 256 KiB chunk (smaller chunks cost large-file speed, see limits::memory) and the connection itself.
     assert!(each <= 450, "{each} KiB per stalled download");
@@ -325,8 +325,7 @@ fn downloads_that_read_then_stall_give_their_read_ahead_back() {
     const CHUNK_KIB: u64 = 256;
     for first in [0, 1 << 20] {
         let metrics = format!("127.0.0.1:{}", crate::support::free_port());
-        let each =
-            stalled_downloads_hold_little_memory(&["--no-sendfile", "--metrics", &metrics], first);
+        let each = rss_per_stalled_download(&["--no-sendfile", "--metrics", &metrics], first);
         assert!(
             each <= 2 * CHUNK_KIB + 100,
             "{each} KiB per stalled download"
@@ -337,7 +336,7 @@ fn downloads_that_read_then_stall_give_their_read_ahead_back() {
 /// 200 HTTP/1.1 downloads of a 64 MiB file through a 4 KiB receive buffer, each reading `first` bytes of
 /// it and then nothing: the server's RSS per download, in KiB. With `--metrics ADDR` in `args`, also
 /// checks that the file bytes it holds in memory for them are one chunk each at most.
-fn stalled_downloads_hold_little_memory(args: &[&str], first: usize) -> u64 {
+fn rss_per_stalled_download(args: &[&str], first: usize) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let file = big_file(dir.path());
     let (bcs, port) = bcs_host("http", args, &[&file]);

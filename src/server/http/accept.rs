@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::connection::{self, ConnContext};
 use super::site::Site;
-use crate::limits::{ReadBudget, SERVER_BUDGET};
+use crate::limits::{ReadBudget, ServerBudget, SERVER_BUDGET};
 
 /// What every task of one `serve` call shares: what connections need, and the accept loops' permits
 /// and task tracker.
@@ -36,17 +36,20 @@ pub(crate) struct Running {
 }
 
 impl Running {
+    /// What this serve loop's response bodies may hold in memory, all together.
+    pub(crate) fn read_budget(&self) -> Arc<ServerBudget> {
+        self.ctx.conn.read_budget.clone()
+    }
+
     /// A serve loop for `site`, on the current runtime, accepting nothing yet.
     pub(crate) fn new(site: Arc<Site>) -> Self {
-        let read_budget = ReadBudget::server(SERVER_BUDGET);
-        site.metrics.watch_read_budget(read_budget.clone());
         let ctx = Arc::new(ServeContext {
             permits: Arc::new(Semaphore::new(site.settings.max_connections)),
             conn: Arc::new(ConnContext {
                 site,
                 shutdown: CancellationToken::new(),
                 force: CancellationToken::new(),
-                read_budget,
+                read_budget: ReadBudget::server(SERVER_BUDGET),
             }),
             tracker: TaskTracker::new(),
         });
